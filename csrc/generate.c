@@ -1,0 +1,347 @@
+/*
+ * generate.c — the token loop in C: prompt in, text pieces out.
+ *
+ * Owns plm_generator (step-wise) and plm_generate (callback form). It reuses the
+ * longest cached prefix of the prompt, evaluates the rest in batches, then
+ * samples and decodes one token per step. Text leaves in pieces that are safe to
+ * show: whole UTF-8 characters only, and never a byte that could begin a stop
+ * string (those are held back until they can no longer match). Sampling is
+ * sampler.c's; the forward pass is forward.c's.
+ */
+#include "context.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct plm_generator {
+    plm_context *ctx;
+    plm_generate_params p;
+    plm_sampler *smp;
+    char **stop;
+    size_t *stop_len;
+    int32_t n_stop;
+    size_t max_stop;
+    plm_token *toks;           /* generated tokens */
+    int32_t n_toks, cap_toks;
+    int32_t n_prompt;          /* prompt tokens evaluated */
+    int32_t seq;
+    char *pend;                /* bytes decoded but not yet emitted */
+    size_t n_pend, cap_pend;
+    char *outbuf;              /* what the last call returned */
+    size_t cap_out;
+    plm_stop_reason reason;
+    bool finished;             /* reason set and the tail flushed */
+    plm_token last;            /* last evaluated token (its logits are current) */
+};
+
+plm_generate_params plm_generate_default_params(void) {
+    plm_generate_params p = {
+        .max_tokens = 256, .sampling = plm_sampler_default_params(), .stop = NULL, .n_stop = 0,
+        .add_special = true, .parse_special = true, .ignore_eos = false, .seq_id = 0, .keep_cache = true,
+    };
+    return p;
+}
+
+void plm_generator_free(plm_generator *g) {
+    if (!g) return;
+    plm_sampler_free(g->smp);
+    for (int32_t i = 0; i < g->n_stop; i++) free(g->stop[i]);
+    free(g->stop);
+    free(g->stop_len);
+    free(g->toks);
+    free(g->pend);
+    free(g->outbuf);
+    free(g);
+}
+
+static plm_status reserve(char **buf, size_t *cap, size_t need) {
+    if (need <= *cap) return PLM_OK;
+    size_t nc = *cap ? *cap : 64;
+    while (nc < need) nc *= 2;
+    char *nb = realloc(*buf, nc);
+    if (!nb) return plm_fail(PLM_ERR_OOM, "out of memory for generated text");
+    *buf = nb;
+    *cap = nc;
+    return PLM_OK;
+}
+
+/* Length of the prefix of s[0, n) that ends on a UTF-8 character boundary: a
+ * trailing sequence that is incomplete but could still become valid is held. */
+static size_t utf8_safe_prefix(const char *s, size_t n) {
+    size_t start = n;
+    for (size_t back = 1; back <= 4 && back <= n; back++) {
+        unsigned char c = (unsigned char)s[n - back];
+        if ((c & 0xC0) == 0x80) continue; /* continuation byte: keep looking for the lead */
+        size_t need = c >= 0xF0 && c <= 0xF4 ? 4 : c >= 0xE0 ? 3 : c >= 0xC2 && c < 0xE0 ? 2 : 1;
+        if (need > back) start = n - back; /* lead byte whose sequence is not complete yet */
+        break;
+    }
+    return start;
+}
+
+/* Decides how much of the pending bytes can be emitted; sets *hit if a stop
+ * string occurs (then only the text before it is emitted). */
+static size_t emittable(plm_generator *g, bool *hit) {
+    *hit = false;
+    size_t n = g->n_pend;
+    size_t first = n;
+    for (int32_t i = 0; i < g->n_stop; i++) {
+        size_t L = g->stop_len[i];
+        if (L == 0 || L > n) continue;
+        for (size_t at = 0; at + L <= n && at < first; at++)
+            if (memcmp(g->pend + at, g->stop[i], L) == 0) {
+                first = at;
+                break;
+            }
+    }
+    if (first < n) {
+        *hit = true;
+        return first;
+    }
+    /* Hold back the longest suffix that is a prefix of some stop string. */
+    size_t keep = n;
+    for (int32_t i = 0; i < g->n_stop; i++) {
+        size_t L = g->stop_len[i];
+        for (size_t k = PLM_MIN(L - 1, n); k > 0; k--)
+            if (memcmp(g->pend + n - k, g->stop[i], k) == 0) {
+                if (n - k < keep) keep = n - k;
+                break;
+            }
+    }
+    return utf8_safe_prefix(g->pend, keep);
+}
+
+/* Moves the first k pending bytes to the output buffer. */
+static plm_status take(plm_generator *g, size_t k, const char **piece, size_t *len) {
+    plm_status st = reserve(&g->outbuf, &g->cap_out, k + 1);
+    if (st) return st;
+    memcpy(g->outbuf, g->pend, k);
+    g->outbuf[k] = 0;
+    memmove(g->pend, g->pend + k, g->n_pend - k);
+    g->n_pend -= k;
+    *piece = g->outbuf;
+    *len = k;
+    return PLM_OK;
+}
+
+static plm_status eval_tokens(plm_context *ctx, const plm_token *toks, int32_t n, int32_t pos0, int32_t seq) {
+    int32_t chunk = ctx->params.n_batch;
+    int32_t *pos = malloc((size_t)chunk * sizeof(int32_t)), *sq = malloc((size_t)chunk * sizeof(int32_t));
+    int8_t *lg = malloc((size_t)chunk);
+    if (!pos || !sq || !lg) {
+        free(pos); free(sq); free(lg);
+        return plm_fail(PLM_ERR_OOM, "out of memory");
+    }
+    plm_status st = PLM_OK;
+    for (int32_t i = 0; i < n && !st; i += chunk) {
+        int32_t T = PLM_MIN(chunk, n - i);
+        for (int32_t t = 0; t < T; t++) {
+            pos[t] = pos0 + i + t;
+            sq[t] = seq;
+            lg[t] = (i + t == n - 1);
+        }
+        plm_batch b = {.n_tokens = T, .token = toks + i, .pos = pos, .seq_id = sq, .logits = lg};
+        st = plm_decode(ctx, &b);
+    }
+    free(pos); free(sq); free(lg);
+    return st;
+}
+
+/* Number of leading prompt tokens already in the cache for this sequence. */
+static int32_t cached_prefix(const plm_context *ctx, int32_t seq, const plm_token *toks, int32_t n) {
+    const plm_kv *kv = &ctx->kv;
+    int32_t pm = plm_kv_seq_pos_max(ctx, seq);
+    if (pm < 0) return 0;
+    int32_t len = PLM_MIN(pm + 1, n);
+    plm_token *at = malloc((size_t)len * sizeof(plm_token));
+    if (!at) return 0;
+    for (int32_t i = 0; i < len; i++) at[i] = -1;
+    uint64_t bit = (uint64_t)1 << seq;
+    for (int32_t c = 0; c < kv->n_active; c++)
+        if ((kv->seq[c] & bit) && kv->pos[c] < len) at[kv->pos[c]] = kv->tok[c];
+    int32_t k = 0;
+    while (k < len && at[k] == toks[k]) k++;
+    free(at);
+    return k;
+}
+
+plm_status plm_generator_create_tokens(plm_context *ctx, const plm_token *tokens, int32_t n,
+                                       const plm_generate_params *params, plm_generator **out) {
+    if (!out) return plm_fail(PLM_ERR_ARG, "plm_generator_create: out is NULL");
+    *out = NULL;
+    if (!ctx || (!tokens && n)) return plm_fail(PLM_ERR_ARG, "plm_generator_create: NULL argument");
+    if (n <= 0) return plm_fail(PLM_ERR_ARG, "the prompt is empty: nothing to generate from (n_tokens = %d)", n);
+    plm_generate_params p = params ? *params : plm_generate_default_params();
+    if (p.seq_id < 0 || p.seq_id >= ctx->params.n_seq_max)
+        return plm_fail(PLM_ERR_ARG, "seq_id %d outside [0, %d)", p.seq_id, ctx->params.n_seq_max);
+    if (p.n_stop < 0 || (p.n_stop > 0 && !p.stop)) return plm_fail(PLM_ERR_ARG, "stop: %d strings but no array", p.n_stop);
+    const int32_t n_vocab = ctx->model->hp.n_vocab;
+    for (int32_t i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= n_vocab)
+            return plm_fail(PLM_ERR_ARG, "prompt token %d is %d, outside the vocabulary [0, %d)", i, tokens[i], n_vocab);
+    if (n >= ctx->kv.n_ctx)
+        return plm_fail(PLM_ERR_CONTEXT_FULL, "the prompt has %d tokens but the context holds %d", n, ctx->kv.n_ctx);
+
+    plm_generator *g = calloc(1, sizeof(*g));
+    if (!g) return plm_fail(PLM_ERR_OOM, "out of memory");
+    g->ctx = ctx;
+    g->p = p;
+    g->seq = p.seq_id;
+    g->p.stop = NULL;
+    plm_status st = plm_sampler_create(&p.sampling, n_vocab, &g->smp);
+    if (st) goto fail;
+    if (p.n_stop) {
+        g->stop = calloc((size_t)p.n_stop, sizeof(char *));
+        g->stop_len = calloc((size_t)p.n_stop, sizeof(size_t));
+        if (!g->stop || !g->stop_len) { st = plm_fail(PLM_ERR_OOM, "out of memory"); goto fail; }
+        g->n_stop = p.n_stop;
+        for (int32_t i = 0; i < p.n_stop; i++) {
+            if (!p.stop[i]) { st = plm_fail(PLM_ERR_ARG, "stop string %d is NULL", i); goto fail; }
+            g->stop[i] = strdup(p.stop[i]);
+            if (!g->stop[i]) { st = plm_fail(PLM_ERR_OOM, "out of memory"); goto fail; }
+            g->stop_len[i] = strlen(p.stop[i]);
+            if (g->stop_len[i] > g->max_stop) g->max_stop = g->stop_len[i];
+        }
+    }
+    g->cap_toks = 64;
+    g->toks = malloc((size_t)g->cap_toks * sizeof(plm_token));
+    if (!g->toks) { st = plm_fail(PLM_ERR_OOM, "out of memory"); goto fail; }
+
+    /* Reuse the cached prefix; always re-evaluate at least the last prompt token for its logits. */
+    int32_t keep = p.keep_cache ? cached_prefix(ctx, g->seq, tokens, n) : 0;
+    if (keep >= n) keep = n - 1;
+    if ((st = plm_kv_seq_rm(ctx, g->seq, keep, -1))) goto fail;
+    for (int32_t i = 0; i < n; i++) plm_sampler_accept(g->smp, tokens[i]);
+    if ((st = eval_tokens(ctx, tokens + keep, n - keep, keep, g->seq))) goto fail;
+    g->n_prompt = n - keep;
+    g->last = tokens[n - 1];
+    *out = g;
+    return PLM_OK;
+fail:
+    plm_generator_free(g);
+    return st;
+}
+
+plm_status plm_generator_create(plm_context *ctx, const char *prompt, size_t len, const plm_generate_params *params,
+                                plm_generator **out) {
+    if (!out) return plm_fail(PLM_ERR_ARG, "plm_generator_create: out is NULL");
+    *out = NULL;
+    if (!ctx || (!prompt && len)) return plm_fail(PLM_ERR_ARG, "plm_generator_create: NULL argument");
+    plm_generate_params p = params ? *params : plm_generate_default_params();
+    int32_t cap = (int32_t)PLM_MIN(len + 8, (size_t)INT32_MAX / 8), n = 0;
+    plm_token *toks = malloc((size_t)cap * sizeof(plm_token));
+    if (!toks) return plm_fail(PLM_ERR_OOM, "out of memory tokenizing the prompt");
+    plm_status st = plm_tokenize(ctx->model, prompt ? prompt : "", len, p.add_special, p.parse_special, toks, cap, &n);
+    if (st == PLM_ERR_BUFFER) {
+        free(toks);
+        cap = n;
+        toks = malloc((size_t)cap * sizeof(plm_token));
+        if (!toks) return plm_fail(PLM_ERR_OOM, "out of memory tokenizing the prompt");
+        st = plm_tokenize(ctx->model, prompt, len, p.add_special, p.parse_special, toks, cap, &n);
+    }
+    if (!st) st = plm_generator_create_tokens(ctx, toks, n, &p, out);
+    free(toks);
+    return st;
+}
+
+plm_status plm_generator_next(plm_generator *g, const char **piece, size_t *len, plm_stop_reason *reason) {
+    if (!g || !piece || !len || !reason) return plm_fail(PLM_ERR_ARG, "plm_generator_next: NULL argument");
+    *piece = "";
+    *len = 0;
+    *reason = g->reason;
+    if (g->finished) return PLM_OK;
+    plm_context *ctx = g->ctx;
+    plm_status st;
+
+    if (g->reason == PLM_STOP_NONE) {
+        if (ctx->abort_fn && ctx->abort_fn(ctx->abort_user))
+            return plm_fail(PLM_ERR_CANCELLED, "generation cancelled by the abort callback");
+        plm_token t;
+        if ((st = plm_sampler_sample(g->smp, ctx, -1, &t))) return st;
+        if (!g->p.ignore_eos && plm_vocab_is_eog(ctx->model->vocab, t)) {
+            g->reason = PLM_STOP_EOG;
+        } else {
+            if (g->n_toks == g->cap_toks) {
+                plm_token *nt = realloc(g->toks, (size_t)g->cap_toks * 2 * sizeof(plm_token));
+                if (!nt) return plm_fail(PLM_ERR_OOM, "out of memory");
+                g->toks = nt;
+                g->cap_toks *= 2;
+            }
+            g->toks[g->n_toks++] = t;
+            plm_sampler_accept(g->smp, t);
+            size_t k;
+            st = plm_vocab_piece(ctx->model->vocab, t, false, NULL, 0, &k);
+            if (st && st != PLM_ERR_BUFFER) return st;
+            if ((st = reserve(&g->pend, &g->cap_pend, g->n_pend + k + 1))) return st;
+            if ((st = plm_vocab_piece(ctx->model->vocab, t, false, g->pend + g->n_pend, k, &k))) return st;
+            g->n_pend += k;
+            bool hit;
+            size_t e = emittable(g, &hit);
+            if (hit) {
+                g->n_pend = e; /* drop the stop string and what follows */
+                g->reason = PLM_STOP_STRING;
+            } else {
+                if (g->p.max_tokens > 0 && g->n_toks >= g->p.max_tokens) g->reason = PLM_STOP_LENGTH;
+                else if (ctx->kv.used >= ctx->kv.n_ctx) g->reason = PLM_STOP_CONTEXT;
+                else {
+                    int32_t pos = plm_kv_seq_pos_max(ctx, g->seq) + 1;
+                    st = eval_tokens(ctx, &t, 1, pos, g->seq);
+                    if (st == PLM_ERR_CONTEXT_FULL) g->reason = PLM_STOP_CONTEXT;
+                    else if (st) return st;
+                    g->last = t;
+                }
+                if (g->reason == PLM_STOP_NONE) return take(g, e, piece, len);
+            }
+        }
+    }
+    /* Ended: flush everything still held back. */
+    g->finished = true;
+    *reason = g->reason;
+    return take(g, g->n_pend, piece, len);
+}
+
+const plm_token *plm_generator_tokens(const plm_generator *g, int32_t *n) {
+    if (n) *n = g ? g->n_toks : 0;
+    return g ? g->toks : NULL;
+}
+
+int32_t plm_generator_n_prompt(const plm_generator *g) { return g ? g->n_prompt : 0; }
+
+plm_status plm_generate(plm_context *ctx, const char *prompt, size_t len, const plm_generate_params *params,
+                        plm_piece_fn on_piece, void *user, char **out, plm_stop_reason *reason) {
+    if (out) *out = NULL;
+    if (reason) *reason = PLM_STOP_NONE;
+    plm_generator *g;
+    plm_status st = plm_generator_create(ctx, prompt, len, params, &g);
+    if (st) return st;
+    char *text = NULL;
+    size_t n_text = 0, cap_text = 0;
+    plm_stop_reason r = PLM_STOP_NONE;
+    for (;;) {
+        const char *piece;
+        size_t k;
+        if ((st = plm_generator_next(g, &piece, &k, &r))) break;
+        if (k && out) {
+            if ((st = reserve(&text, &cap_text, n_text + k + 1))) break;
+            memcpy(text + n_text, piece, k);
+            n_text += k;
+        }
+        if (k && on_piece && on_piece(piece, k, user)) {
+            r = PLM_STOP_CALLER;
+            break;
+        }
+        if (r != PLM_STOP_NONE && g->finished) break;
+    }
+    plm_generator_free(g);
+    if (st) {
+        free(text);
+        return st;
+    }
+    if (out) {
+        if (!text && (st = reserve(&text, &cap_text, 1))) return st;
+        text[n_text] = 0;
+        *out = text;
+    }
+    if (reason) *reason = r;
+    return PLM_OK;
+}

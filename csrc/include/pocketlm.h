@@ -1,0 +1,310 @@
+/*
+ * pocketlm.h — the one public header of pocketlm.
+ *
+ * pocketlm runs small language models on the CPU from GGUF files. Objects are
+ * opaque handles named plm_<object>_<verb>. Every call that can fail returns a
+ * plm_status; on failure plm_last_error() returns a message naming what was wrong
+ * (which key, which tensor, which offset). The library never exits or aborts.
+ *
+ * Ownership is stated once per function. "Borrowed" means the pointer belongs to
+ * the library and stays valid as long as the text says.
+ *
+ * Thread safety: a plm_model is immutable after plm_model_load and may be shared
+ * by any number of threads and contexts. A plm_context, plm_sampler or
+ * plm_generator must be used by one thread at a time (callers serialize).
+ * plm_last_error() is per thread.
+ */
+#ifndef POCKETLM_H
+#define POCKETLM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(PLM_BUILDING_LIBRARY) && defined(__GNUC__)
+#define PLM_API __attribute__((visibility("default")))
+#else
+#define PLM_API
+#endif
+
+#define PLM_VERSION "0.1.0"
+
+/* ---------------------------------------------------------------- status */
+
+typedef enum plm_status {
+    PLM_OK = 0,
+    PLM_ERR_IO = 1,           /* file could not be opened, read or mapped */
+    PLM_ERR_FORMAT = 2,       /* malformed file or data */
+    PLM_ERR_UNSUPPORTED = 3,  /* valid, but not supported (architecture, tensor type, ...) */
+    PLM_ERR_OOM = 4,          /* out of memory */
+    PLM_ERR_ARG = 5,          /* invalid argument (NULL, out of range token, bad parameter) */
+    PLM_ERR_CONTEXT_FULL = 6, /* the KV cache has no room for the batch */
+    PLM_ERR_CANCELLED = 7,    /* the abort callback asked to stop */
+    PLM_ERR_BUFFER = 8,       /* caller's output buffer too small; the needed size is reported */
+    PLM_ERR_INTERNAL = 9      /* a bug in pocketlm */
+} plm_status;
+
+/* Static name of a status ("PLM_ERR_FORMAT"). Never NULL. */
+PLM_API const char *plm_status_str(plm_status status);
+
+/* Message of the last failed call on this thread ("" if none). Borrowed: valid
+ * until the next pocketlm call on this thread. */
+PLM_API const char *plm_last_error(void);
+
+/* Version string, e.g. "0.1.0". Static. */
+PLM_API const char *plm_version(void);
+
+/* Name of the kernel set chosen for this CPU ("avx2", "scalar"). Static. */
+PLM_API const char *plm_kernels_name(void);
+
+typedef int32_t plm_token;
+
+/* ----------------------------------------------------------------- model */
+
+typedef struct plm_model plm_model;
+
+typedef struct plm_model_params {
+    bool use_mmap;      /* map the file (default true); false reads it into memory */
+    bool check_tensors; /* validate tensor data (NaN/Inf in float tensors); default false */
+} plm_model_params;
+
+PLM_API plm_model_params plm_model_default_params(void);
+
+/* Loads a GGUF model. path NULL or "" means the default model (see
+ * plm_default_model_path). On success *out is a new model: free with
+ * plm_model_free. On failure *out is NULL. */
+PLM_API plm_status plm_model_load(const char *path, const plm_model_params *params, plm_model **out);
+
+/* Frees a model. NULL is a no-op. Every context made from it must be freed first. */
+PLM_API void plm_model_free(plm_model *model);
+
+/* Resolves the default model path: $POCKETLM_MODEL if set, else
+ * <cache>/SmolLM2-135M-Instruct.Q4_1.gguf where <cache> is $POCKETLM_CACHE, else
+ * $XDG_CACHE_HOME/pocketlm, else ~/.cache/pocketlm. Writes a NUL-terminated path
+ * into buf. Returns PLM_ERR_IO naming the paths tried if no file is there. */
+PLM_API plm_status plm_default_model_path(char *buf, size_t cap);
+
+typedef struct plm_model_info {
+    const char *arch;          /* "llama" */
+    const char *name;          /* general.name or "" */
+    const char *file_type;     /* dominant weight type, e.g. "Q4_1" */
+    const char *chat_template; /* tokenizer.chat_template or "" */
+    const char *path;          /* the file it came from */
+    int32_t n_vocab;
+    int32_t n_ctx_train;
+    int32_t n_embd;
+    int32_t n_layer;
+    int32_t n_head;
+    int32_t n_head_kv;
+    int32_t n_ff;
+    int32_t head_dim;
+    uint64_t n_params;
+    uint64_t n_bytes;          /* bytes of tensor data */
+    plm_token bos, eos, eot;   /* -1 when absent */
+    bool add_bos;
+} plm_model_info;
+
+/* Fills *out. Strings are borrowed: valid while the model lives. */
+PLM_API plm_status plm_model_get_info(const plm_model *model, plm_model_info *out);
+
+/* Number of metadata keys, the i-th key, and a value rendered as text (arrays
+ * are summarized). Borrowed strings valid while the model lives. */
+PLM_API int32_t plm_model_meta_count(const plm_model *model);
+PLM_API const char *plm_model_meta_key(const plm_model *model, int32_t i);
+/* Writes the value of key as text into buf (NUL-terminated, truncated to cap).
+ * Returns PLM_ERR_ARG if the key is absent. */
+PLM_API plm_status plm_model_meta_str(const plm_model *model, const char *key, char *buf, size_t cap);
+
+/* ------------------------------------------------------------- tokenizer */
+
+/* Tokenizes len bytes of text (UTF-8; invalid bytes are encoded as bytes).
+ * add_special: prepend BOS (and append EOS) as the vocabulary asks.
+ * parse_special: match special/control token texts such as "<|im_start|>" in
+ * text; otherwise they are tokenized as plain text.
+ * Writes at most cap tokens into out and sets *n_out to the number of tokens the
+ * text needs; if that exceeds cap, returns PLM_ERR_BUFFER. */
+PLM_API plm_status plm_tokenize(const plm_model *model, const char *text, size_t len, bool add_special,
+                                bool parse_special, plm_token *out, int32_t cap, int32_t *n_out);
+
+/* Bytes of one token's text (may be part of a UTF-8 character). Control tokens
+ * give their text only if special is true. *n_out is the needed size; returns
+ * PLM_ERR_BUFFER if cap is smaller. Not NUL-terminated. */
+PLM_API plm_status plm_token_to_piece(const plm_model *model, plm_token token, bool special, char *buf,
+                                      size_t cap, size_t *n_out);
+
+/* Concatenated text of tokens (bytes, not NUL-terminated). Same buffer rules. */
+PLM_API plm_status plm_detokenize(const plm_model *model, const plm_token *tokens, int32_t n, bool special,
+                                  char *buf, size_t cap, size_t *n_out);
+
+/* True for end-of-generation tokens (EOS, EOT, <|im_end|>, ...). */
+PLM_API bool plm_token_is_eog(const plm_model *model, plm_token token);
+
+/* --------------------------------------------------------------- context */
+
+typedef struct plm_context plm_context;
+
+typedef struct plm_context_params {
+    int32_t n_ctx;     /* KV cache cells (tokens over all sequences); 0 = min(n_ctx_train, 4096) */
+    int32_t n_batch;   /* most tokens per plm_decode call; default 512 */
+    int32_t n_seq_max; /* most distinct sequence ids (1..64); default 8 */
+    int32_t n_threads; /* worker threads; 0 = number of physical cores */
+} plm_context_params;
+
+PLM_API plm_context_params plm_context_default_params(void);
+
+/* Creates a context (KV cache, buffers, thread pool) over model. The model must
+ * outlive it. Free with plm_context_free. */
+PLM_API plm_status plm_context_create(plm_model *model, const plm_context_params *params, plm_context **out);
+PLM_API void plm_context_free(plm_context *ctx);
+PLM_API const plm_model *plm_context_model(const plm_context *ctx);
+PLM_API int32_t plm_context_n_ctx(const plm_context *ctx);
+PLM_API int32_t plm_context_n_threads(const plm_context *ctx);
+/* Changes the number of threads (restarts the pool). */
+PLM_API plm_status plm_context_set_threads(plm_context *ctx, int32_t n_threads);
+
+/* A batch of tokens. token[i] sits at position pos[i] of sequence seq_id[i];
+ * logits[i] != 0 asks for its logits. pos NULL: each sequence continues after
+ * its last cached position. seq_id NULL: sequence 0. logits NULL: only the last
+ * token's logits. */
+typedef struct plm_batch {
+    int32_t n_tokens;
+    const plm_token *token;
+    const int32_t *pos;
+    const int32_t *seq_id;
+    const int8_t *logits;
+} plm_batch;
+
+/* Runs the transformer over the batch, appending its keys and values to the
+ * cache. On PLM_ERR_CONTEXT_FULL, PLM_ERR_CANCELLED or any error the cache is
+ * left as it was before the call. Logits of earlier calls are invalidated. */
+PLM_API plm_status plm_decode(plm_context *ctx, const plm_batch *batch);
+
+/* Logits (n_vocab floats) of batch entry i of the last plm_decode; i = -1 means
+ * the last entry whose logits were asked for. NULL (with an error message) if
+ * none. Borrowed and writable: valid until the next plm_decode on ctx. */
+PLM_API float *plm_context_logits(plm_context *ctx, int32_t i);
+/* Number of logits rows held, and the batch index of row r. */
+PLM_API int32_t plm_context_n_logits(const plm_context *ctx);
+
+/* KV cache. p1 < 0 means "to the end". */
+PLM_API void plm_kv_clear(plm_context *ctx);
+PLM_API plm_status plm_kv_seq_rm(plm_context *ctx, int32_t seq_id, int32_t p0, int32_t p1);
+/* Makes positions [p0, p1) of src also part of dst, sharing the cells (no copy). */
+PLM_API plm_status plm_kv_seq_cp(plm_context *ctx, int32_t src, int32_t dst, int32_t p0, int32_t p1);
+/* Largest cached position of a sequence, -1 if empty. */
+PLM_API int32_t plm_kv_seq_pos_max(const plm_context *ctx, int32_t seq_id);
+/* Cells in use. */
+PLM_API int32_t plm_kv_used(const plm_context *ctx);
+
+/* Called between layers of plm_decode and between tokens of plm_generate; a
+ * nonzero return stops the work with PLM_ERR_CANCELLED. Called on the thread
+ * that called plm_decode. */
+typedef int (*plm_abort_fn)(void *user);
+PLM_API void plm_context_set_abort_callback(plm_context *ctx, plm_abort_fn fn, void *user);
+
+/* --------------------------------------------------------------- sampler */
+
+typedef struct plm_logit_bias {
+    plm_token token;
+    float bias;
+} plm_logit_bias;
+
+typedef struct plm_sampler_params {
+    float temperature;      /* <= 0: greedy (default 0.8) */
+    int32_t top_k;          /* <= 0: off (default 40) */
+    float top_p;            /* >= 1: off (default 0.95) */
+    float min_p;            /* <= 0: off (default 0.05) */
+    float repeat_penalty;   /* 1: off (default 1.0) */
+    float frequency_penalty;/* 0: off */
+    float presence_penalty; /* 0: off */
+    int32_t penalty_last_n; /* window of recent tokens for penalties (default 64; -1: whole history) */
+    uint64_t seed;          /* same seed, same choices (default 0x5EED) */
+    const plm_logit_bias *logit_bias; /* copied at create */
+    int32_t n_logit_bias;
+} plm_sampler_params;
+
+typedef struct plm_sampler plm_sampler;
+
+PLM_API plm_sampler_params plm_sampler_default_params(void);
+/* Creates a sampler for a vocabulary of n_vocab tokens. Free with plm_sampler_free. */
+PLM_API plm_status plm_sampler_create(const plm_sampler_params *params, int32_t n_vocab, plm_sampler **out);
+PLM_API void plm_sampler_free(plm_sampler *smp);
+/* Picks a token from n_vocab logits (not modified). Does not accept it. */
+PLM_API plm_status plm_sampler_sample_logits(plm_sampler *smp, const float *logits, plm_token *out);
+/* Picks a token from the logits of batch entry i (-1: last) of ctx. */
+PLM_API plm_status plm_sampler_sample(plm_sampler *smp, plm_context *ctx, int32_t i, plm_token *out);
+/* Records a token in the penalty history. */
+PLM_API void plm_sampler_accept(plm_sampler *smp, plm_token token);
+/* Clears history and reseeds. */
+PLM_API void plm_sampler_reset(plm_sampler *smp);
+
+/* ------------------------------------------------------------ generation */
+
+typedef struct plm_generate_params {
+    int32_t max_tokens;        /* default 256; <= 0 means until the context is full */
+    plm_sampler_params sampling;
+    const char *const *stop;   /* stop strings (copied); never emitted, even in part */
+    int32_t n_stop;
+    bool add_special;          /* BOS etc. when tokenizing the prompt (default true) */
+    bool parse_special;        /* match special tokens in the prompt (default true) */
+    bool ignore_eos;           /* keep going past end-of-generation tokens (default false) */
+    int32_t seq_id;            /* sequence to use (default 0) */
+    bool keep_cache;           /* reuse the longest cached prefix of the prompt (default true) */
+} plm_generate_params;
+
+PLM_API plm_generate_params plm_generate_default_params(void);
+
+typedef enum plm_stop_reason {
+    PLM_STOP_NONE = 0,   /* still running */
+    PLM_STOP_LENGTH = 1, /* max_tokens reached */
+    PLM_STOP_EOG = 2,    /* end-of-generation token */
+    PLM_STOP_STRING = 3, /* a stop string matched */
+    PLM_STOP_CALLER = 4, /* the piece callback returned nonzero */
+    PLM_STOP_CONTEXT = 5 /* context full */
+} plm_stop_reason;
+
+typedef struct plm_generator plm_generator;
+
+/* Starts a generation of prompt (len bytes) on ctx: tokenizes and evaluates the
+ * prompt (this is the expensive part). ctx must outlive the generator and not be
+ * used by anything else until the generator is freed. Free with
+ * plm_generator_free. */
+PLM_API plm_status plm_generator_create(plm_context *ctx, const char *prompt, size_t len,
+                                        const plm_generate_params *params, plm_generator **out);
+/* Same, from tokens. */
+PLM_API plm_status plm_generator_create_tokens(plm_context *ctx, const plm_token *tokens, int32_t n,
+                                               const plm_generate_params *params, plm_generator **out);
+/* Produces the next piece of text: samples, decodes one token, and returns the
+ * text that is now safe to emit (whole UTF-8 characters, no possible start of a
+ * stop string). *piece is borrowed until the next call; *len may be 0 while
+ * bytes are held back. *reason becomes nonzero when generation has ended; the
+ * final call flushes what was held back. */
+PLM_API plm_status plm_generator_next(plm_generator *gen, const char **piece, size_t *len,
+                                      plm_stop_reason *reason);
+/* Tokens generated so far (borrowed until the next call) and their count. */
+PLM_API const plm_token *plm_generator_tokens(const plm_generator *gen, int32_t *n);
+/* Number of prompt tokens evaluated (excluding reused cache). */
+PLM_API int32_t plm_generator_n_prompt(const plm_generator *gen);
+PLM_API void plm_generator_free(plm_generator *gen);
+
+/* Callback for plm_generate: a piece of text; return nonzero to stop. */
+typedef int (*plm_piece_fn)(const char *piece, size_t len, void *user);
+
+/* Runs a whole generation, calling on_piece (may be NULL) for each piece. If
+ * out is not NULL, *out receives the whole text (malloc'd, NUL-terminated; free
+ * with plm_free) and *reason why it stopped. */
+PLM_API plm_status plm_generate(plm_context *ctx, const char *prompt, size_t len,
+                                const plm_generate_params *params, plm_piece_fn on_piece, void *user,
+                                char **out, plm_stop_reason *reason);
+
+/* Frees memory returned by pocketlm (NULL is a no-op). */
+PLM_API void plm_free(void *p);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,127 @@
+/*
+ * quant.h — tensor element types, their block layouts, and the kernel table.
+ *
+ * Types carry ggml's numeric ids (the ones GGUF stores). Weights stay in their
+ * block format; activations are quantized on the fly into the type's "dot
+ * partner" (Q8_0 for Q4_0/Q5_0/Q8_0, Q8_1 for Q4_1/Q5_1, Q8_K for the K-quants,
+ * F16 for F16, BF16 for BF16, F32 for F32), and a dot kernel multiplies one
+ * weight row with one activation row.
+ *
+ * quant.c owns the block structs, the fp16/bf16 conversions and the scalar
+ * reference kernels; kernels/<isa>.c provide faster versions of some entries;
+ * kernels/dispatch.c picks one table at start-up from CPU features.
+ */
+#ifndef PLM_QUANT_H
+#define PLM_QUANT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum plm_type {
+    PLM_TYPE_F32 = 0,
+    PLM_TYPE_F16 = 1,
+    PLM_TYPE_Q4_0 = 2,
+    PLM_TYPE_Q4_1 = 3,
+    PLM_TYPE_Q5_0 = 6,
+    PLM_TYPE_Q5_1 = 7,
+    PLM_TYPE_Q8_0 = 8,
+    PLM_TYPE_Q8_1 = 9,
+    PLM_TYPE_Q2_K = 10,
+    PLM_TYPE_Q3_K = 11,
+    PLM_TYPE_Q4_K = 12,
+    PLM_TYPE_Q5_K = 13,
+    PLM_TYPE_Q6_K = 14,
+    PLM_TYPE_Q8_K = 15,
+    PLM_TYPE_BF16 = 30,
+    PLM_TYPE_COUNT = 31
+} plm_type;
+
+#define PLM_QK 32   /* elements per block of the 32-element formats */
+#define PLM_QK_K 256 /* elements per super-block of the K-quants */
+
+typedef uint16_t plm_f16;  /* IEEE half, stored bits */
+typedef uint16_t plm_bf16; /* bfloat16, stored bits */
+
+/* Block layouts, byte-for-byte as GGUF stores them. */
+typedef struct { plm_f16 d; uint8_t qs[PLM_QK / 2]; } plm_block_q4_0;
+typedef struct { plm_f16 d; plm_f16 m; uint8_t qs[PLM_QK / 2]; } plm_block_q4_1;
+typedef struct { plm_f16 d; uint8_t qh[4]; uint8_t qs[PLM_QK / 2]; } plm_block_q5_0;
+typedef struct { plm_f16 d; plm_f16 m; uint8_t qh[4]; uint8_t qs[PLM_QK / 2]; } plm_block_q5_1;
+typedef struct { plm_f16 d; int8_t qs[PLM_QK]; } plm_block_q8_0;
+typedef struct { plm_f16 d; plm_f16 s; int8_t qs[PLM_QK]; } plm_block_q8_1; /* s = d * sum(qs) */
+typedef struct { uint8_t scales[PLM_QK_K / 16]; uint8_t qs[PLM_QK_K / 4]; plm_f16 d; plm_f16 dmin; } plm_block_q2_K;
+typedef struct { uint8_t hmask[PLM_QK_K / 8]; uint8_t qs[PLM_QK_K / 4]; uint8_t scales[12]; plm_f16 d; } plm_block_q3_K;
+typedef struct { plm_f16 d; plm_f16 dmin; uint8_t scales[12]; uint8_t qs[PLM_QK_K / 2]; } plm_block_q4_K;
+typedef struct { plm_f16 d; plm_f16 dmin; uint8_t scales[12]; uint8_t qh[PLM_QK_K / 8]; uint8_t qs[PLM_QK_K / 2]; } plm_block_q5_K;
+typedef struct { uint8_t ql[PLM_QK_K / 2]; uint8_t qh[PLM_QK_K / 4]; int8_t scales[PLM_QK_K / 16]; plm_f16 d; } plm_block_q6_K;
+typedef struct { float d; int8_t qs[PLM_QK_K]; int16_t bsums[PLM_QK_K / 16]; } plm_block_q8_K;
+
+_Static_assert(sizeof(plm_block_q4_0) == 18, "q4_0 block");
+_Static_assert(sizeof(plm_block_q4_1) == 20, "q4_1 block");
+_Static_assert(sizeof(plm_block_q5_0) == 22, "q5_0 block");
+_Static_assert(sizeof(plm_block_q5_1) == 24, "q5_1 block");
+_Static_assert(sizeof(plm_block_q8_0) == 34, "q8_0 block");
+_Static_assert(sizeof(plm_block_q8_1) == 36, "q8_1 block");
+_Static_assert(sizeof(plm_block_q2_K) == 84, "q2_K block");
+_Static_assert(sizeof(plm_block_q3_K) == 110, "q3_K block");
+_Static_assert(sizeof(plm_block_q4_K) == 144, "q4_K block");
+_Static_assert(sizeof(plm_block_q5_K) == 176, "q5_K block");
+_Static_assert(sizeof(plm_block_q6_K) == 210, "q6_K block");
+_Static_assert(sizeof(plm_block_q8_K) == 292, "q8_K block");
+
+typedef struct plm_type_traits {
+    const char *name;     /* "Q4_1" */
+    int32_t block_size;   /* elements per block */
+    uint32_t type_size;   /* bytes per block */
+    plm_type dot_type;    /* type activations are quantized to for the dot kernel */
+    bool is_weight;       /* may appear as a model weight (not Q8_1/Q8_K) */
+} plm_type_traits;
+
+/* Traits of a type, NULL if the id is unknown or unsupported. */
+const plm_type_traits *plm_type_traits_get(uint32_t type);
+
+/* Bytes of a row of n elements (n must be a multiple of the block size). */
+size_t plm_type_row_size(plm_type type, int64_t n);
+
+float plm_f16_to_f32(plm_f16 h);
+plm_f16 plm_f32_to_f16(float f);  /* round to nearest even */
+float plm_bf16_to_f32(plm_bf16 h);
+plm_bf16 plm_f32_to_bf16(float f); /* round to nearest even */
+
+/* Scalar reference kernels (always compiled). n is the row length in elements
+ * and a multiple of the block size. */
+void plm_dequantize_row_ref(plm_type type, const void *src, float *dst, int64_t n);
+/* Quantizes a float row into an activation type (Q8_0, Q8_1, Q8_K, F16, BF16, F32). */
+void plm_quantize_row_ref(plm_type type, const float *src, void *dst, int64_t n);
+
+/* w: one weight row of type wtype; a: one activation row of type
+ * traits(wtype)->dot_type; returns sum_i w[i] * a[i]. */
+typedef float (*plm_vec_dot_fn)(int64_t n, const void *w, const void *a);
+typedef void (*plm_quantize_fn)(const float *src, void *dst, int64_t n);
+
+/* True if plm_quantize_row_ref handles this type: the activation types above
+ * and, for tests and tools, the weight types Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K
+ * and Q6_K (round to nearest, no error search). Other types leave dst as is. */
+bool plm_type_can_quantize(plm_type type);
+
+typedef struct plm_kernels {
+    const char *name;                        /* "scalar", "avx2" */
+    plm_vec_dot_fn vec_dot[PLM_TYPE_COUNT];  /* indexed by weight type */
+    plm_quantize_fn quantize[PLM_TYPE_COUNT];/* indexed by activation (dot) type */
+} plm_kernels;
+
+/* The scalar reference table (every supported type filled in). */
+const plm_kernels *plm_kernels_ref(void);
+/* The AVX2 table: entries it does not speed up are copied from the reference.
+ * NULL if not compiled in or the CPU lacks AVX2+FMA+F16C. */
+const plm_kernels *plm_kernels_avx2(void);
+/* The AVX2 table itself, without the CPU check. Its code is compiled with
+ * -mavx2 -mfma -mf16c: call it only once the CPU is known to have them (as
+ * plm_kernels_avx2 does). Built once, thread-safe. */
+const plm_kernels *plm_kernels_avx2_table(void);
+/* The best table for this CPU, chosen once (thread-safe). POCKETLM_KERNELS=scalar
+ * forces the reference. */
+const plm_kernels *plm_kernels_get(void);
+
+#endif

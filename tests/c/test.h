@@ -1,0 +1,59 @@
+/*
+ * test.h — a minimal test harness for the C tests: CHECK records a failure and
+ * goes on, REQUIRE records it and leaves the test function; main() runs the
+ * tests listed with RUN and prints "N passed, N failed".
+ */
+#ifndef PLM_TEST_H
+#define PLM_TEST_H
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int t_checks_failed;
+static int t_tests_passed, t_tests_failed;
+
+#define CHECK(cond)                                                                 \
+    do {                                                                            \
+        if (!(cond)) {                                                              \
+            fprintf(stderr, "  FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);       \
+            t_checks_failed++;                                                      \
+        }                                                                           \
+    } while (0)
+
+#define CHECKF(cond, ...)                                                           \
+    do {                                                                            \
+        if (!(cond)) {                                                              \
+            fprintf(stderr, "  FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);       \
+            fprintf(stderr, __VA_ARGS__);                                           \
+            fprintf(stderr, "\n");                                                  \
+            t_checks_failed++;                                                      \
+        }                                                                           \
+    } while (0)
+
+#define REQUIRE(cond)                                                               \
+    do {                                                                            \
+        if (!(cond)) {                                                              \
+            fprintf(stderr, "  FAIL %s:%d: %s (required)\n", __FILE__, __LINE__, #cond); \
+            t_checks_failed++;                                                      \
+            return;                                                                 \
+        }                                                                           \
+    } while (0)
+
+#define RUN(fn)                                                                     \
+    do {                                                                            \
+        int before_ = t_checks_failed;                                              \
+        fprintf(stderr, "- %s\n", #fn);                                             \
+        fn();                                                                       \
+        if (t_checks_failed == before_) t_tests_passed++;                           \
+        else t_tests_failed++;                                                      \
+    } while (0)
+
+#define TEST_SUMMARY()                                                              \
+    (printf("%d passed, %d failed\n", t_tests_passed, t_tests_failed), t_tests_failed ? 1 : 0)
+
+/* Path of a fixture under tests/data (the tests run from the repository root). */
+#define DATA(name) ("tests/data/" name)
+
+#endif
