@@ -227,10 +227,8 @@ static void rope_store_worker(void *arg, int ith, int nth) {
         rope_row(q, hp->n_head, hp->head_dim, hp->n_rot, job->pos[t], hp->rope_base, hp->rope_freq_scale, ctx->model->rope_factors);
         rope_row(k, hp->n_head_kv, hp->head_dim, hp->n_rot, job->pos[t], hp->rope_base, hp->rope_freq_scale, ctx->model->rope_factors);
         size_t off = ((size_t)job->il * (size_t)kv->n_ctx + (size_t)job->cells[t]) * (size_t)kv->kv_dim;
-        for (int i = 0; i < kv->kv_dim; i++) {
-            kv->k[off + (size_t)i] = plm_f32_to_f16(k[i]);
-            kv->v[off + (size_t)i] = plm_f32_to_f16(v[i]);
-        }
+        ctx->kern->quantize[PLM_TYPE_F16](k, kv->k + off, kv->kv_dim);
+        ctx->kern->quantize[PLM_TYPE_F16](v, kv->v + off, kv->kv_dim);
     }
 }
 
@@ -244,7 +242,8 @@ static void attn_worker(void *arg, int ith, int nth) {
     const float scale = 1.0f / sqrtf((float)hd);
     float *scores = ctx->scores + (size_t)ith * (size_t)kv->n_ctx;
     const size_t layer_off = (size_t)job->il * (size_t)kv->n_ctx * (size_t)kv->kv_dim;
-    float qbuf[4096];
+    plm_f16 q16[4096];
+    const plm_vec_dot_fn dot_f16 = ctx->kern->vec_dot[PLM_TYPE_F16];
     int64_t a, b;
     split_range((int64_t)job->T * hp->n_head, ith, nth, &a, &b);
     for (int64_t w = a; w < b; w++) {
@@ -255,7 +254,7 @@ static void attn_worker(void *arg, int ith, int nth) {
         const uint64_t bit = (uint64_t)1 << job->seq[t];
         const int32_t p = job->pos[t];
         /* q is rounded to F16 as the keys are (llama.cpp does the same), then dotted in F32. */
-        for (int i = 0; i < hd; i++) qbuf[i] = plm_f16_to_f32(plm_f32_to_f16(q[i]));
+        ctx->kern->quantize[PLM_TYPE_F16](q, q16, hd);
         float mx = -INFINITY;
         for (int32_t c = 0; c < kv->n_active; c++) {
             if (!(kv->seq[c] & bit) || kv->pos[c] > p) {
@@ -263,9 +262,7 @@ static void attn_worker(void *arg, int ith, int nth) {
                 continue;
             }
             const plm_f16 *kr = kv->k + layer_off + (size_t)c * (size_t)kv->kv_dim + (size_t)hk * (size_t)hd;
-            float s = 0.0f;
-            for (int i = 0; i < hd; i++) s += qbuf[i] * plm_f16_to_f32(kr[i]);
-            s *= scale;
+            float s = dot_f16(hd, kr, q16) * scale;
             scores[c] = s;
             if (s > mx) mx = s;
         }
@@ -277,11 +274,12 @@ static void attn_worker(void *arg, int ith, int nth) {
         }
         float inv = sum > 0 ? (float)(1.0 / sum) : 0.0f;
         for (int i = 0; i < hd; i++) out[i] = 0.0f;
+        /* Probabilities are rounded to F16 before the V product, as llama.cpp does. */
         for (int32_t c = 0; c < kv->n_active; c++) {
-            float pc = scores[c] * inv;
+            float pc = plm_f16_to_f32(plm_f32_to_f16(scores[c] * inv));
             if (pc == 0.0f) continue;
             const plm_f16 *vr = kv->v + layer_off + (size_t)c * (size_t)kv->kv_dim + (size_t)hk * (size_t)hd;
-            for (int i = 0; i < hd; i++) out[i] += pc * plm_f16_to_f32(vr[i]);
+            ctx->kern->axpy_f16(hd, pc, vr, out);
         }
     }
 }

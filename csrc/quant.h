@@ -109,6 +109,8 @@ typedef struct plm_kernels {
     const char *name;                        /* "scalar", "avx2" */
     plm_vec_dot_fn vec_dot[PLM_TYPE_COUNT];  /* indexed by weight type */
     plm_quantize_fn quantize[PLM_TYPE_COUNT];/* indexed by activation (dot) type */
+    /* y[i] += a * x[i] for n F16 values x: attention's weighted sum of values. */
+    void (*axpy_f16)(int64_t n, float a, const plm_f16 *x, float *y);
 } plm_kernels;
 
 /* The scalar reference table (every supported type filled in). */

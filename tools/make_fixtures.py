@@ -9,7 +9,8 @@ source) and, for a second opinion, transformers with the CPU build of torch.
 Writes, for the default model:
   tests/data/logits_smollm2.txt      top-20 logits at the last position of 5 prompts
                                      (llama.cpp, and transformers as "hf" lines)
-  tests/data/greedy_smollm2.txt      greedy 48-token continuations of 5 prompts (llama.cpp;
+  tests/data/greedy_smollm2.txt      greedy 48-token continuations of 5 prompts (llama.cpp, with
+                                     its top-1 minus top-2 logit margin at each step;
                                      transformers' continuation as an "hf" line)
   tests/data/perplexity_smollm2.txt  llama.cpp's perplexity of tests/data/perplexity_gpl3.txt
                                      computed exactly as llama-perplexity does (ctx 512)
@@ -72,19 +73,23 @@ def main():
         cases.append((name, text, special, ids))
 
     # llama.cpp: logits at the last prompt position, and greedy continuations.
-    lc_top, lc_greedy = {}, {}
+    lc_top, lc_greedy, lc_margin = {}, {}, {}
     for name, text, special, ids in cases:
         llm.reset()
         llm.eval(ids)
         lc_top[name] = top(np.array(llm.scores[len(ids) - 1], dtype=np.float32))
-        out = []
+        out, margins = [], []
         for _ in range(N_GREEDY):
-            tok = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+            row = np.array(llm.scores[llm.n_tokens - 1], dtype=np.float32)
+            tok = int(np.argmax(row))
+            second = np.partition(row, -2)[-2]
             out.append(tok)
+            margins.append(float(row[tok] - second))
             if tok == llm.token_eos():
                 break
             llm.eval([tok])
         lc_greedy[name] = out
+        lc_margin[name] = margins
 
     hf_top, hf_greedy = {}, {}
     if not args.no_hf:
@@ -119,6 +124,7 @@ def main():
             fh.write(f"case {name}\n")
             fh.write("ids " + " ".join(map(str, ids)) + "\n")
             fh.write("lc " + " ".join(map(str, lc_greedy[name])) + "\n")
+            fh.write("margin " + " ".join(f"{m:.4f}" for m in lc_margin[name]) + "\n")
             if name in hf_greedy:
                 fh.write("hf " + " ".join(map(str, hf_greedy[name])) + "\n")
             same = hf_greedy.get(name) == lc_greedy[name]

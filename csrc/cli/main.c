@@ -247,9 +247,9 @@ static int cmd_generate(opts *o) {
         t1 = now_s();
         if (o->echo) print_piece(prompt, len, NULL);
         plm_stop_reason r = PLM_STOP_NONE;
+        size_t k = 0;
         do {
             const char *piece;
-            size_t k;
             if ((st = plm_generator_next(g, &piece, &k, &r))) break;
             print_piece(piece, k, NULL);
         } while (r == PLM_STOP_NONE || k > 0);
@@ -259,6 +259,7 @@ static int cmd_generate(opts *o) {
         int32_t n_prompt = plm_generator_n_prompt(g);
         static const char *why[] = {"running", "max tokens", "end of generation", "stop string", "caller", "context full"};
         printf("\n");
+        fflush(stdout);
         fprintf(stderr, "[prompt %d tokens in %.1f ms (%.1f tok/s) | generated %d tokens in %.1f ms (%.1f tok/s) | stop: %s | %d threads, %s kernels]\n",
                 n_prompt, 1e3 * (t1 - t0), n_prompt / (t1 - t0), n_gen, 1e3 * (t2 - t1), n_gen > 0 ? n_gen / (t2 - t1) : 0.0,
                 why[r], plm_context_n_threads(ctx), plm_kernels_name());

@@ -1,0 +1,694 @@
+/*
+ * kernels/avx2.c — AVX2 + FMA + F16C versions of the dot kernels and of the
+ * activation quantizers, one function per type, each checked against its
+ * scalar reference in quant.c by tests/c/test_quant.c.
+ *
+ * This file is compiled with -mavx2 -mfma -mf16c, so nothing in it may run
+ * before kernels/dispatch.c has checked the CPU; its only entry point is
+ * plm_kernels_avx2_table(). The quantizers are bit-identical to the reference
+ * ones (same products, same rounding), so a model computes on the same
+ * activations whichever table is chosen. The dot kernels sum in a different
+ * order than the reference and agree with it to fp32 rounding.
+ *
+ * Integer products use _mm256_maddubs_epi16 (unsigned x signed bytes -> pairs
+ * of int16). Weights stored with an offset (Q4_0, Q5_0, Q3_K, Q6_K) go in
+ * unsigned and the offset is subtracted as offset * sum(a) (from a second
+ * maddubs, or from the Q8_K bsums); unsigned formats (Q4_1, Q5_1, Q2_K, Q4_K,
+ * Q5_K) go in directly; Q8_0 weights get their sign moved onto the activation
+ * (|w| * sign(w)a). No int16 pair can saturate: weights in [0, 63] (or |w| <=
+ * 128) times activations in [-127, 127].
+ */
+#include "quant.h"
+
+#include <immintrin.h>
+#include <math.h>
+#include <pthread.h>
+#include <string.h>
+
+/* ------------------------------------------------------------- helpers */
+
+static inline float hsum_ps(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+static inline float hsum_ps128(__m128 s) {
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+static inline int hsum_epi32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm_cvtsi128_si32(s);
+}
+
+static inline float h2f(plm_f16 h) { return _cvtsh_ss(h); }
+
+/* fp16 -> fp32 by table (256 KB, filled when the table is built): in the
+ * 32-element kernels, where two to four scales are converted per 32 elements,
+ * a load beats F16C's movzx/vmovd/vcvtph2ps. The scales of one model touch few
+ * of its cache lines. */
+static float g_f16_table[1 << 16];
+
+static inline float sf(plm_f16 h) { return g_f16_table[h]; }
+
+/* 16 bytes of nibbles -> 32 bytes: low nibbles (elements 0..15) in the low
+ * lane, high nibbles (elements 16..31) in the high lane. A broadcast load and
+ * a per-lane variable shift cost one ALU uop less than shift + insert. */
+static inline __m256i unpack_nibbles(const uint8_t *p) {
+    const __m256i b = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)p));
+    return _mm256_and_si256(_mm256_srlv_epi64(b, _mm256_setr_epi64x(0, 0, 4, 4)), _mm256_set1_epi8(0x0f));
+}
+
+/* Two adjacent fp16 values of a weight block (d and m) and of an activation
+ * block (d and s), converted together: returns [wd*ad, wm*as, ...]. */
+static inline __m128 scale_min_pair(const plm_f16 *w, const plm_f16 *a) {
+    int32_t x, y;
+    memcpy(&x, w, 4);
+    memcpy(&y, a, 4);
+    const __m128 f = _mm_cvtph_ps(_mm_insert_epi32(_mm_cvtsi32_si128(x), y, 1));
+    return _mm_mul_ps(f, _mm_movehl_ps(f, f));
+}
+
+/* 32 bits -> 32 bytes, 0xFF where the bit is set (byte j <- bit j). */
+static inline __m256i bits_to_bytes(const uint8_t *p) {
+    uint32_t x;
+    memcpy(&x, p, sizeof x);
+    const __m256i shuf = _mm256_setr_epi64x(0x0000000000000000, 0x0101010101010101, 0x0202020202020202,
+                                            0x0303030303030303);
+    __m256i b = _mm256_shuffle_epi8(_mm256_set1_epi32((int)x), shuf);
+    b = _mm256_or_si256(b, _mm256_set1_epi64x((long long)0x7fbfdfeff7fbfdfeULL));
+    return _mm256_cmpeq_epi8(b, _mm256_set1_epi64x(-1));
+}
+
+/* Unsigned bytes x signed bytes, summed in groups of 4 into 8 int32. */
+static inline __m256i dot_u8s8(__m256i u, __m256i s) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+}
+
+/* Signed x signed bytes (w > -128 or a > -128), in groups of 4 into 8 int32. */
+static inline __m256i dot_s8s8(__m256i w, __m256i a) {
+    return dot_u8s8(_mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w));
+}
+
+/* Broadcast 16-bit word k of a 128-bit value (copied in both lanes) across a
+ * lane: k_word_shuf[k]. k_pair_shuf[k] puts word 2k in the low lane and word
+ * 2k+1 in the high lane, for kernels whose 32-byte vector spans two scales. */
+static const uint8_t k_word_shuf[8][32] = {
+#define W(k) {2 * k, 2 * k + 1, 2 * k, 2 * k + 1, 2 * k, 2 * k + 1, 2 * k, 2 * k + 1, 2 * k, 2 * k + 1, 2 * k, \
+              2 * k + 1, 2 * k, 2 * k + 1, 2 * k, 2 * k + 1, 2 * k, 2 * k + 1, 2 * k, 2 * k + 1, 2 * k,      \
+              2 * k + 1, 2 * k, 2 * k + 1, 2 * k, 2 * k + 1, 2 * k, 2 * k + 1, 2 * k, 2 * k + 1, 2 * k, 2 * k + 1}
+    W(0), W(1), W(2), W(3), W(4), W(5), W(6), W(7)
+#undef W
+};
+
+static const uint8_t k_pair_shuf[4][32] = {
+#define P(a, b) {2 * a, 2 * a + 1, 2 * a, 2 * a + 1, 2 * a, 2 * a + 1, 2 * a, 2 * a + 1, 2 * a, 2 * a + 1, 2 * a, \
+                 2 * a + 1, 2 * a, 2 * a + 1, 2 * a, 2 * a + 1, 2 * b, 2 * b + 1, 2 * b, 2 * b + 1, 2 * b,      \
+                 2 * b + 1, 2 * b, 2 * b + 1, 2 * b, 2 * b + 1, 2 * b, 2 * b + 1, 2 * b, 2 * b + 1, 2 * b, 2 * b + 1}
+    P(0, 1), P(2, 3), P(4, 5), P(6, 7)
+#undef P
+};
+
+static inline __m256i shuf(const uint8_t *table) { return _mm256_loadu_si256((const __m256i *)table); }
+
+/* ------------------------------------------------- 32-element formats */
+
+/* Q4_0 x Q8_0: sum((q - 8) a) = maddubs(q, a) - maddubs(8, a), in int16 pairs
+ * (no overflow: 15*127*2 and 8*127*2), which is one uop less per block than
+ * moving the sign of q - 8 onto a. Two blocks per step, two accumulators. */
+static inline __m256i q4_0_block(const plm_block_q4_0 *w, const plm_block_q8_0 *a) {
+    const __m256i y = _mm256_loadu_si256((const __m256i *)a->qs);
+    const __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(unpack_nibbles(w->qs), y),
+                                       _mm256_maddubs_epi16(_mm256_set1_epi8(8), y));
+    return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+}
+
+static float dot_q4_0(int64_t n, const void *vw, const void *va) {
+    const plm_block_q4_0 *w = vw;
+    const plm_block_q8_0 *a = va;
+    const int64_t nb = n / PLM_QK;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 1 < nb; i += 2) {
+        const __m256i p0 = q4_0_block(&w[i], &a[i]);
+        const __m256i p1 = q4_0_block(&w[i + 1], &a[i + 1]);
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(sf(w[i].d) * sf(a[i].d)), _mm256_cvtepi32_ps(p0), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(sf(w[i + 1].d) * sf(a[i + 1].d)), _mm256_cvtepi32_ps(p1), acc1);
+    }
+    for (; i < nb; i++)
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(sf(w[i].d) * sf(a[i].d)), _mm256_cvtepi32_ps(q4_0_block(&w[i], &a[i])), acc0);
+    return hsum_ps(_mm256_add_ps(acc0, acc1));
+}
+
+/* Q4_1 x Q8_1: unsigned nibbles straight into maddubs; the min term is m * s,
+ * accumulated in lane 1 of the scale products. */
+static float dot_q4_1(int64_t n, const void *vw, const void *va) {
+    const plm_block_q4_1 *w = vw;
+    const plm_block_q8_1 *a = va;
+    const int64_t nb = n / PLM_QK;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    __m128 accm = _mm_setzero_ps();
+    int64_t i = 0;
+    for (; i + 1 < nb; i += 2) {
+        const __m256i p0 = dot_u8s8(unpack_nibbles(w[i].qs), _mm256_loadu_si256((const __m256i *)a[i].qs));
+        const __m256i p1 = dot_u8s8(unpack_nibbles(w[i + 1].qs), _mm256_loadu_si256((const __m256i *)a[i + 1].qs));
+        const __m128 c0 = scale_min_pair(&w[i].d, &a[i].d);
+        const __m128 c1 = scale_min_pair(&w[i + 1].d, &a[i + 1].d);
+        accm = _mm_add_ps(accm, _mm_add_ps(c0, c1));
+        acc0 = _mm256_fmadd_ps(_mm256_broadcastss_ps(c0), _mm256_cvtepi32_ps(p0), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_broadcastss_ps(c1), _mm256_cvtepi32_ps(p1), acc1);
+    }
+    for (; i < nb; i++) {
+        const __m256i p0 = dot_u8s8(unpack_nibbles(w[i].qs), _mm256_loadu_si256((const __m256i *)a[i].qs));
+        const __m128 c0 = scale_min_pair(&w[i].d, &a[i].d);
+        accm = _mm_add_ps(accm, c0);
+        acc0 = _mm256_fmadd_ps(_mm256_broadcastss_ps(c0), _mm256_cvtepi32_ps(p0), acc0);
+    }
+    return hsum_ps(_mm256_add_ps(acc0, acc1)) + _mm_cvtss_f32(_mm_movehdup_ps(accm));
+}
+
+/* Q5_0 x Q8_0: u = nibble | fifth bit << 4 in [0, 31]; sum((u - 16) a) =
+ * maddubs(u, a) - maddubs(16, a) (at most 31*127*2 per int16 pair). */
+static inline __m256i q5_0_block(const plm_block_q5_0 *w, const plm_block_q8_0 *a) {
+    const __m256i u = _mm256_or_si256(unpack_nibbles(w->qs), _mm256_and_si256(bits_to_bytes(w->qh), _mm256_set1_epi8(0x10)));
+    const __m256i y = _mm256_loadu_si256((const __m256i *)a->qs);
+    const __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(u, y), _mm256_maddubs_epi16(_mm256_set1_epi8(16), y));
+    return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+}
+
+static float dot_q5_0(int64_t n, const void *vw, const void *va) {
+    const plm_block_q5_0 *w = vw;
+    const plm_block_q8_0 *a = va;
+    const int64_t nb = n / PLM_QK;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 1 < nb; i += 2) {
+        const __m256i p0 = q5_0_block(&w[i], &a[i]);
+        const __m256i p1 = q5_0_block(&w[i + 1], &a[i + 1]);
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(sf(w[i].d) * sf(a[i].d)), _mm256_cvtepi32_ps(p0), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(sf(w[i + 1].d) * sf(a[i + 1].d)), _mm256_cvtepi32_ps(p1), acc1);
+    }
+    for (; i < nb; i++)
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(sf(w[i].d) * sf(a[i].d)), _mm256_cvtepi32_ps(q5_0_block(&w[i], &a[i])), acc0);
+    return hsum_ps(_mm256_add_ps(acc0, acc1));
+}
+
+/* Q5_1 x Q8_1: unsigned 5-bit values, min term m * s as for Q4_1. */
+static inline __m256i q5_1_block(const plm_block_q5_1 *w, const plm_block_q8_1 *a) {
+    const __m256i u = _mm256_or_si256(unpack_nibbles(w->qs), _mm256_and_si256(bits_to_bytes(w->qh), _mm256_set1_epi8(0x10)));
+    return dot_u8s8(u, _mm256_loadu_si256((const __m256i *)a->qs));
+}
+
+static float dot_q5_1(int64_t n, const void *vw, const void *va) {
+    const plm_block_q5_1 *w = vw;
+    const plm_block_q8_1 *a = va;
+    const int64_t nb = n / PLM_QK;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    __m128 accm = _mm_setzero_ps();
+    int64_t i = 0;
+    for (; i + 1 < nb; i += 2) {
+        const __m256i p0 = q5_1_block(&w[i], &a[i]);
+        const __m256i p1 = q5_1_block(&w[i + 1], &a[i + 1]);
+        const __m128 c0 = scale_min_pair(&w[i].d, &a[i].d);
+        const __m128 c1 = scale_min_pair(&w[i + 1].d, &a[i + 1].d);
+        accm = _mm_add_ps(accm, _mm_add_ps(c0, c1));
+        acc0 = _mm256_fmadd_ps(_mm256_broadcastss_ps(c0), _mm256_cvtepi32_ps(p0), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_broadcastss_ps(c1), _mm256_cvtepi32_ps(p1), acc1);
+    }
+    for (; i < nb; i++) {
+        const __m128 c0 = scale_min_pair(&w[i].d, &a[i].d);
+        accm = _mm_add_ps(accm, c0);
+        acc0 = _mm256_fmadd_ps(_mm256_broadcastss_ps(c0), _mm256_cvtepi32_ps(q5_1_block(&w[i], &a[i])), acc0);
+    }
+    return hsum_ps(_mm256_add_ps(acc0, acc1)) + _mm_cvtss_f32(_mm_movehdup_ps(accm));
+}
+
+/* Q8_0 x Q8_0. A weight of -128 still multiplies correctly (its sign moves to
+ * the activation, which the quantizer keeps within [-127, 127]). */
+static float dot_q8_0(int64_t n, const void *vw, const void *va) {
+    const plm_block_q8_0 *w = vw;
+    const plm_block_q8_0 *a = va;
+    const int64_t nb = n / PLM_QK;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 1 < nb; i += 2) {
+        const __m256i p0 = dot_s8s8(_mm256_loadu_si256((const __m256i *)w[i].qs),
+                                    _mm256_loadu_si256((const __m256i *)a[i].qs));
+        const __m256i p1 = dot_s8s8(_mm256_loadu_si256((const __m256i *)w[i + 1].qs),
+                                    _mm256_loadu_si256((const __m256i *)a[i + 1].qs));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(sf(w[i].d) * sf(a[i].d)), _mm256_cvtepi32_ps(p0), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(sf(w[i + 1].d) * sf(a[i + 1].d)), _mm256_cvtepi32_ps(p1), acc1);
+    }
+    for (; i < nb; i++) {
+        const __m256i p0 = dot_s8s8(_mm256_loadu_si256((const __m256i *)w[i].qs),
+                                    _mm256_loadu_si256((const __m256i *)a[i].qs));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(sf(w[i].d) * sf(a[i].d)), _mm256_cvtepi32_ps(p0), acc0);
+    }
+    return hsum_ps(_mm256_add_ps(acc0, acc1));
+}
+
+/* ------------------------------------------------------------ K-quants
+ * Per 256-element super-block: integer sums weighted by the sub-block scales
+ * (madd of int16 pair sums with broadcast int16 scales), one float FMA with
+ * d * a.d at the end; the min term of Q2_K/Q4_K/Q5_K comes from the Q8_K
+ * bsums. */
+
+/* Q2_K: element 128c + 32j + 16h + l is bits 2j.. of qs[32c + 16h + l], scale
+ * 8c + 2j + h (low nibble of scales[], min in the high nibble). The helpers
+ * below are called with constant j so that every shift is an immediate. */
+static inline __m256i q2k_part(__m256i q2, const int8_t *qa, __m256i scales, int j) {
+    const __m256i q = _mm256_and_si256(_mm256_srli_epi16(q2, 2 * j), _mm256_set1_epi8(3));
+    const __m256i p = _mm256_maddubs_epi16(q, _mm256_loadu_si256((const __m256i *)(qa + 32 * j)));
+    return _mm256_madd_epi16(_mm256_shuffle_epi8(scales, shuf(k_pair_shuf[j])), p);
+}
+
+static inline __m256i q2k_half(const uint8_t *qs, const int8_t *qa, __m128i sc8) {
+    const __m256i scales = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sc8));
+    const __m256i q2 = _mm256_loadu_si256((const __m256i *)qs);
+    const __m256i s01 = _mm256_add_epi32(q2k_part(q2, qa, scales, 0), q2k_part(q2, qa, scales, 1));
+    const __m256i s23 = _mm256_add_epi32(q2k_part(q2, qa, scales, 2), q2k_part(q2, qa, scales, 3));
+    return _mm256_add_epi32(s01, s23);
+}
+
+static float dot_q2_K(int64_t n, const void *vw, const void *va) {
+    const plm_block_q2_K *w = vw;
+    const plm_block_q8_K *a = va;
+    const int64_t nb = n / PLM_QK_K;
+    const __m128i m4 = _mm_set1_epi8(0x0f);
+    __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        const float d = a[i].d * h2f(w[i].d);
+        const float dmin = -a[i].d * h2f(w[i].dmin);
+        const __m128i sm = _mm_loadu_si128((const __m128i *)w[i].scales);
+        const __m256i mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sm, 4), m4));
+        const __m256i prod = _mm256_madd_epi16(mins, _mm256_loadu_si256((const __m256i *)a[i].bsums));
+        accm = _mm256_fmadd_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(prod), accm);
+        const __m128i sc8 = _mm_and_si128(sm, m4);
+        const __m256i sumi = _mm256_add_epi32(q2k_half(w[i].qs, a[i].qs, sc8),
+                                              q2k_half(w[i].qs + 32, a[i].qs + 128, _mm_srli_si128(sc8, 8)));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    return hsum_ps(_mm256_add_ps(acc, accm));
+}
+
+/* Q3_K's sixteen 6-bit scales as int8 (scale - 32), in registers: the low
+ * nibbles of bytes 0..7 are scales 0..7, their high nibbles scales 8..15; the
+ * top 2 bits of scale j are bits 2*(j/4) of byte 8 + j%4. */
+static inline __m128i q3k_scales(const uint8_t *s) {
+    uint32_t hi;
+    memcpy(&hi, s + 8, 4);
+    const __m128i lo8 = _mm_loadl_epi64((const __m128i *)s);
+    const __m128i m4 = _mm_set1_epi8(0x0f);
+    const __m128i low = _mm_unpacklo_epi64(_mm_and_si128(lo8, m4), _mm_and_si128(_mm_srli_epi16(lo8, 4), m4));
+    const __m128i top = _mm_and_si128(_mm_srlv_epi32(_mm_set1_epi32((int)hi), _mm_setr_epi32(0, 2, 4, 6)), _mm_set1_epi8(3));
+    return _mm_sub_epi8(_mm_or_si128(low, _mm_slli_epi16(top, 4)), _mm_set1_epi8(32));
+}
+
+/* Q3_K: value = 2 low bits - (4 if the hmask bit is clear); both parts go
+ * through maddubs as unsigned bytes and are subtracted. */
+static inline __m256i q3k_part(__m256i q2, __m256i hmask, const int8_t *qa, __m256i scales, int c, int j) {
+    const __m256i q = _mm256_and_si256(_mm256_srli_epi16(q2, 2 * j), _mm256_set1_epi8(3));
+    const __m256i bit = _mm256_and_si256(hmask, _mm256_set1_epi8((char)(1 << (4 * c + j))));
+    const __m256i sub4 = _mm256_and_si256(_mm256_cmpeq_epi8(bit, _mm256_setzero_si256()), _mm256_set1_epi8(4));
+    const __m256i y = _mm256_loadu_si256((const __m256i *)(qa + 32 * j));
+    const __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q, y), _mm256_maddubs_epi16(sub4, y));
+    return _mm256_madd_epi16(_mm256_shuffle_epi8(scales, shuf(k_pair_shuf[j])), p);
+}
+
+static inline __m256i q3k_half(const uint8_t *qs, __m256i hmask, const int8_t *qa, __m128i sc8, int c) {
+    const __m256i scales = _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(sc8));
+    const __m256i q2 = _mm256_loadu_si256((const __m256i *)qs);
+    const __m256i s01 = _mm256_add_epi32(q3k_part(q2, hmask, qa, scales, c, 0), q3k_part(q2, hmask, qa, scales, c, 1));
+    const __m256i s23 = _mm256_add_epi32(q3k_part(q2, hmask, qa, scales, c, 2), q3k_part(q2, hmask, qa, scales, c, 3));
+    return _mm256_add_epi32(s01, s23);
+}
+
+static float dot_q3_K(int64_t n, const void *vw, const void *va) {
+    const plm_block_q3_K *w = vw;
+    const plm_block_q8_K *a = va;
+    const int64_t nb = n / PLM_QK_K;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        const float d = a[i].d * h2f(w[i].d);
+        const __m128i sc8 = q3k_scales(w[i].scales);
+        const __m256i hmask = _mm256_loadu_si256((const __m256i *)w[i].hmask);
+        const __m256i sumi = _mm256_add_epi32(q3k_half(w[i].qs, hmask, a[i].qs, sc8, 0),
+                                              q3k_half(w[i].qs + 32, hmask, a[i].qs + 128, _mm_srli_si128(sc8, 8), 1));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    return hsum_ps(acc);
+}
+
+/* Q4_K/Q5_K scales: 8 scales and 8 mins of 6 bits from 12 bytes (see
+ * k4_scale_min in quant.c), as two 4-byte groups each. */
+static inline void k4_unpack(const uint8_t *s, uint32_t sc[2], uint32_t mn[2]) {
+    uint32_t u[3];
+    memcpy(u, s, 12);
+    const uint32_t m6 = 0x3f3f3f3fu, m4 = 0x0f0f0f0fu, m2 = 0x03030303u;
+    sc[0] = u[0] & m6;
+    mn[0] = u[1] & m6;
+    sc[1] = (u[2] & m4) | (((u[0] >> 6) & m2) << 4);
+    mn[1] = ((u[2] >> 4) & m4) | (((u[1] >> 6) & m2) << 4);
+}
+
+/* Q4_K x Q8_K: the low nibbles of qs[32j..] are sub-block 2j, the high nibbles
+ * sub-block 2j+1. */
+static float dot_q4_K(int64_t n, const void *vw, const void *va) {
+    const plm_block_q4_K *w = vw;
+    const plm_block_q8_K *a = va;
+    const int64_t nb = n / PLM_QK_K;
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    __m256 acc = _mm256_setzero_ps();
+    __m128 accm = _mm_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        const float d = a[i].d * h2f(w[i].d);
+        const float dmin = -a[i].d * h2f(w[i].dmin);
+        uint32_t sc[2], mn[2];
+        k4_unpack(w[i].scales, sc, mn);
+        const __m128i mins = _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, (int)mn[1], (int)mn[0]));
+        const __m256i bsums = _mm256_loadu_si256((const __m256i *)a[i].bsums);
+        const __m128i q8s = _mm_hadd_epi16(_mm256_castsi256_si128(bsums), _mm256_extracti128_si256(bsums, 1));
+        accm = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(_mm_madd_epi16(mins, q8s)), accm);
+        const __m256i scales =
+            _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_set_epi32(0, 0, (int)sc[1], (int)sc[0])));
+        __m256i sumi0 = _mm256_setzero_si256(), sumi1 = _mm256_setzero_si256();
+        for (int j = 0; j < 4; j++) {
+            const __m256i q4 = _mm256_loadu_si256((const __m256i *)(w[i].qs + 32 * j));
+            const __m256i lo = _mm256_and_si256(q4, m4);
+            const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
+            const __m256i plo = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(a[i].qs + 64 * j)));
+            const __m256i phi = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(a[i].qs + 64 * j + 32)));
+            sumi0 = _mm256_add_epi32(sumi0, _mm256_madd_epi16(_mm256_shuffle_epi8(scales, shuf(k_word_shuf[2 * j])), plo));
+            sumi1 =
+                _mm256_add_epi32(sumi1, _mm256_madd_epi16(_mm256_shuffle_epi8(scales, shuf(k_word_shuf[2 * j + 1])), phi));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(_mm256_add_epi32(sumi0, sumi1)), acc);
+    }
+    return hsum_ps(acc) + hsum_ps128(accm);
+}
+
+/* Q5_K x Q8_K: Q4_K plus the fifth bits, bit 2j (low nibbles) and 2j+1 (high
+ * nibbles) of qh[l]; qh is shifted right by 2 per 64 elements. */
+static float dot_q5_K(int64_t n, const void *vw, const void *va) {
+    const plm_block_q5_K *w = vw;
+    const plm_block_q8_K *a = va;
+    const int64_t nb = n / PLM_QK_K;
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    const __m256i b4 = _mm256_set1_epi8(0x10);
+    __m256 acc = _mm256_setzero_ps();
+    __m128 accm = _mm_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        const float d = a[i].d * h2f(w[i].d);
+        const float dmin = -a[i].d * h2f(w[i].dmin);
+        uint32_t sc[2], mn[2];
+        k4_unpack(w[i].scales, sc, mn);
+        const __m128i mins = _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, (int)mn[1], (int)mn[0]));
+        const __m256i bsums = _mm256_loadu_si256((const __m256i *)a[i].bsums);
+        const __m128i q8s = _mm_hadd_epi16(_mm256_castsi256_si128(bsums), _mm256_extracti128_si256(bsums, 1));
+        accm = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(_mm_madd_epi16(mins, q8s)), accm);
+        const __m256i scales =
+            _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_set_epi32(0, 0, (int)sc[1], (int)sc[0])));
+        __m256i qh = _mm256_loadu_si256((const __m256i *)w[i].qh);
+        __m256i sumi0 = _mm256_setzero_si256(), sumi1 = _mm256_setzero_si256();
+        for (int j = 0; j < 4; j++) {
+            const __m256i q4 = _mm256_loadu_si256((const __m256i *)(w[i].qs + 32 * j));
+            const __m256i lo = _mm256_or_si256(_mm256_and_si256(q4, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), b4));
+            const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q4, 4), m4),
+                                               _mm256_and_si256(_mm256_slli_epi16(qh, 3), b4));
+            qh = _mm256_srli_epi16(qh, 2);
+            const __m256i plo = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(a[i].qs + 64 * j)));
+            const __m256i phi = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(a[i].qs + 64 * j + 32)));
+            sumi0 = _mm256_add_epi32(sumi0, _mm256_madd_epi16(_mm256_shuffle_epi8(scales, shuf(k_word_shuf[2 * j])), plo));
+            sumi1 =
+                _mm256_add_epi32(sumi1, _mm256_madd_epi16(_mm256_shuffle_epi8(scales, shuf(k_word_shuf[2 * j + 1])), phi));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(_mm256_add_epi32(sumi0, sumi1)), acc);
+    }
+    return hsum_ps(acc) + hsum_ps128(accm);
+}
+
+/* Q6_K x Q8_K: q in [0, 63] goes into maddubs unsigned; the -32 offset is
+ * applied once per super-block as 32 * sum(scale_k * bsums_k). */
+static float dot_q6_K(int64_t n, const void *vw, const void *va) {
+    const plm_block_q6_K *w = vw;
+    const plm_block_q8_K *a = va;
+    const int64_t nb = n / PLM_QK_K;
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    const __m256i m2h = _mm256_set1_epi8(0x30);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        const float d = a[i].d * h2f(w[i].d);
+        const __m256i sc_all = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w[i].scales));
+        const __m256i off = _mm256_madd_epi16(sc_all, _mm256_loadu_si256((const __m256i *)a[i].bsums));
+        __m256i sumi0 = _mm256_setzero_si256(), sumi1 = _mm256_setzero_si256();
+        for (int c = 0; c < 2; c++) {
+            const __m128i sc8 = _mm_loadl_epi64((const __m128i *)(w[i].scales + 8 * c));
+            const __m256i scales = _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(sc8));
+            const __m256i ql0 = _mm256_loadu_si256((const __m256i *)(w[i].ql + 64 * c));
+            const __m256i ql1 = _mm256_loadu_si256((const __m256i *)(w[i].ql + 64 * c + 32));
+            const __m256i qh = _mm256_loadu_si256((const __m256i *)(w[i].qh + 32 * c));
+            const __m256i q0 = _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m2h));
+            const __m256i q1 = _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m2h));
+            const __m256i q2 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m2h));
+            const __m256i q3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+                                               _mm256_and_si256(_mm256_srli_epi16(qh, 2), m2h));
+            const int8_t *qa = a[i].qs + 128 * c;
+            const __m256i p0 = _mm256_maddubs_epi16(q0, _mm256_loadu_si256((const __m256i *)(qa + 0)));
+            const __m256i p1 = _mm256_maddubs_epi16(q1, _mm256_loadu_si256((const __m256i *)(qa + 32)));
+            const __m256i p2 = _mm256_maddubs_epi16(q2, _mm256_loadu_si256((const __m256i *)(qa + 64)));
+            const __m256i p3 = _mm256_maddubs_epi16(q3, _mm256_loadu_si256((const __m256i *)(qa + 96)));
+            sumi0 = _mm256_add_epi32(sumi0, _mm256_madd_epi16(_mm256_shuffle_epi8(scales, shuf(k_pair_shuf[0])), p0));
+            sumi1 = _mm256_add_epi32(sumi1, _mm256_madd_epi16(_mm256_shuffle_epi8(scales, shuf(k_pair_shuf[1])), p1));
+            sumi0 = _mm256_add_epi32(sumi0, _mm256_madd_epi16(_mm256_shuffle_epi8(scales, shuf(k_pair_shuf[2])), p2));
+            sumi1 = _mm256_add_epi32(sumi1, _mm256_madd_epi16(_mm256_shuffle_epi8(scales, shuf(k_pair_shuf[3])), p3));
+        }
+        const __m256i sumi = _mm256_sub_epi32(_mm256_add_epi32(sumi0, sumi1), _mm256_slli_epi32(off, 5));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    return hsum_ps(acc);
+}
+
+/* ------------------------------------------------------- float formats
+ * Four accumulators of 8 lanes; the tail (n not a multiple of 32) in scalar. */
+
+static float dot_f32(int64_t n, const void *vw, const void *va) {
+    const float *w = vw, *a = va;
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(a + i), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 8), _mm256_loadu_ps(a + i + 8), s1);
+        s2 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 16), _mm256_loadu_ps(a + i + 16), s2);
+        s3 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 24), _mm256_loadu_ps(a + i + 24), s3);
+    }
+    for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(a + i), s0);
+    float sum = hsum_ps(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+    for (; i < n; i++) sum += w[i] * a[i];
+    return sum;
+}
+
+static inline __m256 load_f16x8(const plm_f16 *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
+
+static float dot_f16(int64_t n, const void *vw, const void *va) {
+    const plm_f16 *w = vw, *a = va;
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        s0 = _mm256_fmadd_ps(load_f16x8(w + i), load_f16x8(a + i), s0);
+        s1 = _mm256_fmadd_ps(load_f16x8(w + i + 8), load_f16x8(a + i + 8), s1);
+        s2 = _mm256_fmadd_ps(load_f16x8(w + i + 16), load_f16x8(a + i + 16), s2);
+        s3 = _mm256_fmadd_ps(load_f16x8(w + i + 24), load_f16x8(a + i + 24), s3);
+    }
+    for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(load_f16x8(w + i), load_f16x8(a + i), s0);
+    float sum = hsum_ps(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+    for (; i < n; i++) sum += h2f(w[i]) * h2f(a[i]);
+    return sum;
+}
+
+static void axpy_f16(int64_t n, float a, const plm_f16 *x, float *y) {
+    const __m256 va = _mm256_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, load_f16x8(x + i), _mm256_loadu_ps(y + i)));
+        _mm256_storeu_ps(y + i + 8, _mm256_fmadd_ps(va, load_f16x8(x + i + 8), _mm256_loadu_ps(y + i + 8)));
+    }
+    for (; i < n; i++) y[i] += a * h2f(x[i]);
+}
+
+static inline __m256 load_bf16x8(const plm_bf16 *p) {
+    const __m256i u = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(u, 16));
+}
+
+static float dot_bf16(int64_t n, const void *vw, const void *va) {
+    const plm_bf16 *w = vw, *a = va;
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        s0 = _mm256_fmadd_ps(load_bf16x8(w + i), load_bf16x8(a + i), s0);
+        s1 = _mm256_fmadd_ps(load_bf16x8(w + i + 8), load_bf16x8(a + i + 8), s1);
+        s2 = _mm256_fmadd_ps(load_bf16x8(w + i + 16), load_bf16x8(a + i + 16), s2);
+        s3 = _mm256_fmadd_ps(load_bf16x8(w + i + 24), load_bf16x8(a + i + 24), s3);
+    }
+    for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(load_bf16x8(w + i), load_bf16x8(a + i), s0);
+    float sum = hsum_ps(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+    for (; i < n; i++) sum += plm_bf16_to_f32(w[i]) * plm_bf16_to_f32(a[i]);
+    return sum;
+}
+
+/* ---------------------------------------------- activation quantizers
+ * Bit-identical to quant.c: the same fp32 products, rounding to nearest even,
+ * NaN -> 0 and a clamp to [-127, 127] as in the reference. The fp16 stores go
+ * through plm_f32_to_f16 itself. */
+
+static inline float absmax_32(const float *x) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 m = _mm256_andnot_ps(sign, _mm256_loadu_ps(x));
+    m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + 8)));
+    m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + 16)));
+    m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + 24)));
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* rintf(v) as int32 (ties to even), NaN -> 0, clamped to [-127, 127]. */
+static inline __m256i round_even_epi32(__m256 v) {
+    __m256 r = _mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    r = _mm256_and_ps(r, _mm256_cmp_ps(v, v, _CMP_ORD_Q));
+    r = _mm256_min_ps(_mm256_max_ps(r, _mm256_set1_ps(-127.0f)), _mm256_set1_ps(127.0f));
+    return _mm256_cvttps_epi32(r);
+}
+
+/* Four vectors of 8 int32 (elements 0..31 in order) -> 32 int8 in order. */
+static inline __m256i pack_32(__m256i i0, __m256i i1, __m256i i2, __m256i i3) {
+    const __m256i a = _mm256_packs_epi32(i0, i1);
+    const __m256i b = _mm256_packs_epi32(i2, i3);
+    const __m256i c = _mm256_packs_epi16(a, b);
+    return _mm256_permutevar8x32_epi32(c, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+static void quant_q8_0(const float *src, void *dst, int64_t n) {
+    plm_block_q8_0 *y = dst;
+    for (int64_t i = 0; i < n / PLM_QK; i++, src += PLM_QK) {
+        const float amax = absmax_32(src), d = amax / 127.0f;
+        const __m256 id = _mm256_set1_ps(amax != 0.0f ? 127.0f / amax : 0.0f);
+        y[i].d = plm_f32_to_f16(d);
+        const __m256i i0 = round_even_epi32(_mm256_mul_ps(_mm256_loadu_ps(src), id));
+        const __m256i i1 = round_even_epi32(_mm256_mul_ps(_mm256_loadu_ps(src + 8), id));
+        const __m256i i2 = round_even_epi32(_mm256_mul_ps(_mm256_loadu_ps(src + 16), id));
+        const __m256i i3 = round_even_epi32(_mm256_mul_ps(_mm256_loadu_ps(src + 24), id));
+        _mm256_storeu_si256((__m256i *)y[i].qs, pack_32(i0, i1, i2, i3));
+    }
+}
+
+static void quant_q8_1(const float *src, void *dst, int64_t n) {
+    plm_block_q8_1 *y = dst;
+    for (int64_t i = 0; i < n / PLM_QK; i++, src += PLM_QK) {
+        const float amax = absmax_32(src), d = amax / 127.0f;
+        const __m256 id = _mm256_set1_ps(amax != 0.0f ? 127.0f / amax : 0.0f);
+        const __m256i i0 = round_even_epi32(_mm256_mul_ps(_mm256_loadu_ps(src), id));
+        const __m256i i1 = round_even_epi32(_mm256_mul_ps(_mm256_loadu_ps(src + 8), id));
+        const __m256i i2 = round_even_epi32(_mm256_mul_ps(_mm256_loadu_ps(src + 16), id));
+        const __m256i i3 = round_even_epi32(_mm256_mul_ps(_mm256_loadu_ps(src + 24), id));
+        const int sum = hsum_epi32(_mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3)));
+        _mm256_storeu_si256((__m256i *)y[i].qs, pack_32(i0, i1, i2, i3));
+        y[i].d = plm_f32_to_f16(d);
+        y[i].s = plm_f32_to_f16((float)sum * d);
+    }
+}
+
+/* Q8_K: the signed value of largest magnitude is the first element whose
+ * magnitude equals the vector maximum (as the reference's strict ">" scan
+ * finds); rounding to nearest even matches ggml's nearest_int. */
+static void quant_q8_K(const float *src, void *dst, int64_t n) {
+    plm_block_q8_K *y = dst;
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    for (int64_t i = 0; i < n / PLM_QK_K; i++, src += PLM_QK_K) {
+        float amax = 0.0f;
+        for (int j = 0; j < PLM_QK_K; j += 32) {
+            const float m = absmax_32(src + j);
+            amax = m > amax ? m : amax;
+        }
+        if (amax == 0.0f) {
+            memset(&y[i], 0, sizeof y[i]);
+            continue;
+        }
+        const __m256 vamax = _mm256_set1_ps(amax);
+        int first = 0;
+        for (int j = 0; j < PLM_QK_K; j += 8) {
+            const __m256 ax = _mm256_andnot_ps(sign, _mm256_loadu_ps(src + j));
+            const int mask = _mm256_movemask_ps(_mm256_cmp_ps(ax, vamax, _CMP_EQ_OQ));
+            if (mask) {
+                first = j + __builtin_ctz((unsigned)mask);
+                break;
+            }
+        }
+        const float iscale = -127.0f / src[first];
+        if (!isfinite(iscale)) {
+            memset(&y[i], 0, sizeof y[i]);
+            y[i].d = 1.0f / iscale;
+            continue;
+        }
+        const __m256 vis = _mm256_set1_ps(iscale);
+        const __m256 lo = _mm256_set1_ps(-128.0f), hi = _mm256_set1_ps(127.0f);
+        for (int j = 0; j < PLM_QK_K; j += 32) {
+            __m256i q[4];
+            for (int k = 0; k < 4; k++) {
+                __m256 v = _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(src + j + 8 * k), vis),
+                                           _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+                v = _mm256_min_ps(_mm256_max_ps(v, lo), hi);
+                q[k] = _mm256_cvtps_epi32(v);
+            }
+            const __m256i packed = pack_32(q[0], q[1], q[2], q[3]);
+            _mm256_storeu_si256((__m256i *)(y[i].qs + j), packed);
+            /* bsums of elements j..j+15 and j+16..j+31: the two 128-bit lanes */
+            const __m256i s32 = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), packed), _mm256_set1_epi16(1));
+            const __m256i s2 = _mm256_hadd_epi32(s32, s32);
+            const __m256i s1 = _mm256_hadd_epi32(s2, s2);
+            y[i].bsums[j / 16] = (int16_t)_mm256_cvtsi256_si32(s1);
+            y[i].bsums[j / 16 + 1] = (int16_t)_mm_cvtsi128_si32(_mm256_extracti128_si256(s1, 1));
+        }
+        y[i].d = 1.0f / iscale;
+    }
+}
+
+/* ------------------------------------------------------------- table */
+
+static plm_kernels g_table;
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+
+static void build_table(void) {
+    for (uint32_t h = 0; h < (1u << 16); h++) g_f16_table[h] = plm_f16_to_f32((plm_f16)h);
+    g_table = *plm_kernels_ref();
+    g_table.name = "avx2";
+    g_table.vec_dot[PLM_TYPE_F32] = dot_f32;
+    g_table.vec_dot[PLM_TYPE_F16] = dot_f16;
+    g_table.vec_dot[PLM_TYPE_BF16] = dot_bf16;
+    g_table.vec_dot[PLM_TYPE_Q4_0] = dot_q4_0;
+    g_table.vec_dot[PLM_TYPE_Q4_1] = dot_q4_1;
+    g_table.vec_dot[PLM_TYPE_Q5_0] = dot_q5_0;
+    g_table.vec_dot[PLM_TYPE_Q5_1] = dot_q5_1;
+    g_table.vec_dot[PLM_TYPE_Q8_0] = dot_q8_0;
+    g_table.vec_dot[PLM_TYPE_Q2_K] = dot_q2_K;
+    g_table.vec_dot[PLM_TYPE_Q3_K] = dot_q3_K;
+    g_table.vec_dot[PLM_TYPE_Q4_K] = dot_q4_K;
+    g_table.vec_dot[PLM_TYPE_Q5_K] = dot_q5_K;
+    g_table.vec_dot[PLM_TYPE_Q6_K] = dot_q6_K;
+    g_table.quantize[PLM_TYPE_Q8_0] = quant_q8_0;
+    g_table.quantize[PLM_TYPE_Q8_1] = quant_q8_1;
+    g_table.quantize[PLM_TYPE_Q8_K] = quant_q8_K;
+    g_table.axpy_f16 = axpy_f16;
+}
+
+const plm_kernels *plm_kernels_avx2_table(void) {
+    pthread_once(&g_once, build_table);
+    return &g_table;
+}

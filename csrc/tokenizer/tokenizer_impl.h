@@ -1,0 +1,102 @@
+/*
+ * tokenizer_impl.h — what the tokenizer's files share and nobody else sees:
+ * the layout of plm_vocab, the output sink, and the entry points of the
+ * pre-tokenizers (pretok.c) and of byte-level BPE (bpe.c).
+ */
+#ifndef PLM_TOKENIZER_IMPL_H
+#define PLM_TOKENIZER_IMPL_H
+
+#include "tokenizer.h"
+
+/* Pre-tokenizers: each is a fixed sequence of the splits llama.cpp applies for
+ * a family of tokenizer.ggml.pre names (see the table in vocab.c). */
+typedef enum plm_pretok_kind {
+    PLM_PRETOK_DEFAULT, /* no or "default" pre: punctuation runs, GPT-2, digit runs, ASCII digit triples */
+    PLM_PRETOK_GPT2,    /* the GPT-2 pattern alone */
+    PLM_PRETOK_SMOLLM,  /* each digit alone, then the GPT-2 pattern (smollm, starcoder, ...) */
+    PLM_PRETOK_LLAMA3,  /* the Llama 3 pattern: digits in groups of up to three */
+    PLM_PRETOK_QWEN2    /* the Llama 3 pattern with single digits */
+} plm_pretok_kind;
+
+typedef struct plm_tok_info {
+    const char *text;  /* as stored in the GGUF (points into its mapping); not NUL-terminated */
+    const char *piece; /* the bytes the token stands for (see plm_vocab_piece) */
+    uint32_t len;
+    uint32_t piece_len;
+    uint8_t type; /* PLM_TOKEN_TYPE_*, after the end-of-generation promotions */
+} plm_tok_info;
+
+typedef struct plm_merge_slot {
+    uint64_t key;   /* (left id << 32) | right id */
+    int32_t rank;   /* position in tokenizer.ggml.merges; -1 marks an empty slot */
+    int32_t result; /* id of the merged token */
+} plm_merge_slot;
+
+struct plm_vocab {
+    int32_t n_tokens;
+    plm_tok_info *tok;
+    char *piece_buf; /* decoded pieces of normal tokens */
+
+    int32_t *text_slots; /* open-addressing table of ids keyed by text; -1 empty */
+    uint64_t text_mask;
+
+    plm_merge_slot *merges; /* open-addressing table keyed by the id pair */
+    uint64_t merge_mask;
+
+    int32_t byte_tok[256]; /* token of each byte's GPT-2 code point, -1 if missing */
+
+    int32_t *specials; /* control, user-defined and unknown tokens, longest text first */
+    int32_t n_specials;
+
+    uint8_t *eog; /* 1 for end-of-generation tokens */
+
+    plm_token bos, eos, eot, eom, unk, pad;
+    bool add_bos, add_eos;
+    bool ignore_merges; /* a word that is itself a token is emitted whole (Llama 3) */
+    plm_pretok_kind pretok;
+};
+
+/* Output sink: counts every token, stores those that fit. */
+typedef struct plm_tok_out {
+    plm_token *out;
+    int64_t cap;
+    int64_t n;
+} plm_tok_out;
+
+static inline void plm_tok_push(plm_tok_out *o, plm_token t) {
+    if (o->n < o->cap) o->out[o->n] = t;
+    o->n++;
+}
+
+/* Id of the token whose stored text is exactly s[0..n), or -1. */
+plm_token plm_vocab_lookup(const plm_vocab *v, const char *s, size_t n);
+/* Rank and result of merging left and right, or -1 rank when they do not merge. */
+int32_t plm_vocab_merge(const plm_vocab *v, plm_token left, plm_token right, plm_token *result);
+
+/* Reusable buffers for pre-tokenization; zero-initialize, free with plm_pretok_free. */
+typedef struct plm_pretok_buf {
+    uint32_t *cps;   /* code point of each unit (PLM_CP_INVALID for an invalid byte) */
+    uint16_t *flags; /* PLM_UCAT_* of each unit */
+    size_t *offs;    /* byte offset of each unit, plus the end */
+    size_t *bounds;  /* word boundaries in units: bounds[0] = 0 < ... < bounds[n] */
+    size_t *tmp;
+    size_t cap; /* elements in each array */
+} plm_pretok_buf;
+
+/* Splits text[0..len) into words. On success words[i] = [(*word_offs)[i],
+ * (*word_offs)[i+1]) in bytes for i < *n_words; the array lives in b. A unit
+ * is one valid UTF-8 sequence or one invalid byte. */
+plm_status plm_pretok_split(plm_pretok_kind kind, const char *text, size_t len, plm_pretok_buf *b,
+                            const size_t **word_offs, size_t *n_words);
+void plm_pretok_free(plm_pretok_buf *b);
+
+/* Scratch memory of one tokenization (bpe.c); reused across its fragments. */
+typedef struct plm_bpe_buf plm_bpe_buf;
+plm_bpe_buf *plm_bpe_buf_new(void);
+void plm_bpe_buf_free(plm_bpe_buf *b);
+
+/* Byte-level BPE of one piece of plain text (no special tokens in it): splits
+ * it with the vocabulary's pre-tokenizer and appends the tokens to o. */
+plm_status plm_bpe_tokenize(const plm_vocab *v, const char *text, size_t len, plm_bpe_buf *b, plm_tok_out *o);
+
+#endif

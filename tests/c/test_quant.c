@@ -1,0 +1,912 @@
+/*
+ * test_quant.c — block formats, fp16/bf16 conversions, quantizers and dot
+ * kernels (csrc/quant.c, csrc/kernels/).
+ *
+ * The scalar reference is checked against the format definitions (hand-built
+ * blocks with values worked out by hand) and against a double-precision dot
+ * of dequantized rows; each SIMD table is then checked against the reference
+ * on many random rows. Tolerances are named constants, relative to
+ * sum |w_i a_i| (the scale of the rounding error of a dot product).
+ */
+#include "quant.h"
+#include "pocketlm.h"
+#include "test.h"
+
+#include <cpuid.h>
+#include <immintrin.h>
+#include <stdint.h>
+
+/* ref vec_dot vs a double dot of the dequantized rows: integer sums are exact,
+ * so this covers fp32 accumulation over a few thousand elements. */
+static const double TOL_DOT_REL = 1e-5;
+/* SIMD vs reference dot on the same blocks: a different fp32 summation order
+ * (and fp32 instead of double for the float formats). */
+static const double TOL_SIMD_REL = 2e-5;
+/* Q8_1 stores s = fp16(d * sum(q)); a Q4_1/Q5_1 dot uses m * s, which differs
+ * from m * fp16(d) * sum(q) by at most this fraction of |m * d * sum(q)|
+ * (two fp16 roundings, 2^-11 each). */
+static const double TOL_Q8_1_S_REL = 1.0 / 1024;
+
+/* ------------------------------------------------------------- helpers */
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ULL;
+
+static uint64_t rng_u64(void) {
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return rng_state * 0x2545f4914f6cdd1dULL;
+}
+
+static float rng_uniform(void) { return (float)((rng_u64() >> 40) * (1.0 / 16777216.0)); } /* [0, 1) */
+
+static float rng_normal(void) {
+    float s = 0.0f;
+    for (int i = 0; i < 12; i++) s += rng_uniform();
+    return s - 6.0f;
+}
+
+/* Activations with the occasional outlier, as in real hidden states. */
+static void fill_activations(float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        x[i] = rng_normal();
+        if (rng_u64() % 64 == 0) x[i] *= 20.0f;
+    }
+}
+
+static void set_f16(void *block, size_t offset, float value) {
+    const plm_f16 h = plm_f32_to_f16(value);
+    memcpy((uint8_t *)block + offset, &h, sizeof h);
+}
+
+static bool is_k_type(plm_type t) {
+    return t == PLM_TYPE_Q2_K || t == PLM_TYPE_Q3_K || t == PLM_TYPE_Q4_K || t == PLM_TYPE_Q5_K ||
+           t == PLM_TYPE_Q6_K;
+}
+
+/* A weight row of random bytes whose fp16 scales are set to small finite
+ * values, so every bit pattern of the quants and packed scales is exercised. */
+static void fill_random_weights(plm_type type, void *dst, int64_t n) {
+    const plm_type_traits *t = plm_type_traits_get(type);
+    uint8_t *p = dst;
+    const size_t size = plm_type_row_size(type, n);
+    for (size_t i = 0; i < size; i++) p[i] = (uint8_t)rng_u64();
+    if (type == PLM_TYPE_F32) {
+        float *f = dst;
+        for (int64_t i = 0; i < n; i++) f[i] = rng_normal();
+        return;
+    }
+    if (type == PLM_TYPE_F16 || type == PLM_TYPE_BF16) {
+        uint16_t *h = dst;
+        for (int64_t i = 0; i < n; i++) h[i] = type == PLM_TYPE_F16 ? plm_f32_to_f16(rng_normal()) : plm_f32_to_bf16(rng_normal());
+        return;
+    }
+    for (int64_t b = 0; b < n / t->block_size; b++) {
+        uint8_t *blk = p + (size_t)b * t->type_size;
+        const float d = (rng_uniform() - 0.5f) * 0.05f;
+        const float m = (rng_uniform() - 0.5f) * 0.2f;
+        const float dpos = rng_uniform() * 0.01f;
+        switch (type) {
+        case PLM_TYPE_Q4_0: set_f16(blk, offsetof(plm_block_q4_0, d), d); break;
+        case PLM_TYPE_Q5_0: set_f16(blk, offsetof(plm_block_q5_0, d), d); break;
+        case PLM_TYPE_Q8_0: set_f16(blk, offsetof(plm_block_q8_0, d), d); break;
+        case PLM_TYPE_Q4_1:
+            set_f16(blk, offsetof(plm_block_q4_1, d), d);
+            set_f16(blk, offsetof(plm_block_q4_1, m), m);
+            break;
+        case PLM_TYPE_Q5_1:
+            set_f16(blk, offsetof(plm_block_q5_1, d), d);
+            set_f16(blk, offsetof(plm_block_q5_1, m), m);
+            break;
+        case PLM_TYPE_Q2_K:
+            set_f16(blk, offsetof(plm_block_q2_K, d), dpos);
+            set_f16(blk, offsetof(plm_block_q2_K, dmin), dpos * 0.5f);
+            break;
+        case PLM_TYPE_Q3_K: set_f16(blk, offsetof(plm_block_q3_K, d), d); break;
+        case PLM_TYPE_Q4_K:
+            set_f16(blk, offsetof(plm_block_q4_K, d), dpos);
+            set_f16(blk, offsetof(plm_block_q4_K, dmin), dpos * 0.5f);
+            break;
+        case PLM_TYPE_Q5_K:
+            set_f16(blk, offsetof(plm_block_q5_K, d), dpos);
+            set_f16(blk, offsetof(plm_block_q5_K, dmin), dpos * 0.5f);
+            break;
+        case PLM_TYPE_Q6_K: set_f16(blk, offsetof(plm_block_q6_K, d), d * 0.1f); break;
+        default: break;
+        }
+    }
+}
+
+/* The dot of the dequantized rows in double, sum |w_i a_i|, and the extra
+ * allowance for Q8_1's fp16 s (zero for other activation types). */
+typedef struct {
+    double dot, mag, extra;
+} expected_dot;
+
+static expected_dot expect_dot(plm_type wtype, const void *w, const void *a, int64_t n) {
+    const plm_type atype = plm_type_traits_get(wtype)->dot_type;
+    float *wf = malloc((size_t)n * sizeof(float));
+    float *af = malloc((size_t)n * sizeof(float));
+    expected_dot e = {0, 0, 0};
+    plm_dequantize_row_ref(wtype, w, wf, n);
+    plm_dequantize_row_ref(atype, a, af, n);
+    for (int64_t i = 0; i < n; i++) {
+        e.dot += (double)wf[i] * af[i];
+        e.mag += fabs((double)wf[i] * af[i]);
+    }
+    if (atype == PLM_TYPE_Q8_1) {
+        const plm_block_q8_1 *ab = a;
+        for (int64_t b = 0; b < n / PLM_QK; b++) {
+            const plm_f16 mh = wtype == PLM_TYPE_Q4_1 ? ((const plm_block_q4_1 *)w)[b].m : ((const plm_block_q5_1 *)w)[b].m;
+            int sum = 0;
+            for (int j = 0; j < PLM_QK; j++) sum += ab[b].qs[j];
+            e.extra += fabs((double)plm_f16_to_f32(mh) * plm_f16_to_f32(ab[b].d) * sum) * TOL_Q8_1_S_REL;
+        }
+    }
+    free(wf);
+    free(af);
+    return e;
+}
+
+static const plm_type k_weight_types[] = {
+    PLM_TYPE_F32,  PLM_TYPE_F16,  PLM_TYPE_BF16, PLM_TYPE_Q4_0, PLM_TYPE_Q4_1, PLM_TYPE_Q5_0, PLM_TYPE_Q5_1,
+    PLM_TYPE_Q8_0, PLM_TYPE_Q2_K, PLM_TYPE_Q3_K, PLM_TYPE_Q4_K, PLM_TYPE_Q5_K, PLM_TYPE_Q6_K,
+};
+#define N_WEIGHT_TYPES (sizeof k_weight_types / sizeof k_weight_types[0])
+
+/* ------------------------------------------------------ layout, traits */
+
+static void test_layout_and_traits(void) {
+    CHECK(sizeof(plm_block_q4_0) == 18 && sizeof(plm_block_q4_1) == 20);
+    CHECK(sizeof(plm_block_q5_0) == 22 && sizeof(plm_block_q5_1) == 24);
+    CHECK(sizeof(plm_block_q8_0) == 34 && sizeof(plm_block_q8_1) == 36);
+    CHECK(sizeof(plm_block_q2_K) == 84 && sizeof(plm_block_q3_K) == 110);
+    CHECK(sizeof(plm_block_q4_K) == 144 && sizeof(plm_block_q5_K) == 176);
+    CHECK(sizeof(plm_block_q6_K) == 210 && sizeof(plm_block_q8_K) == 292);
+
+    static const struct {
+        plm_type type;
+        const char *name;
+        int32_t block;
+        uint32_t size;
+        plm_type dot;
+        bool weight;
+    } want[] = {
+        {PLM_TYPE_F32, "F32", 1, 4, PLM_TYPE_F32, true},       {PLM_TYPE_F16, "F16", 1, 2, PLM_TYPE_F16, true},
+        {PLM_TYPE_BF16, "BF16", 1, 2, PLM_TYPE_BF16, true},    {PLM_TYPE_Q4_0, "Q4_0", 32, 18, PLM_TYPE_Q8_0, true},
+        {PLM_TYPE_Q4_1, "Q4_1", 32, 20, PLM_TYPE_Q8_1, true},  {PLM_TYPE_Q5_0, "Q5_0", 32, 22, PLM_TYPE_Q8_0, true},
+        {PLM_TYPE_Q5_1, "Q5_1", 32, 24, PLM_TYPE_Q8_1, true},  {PLM_TYPE_Q8_0, "Q8_0", 32, 34, PLM_TYPE_Q8_0, true},
+        {PLM_TYPE_Q8_1, "Q8_1", 32, 36, PLM_TYPE_Q8_1, false}, {PLM_TYPE_Q2_K, "Q2_K", 256, 84, PLM_TYPE_Q8_K, true},
+        {PLM_TYPE_Q3_K, "Q3_K", 256, 110, PLM_TYPE_Q8_K, true}, {PLM_TYPE_Q4_K, "Q4_K", 256, 144, PLM_TYPE_Q8_K, true},
+        {PLM_TYPE_Q5_K, "Q5_K", 256, 176, PLM_TYPE_Q8_K, true}, {PLM_TYPE_Q6_K, "Q6_K", 256, 210, PLM_TYPE_Q8_K, true},
+        {PLM_TYPE_Q8_K, "Q8_K", 256, 292, PLM_TYPE_Q8_K, false},
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        const plm_type_traits *t = plm_type_traits_get(want[i].type);
+        REQUIRE(t != NULL);
+        CHECKF(strcmp(t->name, want[i].name) == 0, "%s", want[i].name);
+        CHECKF(t->block_size == want[i].block && t->type_size == want[i].size, "%s", want[i].name);
+        CHECKF(t->dot_type == want[i].dot && t->is_weight == want[i].weight, "%s", want[i].name);
+    }
+    /* ids GGUF defines that we do not support, and out-of-range ids */
+    const uint32_t unknown[] = {4, 5, 16, 17, 20, 29, 31, 39, 1000, UINT32_MAX};
+    for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) CHECKF(plm_type_traits_get(unknown[i]) == NULL, "id %u", unknown[i]);
+
+    CHECK(plm_type_row_size(PLM_TYPE_Q4_0, 4096) == 128 * 18);
+    CHECK(plm_type_row_size(PLM_TYPE_Q6_K, 4096) == 16 * 210);
+    CHECK(plm_type_row_size(PLM_TYPE_F16, 7) == 14);
+    CHECK(plm_type_row_size(PLM_TYPE_F32, 0) == 0);
+    CHECK(plm_type_row_size((plm_type)5, 32) == 0);
+}
+
+/* ------------------------------------------------------ fp16 and bf16 */
+
+/* CPU features read here independently of kernels/dispatch.c (compilers
+ * disagree on which names __builtin_cpu_supports knows). */
+static bool cpu_has_f16c(void) {
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+}
+
+static bool cpu_has_avx2_fma_f16c(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & bit_FMA) || !(c & bit_F16C)) return false;
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2"); /* includes the OS's YMM support */
+}
+
+__attribute__((target("f16c"))) static uint16_t hw_f32_to_f16(float f) { return (uint16_t)_cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT); }
+__attribute__((target("f16c"))) static float hw_f16_to_f32(uint16_t h) { return _cvtsh_ss(h); }
+
+static uint32_t bits_of(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+
+static float float_of(uint32_t u) {
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+static void test_f16_known_values(void) {
+    static const struct {
+        float f;
+        uint16_t h;
+    } cases[] = {
+        {0.0f, 0x0000},
+        {-0.0f, 0x8000},
+        {1.0f, 0x3c00},
+        {-2.0f, 0xc000},
+        {0.5f, 0x3800},
+        {65504.0f, 0x7bff},        /* largest half */
+        {65519.0f, 0x7bff},        /* below the halfway point to 65536 */
+        {65520.0f, 0x7c00},        /* halfway: ties to even -> inf */
+        {1e10f, 0x7c00},
+        {-1e10f, 0xfc00},
+        {0x1p-14f, 0x0400},        /* smallest normal */
+        {0x1p-24f, 0x0001},        /* smallest subnormal */
+        {0x1p-25f, 0x0000},        /* halfway to it: ties to even -> 0 */
+        {0x1.8p-24f, 0x0002},      /* 1.5 ulp: ties to even -> 2 */
+        {0x1.4p-24f, 0x0001},      /* 1.25 ulp */
+        {0x1.ffcp-15f, 0x0400},    /* 1023.5 subnormal ulps -> ties to even 1024 = smallest normal */
+        {1.0f + 0x1p-11f, 0x3c00}, /* halfway between 1 and 1 + 2^-10: even is 1 */
+        {1.0f + 0x1.8p-10f, 0x3c02},
+        {1e-10f, 0x0000},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        CHECKF(plm_f32_to_f16(cases[i].f) == cases[i].h, "%a -> 0x%04x, want 0x%04x", cases[i].f, plm_f32_to_f16(cases[i].f),
+               cases[i].h);
+    CHECK(plm_f32_to_f16(INFINITY) == 0x7c00 && plm_f32_to_f16(-INFINITY) == 0xfc00);
+    const uint16_t hn = plm_f32_to_f16(NAN);
+    CHECK((hn & 0x7c00) == 0x7c00 && (hn & 0x3ff) != 0);
+    CHECK(plm_f16_to_f32(0x7c00) == INFINITY && plm_f16_to_f32(0xfc00) == -INFINITY);
+    CHECK(isnan(plm_f16_to_f32(0x7e00)) && isnan(plm_f16_to_f32(0x7c01)));
+    CHECK(plm_f16_to_f32(0x0001) == 0x1p-24f && plm_f16_to_f32(0x83ff) == -0x1.ff8p-15f);
+    CHECK(plm_f16_to_f32(0x3555) == 0x1.554p-2f);
+}
+
+/* Every half survives f16 -> f32 -> f16; every f32 -> f16 agrees with the
+ * F16C hardware conversion (when present) on all subnormal-range and many
+ * random inputs. */
+static void test_f16_exhaustive(void) {
+    int bad = 0;
+    for (uint32_t h = 0; h < 65536; h++) {
+        const float f = plm_f16_to_f32((plm_f16)h);
+        if ((h & 0x7c00) == 0x7c00 && (h & 0x3ff)) {
+            bad += !isnan(f);
+            bad += (plm_f32_to_f16(f) & 0x7fff) <= 0x7c00;
+        } else {
+            bad += plm_f32_to_f16(f) != h;
+        }
+    }
+    CHECKF(bad == 0, "%d halves do not round-trip", bad);
+
+    if (!cpu_has_f16c()) {
+        fprintf(stderr, "  note: no F16C, skipping the hardware comparison\n");
+        return;
+    }
+    int mism = 0;
+    for (uint32_t h = 0; h < 65536; h++) {
+        const float f = hw_f16_to_f32((uint16_t)h);
+        if (!isnan(f)) mism += bits_of(f) != bits_of(plm_f16_to_f32((plm_f16)h));
+    }
+    /* all floats below 2^-13 (subnormal halves and their rounding), in steps */
+    for (uint32_t u = 0; u < 0x39000000u; u += 0x1013) {
+        const float f = float_of(u);
+        mism += hw_f32_to_f16(f) != plm_f32_to_f16(f);
+        mism += hw_f32_to_f16(-f) != plm_f32_to_f16(-f);
+    }
+    for (int i = 0; i < 2000000; i++) {
+        const float f = float_of((uint32_t)rng_u64());
+        if (isnan(f)) continue;
+        mism += hw_f32_to_f16(f) != plm_f32_to_f16(f);
+    }
+    /* exact ties of every exponent: the mantissa's dropped 13 bits = 0x1000 */
+    for (uint32_t e = 100; e < 145; e++)
+        for (uint32_t m = 0; m < 64; m++) {
+            const float f = float_of((e << 23) | (m << 13) | 0x1000u);
+            mism += hw_f32_to_f16(f) != plm_f32_to_f16(f);
+        }
+    CHECKF(mism == 0, "%d conversions differ from F16C", mism);
+}
+
+static void test_bf16(void) {
+    CHECK(plm_f32_to_bf16(1.0f) == 0x3f80);
+    CHECK(plm_f32_to_bf16(-2.0f) == 0xc000);
+    CHECK(plm_f32_to_bf16(1.0f + 0x1p-8f) == 0x3f80);   /* tie -> even */
+    CHECK(plm_f32_to_bf16(1.0f + 0x1.8p-7f) == 0x3f82); /* tie -> even (up) */
+    CHECK(plm_f32_to_bf16(1.0f + 0x1.2p-8f) == 0x3f81); /* above the tie */
+    CHECK(plm_f32_to_bf16(INFINITY) == 0x7f80 && plm_f32_to_bf16(-INFINITY) == 0xff80);
+    CHECK(plm_f32_to_bf16(3.4e38f) == 0x7f80); /* rounds past the largest bf16 */
+    CHECK(plm_f32_to_bf16(0x1p-130f) == 0x0008); /* subnormals are kept, not flushed */
+    const uint16_t bn = plm_f32_to_bf16(float_of(0x7f800001u)); /* signalling NaN -> quiet */
+    CHECK((bn & 0x7f80) == 0x7f80 && (bn & 0x40));
+    CHECK(plm_bf16_to_f32(0x3f80) == 1.0f && plm_bf16_to_f32(0xc2f7) == -123.5f);
+    int bad = 0;
+    for (uint32_t h = 0; h < 65536; h++) {
+        const float f = plm_bf16_to_f32((plm_bf16)h);
+        bad += bits_of(f) != h << 16;
+        if (!isnan(f)) bad += plm_f32_to_bf16(f) != h;
+    }
+    CHECKF(bad == 0, "%d bf16 values do not round-trip", bad);
+}
+
+/* ------------------------------------------ known blocks, decoded by hand */
+
+static void test_dequant_known_32(void) {
+    float y[PLM_QK];
+
+    plm_block_q4_0 b40;
+    memset(b40.qs, 0x88, sizeof b40.qs);
+    b40.d = 0x3800; /* 0.5 */
+    b40.qs[0] = 0x1f;
+    plm_dequantize_row_ref(PLM_TYPE_Q4_0, &b40, y, PLM_QK);
+    CHECK(y[0] == 3.5f && y[16] == -3.5f && y[1] == 0.0f && y[31] == 0.0f);
+
+    plm_block_q4_1 b41;
+    memset(b41.qs, 0, sizeof b41.qs);
+    b41.d = 0x3800; /* 0.5 */
+    b41.m = 0xbc00; /* -1 */
+    b41.qs[3] = 0xa2;
+    plm_dequantize_row_ref(PLM_TYPE_Q4_1, &b41, y, PLM_QK);
+    CHECK(y[3] == 0.0f && y[19] == 4.0f && y[0] == -1.0f);
+
+    /* Q5_0: qh bit j is element j's fifth bit; qh = 0x00020001 sets elements 0 and 17 */
+    plm_block_q5_0 b50;
+    memset(b50.qs, 0, sizeof b50.qs);
+    b50.d = 0x4000; /* 2 */
+    b50.qh[0] = 0x01;
+    b50.qh[1] = 0x00;
+    b50.qh[2] = 0x02;
+    b50.qh[3] = 0x00;
+    b50.qs[0] = 0x50; /* element 0: 0 | 16 -> 0; element 16: 5, bit clear -> 5 - 16 */
+    b50.qs[1] = 0x03; /* element 1: 3 - 16; element 17: 0 | 16 -> 0 */
+    plm_dequantize_row_ref(PLM_TYPE_Q5_0, &b50, y, PLM_QK);
+    CHECK(y[0] == 0.0f && y[16] == -22.0f && y[1] == -26.0f && y[17] == 0.0f && y[2] == -32.0f);
+
+    plm_block_q5_1 b51;
+    memset(b51.qs, 0, sizeof b51.qs);
+    memset(b51.qh, 0, sizeof b51.qh);
+    b51.d = 0x3c00; /* 1 */
+    b51.m = 0x4200; /* 3 */
+    b51.qh[3] = 0x80; /* bit 31: element 31 */
+    b51.qs[15] = 0xf7; /* element 15: 7; element 31: 15 | 16 */
+    plm_dequantize_row_ref(PLM_TYPE_Q5_1, &b51, y, PLM_QK);
+    CHECK(y[15] == 10.0f && y[31] == 34.0f && y[0] == 3.0f);
+
+    plm_block_q8_0 b80;
+    memset(b80.qs, 0, sizeof b80.qs);
+    b80.d = 0x3400; /* 0.25 */
+    b80.qs[5] = -8;
+    b80.qs[31] = 127;
+    plm_dequantize_row_ref(PLM_TYPE_Q8_0, &b80, y, PLM_QK);
+    CHECK(y[5] == -2.0f && y[31] == 31.75f && y[0] == 0.0f);
+
+    const plm_f16 hf[4] = {0x3c00, 0xc000, 0x7bff, 0x0001};
+    plm_dequantize_row_ref(PLM_TYPE_F16, hf, y, 4);
+    CHECK(y[0] == 1.0f && y[1] == -2.0f && y[2] == 65504.0f && y[3] == 0x1p-24f);
+    const plm_bf16 hb[2] = {0x3f80, 0xc2f7};
+    plm_dequantize_row_ref(PLM_TYPE_BF16, hb, y, 2);
+    CHECK(y[0] == 1.0f && y[1] == -123.5f);
+}
+
+static void test_dequant_known_k(void) {
+    float y[PLM_QK_K];
+
+    /* Q2_K: element 128c + 32j + 16h + l = bits 2j of qs[32c + 16h + l],
+     * scale byte 8c + 2j + h = (min << 4) | scale; value d*scale*q - dmin*min. */
+    plm_block_q2_K b2;
+    memset(&b2, 0, sizeof b2);
+    b2.d = 0x3c00;    /* 1 */
+    b2.dmin = 0x3800; /* 0.5 */
+    b2.scales[0] = 0x21; /* scale 1, min 2 */
+    b2.scales[2] = 0x13; /* scale 3, min 1 */
+    b2.scales[11] = 0xf7; /* c = 1, j = 1, h = 1: scale 7, min 15 */
+    b2.qs[0] = 0xe4;     /* bits: j0 = 0, j1 = 1, j2 = 2, j3 = 3 */
+    b2.qs[32 + 16 + 4] = 0x08; /* j1 bits = 2 */
+    plm_dequantize_row_ref(PLM_TYPE_Q2_K, &b2, y, PLM_QK_K);
+    CHECK(y[0] == -1.0f);  /* 1*1*0 - 0.5*2 */
+    CHECK(y[32] == 2.5f);  /* j = 1, scale 2: 1*3*1 - 0.5*1 */
+    CHECK(y[1] == -1.0f);
+    CHECK(y[128 + 32 + 16 + 4] == 6.5f); /* 7*2 - 0.5*15 */
+
+    /* Q3_K: scale j = (low 4 bits | 2 high bits << 4) - 32; low 4 bits in the
+     * nibbles of bytes 0..7, high 2 bits at byte 8 + j%4, bit 2*(j/4). */
+    plm_block_q3_K b3;
+    memset(&b3, 0, sizeof b3);
+    b3.d = 0x3800;          /* 0.5 */
+    b3.scales[0] = 0x05;    /* scale 0 low bits 5 */
+    b3.scales[8] = 0x02;    /* scale 0 high bits 2: 37 - 32 = 5 */
+    b3.scales[5] = 0xd0;    /* scale 13 low bits 13 */
+    b3.scales[9] = 0x40;    /* scale 13 high bits (bits 6-7 of byte 9) 1: 29 - 32 = -3 */
+    b3.qs[0] = 0x03;        /* element 0: 3 */
+    b3.hmask[0] = 0x01;     /* element 0 high bit set: 3 */
+    /* element 1: 0, high bit clear: -4 */
+    /* element 210 = 128 + 64 + 16 + 2: c1 j2 h1 l2 -> qs[32 + 16 + 2] bits 4-5, hmask[18] bit 6, scale 13 */
+    b3.qs[50] = 0x20;
+    b3.hmask[18] = 0x40;
+    plm_dequantize_row_ref(PLM_TYPE_Q3_K, &b3, y, PLM_QK_K);
+    CHECK(y[0] == 7.5f);
+    CHECK(y[1] == -10.0f);
+    CHECK(y[210] == -3.0f);
+    CHECK(y[16] == 64.0f); /* scale 1 = 0 - 32 = -32, q = 0 - 4: 0.5 * -32 * -4 */
+
+    /* Q4_K: sub-block 1 (scale 10, min 3) and 6 (scale 45, min 50) by hand:
+     * j < 4 keeps 6 bits in bytes j and j+4; j >= 4 keeps the low nibbles in
+     * byte j+4 and the top 2 bits in bytes j-4 and j. */
+    uint8_t sc[12] = {0};
+    sc[1] = 10;
+    sc[5] = 3;
+    sc[10] = 0x2d; /* 45 & 15 | (50 & 15) << 4 */
+    sc[2] = 0x80;  /* (45 >> 4) << 6 */
+    sc[6] = 0xc0;  /* (50 >> 4) << 6 */
+    plm_block_q4_K b4;
+    memset(&b4, 0, sizeof b4);
+    b4.d = 0x3800;    /* 0.5 */
+    b4.dmin = 0x3400; /* 0.25 */
+    memcpy(b4.scales, sc, 12);
+    b4.qs[4] = 0x70;  /* element 36 (sub-block 1, high nibble): 7 */
+    b4.qs[98] = 0x09; /* element 194 (sub-block 6, low nibble of qs[96 + 2]): 9 */
+    plm_dequantize_row_ref(PLM_TYPE_Q4_K, &b4, y, PLM_QK_K);
+    CHECK(y[36] == 34.25f); /* 0.5*10*7 - 0.25*3 */
+    CHECK(y[194] == 190.0f); /* 0.5*45*9 - 0.25*50 */
+    CHECK(y[0] == 0.0f && y[35] == -0.75f);
+
+    plm_block_q5_K b5;
+    memset(&b5, 0, sizeof b5);
+    b5.d = 0x3800;
+    b5.dmin = 0x3400;
+    memcpy(b5.scales, sc, 12);
+    b5.qs[4] = 0x70;
+    b5.qs[98] = 0x09;
+    b5.qh[4] = 0x02; /* bit 1: high nibbles of the first 64 -> element 36 */
+    b5.qh[2] = 0x40; /* bit 6: low nibbles of the fourth 64 -> element 194 */
+    plm_dequantize_row_ref(PLM_TYPE_Q5_K, &b5, y, PLM_QK_K);
+    CHECK(y[36] == 114.25f); /* 0.5*10*23 - 0.75 */
+    CHECK(y[194] == 550.0f); /* 0.5*45*25 - 12.5 */
+
+    /* Q6_K: element 128c + 32k + l: low nibble (k < 2) or high nibble (k >= 2)
+     * of ql[64c + 32(k&1) + l], bits 2k of qh[32c + l]; scale 8c + 2k + l/16. */
+    plm_block_q6_K b6;
+    memset(&b6, 0, sizeof b6);
+    b6.d = 0x3800; /* 0.5 */
+    b6.scales[0] = 2;
+    b6.scales[5] = -3;
+    b6.scales[14] = 7;
+    b6.ql[0] = 0x05;
+    b6.qh[0] = 0x02;  /* element 0: 5 | 2 << 4 = 37 -> 5 */
+    b6.ql[20] = 0xa0; /* element 84 (k 2, l 20): high nibble 10, qh bits 4-5 = 0 -> 10 - 32 */
+    b6.ql[97] = 0xf0; /* element 225 (c 1, k 3, l 1): high nibble 15 */
+    b6.qh[33] = 0xc0; /* ... qh bits 6-7 = 3: 63 - 32 = 31 */
+    plm_dequantize_row_ref(PLM_TYPE_Q6_K, &b6, y, PLM_QK_K);
+    CHECK(y[0] == 5.0f);
+    CHECK(y[84] == 33.0f);    /* 0.5 * -3 * -22 */
+    CHECK(y[225] == 108.5f);  /* 0.5 * 7 * 31 */
+    CHECK(y[1] == -32.0f);    /* 0.5 * 2 * -32 */
+}
+
+/* ---------------------------------------------------- quantizers */
+
+/* Q8_0 and Q8_1 against the formula written out: d = amax/127, q =
+ * rintf(x * (127/amax)) (ties to even, as llama.cpp's x86 quantizer), s = fp16(d * sum q). */
+static void test_quantize_q8_0_q8_1(void) {
+    enum { N = 32 * 64 };
+    float *x = malloc(N * sizeof(float));
+    plm_block_q8_0 *y0 = malloc(N / 32 * sizeof *y0);
+    plm_block_q8_1 *y1 = malloc(N / 32 * sizeof *y1);
+    fill_activations(x, N);
+    /* block 1: ties (amax = 127, so x*id = x) */
+    for (int j = 0; j < 32; j++) x[32 + j] = (float)(j - 16) + 0.5f;
+    x[32 + 31] = 127.0f;
+    /* block 2: all zero; block 3: one nonzero; block 4: tiny values */
+    for (int j = 0; j < 32; j++) x[64 + j] = 0.0f;
+    for (int j = 0; j < 32; j++) x[96 + j] = j == 7 ? -3.0f : 0.0f;
+    for (int j = 0; j < 32; j++) x[128 + j] = (float)(j - 16) * 1e-30f;
+    plm_quantize_row_ref(PLM_TYPE_Q8_0, x, y0, N);
+    plm_quantize_row_ref(PLM_TYPE_Q8_1, x, y1, N);
+    int bad = 0;
+    for (int b = 0; b < N / 32; b++) {
+        float amax = 0.0f;
+        for (int j = 0; j < 32; j++) amax = fabsf(x[32 * b + j]) > amax ? fabsf(x[32 * b + j]) : amax;
+        const float d = amax / 127.0f;
+        const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+        int sum = 0;
+        for (int j = 0; j < 32; j++) {
+            const int q = (int)rintf(x[32 * b + j] * id);
+            bad += y0[b].qs[j] != q;
+            bad += y1[b].qs[j] != q;
+            sum += q;
+        }
+        bad += y0[b].d != plm_f32_to_f16(d) || y1[b].d != plm_f32_to_f16(d);
+        bad += y1[b].s != plm_f32_to_f16(d * (float)sum);
+    }
+    CHECKF(bad == 0, "%d mismatches", bad);
+    /* the tie block: halves round to even */
+    CHECK(y0[1].qs[0] == -16 && y0[1].qs[15] == 0 && y0[1].qs[16] == 0 && y0[1].qs[18] == 2 && y0[1].qs[31] == 127);
+    CHECK(y0[1].qs[14] == -2); /* -1.5 */
+    CHECK(y0[2].d == 0 && y0[2].qs[0] == 0 && y1[2].s == 0);
+    CHECK(y0[3].qs[7] == -127 && y0[3].qs[0] == 0);
+    free(x);
+    free(y0);
+    free(y1);
+}
+
+/* Q8_K against the formula written out with rintf (ties to even) instead of
+ * the reference's float-magic rounding. */
+static void test_quantize_q8_K(void) {
+    enum { N = 256 * 16 };
+    float *x = malloc(N * sizeof(float));
+    plm_block_q8_K *y = malloc(N / 256 * sizeof *y);
+    fill_activations(x, N);
+    /* block 1: max is -127 so iscale = 1 and x*iscale ties land on even */
+    for (int j = 0; j < 256; j++) x[256 + j] = (float)((j % 40) - 20) + 0.5f;
+    x[256 + 9] = -127.0f;
+    /* block 2: all zero */
+    for (int j = 0; j < 256; j++) x[512 + j] = 0.0f;
+    /* blocks 3 and 4: +5 and -5 both present; the first one sets the sign */
+    for (int j = 0; j < 256; j++) x[768 + j] = x[1024 + j] = (float)(j % 7) * 0.25f;
+    x[768 + 3] = -5.0f;
+    x[768 + 10] = 5.0f;
+    x[1024 + 3] = 5.0f;
+    x[1024 + 10] = -5.0f;
+    /* block 5: |max| < 127/FLT_MAX, so iscale overflows: ggml's result is all zeros */
+    for (int j = 0; j < 256; j++) x[1280 + j] = (float)(j - 128) * 1e-41f;
+    plm_quantize_row_ref(PLM_TYPE_Q8_K, x, y, N);
+    int bad = 0;
+    for (int b = 0; b < N / 256; b++) {
+        const float *xb = x + 256 * b;
+        float amax = 0.0f, max = 0.0f;
+        for (int j = 0; j < 256; j++)
+            if (fabsf(xb[j]) > amax) {
+                amax = fabsf(xb[j]);
+                max = xb[j];
+            }
+        if (amax == 0.0f) {
+            bad += y[b].d != 0.0f;
+            for (int j = 0; j < 256; j++) bad += y[b].qs[j] != 0;
+            for (int k = 0; k < 16; k++) bad += y[b].bsums[k] != 0;
+            continue;
+        }
+        const float iscale = -127.0f / max;
+        if (isinf(iscale)) {
+            bad += y[b].d != 0.0f;
+            for (int j = 0; j < 256; j++) bad += y[b].qs[j] != 0;
+            for (int k = 0; k < 16; k++) bad += y[b].bsums[k] != 0;
+            continue;
+        }
+        for (int k = 0; k < 16; k++) {
+            int sum = 0;
+            for (int l = 0; l < 16; l++) {
+                int q = (int)rintf(iscale * xb[16 * k + l]);
+                q = q > 127 ? 127 : q;
+                bad += y[b].qs[16 * k + l] != q;
+                sum += q;
+            }
+            bad += y[b].bsums[k] != sum;
+        }
+        bad += y[b].d != 1.0f / iscale;
+    }
+    CHECKF(bad == 0, "%d mismatches", bad);
+    CHECK(y[1].d == 1.0f && y[1].qs[9] == -127);
+    CHECK(y[1].qs[0] == -20 && y[1].qs[1] == -18 && y[1].qs[2] == -18); /* -19.5, -18.5, -17.5: ties to even */
+    /* first maximum -5: iscale = +25.4, d > 0; first maximum +5: d < 0 */
+    CHECK(y[3].d > 0.0f && y[3].qs[3] == -127 && y[3].qs[10] == 127);
+    CHECK(y[4].d < 0.0f && y[4].qs[3] == -127 && y[4].qs[10] == 127);
+    CHECK(y[5].d == 0.0f && y[5].qs[0] == 0 && y[5].bsums[0] == 0);
+    free(x);
+    free(y);
+}
+
+static void test_quantize_floats_and_unsupported(void) {
+    const float x[4] = {1.0f, -2.5f, 65536.0f, 1e-30f};
+    plm_f16 h[4];
+    plm_bf16 b[4];
+    float f[4];
+    plm_quantize_row_ref(PLM_TYPE_F16, x, h, 4);
+    plm_quantize_row_ref(PLM_TYPE_BF16, x, b, 4);
+    plm_quantize_row_ref(PLM_TYPE_F32, x, f, 4);
+    CHECK(h[0] == 0x3c00 && h[1] == 0xc100 && h[2] == 0x7c00 && h[3] == 0);
+    CHECK(b[0] == 0x3f80 && b[1] == 0xc020 && b[2] == 0x4780);
+    CHECK(memcmp(f, x, sizeof x) == 0);
+
+    const plm_type no[] = {PLM_TYPE_Q2_K, PLM_TYPE_Q3_K, PLM_TYPE_Q5_K, (plm_type)4, (plm_type)31};
+    float src[256] = {1.0f};
+    uint8_t dst[512];
+    for (size_t i = 0; i < sizeof no / sizeof no[0]; i++) {
+        CHECK(!plm_type_can_quantize(no[i]));
+        memset(dst, 0xab, sizeof dst);
+        if ((unsigned)no[i] < PLM_TYPE_COUNT) plm_quantize_row_ref(no[i], src, dst, 256);
+        CHECK(dst[0] == 0xab && dst[300] == 0xab);
+    }
+    const plm_type yes[] = {PLM_TYPE_F32,  PLM_TYPE_F16,  PLM_TYPE_BF16, PLM_TYPE_Q8_0, PLM_TYPE_Q8_1, PLM_TYPE_Q8_K,
+                            PLM_TYPE_Q4_0, PLM_TYPE_Q4_1, PLM_TYPE_Q5_0, PLM_TYPE_Q5_1, PLM_TYPE_Q4_K, PLM_TYPE_Q6_K};
+    for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++) CHECK(plm_type_can_quantize(yes[i]));
+}
+
+/* Weight quantizers: every element comes back within the format's step, and
+ * the row's RMS error is what round-to-nearest at that bit width gives. */
+static void test_quantize_weights_roundtrip(void) {
+    /* max_err_steps: max |x - deq| in units of the stored step d. Half a step
+     * for round to nearest, plus q * (d - fp16(d)) <= qmax * 2^-11 steps and,
+     * with a min, fp16(m)'s error; a whole step for Q4_0/Q5_0, whose quantizer
+     * maps the signed maximum to -8 (-16) and clips its opposite to +7 (+15).
+     * rms_rel: bound on rms(x - deq) / rms(x) for N(0,1) rows, about 1.2x
+     * what the step/sqrt(12) of uniform rounding error predicts. 0 = no check. */
+    static const struct {
+        plm_type type;
+        double max_err_steps;
+        double rms_rel;
+    } cases[] = {
+        {PLM_TYPE_Q4_0, 1.01, 0.10}, {PLM_TYPE_Q4_1, 0.53, 0.09},   {PLM_TYPE_Q5_0, 1.01, 0.05},
+        {PLM_TYPE_Q5_1, 0.54, 0.045}, {PLM_TYPE_Q8_0, 0.57, 0.0065}, {PLM_TYPE_Q4_K, 0.0, 0.09},
+        {PLM_TYPE_Q6_K, 0.0, 0.022},
+    };
+    enum { N = 4096 };
+    float *x = malloc(N * sizeof(float));
+    float *deq = malloc(N * sizeof(float));
+    void *q = malloc(plm_type_row_size(PLM_TYPE_F32, N));
+    for (int i = 0; i < N; i++) x[i] = rng_normal();
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const plm_type t = cases[c].type;
+        plm_quantize_row_ref(t, x, q, N);
+        plm_dequantize_row_ref(t, q, deq, N);
+        double se = 0, sx = 0, worst = 0;
+        for (int i = 0; i < N; i++) {
+            se += (double)(x[i] - deq[i]) * (x[i] - deq[i]);
+            sx += (double)x[i] * x[i];
+            if (cases[c].max_err_steps > 0) {
+                /* the step of the 32-element block: d (and for Q4_1/Q5_1 also
+                 * the fp16 rounding of m, which the step bound absorbs) */
+                const int b = i / 32;
+                float d = 0;
+                switch (t) {
+                case PLM_TYPE_Q4_0: d = plm_f16_to_f32(((plm_block_q4_0 *)q)[b].d); break;
+                case PLM_TYPE_Q4_1: d = plm_f16_to_f32(((plm_block_q4_1 *)q)[b].d); break;
+                case PLM_TYPE_Q5_0: d = plm_f16_to_f32(((plm_block_q5_0 *)q)[b].d); break;
+                case PLM_TYPE_Q5_1: d = plm_f16_to_f32(((plm_block_q5_1 *)q)[b].d); break;
+                default: d = plm_f16_to_f32(((plm_block_q8_0 *)q)[b].d); break;
+                }
+                const double steps = fabs((double)x[i] - deq[i]) / fabs(d);
+                worst = steps > worst ? steps : worst;
+            }
+        }
+        const double rel = sqrt(se / sx);
+        fprintf(stderr, "  %-5s rms error / rms(x) = %.4f, max error = %.3f steps\n", plm_type_traits_get(t)->name, rel, worst);
+        CHECKF(rel < cases[c].rms_rel, "%s rms rel error %.4f", plm_type_traits_get(t)->name, rel);
+        if (cases[c].max_err_steps > 0)
+            CHECKF(worst <= cases[c].max_err_steps, "%s max error %.3f steps", plm_type_traits_get(t)->name, worst);
+    }
+    /* all-zero rows quantize to zeros without dividing by zero */
+    for (int i = 0; i < 256; i++) x[i] = 0.0f;
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        plm_quantize_row_ref(cases[c].type, x, q, 256);
+        plm_dequantize_row_ref(cases[c].type, q, deq, 256);
+        int nz = 0;
+        for (int i = 0; i < 256; i++) nz += deq[i] != 0.0f;
+        CHECKF(nz == 0, "%s", plm_type_traits_get(cases[c].type)->name);
+    }
+    free(x);
+    free(deq);
+    free(q);
+}
+
+/* --------------------------------------------------- reference dots */
+
+static int64_t test_lengths(plm_type t, int k) {
+    static const int64_t small[] = {32, 64, 96, 256, 1024, 4096, 4128};
+    static const int64_t kq[] = {256, 512, 768, 2048, 4096, 4352, 256};
+    static const int64_t fl[] = {1, 7, 33, 256, 1000, 4096, 4103};
+    if (is_k_type(t)) return kq[k];
+    if (t == PLM_TYPE_F32 || t == PLM_TYPE_F16 || t == PLM_TYPE_BF16) return fl[k];
+    return small[k];
+}
+#define N_LENGTHS 7
+
+static void test_ref_dot_matches_dequantized(void) {
+    const plm_kernels *ref = plm_kernels_ref();
+    for (size_t ti = 0; ti < N_WEIGHT_TYPES; ti++) {
+        const plm_type wt = k_weight_types[ti];
+        const plm_type at = plm_type_traits_get(wt)->dot_type;
+        REQUIRE(ref->vec_dot[wt] != NULL && ref->quantize[at] != NULL);
+        double worst = 0;
+        for (int li = 0; li < N_LENGTHS; li++) {
+            const int64_t n = test_lengths(wt, li);
+            float *xf = malloc((size_t)n * sizeof(float));
+            float *wf = malloc((size_t)n * sizeof(float));
+            void *w = malloc(plm_type_row_size(wt, n));
+            void *a = malloc(plm_type_row_size(at, n));
+            for (int rep = 0; rep < 8; rep++) {
+                /* half the rows quantized from floats, half random bytes */
+                if (rep % 2 == 0 && plm_type_can_quantize(wt)) {
+                    for (int64_t i = 0; i < n; i++) wf[i] = rng_normal() * 0.05f;
+                    plm_quantize_row_ref(wt, wf, w, n);
+                } else {
+                    fill_random_weights(wt, w, n);
+                }
+                fill_activations(xf, n);
+                ref->quantize[at](xf, a, n);
+                const expected_dot e = expect_dot(wt, w, a, n);
+                const double got = ref->vec_dot[wt](n, w, a);
+                const double err = fabs(got - e.dot) - e.extra;
+                const double ratio = e.mag > 0 ? fabs(got - e.dot) / e.mag : fabs(got - e.dot);
+                worst = ratio > worst ? ratio : worst;
+                CHECKF(err <= TOL_DOT_REL * e.mag, "%s n=%lld: ref %.9g, dequantized %.9g (mag %.3g)",
+                       plm_type_traits_get(wt)->name, (long long)n, got, e.dot, e.mag);
+            }
+            free(xf);
+            free(wf);
+            free(w);
+            free(a);
+        }
+        fprintf(stderr, "  %-5s ref vs dequantized: worst |err|/sum|wa| = %.2e\n", plm_type_traits_get(wt)->name, worst);
+    }
+}
+
+/* An empty row is a dot of 0 and touches no memory. */
+static void test_empty_rows(void) {
+    const plm_kernels *tables[2] = {plm_kernels_ref(), plm_kernels_avx2()};
+    for (int k = 0; k < 2; k++) {
+        if (tables[k] == NULL) continue;
+        for (size_t ti = 0; ti < N_WEIGHT_TYPES; ti++)
+            CHECK(tables[k]->vec_dot[k_weight_types[ti]](0, NULL, NULL) == 0.0f);
+    }
+}
+
+/* -------------------------------------------------- SIMD vs reference */
+
+
+static void test_dispatch(void) {
+    const plm_kernels *ref = plm_kernels_ref();
+    CHECK(strcmp(ref->name, "scalar") == 0);
+    for (size_t ti = 0; ti < N_WEIGHT_TYPES; ti++) {
+        const plm_type wt = k_weight_types[ti];
+        CHECK(ref->vec_dot[wt] != NULL && ref->quantize[plm_type_traits_get(wt)->dot_type] != NULL);
+    }
+    const plm_kernels *avx2 = plm_kernels_avx2();
+    CHECK((avx2 != NULL) == cpu_has_avx2_fma_f16c());
+    if (avx2 != NULL) {
+        CHECK(strcmp(avx2->name, "avx2") == 0);
+        CHECK(avx2 == plm_kernels_avx2_table());
+        for (int t = 0; t < PLM_TYPE_COUNT; t++) {
+            CHECK((avx2->vec_dot[t] != NULL) == (ref->vec_dot[t] != NULL));
+            CHECK((avx2->quantize[t] != NULL) == (ref->quantize[t] != NULL));
+        }
+    }
+    const plm_kernels *chosen = plm_kernels_get();
+    const char *env = getenv("POCKETLM_KERNELS");
+    if (env != NULL && strcmp(env, "scalar") == 0) CHECK(chosen == ref);
+    else CHECK(chosen == (avx2 != NULL ? avx2 : ref));
+    CHECK(plm_kernels_get() == chosen);
+    CHECK(strcmp(plm_kernels_name(), chosen->name) == 0);
+    fprintf(stderr, "  kernels in use: %s\n", plm_kernels_name());
+}
+
+static void test_simd_dots(void) {
+    const plm_kernels *ref = plm_kernels_ref();
+    const plm_kernels *simd = plm_kernels_avx2();
+    if (simd == NULL) {
+        fprintf(stderr, "  note: this CPU lacks AVX2/FMA/F16C, skipping the AVX2 comparisons\n");
+        return;
+    }
+    for (size_t ti = 0; ti < N_WEIGHT_TYPES; ti++) {
+        const plm_type wt = k_weight_types[ti];
+        const plm_type at = plm_type_traits_get(wt)->dot_type;
+        double worst = 0;
+        int bad = 0, rows = 0;
+        for (int li = 0; li < N_LENGTHS; li++) {
+            const int64_t n = test_lengths(wt, li);
+            float *xf = malloc((size_t)n * sizeof(float));
+            float *wf = malloc((size_t)n * sizeof(float));
+            void *w = malloc(plm_type_row_size(wt, n));
+            void *a = malloc(plm_type_row_size(at, n));
+            for (int rep = 0; rep < 60; rep++, rows++) {
+                if (rep % 3 == 0 && plm_type_can_quantize(wt)) {
+                    for (int64_t i = 0; i < n; i++) wf[i] = rng_normal() * 0.05f;
+                    plm_quantize_row_ref(wt, wf, w, n);
+                } else {
+                    fill_random_weights(wt, w, n);
+                }
+                fill_activations(xf, n);
+                ref->quantize[at](xf, a, n);
+                const expected_dot e = expect_dot(wt, w, a, n);
+                const double r = ref->vec_dot[wt](n, w, a);
+                const double s = simd->vec_dot[wt](n, w, a);
+                const double ratio = e.mag > 0 ? fabs(r - s) / e.mag : fabs(r - s);
+                worst = ratio > worst ? ratio : worst;
+                if (!(fabs(r - s) <= TOL_SIMD_REL * e.mag)) {
+                    if (bad++ < 3)
+                        fprintf(stderr, "  FAIL %s n=%lld: ref %.9g avx2 %.9g (mag %.3g)\n", plm_type_traits_get(wt)->name,
+                                (long long)n, r, s, e.mag);
+                }
+            }
+            free(xf);
+            free(wf);
+            free(w);
+            free(a);
+        }
+        CHECKF(bad == 0, "%s: %d of %d rows outside TOL_SIMD_REL", plm_type_traits_get(wt)->name, bad, rows);
+        fprintf(stderr, "  %-5s avx2 vs ref (%d rows): worst |diff|/sum|wa| = %.2e%s\n", plm_type_traits_get(wt)->name,
+                rows, worst, simd->vec_dot[wt] == ref->vec_dot[wt] ? " (reference kernel)" : "");
+    }
+}
+
+/* Rows built to hit every corner of the activation quantizers: exact ties at
+ * d = 1, zeros, negative zero, subnormals, huge values, repeated maxima of
+ * both signs, and plain random rows. */
+static void make_quantizer_row(float *x, int64_t n, int kind) {
+    for (int64_t i = 0; i < n; i++) {
+        switch (kind % 8) {
+        case 0: x[i] = rng_normal(); break;
+        case 1: x[i] = (float)((int)(rng_u64() % 255) - 127) + ((rng_u64() & 1) ? 0.5f : 0.0f); break;
+        case 2: x[i] = (rng_u64() % 4 == 0) ? 0.0f : -0.0f; break;
+        case 3: x[i] = rng_normal() * 1e-40f; break;
+        case 4: x[i] = rng_normal() * 1e30f; break;
+        case 5: x[i] = (rng_u64() % 3 == 0) ? ((rng_u64() & 1) ? 7.0f : -7.0f) : rng_normal(); break;
+        case 6: x[i] = (float)(i % 32) - 16.0f; break;
+        default: x[i] = rng_normal() * (float)(1 << (rng_u64() % 20)); break;
+        }
+    }
+    if (kind % 8 == 1) /* pin the max so d = 1 (Q8_0) and iscale = +-1 (Q8_K) */
+        for (int64_t i = 0; i < n; i += 32) x[i] = (rng_u64() & 1) ? 127.0f : -127.0f;
+}
+
+static void test_simd_quantizers_bit_identical(void) {
+    const plm_kernels *ref = plm_kernels_ref();
+    const plm_kernels *simd = plm_kernels_avx2();
+    if (simd == NULL) {
+        fprintf(stderr, "  note: this CPU lacks AVX2/FMA/F16C, skipping the AVX2 comparisons\n");
+        return;
+    }
+    const plm_type types[] = {PLM_TYPE_Q8_0, PLM_TYPE_Q8_1, PLM_TYPE_Q8_K, PLM_TYPE_F16, PLM_TYPE_BF16, PLM_TYPE_F32};
+    enum { N = 4096 };
+    float *x = malloc(N * sizeof(float));
+    uint8_t *r = malloc(plm_type_row_size(PLM_TYPE_F32, N));
+    uint8_t *s = malloc(plm_type_row_size(PLM_TYPE_F32, N));
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+        const plm_type t = types[ti];
+        int bad = 0;
+        for (int kind = 0; kind < 200; kind++) {
+            const int64_t n = kind % 2 ? N : 256 * (1 + kind % 5);
+            make_quantizer_row(x, n, kind);
+            const size_t size = plm_type_row_size(t, n);
+            memset(r, 0x5a, size);
+            memset(s, 0xa5, size);
+            ref->quantize[t](x, r, n);
+            simd->quantize[t](x, s, n);
+            bad += memcmp(r, s, size) != 0;
+        }
+        CHECKF(bad == 0, "%s: %d rows differ", plm_type_traits_get(t)->name, bad);
+        fprintf(stderr, "  %-5s avx2 quantizer: %s, %d of 200 rows differ\n", plm_type_traits_get(t)->name,
+                simd->quantize[t] == ref->quantize[t] ? "reference kernel" : "own kernel", bad);
+    }
+    /* non-finite input must not crash either table (results are unspecified) */
+    for (int i = 0; i < 256; i++) x[i] = i == 5 ? INFINITY : i == 9 ? NAN : (float)i;
+    for (size_t ti = 0; ti < 3; ti++) {
+        ref->quantize[types[ti]](x, r, 256);
+        simd->quantize[types[ti]](x, s, 256);
+    }
+    free(x);
+    free(r);
+    free(s);
+}
+
+int main(void) {
+    RUN(test_layout_and_traits);
+    RUN(test_f16_known_values);
+    RUN(test_f16_exhaustive);
+    RUN(test_bf16);
+    RUN(test_dequant_known_32);
+    RUN(test_dequant_known_k);
+    RUN(test_quantize_q8_0_q8_1);
+    RUN(test_quantize_q8_K);
+    RUN(test_quantize_floats_and_unsupported);
+    RUN(test_quantize_weights_roundtrip);
+    RUN(test_ref_dot_matches_dequantized);
+    RUN(test_empty_rows);
+    RUN(test_dispatch);
+    RUN(test_simd_dots);
+    RUN(test_simd_quantizers_bit_identical);
+    return TEST_SUMMARY();
+}
