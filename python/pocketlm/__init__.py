@@ -1,0 +1,42 @@
+"""pocketlm: small language models on the CPU, in-process, from GGUF files.
+
+    >>> import pocketlm
+    >>> model = pocketlm.Model()            # the default model: SmolLM2-135M-Instruct, Q4_1
+    >>> model.generate("The capital of France is", max_tokens=16, temperature=0)
+    ' Paris.\\n\\nThe United States has a population of approximately 311'
+
+- :class:`Model` loads a GGUF file; ``generate``, ``stream`` (pieces of text) and
+  ``chat`` (the model's chat template) run the C token loop.
+- :class:`Context` is the lower level: ``eval`` tokens, read ``logits`` as a
+  zero-copy :class:`Buffer` (``numpy.asarray(ctx.logits)`` shares the C memory),
+  ``sample``, ``save_state``/``load_state``.
+- Errors are :class:`Error` subclasses, one per C status, carrying the C message.
+
+The interpreter lock is released while C computes: threads with their own
+Context on one shared Model run in parallel. Ctrl-C interrupts within a token.
+"""
+
+from . import _core
+from .errors import (CancelledError, ContextFullError, Error, FormatError, InternalError, InvalidArgumentError,
+                     ModelFileError, OutOfMemoryError, UnsupportedError)
+from .chat import ChatFormat, detect_format, get_format
+from .context import STOP_REASONS, Context, LogitsProcessor, State, Stream
+from .model import Model, ModelInfo, default_model_path
+from .sampling import Sampler
+
+#: A 1-D view of C memory (float32 logits, int32 tokens) implementing the buffer protocol.
+Buffer = _core.Buffer
+
+__version__ = _core.version()
+
+__all__ = [
+    "Model", "ModelInfo", "Context", "Stream", "State", "Sampler", "Buffer", "ChatFormat", "LogitsProcessor",
+    "STOP_REASONS", "default_model_path", "detect_format", "get_format", "kernels_name", "__version__",
+    "Error", "ModelFileError", "FormatError", "UnsupportedError", "OutOfMemoryError", "InvalidArgumentError",
+    "ContextFullError", "CancelledError", "InternalError",
+]
+
+
+def kernels_name() -> str:
+    """The SIMD kernel set chosen for this CPU at run time (``"avx2"``, ``"scalar"``...)."""
+    return _core.kernels_name()

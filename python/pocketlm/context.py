@@ -1,0 +1,542 @@
+"""Context: a KV cache over a model, with zero-copy logits, and the token loop as an iterator.
+
+A :class:`Context` holds one sequence: :meth:`Context.eval` appends tokens to it
+and leaves the logits of the last one in :attr:`Context.logits`, a view of the C
+memory (nothing is copied; numpy is optional)::
+
+    >>> import numpy as np, pocketlm
+    >>> model = pocketlm.Model()
+    >>> with model.context() as ctx:
+    ...     ctx.eval(model.tokenize("The capital of France is"))
+    ...     logits = np.asarray(ctx.logits)          # shares the C buffer
+    ...     model.token_to_piece(int(logits.argmax()))
+    b' Paris'
+
+:meth:`Context.stream` runs the C generation loop one token per step, with the
+interpreter lock released while C computes, and yields text pieces that are
+whole UTF-8 characters.
+
+Threads: a Model may be shared by any number of Contexts in any threads; they
+run in parallel. A Context is serialized: a call from a second thread waits
+until the first one's call (or live stream) is over. Within one thread, starting
+something new on a Context ends a stream left unfinished on it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import weakref
+from array import array
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, List, Optional, Sequence, Union
+
+from . import _core
+from .sampling import LogitBias, Sampler, sampler_params
+
+if TYPE_CHECKING:
+    from .model import Model
+
+__all__ = ["Context", "Stream", "State", "Tokens", "LogitsProcessor", "STOP_REASONS"]
+
+#: Tokens in: any C-contiguous int32 buffer (numpy int32 array, ``array('i')``, :class:`pocketlm.Buffer`) is
+#: read in place; other integer sequences (lists, int64 arrays) are converted.
+Tokens = Union[Sequence[int], Any]
+
+#: ``fn(tokens, logits)``: called before each token is sampled, with ``tokens`` (an ``array('i')`` of the prompt
+#: and the tokens generated so far) and ``logits`` (a writable zero-copy :class:`pocketlm.Buffer`, float32, one
+#: value per vocabulary entry). Edit ``logits`` in place, or return new values (any float sequence or array).
+LogitsProcessor = Callable[[array, Any], Any]
+
+#: Why a stream ended, as :attr:`Stream.stop_reason` reports it.
+STOP_REASONS = {
+    _core.STOP_LENGTH: "length",        # max_tokens reached
+    _core.STOP_EOG: "eog",              # the model ended its turn (end-of-generation token)
+    _core.STOP_STRING: "stop",          # a stop string matched (it is not part of the text)
+    _core.STOP_CALLER: "caller",
+    _core.STOP_CONTEXT: "context_full",  # the KV cache is full
+}
+
+
+def as_tokens(tokens: Tokens) -> Union[memoryview, array]:
+    """``tokens`` as a 1-D int32 buffer: a memoryview of it if it already is one, else a converted copy."""
+    if isinstance(tokens, (str, bytes, bytearray)):
+        raise TypeError(f"expected tokens (a sequence of ints), got {type(tokens).__name__}; tokenize text first")
+    if isinstance(tokens, int):
+        raise TypeError("expected a sequence of tokens, got an int (wrap it in a list)")
+    try:
+        mv = memoryview(tokens)
+    except TypeError:
+        return array("i", tokens)
+    if mv.ndim == 1 and mv.itemsize == 4 and mv.c_contiguous and mv.format.lstrip("@=<") in ("i", "l"):
+        return mv
+    if mv.ndim != 1:
+        raise ValueError(f"expected a 1-D sequence of tokens, got {mv.ndim} dimensions")
+    return array("i", mv.tolist())
+
+
+class State:
+    """A saved Context: the tokens of its sequence and the logits after the last one.
+
+    Picklable; :meth:`Context.load_state` restores it into any Context of the same model, re-evaluating only
+    the tokens that are not already cached there.
+    """
+
+    __slots__ = ("tokens", "logits")
+
+    def __init__(self, tokens: array, logits: Optional[bytes]) -> None:
+        self.tokens = tokens
+        self.logits = logits
+
+    def __getstate__(self):
+        return (self.tokens, self.logits)
+
+    def __setstate__(self, st):
+        self.tokens, self.logits = st
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def __repr__(self) -> str:
+        return f"pocketlm.State({len(self.tokens)} tokens)"
+
+
+def _generate_params(max_tokens: int, ignore_eos: bool, sampling: Any) -> Any:
+    gp = _core.generate_default_params()
+    gp.max_tokens = int(max_tokens) if max_tokens is not None else 0
+    gp.ignore_eos = bool(ignore_eos)
+    gp.keep_cache = True
+    gp.seq_id = 0
+    gp.sampling = sampling
+    return gp
+
+
+def _stop_list(stop: Union[str, Sequence[str], None]) -> Optional[List[str]]:
+    if stop is None:
+        return None
+    if isinstance(stop, (str, bytes)):
+        return [stop]
+    return list(stop)
+
+
+class Context:
+    """A KV cache, scratch buffers and a thread pool over a :class:`Model`; one sequence of tokens.
+
+    ``n_ctx``: tokens it can hold (default: the model's, at most 4096); ``n_threads``: worker threads (default:
+    the Model's setting, else the number of physical cores); ``n_batch``: most tokens per forward micro-batch.
+
+    Use it as a context manager, or call :meth:`close`. The C memory is freed once the Context is closed
+    *and* no logits view of it is alive.
+    """
+
+    def __init__(self, model: "Model", *, n_ctx: Optional[int] = None, n_threads: Optional[int] = None,
+                 n_batch: Optional[int] = None, n_seq_max: Optional[int] = None) -> None:
+        p = _core.context_default_params()
+        n_ctx = model.n_ctx if n_ctx is None else n_ctx
+        n_threads = model.n_threads if n_threads is None else n_threads
+        if n_ctx is not None:
+            p.n_ctx = int(n_ctx)
+        if n_threads is not None:
+            p.n_threads = int(n_threads)
+        if n_batch is not None:
+            p.n_batch = int(n_batch)
+        if n_seq_max is not None:
+            p.n_seq_max = int(n_seq_max)
+        h = _core.context_create(model._handle, p)
+        # The C model must outlive the C context, which may outlive this object through logits views.
+        h._model = model._handle
+        _core.context_watch_signals(h, True)
+        self._h: Any = h
+        self.model = model
+        self._cond = threading.Condition()
+        self._owner: Optional[int] = None   # thread using the context, or owning its live stream
+        self._depth = 0
+        self._stream: Optional[weakref.ref] = None
+        self._history = array("i")          # tokens cached for sequence 0, in order
+        self._views: List[weakref.ref] = []   # logits views handed out (Buffers are unhashable: no WeakSet)
+        self._rows = 0                      # logits rows the C buffer is known to hold (a lower bound)
+        self._last_batch = 0
+
+    # -- serialization between threads -------------------------------------------------
+
+    def _acquire(self, stream: Optional["Stream"] = None, supersede: bool = True) -> None:
+        me = threading.get_ident()
+        while True:
+            with self._cond:
+                while self._owner is not None and self._owner != me:
+                    self._cond.wait()
+                old = self._stream() if self._stream is not None else None
+                if self._stream is not None and old is None:
+                    self._stream = None   # collected without closing
+                if old is None or not supersede:
+                    if self._h is None:
+                        raise ValueError("the Context is closed")
+                    self._owner = me
+                    if stream is not None:
+                        self._stream = weakref.ref(stream)
+                    else:
+                        self._depth += 1
+                    return
+            old._close(superseded=True)
+
+    def _release(self, stream: Optional["Stream"] = None) -> None:
+        with self._cond:
+            if stream is not None:
+                if self._stream is not None and self._stream() in (stream, None):
+                    self._stream = None
+            else:
+                self._depth -= 1
+            if self._depth == 0 and self._stream is None:
+                self._owner = None
+                self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def _using(self, supersede: bool = True) -> Iterator[Any]:
+        self._acquire(supersede=supersede)
+        try:
+            yield self._h
+        finally:
+            self._release()
+
+    # -- state ---------------------------------------------------------------------------
+
+    def _add_view(self, view: Any) -> Any:
+        if len(self._views) >= 32:
+            self._views = [r for r in self._views if r() is not None]
+        self._views.append(weakref.ref(view))
+        return view
+
+    def _live_views(self) -> int:
+        self._views = [r for r in self._views if r() is not None]
+        return len(self._views)
+
+    def _reserve_rows(self, rows: int) -> None:
+        """C reallocates the logits buffer when a decode asks for more rows than it holds; views of the old
+        buffer would dangle, so that is refused while any view is alive."""
+        if rows > self._rows and self._live_views() > 0:
+            raise BufferError(
+                f"this evaluation needs {rows} rows of logits but the C buffer is known to hold {self._rows}, "
+                f"and {len(self._views)} logits view(s) of it are alive; release them (del, or copy with "
+                f"numpy.array(view)) first")
+
+    def _sync_history(self, candidate: Iterable[int]) -> None:
+        """After a generation: sequence 0 holds a prefix of ``candidate``; find how much from the cache."""
+        n = _core.kv_seq_pos_max(self._h, 0) + 1
+        hist = array("i", candidate)
+        del hist[n:]
+        self._history = hist
+
+    @property
+    def n_ctx(self) -> int:
+        """Tokens the context can hold."""
+        return _core.context_n_ctx(self._handle)
+
+    @property
+    def n_threads(self) -> int:
+        """Worker threads used for computation (settable)."""
+        return _core.context_n_threads(self._handle)
+
+    @n_threads.setter
+    def n_threads(self, n: int) -> None:
+        with self._using(supersede=False) as h:
+            _core.context_set_threads(h, int(n))
+
+    @property
+    def tokens(self) -> array:
+        """A copy of the tokens held in the cache, in order (``array('i')``)."""
+        with self._using(supersede=False):
+            return array("i", self._history)
+
+    @property
+    def n_tokens(self) -> int:
+        """Number of tokens held in the cache."""
+        return len(self._history)
+
+    @property
+    def _handle(self) -> Any:
+        h = self._h
+        if h is None:
+            raise ValueError("the Context is closed")
+        return h
+
+    def eval(self, tokens: Tokens, *, logits_all: bool = False) -> None:
+        """Appends ``tokens`` to the sequence and computes their logits (of the last token only, unless
+        ``logits_all``: then :meth:`logits_at` reads each one).
+
+        The interpreter lock is released while C computes; Ctrl-C interrupts it between layers, leaving the
+        cache as it was. Raises :class:`ContextFullError` if the tokens do not fit, leaving the cache as it was.
+        """
+        toks = as_tokens(tokens)
+        n = len(toks)
+        if n == 0:
+            raise ValueError("no tokens to evaluate")
+        rows = n if logits_all else 1
+        with self._using() as h:
+            self._reserve_rows(rows)
+            try:
+                _core.decode(h, toks, 0, bool(logits_all))
+            except BaseException:
+                if rows > self._rows:
+                    self._rows = 0   # the C buffer may have been reallocated or dropped
+                raise
+            self._rows = max(self._rows, rows)
+            self._history.frombytes(toks.cast("B") if isinstance(toks, memoryview) else toks.tobytes())
+            self._last_batch = n
+
+    @property
+    def logits(self) -> Any:
+        """Logits of the last evaluated token: a writable zero-copy :class:`pocketlm.Buffer` of ``n_vocab``
+        float32 values over the C memory (``memoryview(ctx.logits)``, ``numpy.asarray(ctx.logits)``).
+
+        It keeps the context's memory alive. Its contents are those of the last evaluation: after the next
+        :meth:`eval`, read ``ctx.logits`` again (cheap: nothing is copied).
+        """
+        with self._using(supersede=False) as h:
+            v = _core.context_logits_view(h, -1)
+        return self._add_view(v)
+
+    def logits_at(self, i: int) -> Any:
+        """Logits of token ``i`` of the last :meth:`eval` (which needs ``logits_all=True`` for any token but the
+        last); negative ``i`` counts from the end. A zero-copy view like :attr:`logits`."""
+        i = int(i)
+        if i < 0 and self._last_batch:
+            i += self._last_batch
+            if i < 0:
+                raise IndexError("logits index out of range")
+        with self._using(supersede=False) as h:
+            v = _core.context_logits_view(h, i)
+        return self._add_view(v)
+
+    def sample(self, *, temperature: float = 0.8, top_k: int = 40, top_p: float = 0.95, min_p: float = 0.05,
+               repeat_penalty: float = 1.0, frequency_penalty: float = 0.0, presence_penalty: float = 0.0,
+               penalty_last_n: int = 64, seed: Optional[int] = None, logit_bias: Optional[LogitBias] = None,
+               sampler: Optional[Sampler] = None) -> int:
+        """A token drawn from the current :attr:`logits` (as edited in place, if they were).
+
+        Penalties apply to the last ``penalty_last_n`` tokens of the context. Pass a :class:`Sampler` to keep
+        state (seed sequence, history) across calls instead of the other arguments.
+        """
+        if sampler is None:
+            sampler = Sampler(self.model, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
+                              repeat_penalty=repeat_penalty, frequency_penalty=frequency_penalty,
+                              presence_penalty=presence_penalty, penalty_last_n=penalty_last_n, seed=seed,
+                              logit_bias=logit_bias)
+            if repeat_penalty != 1.0 or frequency_penalty or presence_penalty:
+                recent = self._history if penalty_last_n < 0 else self._history[-penalty_last_n:]
+                for t in recent:
+                    sampler.accept(t)
+        return sampler.sample(self.logits)
+
+    def reset(self) -> None:
+        """Empties the cache (the logits buffer keeps its last values)."""
+        with self._using() as h:
+            _core.kv_clear(h)
+            self._history = array("i")
+            self._last_batch = 0
+
+    def save_state(self) -> State:
+        """A snapshot of the sequence (its tokens) and of the current logits, for :meth:`load_state`.
+
+        It does not copy the KV cache: loading re-evaluates the tokens that the target context does not
+        already hold (none, if it is this context and only tokens were appended since).
+        """
+        with self._using(supersede=False) as h:
+            logits = None
+            if _core.context_n_logits(h) > 0:
+                logits = bytes(memoryview(_core.context_logits_view(h, -1)).cast("B"))
+            return State(array("i", self._history), logits)
+
+    def load_state(self, state: State) -> None:
+        """Makes the cache hold ``state``'s tokens, and restores its logits."""
+        toks = state.tokens
+        with self._using() as h:
+            hist = self._history
+            keep = 0
+            limit = min(len(hist), len(toks))
+            while keep < limit and hist[keep] == toks[keep]:
+                keep += 1
+            if len(toks) and keep >= len(toks):
+                keep = len(toks) - 1   # re-evaluate the last token so that logits exist
+            _core.kv_seq_rm(h, 0, keep, -1)
+            del self._history[keep:]
+            if len(toks) > keep:
+                self.eval(toks[keep:])
+            if state.logits is not None and len(toks):
+                memoryview(_core.context_logits_view(h, -1)).cast("B")[:] = state.logits
+
+    # -- generation ------------------------------------------------------------------------
+
+    def stream(self, prompt: Union[str, Tokens], *, max_tokens: int = 256, temperature: float = 0.8,
+               top_k: int = 40, top_p: float = 0.95, min_p: float = 0.05, repeat_penalty: float = 1.0,
+               frequency_penalty: float = 0.0, presence_penalty: float = 0.0, penalty_last_n: int = 64,
+               stop: Union[str, Sequence[str], None] = None, seed: Optional[int] = None,
+               logit_bias: Optional[LogitBias] = None, logits_processor: Optional[LogitsProcessor] = None,
+               ignore_eos: bool = False, add_special: bool = True, parse_special: bool = True) -> "Stream":
+        """Generates a continuation of ``prompt`` and yields it in pieces of text (whole UTF-8 characters).
+
+        The prompt (text, or tokens) is the whole sequence: the longest prefix already in the cache is
+        reused, the rest evaluated. ``temperature=0`` is greedy; ``seed=None`` draws a random seed.
+        Generation ends at an end-of-generation token, after ``max_tokens`` tokens (``0``: until the context
+        is full), or before any of the ``stop`` strings (never emitted, even in part). ``logits_processor``
+        edits the logits before each token is sampled (see :data:`LogitsProcessor`).
+
+        Ctrl-C raises KeyboardInterrupt within one token; the context stays usable.
+        """
+        if isinstance(prompt, str):
+            tokens = self.model.tokenize(prompt, add_special=add_special, parse_special=parse_special)
+        else:
+            tokens = as_tokens(prompt)
+        sp = sampler_params(temperature, top_k, top_p, min_p, repeat_penalty, frequency_penalty,
+                            presence_penalty, penalty_last_n, seed)
+        gp = _generate_params(max_tokens, ignore_eos, sp)
+        return Stream(self, tokens, gp, _stop_list(stop), logit_bias, logits_processor)
+
+    def generate(self, prompt: Union[str, Tokens], *, max_tokens: int = 256, temperature: float = 0.8,
+                 top_k: int = 40, top_p: float = 0.95, min_p: float = 0.05, repeat_penalty: float = 1.0,
+                 frequency_penalty: float = 0.0, presence_penalty: float = 0.0, penalty_last_n: int = 64,
+                 stop: Union[str, Sequence[str], None] = None, seed: Optional[int] = None,
+                 logit_bias: Optional[LogitBias] = None, logits_processor: Optional[LogitsProcessor] = None,
+                 ignore_eos: bool = False, add_special: bool = True, parse_special: bool = True) -> str:
+        """The whole continuation of ``prompt`` as one string; arguments as for :meth:`stream`."""
+        with self.stream(prompt, max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                         min_p=min_p, repeat_penalty=repeat_penalty, frequency_penalty=frequency_penalty,
+                         presence_penalty=presence_penalty, penalty_last_n=penalty_last_n, stop=stop, seed=seed,
+                         logit_bias=logit_bias, logits_processor=logits_processor, ignore_eos=ignore_eos,
+                         add_special=add_special, parse_special=parse_special) as s:
+            return "".join(s)
+
+    # -- lifetime ----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Releases the context (waiting for another thread's call to end). Views of its logits stay valid:
+        the C memory goes with the last of them. Further calls raise ValueError."""
+        if self._h is None:
+            return
+        try:
+            self._acquire()
+        except ValueError:
+            return
+        try:
+            self._h = None
+        finally:
+            self._release()
+
+    @property
+    def closed(self) -> bool:
+        return self._h is None
+
+    def __enter__(self) -> "Context":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        if self._h is None:
+            return "<pocketlm.Context (closed)>"
+        return f"<pocketlm.Context {len(self._history)}/{self.n_ctx} tokens>"
+
+
+class Stream(Iterator[str]):
+    """The pieces of text of one generation, produced on demand: one C call per token, lock released.
+
+    Iterate it (``for piece in stream``), or use it as a context manager to end it early. After it ends,
+    :attr:`stop_reason` says why (see :data:`STOP_REASONS`) and :attr:`tokens` holds the generated tokens.
+    """
+
+    def __init__(self, ctx: Context, tokens: Any, params: Any, stop: Optional[List[str]],
+                 logit_bias: Optional[LogitBias], processor: Optional[LogitsProcessor]) -> None:
+        self.context = ctx
+        self.prompt_tokens = array("i", tokens if isinstance(tokens, array) else memoryview(tokens).tolist())
+        self.stop_reason: Optional[str] = None
+        self.tokens: Any = None
+        self.n_prompt = 0
+        self._gen: Any = None
+        self._superseded = False
+        self._processor = processor
+        self._seen: Optional[array] = array("i", self.prompt_tokens) if processor else None
+        self._n_gen_seen = 0
+        ctx._acquire(stream=self)
+        try:
+            ctx._reserve_rows(1)
+            gen = _core.generator_create(ctx._h, tokens, params, stop, logit_bias)
+            gen._context = ctx._h   # the C context must outlive the C generator
+        except BaseException:
+            try:
+                ctx._sync_history(self.prompt_tokens)
+            finally:
+                ctx._release(stream=self)
+            raise
+        ctx._rows = max(ctx._rows, 1)
+        ctx._last_batch = 0
+        self.n_prompt = _core.generator_n_prompt(gen)
+        self._gen = gen
+
+    def __iter__(self) -> "Stream":
+        return self
+
+    def __next__(self) -> str:
+        while True:
+            gen = self._gen
+            if gen is None:
+                if self._superseded:
+                    raise RuntimeError("this stream was ended because its Context was used for something else")
+                raise StopIteration
+            try:
+                if self._processor is not None:
+                    self._run_processor(gen)
+                piece, reason = _core.generator_next(gen)
+            except BaseException:
+                self._close()
+                raise
+            if reason != _core.STOP_NONE:
+                self.stop_reason = STOP_REASONS.get(reason, str(reason))
+                self._close()
+                if piece:
+                    return piece.decode("utf-8", "replace")
+                raise StopIteration
+            if piece:
+                return piece.decode("utf-8", "replace")
+
+    def _run_processor(self, gen: Any) -> None:
+        assert self._seen is not None and self._processor is not None
+        generated = _core.generator_tokens(gen)
+        if len(generated) > self._n_gen_seen:
+            self._seen.frombytes(memoryview(generated)[self._n_gen_seen:].cast("B"))
+            self._n_gen_seen = len(generated)
+        ctx = self.context
+        view = ctx._add_view(_core.context_logits_view(ctx._h, -1))
+        out = self._processor(self._seen, view)
+        if out is not None and out is not view:
+            try:
+                memoryview(view)[:] = memoryview(out).cast("B").cast("f")
+            except (TypeError, ValueError):
+                view[:] = list(out)
+
+    def _close(self, superseded: bool = False) -> None:
+        gen, self._gen = self._gen, None
+        if gen is None:
+            return
+        self._superseded = superseded
+        ctx = self.context
+        try:
+            self.tokens = _core.generator_tokens(gen)
+            ctx._sync_history(self.prompt_tokens + array("i", memoryview(self.tokens)))
+        finally:
+            del gen   # frees the C generator before the context is handed on
+            ctx._release(stream=self)
+
+    def close(self) -> None:
+        """Ends the generation (the tokens evaluated so far stay in the cache)."""
+        self._close()
+
+    def __enter__(self) -> "Stream":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._close()
+
+    def __del__(self) -> None:
+        try:
+            self._close()
+        except Exception:
+            pass

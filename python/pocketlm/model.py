@@ -1,0 +1,254 @@
+"""Model: a GGUF file loaded (memory-mapped) once, shared by any number of contexts and threads.
+
+    >>> import pocketlm
+    >>> model = pocketlm.Model()                       # the default model, SmolLM2-135M-Instruct Q4_1
+    >>> model.info.arch, model.info.file_type
+    ('llama', 'Q4_1')
+    >>> model.generate("The capital of France is", max_tokens=4, temperature=0)
+    ' Paris.\\n\\nThe'
+
+``generate``, ``stream`` and ``chat`` run on a context the model keeps for them
+(created on first use, reusing the cached prefix of consecutive prompts, so a
+chat does not re-read its history); calls from several threads take turns on
+it. For parallel work, give each thread its own :meth:`Model.context`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Union
+
+from . import _core
+from .chat import ChatFormat, Message, detect_format, get_format
+from .context import Context, LogitsProcessor, Stream, Tokens, as_tokens
+from .sampling import LogitBias
+
+__all__ = ["Model", "ModelInfo", "default_model_path"]
+
+
+def default_model_path() -> str:
+    """Where the default model is looked for: ``$POCKETLM_MODEL``, else
+    ``<cache>/SmolLM2-135M-Instruct.Q4_1.gguf`` (cache: ``$POCKETLM_CACHE``, ``$XDG_CACHE_HOME/pocketlm`` or
+    ``~/.cache/pocketlm``). Raises :class:`ModelFileError` naming the paths tried if no file is there."""
+    return os.fsdecode(_core.default_model_path())
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a model is: architecture, sizes, quantization, special tokens and chat template."""
+
+    arch: str
+    name: str
+    file_type: str
+    path: str
+    n_vocab: int
+    n_ctx_train: int
+    n_embd: int
+    n_layer: int
+    n_head: int
+    n_head_kv: int
+    n_ff: int
+    head_dim: int
+    n_params: int
+    n_bytes: int
+    bos: int
+    eos: int
+    eot: int
+    add_bos: bool
+    chat_template: str = field(repr=False)
+
+
+class Model:
+    """A language model loaded from a GGUF file.
+
+    ``path=None`` loads the default model (see :func:`default_model_path`). ``n_threads`` and ``n_ctx`` are the
+    defaults for contexts made from this model (``None``: physical cores; the model's context length, at most
+    4096). Raises :class:`ModelFileError` if the file cannot be read, :class:`FormatError` if it is malformed,
+    :class:`UnsupportedError` for an architecture or tensor type pocketlm does not run.
+    """
+
+    def __init__(self, path: Union[str, "os.PathLike[str]", None] = None, *, n_threads: Optional[int] = None,
+                 n_ctx: Optional[int] = None, use_mmap: bool = True) -> None:
+        params = _core.model_default_params()
+        params.use_mmap = bool(use_mmap)
+        self._h: Any = _core.model_load(None if path is None else os.fspath(path), params)
+        self.info = ModelInfo(**_core.model_get_info(self._h))
+        self.n_threads = n_threads
+        self.n_ctx = n_ctx
+        self._ctx: Optional[Context] = None
+        self._ctx_lock = threading.Lock()
+        self._metadata: Optional[Dict[str, str]] = None
+
+    @property
+    def _handle(self) -> Any:
+        h = self._h
+        if h is None:
+            raise ValueError("the Model is closed")
+        return h
+
+    @property
+    def n_vocab(self) -> int:
+        """Number of tokens in the vocabulary (and of logits per position)."""
+        return self.info.n_vocab
+
+    @property
+    def metadata(self) -> Dict[str, str]:
+        """The GGUF metadata, each value rendered as text (arrays are summarized)."""
+        if self._metadata is None:
+            h = self._handle
+            keys = [_core.model_meta_key(h, i) for i in range(_core.model_meta_count(h))]
+            self._metadata = {k: _core.model_meta_str(h, k).decode("utf-8", "replace") for k in keys}
+        return self._metadata
+
+    # -- tokens ------------------------------------------------------------------------------
+
+    def tokenize(self, text: Union[str, bytes], *, add_special: bool = True, parse_special: bool = False) -> Any:
+        """The tokens of ``text`` as a :class:`pocketlm.Buffer` of int32 (zero-copy: it owns the array C
+        wrote; ``list()``, ``memoryview`` and ``numpy.asarray`` work on it).
+
+        ``add_special`` adds BOS/EOS as the model asks; ``parse_special`` turns texts such as
+        ``<|im_start|>`` into their special tokens (otherwise they are plain text).
+
+            >>> import pocketlm
+            >>> list(pocketlm.Model().tokenize("Hello world"))
+            [19556, 905]
+        """
+        return _core.tokenize(self._handle, text, bool(add_special), bool(parse_special))
+
+    def detokenize(self, tokens: Tokens, *, special: bool = False) -> str:
+        """The text of ``tokens`` (invalid UTF-8 is replaced); ``special`` also renders control tokens."""
+        return self.detokenize_bytes(tokens, special=special).decode("utf-8", "replace")
+
+    def detokenize_bytes(self, tokens: Tokens, *, special: bool = False) -> bytes:
+        """The bytes of ``tokens``, exactly."""
+        return _core.detokenize(self._handle, as_tokens(tokens), bool(special))
+
+    def token_to_piece(self, token: int, *, special: bool = False) -> bytes:
+        """The bytes of one token (possibly part of a UTF-8 character)."""
+        return _core.token_to_piece(self._handle, int(token), bool(special))
+
+    def is_eog(self, token: int) -> bool:
+        """True for tokens that end a generation (EOS, EOT, ``<|im_end|>``...)."""
+        return bool(_core.token_is_eog(self._handle, int(token)))
+
+    # -- contexts and generation -------------------------------------------------------------
+
+    def context(self, *, n_ctx: Optional[int] = None, n_threads: Optional[int] = None,
+                n_batch: Optional[int] = None) -> Context:
+        """A new :class:`Context` on this model (defaults from the Model's ``n_ctx`` and ``n_threads``)."""
+        return Context(self, n_ctx=n_ctx, n_threads=n_threads, n_batch=n_batch)
+
+    def _default_context(self) -> Context:
+        with self._ctx_lock:
+            if self._ctx is None or self._ctx.closed:
+                self._ctx = Context(self)
+            return self._ctx
+
+    def stream(self, prompt: Union[str, Tokens], *, max_tokens: int = 256, temperature: float = 0.8,
+               top_k: int = 40, top_p: float = 0.95, min_p: float = 0.05, repeat_penalty: float = 1.0,
+               frequency_penalty: float = 0.0, presence_penalty: float = 0.0, penalty_last_n: int = 64,
+               stop: Union[str, Sequence[str], None] = None, seed: Optional[int] = None,
+               logit_bias: Optional[LogitBias] = None, logits_processor: Optional[LogitsProcessor] = None,
+               ignore_eos: bool = False, add_special: bool = True, parse_special: bool = True) -> Stream:
+        """Yields the continuation of ``prompt`` in pieces of text; see :meth:`Context.stream`.
+
+            >>> import pocketlm
+            >>> for piece in pocketlm.Model().stream("The capital of France is", max_tokens=4, temperature=0):
+            ...     print(repr(piece))
+            ' Paris'
+            '.'
+            '\\n\\n'
+            'The'
+        """
+        return self._default_context().stream(
+            prompt, max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
+            repeat_penalty=repeat_penalty, frequency_penalty=frequency_penalty, presence_penalty=presence_penalty,
+            penalty_last_n=penalty_last_n, stop=stop, seed=seed, logit_bias=logit_bias,
+            logits_processor=logits_processor, ignore_eos=ignore_eos, add_special=add_special,
+            parse_special=parse_special)
+
+    def generate(self, prompt: Union[str, Tokens], *, max_tokens: int = 256, temperature: float = 0.8,
+                 top_k: int = 40, top_p: float = 0.95, min_p: float = 0.05, repeat_penalty: float = 1.0,
+                 frequency_penalty: float = 0.0, presence_penalty: float = 0.0, penalty_last_n: int = 64,
+                 stop: Union[str, Sequence[str], None] = None, seed: Optional[int] = None,
+                 logit_bias: Optional[LogitBias] = None, logits_processor: Optional[LogitsProcessor] = None,
+                 ignore_eos: bool = False, add_special: bool = True, parse_special: bool = True) -> str:
+        """The continuation of ``prompt`` as one string; see :meth:`Context.stream` for the arguments.
+
+            >>> import pocketlm
+            >>> pocketlm.Model().generate("The capital of France is", max_tokens=4, temperature=0)
+            ' Paris.\\n\\nThe'
+        """
+        return self._default_context().generate(
+            prompt, max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
+            repeat_penalty=repeat_penalty, frequency_penalty=frequency_penalty, presence_penalty=presence_penalty,
+            penalty_last_n=penalty_last_n, stop=stop, seed=seed, logit_bias=logit_bias,
+            logits_processor=logits_processor, ignore_eos=ignore_eos, add_special=add_special,
+            parse_special=parse_special)
+
+    @property
+    def chat_format(self) -> ChatFormat:
+        """The chat format chosen from the template stored in the file (ChatML, Llama 3, Gemma or Phi-3)."""
+        return detect_format(self.info.chat_template)
+
+    def apply_chat_template(self, messages: Union[str, Sequence[Message]], *, template: Optional[str] = None,
+                            add_generation_prompt: bool = True) -> str:
+        """The prompt text for ``messages`` (dicts with ``role`` and ``content``; a string is one user
+        message), in the model's chat format or the one named by ``template``."""
+        fmt = get_format(template) if template is not None else self.chat_format
+        return fmt.render(messages, add_generation_prompt=add_generation_prompt)
+
+    def chat(self, messages: Union[str, Sequence[Message]], *, stream: bool = False, template: Optional[str] = None,
+             max_tokens: int = 256, **kwargs: Any) -> Union[str, Stream]:
+        """The assistant's reply to ``messages`` (dicts with ``role`` — ``system``, ``user`` or ``assistant`` —
+        and ``content``; a string is one user message). With ``stream=True``, a :class:`Stream` of pieces.
+        Other keyword arguments are those of :meth:`generate` (temperature, top_p, stop, seed...).
+
+            >>> import pocketlm
+            >>> reply = pocketlm.Model().chat([{"role": "user", "content": "Say hi"}], max_tokens=8, temperature=0)
+            >>> isinstance(reply, str) and len(reply) > 0
+            True
+        """
+        prompt = self.apply_chat_template(messages, template=template)
+        stop = kwargs.pop("stop", None)
+        fmt = get_format(template) if template is not None else self.chat_format
+        stops: List[str] = list(fmt.stop)
+        if stop is not None:
+            stops += [stop] if isinstance(stop, str) else list(stop)
+        ctx = self._default_context()
+        kwargs.setdefault("add_special", True)
+        kwargs.setdefault("parse_special", True)
+        s = ctx.stream(prompt, max_tokens=max_tokens, stop=stops, **kwargs)
+        if stream:
+            return s
+        with s:
+            return "".join(s)
+
+    # -- lifetime ----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Releases the model (and its generation context). Contexts made from it keep the weights alive
+        until they are gone."""
+        with self._ctx_lock:
+            if self._ctx is not None:
+                self._ctx.close()
+                self._ctx = None
+        self._h = None
+
+    @property
+    def closed(self) -> bool:
+        return self._h is None
+
+    def __enter__(self) -> "Model":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        if self._h is None:
+            return "<pocketlm.Model (closed)>"
+        i = self.info
+        return f"<pocketlm.Model {i.name or i.arch!r} {i.arch} {i.n_params / 1e6:.0f}M {i.file_type}>"

@@ -1,0 +1,159 @@
+"""Build of the pocketlm Python package: the C core and its SWIG module ``pocketlm._core``.
+
+pyproject.toml holds the metadata; this file holds what setuptools cannot say
+declaratively:
+
+* SWIG runs here (the ``swig`` package from the registry is a build
+  requirement, so no system SWIG is needed): ``bindings/pocketlm.i`` becomes a C
+  wrapper, compiled into the extension ``pocketlm._core_c``, and the module
+  ``pocketlm._core`` (Python) over it, which is placed beside the extension.
+* The C sources under csrc/ are compiled by build_ext itself, because they need
+  per-file flags: each kernel file csrc/kernels/<isa>.c gets the instruction-set
+  flags the Makefile gives it (``ISA_<isa> := ...``) and everything else stays
+  baseline x86-64, so one wheel runs on any x86-64 CPU and picks its kernels at
+  run time.
+* build_py runs build_ext first, so the generated ``_core.py`` exists before
+  packages are collected.
+"""
+
+import glob
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+from setuptools.command.build_py import build_py
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PACKAGE_DIR = os.path.join("python", "pocketlm")
+
+# The Makefile's flags, minus warnings and -fPIC (setuptools adds it).
+BASE_CFLAGS = ["-std=c11", "-D_GNU_SOURCE", "-fvisibility=hidden", "-pthread", "-O2"]
+# Used when the Makefile is absent; the Makefile is the source of truth.
+FALLBACK_ISA = {
+    "avx2": ["-mavx2", "-mfma", "-mf16c"],
+    "avx512": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512vnni", "-mavx2", "-mfma", "-mf16c"],
+}
+
+
+def read_version():
+    with open(os.path.join(HERE, "csrc", "include", "pocketlm.h"), encoding="utf-8") as f:
+        m = re.search(r'#define\s+PLM_VERSION\s+"([^"]+)"', f.read())
+    if not m:
+        raise RuntimeError("PLM_VERSION not found in csrc/include/pocketlm.h")
+    return m.group(1)
+
+
+def isa_flags():
+    """Instruction-set flags per kernel file, read from the Makefile's ISA_<name> lines."""
+    path = os.path.join(HERE, "Makefile")
+    if not os.path.exists(path):
+        return dict(FALLBACK_ISA)
+    flags = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            m = re.match(r"^ISA_(\w+)\s*:?=\s*(.*)$", line)
+            if m:
+                flags[m.group(1)] = m.group(2).split()
+    return flags
+
+
+def library_sources():
+    """(source, extra flags) for every C file of the library, in a stable order."""
+    isa = isa_flags()
+    out = []
+    for pattern in ("csrc/*.c", "csrc/tokenizer/*.c", "csrc/kernels/*.c"):
+        for src in sorted(glob.glob(pattern)):
+            name = os.path.splitext(os.path.basename(src))[0]
+            extra = isa.get(name, []) if os.path.dirname(src).endswith("kernels") else []
+            out.append((src, extra))
+    return out
+
+
+def find_swig():
+    """The swig executable: the registry package's if installed, else one on PATH."""
+    try:
+        import swig  # sets SWIG_LIB in os.environ for its own binary
+
+        exe = os.path.join(swig.BIN_DIR, "swig")
+        if os.path.exists(exe):
+            return exe
+    except ImportError:
+        pass
+    for name in ("swig", "swig4.0"):
+        exe = shutil.which(name)
+        if exe:
+            return exe
+    raise RuntimeError("SWIG not found: `pip install swig` (it is a build requirement in pyproject.toml)")
+
+
+class BuildExt(build_ext):
+    """Runs SWIG, then compiles csrc/ with per-file flags and links it into pocketlm._core."""
+
+    def run(self):
+        self._swig()
+        super().run()
+
+    def _proxy_dest(self):
+        if self.inplace:
+            return os.path.join(HERE, PACKAGE_DIR, "_core.py")
+        return os.path.join(self.build_lib, "pocketlm", "_core.py")
+
+    def _swig(self):
+        out_dir = os.path.join(self.build_temp, "swig")
+        os.makedirs(out_dir, exist_ok=True)
+        wrapper = os.path.join(out_dir, "pocketlm_wrap.c")
+        cmd = [find_swig(), "-python", "-O", "-interface", "_core_c", "-Icsrc/include", "-Ibindings",
+               "-outdir", out_dir, "-o", wrapper, "bindings/pocketlm.i"]
+        self.announce(" ".join(cmd), level=2)
+        subprocess.check_call(cmd)
+        dest = self._proxy_dest()
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        shutil.copyfile(os.path.join(out_dir, "_core.py"), dest)
+        for ext in self.extensions:
+            if ext.name == "pocketlm._core_c":
+                ext.sources = [wrapper]
+
+    def build_extension(self, ext):
+        if ext.name == "pocketlm._core_c":
+            objects = []
+            for src, extra in library_sources():
+                objects += self.compiler.compile(
+                    [src], output_dir=self.build_temp, include_dirs=["csrc/include", "csrc"],
+                    extra_postargs=BASE_CFLAGS + extra, debug=self.debug)
+            ext.extra_objects = objects
+        super().build_extension(ext)
+
+    def get_outputs(self):
+        return super().get_outputs() + [self._proxy_dest()]
+
+
+class BuildPy(build_py):
+    """build_ext first: the SWIG proxy _core.py must exist before modules are collected."""
+
+    def run(self):
+        self.run_command("build_ext")
+        super().run()
+
+
+core = Extension(
+    "pocketlm._core_c",
+    sources=["bindings/pocketlm.i"],  # replaced by the generated wrapper in BuildExt._swig
+    include_dirs=["csrc/include", "bindings"],
+    extra_compile_args=["-fvisibility=hidden", "-O2"],
+    extra_link_args=["-pthread"],
+    libraries=["m"],
+    depends=glob.glob("csrc/**/*.[ch]", recursive=True) + glob.glob("bindings/*"),
+)
+
+if sys.platform == "win32":
+    raise SystemExit("pocketlm builds with GCC or Clang (Linux, macOS); Windows is not supported yet")
+
+setup(
+    version=read_version(),
+    ext_modules=[core],
+    cmdclass={"build_ext": BuildExt, "build_py": BuildPy},
+)
