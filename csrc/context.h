@@ -51,6 +51,10 @@ struct plm_context {
     int32_t *logits_idx;  /* (n_batch_total) batch index -> logits row, -1 if none */
     int32_t logits_idx_cap, last_batch_n;
 
+    /* when set, forward.c writes every token's final normalized hidden state
+     * here, row i0 + t for batch entry i0 + t (plm_embed) */
+    float *hidden_out;
+
     plm_abort_fn abort_fn;
     void *abort_user;
 };
@@ -65,5 +69,9 @@ void plm_kv_recount(plm_kv *kv);
 plm_status plm_kv_find_free(const plm_kv *kv, int32_t n, int32_t *cells);
 /* Fills pos_max[s] for every sequence (-1 when empty). */
 void plm_kv_pos_max_all(const plm_kv *kv, int32_t *pos_max);
+/* Number of leading tokens of toks that sequence seq already holds at positions 0, 1, ... */
+int32_t plm_kv_common_prefix(const plm_context *ctx, int32_t seq, const plm_token *toks, int32_t n);
+/* Decodes toks at positions pos0... in sequence seq, in chunks of n_batch; logits for the last only. */
+plm_status plm_eval_sequence(plm_context *ctx, const plm_token *toks, int32_t n, int32_t pos0, int32_t seq);
 
 #endif

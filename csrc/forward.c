@@ -411,7 +411,7 @@ static bool aborted(plm_context *ctx) { return ctx->abort_fn && ctx->abort_fn(ct
 
 /* Runs T tokens (already assigned to cells) through the model; writes logits of
  * the rows with want[t] into ctx->logits starting at row *n_out. */
-static plm_status forward_ubatch(plm_context *ctx, int32_t T, const plm_token *tok, const int32_t *pos,
+static plm_status forward_ubatch(plm_context *ctx, int32_t i0, int32_t T, const plm_token *tok, const int32_t *pos,
                                  const int32_t *seq, const int32_t *cells, const int8_t *want, int32_t *n_out) {
     const plm_model *m = ctx->model;
     const plm_hparams *hp = &m->hp;
@@ -455,6 +455,10 @@ static plm_status forward_ubatch(plm_context *ctx, int32_t T, const plm_token *t
             linear(ctx, 1, w, o, ld, ctx->gate, F, T, true, NULL, NULL);
         }
     }
+
+    if (ctx->hidden_out)
+        for (int32_t t = 0; t < T; t++)
+            rmsnorm_row(ctx->hidden_out + (int64_t)(i0 + t) * E, ctx->x + (int64_t)t * E, m->output_norm, E, hp->norm_eps);
 
     /* Gather the rows that want logits, normalize, project. */
     int32_t k = 0;
@@ -557,7 +561,7 @@ plm_status plm_decode(plm_context *ctx, const plm_batch *batch) {
             if (c + 1 > kv->n_active) kv->n_active = c + 1;
         }
         kv->used += T;
-        st = forward_ubatch(ctx, T, batch->token + i0, pos + i0, seq + i0, cells + i0, want + i0, &n_out);
+        st = forward_ubatch(ctx, i0, T, batch->token + i0, pos + i0, seq + i0, cells + i0, want + i0, &n_out);
     }
     if (st) {
         for (int32_t i = 0; i < n; i++) plm_kv_cell_clear(&ctx->kv, cells[i]);

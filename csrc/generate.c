@@ -124,47 +124,6 @@ static plm_status take(plm_generator *g, size_t k, const char **piece, size_t *l
     return PLM_OK;
 }
 
-static plm_status eval_tokens(plm_context *ctx, const plm_token *toks, int32_t n, int32_t pos0, int32_t seq) {
-    int32_t chunk = ctx->params.n_batch;
-    int32_t *pos = malloc((size_t)chunk * sizeof(int32_t)), *sq = malloc((size_t)chunk * sizeof(int32_t));
-    int8_t *lg = malloc((size_t)chunk);
-    if (!pos || !sq || !lg) {
-        free(pos); free(sq); free(lg);
-        return plm_fail(PLM_ERR_OOM, "out of memory");
-    }
-    plm_status st = PLM_OK;
-    for (int32_t i = 0; i < n && !st; i += chunk) {
-        int32_t T = PLM_MIN(chunk, n - i);
-        for (int32_t t = 0; t < T; t++) {
-            pos[t] = pos0 + i + t;
-            sq[t] = seq;
-            lg[t] = (i + t == n - 1);
-        }
-        plm_batch b = {.n_tokens = T, .token = toks + i, .pos = pos, .seq_id = sq, .logits = lg};
-        st = plm_decode(ctx, &b);
-    }
-    free(pos); free(sq); free(lg);
-    return st;
-}
-
-/* Number of leading prompt tokens already in the cache for this sequence. */
-static int32_t cached_prefix(const plm_context *ctx, int32_t seq, const plm_token *toks, int32_t n) {
-    const plm_kv *kv = &ctx->kv;
-    int32_t pm = plm_kv_seq_pos_max(ctx, seq);
-    if (pm < 0) return 0;
-    int32_t len = PLM_MIN(pm + 1, n);
-    plm_token *at = malloc((size_t)len * sizeof(plm_token));
-    if (!at) return 0;
-    for (int32_t i = 0; i < len; i++) at[i] = -1;
-    uint64_t bit = (uint64_t)1 << seq;
-    for (int32_t c = 0; c < kv->n_active; c++)
-        if ((kv->seq[c] & bit) && kv->pos[c] < len) at[kv->pos[c]] = kv->tok[c];
-    int32_t k = 0;
-    while (k < len && at[k] == toks[k]) k++;
-    free(at);
-    return k;
-}
-
 plm_status plm_generator_create_tokens(plm_context *ctx, const plm_token *tokens, int32_t n,
                                        const plm_generate_params *params, plm_generator **out) {
     if (!out) return plm_fail(PLM_ERR_ARG, "plm_generator_create: out is NULL");
@@ -208,11 +167,11 @@ plm_status plm_generator_create_tokens(plm_context *ctx, const plm_token *tokens
     if (!g->toks) { st = plm_fail(PLM_ERR_OOM, "out of memory"); goto fail; }
 
     /* Reuse the cached prefix; always re-evaluate at least the last prompt token for its logits. */
-    int32_t keep = p.keep_cache ? cached_prefix(ctx, g->seq, tokens, n) : 0;
+    int32_t keep = p.keep_cache ? plm_kv_common_prefix(ctx, g->seq, tokens, n) : 0;
     if (keep >= n) keep = n - 1;
     if ((st = plm_kv_seq_rm(ctx, g->seq, keep, -1))) goto fail;
     for (int32_t i = 0; i < n; i++) plm_sampler_accept(g->smp, tokens[i]);
-    if ((st = eval_tokens(ctx, tokens + keep, n - keep, keep, g->seq))) goto fail;
+    if ((st = plm_eval_sequence(ctx, tokens + keep, n - keep, keep, g->seq))) goto fail;
     g->n_prompt = n - keep;
     g->last = tokens[n - 1];
     *out = g;
@@ -285,7 +244,7 @@ plm_status plm_generator_next(plm_generator *g, const char **piece, size_t *len,
                 else if (ctx->kv.used >= ctx->kv.n_ctx) g->reason = PLM_STOP_CONTEXT;
                 else {
                     int32_t pos = plm_kv_seq_pos_max(ctx, g->seq) + 1;
-                    st = eval_tokens(ctx, &t, 1, pos, g->seq);
+                    st = plm_eval_sequence(ctx, &t, 1, pos, g->seq);
                     if (st == PLM_ERR_CONTEXT_FULL) g->reason = PLM_STOP_CONTEXT;
                     else if (st) return st;
                     g->last = t;

@@ -83,6 +83,46 @@ void plm_kv_pos_max_all(const plm_kv *kv, int32_t *pos_max) {
     }
 }
 
+plm_status plm_eval_sequence(plm_context *ctx, const plm_token *toks, int32_t n, int32_t pos0, int32_t seq) {
+    int32_t chunk = ctx->params.n_batch;
+    int32_t *pos = malloc((size_t)chunk * sizeof(int32_t)), *sq = malloc((size_t)chunk * sizeof(int32_t));
+    int8_t *lg = malloc((size_t)chunk);
+    if (!pos || !sq || !lg) {
+        free(pos); free(sq); free(lg);
+        return plm_fail(PLM_ERR_OOM, "out of memory");
+    }
+    plm_status st = PLM_OK;
+    for (int32_t i = 0; i < n && !st; i += chunk) {
+        int32_t T = PLM_MIN(chunk, n - i);
+        for (int32_t t = 0; t < T; t++) {
+            pos[t] = pos0 + i + t;
+            sq[t] = seq;
+            lg[t] = (i + t == n - 1);
+        }
+        plm_batch b = {.n_tokens = T, .token = toks + i, .pos = pos, .seq_id = sq, .logits = lg};
+        st = plm_decode(ctx, &b);
+    }
+    free(pos); free(sq); free(lg);
+    return st;
+}
+
+int32_t plm_kv_common_prefix(const plm_context *ctx, int32_t seq, const plm_token *toks, int32_t n) {
+    const plm_kv *kv = &ctx->kv;
+    int32_t pm = plm_kv_seq_pos_max(ctx, seq);
+    if (pm < 0) return 0;
+    int32_t len = PLM_MIN(pm + 1, n);
+    plm_token *at = malloc((size_t)len * sizeof(plm_token));
+    if (!at) return 0;
+    for (int32_t i = 0; i < len; i++) at[i] = -1;
+    uint64_t bit = (uint64_t)1 << seq;
+    for (int32_t c = 0; c < kv->n_active; c++)
+        if ((kv->seq[c] & bit) && kv->pos[c] < len) at[kv->pos[c]] = kv->tok[c];
+    int32_t k = 0;
+    while (k < len && at[k] == toks[k]) k++;
+    free(at);
+    return k;
+}
+
 /* ------------------------------------------------------------ public API */
 
 static bool seq_ok(const plm_context *ctx, int32_t s) { return s >= 0 && s < ctx->params.n_seq_max; }

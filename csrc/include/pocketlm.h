@@ -301,6 +301,52 @@ PLM_API plm_status plm_generate(plm_context *ctx, const char *prompt, size_t len
                                 const plm_generate_params *params, plm_piece_fn on_piece, void *user,
                                 char **out, plm_stop_reason *reason);
 
+/* -------------------------------------------------------- classification */
+
+typedef enum plm_score_mode {
+    PLM_SCORE_SUM = 0, /* a label's score is the sum of its tokens' log-probabilities */
+    PLM_SCORE_MEAN = 1 /* ... or their mean (does not favour short labels) */
+} plm_score_mode;
+
+typedef struct plm_classify_params {
+    plm_score_mode mode;  /* default PLM_SCORE_SUM */
+    bool multi_label;     /* score labels independently: see plm_classify (default false) */
+    plm_token yes_token;  /* multi_label: the "yes" and "no" answer tokens; -1 looks up " yes" / " no" */
+    plm_token no_token;
+    bool keep_cache;      /* reuse the part of the prompt sequence 0 already holds (default true) */
+} plm_classify_params;
+
+PLM_API plm_classify_params plm_classify_default_params(void);
+
+/* Zero-shot classification by label likelihood. The prompt is evaluated once in
+ * sequence 0; every label's tokens are then scored in one batched decode, each
+ * label its own sequence sharing the prompt's cache (groups of n_seq_max - 1
+ * labels when there are more).
+ *   logprob_out[i] (may be NULL): sum or mean of log P(label i's tokens | prompt)
+ *   prob_out[i]    (may be NULL): softmax of logprob_out over the labels
+ * multi_label: labels[i] is a suffix appended to the prompt (e.g. " Topic: sports.
+ * Correct?") and prob_out[i] = P(yes) / (P(yes) + P(no)) at its end, each label
+ * independent of the others; logprob_out[i] = log of that probability.
+ * Label sequences are removed from the cache afterwards; sequence 0 keeps the
+ * prompt, so a following call with a prompt sharing its beginning reuses it. */
+PLM_API plm_status plm_classify(plm_context *ctx, const plm_token *prompt, int32_t n_prompt,
+                                const plm_token *const *labels, const int32_t *label_lens, int32_t n_labels,
+                                const plm_classify_params *params, float *logprob_out, float *prob_out);
+
+typedef enum plm_pooling {
+    PLM_POOL_MEAN = 0, /* mean of the token states */
+    PLM_POOL_LAST = 1, /* the last token's state */
+    PLM_POOL_CLS = 2   /* the first token's state */
+} plm_pooling;
+
+/* Embeds n_texts token sequences: the final hidden states (after the output
+ * norm) pooled per text, optionally L2-normalized, written row by row into out
+ * (n_texts x n_embd floats, caller-owned). Texts are evaluated several at a time
+ * as separate sequences and removed from the cache afterwards. Uses every
+ * sequence id of ctx. */
+PLM_API plm_status plm_embed(plm_context *ctx, const plm_token *const *texts, const int32_t *lens, int32_t n_texts,
+                             plm_pooling pooling, bool normalize, float *out);
+
 /* Frees memory returned by pocketlm (NULL is a no-op). */
 PLM_API void plm_free(void *p);
 

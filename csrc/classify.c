@@ -1,0 +1,247 @@
+/*
+ * classify.c — zero-shot classification by label likelihood, and embeddings.
+ *
+ * Owns plm_classify and plm_embed. Classification evaluates the prompt once in
+ * sequence 0, shares its cache with one sequence per label (plm_kv_seq_cp adds
+ * the label's sequence to the prompt's cells, no copy), and scores all labels'
+ * tokens in a single batched plm_decode. Embeddings capture the final hidden
+ * states of several texts decoded as separate sequences and pool them. The
+ * forward pass is forward.c's; cell bookkeeping kvcache.c's.
+ */
+#include "context.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+plm_classify_params plm_classify_default_params(void) {
+    plm_classify_params p = {.mode = PLM_SCORE_SUM, .multi_label = false, .yes_token = -1, .no_token = -1, .keep_cache = true};
+    return p;
+}
+
+/* log softmax(l)[tok] over n_vocab logits. */
+static double log_prob(const float *l, int32_t n_vocab, plm_token tok) {
+    float mx = l[0];
+    for (int32_t v = 1; v < n_vocab; v++) if (l[v] > mx) mx = l[v];
+    double s = 0.0;
+    for (int32_t v = 0; v < n_vocab; v++) s += exp((double)(l[v] - mx));
+    return (double)(l[tok] - mx) - log(s);
+}
+
+/* The single token whose text is exactly `text`, or -1. */
+static plm_token single_token(const plm_model *m, const char *text) {
+    plm_token t[4];
+    int32_t n = 0;
+    if (plm_tokenize(m, text, strlen(text), false, false, t, 4, &n) != PLM_OK || n != 1) return -1;
+    return t[0];
+}
+
+static plm_status check_tokens(const plm_context *ctx, const plm_token *t, int32_t n, const char *what, int32_t idx) {
+    for (int32_t i = 0; i < n; i++)
+        if (t[i] < 0 || t[i] >= ctx->model->hp.n_vocab)
+            return plm_fail(PLM_ERR_ARG, "%s %d: token %d is %d, outside the vocabulary [0, %d)", what, idx, i, t[i], ctx->model->hp.n_vocab);
+    return PLM_OK;
+}
+
+plm_status plm_classify(plm_context *ctx, const plm_token *prompt, int32_t n_prompt, const plm_token *const *labels,
+                        const int32_t *label_lens, int32_t n_labels, const plm_classify_params *params,
+                        float *logprob_out, float *prob_out) {
+    if (!ctx) return plm_fail(PLM_ERR_ARG, "plm_classify: ctx is NULL");
+    plm_clear_error();
+    plm_classify_params p = params ? *params : plm_classify_default_params();
+    if (n_prompt <= 0 || !prompt) return plm_fail(PLM_ERR_ARG, "plm_classify: the prompt is empty");
+    if (n_labels <= 0 || !labels || !label_lens) return plm_fail(PLM_ERR_ARG, "plm_classify: the label list is empty");
+    if (ctx->params.n_seq_max < 2) return plm_fail(PLM_ERR_ARG, "plm_classify needs a context with n_seq_max >= 2");
+    plm_status st = check_tokens(ctx, prompt, n_prompt, "prompt", 0);
+    if (st) return st;
+    int32_t longest = 0;
+    for (int32_t i = 0; i < n_labels; i++) {
+        if (label_lens[i] <= 0 || !labels[i]) return plm_fail(PLM_ERR_ARG, "label %d is empty", i);
+        if ((st = check_tokens(ctx, labels[i], label_lens[i], "label", i))) return st;
+        longest = PLM_MAX(longest, label_lens[i]);
+    }
+    plm_token yes = p.yes_token, no = p.no_token;
+    if (p.multi_label) {
+        if (yes < 0) yes = single_token(ctx->model, " yes");
+        if (no < 0) no = single_token(ctx->model, " no");
+        if (yes < 0 || no < 0 || yes >= ctx->model->hp.n_vocab || no >= ctx->model->hp.n_vocab || yes == no)
+            return plm_fail(PLM_ERR_ARG, "multi-label classification needs distinct yes/no tokens (\" yes\" and \" no\" are not single tokens of this vocabulary)");
+    }
+    if (n_prompt + longest > ctx->kv.n_ctx)
+        return plm_fail(PLM_ERR_CONTEXT_FULL, "prompt (%d tokens) and the longest label (%d) do not fit the context (%d)", n_prompt, longest, ctx->kv.n_ctx);
+
+    /* The prompt, in sequence 0, reusing what is cached. */
+    int32_t keep = p.keep_cache ? plm_kv_common_prefix(ctx, 0, prompt, n_prompt) : 0;
+    if (keep >= n_prompt) keep = n_prompt - 1;
+    for (int32_t s = 0; s < ctx->params.n_seq_max; s++)
+        if ((st = plm_kv_seq_rm(ctx, s, s == 0 ? keep : 0, -1))) return st;
+    if ((st = plm_eval_sequence(ctx, prompt + keep, n_prompt - keep, keep, 0))) return st;
+    const int32_t V = ctx->model->hp.n_vocab;
+    /* log-probability of every label's first token comes from the prompt's last logits */
+    float *first = malloc((size_t)V * sizeof(float));
+    double *score = malloc((size_t)n_labels * sizeof(double));
+    if (!first || !score) {
+        free(first);
+        free(score);
+        return plm_fail(PLM_ERR_OOM, "out of memory");
+    }
+    memcpy(first, plm_context_logits(ctx, -1), (size_t)V * sizeof(float));
+
+    const int32_t group = ctx->params.n_seq_max - 1;
+    plm_token *bt = NULL;
+    int32_t *bp = NULL, *bs = NULL;
+    int8_t *bl = NULL;
+    int32_t cap = 0;
+    int32_t g0 = 0;
+    while (g0 < n_labels && !st) {
+        /* as many labels as there are free sequence ids and cache cells */
+        int32_t g1 = g0, total = 0;
+        while (g1 < n_labels && g1 - g0 < group && n_prompt + total + label_lens[g1] <= ctx->kv.n_ctx) total += label_lens[g1++];
+        if (total > cap) {
+            cap = total;
+            plm_token *nt = realloc(bt, (size_t)cap * sizeof(plm_token));
+            if (nt) bt = nt;
+            int32_t *np = realloc(bp, (size_t)cap * sizeof(int32_t));
+            if (np) bp = np;
+            int32_t *ns = realloc(bs, (size_t)cap * sizeof(int32_t));
+            if (ns) bs = ns;
+            int8_t *nl = realloc(bl, (size_t)cap);
+            if (nl) bl = nl;
+            if (!nt || !np || !ns || !nl) {
+                st = plm_fail(PLM_ERR_OOM, "out of memory for a batch of %d label tokens", cap);
+                break;
+            }
+        }
+        int32_t k = 0;
+        for (int32_t i = g0; i < g1; i++) {
+            int32_t seq = 1 + (i - g0);
+            if ((st = plm_kv_seq_cp(ctx, 0, seq, 0, -1))) break;
+            for (int32_t j = 0; j < label_lens[i]; j++, k++) {
+                bt[k] = labels[i][j];
+                bp[k] = n_prompt + j;
+                bs[k] = seq;
+                bl[k] = p.multi_label ? (j == label_lens[i] - 1) : (j < label_lens[i] - 1);
+            }
+        }
+        if (st) break;
+        bool need_decode = false;
+        for (int32_t i = 0; i < k; i++) need_decode |= bl[i] != 0;
+        plm_batch b = {.n_tokens = k, .token = bt, .pos = bp, .seq_id = bs, .logits = bl};
+        if (need_decode && (st = plm_decode(ctx, &b))) break;
+        k = 0;
+        for (int32_t i = g0; i < g1; i++) {
+            const int32_t L = label_lens[i];
+            if (p.multi_label) {
+                const float *l = plm_context_logits(ctx, k + L - 1);
+                /* P(yes) / (P(yes) + P(no)) = sigmoid(l_yes - l_no) */
+                double d = (double)(l[yes] - l[no]);
+                score[i] = d >= 0 ? -log1p(exp(-d)) : d - log1p(exp(d));
+            } else {
+                double s = log_prob(first, V, labels[i][0]);
+                for (int32_t j = 1; j < L; j++) s += log_prob(plm_context_logits(ctx, k + j - 1), V, labels[i][j]);
+                score[i] = p.mode == PLM_SCORE_MEAN ? s / L : s;
+            }
+            k += L;
+        }
+        for (int32_t s = 1; s <= group; s++) plm_kv_seq_rm(ctx, s, 0, -1);
+        g0 = g1;
+    }
+    free(bt);
+    free(bp);
+    free(bs);
+    free(bl);
+    free(first);
+    if (st) {
+        for (int32_t s = 1; s < ctx->params.n_seq_max; s++) plm_kv_seq_rm(ctx, s, 0, -1);
+        free(score);
+        return st;
+    }
+    if (logprob_out)
+        for (int32_t i = 0; i < n_labels; i++) logprob_out[i] = (float)score[i];
+    if (prob_out) {
+        if (p.multi_label) {
+            for (int32_t i = 0; i < n_labels; i++) prob_out[i] = (float)exp(score[i]);
+        } else {
+            double mx = score[0], z = 0.0;
+            for (int32_t i = 1; i < n_labels; i++) mx = score[i] > mx ? score[i] : mx;
+            for (int32_t i = 0; i < n_labels; i++) z += exp(score[i] - mx);
+            for (int32_t i = 0; i < n_labels; i++) prob_out[i] = (float)(exp(score[i] - mx) / z);
+        }
+    }
+    free(score);
+    return PLM_OK;
+}
+
+plm_status plm_embed(plm_context *ctx, const plm_token *const *texts, const int32_t *lens, int32_t n_texts,
+                     plm_pooling pooling, bool normalize, float *out) {
+    if (!ctx || !out) return plm_fail(PLM_ERR_ARG, "plm_embed: NULL argument");
+    plm_clear_error();
+    if (n_texts <= 0 || !texts || !lens) return plm_fail(PLM_ERR_ARG, "plm_embed: no texts");
+    if (pooling != PLM_POOL_MEAN && pooling != PLM_POOL_LAST && pooling != PLM_POOL_CLS)
+        return plm_fail(PLM_ERR_ARG, "plm_embed: unknown pooling %d", (int)pooling);
+    plm_status st;
+    for (int32_t i = 0; i < n_texts; i++) {
+        if (lens[i] <= 0 || !texts[i]) return plm_fail(PLM_ERR_ARG, "text %d is empty", i);
+        if (lens[i] > ctx->kv.n_ctx)
+            return plm_fail(PLM_ERR_CONTEXT_FULL, "text %d has %d tokens; the context holds %d", i, lens[i], ctx->kv.n_ctx);
+        if ((st = check_tokens(ctx, texts[i], lens[i], "text", i))) return st;
+    }
+    const int64_t E = ctx->model->hp.n_embd;
+    plm_kv_clear(ctx);
+    int32_t i0 = 0;
+    st = PLM_OK;
+    while (i0 < n_texts && !st) {
+        /* as many texts as fit: one sequence each */
+        int32_t i1 = i0, total = 0;
+        while (i1 < n_texts && i1 - i0 < ctx->params.n_seq_max && total + lens[i1] <= ctx->kv.n_ctx) total += lens[i1++];
+        plm_token *bt = malloc((size_t)total * sizeof(plm_token));
+        int32_t *bp = malloc((size_t)total * sizeof(int32_t)), *bs = malloc((size_t)total * sizeof(int32_t));
+        int8_t *bl = calloc((size_t)total, 1);
+        float *hidden = plm_amalloc((size_t)total * (size_t)E * sizeof(float));
+        if (!bt || !bp || !bs || !bl || !hidden) {
+            st = plm_fail(PLM_ERR_OOM, "out of memory embedding %d tokens", total);
+        } else {
+            int32_t k = 0;
+            for (int32_t i = i0; i < i1; i++)
+                for (int32_t j = 0; j < lens[i]; j++, k++) {
+                    bt[k] = texts[i][j];
+                    bp[k] = j;
+                    bs[k] = i - i0;
+                }
+            ctx->hidden_out = hidden;
+            plm_batch b = {.n_tokens = total, .token = bt, .pos = bp, .seq_id = bs, .logits = bl};
+            st = plm_decode(ctx, &b);
+            ctx->hidden_out = NULL;
+            k = 0;
+            for (int32_t i = i0; i < i1 && !st; i++) {
+                float *o = out + (int64_t)i * E;
+                const float *h = hidden + (int64_t)k * E;
+                const int32_t L = lens[i];
+                if (pooling == PLM_POOL_MEAN) {
+                    for (int64_t e = 0; e < E; e++) {
+                        double s = 0.0;
+                        for (int32_t j = 0; j < L; j++) s += h[(int64_t)j * E + e];
+                        o[e] = (float)(s / L);
+                    }
+                } else {
+                    memcpy(o, h + (pooling == PLM_POOL_LAST ? (int64_t)(L - 1) * E : 0), (size_t)E * sizeof(float));
+                }
+                if (normalize) {
+                    double ss = 0.0;
+                    for (int64_t e = 0; e < E; e++) ss += (double)o[e] * o[e];
+                    float inv = ss > 0 ? (float)(1.0 / sqrt(ss)) : 0.0f;
+                    for (int64_t e = 0; e < E; e++) o[e] *= inv;
+                }
+                k += L;
+            }
+        }
+        free(bt);
+        free(bp);
+        free(bs);
+        free(bl);
+        plm_afree(hidden);
+        plm_kv_clear(ctx);
+        i0 = i1;
+    }
+    return st;
+}
