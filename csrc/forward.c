@@ -20,6 +20,7 @@
  * bookkeeping is in kvcache.c; kernels come from the table in quant.h.
  */
 #include "context.h"
+#include "matmul.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -34,149 +35,6 @@ plm_context_params plm_context_default_params(void) {
 }
 
 /* ------------------------------------------------------------ helpers */
-
-static void split_range(int64_t n, int ith, int nth, int64_t *a, int64_t *b) {
-    int64_t per = (n + nth - 1) / nth;
-    *a = PLM_MIN(n, per * ith);
-    *b = PLM_MIN(n, *a + per);
-}
-
-/* RMSNorm of one row, times weight w (sum of squares in double, as ggml does). */
-static void rmsnorm_row(float *out, const float *x, const float *w, int64_t n, float eps) {
-    double ss = 0.0;
-    for (int64_t i = 0; i < n; i++) ss += (double)(x[i] * x[i]);
-    float mean = (float)(ss / (double)n);
-    float scale = 1.0f / sqrtf(mean + eps);
-    for (int64_t i = 0; i < n; i++) out[i] = (x[i] * scale) * w[i];
-}
-
-/* ------------------------------------------------------------ matmul job */
-
-/* Up to three weights that share one quantized activation: y_j = W_j act. */
-typedef struct matmul_job {
-    const plm_kernels *kern;
-    int n_w;
-    const plm_weight *w[3];
-    float *out[3];          /* (T, ldo[j]) */
-    int64_t ldo[3];
-    bool accumulate;        /* out += W act instead of out = W act */
-    const uint8_t *act;     /* (T, act_row) */
-    size_t act_row;
-    int32_t T;
-} matmul_job;
-
-#define ROW_BLOCK 16 /* weight rows kept hot while all tokens pass over them */
-
-static void matmul_worker(void *arg, int ith, int nth) {
-    const matmul_job *job = arg;
-    int64_t total = 0;
-    for (int j = 0; j < job->n_w; j++) total += job->w[j]->n_out;
-    int64_t r0, r1;
-    split_range(total, ith, nth, &r0, &r1);
-    int64_t base = 0;
-    for (int j = 0; j < job->n_w; j++) {
-        const plm_weight *W = job->w[j];
-        int64_t a = PLM_MAX(r0 - base, 0), b = PLM_MIN(r1 - base, W->n_out);
-        base += W->n_out;
-        if (a >= b) continue;
-        plm_vec_dot_fn dot = job->kern->vec_dot[W->type];
-        const uint8_t *wd = W->data;
-        float *out = job->out[j];
-        int64_t ldo = job->ldo[j];
-        for (int64_t rb = a; rb < b; rb += ROW_BLOCK) {
-            int64_t re = PLM_MIN(b, rb + ROW_BLOCK);
-            for (int32_t t = 0; t < job->T; t++) {
-                const uint8_t *at = job->act + (size_t)t * job->act_row;
-                float *o = out + (int64_t)t * ldo;
-                if (job->accumulate)
-                    for (int64_t r = rb; r < re; r++) o[r] += dot(W->n_in, wd + (size_t)r * W->row_bytes, at);
-                else
-                    for (int64_t r = rb; r < re; r++) o[r] = dot(W->n_in, wd + (size_t)r * W->row_bytes, at);
-            }
-        }
-    }
-}
-
-/* Quantize T rows of x (ld floats apart, n used) into ctx->act for dot type `type`. */
-typedef struct quant_job {
-    const plm_kernels *kern;
-    plm_type type;
-    const float *x;
-    int64_t ldx, n;
-    int32_t T;
-    uint8_t *act;
-    size_t act_row;
-    /* optional rmsnorm applied first: into norm_out (T, n) */
-    const float *norm_w;
-    float *norm_out;
-    float eps;
-} quant_job;
-
-static void quant_worker(void *arg, int ith, int nth) {
-    const quant_job *job = arg;
-    int64_t a, b;
-    split_range(job->T, ith, nth, &a, &b);
-    for (int64_t t = a; t < b; t++) {
-        const float *src = job->x + t * job->ldx;
-        if (job->norm_w) {
-            float *dst = job->norm_out + t * job->n;
-            rmsnorm_row(dst, src, job->norm_w, job->n, job->eps);
-            src = dst;
-        }
-        job->kern->quantize[job->type](src, job->act + (size_t)t * job->act_row, job->n);
-    }
-}
-
-static plm_type dot_type_of(const plm_weight *w) { return plm_type_traits_get(w->type)->dot_type; }
-
-static void run(plm_context *ctx, plm_pool_fn fn, void *arg, bool parallel) {
-    if (parallel) plm_pool_run(ctx->pool, fn, arg);
-    else fn(arg, 0, 1);
-}
-
-/* Quantize x (optionally rmsnorm'ed first) for W's dot type. */
-static void prepare_act(plm_context *ctx, const plm_weight *W, const float *x, int64_t ldx, int64_t n, int32_t T,
-                        const float *norm_w, float *norm_out) {
-    quant_job job = {
-        .kern = ctx->kern, .type = dot_type_of(W), .x = x, .ldx = ldx, .n = n, .T = T,
-        .act = ctx->act, .act_row = plm_type_row_size(dot_type_of(W), n),
-        .norm_w = norm_w, .norm_out = norm_out, .eps = ctx->model->hp.norm_eps,
-    };
-    run(ctx, quant_worker, &job, T >= 4);
-}
-
-/* out_j (=|+=) W_j act for weights sharing the activations prepared by prepare_act. */
-static void matmul(plm_context *ctx, int n_w, const plm_weight *const *w, float *const *out, const int64_t *ldo,
-                   int32_t T, bool accumulate) {
-    matmul_job job = {.kern = ctx->kern, .n_w = n_w, .accumulate = accumulate, .act = ctx->act,
-                      .act_row = plm_type_row_size(dot_type_of(w[0]), w[0]->n_in), .T = T};
-    for (int j = 0; j < n_w; j++) {
-        job.w[j] = w[j];
-        job.out[j] = out[j];
-        job.ldo[j] = ldo[j];
-    }
-    run(ctx, matmul_worker, &job, true);
-}
-
-/* y = W x for T rows of x; chooses grouping when the weights share a dot type. */
-static void linear(plm_context *ctx, int n_w, const plm_weight *const *w, float *const *out, const int64_t *ldo,
-                   const float *x, int64_t ldx, int32_t T, bool accumulate, const float *norm_w, float *norm_out) {
-    bool same = true;
-    for (int j = 1; j < n_w; j++) same = same && dot_type_of(w[j]) == dot_type_of(w[0]);
-    if (same) {
-        prepare_act(ctx, w[0], x, ldx, w[0]->n_in, T, norm_w, norm_out);
-        matmul(ctx, n_w, w, out, ldo, T, accumulate);
-        return;
-    }
-    for (int j = 0; j < n_w; j++) {
-        prepare_act(ctx, w[j], x, ldx, w[j]->n_in, T, j == 0 ? norm_w : NULL, norm_out);
-        if (j == 0 && norm_w) {
-            x = norm_out;
-            ldx = w[0]->n_in;
-        }
-        matmul(ctx, 1, &w[j], &out[j], &ldo[j], T, accumulate);
-    }
-}
 
 /* ------------------------------------------------------------ attention */
 
@@ -221,7 +79,7 @@ static void rope_store_worker(void *arg, int ith, int nth) {
     plm_kv *kv = &ctx->kv;
     const int64_t Q = (int64_t)hp->n_head * hp->head_dim;
     int64_t a, b;
-    split_range(job->T, ith, nth, &a, &b);
+    plm_split_range(job->T, ith, nth, &a, &b);
     for (int64_t t = a; t < b; t++) {
         float *q = ctx->q + t * Q, *k = ctx->kn + t * kv->kv_dim, *v = ctx->vn + t * kv->kv_dim;
         rope_row(q, hp->n_head, hp->head_dim, hp->n_rot, job->pos[t], hp->rope_base, hp->rope_freq_scale, ctx->model->rope_factors);
@@ -245,7 +103,7 @@ static void attn_worker(void *arg, int ith, int nth) {
     plm_f16 q16[4096];
     const plm_vec_dot_fn dot_f16 = ctx->kern->vec_dot[PLM_TYPE_F16];
     int64_t a, b;
-    split_range((int64_t)job->T * hp->n_head, ith, nth, &a, &b);
+    plm_split_range((int64_t)job->T * hp->n_head, ith, nth, &a, &b);
     for (int64_t w = a; w < b; w++) {
         int64_t t = w / hp->n_head;
         int h = (int)(w % hp->n_head), hk = h / group;
@@ -296,7 +154,7 @@ typedef struct swiglu_job {
 static void swiglu_worker(void *arg, int ith, int nth) {
     const swiglu_job *job = arg;
     int64_t a, b;
-    split_range((int64_t)job->T * job->n, ith, nth, &a, &b);
+    plm_split_range((int64_t)job->T * job->n, ith, nth, &a, &b);
     for (int64_t i = a; i < b; i++) {
         float g = job->gate[i];
         job->gate[i] = g / (1.0f + expf(-g)) * job->up[i];
@@ -429,36 +287,36 @@ static plm_status forward_ubatch(plm_context *ctx, int32_t i0, int32_t T, const 
             const plm_weight *w[3] = {&L->wq, &L->wk, &L->wv};
             float *o[3] = {ctx->q, ctx->kn, ctx->vn};
             int64_t ld[3] = {Q, KV, KV};
-            linear(ctx, 3, w, o, ld, ctx->x, E, T, false, L->attn_norm, ctx->xn);
+            plm_linear(ctx, 3, w, o, ld, ctx->x, E, T, false, L->attn_norm, ctx->xn);
         }
         aj.il = il;
-        run(ctx, rope_store_worker, &aj, T >= 4);
-        run(ctx, attn_worker, &aj, true);
+        plm_run(ctx, rope_store_worker, &aj, T >= 4);
+        plm_run(ctx, attn_worker, &aj, true);
         {
             const plm_weight *w[1] = {&L->wo};
             float *o[1] = {ctx->x};
             int64_t ld[1] = {E};
-            linear(ctx, 1, w, o, ld, ctx->xn, Q, T, true, NULL, NULL);
+            plm_linear(ctx, 1, w, o, ld, ctx->xn, Q, T, true, NULL, NULL);
         }
         {
             const plm_weight *w[2] = {&L->w_gate, &L->w_up};
             float *o[2] = {ctx->gate, ctx->up};
             int64_t ld[2] = {F, F};
-            linear(ctx, 2, w, o, ld, ctx->x, E, T, false, L->ffn_norm, ctx->xn);
+            plm_linear(ctx, 2, w, o, ld, ctx->x, E, T, false, L->ffn_norm, ctx->xn);
         }
         swiglu_job sj = {.gate = ctx->gate, .up = ctx->up, .n = F, .T = T};
-        run(ctx, swiglu_worker, &sj, true);
+        plm_run(ctx, swiglu_worker, &sj, true);
         {
             const plm_weight *w[1] = {&L->w_down};
             float *o[1] = {ctx->x};
             int64_t ld[1] = {E};
-            linear(ctx, 1, w, o, ld, ctx->gate, F, T, true, NULL, NULL);
+            plm_linear(ctx, 1, w, o, ld, ctx->gate, F, T, true, NULL, NULL);
         }
     }
 
     if (ctx->hidden_out)
         for (int32_t t = 0; t < T; t++)
-            rmsnorm_row(ctx->hidden_out + (int64_t)(i0 + t) * E, ctx->x + (int64_t)t * E, m->output_norm, E, hp->norm_eps);
+            plm_rmsnorm_row(ctx->hidden_out + (int64_t)(i0 + t) * E, ctx->x + (int64_t)t * E, m->output_norm, E, hp->norm_eps);
 
     /* Gather the rows that want logits, normalize, project. */
     int32_t k = 0;
@@ -471,7 +329,7 @@ static plm_status forward_ubatch(plm_context *ctx, int32_t i0, int32_t T, const 
     const plm_weight *w[1] = {&m->output};
     float *o[1] = {ctx->logits + (int64_t)*n_out * hp->n_vocab};
     int64_t ld[1] = {hp->n_vocab};
-    linear(ctx, 1, w, o, ld, ctx->x, E, k, false, m->output_norm, ctx->xn);
+    plm_linear(ctx, 1, w, o, ld, ctx->x, E, k, false, m->output_norm, ctx->xn);
     *n_out += k;
     return PLM_OK;
 }

@@ -1,0 +1,155 @@
+/*
+ * matmul.c — matrix products and row-parallel helpers for the forward pass.
+ *
+ * Activations of a micro-batch are quantized once into the weights' dot-partner
+ * type (quant.h), then output rows are split across the pool; each thread walks
+ * a block of weight rows over all tokens so the rows stay in cache. Kernels come
+ * from the table chosen at start-up; the architecture graphs are forward.c's.
+ */
+#include "matmul.h"
+
+#include <math.h>
+
+void plm_split_range(int64_t n, int ith, int nth, int64_t *a, int64_t *b) {
+    int64_t per = (n + nth - 1) / nth;
+    *a = PLM_MIN(n, per * ith);
+    *b = PLM_MIN(n, *a + per);
+}
+
+/* RMSNorm of one row, times weight w (sum of squares in double, as ggml does). */
+void plm_rmsnorm_row(float *out, const float *x, const float *w, int64_t n, float eps) {
+    double ss = 0.0;
+    for (int64_t i = 0; i < n; i++) ss += (double)(x[i] * x[i]);
+    float mean = (float)(ss / (double)n);
+    float scale = 1.0f / sqrtf(mean + eps);
+    for (int64_t i = 0; i < n; i++) out[i] = (x[i] * scale) * w[i];
+}
+
+/* ------------------------------------------------------------ matmul job */
+
+/* Up to three weights that share one quantized activation: y_j = W_j act. */
+typedef struct matmul_job {
+    const plm_kernels *kern;
+    int n_w;
+    const plm_weight *w[3];
+    float *out[3];          /* (T, ldo[j]) */
+    int64_t ldo[3];
+    bool accumulate;        /* out += W act instead of out = W act */
+    const uint8_t *act;     /* (T, act_row) */
+    size_t act_row;
+    int32_t T;
+} matmul_job;
+
+#define ROW_BLOCK 16 /* weight rows kept hot while all tokens pass over them */
+
+static void matmul_worker(void *arg, int ith, int nth) {
+    const matmul_job *job = arg;
+    int64_t total = 0;
+    for (int j = 0; j < job->n_w; j++) total += job->w[j]->n_out;
+    int64_t r0, r1;
+    plm_split_range(total, ith, nth, &r0, &r1);
+    int64_t base = 0;
+    for (int j = 0; j < job->n_w; j++) {
+        const plm_weight *W = job->w[j];
+        int64_t a = PLM_MAX(r0 - base, 0), b = PLM_MIN(r1 - base, W->n_out);
+        base += W->n_out;
+        if (a >= b) continue;
+        plm_vec_dot_fn dot = job->kern->vec_dot[W->type];
+        const uint8_t *wd = W->data;
+        float *out = job->out[j];
+        int64_t ldo = job->ldo[j];
+        for (int64_t rb = a; rb < b; rb += ROW_BLOCK) {
+            int64_t re = PLM_MIN(b, rb + ROW_BLOCK);
+            for (int32_t t = 0; t < job->T; t++) {
+                const uint8_t *at = job->act + (size_t)t * job->act_row;
+                float *o = out + (int64_t)t * ldo;
+                if (job->accumulate)
+                    for (int64_t r = rb; r < re; r++) o[r] += dot(W->n_in, wd + (size_t)r * W->row_bytes, at);
+                else
+                    for (int64_t r = rb; r < re; r++) o[r] = dot(W->n_in, wd + (size_t)r * W->row_bytes, at);
+            }
+        }
+    }
+}
+
+/* Quantize T rows of x (ld floats apart, n used) into ctx->act for dot type `type`. */
+typedef struct quant_job {
+    const plm_kernels *kern;
+    plm_type type;
+    const float *x;
+    int64_t ldx, n;
+    int32_t T;
+    uint8_t *act;
+    size_t act_row;
+    /* optional rmsnorm applied first: into norm_out (T, n) */
+    const float *norm_w;
+    float *norm_out;
+    float eps;
+} quant_job;
+
+static void quant_worker(void *arg, int ith, int nth) {
+    const quant_job *job = arg;
+    int64_t a, b;
+    plm_split_range(job->T, ith, nth, &a, &b);
+    for (int64_t t = a; t < b; t++) {
+        const float *src = job->x + t * job->ldx;
+        if (job->norm_w) {
+            float *dst = job->norm_out + t * job->n;
+            plm_rmsnorm_row(dst, src, job->norm_w, job->n, job->eps);
+            src = dst;
+        }
+        job->kern->quantize[job->type](src, job->act + (size_t)t * job->act_row, job->n);
+    }
+}
+
+static plm_type dot_type_of(const plm_weight *w) { return plm_type_traits_get(w->type)->dot_type; }
+
+void plm_run(plm_context *ctx, plm_pool_fn fn, void *arg, bool parallel) {
+    if (parallel) plm_pool_run(ctx->pool, fn, arg);
+    else fn(arg, 0, 1);
+}
+
+/* Quantize x (optionally rmsnorm'ed first) for W's dot type. */
+static void prepare_act(plm_context *ctx, const plm_weight *W, const float *x, int64_t ldx, int64_t n, int32_t T,
+                        const float *norm_w, float *norm_out) {
+    quant_job job = {
+        .kern = ctx->kern, .type = dot_type_of(W), .x = x, .ldx = ldx, .n = n, .T = T,
+        .act = ctx->act, .act_row = plm_type_row_size(dot_type_of(W), n),
+        .norm_w = norm_w, .norm_out = norm_out, .eps = ctx->model->hp.norm_eps,
+    };
+    plm_run(ctx, quant_worker, &job, T >= 4);
+}
+
+/* out_j (=|+=) W_j act for weights sharing the activations prepared by prepare_act. */
+static void matmul(plm_context *ctx, int n_w, const plm_weight *const *w, float *const *out, const int64_t *ldo,
+                   int32_t T, bool accumulate) {
+    matmul_job job = {.kern = ctx->kern, .n_w = n_w, .accumulate = accumulate, .act = ctx->act,
+                      .act_row = plm_type_row_size(dot_type_of(w[0]), w[0]->n_in), .T = T};
+    for (int j = 0; j < n_w; j++) {
+        job.w[j] = w[j];
+        job.out[j] = out[j];
+        job.ldo[j] = ldo[j];
+    }
+    plm_run(ctx, matmul_worker, &job, true);
+}
+
+/* y = W x for T rows of x; chooses grouping when the weights share a dot type. */
+void plm_linear(plm_context *ctx, int n_w, const plm_weight *const *w, float *const *out, const int64_t *ldo,
+                   const float *x, int64_t ldx, int32_t T, bool accumulate, const float *norm_w, float *norm_out) {
+    bool same = true;
+    for (int j = 1; j < n_w; j++) same = same && dot_type_of(w[j]) == dot_type_of(w[0]);
+    if (same) {
+        prepare_act(ctx, w[0], x, ldx, w[0]->n_in, T, norm_w, norm_out);
+        matmul(ctx, n_w, w, out, ldo, T, accumulate);
+        return;
+    }
+    for (int j = 0; j < n_w; j++) {
+        prepare_act(ctx, w[j], x, ldx, w[j]->n_in, T, j == 0 ? norm_w : NULL, norm_out);
+        if (j == 0 && norm_w) {
+            x = norm_out;
+            ldx = w[0]->n_in;
+        }
+        matmul(ctx, 1, &w[j], &out[j], &ldo[j], T, accumulate);
+    }
+}
+
