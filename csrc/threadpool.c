@@ -24,6 +24,8 @@
 #endif
 
 #define SPIN_ROUNDS 200000 /* pauses before a worker sleeps (~ a few ms) */
+#define YIELD_EVERY 256    /* pauses between sched_yield calls while waiting, so that
+                            * an oversubscribed CPU still runs the thread waited for */
 
 typedef struct worker {
     plm_pool *pool;
@@ -54,6 +56,7 @@ static void *worker_main(void *p) {
         while ((g = atomic_load_explicit(&pool->gen, memory_order_acquire)) == seen) {
             if (++spins < SPIN_ROUNDS) {
                 CPU_RELAX();
+                if (spins % YIELD_EVERY == 0) sched_yield();
                 continue;
             }
             pthread_mutex_lock(&pool->mu);
@@ -133,7 +136,10 @@ void plm_pool_run(plm_pool *pool, plm_pool_fn fn, void *arg) {
         pthread_mutex_unlock(&pool->mu);
     }
     fn(arg, 0, pool->n);
-    while (atomic_load_explicit(&pool->done, memory_order_acquire) < pool->n - 1) CPU_RELAX();
+    for (unsigned spins = 1; atomic_load_explicit(&pool->done, memory_order_acquire) < pool->n - 1; spins++) {
+        CPU_RELAX();
+        if (spins % YIELD_EVERY == 0) sched_yield();
+    }
 }
 
 int plm_physical_cores(void) {
