@@ -123,9 +123,14 @@ class BuildExt(build_ext):
             for src, extra in library_sources():
                 objects += self.compiler.compile(
                     [src], output_dir=self.build_temp, include_dirs=["csrc/include", "csrc"],
-                    extra_postargs=BASE_CFLAGS + extra, debug=self.debug)
+                    extra_postargs=BASE_CFLAGS + extra + self._debug_flags(), debug=self.debug)
             ext.extra_objects = objects
+            ext.extra_compile_args = ext.extra_compile_args + self._debug_flags()
         super().build_extension(ext)
+
+    def _debug_flags(self):
+        # Python's own CFLAGS carry -g; a release wheel does not need the debug info (it triples the size).
+        return [] if self.debug else ["-g0"]
 
     def get_outputs(self):
         return super().get_outputs() + [self._proxy_dest()]
@@ -154,6 +159,8 @@ if sys.platform == "win32":
 
 setup(
     version=read_version(),
+    # build/ belongs to the Makefile; setuptools works in a directory of its own inside it.
+    options={"build": {"build_base": os.path.join("build", "python")}},
     ext_modules=[core],
     cmdclass={"build_ext": BuildExt, "build_py": BuildPy},
 )

@@ -103,6 +103,12 @@ static const char *plmb_error_message(void) {
 %ignore plm_generate;
 %ignore plm_piece_fn;
 %ignore plm_model_info; /* crosses as a language table: see out_info */
+/* Classification and embeddings take arrays of token arrays; they get helpers
+ * and typemaps of their own when the bindings expose them. */
+%ignore plm_classify;
+%ignore plm_classify_params;
+%ignore plm_classify_default_params;
+%ignore plm_embed;
 /* Pointer fields are set through helper arguments instead. */
 %ignore plm_sampler_params::logit_bias;
 %ignore plm_sampler_params::n_logit_bias;
@@ -207,8 +213,8 @@ plm_status plmb_detokenize(const plm_model *model, const plm_token *tokens, int3
                            char **out_bytes, size_t *out_len) {
     *out_bytes = NULL;
     *out_len = 0;
-    size_t cap = (size_t)n_tokens * 8 + 16, n = 0;
     if (n_tokens < 0) return plmb_fail(PLM_ERR_ARG, "negative token count");
+    size_t cap = (size_t)n_tokens * 8 + 16, n = 0;
     char *buf = malloc(cap);
     if (!buf) return plmb_fail(PLM_ERR_OOM, "out of memory for text");
     plm_status st = plm_detokenize(model, tokens, n_tokens, special, buf, cap, &n);

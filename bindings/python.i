@@ -13,15 +13,17 @@
  * - Logits and token arrays out: pocketlm.Buffer (python_buffer.h), a view of
  *   the C memory that keeps its owner alive.
  * - Ctrl-C: context_watch_signals installs an abort callback that, on the main
- *   thread, runs Python's signal handlers between layers; a handler that
- *   raises (KeyboardInterrupt) cancels the decode, leaving the cache as it
- *   was, and the exception propagates instead of CancelledError.
+ *   thread, runs Python's signal handlers between layers (at most every 50 ms);
+ *   a handler that raises (KeyboardInterrupt) cancels the decode, leaving the
+ *   cache as it was, and that exception propagates instead of CancelledError.
+ *   Between the tokens of a stream Python checks signals itself.
  */
 
 %{
 #include "python_buffer.h"
 
 #include <pythread.h>
+#include <time.h>
 
 /* Exception class per plm_status, registered by pocketlm.errors. */
 #define PLMPY_N_STATUS 16
@@ -95,7 +97,11 @@ static int plmpy_array_in(PyObject *obj, plmpy_tokens_arg *a, int (*is_fmt)(cons
                           int (*conv)(PyObject *, void *, Py_ssize_t), const char *what, void **out, int32_t *n) {
     a->have_view = 0;
     a->copy = NULL;
-    if (PyObject_CheckBuffer(obj) && !PyUnicode_Check(obj) && !PyBytes_Check(obj) && !PyByteArray_Check(obj)) {
+    if (PyUnicode_Check(obj) || PyBytes_Check(obj) || PyByteArray_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "expected %s, got %.200s (text is not tokens)", what, Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    if (PyObject_CheckBuffer(obj)) {
         if (PyObject_GetBuffer(obj, &a->view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) == 0) {
             if (a->view.ndim == 1 && a->view.itemsize == 4 && is_fmt(a->view.format)) {
                 if (a->view.len / 4 > INT32_MAX) {
@@ -269,10 +275,21 @@ fail:
     return -1;
 }
 
-/* Abort callback: on the main thread, runs pending signal handlers. */
+/* Abort callback: on the main thread, runs pending signal handlers. Taking
+ * the lock can wait for another Python thread's switch interval (5 ms), so it
+ * is done at most every PLMPY_SIGNAL_CHECK_S: a Ctrl-C lands within that, and
+ * a busy Python thread slows a long computation by a few percent at most. */
+#define PLMPY_SIGNAL_CHECK_S 0.05
+static double plmpy_last_signal_check; /* touched by the main thread only */
+
 static int plmpy_abort_check(void *user) {
     (void)user;
     if (PyThread_get_thread_ident() != plmpy_main_thread) return 0;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    double now = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+    if (now - plmpy_last_signal_check < PLMPY_SIGNAL_CHECK_S) return 0;
+    plmpy_last_signal_check = now;
     PyGILState_STATE g = PyGILState_Ensure();
     int stop = PyErr_CheckSignals() < 0;
     PyGILState_Release(g);
@@ -314,7 +331,7 @@ static int plmpy_module_init(PyObject *m) {
 
 %init %{
     if (plmpy_module_init(m) < 0) {
-#if SWIGVERSION >= 0x040400
+#if SWIG_VERSION >= 0x040400 /* multi-phase init: %init runs in an int-returning exec slot */
         return -1;
 #else
         return NULL;
@@ -381,7 +398,7 @@ static int plmpy_module_init(PyObject *m) {
 %typemap(freearg) (const float *values, int32_t n_values) { plmpy_array_release(&tmp$argnum); }
 
 %typemap(in) (const char *const *strs, int32_t n_strs) (plmpy_strs_arg tmp = {0}) {
-    if (plmpy_strs_in($input, &tmp, &$1, &$2) < 0) SWIG_fail;
+    if (plmpy_strs_in($input, &tmp, (const char *const **)&$1, &$2) < 0) SWIG_fail;
 }
 %typemap(freearg) (const char *const *strs, int32_t n_strs) { plmpy_strs_release(&tmp$argnum); }
 
@@ -438,7 +455,7 @@ PLMPY_HANDLE_OUT(plm_generator)
 %typemap(freearg) (char **out_bytes, size_t *out_len) { free(bytes$argnum); }
 
 %typemap(in, numinputs=0) (const char **piece, size_t *piece_len) (const char *p = NULL, size_t n = 0) {
-    $1 = &p;
+    $1 = ($1_ltype)&p;
     $2 = &n;
 }
 %typemap(argout) (const char **piece, size_t *piece_len) {

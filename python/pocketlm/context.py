@@ -25,6 +25,7 @@ something new on a Context ends a stream left unfinished on it.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import weakref
 from array import array
@@ -64,7 +65,7 @@ def as_tokens(tokens: Tokens) -> Union[memoryview, array]:
     if isinstance(tokens, int):
         raise TypeError("expected a sequence of tokens, got an int (wrap it in a list)")
     try:
-        mv = memoryview(tokens)
+        mv = memoryview(tokens)  # type: ignore[arg-type]  # any buffer exporter
     except TypeError:
         return array("i", tokens)
     if mv.ndim == 1 and mv.itemsize == 4 and mv.c_contiguous and mv.format.lstrip("@=<") in ("i", "l"):
@@ -122,10 +123,15 @@ class Context:
     """A KV cache, scratch buffers and a thread pool over a :class:`Model`; one sequence of tokens.
 
     ``n_ctx``: tokens it can hold (default: the model's, at most 4096); ``n_threads``: worker threads (default:
-    the Model's setting, else the number of physical cores); ``n_batch``: most tokens per forward micro-batch.
+    the Model's setting, else ``$POCKETLM_THREADS``, else the number of physical cores); ``n_batch``: most
+    tokens per forward micro-batch.
 
     Use it as a context manager, or call :meth:`close`. The C memory is freed once the Context is closed
     *and* no logits view of it is alive.
+
+    One Context used from two threads is serialized, not an error: a call waits until the other thread's
+    call is over, or, for a :class:`Stream`, until that stream is exhausted or closed. For parallel work give
+    each thread its own Context (they may share one Model).
     """
 
     def __init__(self, model: "Model", *, n_ctx: Optional[int] = None, n_threads: Optional[int] = None,
@@ -133,6 +139,8 @@ class Context:
         p = _core.context_default_params()
         n_ctx = model.n_ctx if n_ctx is None else n_ctx
         n_threads = model.n_threads if n_threads is None else n_threads
+        if n_threads is None and os.environ.get("POCKETLM_THREADS"):
+            n_threads = int(os.environ["POCKETLM_THREADS"])
         if n_ctx is not None:
             p.n_ctx = int(n_ctx)
         if n_threads is not None:
@@ -143,7 +151,7 @@ class Context:
             p.n_seq_max = int(n_seq_max)
         h = _core.context_create(model._handle, p)
         # The C model must outlive the C context, which may outlive this object through logits views.
-        h._model = model._handle
+        setattr(h, "_model", model._handle)
         _core.context_watch_signals(h, True)
         self._h: Any = h
         self.model = model
@@ -151,6 +159,7 @@ class Context:
         self._owner: Optional[int] = None   # thread using the context, or owning its live stream
         self._depth = 0
         self._stream: Optional[weakref.ref] = None
+        self._epoch = 0                     # counts the streams that have owned the context
         self._history = array("i")          # tokens cached for sequence 0, in order
         self._views: List[weakref.ref] = []   # logits views handed out (Buffers are unhashable: no WeakSet)
         self._rows = 0                      # logits rows the C buffer is known to hold (a lower bound)
@@ -166,23 +175,32 @@ class Context:
                     self._cond.wait()
                 old = self._stream() if self._stream is not None else None
                 if self._stream is not None and old is None:
-                    self._stream = None   # collected without closing
+                    # Being collected, its close not run yet: the context moves on without it.
+                    self._stream = None
+                    self._epoch += 1
                 if old is None or not supersede:
                     if self._h is None:
                         raise ValueError("the Context is closed")
                     self._owner = me
                     if stream is not None:
                         self._stream = weakref.ref(stream)
+                        self._epoch += 1
+                        stream._epoch = self._epoch
                     else:
                         self._depth += 1
                     return
             old._close(superseded=True)
 
+    def _owned_by(self, stream: "Stream") -> bool:
+        with self._cond:
+            return self._epoch == stream._epoch
+
     def _release(self, stream: Optional["Stream"] = None) -> None:
         with self._cond:
             if stream is not None:
-                if self._stream is not None and self._stream() in (stream, None):
-                    self._stream = None
+                if self._epoch != stream._epoch:
+                    return   # the context has moved on (see _acquire)
+                self._stream = None
             else:
                 self._depth -= 1
             if self._depth == 0 and self._stream is None:
@@ -450,6 +468,7 @@ class Stream(Iterator[str]):
         self.stop_reason: Optional[str] = None
         self.tokens: Any = None
         self.n_prompt = 0
+        self._epoch = -1
         self._gen: Any = None
         self._superseded = False
         self._processor = processor
@@ -459,7 +478,7 @@ class Stream(Iterator[str]):
         try:
             ctx._reserve_rows(1)
             gen = _core.generator_create(ctx._h, tokens, params, stop, logit_bias)
-            gen._context = ctx._h   # the C context must outlive the C generator
+            setattr(gen, "_context", ctx._h)   # the C context must outlive the C generator
         except BaseException:
             try:
                 ctx._sync_history(self.prompt_tokens)
@@ -520,7 +539,8 @@ class Stream(Iterator[str]):
         ctx = self.context
         try:
             self.tokens = _core.generator_tokens(gen)
-            ctx._sync_history(self.prompt_tokens + array("i", memoryview(self.tokens)))
+            if ctx._owned_by(self):
+                ctx._sync_history(self.prompt_tokens + array("i", memoryview(self.tokens)))
         finally:
             del gen   # frees the C generator before the context is handed on
             ctx._release(stream=self)

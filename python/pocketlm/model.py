@@ -4,13 +4,14 @@
     >>> model = pocketlm.Model()                       # the default model, SmolLM2-135M-Instruct Q4_1
     >>> model.info.arch, model.info.file_type
     ('llama', 'Q4_1')
-    >>> model.generate("The capital of France is", max_tokens=4, temperature=0)
+    >>> model.generate("The capital of France is", max_tokens=5, temperature=0)
     ' Paris.\\n\\nThe'
 
 ``generate``, ``stream`` and ``chat`` run on a context the model keeps for them
 (created on first use, reusing the cached prefix of consecutive prompts, so a
 chat does not re-read its history); calls from several threads take turns on
-it. For parallel work, give each thread its own :meth:`Model.context`.
+it (a stream holds its turn until it is exhausted or closed). For parallel work,
+give each thread its own :meth:`Model.context`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, List, Literal, Optional, Sequence, Union, overload
 
 from . import _core
 from .chat import ChatFormat, Message, detect_format, get_format
@@ -64,8 +65,8 @@ class Model:
     """A language model loaded from a GGUF file.
 
     ``path=None`` loads the default model (see :func:`default_model_path`). ``n_threads`` and ``n_ctx`` are the
-    defaults for contexts made from this model (``None``: physical cores; the model's context length, at most
-    4096). Raises :class:`ModelFileError` if the file cannot be read, :class:`FormatError` if it is malformed,
+    defaults for contexts made from this model (``None``: ``$POCKETLM_THREADS`` if set, else the number of
+    physical cores; the model's context length, at most 4096). Raises :class:`ModelFileError` if the file cannot be read, :class:`FormatError` if it is malformed,
     :class:`UnsupportedError` for an architecture or tensor type pocketlm does not run.
     """
 
@@ -155,11 +156,12 @@ class Model:
         """Yields the continuation of ``prompt`` in pieces of text; see :meth:`Context.stream`.
 
             >>> import pocketlm
-            >>> for piece in pocketlm.Model().stream("The capital of France is", max_tokens=4, temperature=0):
+            >>> for piece in pocketlm.Model().stream("The capital of France is", max_tokens=5, temperature=0):
             ...     print(repr(piece))
             ' Paris'
             '.'
-            '\\n\\n'
+            '\\n'
+            '\\n'
             'The'
         """
         return self._default_context().stream(
@@ -178,7 +180,7 @@ class Model:
         """The continuation of ``prompt`` as one string; see :meth:`Context.stream` for the arguments.
 
             >>> import pocketlm
-            >>> pocketlm.Model().generate("The capital of France is", max_tokens=4, temperature=0)
+            >>> pocketlm.Model().generate("The capital of France is", max_tokens=5, temperature=0)
             ' Paris.\\n\\nThe'
         """
         return self._default_context().generate(
@@ -199,6 +201,14 @@ class Model:
         message), in the model's chat format or the one named by ``template``."""
         fmt = get_format(template) if template is not None else self.chat_format
         return fmt.render(messages, add_generation_prompt=add_generation_prompt)
+
+    @overload
+    def chat(self, messages: Union[str, Sequence[Message]], *, stream: Literal[False] = ...,
+             template: Optional[str] = ..., max_tokens: int = ..., **kwargs: Any) -> str: ...
+
+    @overload
+    def chat(self, messages: Union[str, Sequence[Message]], *, stream: Literal[True], template: Optional[str] = ...,
+             max_tokens: int = ..., **kwargs: Any) -> Stream: ...
 
     def chat(self, messages: Union[str, Sequence[Message]], *, stream: bool = False, template: Optional[str] = None,
              max_tokens: int = 256, **kwargs: Any) -> Union[str, Stream]:

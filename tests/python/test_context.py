@@ -1,0 +1,121 @@
+"""The lower-level Context: eval, logits of every position, sampling, state, reset, lifetime."""
+
+import pickle
+
+import numpy as np
+import pytest
+
+import pocketlm
+
+PROMPT = "The capital of France is"
+
+
+def test_eval_then_logits(model, ctx):
+    toks = model.tokenize(PROMPT)
+    ctx.eval(toks)
+    assert ctx.n_tokens == len(toks) and list(ctx.tokens) == list(toks)
+    logits = np.asarray(ctx.logits)
+    assert model.token_to_piece(int(logits.argmax())) == b" Paris"
+
+
+def test_logits_all_matches_token_by_token(model):
+    toks = model.tokenize(PROMPT)
+    with model.context(n_ctx=64) as a, model.context(n_ctx=64) as b:
+        a.eval(toks, logits_all=True)
+        rows = [np.array(a.logits_at(i)) for i in range(len(toks))]
+        np.testing.assert_array_equal(np.asarray(a.logits_at(-1)), rows[-1])
+        np.testing.assert_array_equal(np.asarray(a.logits), rows[-1])
+        for i, t in enumerate(toks):
+            b.eval([t])
+            np.testing.assert_allclose(np.asarray(b.logits), rows[i], rtol=1e-3, atol=1e-3)
+            assert int(np.asarray(b.logits).argmax()) == int(rows[i].argmax())
+        with pytest.raises(IndexError):
+            a.logits_at(-len(toks) - 1)
+        b.eval(toks[:2])                      # only the last of these has logits
+        with pytest.raises(pocketlm.InvalidArgumentError):
+            b.logits_at(0)
+
+
+def test_greedy_token_loop_by_hand_matches_generate(model, ctx):
+    toks = list(model.tokenize(PROMPT))
+    ctx.eval(toks)
+    out = []
+    for _ in range(8):
+        t = ctx.sample(temperature=0)
+        out.append(t)
+        ctx.eval([t])
+    assert model.detokenize(out) == model.generate(PROMPT, max_tokens=8, temperature=0)
+
+
+def test_sampler_object(model, ctx):
+    ctx.eval(model.tokenize(PROMPT))
+    greedy = pocketlm.Sampler(model, temperature=0)
+    assert greedy.sample(ctx.logits) == int(np.asarray(ctx.logits).argmax())
+    s1 = pocketlm.Sampler(model, temperature=1.5, top_k=0, top_p=1.0, min_p=0.0, seed=7)
+    s2 = pocketlm.Sampler(model, temperature=1.5, top_k=0, top_p=1.0, min_p=0.0, seed=7)
+    picks = [s1.sample(ctx.logits) for _ in range(20)]
+    assert picks == [s2.sample(ctx.logits) for _ in range(20)]
+    assert len(set(picks)) > 1
+    s1.reset()
+    assert [s1.sample(ctx.logits) for _ in range(20)] == picks
+    with pytest.raises(ValueError):
+        greedy.sample([0.0, 1.0])
+    assert greedy.sample(np.asarray(ctx.logits).tolist()) == greedy.sample(ctx.logits)
+
+
+def test_save_and_load_state(model, ctx):
+    toks = model.tokenize(PROMPT)
+    ctx.eval(toks)
+    state = ctx.save_state()
+    expected = np.array(ctx.logits)
+    ctx.eval(model.tokenize(" Paris. And the capital of Spain is"))
+    assert ctx.n_tokens > len(toks)
+    ctx.load_state(state)
+    assert list(ctx.tokens) == list(toks)
+    np.testing.assert_array_equal(np.asarray(ctx.logits), expected)
+    # A state moves to another context (through pickle too), re-evaluating what is not cached there.
+    state2 = pickle.loads(pickle.dumps(state))
+    with model.context(n_ctx=64) as other:
+        other.load_state(state2)
+        assert list(other.tokens) == list(toks)
+        np.testing.assert_array_equal(np.asarray(other.logits), expected)
+        assert other.generate(toks, max_tokens=4, temperature=0) == ctx.generate(toks, max_tokens=4, temperature=0)
+
+
+def test_reset(model, ctx):
+    ctx.eval(model.tokenize(PROMPT))
+    ctx.reset()
+    assert ctx.n_tokens == 0 and len(ctx.tokens) == 0
+    ctx.eval(model.tokenize(PROMPT))
+    assert model.token_to_piece(ctx.sample(temperature=0)) == b" Paris"
+
+
+def test_context_manager_and_close(model):
+    with model.context(n_ctx=32) as c:
+        assert not c.closed and "Context" in repr(c)
+    assert c.closed and "closed" in repr(c)
+    c.close()                                 # twice is fine
+    with pytest.raises(ValueError):
+        c.eval([1])
+    with pytest.raises(ValueError):
+        c.logits
+
+
+def test_n_threads(model):
+    with model.context(n_ctx=32, n_threads=1) as c:
+        assert c.n_threads == 1 and c.n_ctx == 32
+        c.n_threads = 2
+        assert c.n_threads == 2
+
+
+def test_contexts_keep_a_closed_model_alive(model_path):
+    m = pocketlm.Model(model_path, n_threads=1)
+    toks = m.tokenize("The capital of France is")
+    c = m.context(n_ctx=64)
+    m.close()
+    assert m.closed
+    with pytest.raises(ValueError):
+        m.tokenize("x")
+    c.eval(toks)                               # the weights are still there for the context
+    assert int(np.asarray(c.logits).argmax()) == 7042   # " Paris"
+    c.close()
