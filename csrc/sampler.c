@@ -263,3 +263,5 @@ plm_status plm_sampler_sample(plm_sampler *smp, plm_context *ctx, int32_t i, plm
     if (!l) return PLM_ERR_ARG;
     return plm_sampler_sample_logits(smp, l, out);
 }
+
+int32_t plm_sampler_n_vocab(const plm_sampler *smp) { return smp ? smp->n_vocab : 0; }

@@ -199,6 +199,20 @@ PLM_API plm_status plm_kv_seq_cp(plm_context *ctx, int32_t src, int32_t dst, int
 PLM_API int32_t plm_kv_seq_pos_max(const plm_context *ctx, int32_t seq_id);
 /* Cells in use. */
 PLM_API int32_t plm_kv_used(const plm_context *ctx);
+/* The tokens sequence seq holds at positions 0, 1, ... (-1 where a position is
+ * missing), up to its largest position. Writes min(count, cap) tokens; returns
+ * the count (0 for an empty or invalid sequence). */
+PLM_API int32_t plm_kv_seq_tokens(const plm_context *ctx, int32_t seq, plm_token *out, int32_t cap);
+
+/* Context state: the KV cache cells in use (positions, sequences, tokens, keys
+ * and values) and the logits of the last plm_decode. A saved state loads into a
+ * context over the same model whose n_ctx and n_seq_max can hold it. */
+PLM_API size_t plm_context_state_size(const plm_context *ctx);
+/* Writes the state into buf; *n_out is the size needed (PLM_ERR_BUFFER if cap is smaller). */
+PLM_API plm_status plm_context_state_save(const plm_context *ctx, void *buf, size_t cap, size_t *n_out);
+/* Replaces ctx's cache and logits with a saved state. The buffer is untrusted:
+ * a malformed or mismatched state gives PLM_ERR_FORMAT and leaves ctx unchanged. */
+PLM_API plm_status plm_context_state_load(plm_context *ctx, const void *buf, size_t len);
 
 /* Called between layers of plm_decode and between tokens of plm_generate; a
  * nonzero return stops the work with PLM_ERR_CANCELLED. Called on the thread
@@ -241,6 +255,8 @@ PLM_API plm_status plm_sampler_sample(plm_sampler *smp, plm_context *ctx, int32_
 PLM_API void plm_sampler_accept(plm_sampler *smp, plm_token token);
 /* Clears history and reseeds. */
 PLM_API void plm_sampler_reset(plm_sampler *smp);
+/* The vocabulary size the sampler was made for (length of the logits it reads). */
+PLM_API int32_t plm_sampler_n_vocab(const plm_sampler *smp);
 
 /* ------------------------------------------------------------ generation */
 
