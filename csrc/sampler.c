@@ -81,7 +81,8 @@ plm_status plm_sampler_create(const plm_sampler_params *params, int32_t n_vocab,
         return plm_fail(PLM_ERR_ARG, "repeat_penalty must be positive (got %g; 1 means off)", (double)p.repeat_penalty);
     if (!finite_or_default(p.frequency_penalty) || !finite_or_default(p.presence_penalty))
         return plm_fail(PLM_ERR_ARG, "frequency and presence penalties must be finite");
-    if (p.penalty_last_n < -1) return plm_fail(PLM_ERR_ARG, "penalty_last_n must be >= -1 (got %d)", p.penalty_last_n);
+    if (p.penalty_last_n < -1 || p.penalty_last_n > (1 << 20))
+        return plm_fail(PLM_ERR_ARG, "penalty_last_n must be in [-1, 1048576] (got %d)", p.penalty_last_n);
     if (p.n_logit_bias < 0 || (p.n_logit_bias > 0 && !p.logit_bias))
         return plm_fail(PLM_ERR_ARG, "logit_bias: %d entries but no array", p.n_logit_bias);
     for (int32_t i = 0; i < p.n_logit_bias; i++) {
