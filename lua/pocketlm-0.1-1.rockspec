@@ -1,0 +1,45 @@
+-- pocketlm's Lua module. From the repository root, without network:
+--   luarocks --lua-version=5.4 make --local lua/pocketlm-0.1-1.rockspec        (into ~/.luarocks)
+--   luarocks --lua-version=5.4 make --tree /some/dir lua/pocketlm-0.1-1.rockspec
+-- `luarocks make` builds the checkout it runs in (source.url is not fetched): lua/Makefile
+-- runs the system SWIG (4.1) over bindings/pocketlm.i and links the C core statically.
+rockspec_format = "3.0"
+package = "pocketlm"
+version = "0.1-1"
+source = {
+   url = "git+file://.",
+}
+description = {
+   summary = "Small language models on the CPU, in-process, from GGUF files",
+   detailed = [[
+      A C core (quantized kernels chosen at run time, tokenizer, sampler, KV cache, the token loop)
+      bound to Lua 5.4 with SWIG: generation, streaming, step-wise generation with a token budget
+      per call (for game loops), chat templates, zero-shot classification and embeddings, and
+      zero-copy views of logits and tokens that keep their owner alive.
+   ]],
+}
+supported_platforms = { "linux" }
+dependencies = {
+   "lua >= 5.4",
+}
+build = {
+   type = "make",
+   makefile = "lua/Makefile",
+   build_target = "all",
+   build_variables = {
+      CC = "$(CC)",
+      CFLAGS = "$(CFLAGS)",
+      LIBFLAG = "$(LIBFLAG)",
+      LUA_INCDIR = "$(LUA_INCDIR)",
+   },
+   install_pass = false,
+   install = {
+      lua = {
+         ["pocketlm"] = "lua/pocketlm.lua",
+         ["pocketlm.chat"] = "lua/pocketlm/chat.lua",
+      },
+      lib = {
+         ["pocketlm.core"] = "lua/pocketlm/core.so",
+      },
+   },
+}

@@ -1,0 +1,870 @@
+--- pocketlm — small language models on the CPU, in-process, from GGUF files.
+--
+--   local plm = require "pocketlm"
+--   local m <close> = plm.load(nil, {n_threads = 2})      -- nil: the default model (SmolLM2-135M-Instruct Q4_1)
+--   print(m:generate("The capital of France is", {max_tokens = 16, temperature = 0}))
+--   for piece in m:stream("Once upon a time", {max_tokens = 32}) do io.write(piece) end
+--   print(m:chat({{role = "user", content = "Say hello to a traveller."}}, {max_tokens = 32}))
+--
+--   -- a game frame: a fixed budget of tokens, never a whole generation
+--   local g = m:start_chat({{role = "user", content = "Who are you?"}}, {max_tokens = 48})
+--   local text, done = g:step(2)                             -- at most 2 tokens decoded
+--
+-- This file is the idiomatic API over pocketlm.core, the SWIG module built from
+-- bindings/pocketlm.i and bindings/lua.i (see there for how values cross).
+-- Options are tables; integer options must be integers (2.7 is an error);
+-- errors are raised with error(), with the C library's message for C failures
+-- ("PLM_ERR_IO: ..."). Models, contexts and generators are freed by close()
+-- (or a <close> variable) at once, or by the garbage collector.
+--
+-- Logits, tokens and embeddings are pocketlm.view userdata: #v, v[i] (1-based;
+-- nil past the end, so ipairs works), v[i] = x where writable, v:totable(),
+-- v:slice(i, j), v:bytes(). They show C memory without copying and keep its
+-- owner alive.
+
+local core = require "pocketlm.core"
+local chat = require "pocketlm.chat"
+
+local M = {
+    _VERSION = "pocketlm " .. core.version(),
+    version = core.version(),
+    --- Name of the kernel set chosen for this CPU ("avx2", "scalar").
+    kernels = core.kernels_name(),
+    --- Seconds of a monotonic wall clock (os.clock is CPU time): for frame budgets.
+    clock = core.clock,
+    chat = chat,
+    --- A writable view of n zeroed items (or a table's items): type "float32", "int32" or "byte".
+    view = core.view_new,
+}
+
+-- -------------------------------------------------------------------- errors
+
+local SOURCE = debug.getinfo(1, "S").source
+
+-- Raises msg at the first caller outside this module, so the position points at the user's code.
+local function fail(msg)
+    local level = 2
+    while true do
+        local info = debug.getinfo(level, "S")
+        if not info then
+            level = 0
+            break
+        end
+        if info.source ~= SOURCE and info.what ~= "C" then break end
+        level = level + 1
+    end
+    error(msg, level)
+end
+
+local function describe(v)
+    if type(v) == "string" then return ("%q"):format(v) end
+    return tostring(v)
+end
+
+local function check_keys(opts, allowed, what)
+    if opts == nil then return {} end
+    if type(opts) ~= "table" then fail(("%s: options must be a table, got %s"):format(what, type(opts))) end
+    for k in pairs(opts) do
+        if not allowed[k] then fail(("%s: unknown option %s"):format(what, describe(k))) end
+    end
+    return opts
+end
+
+local function keyset(...)
+    local s = {}
+    for _, list in ipairs({...}) do
+        for _, k in ipairs(list) do s[k] = true end
+    end
+    return s
+end
+
+-- An integer (or a float with an integer value, as Lua's own library takes them) in [lo, hi].
+local function to_int(v, name, lo, hi)
+    local i = math.type(v) == "integer" and v or (math.type(v) == "float" and math.tointeger(v))
+    if not i then fail(("%s must be an integer, got %s"):format(name, describe(v))) end
+    if (lo and i < lo) or (hi and i > hi) then
+        fail(("%s must be in [%s, %s], got %d"):format(name, lo or "-inf", hi or "inf", i))
+    end
+    return i
+end
+
+local INT32_MAX = 0x7fffffff
+
+local function opt_int(opts, key, default, lo, hi)
+    local v = opts[key]
+    if v == nil then return default end
+    return to_int(v, key, lo, hi)
+end
+
+local function opt_num(opts, key, default)
+    local v = opts[key]
+    if v == nil then return default end
+    if type(v) ~= "number" then fail(("%s must be a number, got %s"):format(key, describe(v))) end
+    return v
+end
+
+local function opt_bool(opts, key, default)
+    local v = opts[key]
+    if v == nil then return default end
+    if type(v) ~= "boolean" then fail(("%s must be true or false, got %s"):format(key, describe(v))) end
+    return v
+end
+
+local function opt_choice(opts, key, default, choices)
+    local v = opts[key]
+    if v == nil then v = default end
+    local id = choices[v]
+    if id == nil then
+        local names = {}
+        for k in pairs(choices) do names[#names + 1] = ("%q"):format(k) end
+        table.sort(names)
+        fail(("%s must be one of %s, got %s"):format(key, table.concat(names, ", "), describe(v)))
+    end
+    return id
+end
+
+local function check_text(text, what)
+    if type(text) ~= "string" then fail(("%s must be a string, got %s"):format(what, type(text))) end
+    return text
+end
+
+-- A list of strings from a string, a list, or nil.
+local function string_list(v, what)
+    if v == nil then return {} end
+    if type(v) == "string" then return {v} end
+    if type(v) ~= "table" then fail(("%s must be a string or a list of strings, got %s"):format(what, type(v))) end
+    local out = {}
+    for i, s in ipairs(v) do
+        if type(s) ~= "string" then fail(("%s[%d] must be a string, got %s"):format(what, i, type(s))) end
+        out[i] = s
+    end
+    return out
+end
+
+-- --------------------------------------------------------------- parameters
+
+local SAMPLING_KEYS = {"temperature", "top_k", "top_p", "min_p", "repeat_penalty", "frequency_penalty",
+                       "presence_penalty", "penalty_last_n", "seed", "logit_bias"}
+local GENERATE_KEYS = {"max_tokens", "stop", "ignore_eos", "add_special", "parse_special", "seq_id"}
+local GEN_ALLOWED = keyset(SAMPLING_KEYS, GENERATE_KEYS)
+local CHAT_ALLOWED = keyset(SAMPLING_KEYS, GENERATE_KEYS, {"stream", "template"})
+
+-- Fills the C generation parameters from an options table (the C defaults for what is absent).
+local function generate_params(opts, n_seq_max)
+    local gp = core.generate_default_params()
+    gp.max_tokens = opt_int(opts, "max_tokens", 256, 0, INT32_MAX)
+    gp.ignore_eos = opt_bool(opts, "ignore_eos", false)
+    gp.add_special = opt_bool(opts, "add_special", true)
+    gp.parse_special = opt_bool(opts, "parse_special", true)
+    gp.seq_id = opt_int(opts, "seq_id", 0, 0, n_seq_max - 1)
+    gp.keep_cache = true
+    local s = gp.sampling
+    s.temperature = opt_num(opts, "temperature", s.temperature)
+    s.top_k = opt_int(opts, "top_k", s.top_k, -INT32_MAX, INT32_MAX)
+    s.top_p = opt_num(opts, "top_p", s.top_p)
+    s.min_p = opt_num(opts, "min_p", s.min_p)
+    s.repeat_penalty = opt_num(opts, "repeat_penalty", s.repeat_penalty)
+    s.frequency_penalty = opt_num(opts, "frequency_penalty", s.frequency_penalty)
+    s.presence_penalty = opt_num(opts, "presence_penalty", s.presence_penalty)
+    s.penalty_last_n = opt_int(opts, "penalty_last_n", s.penalty_last_n, -1, INT32_MAX)
+    -- No seed: a fresh one (Lua 5.4 seeds math.random randomly at start-up).
+    s.seed = opt_int(opts, "seed", nil) or math.random(math.mininteger, math.maxinteger)
+    local bias = opts.logit_bias
+    if bias ~= nil and type(bias) ~= "table" then
+        fail(("logit_bias must be a table {[token] = bias}, got %s"):format(type(bias)))
+    end
+    return gp, string_list(opts.stop, "stop"), bias
+end
+
+local STOP_REASONS = {"length", "eog", "stop", "caller", "context_full"}
+
+-- ---------------------------------------------------------------- Generator
+
+--- A generation in progress: made by start() (step-wise) or stream().
+local Generator = {}
+Generator.__index = Generator
+M.Generator = Generator
+
+local function new_generator(ctx, tokens, gp, stop, bias)
+    return setmetatable({
+        ctx = ctx,            -- the Context it runs on
+        done = false,
+        reason = nil,         -- why it ended: "length", "eog", "stop", "context_full", "cancelled", "error"
+        n_prompt = #tokens,   -- prompt tokens
+        n_generated = 0,      -- tokens generated so far
+        _tokens = tokens,
+        _keep = 0,            -- prompt tokens already in the cache
+        _gp = gp,
+        _stop = stop,
+        _bias = bias,
+        _parts = {},
+    }, Generator)
+end
+
+-- Ends the generation: frees the C generator (keeping its tokens) and releases the context.
+function Generator:_finish(reason)
+    if self.done then return end
+    self.done = true
+    self.reason = reason
+    if self._h then
+        if not core.is_closed(self._h) and not core.is_closed(self.ctx._h) then
+            self._generated = core.generator_tokens(self._h)
+        end
+        core.close(self._h)
+        self._h = nil
+    end
+    if self.ctx._active[1] == self then self.ctx._active[1] = nil end
+end
+
+-- Runs f(...) and, if it raises, ends the generation before passing the error on.
+function Generator:_guard(f, ...)
+    local ok, a, b = pcall(f, self, ...)
+    if not ok then
+        self:_finish("error")
+        error(a, 0)
+    end
+    return a, b
+end
+
+-- Evaluates up to budget prompt tokens (the last one by creating the C
+-- generator, which needs its logits); returns the budget left.
+function Generator:_prefill(budget)
+    local ctx_h, tokens, seq = self.ctx._h, self._tokens, self._gp.seq_id
+    while budget > 0 and not self._h do
+        local rest = #tokens - self._keep
+        if rest > 1 then
+            local k = math.min(budget, rest - 1)
+            core.decode(ctx_h, tokens:slice(self._keep + 1, self._keep + k), seq, false)
+            self._keep = self._keep + k
+            budget = budget - k
+        else
+            self._h = core.generator_create(ctx_h, tokens, self._gp, self._stop, self._bias)
+            self._keep = #tokens
+            budget = budget - 1
+        end
+    end
+    return budget
+end
+
+-- One token: the next piece of text (possibly "") and whether it ended.
+function Generator:_next()
+    local piece, reason = core.generator_next(self._h)
+    -- Every call samples a token, kept unless it ends the turn (and decoded unless generation ends).
+    if reason ~= core.STOP_EOG then self.n_generated = self.n_generated + 1 end
+    if #piece > 0 then self._parts[#self._parts + 1] = piece end
+    if reason ~= 0 then self:_finish(STOP_REASONS[reason] or "stop") end
+    return piece
+end
+
+local function step(self, n)
+    local budget = self:_prefill(n)
+    local out = {}
+    while budget > 0 and not self.done do
+        local piece = self:_next()
+        if #piece > 0 then out[#out + 1] = piece end
+        budget = budget - 1
+    end
+    return table.concat(out), n - budget
+end
+
+--- g:step([n = 1]) -> text, done, used
+-- Decodes at most n tokens (prompt tokens first, batched, then one per
+-- generated token) and returns the text that became ready, whether the
+-- generation has ended (g.reason says why) and how much of the budget it
+-- used. A game spends a fixed budget per frame this way; the prompt is
+-- evaluated by the first steps, so start() itself does no model work.
+function Generator:step(n)
+    n = n == nil and 1 or to_int(n, "step budget", 1, INT32_MAX)
+    if self.done then return "", true, 0 end
+    local text, used = self:_guard(step, n)
+    return text, self.done, used
+end
+
+--- g:prompt_pending() -> prompt tokens not evaluated yet (steps evaluate them first).
+function Generator:prompt_pending() return self.done and 0 or #self._tokens - self._keep end
+
+--- g:cancel(): ends the generation now (g.reason = "cancelled") and frees it. Idempotent.
+function Generator:cancel() self:_finish("cancelled") end
+
+Generator.close = Generator.cancel
+Generator.__close = Generator.cancel
+
+--- g:text() -> all the text generated so far.
+function Generator:text() return table.concat(self._parts) end
+
+--- g:tokens() -> the generated tokens (an int32 view).
+function Generator:tokens()
+    if self._h then return core.generator_tokens(self._h) end
+    return self._generated or core.view_new("int32", 0)
+end
+
+function Generator:__tostring()
+    return ("pocketlm.Generator(%d prompt tokens, %d generated, %s)"):format(self.n_prompt, self.n_generated,
+        self.done and ("done: " .. self.reason) or "running")
+end
+
+-- ------------------------------------------------------------------ Context
+
+--- A KV cache, buffers and threads over a model: generation, decoding, logits.
+local Context = {}
+Context.__index = Context
+M.Context = Context
+
+local CONTEXT_ALLOWED = keyset({"n_ctx", "n_threads", "n_batch", "n_seq_max"})
+
+local function default_threads()
+    local env = tonumber(os.getenv("POCKETLM_THREADS") or "")
+    return env and math.tointeger(env) or 0
+end
+
+local function new_context(model, opts, what)
+    opts = check_keys(opts, CONTEXT_ALLOWED, what)
+    local cp = core.context_default_params()
+    cp.n_ctx = opt_int(opts, "n_ctx", model.n_ctx or 0, 0, INT32_MAX)
+    cp.n_threads = opt_int(opts, "n_threads", model.n_threads or default_threads(), 0, 1024)
+    cp.n_batch = opt_int(opts, "n_batch", cp.n_batch, 1, INT32_MAX)
+    cp.n_seq_max = opt_int(opts, "n_seq_max", cp.n_seq_max, 1, 64)
+    local ctx = setmetatable({
+        model = model,
+        n_seq_max = cp.n_seq_max,
+        _h = core.context_create(model:_handle(), cp),
+        _active = setmetatable({}, {__mode = "v"}), -- the running generator, if any
+    }, Context)
+    model._contexts[ctx] = true
+    return ctx
+end
+
+function Context:_handle()
+    if core.is_closed(self._h) then fail("the Context is closed") end
+    return self._h
+end
+
+-- Checks the context is open and not running a generation.
+function Context:_idle()
+    local h = self:_handle()
+    local g = self._active[1]
+    if g and not g.done then
+        fail("the context is busy with an unfinished generation: finish it, g:cancel() it, " ..
+             "or use another context (m:context())")
+    end
+    return h
+end
+
+function Context:_tokens(prompt, add_special, parse_special, what)
+    if type(prompt) == "string" then
+        return core.tokenize(self.model:_handle(), prompt, add_special, parse_special)
+    elseif type(prompt) == "table" or (type(prompt) == "userdata" and getmetatable(prompt) and
+            getmetatable(prompt).__name == "pocketlm.view") then
+        return prompt
+    end
+    fail(("%s must be a string or tokens, got %s"):format(what, type(prompt)))
+end
+
+-- A generator claiming this context, with its prompt tokens and parameters.
+function Context:_generator(prompt, opts, what, extra_allowed)
+    opts = check_keys(opts, extra_allowed or GEN_ALLOWED, what)
+    self:_idle()
+    local gp, stop, bias = generate_params(opts, self.n_seq_max)
+    local tokens = self:_tokens(prompt, gp.add_special, gp.parse_special, "prompt")
+    if type(tokens) == "table" then
+        local v = core.view_new("int32", #tokens)
+        for i = 1, #tokens do v[i] = to_int(tokens[i], ("prompt token %d"):format(i), -INT32_MAX - 1, INT32_MAX) end
+        tokens = v
+    end
+    if #tokens == 0 then fail("the prompt is empty: nothing to generate from") end
+    if #tokens >= core.context_n_ctx(self._h) then
+        fail(("PLM_ERR_CONTEXT_FULL: the prompt has %d tokens but the context holds %d"):format(
+            #tokens, core.context_n_ctx(self._h)))
+    end
+    local g = new_generator(self, tokens, gp, stop, bias)
+    self._active[1] = g
+    return g
+end
+
+-- Starts the C generator at once (the whole prompt in one batch).
+local function begin(g)
+    g:_guard(function(self)
+        self._h = core.generator_create(self.ctx._h, self._tokens, self._gp, self._stop, self._bias)
+        self._keep = #self._tokens
+    end)
+    return g
+end
+
+--- ctx:start(prompt, opts) -> Generator, for step-wise generation (see Generator:step).
+-- prompt: text, or tokens (a table or an int32 view). opts: max_tokens (256), temperature (0.8; 0 is greedy),
+-- top_k (40), top_p (0.95), min_p (0.05), repeat_penalty, frequency_penalty, presence_penalty, penalty_last_n,
+-- seed (an integer; default random), stop (a string or list: generation ends before it, never emitting it),
+-- logit_bias ({[token] = bias}), ignore_eos, add_special (true), parse_special (true), seq_id (0).
+-- The part of the prompt the cache already holds (a conversation so far) is not evaluated again.
+function Context:start(prompt, opts)
+    local g = self:_generator(prompt, opts, "start")
+    -- Keep the cached prefix of the prompt; the rest is evaluated by steps.
+    g:_guard(function()
+        local seq = g._gp.seq_id
+        local cached = core.kv_seq_tokens(self._h, seq)
+        local keep, limit = 0, math.min(#cached, #g._tokens - 1)
+        while keep < limit and cached[keep + 1] == g._tokens[keep + 1] do keep = keep + 1 end
+        core.kv_seq_rm(self._h, seq, keep, -1)
+        g._keep = keep
+    end)
+    return g
+end
+
+--- for piece in ctx:stream(prompt, opts) do ... end — the continuation piece by piece (see start for opts).
+-- Breaking out of the loop ends the generation (Lua 5.4 closes the loop's generator).
+function Context:stream(prompt, opts)
+    local g = begin(self:_generator(prompt, opts, "stream"))
+    local function iter()
+        while not g.done do
+            local piece = g:_guard(g._next)
+            if #piece > 0 then return piece end
+        end
+        return nil
+    end
+    return iter, nil, nil, g
+end
+
+--- ctx:generate(prompt, opts) -> text, reason — the whole continuation (see start for opts).
+function Context:generate(prompt, opts)
+    local g <close> = begin(self:_generator(prompt, opts, "generate"))
+    while not g.done do g:_guard(g._next) end
+    return g:text(), g.reason
+end
+
+--- ctx:chat(messages, opts) -> reply, reason (opts.stream = true: an iterator of pieces instead).
+-- messages: a list of {role = "system" | "user" | "assistant", content = ...}, or a string (one user turn),
+-- rendered with the model's chat template (opts.template: "chatml", "llama3", "gemma" or "phi3" instead).
+function Context:chat(messages, opts)
+    opts = check_keys(opts, CHAT_ALLOWED, "chat")
+    local prompt, o = self.model:_chat_prompt(messages, opts)
+    if opts.stream then return self:stream(prompt, o) end
+    return self:generate(prompt, o)
+end
+
+--- ctx:start_chat(messages, opts) -> Generator: chat, step-wise.
+function Context:start_chat(messages, opts)
+    opts = check_keys(opts, CHAT_ALLOWED, "start_chat")
+    local prompt, o = self.model:_chat_prompt(messages, opts)
+    return self:start(prompt, o)
+end
+
+--- ctx:decode(tokens [, {seq_id = 0, logits_all = false}]) — evaluates tokens (a table or an int32 view),
+-- continuing sequence seq_id. Logits of the last token (of every token with logits_all) are then in ctx:logits.
+function Context:decode(tokens, opts)
+    opts = check_keys(opts, keyset({"seq_id", "logits_all"}), "decode")
+    local h = self:_idle()
+    if type(tokens) == "string" then fail("decode takes tokens, not text: ctx:decode(m:tokenize(text))") end
+    core.decode(h, self:_tokens(tokens, true, false, "tokens"), opt_int(opts, "seq_id", 0, 0, self.n_seq_max - 1),
+        opt_bool(opts, "logits_all", false))
+end
+
+--- ctx:logits([i = -1]) -> a writable float32 view (n_vocab items) of the logits of batch entry i of the last
+-- decode (-1: the last entry that has logits). Zero-copy: it reads the context's buffer on each access (so
+-- after another decode it shows the new logits), writes go to C, and it keeps the context alive.
+function Context:logits(i)
+    return core.context_logits(self:_handle(), i == nil and -1 or to_int(i, "logits row", -1, INT32_MAX))
+end
+
+function Context:n_ctx() return core.context_n_ctx(self:_handle()) end
+function Context:kv_used() return core.kv_used(self:_handle()) end
+
+--- ctx:kv_clear(): empties the cache.
+function Context:kv_clear() core.kv_clear(self:_idle()) end
+
+--- ctx:kv_seq_rm(seq, p0 [, p1 = -1]): removes positions [p0, p1) of a sequence (p1 < 0: to the end).
+function Context:kv_seq_rm(seq, p0, p1)
+    core.kv_seq_rm(self:_idle(), to_int(seq, "seq", -1, 63), to_int(p0, "p0", -1, INT32_MAX),
+        p1 == nil and -1 or to_int(p1, "p1", -INT32_MAX, INT32_MAX))
+end
+
+--- ctx:kv_seq_tokens([seq = 0]) -> the tokens the cache holds for a sequence, in order (an int32 view).
+function Context:kv_seq_tokens(seq)
+    return core.kv_seq_tokens(self:_handle(), seq == nil and 0 or to_int(seq, "seq", 0, 63))
+end
+
+--- ctx:save_state() -> a string: the KV cache and the last logits, for ctx:load_state.
+function Context:save_state()
+    local h = self:_idle()
+    local buf = core.view_new("byte", core.context_state_size(h))
+    core.context_state_save(h, buf)
+    return buf:bytes()
+end
+
+--- ctx:load_state(s): restores a saved state (from any context of the same model that it fits).
+function Context:load_state(s)
+    core.context_state_load(self:_idle(), check_text(s, "state"))
+end
+
+--- ctx:set_threads(n): changes the number of threads (0: physical cores).
+function Context:set_threads(n) core.context_set_threads(self:_idle(), to_int(n, "n_threads", 0, 1024)) end
+function Context:n_threads() return core.context_n_threads(self:_handle()) end
+
+--- ctx:set_abort(fn | nil): fn() is called between layers of each decode and between generated tokens; if it
+-- returns true the computation stops with a PLM_ERR_CANCELLED error (the cache is left as it was); if it raises,
+-- the computation stops and its error propagates. It must not call pocketlm.
+function Context:set_abort(fn)
+    if fn ~= nil and type(fn) ~= "function" then fail("set_abort: expected a function or nil, got " .. type(fn)) end
+    core.context_set_abort(self:_handle(), fn)
+end
+
+--- ctx:classify(text, labels, opts) and ctx:embed(texts, opts): see Model.
+function Context:classify(text, labels, opts) return self.model:classify(text, labels, opts, self) end
+function Context:embed(texts, opts) return self.model:embed(texts, opts, self) end
+
+--- ctx:close(): frees the context now (ending its generation, if any). Idempotent.
+function Context:close()
+    local g = self._active[1]
+    if g then g:_finish("cancelled") end
+    core.close(self._h)
+    self.model._contexts[self] = nil
+end
+
+Context.__close = Context.close
+
+function Context:closed() return core.is_closed(self._h) end
+
+function Context:__tostring()
+    if core.is_closed(self._h) then return "pocketlm.Context (closed)" end
+    return ("pocketlm.Context(n_ctx %d, %d used)"):format(core.context_n_ctx(self._h), core.kv_used(self._h))
+end
+
+-- -------------------------------------------------------------------- Model
+
+--- A GGUF model, loaded (memory-mapped) once; contexts are made from it.
+local Model = {}
+Model.__index = Model
+M.Model = Model
+
+--- plm.default_model_path() -> where the default model is looked for ($POCKETLM_MODEL, else
+-- <cache>/SmolLM2-135M-Instruct.Q4_1.gguf; cache: $POCKETLM_CACHE, $XDG_CACHE_HOME/pocketlm or
+-- ~/.cache/pocketlm). Raises PLM_ERR_IO naming the paths tried if there is no file.
+function M.default_model_path() return core.default_model_path() end
+
+--- plm.load(path | nil, opts) -> Model. path nil: the default model.
+-- opts: n_threads (default $POCKETLM_THREADS, else the physical cores) and n_ctx (default: the model's context
+-- length, at most 4096) for the contexts made from it; use_mmap (true).
+function M.load(path, opts)
+    opts = check_keys(opts, keyset({"n_threads", "n_ctx", "use_mmap"}), "load")
+    if path ~= nil and type(path) ~= "string" then fail("load: path must be a string or nil, got " .. type(path)) end
+    local n_threads = opt_int(opts, "n_threads", nil, 0, 1024)
+    local n_ctx = opt_int(opts, "n_ctx", nil, 0, INT32_MAX)
+    local mp = core.model_default_params()
+    mp.use_mmap = opt_bool(opts, "use_mmap", true)
+    local h = core.model_load(path, mp)
+    return setmetatable({
+        info = core.model_get_info(h),
+        n_threads = n_threads,
+        n_ctx = n_ctx,
+        _h = h,
+        _contexts = setmetatable({}, {__mode = "k"}),
+    }, Model)
+end
+
+function Model:_handle()
+    if core.is_closed(self._h) then fail("the Model is closed") end
+    return self._h
+end
+
+--- m:context(opts) -> a new Context. opts: n_ctx, n_threads (defaults from load), n_batch (512),
+-- n_seq_max (8: how many sequences it holds at once).
+function Model:context(opts)
+    self:_handle()
+    return new_context(self, opts, "context")
+end
+
+-- The context of generate, stream, start and chat (made on first use; consecutive prompts reuse its cache).
+function Model:_gen_context()
+    if not self._gen_ctx or self._gen_ctx:closed() then self._gen_ctx = self:context() end
+    return self._gen_ctx
+end
+
+-- The context of classify and embed: apart from generation's; 16 sequences, so up to 15 labels share a decode.
+function Model:_task_context()
+    if not self._task_ctx or self._task_ctx:closed() then self._task_ctx = self:context({n_seq_max = 16}) end
+    return self._task_ctx
+end
+
+--- m:tokenize(text, {add_special = true, parse_special = false}) -> an int32 view of the tokens (zero-copy:
+-- it owns the array C wrote). add_special: BOS/EOS as the model asks; parse_special: "<|im_start|>" and the
+-- like become their special tokens. Text may hold any bytes, NUL included.
+function Model:tokenize(text, opts)
+    opts = check_keys(opts, keyset({"add_special", "parse_special"}), "tokenize")
+    return core.tokenize(self:_handle(), check_text(text, "text"), opt_bool(opts, "add_special", true),
+        opt_bool(opts, "parse_special", false))
+end
+
+--- m:detokenize(tokens, {special = false}) -> the text of tokens (a table or an int32 view), as bytes.
+function Model:detokenize(tokens, opts)
+    opts = check_keys(opts, keyset({"special"}), "detokenize")
+    return core.detokenize(self:_handle(), tokens, opt_bool(opts, "special", false))
+end
+
+--- m:token_to_piece(token, {special = false}) -> the bytes of one token.
+function Model:token_to_piece(token, opts)
+    opts = check_keys(opts, keyset({"special"}), "token_to_piece")
+    return core.token_to_piece(self:_handle(), to_int(token, "token", -INT32_MAX - 1, INT32_MAX),
+        opt_bool(opts, "special", false))
+end
+
+--- m:is_eog(token) -> true for tokens that end a generation (EOS, <|im_end|>, ...).
+function Model:is_eog(token) return core.token_is_eog(self:_handle(), to_int(token, "token", -INT32_MAX - 1, INT32_MAX)) end
+
+--- m:metadata() -> the GGUF metadata {key = value as text}.
+function Model:metadata()
+    local h, out = self:_handle(), {}
+    for i = 0, core.model_meta_count(h) - 1 do
+        local k = core.model_meta_key(h, i)
+        out[k] = core.model_meta_str(h, k)
+    end
+    return out
+end
+
+--- m:chat_format([name]) -> the chat format of the model's template (or the one named).
+function Model:chat_format(name)
+    if name ~= nil then
+        for _, known in ipairs(chat.names) do
+            if name == known then return chat.format(name) end
+        end
+        fail(("unknown chat format %s; known: %s"):format(describe(name), table.concat(chat.names, ", ")))
+    end
+    return chat.detect(self.info.chat_template)
+end
+
+--- m:apply_chat_template(messages, {add_generation_prompt = true, template = nil}) -> prompt, stop strings.
+function Model:apply_chat_template(messages, opts)
+    opts = check_keys(opts, keyset({"add_generation_prompt", "template"}), "apply_chat_template")
+    local fmt = self:chat_format(opts.template)
+    local ok, prompt = pcall(fmt.render, fmt, messages, opt_bool(opts, "add_generation_prompt", true))
+    if not ok then fail(prompt) end
+    return prompt, fmt.stop
+end
+
+-- The prompt of a chat and the generation options (the template's end-of-turn marker added to stop).
+function Model:_chat_prompt(messages, opts)
+    local prompt, stops = self:apply_chat_template(messages, {template = opts.template})
+    local o = {}
+    for k, v in pairs(opts) do
+        if k ~= "stream" and k ~= "template" then o[k] = v end
+    end
+    local all = {}
+    for _, s in ipairs(stops) do all[#all + 1] = s end
+    for _, s in ipairs(string_list(opts.stop, "stop")) do all[#all + 1] = s end
+    o.stop = all
+    return prompt, o
+end
+
+--- m:generate(prompt, opts) -> text, reason — see Context:start for opts (runs on the model's own context).
+function Model:generate(prompt, opts) return self:_gen_context():generate(prompt, opts) end
+--- for piece in m:stream(prompt, opts) do ... end
+function Model:stream(prompt, opts) return self:_gen_context():stream(prompt, opts) end
+--- m:start(prompt, opts) -> Generator (step-wise; see Generator:step)
+function Model:start(prompt, opts) return self:_gen_context():start(prompt, opts) end
+--- m:chat(messages, opts) -> reply, reason
+function Model:chat(messages, opts) return self:_gen_context():chat(messages, opts) end
+--- m:start_chat(messages, opts) -> Generator
+function Model:start_chat(messages, opts) return self:_gen_context():start_chat(messages, opts) end
+
+-- ------------------------------------------------------- classification
+
+--- The default instruction (a user turn of the model's chat format); the text comes after the fixed part.
+M.INSTRUCTION = "Classify the text into one of these categories: {labels}.\nText: {text}"
+--- The default multi-label question: everything from {label} on is appended per label.
+M.MULTI_LABEL_INSTRUCTION = "Text: {text}\nIs this text about {label}? Answer yes or no."
+--- The start of the assistant's turn in the default templates; labels (or " yes"/" no") follow it.
+M.ANSWER = "Answer:"
+
+local SCORE_MODES = {sum = core.SCORE_SUM, mean = core.SCORE_MEAN}
+local POOLINGS = {mean = core.POOL_MEAN, last = core.POOL_LAST, cls = core.POOL_CLS}
+
+-- A template cut into items {kind, value}: {"lit", text} or {"text" | "labels" | "label", spaces}, the spaces
+-- before a placeholder moved into it (so the inserted text tokenizes as a word with its leading space).
+local function parse_template(template)
+    local items, pos = {}, 1
+    while true do
+        local s, e, name = template:find("{(%a+)}", pos)
+        while s and name ~= "text" and name ~= "labels" and name ~= "label" do
+            s, e, name = template:find("{(%a+)}", e + 1)
+        end
+        local lit = template:sub(pos, (s or 0) - 1)
+        if not s then
+            items[#items + 1] = {"lit", template:sub(pos)}
+            return items
+        end
+        local stripped = lit:gsub(" +$", "")
+        items[#items + 1] = {"lit", stripped}
+        items[#items + 1] = {name, lit:sub(#stripped + 1)}
+        pos = e + 1
+    end
+end
+
+-- Same as the Python package's pocketlm/classify.py, so both score the same tokens.
+local function classify_plan(model, template, labels, multi_label, text)
+    local h = model._h
+    local function tok(s, special)
+        if s == "" then return {} end
+        return core.tokenize(h, s, false, special):totable()
+    end
+    local function append(dst, src)
+        for _, t in ipairs(src) do dst[#dst + 1] = t end
+    end
+    local items = parse_template(template)
+    local names = {}
+    for _, it in ipairs(items) do
+        if it[1] ~= "lit" then names[#names + 1] = it[1] end
+    end
+    local count = function(n)
+        local c = 0
+        for _, x in ipairs(names) do c = c + (x == n and 1 or 0) end
+        return c
+    end
+    if count("text") == 0 then fail("the template has no {text} placeholder") end
+    local cut = #items + 1
+    if multi_label then
+        if count("label") ~= 1 then fail("a multi-label template needs exactly one {label} placeholder") end
+        for i, it in ipairs(items) do
+            if it[1] == "label" then cut = i end
+        end
+        for i = cut, #items do
+            if items[i][1] == "text" then fail("in a multi-label template {text} must come before {label}") end
+        end
+    elseif count("label") > 0 then
+        fail("{label} is for multi-label templates; use {labels} for the list")
+    end
+    local joined = table.concat(labels, ", ")
+    local function item_tokens(kind, value)
+        if kind == "labels" then return tok(value .. joined, false) end
+        if kind == "text" then return tok(value .. text, false) end
+        return tok(value, true)
+    end
+    local prompt = {}
+    if model.info.add_bos and model.info.bos >= 0 then prompt[1] = model.info.bos end
+    for i = 1, cut - 1 do append(prompt, item_tokens(items[i][1], items[i][2])) end
+    local label_tokens = {}
+    if multi_label then
+        for j, lab in ipairs(labels) do
+            local toks = {}
+            for i = cut, #items do
+                local kind, value = items[i][1], items[i][2]
+                append(toks, kind == "label" and tok(value .. lab, false) or item_tokens(kind, value))
+            end
+            label_tokens[j] = toks
+        end
+    else
+        local ends_with_space = false
+        for i = cut - 1, 1, -1 do
+            local kind, value = items[i][1], items[i][2]
+            local s = kind == "text" and text or (kind == "labels" and value .. joined or value)
+            if s ~= "" then
+                ends_with_space = s:sub(-1):match("%s") ~= nil
+                break
+            end
+        end
+        local sep = ends_with_space and "" or " "
+        for j, lab in ipairs(labels) do label_tokens[j] = tok(sep .. lab, false) end
+    end
+    return prompt, label_tokens
+end
+
+--- m:classify(text, labels, opts) -> result
+-- Zero-shot classification of text into labels (a list of strings) by the likelihood the model gives each label
+-- as the answer: the prompt is evaluated once and every label scored in one batched decode.
+-- result: {label = best label, score = its probability, probs = {[label] = p}, logprobs = {[label] = score},
+-- ranked = {{label =, score =}, ...} best first}. opts: mode ("sum" or "mean" of the label tokens'
+-- log-probabilities), multi_label (each label judged alone, yes/no), template (the whole prompt with {text},
+-- {labels} and, multi-label, {label}; default: M.INSTRUCTION in the model's chat format, then M.ANSWER).
+function Model:classify(text, labels, opts, ctx)
+    opts = check_keys(opts, keyset({"mode", "multi_label", "template"}), "classify")
+    check_text(text, "text")
+    if not text:find("%S") then fail("the text is empty") end
+    if type(labels) ~= "table" or #labels == 0 then fail("labels must be a non-empty list of strings") end
+    local seen = {}
+    for i, lab in ipairs(labels) do
+        if type(lab) ~= "string" or not lab:find("%S") then fail(("label %d must be a non-empty string"):format(i)) end
+        if seen[lab] then fail(("label %q appears twice"):format(lab)) end
+        seen[lab] = true
+    end
+    local multi = opt_bool(opts, "multi_label", false)
+    local params = core.classify_default_params()
+    params.mode = opt_choice(opts, "mode", "sum", SCORE_MODES)
+    params.multi_label = multi
+    params.keep_cache = true
+    local template = opts.template
+    if template == nil then
+        template = self:chat_format():render({{role = "user",
+            content = multi and M.MULTI_LABEL_INSTRUCTION or M.INSTRUCTION}}) .. M.ANSWER
+    end
+    check_text(template, "template")
+    ctx = ctx or self:_task_context()
+    local h = ctx:_idle()
+    local prompt, label_tokens = classify_plan(self, template, labels, multi, text)
+    local flat, lens = {}, {}
+    for j, toks in ipairs(label_tokens) do
+        lens[j] = #toks
+        for _, t in ipairs(toks) do flat[#flat + 1] = t end
+    end
+    local n = #labels
+    local out = core.view_new("float32", 2 * n)
+    core.classify(h, prompt, flat, lens, params, out)
+    local result = {probs = {}, logprobs = {}, ranked = {}, labels = labels}
+    for j, lab in ipairs(labels) do
+        result.logprobs[lab] = out[j]
+        result.probs[lab] = out[n + j]
+        result.ranked[j] = {label = lab, score = out[n + j]}
+    end
+    table.sort(result.ranked, function(a, b) return a.score > b.score end)
+    result.label, result.score = result.ranked[1].label, result.ranked[1].score
+    return result
+end
+
+--- m:embed(text | texts, {pooling = "mean", normalize = true}) -> a float32 view of n_embd items for a string,
+-- or a list of them for a list of strings (rows of one buffer that C wrote in place). pooling: "mean" of the
+-- token states, the "last" token's, or the first ("cls"); normalize: unit length. Items may also be tokens.
+function Model:embed(texts, opts, ctx)
+    opts = check_keys(opts, keyset({"pooling", "normalize"}), "embed")
+    local single = type(texts) == "string"
+    local items = single and {texts} or texts
+    if type(items) ~= "table" then fail("embed: expected a string or a list of strings, got " .. type(texts)) end
+    local pooling = opt_choice(opts, "pooling", "mean", POOLINGS)
+    local normalize = opt_bool(opts, "normalize", true)
+    ctx = ctx or self:_task_context()
+    local h = ctx:_idle()
+    local flat, lens = {}, {}
+    for i, t in ipairs(items) do
+        local toks
+        if type(t) == "string" then
+            if not t:find("%S") then fail(("text %d is empty"):format(i)) end
+            toks = core.tokenize(self._h, t, true, false)
+        else
+            toks = t
+        end
+        if #toks == 0 then fail(("text %d has no tokens"):format(i)) end
+        lens[i] = #toks
+        for k = 1, #toks do flat[#flat + 1] = toks[k] end
+    end
+    local d = self.info.n_embd
+    local out = core.view_new("float32", #items * d)
+    core.embed(h, flat, lens, pooling, normalize, out)
+    if single then return out end
+    local rows = {}
+    for i = 1, #items do rows[i] = out:slice((i - 1) * d + 1, i * d) end
+    return rows
+end
+
+--- m:close(): frees the model now, and every context made from it. Idempotent.
+function Model:close()
+    for ctx in pairs(self._contexts) do ctx:close() end
+    core.close(self._h)
+end
+
+Model.__close = Model.close
+
+function Model:closed() return core.is_closed(self._h) end
+
+function Model:__tostring()
+    if core.is_closed(self._h) then return "pocketlm.Model (closed)" end
+    local i = self.info
+    return ("pocketlm.Model(%s, %s %.0fM %s)"):format(i.name ~= "" and i.name or i.arch, i.arch, i.n_params / 1e6,
+        i.file_type)
+end
+
+return M
