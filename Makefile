@@ -85,7 +85,8 @@ check: model
 	$(MAKE) lua-test
 
 # Fuzzing with clang's libFuzzer: `make fuzz` builds build-fuzz/fuzz_{gguf,tokenizer,sampler};
-# `make fuzz-smoke` runs each for FUZZ_SECONDS on a copy of the seed corpus in tests/fuzz/corpus;
+# `make fuzz-smoke` runs each for FUZZ_SECONDS on a copy of the seed corpus in tests/fuzz/corpus
+# (plus the tiny models of every family in tests/data/tiny for the loader);
 # `make fuzz-long FUZZ_SECONDS=1800` is the long local run.
 FUZZ_CC      ?= clang
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined
@@ -101,6 +102,7 @@ fuzz:
 fuzz-smoke fuzz-long: fuzz
 	for f in $(FUZZERS); do \
 	    rm -rf build-fuzz/corpus/$$f && mkdir -p build-fuzz/corpus/$$f && cp tests/fuzz/corpus/$$f/* build-fuzz/corpus/$$f/ && \
+	    if [ $$f = gguf ]; then cp tests/data/tiny/*.gguf build-fuzz/corpus/$$f/; fi && \
 	    build-fuzz/fuzz_$$f -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -max_len=65536 -print_final_stats=1 \
 	        -artifact_prefix=build-fuzz/crash-$$f- build-fuzz/corpus/$$f > build-fuzz/fuzz_$$f.log 2>&1; rc=$$?; \
 	    echo "fuzz_$$f: $$(grep -E 'stat::number_of_executed_units' build-fuzz/fuzz_$$f.log | tr -s ' ' | cut -d' ' -f2) executions in $(FUZZ_SECONDS) s, exit $$rc"; \

@@ -2,7 +2,8 @@
  * context.h — a context: KV cache, scratch buffers and thread pool over a model.
  *
  * kvcache.c owns the cell bookkeeping (which sequences hold which positions),
- * forward.c the batched transformer pass that fills cells and produces logits.
+ * forward.c the batched pass that fills cells and produces logits through the
+ * model's family (models/).
  */
 #ifndef PLM_CONTEXT_H
 #define PLM_CONTEXT_H
@@ -41,6 +42,7 @@ struct plm_context {
     float *vn;     /* (n_batch, kv_dim) new values */
     float *gate;   /* (n_batch, n_ff) */
     float *up;     /* (n_batch, n_ff) */
+    float *tmp;    /* (n_batch, n_embd) a sublayer's output before its post-norm (Gemma) */
     uint8_t *act;  /* (n_batch, row bytes) quantized activations */
     size_t act_row_cap;
     float *scores; /* (n_threads, n_ctx) attention scores */

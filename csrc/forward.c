@@ -1,8 +1,10 @@
 /*
- * forward.c — the batched transformer forward pass and the context around it.
+ * forward.c — the context and the batched forward pass around the families.
  *
- * Owns plm_context_create/free and plm_decode. A batch is split into
- * micro-batches of at most n_batch tokens; each runs the llama block stack:
+ * Owns plm_context_create/free and plm_decode. A batch is checked, given KV
+ * cache cells, and split into micro-batches of at most n_batch tokens; each is
+ * run by the model's family (models/<family>.c), which composes the shared
+ * blocks of models/blocks.c. For the llama family that is:
  *
  *   x  = tok_embd[token]                              (T, E)
  *   per layer:
@@ -16,14 +18,12 @@
  *   logits = Wout (rmsnorm(x) * output_norm)          (n_out, V) for the rows asked for
  *
  * Matrix products quantize the activations once per micro-batch into the
- * weight's dot partner type and split output rows across the thread pool. Cell
- * bookkeeping is in kvcache.c; kernels come from the table in quant.h.
+ * weight's dot partner type and split output rows across the thread pool
+ * (matmul.c). Cell bookkeeping is in kvcache.c.
  */
 #include "context.h"
-#include "matmul.h"
+#include "models/models.h"
 
-#include <inttypes.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,133 +32,6 @@
 plm_context_params plm_context_default_params(void) {
     plm_context_params p = {.n_ctx = 0, .n_batch = 512, .n_seq_max = 8, .n_threads = 0};
     return p;
-}
-
-/* ------------------------------------------------------------ helpers */
-
-/* ------------------------------------------------------------ attention */
-
-typedef struct attn_job {
-    plm_context *ctx;
-    int il;
-    int32_t T;
-    const int32_t *pos;   /* (T) */
-    const int32_t *seq;   /* (T) */
-    const int32_t *cells; /* (T) cell of each token */
-} attn_job;
-
-/* Rotates pairs (x[2i], x[2i+1]) by pos * base^(-2i/n_rot) (ggml's "normal" mode);
- * theta advances by repeated multiplication as ggml does, for matching numerics. */
-static void rope_row(float *x, int n_heads, int head_dim, int n_rot, int32_t pos, float base, float freq_scale,
-                     const float *factors) {
-    float theta_scale = powf(base, -2.0f / (float)n_rot);
-    float cache[2 * 2048];
-    float theta = (float)pos;
-    for (int i = 0; i < n_rot / 2; i++) {
-        float t = theta * freq_scale;
-        if (factors) t /= factors[i];
-        cache[2 * i] = cosf(t);
-        cache[2 * i + 1] = sinf(t);
-        theta *= theta_scale;
-    }
-    for (int h = 0; h < n_heads; h++) {
-        float *v = x + (int64_t)h * head_dim;
-        for (int i = 0; i < n_rot / 2; i++) {
-            float c = cache[2 * i], s = cache[2 * i + 1];
-            float a = v[2 * i], b = v[2 * i + 1];
-            v[2 * i] = a * c - b * s;
-            v[2 * i + 1] = a * s + b * c;
-        }
-    }
-}
-
-static void rope_store_worker(void *arg, int ith, int nth) {
-    const attn_job *job = arg;
-    plm_context *ctx = job->ctx;
-    const plm_hparams *hp = &ctx->model->hp;
-    plm_kv *kv = &ctx->kv;
-    const int64_t Q = (int64_t)hp->n_head * hp->head_dim;
-    int64_t a, b;
-    plm_split_range(job->T, ith, nth, &a, &b);
-    for (int64_t t = a; t < b; t++) {
-        float *q = ctx->q + t * Q, *k = ctx->kn + t * kv->kv_dim, *v = ctx->vn + t * kv->kv_dim;
-        rope_row(q, hp->n_head, hp->head_dim, hp->n_rot, job->pos[t], hp->rope_base, hp->rope_freq_scale, ctx->model->rope_factors);
-        rope_row(k, hp->n_head_kv, hp->head_dim, hp->n_rot, job->pos[t], hp->rope_base, hp->rope_freq_scale, ctx->model->rope_factors);
-        size_t off = ((size_t)job->il * (size_t)kv->n_ctx + (size_t)job->cells[t]) * (size_t)kv->kv_dim;
-        ctx->kern->quantize[PLM_TYPE_F16](k, kv->k + off, kv->kv_dim);
-        ctx->kern->quantize[PLM_TYPE_F16](v, kv->v + off, kv->kv_dim);
-    }
-}
-
-static void attn_worker(void *arg, int ith, int nth) {
-    const attn_job *job = arg;
-    plm_context *ctx = job->ctx;
-    const plm_hparams *hp = &ctx->model->hp;
-    const plm_kv *kv = &ctx->kv;
-    const int hd = hp->head_dim, group = hp->n_head / hp->n_head_kv;
-    const int64_t Q = (int64_t)hp->n_head * hd;
-    const float scale = 1.0f / sqrtf((float)hd);
-    float *scores = ctx->scores + (size_t)ith * (size_t)kv->n_ctx;
-    const size_t layer_off = (size_t)job->il * (size_t)kv->n_ctx * (size_t)kv->kv_dim;
-    plm_f16 q16[4096];
-    const plm_vec_dot_fn dot_f16 = ctx->kern->vec_dot[PLM_TYPE_F16];
-    int64_t a, b;
-    plm_split_range((int64_t)job->T * hp->n_head, ith, nth, &a, &b);
-    for (int64_t w = a; w < b; w++) {
-        int64_t t = w / hp->n_head;
-        int h = (int)(w % hp->n_head), hk = h / group;
-        const float *q = ctx->q + t * Q + (int64_t)h * hd;
-        float *out = ctx->xn + t * Q + (int64_t)h * hd;
-        const uint64_t bit = (uint64_t)1 << job->seq[t];
-        const int32_t p = job->pos[t];
-        /* q is rounded to F16 as the keys are (llama.cpp does the same), then dotted in F32. */
-        ctx->kern->quantize[PLM_TYPE_F16](q, q16, hd);
-        float mx = -INFINITY;
-        for (int32_t c = 0; c < kv->n_active; c++) {
-            if (!(kv->seq[c] & bit) || kv->pos[c] > p) {
-                scores[c] = -INFINITY;
-                continue;
-            }
-            const plm_f16 *kr = kv->k + layer_off + (size_t)c * (size_t)kv->kv_dim + (size_t)hk * (size_t)hd;
-            float s = dot_f16(hd, kr, q16) * scale;
-            scores[c] = s;
-            if (s > mx) mx = s;
-        }
-        double sum = 0.0;
-        for (int32_t c = 0; c < kv->n_active; c++) {
-            float e = scores[c] == -INFINITY ? 0.0f : expf(scores[c] - mx);
-            scores[c] = e;
-            sum += (double)e;
-        }
-        float inv = sum > 0 ? (float)(1.0 / sum) : 0.0f;
-        for (int i = 0; i < hd; i++) out[i] = 0.0f;
-        /* Probabilities are rounded to F16 before the V product, as llama.cpp does. */
-        for (int32_t c = 0; c < kv->n_active; c++) {
-            float pc = plm_f16_to_f32(plm_f32_to_f16(scores[c] * inv));
-            if (pc == 0.0f) continue;
-            const plm_f16 *vr = kv->v + layer_off + (size_t)c * (size_t)kv->kv_dim + (size_t)hk * (size_t)hd;
-            ctx->kern->axpy_f16(hd, pc, vr, out);
-        }
-    }
-}
-
-/* ------------------------------------------------------------ ffn activation */
-
-typedef struct swiglu_job {
-    float *gate;
-    const float *up;
-    int64_t n;
-    int32_t T;
-} swiglu_job;
-
-static void swiglu_worker(void *arg, int ith, int nth) {
-    const swiglu_job *job = arg;
-    int64_t a, b;
-    plm_split_range((int64_t)job->T * job->n, ith, nth, &a, &b);
-    for (int64_t i = a; i < b; i++) {
-        float g = job->gate[i];
-        job->gate[i] = g / (1.0f + expf(-g)) * job->up[i];
-    }
 }
 
 /* ------------------------------------------------------------ context */
@@ -174,6 +47,7 @@ void plm_context_free(plm_context *ctx) {
     plm_afree(ctx->vn);
     plm_afree(ctx->gate);
     plm_afree(ctx->up);
+    plm_afree(ctx->tmp);
     plm_afree(ctx->act);
     plm_afree(ctx->scores);
     plm_afree(ctx->logits);
@@ -226,8 +100,9 @@ plm_status plm_context_create(plm_model *model, const plm_context_params *params
     ctx->vn = plm_amalloc(B * (size_t)KV * sizeof(float));
     ctx->gate = plm_amalloc(B * (size_t)F * sizeof(float));
     ctx->up = plm_amalloc(B * (size_t)F * sizeof(float));
+    ctx->tmp = plm_amalloc(B * (size_t)E * sizeof(float));
     ctx->act = plm_amalloc(B * ctx->act_row_cap);
-    if (!ctx->x || !ctx->xn || !ctx->q || !ctx->kn || !ctx->vn || !ctx->gate || !ctx->up || !ctx->act) {
+    if (!ctx->x || !ctx->xn || !ctx->q || !ctx->kn || !ctx->vn || !ctx->gate || !ctx->up || !ctx->tmp || !ctx->act) {
         st = plm_fail(PLM_ERR_OOM, "out of memory for a batch of %d tokens", p.n_batch);
         goto fail;
     }
@@ -264,75 +139,6 @@ void plm_context_set_abort_callback(plm_context *ctx, plm_abort_fn fn, void *use
 }
 
 /* ------------------------------------------------------------ decode */
-
-static bool aborted(plm_context *ctx) { return ctx->abort_fn && ctx->abort_fn(ctx->abort_user) != 0; }
-
-/* Runs T tokens (already assigned to cells) through the model; writes logits of
- * the rows with want[t] into ctx->logits starting at row *n_out. */
-static plm_status forward_ubatch(plm_context *ctx, int32_t i0, int32_t T, const plm_token *tok, const int32_t *pos,
-                                 const int32_t *seq, const int32_t *cells, const int8_t *want, int32_t *n_out) {
-    const plm_model *m = ctx->model;
-    const plm_hparams *hp = &m->hp;
-    const int64_t E = hp->n_embd, Q = (int64_t)hp->n_head * hp->head_dim, KV = ctx->kv.kv_dim, F = hp->n_ff;
-
-    for (int32_t t = 0; t < T; t++)
-        plm_dequantize_row_ref(m->tok_embd.type, (const uint8_t *)m->tok_embd.data + (size_t)tok[t] * m->tok_embd.row_bytes,
-                               ctx->x + (int64_t)t * E, E);
-
-    attn_job aj = {.ctx = ctx, .T = T, .pos = pos, .seq = seq, .cells = cells};
-    for (int il = 0; il < hp->n_layer; il++) {
-        const plm_layer *L = &m->layers[il];
-        if (aborted(ctx)) return plm_fail(PLM_ERR_CANCELLED, "decode cancelled by the abort callback at layer %d", il);
-        {
-            const plm_weight *w[3] = {&L->wq, &L->wk, &L->wv};
-            float *o[3] = {ctx->q, ctx->kn, ctx->vn};
-            int64_t ld[3] = {Q, KV, KV};
-            plm_linear(ctx, 3, w, o, ld, ctx->x, E, T, false, L->attn_norm, ctx->xn);
-        }
-        aj.il = il;
-        plm_run(ctx, rope_store_worker, &aj, T >= 4);
-        plm_run(ctx, attn_worker, &aj, true);
-        {
-            const plm_weight *w[1] = {&L->wo};
-            float *o[1] = {ctx->x};
-            int64_t ld[1] = {E};
-            plm_linear(ctx, 1, w, o, ld, ctx->xn, Q, T, true, NULL, NULL);
-        }
-        {
-            const plm_weight *w[2] = {&L->w_gate, &L->w_up};
-            float *o[2] = {ctx->gate, ctx->up};
-            int64_t ld[2] = {F, F};
-            plm_linear(ctx, 2, w, o, ld, ctx->x, E, T, false, L->ffn_norm, ctx->xn);
-        }
-        swiglu_job sj = {.gate = ctx->gate, .up = ctx->up, .n = F, .T = T};
-        plm_run(ctx, swiglu_worker, &sj, true);
-        {
-            const plm_weight *w[1] = {&L->w_down};
-            float *o[1] = {ctx->x};
-            int64_t ld[1] = {E};
-            plm_linear(ctx, 1, w, o, ld, ctx->gate, F, T, true, NULL, NULL);
-        }
-    }
-
-    if (ctx->hidden_out)
-        for (int32_t t = 0; t < T; t++)
-            plm_rmsnorm_row(ctx->hidden_out + (int64_t)(i0 + t) * E, ctx->x + (int64_t)t * E, m->output_norm, E, hp->norm_eps);
-
-    /* Gather the rows that want logits, normalize, project. */
-    int32_t k = 0;
-    for (int32_t t = 0; t < T; t++) {
-        if (!want[t]) continue;
-        if (k != t) memcpy(ctx->x + (int64_t)k * E, ctx->x + (int64_t)t * E, (size_t)E * sizeof(float));
-        k++;
-    }
-    if (k == 0) return PLM_OK;
-    const plm_weight *w[1] = {&m->output};
-    float *o[1] = {ctx->logits + (int64_t)*n_out * hp->n_vocab};
-    int64_t ld[1] = {hp->n_vocab};
-    plm_linear(ctx, 1, w, o, ld, ctx->x, E, k, false, m->output_norm, ctx->xn);
-    *n_out += k;
-    return PLM_OK;
-}
 
 plm_status plm_decode(plm_context *ctx, const plm_batch *batch) {
     if (!ctx || !batch) return plm_fail(PLM_ERR_ARG, "plm_decode: NULL argument");
@@ -419,7 +225,9 @@ plm_status plm_decode(plm_context *ctx, const plm_batch *batch) {
             if (c + 1 > kv->n_active) kv->n_active = c + 1;
         }
         kv->used += T;
-        st = forward_ubatch(ctx, i0, T, batch->token + i0, pos + i0, seq + i0, cells + i0, want + i0, &n_out);
+        plm_ubatch ub = {.i0 = i0, .T = T, .tok = batch->token + i0, .pos = pos + i0, .seq = seq + i0,
+                         .cells = cells + i0, .want = want + i0, .n_out = &n_out};
+        st = ctx->model->family->forward(ctx, &ub);
     }
     if (st) {
         for (int32_t i = 0; i < n; i++) plm_kv_cell_clear(&ctx->kv, cells[i]);

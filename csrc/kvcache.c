@@ -4,7 +4,7 @@
  * Keys and values are stored in F16 per layer and cell. A cell belongs to a set
  * of sequences (a bit mask), which is how a prompt evaluated once is shared by
  * several continuations (plm_kv_seq_cp adds a sequence to cells without
- * copying). Attention (forward.c) scans cells [0, n_active) and keeps those of
+ * copying). Attention (models/blocks.c) scans cells [0, n_active) and keeps those of
  * its sequence at positions not after its own.
  */
 #include "context.h"

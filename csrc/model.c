@@ -1,16 +1,19 @@
 /*
- * model.c — loading a model: architecture, hyperparameters, weight binding.
+ * model.c — loading a model: the file, its family, and the loaders' helpers.
  *
- * Owns plm_model_load/free/info and the default-model lookup. It reads the
- * hyperparameters of the `llama` architecture (SmolLM2, Llama 2/3.x, Mistral,
- * TinyLlama) from metadata, binds every weight to its GGUF tensor after checking
- * shape and type, and dequantizes the small 1-D norm vectors into floats. Other
- * architectures are refused with PLM_ERR_UNSUPPORTED naming them. The math lives
- * in forward.c; the vocabulary in tokenizer/.
+ * Owns plm_model_load/free/info and the default-model lookup. It opens the GGUF,
+ * loads the vocabulary, and hands the file to the family that general.architecture
+ * names (models/: llama and Mistral, qwen2, qwen3, phi3, gemma2, gemma3); other
+ * architectures are refused with PLM_ERR_UNSUPPORTED naming them. The helpers
+ * here read the hyperparameters all families share, bind weights after checking
+ * shape and type, and dequantize the small 1-D vectors (norms, biases) into
+ * floats. The math lives in forward.c and models/; the vocabulary in tokenizer/.
  */
 #include "model.h"
+#include "models/models.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,7 +54,7 @@ plm_status plm_default_model_path(char *buf, size_t cap) {
     return PLM_OK;
 }
 
-static plm_status bind_weight(plm_model *m, const char *name, int64_t n_in, int64_t n_out, bool required, plm_weight *w) {
+plm_status plm_model_bind(plm_model *m, const char *name, int64_t n_in, int64_t n_out, bool required, plm_weight *w) {
     memset(w, 0, sizeof(*w));
     const plm_gguf_tensor *t = plm_gguf_tensor_find(m->g, name);
     if (!t) {
@@ -73,7 +76,7 @@ static plm_status bind_weight(plm_model *m, const char *name, int64_t n_in, int6
     return PLM_OK;
 }
 
-static plm_status load_vector(plm_model *m, const char *name, int64_t n, bool required, float **out) {
+plm_status plm_model_vector(plm_model *m, const char *name, int64_t n, bool required, float **out) {
     *out = NULL;
     const plm_gguf_tensor *t = plm_gguf_tensor_find(m->g, name);
     if (!t) {
@@ -96,7 +99,7 @@ static plm_status load_vector(plm_model *m, const char *name, int64_t n, bool re
     return PLM_OK;
 }
 
-static plm_status arch_key_u32(plm_model *m, const char *suffix, bool required, uint32_t lo, uint32_t hi, int32_t *out) {
+plm_status plm_model_key_u32(plm_model *m, const char *suffix, bool required, uint32_t lo, uint32_t hi, int32_t *out) {
     char key[256];
     snprintf(key, sizeof key, "%s.%s", m->arch, suffix);
     uint32_t v = (uint32_t)*out;
@@ -108,42 +111,65 @@ static plm_status arch_key_u32(plm_model *m, const char *suffix, bool required, 
     return PLM_OK;
 }
 
-static plm_status arch_key_f32(plm_model *m, const char *suffix, bool required, float *out) {
+plm_status plm_model_key_f32(plm_model *m, const char *suffix, bool required, float *out) {
     char key[256];
     snprintf(key, sizeof key, "%s.%s", m->arch, suffix);
     return plm_gguf_get_f32(m->g, key, required, out);
 }
 
-static plm_status load_llama(plm_model *m) {
+plm_weight plm_weight_rows(const plm_weight *w, int64_t r0, int64_t n) {
+    plm_weight v = *w;
+    v.data = (const uint8_t *)w->data + (size_t)r0 * w->row_bytes;
+    v.n_out = n;
+    return v;
+}
+
+const char *plm_layer_tensor(char *buf, size_t cap, int il, const char *what, const char *suffix) {
+    snprintf(buf, cap, "blk.%d.%s.%s", il, what, suffix);
+    return buf;
+}
+
+plm_status plm_model_load_hparams(plm_model *m) {
     plm_hparams *hp = &m->hp;
     plm_status st;
     hp->n_ctx_train = 2048;
     hp->norm_eps = 1e-5f;
     hp->rope_base = 10000.0f;
     hp->rope_freq_scale = 1.0f;
-    if ((st = arch_key_u32(m, "block_count", true, 1, 4096, &hp->n_layer)) ||
-        (st = arch_key_u32(m, "context_length", false, 1, 1u << 24, &hp->n_ctx_train)) ||
-        (st = arch_key_u32(m, "embedding_length", true, 1, 1 << 16, &hp->n_embd)) ||
-        (st = arch_key_u32(m, "feed_forward_length", true, 1, 1 << 20, &hp->n_ff)) ||
-        (st = arch_key_u32(m, "attention.head_count", true, 1, 1024, &hp->n_head)))
+    hp->rope_type = PLM_ROPE_NORM;
+    hp->rope_attn_factor = 1.0f;
+    if ((st = plm_model_key_u32(m, "block_count", true, 1, 4096, &hp->n_layer)) ||
+        (st = plm_model_key_u32(m, "context_length", false, 1, 1u << 24, &hp->n_ctx_train)) ||
+        (st = plm_model_key_u32(m, "embedding_length", true, 1, 1 << 16, &hp->n_embd)) ||
+        (st = plm_model_key_u32(m, "feed_forward_length", true, 1, 1 << 20, &hp->n_ff)) ||
+        (st = plm_model_key_u32(m, "attention.head_count", true, 1, 1024, &hp->n_head)))
         return st;
     hp->n_head_kv = hp->n_head;
-    if ((st = arch_key_u32(m, "attention.head_count_kv", false, 1, 1024, &hp->n_head_kv))) return st;
+    if ((st = plm_model_key_u32(m, "attention.head_count_kv", false, 1, 1024, &hp->n_head_kv))) return st;
     if (hp->n_head % hp->n_head_kv)
         return plm_fail(PLM_ERR_FORMAT, "%s: head_count %d is not a multiple of head_count_kv %d", m->g->path, hp->n_head, hp->n_head_kv);
     hp->head_dim = hp->n_embd / hp->n_head;
-    if ((st = arch_key_u32(m, "attention.key_length", false, 1, 4096, &hp->head_dim))) return st;
+    if ((st = plm_model_key_u32(m, "attention.key_length", false, 1, 4096, &hp->head_dim))) return st;
     if (hp->head_dim % 2)
         return plm_fail(PLM_ERR_FORMAT, "%s: attention head size %d is odd", m->g->path, hp->head_dim);
+    int32_t head_v = hp->head_dim;
+    if ((st = plm_model_key_u32(m, "attention.value_length", false, 1, 4096, &head_v))) return st;
+    if (head_v != hp->head_dim)
+        return plm_fail(PLM_ERR_UNSUPPORTED, "%s: value head size %d differs from key head size %d", m->g->path, head_v, hp->head_dim);
     hp->n_rot = hp->head_dim;
-    if ((st = arch_key_u32(m, "rope.dimension_count", false, 2, 4096, &hp->n_rot))) return st;
+    if ((st = plm_model_key_u32(m, "rope.dimension_count", false, 2, 4096, &hp->n_rot))) return st;
     if (hp->n_rot > hp->head_dim || hp->n_rot % 2)
         return plm_fail(PLM_ERR_FORMAT, "%s: rope.dimension_count %d does not fit head size %d", m->g->path, hp->n_rot, hp->head_dim);
-    if ((st = arch_key_f32(m, "attention.layer_norm_rms_epsilon", false, &hp->norm_eps)) ||
-        (st = arch_key_f32(m, "rope.freq_base", false, &hp->rope_base)))
+    if ((st = plm_model_key_f32(m, "attention.layer_norm_rms_epsilon", false, &hp->norm_eps)) ||
+        (st = plm_model_key_f32(m, "rope.freq_base", false, &hp->rope_base)) ||
+        (st = plm_model_key_f32(m, "rope.scaling.attn_factor", false, &hp->rope_attn_factor)))
         return st;
     if (!(hp->norm_eps > 0) || !(hp->rope_base > 0))
         return plm_fail(PLM_ERR_FORMAT, "%s: rms epsilon and rope.freq_base must be positive", m->g->path);
+    if (!(hp->rope_attn_factor > 0) || hp->rope_attn_factor > 100)
+        return plm_fail(PLM_ERR_FORMAT, "%s: rope.scaling.attn_factor %g is out of range", m->g->path, (double)hp->rope_attn_factor);
+    hp->n_ctx_orig = hp->n_ctx_train;
+    if ((st = plm_model_key_u32(m, "rope.scaling.original_context_length", false, 1, 1u << 24, &hp->n_ctx_orig))) return st;
 
     char key[256], *scaling = NULL;
     snprintf(key, sizeof key, "%s.rope.scaling.type", m->arch);
@@ -157,13 +183,12 @@ static plm_status load_llama(plm_model *m) {
             return st;
         }
         if (strcmp(scaling, "linear") == 0) {
-            if ((st = arch_key_f32(m, "rope.scaling.factor", false, &factor))) { free(scaling); return st; }
+            if ((st = plm_model_key_f32(m, "rope.scaling.factor", false, &factor))) { free(scaling); return st; }
             if (factor > 0) hp->rope_freq_scale = 1.0f / factor;
         }
         free(scaling);
     }
-    /* Llama 3.1+: per-frequency divisors are stored as a tensor. */
-    if ((st = load_vector(m, "rope_freqs.weight", hp->n_rot / 2, false, &m->rope_factors))) return st;
+    hp->attn_scale = 1.0f / sqrtf((float)hp->head_dim);
 
     const plm_gguf_tensor *emb = plm_gguf_tensor_find(m->g, "token_embd.weight");
     if (!emb) return plm_fail(PLM_ERR_FORMAT, "%s: required tensor 'token_embd.weight' is missing", m->g->path);
@@ -174,30 +199,43 @@ static plm_status load_llama(plm_model *m) {
     if (nv != hp->n_vocab)
         return plm_fail(PLM_ERR_FORMAT, "%s: the vocabulary has %d tokens but token_embd.weight has %d rows", m->g->path, nv, hp->n_vocab);
 
-    const int64_t E = hp->n_embd, Q = (int64_t)hp->n_head * hp->head_dim, KV = (int64_t)hp->n_head_kv * hp->head_dim;
-    if ((st = bind_weight(m, "token_embd.weight", E, hp->n_vocab, true, &m->tok_embd))) return st;
-    if ((st = load_vector(m, "output_norm.weight", E, true, &m->output_norm))) return st;
-    if ((st = bind_weight(m, "output.weight", E, hp->n_vocab, false, &m->output))) return st;
-    if (!m->output.t) m->output = m->tok_embd; /* tied embeddings */
-
     m->layers = calloc((size_t)hp->n_layer, sizeof(plm_layer));
     if (!m->layers) return plm_fail(PLM_ERR_OOM, "out of memory");
-    char name[128];
-#define LNAME(fmt) (snprintf(name, sizeof name, "blk.%d." fmt ".weight", il), name)
     for (int il = 0; il < hp->n_layer; il++) {
-        plm_layer *L = &m->layers[il];
-        if ((st = load_vector(m, LNAME("attn_norm"), E, true, &L->attn_norm)) ||
-            (st = bind_weight(m, LNAME("attn_q"), E, Q, true, &L->wq)) ||
-            (st = bind_weight(m, LNAME("attn_k"), E, KV, true, &L->wk)) ||
-            (st = bind_weight(m, LNAME("attn_v"), E, KV, true, &L->wv)) ||
-            (st = bind_weight(m, LNAME("attn_output"), Q, E, true, &L->wo)) ||
-            (st = load_vector(m, LNAME("ffn_norm"), E, true, &L->ffn_norm)) ||
-            (st = bind_weight(m, LNAME("ffn_gate"), E, hp->n_ff, true, &L->w_gate)) ||
-            (st = bind_weight(m, LNAME("ffn_up"), E, hp->n_ff, true, &L->w_up)) ||
-            (st = bind_weight(m, LNAME("ffn_down"), hp->n_ff, E, true, &L->w_down)))
-            return st;
+        m->layers[il].rope_base = hp->rope_base;
+        m->layers[il].rope_freq_scale = hp->rope_freq_scale;
     }
-#undef LNAME
+    return PLM_OK;
+}
+
+plm_status plm_model_bind_layer(plm_model *m, int il) {
+    const plm_hparams *hp = &m->hp;
+    const int64_t E = hp->n_embd, Q = (int64_t)hp->n_head * hp->head_dim, KV = (int64_t)hp->n_head_kv * hp->head_dim;
+    plm_layer *L = &m->layers[il];
+    char name[128];
+#define W(what) plm_layer_tensor(name, sizeof name, il, what, "weight")
+    plm_status st;
+    if ((st = plm_model_vector(m, W("attn_norm"), E, true, &L->attn_norm)) ||
+        (st = plm_model_bind(m, W("attn_q"), E, Q, true, &L->wq)) ||
+        (st = plm_model_bind(m, W("attn_k"), E, KV, true, &L->wk)) ||
+        (st = plm_model_bind(m, W("attn_v"), E, KV, true, &L->wv)) ||
+        (st = plm_model_bind(m, W("attn_output"), Q, E, true, &L->wo)) ||
+        (st = plm_model_vector(m, W("ffn_norm"), E, true, &L->ffn_norm)) ||
+        (st = plm_model_bind(m, W("ffn_gate"), E, hp->n_ff, true, &L->w_gate)) ||
+        (st = plm_model_bind(m, W("ffn_up"), E, hp->n_ff, true, &L->w_up)) ||
+        (st = plm_model_bind(m, W("ffn_down"), hp->n_ff, E, true, &L->w_down)))
+        return st;
+#undef W
+    return PLM_OK;
+}
+
+plm_status plm_model_bind_io(plm_model *m) {
+    const plm_hparams *hp = &m->hp;
+    plm_status st;
+    if ((st = plm_model_bind(m, "token_embd.weight", hp->n_embd, hp->n_vocab, true, &m->tok_embd))) return st;
+    if ((st = plm_model_vector(m, "output_norm.weight", hp->n_embd, true, &m->output_norm))) return st;
+    if ((st = plm_model_bind(m, "output.weight", hp->n_embd, hp->n_vocab, false, &m->output))) return st;
+    if (!m->output.t) m->output = m->tok_embd; /* tied embeddings */
     return PLM_OK;
 }
 
@@ -205,13 +243,16 @@ void plm_model_free(plm_model *m) {
     if (!m) return;
     if (m->layers) {
         for (int i = 0; i < m->hp.n_layer; i++) {
-            free(m->layers[i].attn_norm);
-            free(m->layers[i].ffn_norm);
+            plm_layer *L = &m->layers[i];
+            float *vecs[] = {L->attn_norm, L->bq, L->bk, L->bv, L->q_norm, L->k_norm, L->attn_post_norm, L->ffn_norm, L->ffn_post_norm};
+            for (size_t k = 0; k < sizeof vecs / sizeof vecs[0]; k++) free(vecs[k]);
         }
         free(m->layers);
     }
     free(m->output_norm);
     free(m->rope_factors);
+    free(m->rope_long);
+    free(m->rope_short);
     plm_vocab_free(m->vocab);
     free(m->arch);
     free(m->name);
@@ -231,6 +272,11 @@ static const char *dominant_type(const plm_gguf *g) {
     return tt ? tt->name : "?";
 }
 
+/* general.architecture -> family; Mistral files say "llama". */
+static const plm_arch *const FAMILIES[] = {
+    &plm_arch_llama, &plm_arch_qwen2, &plm_arch_qwen3, &plm_arch_phi3, &plm_arch_gemma2, &plm_arch_gemma3,
+};
+
 plm_status plm_model_load(const char *path, const plm_model_params *params, plm_model **out) {
     if (!out) return plm_fail(PLM_ERR_ARG, "plm_model_load: out is NULL");
     *out = NULL;
@@ -249,12 +295,17 @@ plm_status plm_model_load(const char *path, const plm_model_params *params, plm_
     if ((st = plm_gguf_get_str(m->g, "general.architecture", true, &m->arch))) goto fail;
     if ((st = plm_gguf_get_str(m->g, "general.name", false, &m->name))) goto fail;
     if ((st = plm_gguf_get_str(m->g, "tokenizer.chat_template", false, &m->chat_template))) goto fail;
-    if (strcmp(m->arch, "llama") != 0) {
-        st = plm_fail(PLM_ERR_UNSUPPORTED, "%s: architecture '%s' is not supported (supported: llama)", path, m->arch);
+    for (size_t i = 0; i < sizeof FAMILIES / sizeof FAMILIES[0]; i++)
+        if (strcmp(m->arch, FAMILIES[i]->name) == 0) m->family = FAMILIES[i];
+    if (!m->family) {
+        char names[256] = "";
+        for (size_t i = 0; i < sizeof FAMILIES / sizeof FAMILIES[0]; i++)
+            snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", i ? ", " : "", FAMILIES[i]->name);
+        st = plm_fail(PLM_ERR_UNSUPPORTED, "%s: architecture '%s' is not supported (supported: %s)", path, m->arch, names);
         goto fail;
     }
     if ((st = plm_vocab_load(m->g, &m->vocab))) goto fail;
-    if ((st = load_llama(m))) goto fail;
+    if ((st = m->family->load(m))) goto fail;
     for (uint64_t i = 0; i < m->g->n_tensors; i++) {
         const plm_gguf_tensor *t = &m->g->tensors[i];
         m->n_params += (uint64_t)(t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3]);

@@ -1,0 +1,305 @@
+/*
+ * models/blocks.c — the building blocks every family's graph composes.
+ *
+ * Owns the pieces of a transformer block that do not depend on the family:
+ * embedding lookup, the Q/K/V products (with biases), RoPE in both pairings,
+ * QK-norm, the KV-cache write, masked attention (causal, per sequence, sliding
+ * window, soft-capped), the gated FFN (SiLU or tanh-GELU), post-norm residuals
+ * and the output head. Matrix products and the pool come from matmul.h; which
+ * blocks run in which order is each family's file (llama.c, qwen.c, ...).
+ *
+ * Numerics follow llama.cpp's CPU path where it makes a difference: q is
+ * rounded to F16 like the cached keys before the dot product, attention
+ * probabilities are rounded to F16 before the V product, and RoPE advances theta
+ * by repeated multiplication.
+ */
+#include "models/models.h"
+#include "matmul.h"
+
+#include <math.h>
+#include <string.h>
+
+/* ------------------------------------------------------------ embedding */
+
+void plm_blk_embed(plm_context *ctx, const plm_ubatch *ub, float scale) {
+    const plm_model *m = ctx->model;
+    const int64_t E = m->hp.n_embd;
+    for (int32_t t = 0; t < ub->T; t++) {
+        float *x = ctx->x + (int64_t)t * E;
+        plm_dequantize_row_ref(m->tok_embd.type, (const uint8_t *)m->tok_embd.data + (size_t)ub->tok[t] * m->tok_embd.row_bytes, x, E);
+        if (scale != 1.0f)
+            for (int64_t i = 0; i < E; i++) x[i] *= scale;
+    }
+}
+
+plm_status plm_blk_check_abort(plm_context *ctx, int il) {
+    if (ctx->abort_fn && ctx->abort_fn(ctx->abort_user) != 0)
+        return plm_fail(PLM_ERR_CANCELLED, "decode cancelled by the abort callback at layer %d", il);
+    return PLM_OK;
+}
+
+/* ------------------------------------------------------------ products */
+
+void plm_blk_mm(plm_context *ctx, const plm_weight *w, float *out, int64_t ldo, const float *x, int64_t ldx, int32_t T,
+                bool accumulate) {
+    const plm_weight *ws[1] = {w};
+    float *o[1] = {out};
+    int64_t ld[1] = {ldo};
+    plm_linear(ctx, 1, ws, o, ld, x, ldx, T, accumulate, NULL, NULL);
+}
+
+static void add_bias(float *y, int64_t ld, const float *b, int64_t n, int32_t T) {
+    for (int32_t t = 0; t < T; t++)
+        for (int64_t i = 0; i < n; i++) y[(int64_t)t * ld + i] += b[i];
+}
+
+void plm_blk_qkv(plm_context *ctx, const plm_layer *L, int32_t T, const float *norm_w) {
+    const plm_hparams *hp = &ctx->model->hp;
+    const int64_t E = hp->n_embd, Q = (int64_t)hp->n_head * hp->head_dim, KV = ctx->kv.kv_dim;
+    const plm_weight *w[3] = {&L->wq, &L->wk, &L->wv};
+    float *o[3] = {ctx->q, ctx->kn, ctx->vn};
+    int64_t ld[3] = {Q, KV, KV};
+    plm_linear(ctx, 3, w, o, ld, ctx->x, E, T, false, norm_w, ctx->xn);
+    if (L->bq) add_bias(ctx->q, Q, L->bq, Q, T);
+    if (L->bk) add_bias(ctx->kn, KV, L->bk, KV, T);
+    if (L->bv) add_bias(ctx->vn, KV, L->bv, KV, T);
+}
+
+/* ------------------------------------------------------------ attention */
+
+typedef struct attn_job {
+    plm_context *ctx;
+    const plm_ubatch *ub;
+    const plm_attn *a;
+} attn_job;
+
+/* Rotates pairs of each head's first n_rot dimensions by pos * base^(-2i/n_rot)
+ * (divided by factors[i], times freq_scale), scaling cos and sin by mscale as
+ * ggml does; NORM pairs (2i, 2i+1), NEOX pairs (i, i + n_rot/2). theta advances
+ * by repeated multiplication as in ggml, for matching numerics. */
+static void rope_row(float *x, int n_heads, int head_dim, int n_rot, plm_rope_type type, int32_t pos, float base,
+                     float freq_scale, float mscale, const float *factors) {
+    float theta_scale = powf(base, -2.0f / (float)n_rot);
+    float cache[2 * 2048];
+    float theta = (float)pos;
+    for (int i = 0; i < n_rot / 2; i++) {
+        float t = factors ? theta / factors[i] : theta;
+        t *= freq_scale;
+        cache[2 * i] = cosf(t) * mscale;
+        cache[2 * i + 1] = sinf(t) * mscale;
+        theta *= theta_scale;
+    }
+    const int half = n_rot / 2;
+    for (int h = 0; h < n_heads; h++) {
+        float *v = x + (int64_t)h * head_dim;
+        for (int i = 0; i < half; i++) {
+            float c = cache[2 * i], s = cache[2 * i + 1];
+            int i0 = type == PLM_ROPE_NEOX ? i : 2 * i, i1 = type == PLM_ROPE_NEOX ? i + half : 2 * i + 1;
+            float a = v[i0], b = v[i1];
+            v[i0] = a * c - b * s;
+            v[i1] = a * s + b * c;
+        }
+    }
+}
+
+/* In place: each head of a row (n_heads * head_dim) RMS-normalized times w. */
+static void head_norm(float *x, int n_heads, int head_dim, const float *w, float eps) {
+    for (int h = 0; h < n_heads; h++) plm_rmsnorm_row(x + (int64_t)h * head_dim, x + (int64_t)h * head_dim, w, head_dim, eps);
+}
+
+static void rope_store_worker(void *arg, int ith, int nth) {
+    const attn_job *job = arg;
+    plm_context *ctx = job->ctx;
+    const plm_attn *a = job->a;
+    const plm_hparams *hp = &ctx->model->hp;
+    plm_kv *kv = &ctx->kv;
+    const int64_t Q = (int64_t)hp->n_head * hp->head_dim;
+    int64_t t0, t1;
+    plm_split_range(job->ub->T, ith, nth, &t0, &t1);
+    for (int64_t t = t0; t < t1; t++) {
+        float *q = ctx->q + t * Q, *k = ctx->kn + t * kv->kv_dim, *v = ctx->vn + t * kv->kv_dim;
+        const int32_t pos = job->ub->pos[t];
+        if (a->q_norm) head_norm(q, hp->n_head, hp->head_dim, a->q_norm, hp->norm_eps);
+        if (a->k_norm) head_norm(k, hp->n_head_kv, hp->head_dim, a->k_norm, hp->norm_eps);
+        rope_row(q, hp->n_head, hp->head_dim, hp->n_rot, hp->rope_type, pos, a->rope_base, a->rope_freq_scale, hp->rope_attn_factor, a->rope_factors);
+        rope_row(k, hp->n_head_kv, hp->head_dim, hp->n_rot, hp->rope_type, pos, a->rope_base, a->rope_freq_scale, hp->rope_attn_factor, a->rope_factors);
+        if (a->q_scale != 1.0f)
+            for (int64_t i = 0; i < Q; i++) q[i] *= a->q_scale;
+        size_t off = ((size_t)a->il * (size_t)kv->n_ctx + (size_t)job->ub->cells[t]) * (size_t)kv->kv_dim;
+        ctx->kern->quantize[PLM_TYPE_F16](k, kv->k + off, kv->kv_dim);
+        ctx->kern->quantize[PLM_TYPE_F16](v, kv->v + off, kv->kv_dim);
+    }
+}
+
+static void attn_worker(void *arg, int ith, int nth) {
+    const attn_job *job = arg;
+    plm_context *ctx = job->ctx;
+    const plm_attn *a = job->a;
+    const plm_hparams *hp = &ctx->model->hp;
+    const plm_kv *kv = &ctx->kv;
+    const int hd = hp->head_dim, group = hp->n_head / hp->n_head_kv;
+    const int64_t Q = (int64_t)hp->n_head * hd;
+    const float scale = a->kq_scale, cap = a->softcap, inv_cap = cap > 0 ? 1.0f / cap : 0.0f;
+    const int32_t window = a->n_swa;
+    float *scores = ctx->scores + (size_t)ith * (size_t)kv->n_ctx;
+    const size_t layer_off = (size_t)a->il * (size_t)kv->n_ctx * (size_t)kv->kv_dim;
+    plm_f16 q16[4096];
+    const plm_vec_dot_fn dot_f16 = ctx->kern->vec_dot[PLM_TYPE_F16];
+    int64_t w0, w1;
+    plm_split_range((int64_t)job->ub->T * hp->n_head, ith, nth, &w0, &w1);
+    for (int64_t w = w0; w < w1; w++) {
+        int64_t t = w / hp->n_head;
+        int h = (int)(w % hp->n_head), hk = h / group;
+        const float *q = ctx->q + t * Q + (int64_t)h * hd;
+        float *out = ctx->xn + t * Q + (int64_t)h * hd;
+        const uint64_t bit = (uint64_t)1 << job->ub->seq[t];
+        const int32_t p = job->ub->pos[t];
+        /* q is rounded to F16 as the keys are (llama.cpp does the same), then dotted in F32. */
+        ctx->kern->quantize[PLM_TYPE_F16](q, q16, hd);
+        float mx = -INFINITY;
+        for (int32_t c = 0; c < kv->n_active; c++) {
+            if (!(kv->seq[c] & bit) || kv->pos[c] > p || (window > 0 && p - kv->pos[c] >= window)) {
+                scores[c] = -INFINITY;
+                continue;
+            }
+            const plm_f16 *kr = kv->k + layer_off + (size_t)c * (size_t)kv->kv_dim + (size_t)hk * (size_t)hd;
+            float s = dot_f16(hd, kr, q16) * scale;
+            if (cap > 0) s = cap * tanhf(s * inv_cap);
+            scores[c] = s;
+            if (s > mx) mx = s;
+        }
+        double sum = 0.0;
+        for (int32_t c = 0; c < kv->n_active; c++) {
+            float e = scores[c] == -INFINITY ? 0.0f : expf(scores[c] - mx);
+            scores[c] = e;
+            sum += (double)e;
+        }
+        float inv = sum > 0 ? (float)(1.0 / sum) : 0.0f;
+        for (int i = 0; i < hd; i++) out[i] = 0.0f;
+        /* Probabilities are rounded to F16 before the V product, as llama.cpp does. */
+        for (int32_t c = 0; c < kv->n_active; c++) {
+            float pc = plm_f16_to_f32(plm_f32_to_f16(scores[c] * inv));
+            if (pc == 0.0f) continue;
+            const plm_f16 *vr = kv->v + layer_off + (size_t)c * (size_t)kv->kv_dim + (size_t)hk * (size_t)hd;
+            ctx->kern->axpy_f16(hd, pc, vr, out);
+        }
+    }
+}
+
+void plm_blk_attention(plm_context *ctx, const plm_ubatch *ub, const plm_attn *a) {
+    attn_job job = {.ctx = ctx, .ub = ub, .a = a};
+    plm_run(ctx, rope_store_worker, &job, ub->T >= 4);
+    plm_run(ctx, attn_worker, &job, true);
+}
+
+plm_attn plm_attn_default(const plm_model *m, int il) {
+    const plm_layer *L = &m->layers[il];
+    plm_attn a = {
+        .il = il, .n_swa = L->n_swa, .rope_base = L->rope_base, .rope_freq_scale = L->rope_freq_scale,
+        .rope_factors = m->rope_factors, .q_norm = L->q_norm, .k_norm = L->k_norm,
+        .q_scale = 1.0f, .kq_scale = m->hp.attn_scale, .softcap = m->hp.attn_softcap,
+    };
+    return a;
+}
+
+/* ------------------------------------------------------------ feed-forward */
+
+typedef struct glu_job {
+    float *gate;     /* (T, n) in: gate pre-activation; out: act(gate) * up */
+    const float *up; /* (T, n) */
+    int64_t n;
+    int32_t T;
+} glu_job;
+
+static void swiglu_worker(void *arg, int ith, int nth) {
+    const glu_job *job = arg;
+    int64_t a, b;
+    plm_split_range((int64_t)job->T * job->n, ith, nth, &a, &b);
+    for (int64_t i = a; i < b; i++) {
+        float g = job->gate[i];
+        job->gate[i] = g / (1.0f + expf(-g)) * job->up[i];
+    }
+}
+
+/* GELU, tanh approximation (PyTorch's gelu(approximate="tanh"), ggml's gelu). */
+static void geglu_worker(void *arg, int ith, int nth) {
+    const glu_job *job = arg;
+    const float sqrt_2_over_pi = 0.79788456080286535588f, coef_a = 0.044715f;
+    int64_t a, b;
+    plm_split_range((int64_t)job->T * job->n, ith, nth, &a, &b);
+    for (int64_t i = a; i < b; i++) {
+        float g = job->gate[i];
+        job->gate[i] = 0.5f * g * (1.0f + tanhf(sqrt_2_over_pi * g * (1.0f + coef_a * g * g))) * job->up[i];
+    }
+}
+
+void plm_blk_ffn(plm_context *ctx, const plm_layer *L, int32_t T, const float *norm_w, plm_act act, float *out, bool accumulate) {
+    const plm_hparams *hp = &ctx->model->hp;
+    const int64_t E = hp->n_embd, F = hp->n_ff;
+    {
+        const plm_weight *w[2] = {&L->w_gate, &L->w_up};
+        float *o[2] = {ctx->gate, ctx->up};
+        int64_t ld[2] = {F, F};
+        plm_linear(ctx, 2, w, o, ld, ctx->x, E, T, false, norm_w, ctx->xn);
+    }
+    glu_job job = {.gate = ctx->gate, .up = ctx->up, .n = F, .T = T};
+    plm_run(ctx, act == PLM_ACT_GELU_TANH ? geglu_worker : swiglu_worker, &job, true);
+    plm_blk_mm(ctx, &L->w_down, out, E, ctx->gate, F, T, accumulate);
+}
+
+/* ------------------------------------------------------------ residuals */
+
+typedef struct addnorm_job {
+    float *x;
+    float *y;
+    const float *w;
+    int64_t n;
+    int32_t T;
+    float eps;
+} addnorm_job;
+
+static void addnorm_worker(void *arg, int ith, int nth) {
+    const addnorm_job *job = arg;
+    int64_t a, b;
+    plm_split_range(job->T, ith, nth, &a, &b);
+    for (int64_t t = a; t < b; t++) {
+        float *x = job->x + t * job->n, *y = job->y + t * job->n;
+        plm_rmsnorm_row(y, y, job->w, job->n, job->eps);
+        for (int64_t i = 0; i < job->n; i++) x[i] += y[i];
+    }
+}
+
+void plm_blk_add_normed(plm_context *ctx, float *x, float *y, const float *w, int32_t T) {
+    addnorm_job job = {.x = x, .y = y, .w = w, .n = ctx->model->hp.n_embd, .T = T, .eps = ctx->model->hp.norm_eps};
+    plm_run(ctx, addnorm_worker, &job, T >= 4);
+}
+
+/* ------------------------------------------------------------ output head */
+
+void plm_blk_output(plm_context *ctx, const plm_ubatch *ub, float softcap) {
+    const plm_model *m = ctx->model;
+    const plm_hparams *hp = &m->hp;
+    const int64_t E = hp->n_embd;
+    if (ctx->hidden_out)
+        for (int32_t t = 0; t < ub->T; t++)
+            plm_rmsnorm_row(ctx->hidden_out + (int64_t)(ub->i0 + t) * E, ctx->x + (int64_t)t * E, m->output_norm, E, hp->norm_eps);
+
+    /* Gather the rows that want logits, normalize, project. */
+    int32_t k = 0;
+    for (int32_t t = 0; t < ub->T; t++) {
+        if (!ub->want[t]) continue;
+        if (k != t) memcpy(ctx->x + (int64_t)k * E, ctx->x + (int64_t)t * E, (size_t)E * sizeof(float));
+        k++;
+    }
+    if (k == 0) return;
+    float *logits = ctx->logits + (int64_t)*ub->n_out * hp->n_vocab;
+    const plm_weight *w[1] = {&m->output};
+    float *o[1] = {logits};
+    int64_t ld[1] = {hp->n_vocab};
+    plm_linear(ctx, 1, w, o, ld, ctx->x, E, k, false, m->output_norm, ctx->xn);
+    if (softcap > 0) {
+        const float inv = 1.0f / softcap;
+        for (int64_t i = 0; i < (int64_t)k * hp->n_vocab; i++) logits[i] = softcap * tanhf(logits[i] * inv);
+    }
+    *ub->n_out += k;
+}
