@@ -294,8 +294,8 @@ int main(int argc, char **argv) {
     printf("\"gen_tokens\": [");
     int n_show = o.n_gen < N_SHOW ? o.n_gen : N_SHOW;
     for (int i = 0; i < n_show; i++) printf("%s%d", i ? ", " : "", shown[i]);
-    printf("], \"ttft_token\": %d, \"load_ms\": %.1f, \"rss_before_load_mib\": %.1f, \"peak_rss_mib\": %.1f}\n", first, load_ms,
-           rss_before_load, peak_rss_mib());
+    printf("], \"ttft_token\": %d, \"load_ms\": %.1f, ", first, load_ms);
+    printf("\"rss_before_load_mib\": %.1f, \"peak_rss_mib\": %.1f}\n", rss_before_load, peak_rss_mib());
     rc = 0;
 out:
     free(tokens);

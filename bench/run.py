@@ -10,8 +10,11 @@ bandwidth (numpy, one slice per thread) and reports each generation figure as a
 share of the bandwidth limit: a decoded token has to read every weight once, so
 tokens/s can be at most bandwidth / tensor bytes.
 
-Other work on the machine skews every figure; the driver samples how busy the
-CPUs are between runs and warns in the output when they were not idle.
+Other work on the machine skews every figure, badly when it takes a core from a
+spinning thread pool: before each run the driver waits (up to --wait-idle
+seconds) for the CPUs to be idle, measures how much CPU time other processes
+took during the run, repeats a disturbed run (up to --retries times), and flags
+the table when one stayed disturbed.
 
     python3 bench/run.py --threads 2             # or: make bench
     python3 bench/run.py path/to/model.gguf --threads 4 --rounds 5 --json /tmp/r.json
@@ -23,6 +26,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import resource
 import statistics
 import struct
 import subprocess
@@ -59,19 +63,37 @@ def cpu_model_name() -> str:
     return "unknown"
 
 
-def _cpu_times() -> tuple[int, int]:
-    """(busy, total) jiffies over all CPUs since boot, from /proc/stat."""
+def _cpu_seconds() -> tuple[float, float]:
+    """(busy, total) CPU-seconds over all CPUs since boot, from /proc/stat."""
     fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
     idle = fields[3] + fields[4]  # idle + iowait
-    return sum(fields) - idle, sum(fields)
+    hz = os.sysconf("SC_CLK_TCK")
+    return (sum(fields) - idle) / hz, sum(fields) / hz
 
 
-def cpu_busy_share(seconds: float = 0.5) -> float:
-    """Share of all CPUs busy during the next `seconds` (0..1); call it while this program idles."""
-    b0, t0 = _cpu_times()
-    time.sleep(seconds)
-    b1, t1 = _cpu_times()
-    return (b1 - b0) / max(1, t1 - t0)
+def _children_cpu_seconds() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def wait_for_idle(timeout_s: float) -> float:
+    """Waits until under BUSY_WARN of the CPUs are busy (sampled over 0.5 s), or timeout_s passes.
+
+    Returns the last busy share (0..1). Call it while this program idles.
+    """
+    deadline = time.monotonic() + timeout_s
+    said = False
+    while True:
+        b0, t0 = _cpu_seconds()
+        time.sleep(0.5)
+        b1, t1 = _cpu_seconds()
+        share = (b1 - b0) / max(1e-9, t1 - t0)
+        if share <= BUSY_WARN or time.monotonic() >= deadline:
+            return share
+        if not said:
+            print(f"  waiting: other processes keep the CPUs {share:.0%} busy", file=sys.stderr, flush=True)
+            said = True
+        time.sleep(2)
 
 
 def gguf_tensor_data_bytes(path: Path) -> int:
@@ -145,20 +167,48 @@ def read_bandwidth(n_threads: int, size: int = 1 << 30, passes: int = 5) -> floa
 
 
 def run_engine(engine: str, args: argparse.Namespace) -> dict:
-    """Runs one engine's benchmark in a fresh process and returns its JSON result."""
+    """Runs one engine's benchmark in a fresh process and returns its JSON result.
+
+    The result gains "other_cpu_share": the share of the CPUs that processes
+    other than the benchmark kept busy while it ran.
+    """
     common = ["-m", str(args.model), "-t", str(args.threads), "-p", str(args.prompt), "-n", str(args.gen),
               "-r", str(args.reps)]
     if engine == "pocketlm":
         cmd = [str(args.bench_bin)] + common
     else:
         cmd = [sys.executable, str(BENCH_DIR / "llama_bench.py")] + common
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+    busy0, total0 = _cpu_seconds()
+    own0 = _children_cpu_seconds()
+    # ru_maxrss survives exec, so a benchmark started straight from this process
+    # would report this process's peak (the 1 GiB bandwidth array) if it is
+    # higher. A shell that forks it (the `exit` after it stops the shell from
+    # exec'ing in place) starts its peak afresh.
+    proc = subprocess.run(["sh", "-c", '"$@"; exit $?', "sh"] + cmd, capture_output=True, text=True,
+                          timeout=RUN_TIMEOUT_S)
+    busy1, total1 = _cpu_seconds()
+    other = max(0.0, (busy1 - busy0) - (_children_cpu_seconds() - own0)) / max(1e-9, total1 - total0)
     if proc.returncode != 0:
         raise BenchError(f"{' '.join(cmd)} exited with {proc.returncode}:\n{proc.stderr.strip()}")
     try:
-        return json.loads(proc.stdout)
+        result = json.loads(proc.stdout)
     except json.JSONDecodeError as e:
         raise BenchError(f"{' '.join(cmd)} printed no JSON ({e}):\n{proc.stdout[:500]}") from e
+    result["other_cpu_share"] = round(other, 3)
+    return result
+
+
+def run_engine_undisturbed(engine: str, args: argparse.Namespace) -> dict:
+    """run_engine after waiting for idle CPUs, repeated up to args.retries times while other load disturbs it."""
+    for attempt in range(args.retries + 1):
+        wait_for_idle(args.wait_idle)
+        result = run_engine(engine, args)
+        if result["other_cpu_share"] <= BUSY_WARN:
+            break
+        print(f"  other processes used {result['other_cpu_share']:.0%} of the CPUs during the run"
+              + ("; running it again" if attempt < args.retries else "; keeping it, flagged"),
+              file=sys.stderr, flush=True)
+    return result
 
 
 METRICS = (
@@ -181,7 +231,14 @@ def summarize(runs: dict[str, list[dict]]) -> dict[str, dict[str, float]]:
     return out
 
 
-def fmt(x: float) -> str:
+def ratio(a: float, b: float) -> float | None:
+    """a / b, or None when b is 0."""
+    return a / b if b else None
+
+
+def fmt(x: float | None) -> str:
+    if x is None:
+        return "n/a"
     return f"{x:.0f}" if abs(x) >= 100 else f"{x:.1f}" if abs(x) >= 10 else f"{x:.2f}"
 
 
@@ -193,28 +250,28 @@ def render(report: dict) -> str:
         "|---|---:|---:|---|",
     ]
     for key, label, unit, higher in METRICS:
-        ratio = med[a][key] / med[b][key] if med[b][key] else float("nan")
         better = ">1: pocketlm faster" if higher else ("<1: pocketlm faster" if key == "ttft_ms" else
                                                         "<1: pocketlm smaller")
         name = label.format(**report["settings"])
-        lines.append(f"| {name} ({unit}) | {fmt(med[a][key])} | {fmt(med[b][key])} | {ratio:.2f} ({better}) |")
+        lines.append(f"| {name} ({unit}) | {fmt(med[a][key])} | {fmt(med[b][key])} | "
+                     f"{fmt(report['ratios'][key])} ({better}) |")
     bw = report["bandwidth"]
-    share = {e: med[e]["tg_tok_s"] / bw["limit_tok_s"] for e in ENGINES}
+    share = report["bandwidth_share"]
     lines.append(f"| generation / bandwidth limit | {share[a]:.0%} | {share[b]:.0%} | "
-                 f"{share[a] / share[b]:.2f} (>1: pocketlm closer) |")
+                 f"{fmt(ratio(share[a], share[b]))} (>1: pocketlm closer) |")
     s = report["settings"]
     lines += [
         "",
         f"- date: {report['date']}; CPU: {report['cpu']}; threads: {s['threads']}; "
-        f"{s['rounds']} rounds alternating, median of {s['reps']} repetitions per round, median across rounds",
+        f"{s['rounds']} alternating rounds of {s['reps']} repetitions; medians within and across rounds",
         f"- model: {Path(s['model']).name}, {report['model_bytes'] / 1e6:.1f} MB of tensor data",
         f"- read bandwidth: {bw['bytes_per_s'] / 1e9:.1f} GB/s (numpy sum of 1 GiB, {s['threads']} threads, "
         f"best of 5) -> at most {bw['limit_tok_s']:.0f} generated tok/s",
         f"- pocketlm {report['versions'][a]} ({report['kernels']} kernels); {report['versions'][b]}",
     ]
-    if report["max_other_cpu_busy"] > BUSY_WARN:
-        lines.append(f"- WARNING: other processes kept the CPUs up to {report['max_other_cpu_busy']:.0%} busy "
-                     "between runs; these figures are not trustworthy")
+    if report["max_other_cpu_share"] > BUSY_WARN:
+        lines.append(f"- WARNING: other processes used up to {report['max_other_cpu_share']:.0%} of the CPUs "
+                     "during a run; these figures are not trustworthy")
     return "\n".join(lines)
 
 
@@ -229,10 +286,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=BENCH_DIR / "results" / "latest.json",
                     help="where to write the JSON report (default bench/results/latest.json)")
     ap.add_argument("--bench-bin", type=Path, default=REPO / "build" / "plm-bench", help="the plm-bench binary")
+    ap.add_argument("--wait-idle", type=float, default=60.0,
+                    help="seconds to wait for other processes to quiet down before each run (default 60)")
+    ap.add_argument("--retries", type=int, default=2,
+                    help="times to repeat a run that other processes disturbed (default 2)")
     ap.add_argument("--no-build", action="store_true", help="do not run `make build/plm-bench` first")
     args = ap.parse_args(argv)
     if min(args.threads, args.rounds, args.reps, args.prompt, args.gen) < 1:
         ap.error("--threads, --rounds, --reps, --prompt and --gen must be at least 1")
+    if args.retries < 0 or args.wait_idle < 0:
+        ap.error("--retries and --wait-idle cannot be negative")
     args.model = (args.model or default_model_path()).resolve()
     if not args.model.is_file():
         print(f"run.py: no model file at {args.model} (run `make model`)", file=sys.stderr)
@@ -241,14 +304,13 @@ def main(argv: list[str] | None = None) -> int:
         subprocess.run(["make", "-s", "-C", str(REPO), "build/plm-bench"], check=True)
 
     model_bytes = gguf_tensor_data_bytes(args.model)
+    wait_for_idle(args.wait_idle)
     bandwidth = read_bandwidth(args.threads)
     runs: dict[str, list[dict]] = {e: [] for e in ENGINES}
-    busy = []
     for rnd in range(args.rounds):
         for engine in ENGINES if rnd % 2 == 0 else ENGINES[::-1]:
-            busy.append(cpu_busy_share())
-            print(f"round {rnd + 1}/{args.rounds}: {engine} ...", file=sys.stderr, flush=True)
-            runs[engine].append(run_engine(engine, args))
+            print(f"round {rnd + 1}/{args.rounds}: {engine}", file=sys.stderr, flush=True)
+            runs[engine].append(run_engine_undisturbed(engine, args))
 
     report = {
         "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -259,14 +321,13 @@ def main(argv: list[str] | None = None) -> int:
         "bandwidth": {"bytes_per_s": bandwidth, "limit_tok_s": bandwidth / model_bytes},
         "versions": {e: runs[e][0]["version"] for e in ENGINES},
         "kernels": runs["pocketlm"][0].get("kernels", "?"),
-        "max_other_cpu_busy": max(busy),
+        "max_other_cpu_share": max(r["other_cpu_share"] for e in ENGINES for r in runs[e]),
         "medians": summarize(runs),
         "runs": runs,
     }
-    report["ratios"] = {key: report["medians"]["pocketlm"][key] / report["medians"]["llama.cpp"][key]
-                        for key, *_ in METRICS}
-    report["bandwidth_share"] = {e: report["medians"][e]["tg_tok_s"] / report["bandwidth"]["limit_tok_s"]
-                                 for e in ENGINES}
+    med = report["medians"]
+    report["ratios"] = {key: ratio(med["pocketlm"][key], med["llama.cpp"][key]) for key, *_ in METRICS}
+    report["bandwidth_share"] = {e: med[e]["tg_tok_s"] / report["bandwidth"]["limit_tok_s"] for e in ENGINES}
     report["table"] = render(report)
     print(report["table"])
     args.json.parent.mkdir(parents=True, exist_ok=True)
