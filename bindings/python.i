@@ -12,6 +12,9 @@
  *   arrays, array('i'), pocketlm.Buffer); other integer sequences are copied.
  * - Logits and token arrays out: pocketlm.Buffer (python_buffer.h), a view of
  *   the C memory that keeps its owner alive.
+ * - Embeddings, classification scores and saved states are written by C into
+ *   a buffer the caller allocates (a numpy array, array('f'), bytearray),
+ *   held writable until the call is over: no copy.
  * - Ctrl-C: context_watch_signals installs an abort callback that, on the main
  *   thread, runs Python's signal handlers between layers (at most every 50 ms);
  *   a handler that raises (KeyboardInterrupt) cancels the decode, leaving the
@@ -408,9 +411,65 @@ static int plmpy_module_init(PyObject *m) {
 }
 %typemap(freearg) (const plm_logit_bias *bias, int32_t n_bias) { free(tmp$argnum); }
 
+/* Several token sequences, concatenated, and their lengths: like tokens. */
+%apply (const plm_token *tokens, int32_t n_tokens) { (const plm_token *flat, int32_t n_flat) };
+%apply (const plm_token *tokens, int32_t n_tokens) { (const int32_t *lens, int32_t n_lens) };
+
+/* Bytes in: any bytes-like object, held until the call is over. */
+%typemap(in) (const void *data, size_t size) (Py_buffer view, int have_view = 0) {
+    if (PyObject_GetBuffer($input, &view, PyBUF_SIMPLE) < 0) {
+        PyErr_Format(PyExc_TypeError, "expected a bytes-like object, got %.200s", Py_TYPE($input)->tp_name);
+        SWIG_fail;
+    }
+    have_view = 1;
+    $1 = view.buf;
+    $2 = (size_t)view.len;
+}
+%typemap(freearg) (const void *data, size_t size) {
+    if (have_view$argnum) PyBuffer_Release(&view$argnum);
+}
+
+/* Output buffers the caller allocates and C fills in place (a numpy array, an
+ * array('f'), a bytearray): held writable until the call is over, so nothing
+ * can resize or free them while C writes without the interpreter lock. */
+%typemap(in) (float *out_floats, int32_t n_out_floats) (Py_buffer view, int have_view = 0) {
+    if (PyObject_GetBuffer($input, &view, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError, "expected a writable C-contiguous float32 buffer, got %.200s",
+                     Py_TYPE($input)->tp_name);
+        SWIG_fail;
+    }
+    have_view = 1;
+    if (view.itemsize != 4 || !plmpy_is_float32_format(view.format) || view.len / 4 > INT32_MAX) {
+        PyErr_SetString(PyExc_TypeError, "expected a writable C-contiguous float32 buffer (dtype float32)");
+        SWIG_fail;
+    }
+    $1 = (float *)view.buf;
+    $2 = (int32_t)(view.len / 4);
+}
+%typemap(freearg) (float *out_floats, int32_t n_out_floats) {
+    if (have_view$argnum) PyBuffer_Release(&view$argnum);
+}
+
+%typemap(in) (void *out_data, size_t out_size) (Py_buffer view, int have_view = 0) {
+    if (PyObject_GetBuffer($input, &view, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError, "expected a writable bytes-like object (bytearray), got %.200s",
+                     Py_TYPE($input)->tp_name);
+        SWIG_fail;
+    }
+    have_view = 1;
+    $1 = view.buf;
+    $2 = (size_t)view.len;
+}
+%typemap(freearg) (void *out_data, size_t out_size) {
+    if (have_view$argnum) PyBuffer_Release(&view$argnum);
+}
+
 /* Parameter structs may be passed as None for the defaults. */
 %typemap(in) const plm_sampler_params *params, const plm_generate_params *params,
-             const plm_context_params *params, const plm_model_params *params {
+             const plm_context_params *params, const plm_model_params *params,
+             const plm_classify_params *params {
     if ($input == Py_None) {
         $1 = NULL;
     } else if (!SWIG_IsOK(SWIG_ConvertPtr($input, (void **)&$1, $1_descriptor, 0))) {

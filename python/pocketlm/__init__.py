@@ -7,6 +7,9 @@
 
 - :class:`Model` loads a GGUF file; ``generate``, ``stream`` (pieces of text) and
   ``chat`` (the model's chat template) run the C token loop.
+- ``classify`` / ``classify_many`` score labels zero-shot (every label in one batched pass over a shared
+  prompt), ``embed`` pools hidden states into a numpy array C writes into, and :class:`LinearProbe` trains
+  a small classifier on embeddings (few-shot).
 - :class:`Context` is the lower level: ``eval`` tokens, read ``logits`` as a
   zero-copy :class:`Buffer` (``numpy.asarray(ctx.logits)`` shares the C memory),
   ``sample``, ``save_state``/``load_state``.
@@ -20,8 +23,10 @@ from . import _core
 from .errors import (CancelledError, ContextFullError, Error, FormatError, InternalError, InvalidArgumentError,
                      ModelFileError, OutOfMemoryError, UnsupportedError)
 from .chat import ChatFormat, detect_format, get_format
+from .classify import Classification
 from .context import STOP_REASONS, Context, LogitsProcessor, State, Stream
 from .model import Model, ModelInfo, default_model_path
+from .probe import LinearProbe
 from .sampling import Sampler
 
 #: A 1-D view of C memory (float32 logits, int32 tokens) implementing the buffer protocol.
@@ -31,6 +36,7 @@ __version__ = _core.version()
 
 __all__ = [
     "Model", "ModelInfo", "Context", "Stream", "State", "Sampler", "Buffer", "ChatFormat", "LogitsProcessor",
+    "Classification", "LinearProbe",
     "STOP_REASONS", "default_model_path", "detect_format", "get_format", "kernels_name", "__version__",
     "Error", "ModelFileError", "FormatError", "UnsupportedError", "OutOfMemoryError", "InvalidArgumentError",
     "ContextFullError", "CancelledError", "InternalError",

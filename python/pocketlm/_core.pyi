@@ -79,6 +79,13 @@ class GenerateParams:
     seq_id: int
     keep_cache: bool
 
+class ClassifyParams:
+    mode: int
+    multi_label: bool
+    yes_token: int
+    no_token: int
+    keep_cache: bool
+
 VERSION: str
 OK: int
 ERR_IO: int
@@ -96,6 +103,11 @@ STOP_EOG: int
 STOP_STRING: int
 STOP_CALLER: int
 STOP_CONTEXT: int
+SCORE_SUM: int
+SCORE_MEAN: int
+POOL_MEAN: int
+POOL_LAST: int
+POOL_CLS: int
 
 def set_error_classes(mapping: Dict[int, type]) -> None: ...
 def context_logits_view(ctx: Context, i: int) -> Buffer: ...
@@ -141,3 +153,17 @@ def generator_create(ctx: Context, tokens: _Tokens, params: Optional[GeneratePar
 def generator_next(gen: Generator) -> Tuple[bytes, int]: ...
 def generator_tokens(gen: Generator) -> Buffer: ...
 def generator_n_prompt(gen: Generator) -> int: ...
+def sampler_n_vocab(smp: Sampler) -> int: ...
+def kv_seq_tokens(ctx: Context, seq: int) -> Buffer: ...
+def context_state_size(ctx: Context) -> int: ...
+def context_state_save(ctx: Context, out: Union[bytearray, memoryview, Any]) -> None:
+    """Writes the state into a writable buffer of exactly context_state_size(ctx) bytes."""
+def context_state_load(ctx: Context, data: Union[bytes, bytearray, memoryview]) -> None: ...
+def classify_default_params() -> ClassifyParams: ...
+def classify(ctx: Context, tokens: _Tokens, flat: _Tokens, lens: _Tokens, params: Optional[ClassifyParams],
+             out: Any) -> None:
+    """Labels' tokens concatenated in flat, lens[i] each; out (a writable float32 buffer of 2 * len(lens)) receives
+    the log-probabilities, then the probabilities."""
+def embed(ctx: Context, flat: _Tokens, lens: _Tokens, pooling: int, normalize: bool, out: Any) -> None:
+    """Texts' tokens concatenated in flat, lens[i] each; out (a writable float32 buffer of len(lens) * n_embd)
+    receives the pooled rows."""

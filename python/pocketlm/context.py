@@ -37,7 +37,7 @@ from .sampling import LogitBias, Sampler, sampler_params
 if TYPE_CHECKING:
     from .model import Model
 
-__all__ = ["Context", "Stream", "State", "Tokens", "LogitsProcessor", "STOP_REASONS"]
+__all__ = ["Context", "Stream", "State", "Tokens", "LogitsProcessor", "STOP_REASONS", "SCORE_MODES", "POOLINGS"]
 
 #: Tokens in: any C-contiguous int32 buffer (numpy int32 array, ``array('i')``, :class:`pocketlm.Buffer`) is
 #: read in place; other integer sequences (lists, int64 arrays) are converted.
@@ -76,29 +76,56 @@ def as_tokens(tokens: Tokens) -> Union[memoryview, array]:
 
 
 class State:
-    """A saved Context: the tokens of its sequence and the logits after the last one.
+    """A saved Context: its KV cache (keys and values of every cached token), its tokens, and the logits of the
+    last evaluation, as one block of bytes written by the C library.
 
-    Picklable; :meth:`Context.load_state` restores it into any Context of the same model, re-evaluating only
-    the tokens that are not already cached there.
+    Picklable; :meth:`Context.load_state` restores it into any Context of the same model that can hold it
+    (``n_ctx`` at least ``len(state)``), with no re-evaluation.
     """
 
-    __slots__ = ("tokens", "logits")
+    __slots__ = ("tokens", "data", "n_logits", "last_batch")
 
-    def __init__(self, tokens: array, logits: Optional[bytes]) -> None:
+    def __init__(self, tokens: array, data: Union[bytes, bytearray], n_logits: int = 0, last_batch: int = 0) -> None:
+        #: The tokens of the sequence, in order (``array('i')``).
         self.tokens = tokens
-        self.logits = logits
+        #: The C state (a bytes-like object); checked when loaded, so a damaged one raises FormatError.
+        self.data = data
+        self.n_logits = n_logits
+        self.last_batch = last_batch
 
     def __getstate__(self):
-        return (self.tokens, self.logits)
+        return (self.tokens, self.data, self.n_logits, self.last_batch)
 
     def __setstate__(self, st):
-        self.tokens, self.logits = st
+        self.tokens, self.data, self.n_logits, self.last_batch = st
 
     def __len__(self) -> int:
         return len(self.tokens)
 
+    @property
+    def nbytes(self) -> int:
+        """Size of the saved state in bytes."""
+        return len(self.data)
+
     def __repr__(self) -> str:
-        return f"pocketlm.State({len(self.tokens)} tokens)"
+        return f"pocketlm.State({len(self.tokens)} tokens, {len(self.data)} bytes)"
+
+
+#: Score modes of :meth:`Context.classify`: a label's score is the sum or the mean of its tokens' log-probabilities.
+SCORE_MODES = {"sum": _core.SCORE_SUM, "mean": _core.SCORE_MEAN}
+
+#: Pooling of :meth:`Context.embed`: the mean of the token states, the last token's, or the first token's.
+POOLINGS = {"mean": _core.POOL_MEAN, "last": _core.POOL_LAST, "cls": _core.POOL_CLS}
+
+
+def _concat(seqs: Sequence[Any]) -> "tuple[array, array]":
+    """Token sequences as one int32 array and their lengths."""
+    flat, lens = array("i"), array("i")
+    for t in seqs:
+        t = as_tokens(t)
+        flat.frombytes(t.cast("B") if isinstance(t, memoryview) else t.tobytes())
+        lens.append(len(t))
+    return flat, lens
 
 
 def _generate_params(max_tokens: int, ignore_eos: bool, sampling: Any) -> Any:
@@ -155,6 +182,7 @@ class Context:
         _core.context_watch_signals(h, True)
         self._h: Any = h
         self.model = model
+        self._n_seq_max = p.n_seq_max
         self._cond = threading.Condition()
         self._owner: Optional[int] = None   # thread using the context, or owning its live stream
         self._depth = 0
@@ -235,6 +263,12 @@ class Context:
                 f"this evaluation needs {rows} rows of logits but the C buffer is known to hold {self._rows}, "
                 f"and {len(self._views)} logits view(s) of it are alive; release them (del, or copy with "
                 f"numpy.array(view)) first")
+
+    def _read_history(self) -> None:
+        """Takes the tokens of sequence 0 from the C cache (after a call that changed it in ways Python does not
+        follow step by step: classification, embedding, a state load)."""
+        self._history = array("i")
+        self._history.frombytes(memoryview(_core.kv_seq_tokens(self._h, 0)).cast("B"))
 
     def _sync_history(self, candidate: Iterable[int]) -> None:
         """After a generation: sequence 0 holds a prefix of ``candidate``; find how much from the cache."""
@@ -352,34 +386,132 @@ class Context:
             self._last_batch = 0
 
     def save_state(self) -> State:
-        """A snapshot of the sequence (its tokens) and of the current logits, for :meth:`load_state`.
-
-        It does not copy the KV cache: loading re-evaluates the tokens that the target context does not
-        already hold (none, if it is this context and only tokens were appended since).
-        """
+        """A snapshot of the context for :meth:`load_state`: the KV cache of its tokens and the current logits
+        (copied out of C memory into a :class:`State`; its size is :attr:`State.nbytes`)."""
         with self._using(supersede=False) as h:
-            logits = None
-            if _core.context_n_logits(h) > 0:
-                logits = bytes(memoryview(_core.context_logits_view(h, -1)).cast("B"))
-            return State(array("i", self._history), logits)
+            data = bytearray(_core.context_state_size(h))
+            _core.context_state_save(h, data)
+            return State(array("i", self._history), data, _core.context_n_logits(h), self._last_batch)
 
     def load_state(self, state: State) -> None:
-        """Makes the cache hold ``state``'s tokens, and restores its logits."""
-        toks = state.tokens
+        """Makes the context hold ``state``: its cache (nothing is re-evaluated) and its logits. The state may
+        come from another Context of the same model. Raises :class:`FormatError` for a damaged state or one of
+        another model, :class:`ContextFullError` if it does not fit; the context is then unchanged."""
+        if not isinstance(state, State):
+            raise TypeError(f"expected a pocketlm.State, got {type(state).__name__}")
+        rows = int(state.n_logits)
         with self._using() as h:
-            hist = self._history
-            keep = 0
-            limit = min(len(hist), len(toks))
-            while keep < limit and hist[keep] == toks[keep]:
-                keep += 1
-            if len(toks) and keep >= len(toks):
-                keep = len(toks) - 1   # re-evaluate the last token so that logits exist
-            _core.kv_seq_rm(h, 0, keep, -1)
-            del self._history[keep:]
-            if len(toks) > keep:
-                self.eval(toks[keep:])
-            if state.logits is not None and len(toks):
-                memoryview(_core.context_logits_view(h, -1)).cast("B")[:] = state.logits
+            self._reserve_rows(rows)
+            try:
+                _core.context_state_load(h, state.data)
+            except BaseException:
+                if rows > self._rows:
+                    self._rows = 0   # the C buffer may have been reallocated
+                raise
+            self._rows = max(self._rows, rows)
+            self._read_history()
+            self._last_batch = int(state.last_batch)
+
+    # -- classification and embeddings -------------------------------------------------------
+
+    def _classify_rows(self, n_prompt: int, lens: array, multi_label: bool) -> int:
+        """Most logits rows one C decode of plm_classify asks for: labels go in groups of n_seq_max - 1 (fewer
+        when the cache is short), each label wanting one row per token but the last (or one, in multi-label)."""
+        n_ctx = _core.context_n_ctx(self._h)
+        group, rows, g0 = self._n_seq_max - 1, 1, 0
+        while g0 < len(lens):
+            g1, total, want = g0, 0, 0
+            while g1 < len(lens) and g1 - g0 < group and n_prompt + total + lens[g1] <= n_ctx:
+                total += lens[g1]
+                want += 1 if multi_label else max(lens[g1] - 1, 0)
+                g1 += 1
+            if g1 == g0:
+                break   # C reports that the label does not fit
+            rows = max(rows, want)
+            g0 = g1
+        return rows
+
+    def classify(self, prompt: Tokens, labels: Sequence[Tokens], *, mode: str = "sum", multi_label: bool = False,
+                 keep_cache: bool = True, yes_token: Optional[int] = None,
+                 no_token: Optional[int] = None) -> "tuple[List[float], List[float]]":
+        """Scores label continuations of ``prompt`` (all tokens): returns ``(scores, probabilities)``, one each
+        per label.
+
+        The prompt is evaluated once (reusing the part of it the cache already holds, unless ``keep_cache`` is
+        false); all labels are then scored in one batched decode, each as its own sequence sharing the prompt's
+        cache. A label's score is the sum (``mode="sum"``) or mean (``"mean"``) of its tokens' log-probabilities;
+        probabilities are their softmax over the labels. With ``multi_label``, each label is a suffix of the
+        prompt and its probability is P(yes) / (P(yes) + P(no)) after it (``yes_token``/``no_token``, default
+        the tokens of " yes" and " no"), independently of the others.
+
+        Afterwards the cache holds the prompt, so a following call whose prompt starts the same way evaluates
+        only the rest. The interpreter lock is released while C computes.
+        """
+        toks = as_tokens(prompt)
+        if isinstance(labels, (str, bytes)):
+            raise TypeError("labels must be a list of token sequences")
+        flat, lens = _concat(labels)
+        try:
+            mode_id = SCORE_MODES[mode]
+        except KeyError:
+            raise ValueError(f"mode must be one of {', '.join(SCORE_MODES)}, not {mode!r}") from None
+        params = _core.classify_default_params()
+        params.mode = mode_id
+        params.multi_label = bool(multi_label)
+        params.keep_cache = bool(keep_cache)
+        if yes_token is not None:
+            params.yes_token = int(yes_token)
+        if no_token is not None:
+            params.no_token = int(no_token)
+        n = len(lens)
+        out = array("f", bytes(8 * n))
+        with self._using() as h:
+            rows = self._classify_rows(len(toks), lens, bool(multi_label))
+            self._reserve_rows(rows)
+            try:
+                _core.classify(h, toks, flat, lens, params, out)
+            except BaseException:
+                if rows > self._rows:
+                    self._rows = 0
+                raise
+            finally:
+                self._read_history()
+                self._last_batch = 0
+            self._rows = max(self._rows, rows)
+        return out[:n].tolist(), out[n:].tolist()
+
+    def embed(self, texts: Sequence[Tokens], *, pooling: str = "mean", normalize: bool = True,
+              out: Any = None) -> Any:
+        """Pooled final hidden states of several token sequences, one row of ``n_embd`` floats each.
+
+        ``pooling``: ``"mean"`` of the token states, the ``"last"`` token's or the first (``"cls"``) token's;
+        ``normalize`` scales each row to unit L2 norm. The rows are written by C straight into ``out``, any
+        writable C-contiguous float32 buffer of ``len(texts) * n_embd`` items (a numpy array of shape
+        ``(n, n_embd)``, an ``array('f')``); by default a new numpy array, or an ``array('f')`` without numpy.
+        Returns ``out``. The texts are evaluated several at a time as separate sequences; the cache is empty
+        afterwards.
+        """
+        if isinstance(texts, (str, bytes)):
+            raise TypeError("texts must be a list of token sequences")
+        try:
+            pool_id = POOLINGS[pooling]
+        except KeyError:
+            raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}") from None
+        flat, lens = _concat(texts)
+        d = self.model.info.n_embd
+        if out is None:
+            try:
+                import numpy as np
+                out = np.empty((len(lens), d), dtype=np.float32)
+            except ImportError:
+                out = array("f", bytes(4 * d * len(lens)))
+        with self._using() as h:
+            try:
+                _core.embed(h, flat, lens, pool_id, bool(normalize), out)
+            finally:
+                self._read_history()
+                self._last_batch = 0
+        return out
 
     # -- generation ------------------------------------------------------------------------
 

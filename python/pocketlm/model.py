@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import os
 import threading
+from array import array
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Literal, Optional, Sequence, Union, overload
+from typing import Any, Dict, List, Literal, Optional, Sequence, Tuple, Union, overload
 
 from . import _core
+from . import classify as _classify
 from .chat import ChatFormat, Message, detect_format, get_format
+from .classify import Classification
 from .context import Context, LogitsProcessor, Stream, Tokens, as_tokens
 from .sampling import LogitBias
 
@@ -79,7 +82,9 @@ class Model:
         self.n_threads = n_threads
         self.n_ctx = n_ctx
         self._ctx: Optional[Context] = None
+        self._task_ctx: Optional[Context] = None
         self._ctx_lock = threading.Lock()
+        self._calibration: Dict[Any, List[float]] = {}
         self._metadata: Optional[Dict[str, str]] = None
 
     @property
@@ -137,15 +142,25 @@ class Model:
     # -- contexts and generation -------------------------------------------------------------
 
     def context(self, *, n_ctx: Optional[int] = None, n_threads: Optional[int] = None,
-                n_batch: Optional[int] = None) -> Context:
-        """A new :class:`Context` on this model (defaults from the Model's ``n_ctx`` and ``n_threads``)."""
-        return Context(self, n_ctx=n_ctx, n_threads=n_threads, n_batch=n_batch)
+                n_batch: Optional[int] = None, n_seq_max: Optional[int] = None) -> Context:
+        """A new :class:`Context` on this model (defaults from the Model's ``n_ctx`` and ``n_threads``;
+        ``n_seq_max``: sequences it can hold at once, default 8, which is how many labels or texts
+        :meth:`classify` and :meth:`embed` put in one batched decode, less one for classification)."""
+        return Context(self, n_ctx=n_ctx, n_threads=n_threads, n_batch=n_batch, n_seq_max=n_seq_max)
 
     def _default_context(self) -> Context:
         with self._ctx_lock:
             if self._ctx is None or self._ctx.closed:
                 self._ctx = Context(self)
             return self._ctx
+
+    def _task_context(self) -> Context:
+        """The context of classify() and embed(): apart from generation's, so that neither evicts the other's
+        cached prefix; 16 sequences, so up to 15 labels or 16 texts share one batched decode."""
+        with self._ctx_lock:
+            if self._task_ctx is None or self._task_ctx.closed:
+                self._task_ctx = Context(self, n_seq_max=16)
+            return self._task_ctx
 
     def stream(self, prompt: Union[str, Tokens], *, max_tokens: int = 256, temperature: float = 0.8,
                top_k: int = 40, top_p: float = 0.95, min_p: float = 0.05, repeat_penalty: float = 1.0,
@@ -236,15 +251,85 @@ class Model:
         with s:
             return "".join(s)
 
+    # -- classification and embeddings ---------------------------------------------------------
+
+    def classify(self, text: str, labels: Sequence[str], *, template: Optional[str] = None,
+                 multi_label: bool = False, mode: str = "sum", calibrate: Union[bool, str, Sequence[str]] = False,
+                 context: Optional[Context] = None) -> Classification:
+        """Zero-shot classification of ``text`` into ``labels``, by the likelihood the model gives each label
+        as the answer. Returns a :class:`Classification`: a mapping ``{label: probability}``, with ``.label``,
+        ``.score`` and ``.as_pipeline()`` (``[{"label": ..., "score": ...}]``, best first).
+
+        The prompt is evaluated once and all labels are scored in one batched decode (the interpreter lock is
+        released meanwhile). ``template``: the prompt, with ``{text}``, ``{labels}`` and (multi-label)
+        ``{label}`` placeholders; by default an instruction in the model's chat format (see
+        :mod:`pocketlm.classify`). ``mode``: a label's score is the ``"sum"`` or the ``"mean"`` of its tokens'
+        log-probabilities (the mean does not favour short labels). ``multi_label``: each label is judged on its
+        own (yes/no), so the probabilities need not sum to 1. ``calibrate``: divide by the probabilities of a
+        content-free input (``"N/A"``) and renormalize. ``context``: a :class:`Context` of your own (for
+        threads), instead of the model's classification context.
+
+            >>> import pocketlm
+            >>> r = pocketlm.Model().classify("The food was cold and the waiter was rude.", ["positive", "negative"])
+            >>> r.label, r.as_pipeline()[0]["label"]
+            ('negative', 'negative')
+        """
+        return _classify.classify(self, text, labels, template=template, multi_label=multi_label, mode=mode,
+                                  calibrate=calibrate, context=context)
+
+    def classification_prompt(self, text: str, labels: Sequence[str], *, template: Optional[str] = None,
+                              multi_label: bool = False) -> Tuple[array, List[array]]:
+        """What :meth:`classify` scores: the prompt's tokens and each label's tokens after it (its
+        continuation, or in multi-label mode its suffix, after which " yes" and " no" are compared)."""
+        text = _classify._check_text(text)
+        plan = _classify._Plan(self, template, _classify._check_labels(labels), bool(multi_label))
+        return plan.prompt(text), [array("i", t) for t in plan.label_tokens(text)]
+
+    def classify_many(self, texts: Sequence[str], labels: Sequence[str], *, template: Optional[str] = None,
+                      multi_label: bool = False, mode: str = "sum",
+                      calibrate: Union[bool, str, Sequence[str]] = False, batch_size: int = 32,
+                      progress: bool = True, context: Optional[Context] = None) -> List[Classification]:
+        """:meth:`classify` for each of ``texts``, as a list. The instruction before ``{text}`` is tokenized and
+        evaluated once and stays cached from one text to the next: per text only the text, what follows it and
+        the labels are evaluated. ``batch_size`` texts are classified per turn on the context (another thread
+        using it waits in between); ``progress`` shows a bar (tqdm when installed, else a line on stderr).
+        Results equal those of :meth:`classify` text by text.
+        """
+        return _classify.classify_many(self, texts, labels, template=template, multi_label=multi_label, mode=mode,
+                                       calibrate=calibrate, batch_size=batch_size, progress=progress,
+                                       context=context)
+
+    def embed(self, texts: Union[str, Sequence[Any]], *, pooling: str = "mean", normalize: bool = True,
+              batch_size: int = 32, progress: bool = False, context: Optional[Context] = None,
+              out: Any = None) -> Any:
+        """Embeddings of ``texts``: the model's final hidden states (after the output norm), pooled per text
+        (``"mean"`` over its tokens, the ``"last"`` token's, or the first one's: ``"cls"``) and, with
+        ``normalize``, scaled to unit length. A list of texts gives a numpy array of shape ``(n, n_embd)``
+        that C writes into directly (no copy); one string gives one row. Items may also be token sequences.
+
+        ``batch_size`` texts are handed to C per call, which evaluates them several at a time as separate
+        sequences. ``out``: any writable C-contiguous float32 buffer of ``n * n_embd`` items to write into
+        instead (returned). Without numpy and without ``out``, the rows come back as a list of
+        ``array('f')``.
+
+            >>> import pocketlm
+            >>> e = pocketlm.Model().embed(["a cat", "a dog"])
+            >>> e.shape, e.dtype.name
+            ((2, 576), 'float32')
+        """
+        return _classify.embed(self, texts, pooling=pooling, normalize=normalize, batch_size=batch_size,
+                               progress=progress, context=context, out=out)
+
     # -- lifetime ----------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Releases the model (and its generation context). Contexts made from it keep the weights alive
-        until they are gone."""
+        """Releases the model (and its generation and classification contexts). Contexts made from it keep the
+        weights alive until they are gone."""
         with self._ctx_lock:
-            if self._ctx is not None:
-                self._ctx.close()
-                self._ctx = None
+            for c in (self._ctx, self._task_ctx):
+                if c is not None:
+                    c.close()
+            self._ctx = self._task_ctx = None
         self._h = None
 
     @property

@@ -61,11 +61,13 @@ class Sampler:
                  top_p: float = 0.95, min_p: float = 0.05, repeat_penalty: float = 1.0,
                  frequency_penalty: float = 0.0, presence_penalty: float = 0.0, penalty_last_n: int = 64,
                  seed: Optional[int] = None, logit_bias: Optional[LogitBias] = None) -> None:
-        self.n_vocab = vocab if isinstance(vocab, int) else vocab.n_vocab
+        n_vocab = vocab if isinstance(vocab, int) else vocab.n_vocab
         params = sampler_params(temperature, top_k, top_p, min_p, repeat_penalty, frequency_penalty,
                                 presence_penalty, penalty_last_n, seed)
         self.seed = params.seed
-        self._h = _core.sampler_create(params, logit_bias, self.n_vocab)
+        self._h = _core.sampler_create(params, logit_bias, n_vocab)
+        #: The number of logits :meth:`sample` reads (the vocabulary size the C sampler was made for).
+        self.n_vocab: int = _core.sampler_n_vocab(self._h)
 
     def sample(self, logits: Any) -> int:
         """The chosen token for ``logits`` (any float32 buffer or sequence of ``n_vocab`` values; read, not

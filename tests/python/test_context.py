@@ -73,13 +73,47 @@ def test_save_and_load_state(model, ctx):
     ctx.load_state(state)
     assert list(ctx.tokens) == list(toks)
     np.testing.assert_array_equal(np.asarray(ctx.logits), expected)
-    # A state moves to another context (through pickle too), re-evaluating what is not cached there.
+    # A state moves to another context (through pickle too).
     state2 = pickle.loads(pickle.dumps(state))
     with model.context(n_ctx=64) as other:
         other.load_state(state2)
         assert list(other.tokens) == list(toks)
         np.testing.assert_array_equal(np.asarray(other.logits), expected)
         assert other.generate(toks, max_tokens=4, temperature=0) == ctx.generate(toks, max_tokens=4, temperature=0)
+
+
+def test_state_is_the_c_cache(model, ctx):
+    toks = model.tokenize(PROMPT)
+    ctx.eval(toks)
+    state = ctx.save_state()
+    assert len(state) == len(toks) and state.nbytes > 0 and "bytes" in repr(state)
+    expected = np.array(ctx.logits)
+    with model.context(n_ctx=64) as other:
+        other.eval(model.tokenize("Something else entirely, longer than the prompt"))
+        other.load_state(state)                 # replaces the cache: nothing is evaluated
+        assert list(other.tokens) == list(toks)
+        np.testing.assert_array_equal(np.asarray(other.logits), expected)
+        # a damaged state is refused and leaves the context as it was
+        bad = bytearray(state.data)
+        bad[0] ^= 0xFF
+        with pytest.raises(pocketlm.FormatError):
+            other.load_state(pocketlm.State(state.tokens, bytes(bad), state.n_logits, state.last_batch))
+        with pytest.raises(pocketlm.FormatError):
+            other.load_state(pocketlm.State(state.tokens, bytes(state.data[:-5]), state.n_logits, state.last_batch))
+        assert list(other.tokens) == list(toks)
+        np.testing.assert_array_equal(np.asarray(other.logits), expected)
+    with model.context(n_ctx=4) as tiny:
+        with pytest.raises(pocketlm.ContextFullError):
+            tiny.load_state(state)
+    with pytest.raises(TypeError):
+        ctx.load_state(b"not a state")
+
+
+def test_sampler_vocabulary_from_c(model, ctx):
+    s = pocketlm.Sampler(model, temperature=0)
+    assert s.n_vocab == model.n_vocab == pocketlm._core.sampler_n_vocab(s._h)
+    with pytest.raises(pocketlm.InvalidArgumentError, match="expected 49152 logits"):
+        pocketlm._core.sampler_sample_logits(s._h, [0.0] * 7)   # the C helper checks too
 
 
 def test_reset(model, ctx):

@@ -6,12 +6,15 @@ import pytest
 
 import pocketlm
 import pocketlm.chat
+import pocketlm.classify
 import pocketlm.context
 import pocketlm.errors
 import pocketlm.model
+import pocketlm.probe
 import pocketlm.sampling
 
-MODULES = [pocketlm, pocketlm.model, pocketlm.context, pocketlm.chat, pocketlm.errors, pocketlm.sampling]
+MODULES = [pocketlm, pocketlm.model, pocketlm.context, pocketlm.chat, pocketlm.errors, pocketlm.sampling,
+           pocketlm.classify, pocketlm.probe]
 
 
 @pytest.mark.parametrize("module", MODULES, ids=lambda m: m.__name__)
