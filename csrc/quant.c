@@ -887,9 +887,14 @@ static void axpy_f16(int64_t n, float a, const plm_f16 *x, float *y) {
     for (int64_t i = 0; i < n; i++) y[i] += a * f16_to_f32(x[i]);
 }
 
+static void round_f16(float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) x[i] = f16_to_f32(f32_to_f16(x[i]));
+}
+
 static const plm_kernels k_ref = {
     .name = "scalar",
     .axpy_f16 = axpy_f16,
+    .round_f16 = round_f16,
     .vec_dot =
         {
             [PLM_TYPE_F32] = dot_f32,   [PLM_TYPE_F16] = dot_f16,   [PLM_TYPE_BF16] = dot_bf16,

@@ -111,6 +111,8 @@ typedef struct plm_kernels {
     plm_quantize_fn quantize[PLM_TYPE_COUNT];/* indexed by activation (dot) type */
     /* y[i] += a * x[i] for n F16 values x: attention's weighted sum of values. */
     void (*axpy_f16)(int64_t n, float a, const plm_f16 *x, float *y);
+    /* x[i] = (float)(F16)x[i], round to nearest even: attention probabilities as llama.cpp rounds them. */
+    void (*round_f16)(float *x, int64_t n);
 } plm_kernels;
 
 /* The scalar reference table (every supported type filled in). */

@@ -521,6 +521,13 @@ static void axpy_f16(int64_t n, float a, const plm_f16 *x, float *y) {
     for (; i < n; i++) y[i] += a * h2f(x[i]);
 }
 
+static void round_f16(float *x, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(x + i, _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)));
+    for (; i < n; i++) x[i] = h2f(plm_f32_to_f16(x[i]));
+}
+
 static inline __m256 load_bf16x8(const plm_bf16 *p) {
     const __m256i u = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
     return _mm256_castsi256_ps(_mm256_slli_epi32(u, 16));
@@ -686,6 +693,7 @@ static void build_table(void) {
     g_table.quantize[PLM_TYPE_Q8_1] = quant_q8_1;
     g_table.quantize[PLM_TYPE_Q8_K] = quant_q8_K;
     g_table.axpy_f16 = axpy_f16;
+    g_table.round_f16 = round_f16;
 }
 
 const plm_kernels *plm_kernels_avx2_table(void) {

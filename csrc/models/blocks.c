@@ -177,8 +177,10 @@ static void attn_worker(void *arg, int ith, int nth) {
         float inv = sum > 0 ? (float)(1.0 / sum) : 0.0f;
         for (int i = 0; i < hd; i++) out[i] = 0.0f;
         /* Probabilities are rounded to F16 before the V product, as llama.cpp does. */
+        for (int32_t c = 0; c < kv->n_active; c++) scores[c] *= inv;
+        ctx->kern->round_f16(scores, kv->n_active);
         for (int32_t c = 0; c < kv->n_active; c++) {
-            float pc = plm_f16_to_f32(plm_f32_to_f16(scores[c] * inv));
+            const float pc = scores[c];
             if (pc == 0.0f) continue;
             const plm_f16 *vr = kv->v + layer_off + (size_t)c * (size_t)kv->kv_dim + (size_t)hk * (size_t)hd;
             ctx->kern->axpy_f16(hd, pc, vr, out);
