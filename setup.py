@@ -34,8 +34,8 @@ PACKAGE_DIR = os.path.join("python", "pocketlm")
 BASE_CFLAGS = ["-std=c11", "-D_GNU_SOURCE", "-fvisibility=hidden", "-pthread", "-O2"]
 # Used when the Makefile is absent; the Makefile is the source of truth.
 FALLBACK_ISA = {
-    "avx2": ["-mavx2", "-mfma", "-mf16c"],
-    "avx512": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512vnni", "-mavx2", "-mfma", "-mf16c"],
+    "avx2": ["-mavx2", "-mfma", "-mf16c", "-O3"],
+    "avx512": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512vnni", "-mavx2", "-mfma", "-mf16c", "-O3"],
 }
 
 

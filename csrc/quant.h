@@ -99,6 +99,14 @@ void plm_quantize_row_ref(plm_type type, const float *src, void *dst, int64_t n)
  * traits(wtype)->dot_type; returns sum_i w[i] * a[i]. */
 typedef float (*plm_vec_dot_fn)(int64_t n, const void *w, const void *a);
 typedef void (*plm_quantize_fn)(const float *src, void *dst, int64_t n);
+/* A tile of dot products: for r < nr and c < nc,
+ *   out[c * ldo + r] (=|+=) W_r . A_c
+ * with weight row r at w + r * ws bytes and activation row c at a + c * as bytes:
+ * W (nr, n) @ A (n, nc) -> out (nc, ldo). Each entry is bit-identical to
+ * vec_dot(n, W_r, A_c) of the same table, whatever nr and nc are, so a token's
+ * result does not depend on how the tokens were batched. */
+typedef void (*plm_gemm_fn)(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as, int nc,
+                            float *out, int64_t ldo, bool accumulate);
 
 /* True if plm_quantize_row_ref handles this type: the activation types above
  * and, for tests and tools, the weight types Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K
@@ -109,6 +117,7 @@ typedef struct plm_kernels {
     const char *name;                        /* "scalar", "avx2" */
     plm_vec_dot_fn vec_dot[PLM_TYPE_COUNT];  /* indexed by weight type */
     plm_quantize_fn quantize[PLM_TYPE_COUNT];/* indexed by activation (dot) type */
+    plm_gemm_fn gemm[PLM_TYPE_COUNT];        /* indexed by weight type; NULL: use vec_dot per entry */
     /* y[i] += a * x[i] for n F16 values x: attention's weighted sum of values. */
     void (*axpy_f16)(int64_t n, float a, const plm_f16 *x, float *y);
     /* x[i] = (float)(F16)x[i], round to nearest even: attention probabilities as llama.cpp rounds them. */

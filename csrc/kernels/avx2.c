@@ -91,11 +91,6 @@ static inline __m256i dot_u8s8(__m256i u, __m256i s) {
     return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
 }
 
-/* Signed x signed bytes (w > -128 or a > -128), in groups of 4 into 8 int32. */
-static inline __m256i dot_s8s8(__m256i w, __m256i a) {
-    return dot_u8s8(_mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w));
-}
-
 /* Broadcast 16-bit word k of a 128-bit value (copied in both lanes) across a
  * lane: k_word_shuf[k]. k_pair_shuf[k] puts word 2k in the low lane and word
  * 2k+1 in the high lane, for kernels whose 32-byte vector spans two scales. */
@@ -117,60 +112,148 @@ static const uint8_t k_pair_shuf[4][32] = {
 
 static inline __m256i shuf(const uint8_t *table) { return _mm256_loadu_si256((const __m256i *)table); }
 
+/* --------------------------------------------------------------- tiles
+ * A tile kernel computes R weight rows x C activation rows at once: each
+ * weight block is unpacked once for C tokens and each activation block is
+ * loaded once for R rows. Every (row, token) entry goes through the same
+ * operations in the same order whatever R and C are, and vec_dot is the 1 x 1
+ * tile, so prefill, decode and label scoring agree bit for bit. The bodies
+ * take R and C as constants (always inlined into one small function per
+ * shape); run_tiles walks an nr x nc region in tiles. */
+
+#define TILE_R 4 /* 4 x 2 measured fastest for the 32-element formats (of 4x2..4x4, 3x3, 2x4) */
+#define TILE_C 2
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+
+typedef void (*tile_fn)(int64_t nb, const uint8_t *w, size_t ws, const uint8_t *a, size_t as, float *out,
+                        int64_t ldo, bool accumulate);
+
+/* One function per tile shape from a body tile_<kind>(R, C, ...), and the
+ * table [C - 1][R - 1] of them. */
+#define TILE_SHAPE(kind, R, C)                                                                                  \
+    static void kind##_##R##x##C(int64_t nb, const uint8_t *w, size_t ws, const uint8_t *a, size_t as,        \
+                                 float *out, int64_t ldo, bool accumulate) {                                  \
+        tile_##kind(R, C, nb, w, ws, a, as, out, ldo, accumulate);                                            \
+    }
+#define TILE_SHAPES(kind)                                                                                       \
+    TILE_SHAPE(kind, 1, 1) TILE_SHAPE(kind, 2, 1) TILE_SHAPE(kind, 3, 1) TILE_SHAPE(kind, 4, 1)               \
+    TILE_SHAPE(kind, 1, 2) TILE_SHAPE(kind, 2, 2) TILE_SHAPE(kind, 3, 2) TILE_SHAPE(kind, 4, 2)               \
+    static const tile_fn kind##_tiles[TILE_C][TILE_R] = {                                                     \
+        {kind##_1x1, kind##_2x1, kind##_3x1, kind##_4x1}, {kind##_1x2, kind##_2x2, kind##_3x2, kind##_4x2}};
+
+static void run_tiles(const tile_fn tiles[TILE_C][TILE_R], int64_t nb, const void *vw, size_t ws, int nr,
+                      const void *va, size_t as, int nc, float *out, int64_t ldo, bool accumulate) {
+    const uint8_t *w = vw, *a = va;
+    for (int c0 = 0; c0 < nc; c0 += TILE_C) {
+        const int cc = nc - c0 < TILE_C ? nc - c0 : TILE_C;
+        for (int r0 = 0; r0 < nr; r0 += TILE_R) {
+            const int rr = nr - r0 < TILE_R ? nr - r0 : TILE_R;
+            tiles[cc - 1][rr - 1](nb, w + (size_t)r0 * ws, ws, a + (size_t)c0 * as, as, out + (int64_t)c0 * ldo + r0,
+                                  ldo, accumulate);
+        }
+    }
+}
+
+/* out[c * ldo + r] (=|+=) hsum(acc[r][c]) + extra[r][c] */
+static ALWAYS_INLINE void tile_store(const int R, const int C, __m256 acc[TILE_R][TILE_C],
+                                     float extra[TILE_R][TILE_C], float *out, int64_t ldo, bool accumulate) {
+    for (int c = 0; c < C; c++)
+        for (int r = 0; r < R; r++) {
+            const float v = hsum_ps(acc[r][c]) + extra[r][c];
+            if (accumulate) out[(int64_t)c * ldo + r] += v;
+            else out[(int64_t)c * ldo + r] = v;
+        }
+}
+
+#define BLOCK(type, base, stride, i, k) ((const type *)((base) + (size_t)(i) * (stride)) + (k))
+
 /* ------------------------------------------------- 32-element formats */
 
 /* Q4_0 x Q8_0: sum((q - 8) a) = maddubs(q, a) - maddubs(8, a), in int16 pairs
- * (no overflow: 15*127*2 and 8*127*2), which is one uop less per block than
- * moving the sign of q - 8 onto a. Two blocks per step, two accumulators. */
-static inline __m256i q4_0_block(const plm_block_q4_0 *w, const plm_block_q8_0 *a) {
-    const __m256i y = _mm256_loadu_si256((const __m256i *)a->qs);
-    const __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(unpack_nibbles(w->qs), y),
-                                       _mm256_maddubs_epi16(_mm256_set1_epi8(8), y));
-    return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+ * (no overflow: 15*127*2 and 8*127*2); maddubs(8, a) is shared by the R rows. */
+static ALWAYS_INLINE void tile_q4_0(const int R, const int C, int64_t nb, const uint8_t *w, size_t ws,
+                                    const uint8_t *a, size_t as, float *out, int64_t ldo, bool accumulate) {
+    __m256 acc[TILE_R][TILE_C];
+    float zero[TILE_R][TILE_C];
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++) acc[r][c] = _mm256_setzero_ps(), zero[r][c] = 0.0f;
+    for (int64_t k = 0; k < nb; k++) {
+        __m256i y[TILE_C], y8[TILE_C];
+        __m256 da[TILE_C];
+        for (int c = 0; c < C; c++) {
+            const plm_block_q8_0 *b = BLOCK(plm_block_q8_0, a, as, c, k);
+            y[c] = _mm256_loadu_si256((const __m256i *)b->qs);
+            y8[c] = _mm256_maddubs_epi16(_mm256_set1_epi8(8), y[c]);
+            da[c] = _mm256_set1_ps(sf(b->d));
+        }
+        for (int r = 0; r < R; r++) {
+            const plm_block_q4_0 *b = BLOCK(plm_block_q4_0, w, ws, r, k);
+            const __m256i q = unpack_nibbles(b->qs);
+            const __m256 dw = _mm256_set1_ps(sf(b->d));
+            for (int c = 0; c < C; c++) {
+                const __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q, y[c]), y8[c]);
+                acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(p, _mm256_set1_epi16(1))),
+                                            _mm256_mul_ps(dw, da[c]), acc[r][c]);
+            }
+        }
+    }
+    tile_store(R, C, acc, zero, out, ldo, accumulate);
+}
+TILE_SHAPES(q4_0)
+
+static void gemm_q4_0(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as, int nc, float *out,
+                      int64_t ldo, bool accumulate) {
+    run_tiles(q4_0_tiles, n / PLM_QK, w, ws, nr, a, as, nc, out, ldo, accumulate);
 }
 
-static float dot_q4_0(int64_t n, const void *vw, const void *va) {
-    const plm_block_q4_0 *w = vw;
-    const plm_block_q8_0 *a = va;
-    const int64_t nb = n / PLM_QK;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    int64_t i = 0;
-    for (; i + 1 < nb; i += 2) {
-        const __m256i p0 = q4_0_block(&w[i], &a[i]);
-        const __m256i p1 = q4_0_block(&w[i + 1], &a[i + 1]);
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(sf(w[i].d) * sf(a[i].d)), _mm256_cvtepi32_ps(p0), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(sf(w[i + 1].d) * sf(a[i + 1].d)), _mm256_cvtepi32_ps(p1), acc1);
-    }
-    for (; i < nb; i++)
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(sf(w[i].d) * sf(a[i].d)), _mm256_cvtepi32_ps(q4_0_block(&w[i], &a[i])), acc0);
-    return hsum_ps(_mm256_add_ps(acc0, acc1));
+static float dot_q4_0(int64_t n, const void *w, const void *a) {
+    float r;
+    q4_0_1x1(n / PLM_QK, w, 0, a, 0, &r, 1, false);
+    return r;
 }
 
-/* Q4_1 x Q8_1: unsigned nibbles straight into maddubs; the min term is m * s,
- * accumulated in lane 1 of the scale products. */
-static float dot_q4_1(int64_t n, const void *vw, const void *va) {
-    const plm_block_q4_1 *w = vw;
-    const plm_block_q8_1 *a = va;
-    const int64_t nb = n / PLM_QK;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    __m128 accm = _mm_setzero_ps();
-    int64_t i = 0;
-    for (; i + 1 < nb; i += 2) {
-        const __m256i p0 = dot_u8s8(unpack_nibbles(w[i].qs), _mm256_loadu_si256((const __m256i *)a[i].qs));
-        const __m256i p1 = dot_u8s8(unpack_nibbles(w[i + 1].qs), _mm256_loadu_si256((const __m256i *)a[i + 1].qs));
-        const __m128 c0 = scale_min_pair(&w[i].d, &a[i].d);
-        const __m128 c1 = scale_min_pair(&w[i + 1].d, &a[i + 1].d);
-        accm = _mm_add_ps(accm, _mm_add_ps(c0, c1));
-        acc0 = _mm256_fmadd_ps(_mm256_broadcastss_ps(c0), _mm256_cvtepi32_ps(p0), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_broadcastss_ps(c1), _mm256_cvtepi32_ps(p1), acc1);
+/* Q4_1 x Q8_1: unsigned nibbles straight into maddubs; the min term m * s is
+ * summed in fp32 beside the vector accumulator. */
+static ALWAYS_INLINE void tile_q4_1(const int R, const int C, int64_t nb, const uint8_t *w, size_t ws,
+                                    const uint8_t *a, size_t as, float *out, int64_t ldo, bool accumulate) {
+    __m256 acc[TILE_R][TILE_C];
+    float mn[TILE_R][TILE_C];
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++) acc[r][c] = _mm256_setzero_ps(), mn[r][c] = 0.0f;
+    for (int64_t k = 0; k < nb; k++) {
+        __m256i y[TILE_C];
+        __m256 da[TILE_C];
+        float sa[TILE_C];
+        for (int c = 0; c < C; c++) {
+            const plm_block_q8_1 *b = BLOCK(plm_block_q8_1, a, as, c, k);
+            y[c] = _mm256_loadu_si256((const __m256i *)b->qs);
+            da[c] = _mm256_set1_ps(sf(b->d));
+            sa[c] = sf(b->s);
+        }
+        for (int r = 0; r < R; r++) {
+            const plm_block_q4_1 *b = BLOCK(plm_block_q4_1, w, ws, r, k);
+            const __m256i q = unpack_nibbles(b->qs);
+            const __m256 dw = _mm256_set1_ps(sf(b->d));
+            const float mw = sf(b->m);
+            for (int c = 0; c < C; c++) {
+                acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_u8s8(q, y[c])), _mm256_mul_ps(dw, da[c]), acc[r][c]);
+                mn[r][c] += mw * sa[c];
+            }
+        }
     }
-    for (; i < nb; i++) {
-        const __m256i p0 = dot_u8s8(unpack_nibbles(w[i].qs), _mm256_loadu_si256((const __m256i *)a[i].qs));
-        const __m128 c0 = scale_min_pair(&w[i].d, &a[i].d);
-        accm = _mm_add_ps(accm, c0);
-        acc0 = _mm256_fmadd_ps(_mm256_broadcastss_ps(c0), _mm256_cvtepi32_ps(p0), acc0);
-    }
-    return hsum_ps(_mm256_add_ps(acc0, acc1)) + _mm_cvtss_f32(_mm_movehdup_ps(accm));
+    tile_store(R, C, acc, mn, out, ldo, accumulate);
+}
+TILE_SHAPES(q4_1)
+
+static void gemm_q4_1(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as, int nc, float *out,
+                      int64_t ldo, bool accumulate) {
+    run_tiles(q4_1_tiles, n / PLM_QK, w, ws, nr, a, as, nc, out, ldo, accumulate);
+}
+
+static float dot_q4_1(int64_t n, const void *w, const void *a) {
+    float r;
+    q4_1_1x1(n / PLM_QK, w, 0, a, 0, &r, 1, false);
+    return r;
 }
 
 /* Q5_0 x Q8_0: u = nibble | fifth bit << 4 in [0, 31]; sum((u - 16) a) =
@@ -229,28 +312,45 @@ static float dot_q5_1(int64_t n, const void *vw, const void *va) {
     return hsum_ps(_mm256_add_ps(acc0, acc1)) + _mm_cvtss_f32(_mm_movehdup_ps(accm));
 }
 
-/* Q8_0 x Q8_0. A weight of -128 still multiplies correctly (its sign moves to
- * the activation, which the quantizer keeps within [-127, 127]). */
-static float dot_q8_0(int64_t n, const void *vw, const void *va) {
-    const plm_block_q8_0 *w = vw;
-    const plm_block_q8_0 *a = va;
-    const int64_t nb = n / PLM_QK;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    int64_t i = 0;
-    for (; i + 1 < nb; i += 2) {
-        const __m256i p0 = dot_s8s8(_mm256_loadu_si256((const __m256i *)w[i].qs),
-                                    _mm256_loadu_si256((const __m256i *)a[i].qs));
-        const __m256i p1 = dot_s8s8(_mm256_loadu_si256((const __m256i *)w[i + 1].qs),
-                                    _mm256_loadu_si256((const __m256i *)a[i + 1].qs));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(sf(w[i].d) * sf(a[i].d)), _mm256_cvtepi32_ps(p0), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(sf(w[i + 1].d) * sf(a[i + 1].d)), _mm256_cvtepi32_ps(p1), acc1);
+/* Q8_0 x Q8_0: |w| into maddubs with w's sign moved onto a. A weight of -128
+ * still multiplies correctly (the quantizer keeps a within [-127, 127]). */
+static ALWAYS_INLINE void tile_q8_0(const int R, const int C, int64_t nb, const uint8_t *w, size_t ws,
+                                    const uint8_t *a, size_t as, float *out, int64_t ldo, bool accumulate) {
+    __m256 acc[TILE_R][TILE_C];
+    float zero[TILE_R][TILE_C];
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++) acc[r][c] = _mm256_setzero_ps(), zero[r][c] = 0.0f;
+    for (int64_t k = 0; k < nb; k++) {
+        __m256i y[TILE_C];
+        __m256 da[TILE_C];
+        for (int c = 0; c < C; c++) {
+            const plm_block_q8_0 *b = BLOCK(plm_block_q8_0, a, as, c, k);
+            y[c] = _mm256_loadu_si256((const __m256i *)b->qs);
+            da[c] = _mm256_set1_ps(sf(b->d));
+        }
+        for (int r = 0; r < R; r++) {
+            const plm_block_q8_0 *b = BLOCK(plm_block_q8_0, w, ws, r, k);
+            const __m256i q = _mm256_loadu_si256((const __m256i *)b->qs);
+            const __m256i qa = _mm256_sign_epi8(q, q);
+            const __m256 dw = _mm256_set1_ps(sf(b->d));
+            for (int c = 0; c < C; c++)
+                acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_u8s8(qa, _mm256_sign_epi8(y[c], q))),
+                                            _mm256_mul_ps(dw, da[c]), acc[r][c]);
+        }
     }
-    for (; i < nb; i++) {
-        const __m256i p0 = dot_s8s8(_mm256_loadu_si256((const __m256i *)w[i].qs),
-                                    _mm256_loadu_si256((const __m256i *)a[i].qs));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(sf(w[i].d) * sf(a[i].d)), _mm256_cvtepi32_ps(p0), acc0);
-    }
-    return hsum_ps(_mm256_add_ps(acc0, acc1));
+    tile_store(R, C, acc, zero, out, ldo, accumulate);
+}
+TILE_SHAPES(q8_0)
+
+static void gemm_q8_0(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as, int nc, float *out,
+                      int64_t ldo, bool accumulate) {
+    run_tiles(q8_0_tiles, n / PLM_QK, w, ws, nr, a, as, nc, out, ldo, accumulate);
+}
+
+static float dot_q8_0(int64_t n, const void *w, const void *a) {
+    float r;
+    q8_0_1x1(n / PLM_QK, w, 0, a, 0, &r, 1, false);
+    return r;
 }
 
 /* ------------------------------------------------------------ K-quants
@@ -358,39 +458,69 @@ static inline void k4_unpack(const uint8_t *s, uint32_t sc[2], uint32_t mn[2]) {
 }
 
 /* Q4_K x Q8_K: the low nibbles of qs[32j..] are sub-block 2j, the high nibbles
- * sub-block 2j+1. */
-static float dot_q4_K(int64_t n, const void *vw, const void *va) {
-    const plm_block_q4_K *w = vw;
-    const plm_block_q8_K *a = va;
-    const int64_t nb = n / PLM_QK_K;
+ * sub-block 2j+1. Per row and super-block the eight scale vectors are made once
+ * (kept on the stack) and used for the C tokens; the min term goes into the
+ * same vector accumulator with its own scale. */
+static ALWAYS_INLINE void tile_q4_K(const int R, const int C, int64_t nb, const uint8_t *w, size_t ws,
+                                    const uint8_t *a, size_t as, float *out, int64_t ldo, bool accumulate) {
     const __m256i m4 = _mm256_set1_epi8(0x0f);
-    __m256 acc = _mm256_setzero_ps();
-    __m128 accm = _mm_setzero_ps();
+    __m256 acc[TILE_R][TILE_C];
+    float zero[TILE_R][TILE_C];
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++) acc[r][c] = _mm256_setzero_ps(), zero[r][c] = 0.0f;
     for (int64_t i = 0; i < nb; i++) {
-        const float d = a[i].d * h2f(w[i].d);
-        const float dmin = -a[i].d * h2f(w[i].dmin);
-        uint32_t sc[2], mn[2];
-        k4_unpack(w[i].scales, sc, mn);
-        const __m128i mins = _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, (int)mn[1], (int)mn[0]));
-        const __m256i bsums = _mm256_loadu_si256((const __m256i *)a[i].bsums);
-        const __m128i q8s = _mm_hadd_epi16(_mm256_castsi256_si128(bsums), _mm256_extracti128_si256(bsums, 1));
-        accm = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(_mm_madd_epi16(mins, q8s)), accm);
-        const __m256i scales =
-            _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_set_epi32(0, 0, (int)sc[1], (int)sc[0])));
-        __m256i sumi0 = _mm256_setzero_si256(), sumi1 = _mm256_setzero_si256();
-        for (int j = 0; j < 4; j++) {
-            const __m256i q4 = _mm256_loadu_si256((const __m256i *)(w[i].qs + 32 * j));
-            const __m256i lo = _mm256_and_si256(q4, m4);
-            const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
-            const __m256i plo = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(a[i].qs + 64 * j)));
-            const __m256i phi = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(a[i].qs + 64 * j + 32)));
-            sumi0 = _mm256_add_epi32(sumi0, _mm256_madd_epi16(_mm256_shuffle_epi8(scales, shuf(k_word_shuf[2 * j])), plo));
-            sumi1 =
-                _mm256_add_epi32(sumi1, _mm256_madd_epi16(_mm256_shuffle_epi8(scales, shuf(k_word_shuf[2 * j + 1])), phi));
+        __m128i q8s[TILE_C];
+        float da[TILE_C];
+        for (int c = 0; c < C; c++) {
+            const plm_block_q8_K *b = BLOCK(plm_block_q8_K, a, as, c, i);
+            const __m256i bsums = _mm256_loadu_si256((const __m256i *)b->bsums);
+            q8s[c] = _mm_hadd_epi16(_mm256_castsi256_si128(bsums), _mm256_extracti128_si256(bsums, 1));
+            da[c] = b->d;
         }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(_mm256_add_epi32(sumi0, sumi1)), acc);
+        for (int r = 0; r < R; r++) {
+            const plm_block_q4_K *b = BLOCK(plm_block_q4_K, w, ws, r, i);
+            const float dw = h2f(b->d), dmin = h2f(b->dmin);
+            uint32_t sc[2], mn[2];
+            k4_unpack(b->scales, sc, mn);
+            const __m128i mins = _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, (int)mn[1], (int)mn[0]));
+            const __m256i scales =
+                _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_set_epi32(0, 0, (int)sc[1], (int)sc[0])));
+            __m256i sv[8];
+            for (int j = 0; j < 8; j++) sv[j] = _mm256_shuffle_epi8(scales, shuf(k_word_shuf[j]));
+            __m256i sumi[TILE_C];
+            for (int c = 0; c < C; c++) sumi[c] = _mm256_setzero_si256();
+            for (int j = 0; j < 4; j++) {
+                const __m256i q4 = _mm256_loadu_si256((const __m256i *)(b->qs + 32 * j));
+                const __m256i lo = _mm256_and_si256(q4, m4);
+                const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
+                for (int c = 0; c < C; c++) {
+                    const int8_t *qa = BLOCK(plm_block_q8_K, a, as, c, i)->qs + 64 * j;
+                    const __m256i plo = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)qa));
+                    const __m256i phi = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(qa + 32)));
+                    sumi[c] = _mm256_add_epi32(sumi[c], _mm256_add_epi32(_mm256_madd_epi16(sv[2 * j], plo),
+                                                                         _mm256_madd_epi16(sv[2 * j + 1], phi)));
+                }
+            }
+            for (int c = 0; c < C; c++) {
+                const __m256i m = _mm256_zextsi128_si256(_mm_madd_epi16(mins, q8s[c]));
+                acc[r][c] = _mm256_fmadd_ps(_mm256_set1_ps(da[c] * dw), _mm256_cvtepi32_ps(sumi[c]), acc[r][c]);
+                acc[r][c] = _mm256_fmadd_ps(_mm256_set1_ps(-da[c] * dmin), _mm256_cvtepi32_ps(m), acc[r][c]);
+            }
+        }
     }
-    return hsum_ps(acc) + hsum_ps128(accm);
+    tile_store(R, C, acc, zero, out, ldo, accumulate);
+}
+TILE_SHAPES(q4_K)
+
+static void gemm_q4_K(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as, int nc, float *out,
+                      int64_t ldo, bool accumulate) {
+    run_tiles(q4_K_tiles, n / PLM_QK_K, w, ws, nr, a, as, nc, out, ldo, accumulate);
+}
+
+static float dot_q4_K(int64_t n, const void *w, const void *a) {
+    float r;
+    q4_K_1x1(n / PLM_QK_K, w, 0, a, 0, &r, 1, false);
+    return r;
 }
 
 /* Q5_K x Q8_K: Q4_K plus the fifth bits, bit 2j (low nibbles) and 2j+1 (high
@@ -434,44 +564,66 @@ static float dot_q5_K(int64_t n, const void *vw, const void *va) {
 }
 
 /* Q6_K x Q8_K: q in [0, 63] goes into maddubs unsigned; the -32 offset is
- * applied once per super-block as 32 * sum(scale_k * bsums_k). */
-static float dot_q6_K(int64_t n, const void *vw, const void *va) {
-    const plm_block_q6_K *w = vw;
-    const plm_block_q8_K *a = va;
-    const int64_t nb = n / PLM_QK_K;
+ * applied once per super-block as 32 * sum(scale_k * bsums_k). Per row and
+ * half super-block the four q vectors are unpacked once for the C tokens. */
+static ALWAYS_INLINE void tile_q6_K(const int R, const int C, int64_t nb, const uint8_t *w, size_t ws,
+                                    const uint8_t *a, size_t as, float *out, int64_t ldo, bool accumulate) {
     const __m256i m4 = _mm256_set1_epi8(0x0f);
     const __m256i m2h = _mm256_set1_epi8(0x30);
-    __m256 acc = _mm256_setzero_ps();
+    __m256 acc[TILE_R][TILE_C];
+    float zero[TILE_R][TILE_C];
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++) acc[r][c] = _mm256_setzero_ps(), zero[r][c] = 0.0f;
     for (int64_t i = 0; i < nb; i++) {
-        const float d = a[i].d * h2f(w[i].d);
-        const __m256i sc_all = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w[i].scales));
-        const __m256i off = _mm256_madd_epi16(sc_all, _mm256_loadu_si256((const __m256i *)a[i].bsums));
-        __m256i sumi0 = _mm256_setzero_si256(), sumi1 = _mm256_setzero_si256();
-        for (int c = 0; c < 2; c++) {
-            const __m128i sc8 = _mm_loadl_epi64((const __m128i *)(w[i].scales + 8 * c));
-            const __m256i scales = _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(sc8));
-            const __m256i ql0 = _mm256_loadu_si256((const __m256i *)(w[i].ql + 64 * c));
-            const __m256i ql1 = _mm256_loadu_si256((const __m256i *)(w[i].ql + 64 * c + 32));
-            const __m256i qh = _mm256_loadu_si256((const __m256i *)(w[i].qh + 32 * c));
-            const __m256i q0 = _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m2h));
-            const __m256i q1 = _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m2h));
-            const __m256i q2 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m2h));
-            const __m256i q3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
-                                               _mm256_and_si256(_mm256_srli_epi16(qh, 2), m2h));
-            const int8_t *qa = a[i].qs + 128 * c;
-            const __m256i p0 = _mm256_maddubs_epi16(q0, _mm256_loadu_si256((const __m256i *)(qa + 0)));
-            const __m256i p1 = _mm256_maddubs_epi16(q1, _mm256_loadu_si256((const __m256i *)(qa + 32)));
-            const __m256i p2 = _mm256_maddubs_epi16(q2, _mm256_loadu_si256((const __m256i *)(qa + 64)));
-            const __m256i p3 = _mm256_maddubs_epi16(q3, _mm256_loadu_si256((const __m256i *)(qa + 96)));
-            sumi0 = _mm256_add_epi32(sumi0, _mm256_madd_epi16(_mm256_shuffle_epi8(scales, shuf(k_pair_shuf[0])), p0));
-            sumi1 = _mm256_add_epi32(sumi1, _mm256_madd_epi16(_mm256_shuffle_epi8(scales, shuf(k_pair_shuf[1])), p1));
-            sumi0 = _mm256_add_epi32(sumi0, _mm256_madd_epi16(_mm256_shuffle_epi8(scales, shuf(k_pair_shuf[2])), p2));
-            sumi1 = _mm256_add_epi32(sumi1, _mm256_madd_epi16(_mm256_shuffle_epi8(scales, shuf(k_pair_shuf[3])), p3));
+        for (int r = 0; r < R; r++) {
+            const plm_block_q6_K *b = BLOCK(plm_block_q6_K, w, ws, r, i);
+            const float dw = h2f(b->d);
+            const __m256i sc_all = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b->scales));
+            __m256i sumi[TILE_C];
+            for (int c = 0; c < C; c++) {
+                const __m256i bsums = _mm256_loadu_si256((const __m256i *)BLOCK(plm_block_q8_K, a, as, c, i)->bsums);
+                sumi[c] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(sc_all, bsums), 5));
+            }
+            for (int h = 0; h < 2; h++) {
+                const __m128i sc8 = _mm_loadl_epi64((const __m128i *)(b->scales + 8 * h));
+                const __m256i scales = _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(sc8));
+                const __m256i ql0 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h));
+                const __m256i ql1 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h + 32));
+                const __m256i qh = _mm256_loadu_si256((const __m256i *)(b->qh + 32 * h));
+                __m256i q[4], sv[4];
+                q[0] = _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m2h));
+                q[1] = _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m2h));
+                q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m2h));
+                q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+                                       _mm256_and_si256(_mm256_srli_epi16(qh, 2), m2h));
+                for (int k = 0; k < 4; k++) sv[k] = _mm256_shuffle_epi8(scales, shuf(k_pair_shuf[k]));
+                for (int c = 0; c < C; c++) {
+                    const int8_t *qa = BLOCK(plm_block_q8_K, a, as, c, i)->qs + 128 * h;
+                    for (int k = 0; k < 4; k++) {
+                        const __m256i p = _mm256_maddubs_epi16(q[k], _mm256_loadu_si256((const __m256i *)(qa + 32 * k)));
+                        sumi[c] = _mm256_add_epi32(sumi[c], _mm256_madd_epi16(sv[k], p));
+                    }
+                }
+            }
+            for (int c = 0; c < C; c++) {
+                const float da = BLOCK(plm_block_q8_K, a, as, c, i)->d;
+                acc[r][c] = _mm256_fmadd_ps(_mm256_set1_ps(da * dw), _mm256_cvtepi32_ps(sumi[c]), acc[r][c]);
+            }
         }
-        const __m256i sumi = _mm256_sub_epi32(_mm256_add_epi32(sumi0, sumi1), _mm256_slli_epi32(off, 5));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
     }
-    return hsum_ps(acc);
+    tile_store(R, C, acc, zero, out, ldo, accumulate);
+}
+TILE_SHAPES(q6_K)
+
+static void gemm_q6_K(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as, int nc, float *out,
+                      int64_t ldo, bool accumulate) {
+    run_tiles(q6_K_tiles, n / PLM_QK_K, w, ws, nr, a, as, nc, out, ldo, accumulate);
+}
+
+static float dot_q6_K(int64_t n, const void *w, const void *a) {
+    float r;
+    q6_K_1x1(n / PLM_QK_K, w, 0, a, 0, &r, 1, false);
+    return r;
 }
 
 /* ------------------------------------------------------- float formats
@@ -689,6 +841,11 @@ static void build_table(void) {
     g_table.vec_dot[PLM_TYPE_Q4_K] = dot_q4_K;
     g_table.vec_dot[PLM_TYPE_Q5_K] = dot_q5_K;
     g_table.vec_dot[PLM_TYPE_Q6_K] = dot_q6_K;
+    g_table.gemm[PLM_TYPE_Q4_0] = gemm_q4_0;
+    g_table.gemm[PLM_TYPE_Q4_1] = gemm_q4_1;
+    g_table.gemm[PLM_TYPE_Q8_0] = gemm_q8_0;
+    g_table.gemm[PLM_TYPE_Q4_K] = gemm_q4_K;
+    g_table.gemm[PLM_TYPE_Q6_K] = gemm_q6_K;
     g_table.quantize[PLM_TYPE_Q8_0] = quant_q8_0;
     g_table.quantize[PLM_TYPE_Q8_1] = quant_q8_1;
     g_table.quantize[PLM_TYPE_Q8_K] = quant_q8_K;
