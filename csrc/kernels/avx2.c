@@ -167,6 +167,16 @@ static ALWAYS_INLINE void tile_store(const int R, const int C, __m256 acc[TILE_R
 
 #define BLOCK(type, base, stride, i, k) ((const type *)((base) + (size_t)(i) * (stride)) + (k))
 
+/* Decode reads every weight once from memory, and several rows read side by
+ * side defeat the hardware prefetcher (4 rows at once ran at half the speed of
+ * one row at a time on a 30 MB matrix). The R rows of a tile are contiguous
+ * and so is the next tile, so while block k is computed the matching slice of
+ * the next tile is prefetched: one sequential stream again. */
+static ALWAYS_INLINE void prefetch_next_tile(const uint8_t *w, size_t ws, const int R, size_t bs, int64_t k) {
+    const uint8_t *p = w + (size_t)R * ws + (size_t)k * R * bs;
+    for (size_t off = 0; off < R * bs; off += 64) _mm_prefetch((const char *)(p + off), _MM_HINT_T0);
+}
+
 /* ------------------------------------------------- 32-element formats */
 
 /* Q4_0 x Q8_0: sum((q - 8) a) = maddubs(q, a) - maddubs(8, a), in int16 pairs
@@ -186,6 +196,7 @@ static ALWAYS_INLINE void tile_q4_0(const int R, const int C, int64_t nb, const 
             y8[c] = _mm256_maddubs_epi16(_mm256_set1_epi8(8), y[c]);
             da[c] = _mm256_set1_ps(sf(b->d));
         }
+        if (C == 1) prefetch_next_tile(w, ws, R, sizeof(plm_block_q4_0), k);
         for (int r = 0; r < R; r++) {
             const plm_block_q4_0 *b = BLOCK(plm_block_q4_0, w, ws, r, k);
             const __m256i q = unpack_nibbles(b->qs);
@@ -230,6 +241,7 @@ static ALWAYS_INLINE void tile_q4_1(const int R, const int C, int64_t nb, const 
             da[c] = _mm256_set1_ps(sf(b->d));
             sa[c] = sf(b->s);
         }
+        if (C == 1) prefetch_next_tile(w, ws, R, sizeof(plm_block_q4_1), k);
         for (int r = 0; r < R; r++) {
             const plm_block_q4_1 *b = BLOCK(plm_block_q4_1, w, ws, r, k);
             const __m256i q = unpack_nibbles(b->qs);
@@ -328,6 +340,7 @@ static ALWAYS_INLINE void tile_q8_0(const int R, const int C, int64_t nb, const 
             y[c] = _mm256_loadu_si256((const __m256i *)b->qs);
             da[c] = _mm256_set1_ps(sf(b->d));
         }
+        if (C == 1) prefetch_next_tile(w, ws, R, sizeof(plm_block_q8_0), k);
         for (int r = 0; r < R; r++) {
             const plm_block_q8_0 *b = BLOCK(plm_block_q8_0, w, ws, r, k);
             const __m256i q = _mm256_loadu_si256((const __m256i *)b->qs);
@@ -477,6 +490,7 @@ static ALWAYS_INLINE void tile_q4_K(const int R, const int C, int64_t nb, const 
             q8s[c] = _mm_hadd_epi16(_mm256_castsi256_si128(bsums), _mm256_extracti128_si256(bsums, 1));
             da[c] = b->d;
         }
+        if (C == 1) prefetch_next_tile(w, ws, R, sizeof(plm_block_q4_K), i);
         for (int r = 0; r < R; r++) {
             const plm_block_q4_K *b = BLOCK(plm_block_q4_K, w, ws, r, i);
             const float dw = h2f(b->d), dmin = h2f(b->dmin);
@@ -575,6 +589,7 @@ static ALWAYS_INLINE void tile_q6_K(const int R, const int C, int64_t nb, const 
     for (int r = 0; r < R; r++)
         for (int c = 0; c < C; c++) acc[r][c] = _mm256_setzero_ps(), zero[r][c] = 0.0f;
     for (int64_t i = 0; i < nb; i++) {
+        if (C == 1) prefetch_next_tile(w, ws, R, sizeof(plm_block_q6_K), i);
         for (int r = 0; r < R; r++) {
             const plm_block_q6_K *b = BLOCK(plm_block_q6_K, w, ws, r, i);
             const float dw = h2f(b->d);
