@@ -122,6 +122,16 @@ BENCH_THREADS ?= 2
 bench: $(BUILD)/plm-bench
 	python3 bench/run.py --threads $(BENCH_THREADS) --bench-bin $(BUILD)/plm-bench --no-build
 
+# The suite: the default model, then random-weight files with the shapes of SmolLM2-135M and Llama-3.2-1B
+# in Q4_0, Q4_1, Q8_0 and Q4_K_M (tools/make_bench_models.py writes the missing ones first), one table.
+# About 50 minutes on an idle 2-core machine; BENCH_SUITE_ARGS="--rounds 2 --reps 2" halves it, "--qwen" adds
+# the Qwen2.5-0.5B shape, "--dry-run" only prints the plan and the estimate.
+BENCH_SUITE_ARGS ?=
+.PHONY: bench-suite
+bench-suite: $(BUILD)/plm-bench
+	python3 bench/run.py --suite --make-models --threads $(BENCH_THREADS) --bench-bin $(BUILD)/plm-bench --no-build \
+	    $(BENCH_SUITE_ARGS)
+
 $(BUILD)/plm-bench: bench/plm_bench.c $(BUILD)/libpocketlm.a
 	$(CC) $(ALLFLAGS) -o $@ $< $(BUILD)/libpocketlm.a $(LDLIBS)
 
