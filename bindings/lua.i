@@ -804,6 +804,7 @@ PLMLUA_HANDLE_OUT(plm_generator, 1)
     lua_pushinteger(L, $1->eos); lua_setfield(L, -2, "eos");
     lua_pushinteger(L, $1->eot); lua_setfield(L, -2, "eot");
     lua_pushboolean(L, $1->add_bos); lua_setfield(L, -2, "add_bos");
+    lua_pushinteger(L, $1->n_cls_out); lua_setfield(L, -2, "n_cls_out");
     SWIG_arg++;
 }
 

@@ -139,6 +139,7 @@ static const char *plmb_error_message(void) {
  * below take them concatenated, with their lengths. */
 %ignore plm_classify;
 %ignore plm_embed;
+%ignore plm_classify_head;
 /* State and sequence history go through helpers with caller-sized buffers. */
 %ignore plm_context_state_save;
 %ignore plm_context_state_load;
@@ -399,6 +400,23 @@ plm_status plmb_embed(plm_context *ctx, const plm_token *flat, int32_t n_flat, c
     const plm_token **ptrs = NULL;
     if ((st = plmb_split(flat, n_flat, lens, n_lens, &ptrs))) return st;
     st = plm_embed(ctx, ptrs, lens, n_lens, (plm_pooling)pooling, normalize, out_floats);
+    free(ptrs);
+    return st;
+}
+
+/* plm_classify_head with the texts' tokens concatenated in flat (lens[i] tokens
+ * for text i). out_floats (at least 2 x n_lens x n_cls_out) receives the scores
+ * (n_lens rows of n_cls_out) and then the probabilities (the same). */
+plm_status plmb_classify_head(plm_context *ctx, const plm_token *flat, int32_t n_flat, const int32_t *lens,
+                              int32_t n_lens, float *out_floats, int32_t n_out_floats) {
+    if (!ctx) return plmb_fail(PLM_ERR_ARG, "plm_classify_head: ctx is NULL");
+    int64_t k = plm_model_n_cls_out(plm_context_model(ctx));
+    if (n_lens > 0 && k > 0 && ((int64_t)n_out_floats < 2 * (int64_t)n_lens * k || !out_floats))
+        return plmb_fail(PLM_ERR_ARG, "the output buffer must hold 2 x n_cls_out floats per text");
+    const plm_token **ptrs = NULL;
+    plm_status st = plmb_split(flat, n_flat, lens, n_lens, &ptrs);
+    if (st) return st;
+    st = plm_classify_head(ctx, ptrs, lens, n_lens, out_floats, out_floats ? out_floats + (n_lens > 0 ? n_lens : 0) * k : NULL);
     free(ptrs);
     return st;
 }

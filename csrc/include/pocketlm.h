@@ -106,6 +106,7 @@ typedef struct plm_model_info {
     uint64_t n_bytes;          /* bytes of tensor data */
     plm_token bos, eos, eot;   /* -1 when absent */
     bool add_bos;
+    int32_t n_cls_out;         /* outputs of the classification head; 0 without one */
 } plm_model_info;
 
 /* Fills *out. Strings are borrowed: valid while the model lives. */
@@ -362,6 +363,38 @@ typedef enum plm_pooling {
  * sequence id of ctx. */
 PLM_API plm_status plm_embed(plm_context *ctx, const plm_token *const *texts, const int32_t *lens, int32_t n_texts,
                              plm_pooling pooling, bool normalize, float *out);
+
+/* Classification heads. A GGUF may carry a sequence-classification head in
+ * llama.cpp's layout: tensors cls.weight (+ cls.bias) and/or cls.output.weight
+ * (+ cls.output.bias), the key <arch>.pooling_type and the label names in
+ * <arch>.classifier.output_labels. The model then maps a text to n_cls_out
+ * scores directly, in one pass, without a prompt or label tokens. */
+
+/* Number of head outputs (labels); 0 when the model has no head. */
+PLM_API int32_t plm_model_n_cls_out(const plm_model *model);
+/* Name of head output i (from <arch>.classifier.output_labels, else "LABEL_<i>");
+ * NULL when i is out of range or there is no head. Borrowed: valid while the
+ * model lives. */
+PLM_API const char *plm_model_cls_label(const plm_model *model, int32_t i);
+/* How the head pools a text's final hidden states: the file's pooling type
+ * (mean, cls), or PLM_POOL_LAST for "last", "rank" (llama.cpp's reranker type),
+ * "none" or no key (every supported family is a causal decoder, whose last
+ * token is the one that has seen the whole text). PLM_POOL_LAST without a head. */
+PLM_API plm_pooling plm_model_cls_pooling(const plm_model *model);
+
+/* Runs the model's classification head on n_texts token sequences: each text
+ * is evaluated as its own sequence (several per decode), its final hidden
+ * states (after the output norm, as plm_embed) are pooled as
+ * plm_model_cls_pooling says, and the head is applied:
+ *   y = tanh(cls.weight h + cls.bias)          when cls.weight is present
+ *   scores = cls.output.weight y + cls.output.bias   when cls.output.weight is
+ * (missing biases count as zero). scores_out (may be NULL): n_texts x n_cls_out
+ * raw scores, row by row. probs_out (may be NULL): their softmax per text, or
+ * the sigmoid of the score when the head has one output. Both caller-owned.
+ * Uses every sequence id of ctx and leaves the cache empty, as plm_embed.
+ * A model without a head gives PLM_ERR_UNSUPPORTED; an empty text PLM_ERR_ARG. */
+PLM_API plm_status plm_classify_head(plm_context *ctx, const plm_token *const *texts, const int32_t *lens,
+                                     int32_t n_texts, float *scores_out, float *probs_out);
 
 /* Frees memory returned by pocketlm (NULL is a no-op). */
 PLM_API void plm_free(void *p);
