@@ -179,47 +179,146 @@ static ALWAYS_INLINE void prefetch_next_tile(const uint8_t *w, size_t ws, const 
 
 /* ------------------------------------------------- 32-element formats */
 
-/* Q4_0 x Q8_0: sum((q - 8) a) = maddubs(q, a) - maddubs(8, a), in int16 pairs
- * (no overflow: 15*127*2 and 8*127*2); maddubs(8, a) is shared by the R rows. */
-static ALWAYS_INLINE void tile_q4_0(const int R, const int C, int64_t nb, const uint8_t *w, size_t ws,
-                                    const uint8_t *a, size_t as, float *out, int64_t ldo, bool accumulate) {
-    __m256 acc[TILE_R][TILE_C];
-    float zero[TILE_R][TILE_C];
-    for (int r = 0; r < R; r++)
-        for (int c = 0; c < C; c++) acc[r][c] = _mm256_setzero_ps(), zero[r][c] = 0.0f;
-    for (int64_t k = 0; k < nb; k++) {
-        __m256i y[TILE_C], y8[TILE_C];
-        __m256 da[TILE_C];
-        for (int c = 0; c < C; c++) {
-            const plm_block_q8_0 *b = BLOCK(plm_block_q8_0, a, as, c, k);
-            y[c] = _mm256_loadu_si256((const __m256i *)b->qs);
-            y8[c] = _mm256_maddubs_epi16(_mm256_set1_epi8(8), y[c]);
-            da[c] = _mm256_set1_ps(sf(b->d));
-        }
-        if (C == 1) prefetch_next_tile(w, ws, R, sizeof(plm_block_q4_0), k);
-        for (int r = 0; r < R; r++) {
-            const plm_block_q4_0 *b = BLOCK(plm_block_q4_0, w, ws, r, k);
-            const __m256i q = unpack_nibbles(b->qs);
-            const __m256 dw = _mm256_set1_ps(sf(b->d));
-            for (int c = 0; c < C; c++) {
-                const __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q, y[c]), y8[c]);
-                acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(p, _mm256_set1_epi16(1))),
-                                            _mm256_mul_ps(dw, da[c]), acc[r][c]);
+/* ------------------------------------------ eight rows in eight lanes
+ * For Q4_0 the weights of 8 rows go side by side, one row per 32-bit lane, so
+ * that the per-block scale work is done once for 8 rows. Rows j and j+4 share
+ * a 256-bit load; after splitting the nibbles, a 4 x 4 dword transpose within
+ * each 128-bit half gives vectors L[g] and H[g] whose lane holds elements
+ * 4g..4g+3 (L) or 16+4g..16+4g+3 (H) of one row (rows 0-3 low half, 4-7
+ * high half), so the matching 4 activations are a plain broadcast load.
+ * Products are summed in int16 over the block (at most 15*127*2*8 = 30480, no
+ * saturation), once in int32, converted once and scaled by the vector of the
+ * 8 rows' scales; the offset of 8 is taken off as 8 * sum(a), summed once per
+ * activation block. Entries are exact integer sums followed by the same float
+ * steps whatever the tile, so gemm and vec_dot agree bit for bit. In prefill a
+ * row group's blocks are unpacked once into a stack buffer and reused for
+ * every token. */
+
+#define X8_KCHUNK 64  /* blocks of a row group unpacked at once (64 * 288 bytes) */
+#define X8_COLS 64    /* tokens of one pass (their accumulators and block sums stay on the stack) */
+
+typedef struct x8_block {
+    __m256i v[8]; /* L[0..3], H[0..3] */
+    __m256 d;     /* the 8 rows' scales */
+} x8_block;
+
+/* In-lane 4 x 4 dword transpose: v[g] lane j (of each half) = dword g of x[j]. */
+static ALWAYS_INLINE void x8_transpose(const __m256i x[4], __m256i v[4]) {
+    const __m256i t0 = _mm256_unpacklo_epi32(x[0], x[1]), t1 = _mm256_unpackhi_epi32(x[0], x[1]);
+    const __m256i t2 = _mm256_unpacklo_epi32(x[2], x[3]), t3 = _mm256_unpackhi_epi32(x[2], x[3]);
+    v[0] = _mm256_unpacklo_epi64(t0, t2);
+    v[1] = _mm256_unpackhi_epi64(t0, t2);
+    v[2] = _mm256_unpacklo_epi64(t1, t3);
+    v[3] = _mm256_unpackhi_epi64(t1, t3);
+}
+
+/* Block k of 8 rows (row j at w + rows[j] * ws; short groups repeat a row). */
+static ALWAYS_INLINE void x8_unpack_q4_0(const uint8_t *w, size_t ws, const int rows[8], int64_t k, x8_block *o) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    const plm_block_q4_0 *b[8];
+    for (int j = 0; j < 8; j++) b[j] = BLOCK(plm_block_q4_0, w, ws, rows[j], k);
+    __m256i lo[4], hi[4];
+    for (int j = 0; j < 4; j++) {
+        const __m256i x = _mm256_loadu2_m128i((const __m128i *)b[j + 4]->qs, (const __m128i *)b[j]->qs);
+        lo[j] = _mm256_and_si256(x, m4);
+        hi[j] = _mm256_and_si256(_mm256_srli_epi16(x, 4), m4);
+    }
+    x8_transpose(lo, o->v);
+    x8_transpose(hi, o->v + 4);
+    o->d = _mm256_cvtph_ps(_mm_setr_epi16((short)b[0]->d, (short)b[1]->d, (short)b[2]->d, (short)b[3]->d,
+                                          (short)b[4]->d, (short)b[5]->d, (short)b[6]->d, (short)b[7]->d));
+}
+
+/* 8 * sum(a) of a Q8_0 block. */
+static ALWAYS_INLINE int32_t q8_0_sum8(const plm_block_q8_0 *y) {
+    const __m256i s = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(8), _mm256_loadu_si256((const __m256i *)y->qs)),
+                                        _mm256_set1_epi16(1));
+    __m128i h = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+    h = _mm_add_epi32(h, _mm_shuffle_epi32(h, _MM_SHUFFLE(1, 0, 3, 2)));
+    h = _mm_add_epi32(h, _mm_shuffle_epi32(h, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm_cvtsi128_si32(h);
+}
+
+/* Four activation bytes starting at p, in every lane. */
+static ALWAYS_INLINE __m256i bcast4(const int8_t *p) {
+    int32_t x;
+    memcpy(&x, p, 4);
+    return _mm256_set1_epi32(x);
+}
+
+/* Integer sums of 8 unsigned weight rows (x8 layout) with activation block qs: int16 pairs per row. */
+static ALWAYS_INLINE __m256i x8_isum16(const __m256i v[8], const int8_t *qs) {
+    const __m256i l = _mm256_add_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(v[0], bcast4(qs + 0)), _mm256_maddubs_epi16(v[1], bcast4(qs + 4))),
+                                       _mm256_add_epi16(_mm256_maddubs_epi16(v[2], bcast4(qs + 8)), _mm256_maddubs_epi16(v[3], bcast4(qs + 12))));
+    const __m256i h = _mm256_add_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(v[4], bcast4(qs + 16)), _mm256_maddubs_epi16(v[5], bcast4(qs + 20))),
+                                       _mm256_add_epi16(_mm256_maddubs_epi16(v[6], bcast4(qs + 24)), _mm256_maddubs_epi16(v[7], bcast4(qs + 28))));
+    return _mm256_add_epi16(l, h);
+}
+
+/* acc (8 rows) += W block . activation block y, sum8 = 8 * sum(y). */
+static ALWAYS_INLINE __m256 x8_q4_0_step(const x8_block *b, const plm_block_q8_0 *y, int32_t sum8, __m256 acc) {
+    const __m256i p = _mm256_sub_epi32(_mm256_madd_epi16(x8_isum16(b->v, y->qs), _mm256_set1_epi16(1)), _mm256_set1_epi32(sum8));
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(b->d, _mm256_set1_ps(sf(y->d))), acc);
+}
+
+/* Stores lanes j < nr of acc into out[j] (=|+=). */
+static ALWAYS_INLINE void x8_store(__m256 acc, int nr, float *out, bool accumulate) {
+    float v[8];
+    _mm256_storeu_ps(v, acc);
+    for (int j = 0; j < nr; j++) {
+        if (accumulate) out[j] += v[j];
+        else out[j] = v[j];
+    }
+}
+
+static void gemm_q4_0(int64_t n, const void *vw, size_t ws, int nr, const void *va, size_t as, int nc, float *out,
+                      int64_t ldo, bool accumulate) {
+    const uint8_t *w = vw, *a = va;
+    const int64_t nb = n / PLM_QK;
+    const int cols = (int)(nb * X8_COLS <= 4096 ? X8_COLS : (4096 / nb > 0 ? 4096 / nb : 1));
+    int32_t sum8[4096];
+    __m256 acc[X8_COLS];
+    x8_block blk[X8_KCHUNK];
+    for (int c0 = 0; c0 < nc; c0 += cols) {
+        const int ncg = nc - c0 < cols ? nc - c0 : cols;
+        const int64_t nsum = nb * ncg <= 4096 ? nb : 0; /* one token with a huge row: sums on the fly */
+        for (int c = 0; c < ncg && nsum; c++)
+            for (int64_t k = 0; k < nb; k++) sum8[c * nb + k] = q8_0_sum8(BLOCK(plm_block_q8_0, a, as, c0 + c, k));
+        for (int r0 = 0; r0 < nr; r0 += 8) {
+            int rows[8];
+            for (int j = 0; j < 8; j++) rows[j] = r0 + (r0 + j < nr ? j : nr - 1 - r0);
+            for (int c = 0; c < ncg; c++) acc[c] = _mm256_setzero_ps();
+            for (int64_t k0 = 0; k0 < nb; k0 += X8_KCHUNK) {
+                const int64_t kc = nb - k0 < X8_KCHUNK ? nb - k0 : X8_KCHUNK;
+                if (ncg == 1) {
+                    /* decode: unpack in registers; prefetch the next row group (see prefetch_next_tile) */
+                    const plm_block_q8_0 *y = BLOCK(plm_block_q8_0, a, as, c0, 0);
+                    for (int64_t k = k0; k < k0 + kc; k++) {
+                        x8_block b;
+                        prefetch_next_tile(w + (size_t)r0 * ws, ws, 8, sizeof(plm_block_q4_0), k);
+                        x8_unpack_q4_0(w, ws, rows, k, &b);
+                        acc[0] = x8_q4_0_step(&b, &y[k], nsum ? sum8[k] : q8_0_sum8(&y[k]), acc[0]);
+                    }
+                    continue;
+                }
+                for (int64_t k = 0; k < kc; k++) x8_unpack_q4_0(w, ws, rows, k0 + k, &blk[k]);
+                for (int c = 0; c < ncg; c++) {
+                    const plm_block_q8_0 *y = BLOCK(plm_block_q8_0, a, as, c0 + c, k0);
+                    const int32_t *s8 = &sum8[c * nb + k0];
+                    __m256 ac = acc[c];
+                    for (int64_t k = 0; k < kc; k++) ac = x8_q4_0_step(&blk[k], &y[k], s8[k], ac);
+                    acc[c] = ac;
+                }
             }
+            for (int c = 0; c < ncg; c++)
+                x8_store(acc[c], nr - r0 < 8 ? nr - r0 : 8, out + (int64_t)(c0 + c) * ldo + r0, accumulate);
         }
     }
-    tile_store(R, C, acc, zero, out, ldo, accumulate);
-}
-TILE_SHAPES(q4_0)
-
-static void gemm_q4_0(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as, int nc, float *out,
-                      int64_t ldo, bool accumulate) {
-    run_tiles(q4_0_tiles, n / PLM_QK, w, ws, nr, a, as, nc, out, ldo, accumulate);
 }
 
 static float dot_q4_0(int64_t n, const void *w, const void *a) {
     float r;
-    q4_0_1x1(n / PLM_QK, w, 0, a, 0, &r, 1, false);
+    gemm_q4_0(n, w, 0, 1, a, 0, 1, &r, 1, false);
     return r;
 }
 
