@@ -194,12 +194,16 @@ static ALWAYS_INLINE void prefetch_next_tile(const uint8_t *w, size_t ws, const 
  * row group's blocks are unpacked once into a stack buffer and reused for
  * every token. */
 
-#define X8_KCHUNK 64  /* blocks of a row group unpacked at once (64 * 288 bytes) */
+#define X8_KCHUNK 32  /* blocks of a row group unpacked at once (32 * 576 bytes) */
 #define X8_COLS 64    /* tokens of one pass (their accumulators and block sums stay on the stack) */
 
+typedef enum { X8_Q4_0, X8_Q4_1, X8_Q8_0 } x8_kind;
+
 typedef struct x8_block {
-    __m256i v[8]; /* L[0..3], H[0..3] */
-    __m256 d;     /* the 8 rows' scales */
+    __m256i v[8];  /* L[0..3], H[0..3]: unsigned weights (Q8_0: |w|) */
+    __m256i sg[8]; /* Q8_0: the signed weights, whose signs go onto the activations */
+    __m256 d;      /* the 8 rows' scales */
+    __m256 m;      /* Q4_1: the 8 rows' mins */
 } x8_block;
 
 /* In-lane 4 x 4 dword transpose: v[g] lane j (of each half) = dword g of x[j]. */
@@ -211,6 +215,10 @@ static ALWAYS_INLINE void x8_transpose(const __m256i x[4], __m256i v[4]) {
     v[2] = _mm256_unpacklo_epi64(t1, t3);
     v[3] = _mm256_unpackhi_epi64(t1, t3);
 }
+
+#define X8_F16x8(b, f) \
+    _mm256_cvtph_ps(_mm_setr_epi16((short)b[0]->f, (short)b[1]->f, (short)b[2]->f, (short)b[3]->f, (short)b[4]->f, \
+                                   (short)b[5]->f, (short)b[6]->f, (short)b[7]->f))
 
 /* Block k of 8 rows (row j at w + rows[j] * ws; short groups repeat a row). */
 static ALWAYS_INLINE void x8_unpack_q4_0(const uint8_t *w, size_t ws, const int rows[8], int64_t k, x8_block *o) {
@@ -225,8 +233,46 @@ static ALWAYS_INLINE void x8_unpack_q4_0(const uint8_t *w, size_t ws, const int 
     }
     x8_transpose(lo, o->v);
     x8_transpose(hi, o->v + 4);
-    o->d = _mm256_cvtph_ps(_mm_setr_epi16((short)b[0]->d, (short)b[1]->d, (short)b[2]->d, (short)b[3]->d,
-                                          (short)b[4]->d, (short)b[5]->d, (short)b[6]->d, (short)b[7]->d));
+    o->d = X8_F16x8(b, d);
+}
+
+static ALWAYS_INLINE void x8_unpack_q4_1(const uint8_t *w, size_t ws, const int rows[8], int64_t k, x8_block *o) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    const plm_block_q4_1 *b[8];
+    for (int j = 0; j < 8; j++) b[j] = BLOCK(plm_block_q4_1, w, ws, rows[j], k);
+    __m256i lo[4], hi[4];
+    for (int j = 0; j < 4; j++) {
+        const __m256i x = _mm256_loadu2_m128i((const __m128i *)b[j + 4]->qs, (const __m128i *)b[j]->qs);
+        lo[j] = _mm256_and_si256(x, m4);
+        hi[j] = _mm256_and_si256(_mm256_srli_epi16(x, 4), m4);
+    }
+    x8_transpose(lo, o->v);
+    x8_transpose(hi, o->v + 4);
+    o->d = X8_F16x8(b, d);
+    o->m = X8_F16x8(b, m);
+}
+
+/* Q8_0: rows j and j+4 side by side for elements 0..15 (L) and 16..31 (H). */
+static ALWAYS_INLINE void x8_unpack_q8_0(const uint8_t *w, size_t ws, const int rows[8], int64_t k, x8_block *o) {
+    const plm_block_q8_0 *b[8];
+    for (int j = 0; j < 8; j++) b[j] = BLOCK(plm_block_q8_0, w, ws, rows[j], k);
+    __m256i lo[4], hi[4];
+    for (int j = 0; j < 4; j++) {
+        lo[j] = _mm256_loadu2_m128i((const __m128i *)b[j + 4]->qs, (const __m128i *)b[j]->qs);
+        hi[j] = _mm256_loadu2_m128i((const __m128i *)(b[j + 4]->qs + 16), (const __m128i *)(b[j]->qs + 16));
+    }
+    x8_transpose(lo, o->sg);
+    x8_transpose(hi, o->sg + 4);
+    for (int g = 0; g < 8; g++) o->v[g] = _mm256_sign_epi8(o->sg[g], o->sg[g]);
+    o->d = X8_F16x8(b, d);
+}
+
+static ALWAYS_INLINE void x8_unpack(x8_kind kind, const uint8_t *w, size_t ws, const int rows[8], int64_t k, x8_block *o) {
+    switch (kind) {
+    case X8_Q4_0: x8_unpack_q4_0(w, ws, rows, k, o); break;
+    case X8_Q4_1: x8_unpack_q4_1(w, ws, rows, k, o); break;
+    case X8_Q8_0: x8_unpack_q8_0(w, ws, rows, k, o); break;
+    }
 }
 
 /* 8 * sum(a) of a Q8_0 block. */
@@ -255,10 +301,47 @@ static ALWAYS_INLINE __m256i x8_isum16(const __m256i v[8], const int8_t *qs) {
     return _mm256_add_epi16(l, h);
 }
 
-/* acc (8 rows) += W block . activation block y, sum8 = 8 * sum(y). */
-static ALWAYS_INLINE __m256 x8_q4_0_step(const x8_block *b, const plm_block_q8_0 *y, int32_t sum8, __m256 acc) {
-    const __m256i p = _mm256_sub_epi32(_mm256_madd_epi16(x8_isum16(b->v, y->qs), _mm256_set1_epi16(1)), _mm256_set1_epi32(sum8));
-    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(b->d, _mm256_set1_ps(sf(y->d))), acc);
+/* Q8_0 weights: |w| x sign(a, w) pairs reach 2*128*127, so each product
+ * vector goes to int32 before the sum. */
+static ALWAYS_INLINE __m256i x8_isum32_signed(const x8_block *b, const int8_t *qs) {
+    __m256i s = _mm256_setzero_si256();
+    for (int g = 0; g < 8; g++) {
+        const __m256i a = bcast4(qs + 4 * (g & 3) + 16 * (g >> 2));
+        s = _mm256_add_epi32(s, _mm256_madd_epi16(_mm256_maddubs_epi16(b->v[g], _mm256_sign_epi8(a, b->sg[g])),
+                                                  _mm256_set1_epi16(1)));
+    }
+    return s;
+}
+
+/* acc (8 rows) += W block . activation block k of the token at y; sum8 = 8 * sum(a) (Q4_0). */
+static ALWAYS_INLINE __m256 x8_step(x8_kind kind, const x8_block *b, const uint8_t *y, int64_t k, int32_t sum8,
+                                    __m256 acc, __m256 *macc) {
+    switch (kind) {
+    case X8_Q4_0: {
+        const plm_block_q8_0 *a = (const plm_block_q8_0 *)y + k;
+        const __m256i p = _mm256_sub_epi32(_mm256_madd_epi16(x8_isum16(b->v, a->qs), _mm256_set1_epi16(1)), _mm256_set1_epi32(sum8));
+        return _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(b->d, _mm256_set1_ps(sf(a->d))), acc);
+    }
+    case X8_Q4_1: {
+        const plm_block_q8_1 *a = (const plm_block_q8_1 *)y + k;
+        const __m256i p = _mm256_madd_epi16(x8_isum16(b->v, a->qs), _mm256_set1_epi16(1));
+        *macc = _mm256_fmadd_ps(b->m, _mm256_set1_ps(sf(a->s)), *macc);
+        return _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(b->d, _mm256_set1_ps(sf(a->d))), acc);
+    }
+    case X8_Q8_0: {
+        const plm_block_q8_0 *a = (const plm_block_q8_0 *)y + k;
+        const __m256i p = x8_isum32_signed(b, a->qs);
+        return _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(b->d, _mm256_set1_ps(sf(a->d))), acc);
+    }
+    }
+    return acc;
+}
+
+static ALWAYS_INLINE size_t x8_wblock(x8_kind kind) {
+    return kind == X8_Q4_0 ? sizeof(plm_block_q4_0) : kind == X8_Q4_1 ? sizeof(plm_block_q4_1) : sizeof(plm_block_q8_0);
+}
+static ALWAYS_INLINE size_t x8_ablock(x8_kind kind) {
+    return kind == X8_Q4_1 ? sizeof(plm_block_q8_1) : sizeof(plm_block_q8_0);
 }
 
 /* Stores lanes j < nr of acc into out[j] (=|+=). */
@@ -271,99 +354,83 @@ static ALWAYS_INLINE void x8_store(__m256 acc, int nr, float *out, bool accumula
     }
 }
 
-static void gemm_q4_0(int64_t n, const void *vw, size_t ws, int nr, const void *va, size_t as, int nc, float *out,
-                      int64_t ldo, bool accumulate) {
+/* W (nr rows, ws bytes apart) x A (nc tokens, as bytes apart) for the x8 kinds. */
+static ALWAYS_INLINE void x8_gemm(x8_kind kind, int64_t n, const void *vw, size_t ws, int nr, const void *va, size_t as,
+                                  int nc, float *out, int64_t ldo, bool accumulate) {
     const uint8_t *w = vw, *a = va;
     const int64_t nb = n / PLM_QK;
     const int cols = (int)(nb * X8_COLS <= 4096 ? X8_COLS : (4096 / nb > 0 ? 4096 / nb : 1));
     int32_t sum8[4096];
-    __m256 acc[X8_COLS];
+    __m256 acc[X8_COLS], macc[X8_COLS]; /* macc: Q4_1's min terms, added at the end as llama.cpp does */
     x8_block blk[X8_KCHUNK];
     for (int c0 = 0; c0 < nc; c0 += cols) {
         const int ncg = nc - c0 < cols ? nc - c0 : cols;
-        const int64_t nsum = nb * ncg <= 4096 ? nb : 0; /* one token with a huge row: sums on the fly */
-        for (int c = 0; c < ncg && nsum; c++)
+        /* Q4_0's 8 * sum(a) per block, once per token (on the fly for one token with a huge row) */
+        const bool sums = kind == X8_Q4_0 && nb * ncg <= 4096;
+        for (int c = 0; c < ncg && sums; c++)
             for (int64_t k = 0; k < nb; k++) sum8[c * nb + k] = q8_0_sum8(BLOCK(plm_block_q8_0, a, as, c0 + c, k));
         for (int r0 = 0; r0 < nr; r0 += 8) {
             int rows[8];
-            for (int j = 0; j < 8; j++) rows[j] = r0 + (r0 + j < nr ? j : nr - 1 - r0);
-            for (int c = 0; c < ncg; c++) acc[c] = _mm256_setzero_ps();
+            for (int j = 0; j < 8; j++) rows[j] = r0 + j < nr ? r0 + j : nr - 1;
+            for (int c = 0; c < ncg; c++) acc[c] = macc[c] = _mm256_setzero_ps();
             for (int64_t k0 = 0; k0 < nb; k0 += X8_KCHUNK) {
                 const int64_t kc = nb - k0 < X8_KCHUNK ? nb - k0 : X8_KCHUNK;
                 if (ncg == 1) {
                     /* decode: unpack in registers; prefetch the next row group (see prefetch_next_tile) */
-                    const plm_block_q8_0 *y = BLOCK(plm_block_q8_0, a, as, c0, 0);
+                    const uint8_t *y = a + (size_t)c0 * as;
                     for (int64_t k = k0; k < k0 + kc; k++) {
                         x8_block b;
-                        prefetch_next_tile(w + (size_t)r0 * ws, ws, 8, sizeof(plm_block_q4_0), k);
-                        x8_unpack_q4_0(w, ws, rows, k, &b);
-                        acc[0] = x8_q4_0_step(&b, &y[k], nsum ? sum8[k] : q8_0_sum8(&y[k]), acc[0]);
+                        prefetch_next_tile(w + (size_t)r0 * ws, ws, 8, x8_wblock(kind), k);
+                        x8_unpack(kind, w, ws, rows, k, &b);
+                        const int32_t s8 = kind != X8_Q4_0 ? 0 : sums ? sum8[k] : q8_0_sum8((const plm_block_q8_0 *)y + k);
+                        acc[0] = x8_step(kind, &b, y, k, s8, acc[0], &macc[0]);
                     }
                     continue;
                 }
-                for (int64_t k = 0; k < kc; k++) x8_unpack_q4_0(w, ws, rows, k0 + k, &blk[k]);
+                for (int64_t k = 0; k < kc; k++) x8_unpack(kind, w, ws, rows, k0 + k, &blk[k]);
                 for (int c = 0; c < ncg; c++) {
-                    const plm_block_q8_0 *y = BLOCK(plm_block_q8_0, a, as, c0 + c, k0);
+                    const uint8_t *y = a + (size_t)(c0 + c) * as + (size_t)k0 * x8_ablock(kind);
                     const int32_t *s8 = &sum8[c * nb + k0];
-                    __m256 ac = acc[c];
-                    for (int64_t k = 0; k < kc; k++) ac = x8_q4_0_step(&blk[k], &y[k], s8[k], ac);
+                    __m256 ac = acc[c], mc = macc[c];
+                    for (int64_t k = 0; k < kc; k++) ac = x8_step(kind, &blk[k], y, k, kind == X8_Q4_0 ? s8[k] : 0, ac, &mc);
                     acc[c] = ac;
+                    macc[c] = mc;
                 }
             }
             for (int c = 0; c < ncg; c++)
-                x8_store(acc[c], nr - r0 < 8 ? nr - r0 : 8, out + (int64_t)(c0 + c) * ldo + r0, accumulate);
+                x8_store(kind == X8_Q4_1 ? _mm256_add_ps(acc[c], macc[c]) : acc[c], nr - r0 < 8 ? nr - r0 : 8,
+                         out + (int64_t)(c0 + c) * ldo + r0, accumulate);
         }
     }
 }
 
+static void gemm_q4_0(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as, int nc, float *out,
+                      int64_t ldo, bool accumulate) {
+    x8_gemm(X8_Q4_0, n, w, ws, nr, a, as, nc, out, ldo, accumulate);
+}
+static void gemm_q4_1(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as, int nc, float *out,
+                      int64_t ldo, bool accumulate) {
+    x8_gemm(X8_Q4_1, n, w, ws, nr, a, as, nc, out, ldo, accumulate);
+}
+static void gemm_q8_0(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as, int nc, float *out,
+                      int64_t ldo, bool accumulate) {
+    x8_gemm(X8_Q8_0, n, w, ws, nr, a, as, nc, out, ldo, accumulate);
+}
+
+/* vec_dot is the 1 x 1 case of the gemm, so the two agree bit for bit. */
 static float dot_q4_0(int64_t n, const void *w, const void *a) {
     float r;
     gemm_q4_0(n, w, 0, 1, a, 0, 1, &r, 1, false);
     return r;
 }
-
-/* Q4_1 x Q8_1: unsigned nibbles straight into maddubs; the min term m * s is
- * summed in fp32 beside the vector accumulator. */
-static ALWAYS_INLINE void tile_q4_1(const int R, const int C, int64_t nb, const uint8_t *w, size_t ws,
-                                    const uint8_t *a, size_t as, float *out, int64_t ldo, bool accumulate) {
-    __m256 acc[TILE_R][TILE_C];
-    float mn[TILE_R][TILE_C];
-    for (int r = 0; r < R; r++)
-        for (int c = 0; c < C; c++) acc[r][c] = _mm256_setzero_ps(), mn[r][c] = 0.0f;
-    for (int64_t k = 0; k < nb; k++) {
-        __m256i y[TILE_C];
-        __m256 da[TILE_C];
-        float sa[TILE_C];
-        for (int c = 0; c < C; c++) {
-            const plm_block_q8_1 *b = BLOCK(plm_block_q8_1, a, as, c, k);
-            y[c] = _mm256_loadu_si256((const __m256i *)b->qs);
-            da[c] = _mm256_set1_ps(sf(b->d));
-            sa[c] = sf(b->s);
-        }
-        if (C == 1) prefetch_next_tile(w, ws, R, sizeof(plm_block_q4_1), k);
-        for (int r = 0; r < R; r++) {
-            const plm_block_q4_1 *b = BLOCK(plm_block_q4_1, w, ws, r, k);
-            const __m256i q = unpack_nibbles(b->qs);
-            const __m256 dw = _mm256_set1_ps(sf(b->d));
-            const float mw = sf(b->m);
-            for (int c = 0; c < C; c++) {
-                acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_u8s8(q, y[c])), _mm256_mul_ps(dw, da[c]), acc[r][c]);
-                mn[r][c] += mw * sa[c];
-            }
-        }
-    }
-    tile_store(R, C, acc, mn, out, ldo, accumulate);
-}
-TILE_SHAPES(q4_1)
-
-static void gemm_q4_1(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as, int nc, float *out,
-                      int64_t ldo, bool accumulate) {
-    run_tiles(q4_1_tiles, n / PLM_QK, w, ws, nr, a, as, nc, out, ldo, accumulate);
-}
-
 static float dot_q4_1(int64_t n, const void *w, const void *a) {
     float r;
-    q4_1_1x1(n / PLM_QK, w, 0, a, 0, &r, 1, false);
+    gemm_q4_1(n, w, 0, 1, a, 0, 1, &r, 1, false);
+    return r;
+}
+static float dot_q8_0(int64_t n, const void *w, const void *a) {
+    float r;
+    gemm_q8_0(n, w, 0, 1, a, 0, 1, &r, 1, false);
     return r;
 }
 
@@ -421,48 +488,6 @@ static float dot_q5_1(int64_t n, const void *vw, const void *va) {
         acc0 = _mm256_fmadd_ps(_mm256_broadcastss_ps(c0), _mm256_cvtepi32_ps(q5_1_block(&w[i], &a[i])), acc0);
     }
     return hsum_ps(_mm256_add_ps(acc0, acc1)) + _mm_cvtss_f32(_mm_movehdup_ps(accm));
-}
-
-/* Q8_0 x Q8_0: |w| into maddubs with w's sign moved onto a. A weight of -128
- * still multiplies correctly (the quantizer keeps a within [-127, 127]). */
-static ALWAYS_INLINE void tile_q8_0(const int R, const int C, int64_t nb, const uint8_t *w, size_t ws,
-                                    const uint8_t *a, size_t as, float *out, int64_t ldo, bool accumulate) {
-    __m256 acc[TILE_R][TILE_C];
-    float zero[TILE_R][TILE_C];
-    for (int r = 0; r < R; r++)
-        for (int c = 0; c < C; c++) acc[r][c] = _mm256_setzero_ps(), zero[r][c] = 0.0f;
-    for (int64_t k = 0; k < nb; k++) {
-        __m256i y[TILE_C];
-        __m256 da[TILE_C];
-        for (int c = 0; c < C; c++) {
-            const plm_block_q8_0 *b = BLOCK(plm_block_q8_0, a, as, c, k);
-            y[c] = _mm256_loadu_si256((const __m256i *)b->qs);
-            da[c] = _mm256_set1_ps(sf(b->d));
-        }
-        if (C == 1) prefetch_next_tile(w, ws, R, sizeof(plm_block_q8_0), k);
-        for (int r = 0; r < R; r++) {
-            const plm_block_q8_0 *b = BLOCK(plm_block_q8_0, w, ws, r, k);
-            const __m256i q = _mm256_loadu_si256((const __m256i *)b->qs);
-            const __m256i qa = _mm256_sign_epi8(q, q);
-            const __m256 dw = _mm256_set1_ps(sf(b->d));
-            for (int c = 0; c < C; c++)
-                acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_u8s8(qa, _mm256_sign_epi8(y[c], q))),
-                                            _mm256_mul_ps(dw, da[c]), acc[r][c]);
-        }
-    }
-    tile_store(R, C, acc, zero, out, ldo, accumulate);
-}
-TILE_SHAPES(q8_0)
-
-static void gemm_q8_0(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as, int nc, float *out,
-                      int64_t ldo, bool accumulate) {
-    run_tiles(q8_0_tiles, n / PLM_QK, w, ws, nr, a, as, nc, out, ldo, accumulate);
-}
-
-static float dot_q8_0(int64_t n, const void *w, const void *a) {
-    float r;
-    q8_0_1x1(n / PLM_QK, w, 0, a, 0, &r, 1, false);
-    return r;
 }
 
 /* ------------------------------------------------------------ K-quants
