@@ -57,9 +57,18 @@ $(BUILD)/libpocketlm.so: $(LIB_OBJ)
 $(BUILD)/pocketlm: $(CLI_OBJ) $(BUILD)/libpocketlm.a
 	$(CC) $(ALLFLAGS) -o $@ $^ $(LDLIBS)
 
+# Helper sources a test links besides its own file: TEST_EXTRA_<test name>.
+TEST_EXTRA_test_gguf := tests/c/malformed_gguf.c
+$(BUILD)/tests/test_gguf: tests/c/malformed_gguf.c tests/c/malformed_gguf.h
+
 $(BUILD)/tests/%: tests/c/%.c tests/c/test.h $(BUILD)/libpocketlm.a
 	@mkdir -p $(dir $@)
-	$(CC) $(ALLFLAGS) -Itests/c -o $@ $< $(BUILD)/libpocketlm.a $(LDLIBS)
+	$(CC) $(ALLFLAGS) -Itests/c -o $@ $< $(TEST_EXTRA_$*) $(BUILD)/libpocketlm.a $(LDLIBS)
+
+# The malformed-GGUF generator as a program: `build/plm-malformed DIR` writes every case and DIR/manifest.tsv,
+# which tests/python/test_malformed.py and tests/lua/malformed_spec.lua load.
+$(BUILD)/plm-malformed: tests/c/plm_malformed.c tests/c/malformed_gguf.c tests/c/malformed_gguf.h $(BUILD)/libpocketlm.a
+	$(CC) $(ALLFLAGS) -Itests/c -o $@ tests/c/plm_malformed.c tests/c/malformed_gguf.c $(BUILD)/libpocketlm.a $(LDLIBS)
 
 test: $(TESTS) $(BUILD)/pocketlm
 	@sh tests/c/run_all.sh $(BUILD)/tests $(TESTS)
