@@ -106,7 +106,7 @@ ASAN_PYTEST_ARGS ?= -k "not naive_reference and not test_sigint_raises_keyboard_
                     --deselect tests/python/test_route_tickets.py::test_route_tickets_script \
                     --deselect tests/python/test_threads.py::test_the_lock_is_released_during_a_long_call .
 # The ASan runtime of the compiler that built the extension (setuptools uses Python's CC).
-ASAN_ENV = LD_PRELOAD=$$($$(../../$(ASAN_VENV)/bin/python -c "import sysconfig; print(sysconfig.get_config_var('CC').split()[0])") -print-file-name=libasan.so) \
+ASAN_ENV = LD_PRELOAD=$$($$($(abspath $(ASAN_VENV))/bin/python -c "import sysconfig; print(sysconfig.get_config_var('CC').split()[0])") -print-file-name=libasan.so) \
            ASAN_OPTIONS=detect_leaks=1:malloc_context_size=2:log_path=$(abspath $(ASAN_REPORTS))/asan \
            LSAN_OPTIONS=suppressions=$(abspath tests/python/lsan.supp):print_suppressions=0 \
            UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:log_path=$(abspath $(ASAN_REPORTS))/ubsan
@@ -116,8 +116,8 @@ python-test-asan: $(BUILD)/plm-malformed
 	$(ASAN_VENV)/bin/python -m pip install --quiet --upgrade pip
 	POCKETLM_SANITIZE=1 $(ASAN_VENV)/bin/python -m pip install --quiet ".[test]"
 	rm -rf $(ASAN_REPORTS) && mkdir -p $(ASAN_REPORTS)
-	cd tests/python && $(ASAN_ENV) $(MALFORMED) ../../$(ASAN_VENV)/bin/python -m pytest -q -p no:cacheprovider $(ASAN_PYTEST_ARGS); \
-	    rc=$$?; if [ -n "$$(ls -A ../../$(ASAN_REPORTS))" ]; then cat ../../$(ASAN_REPORTS)/*; echo "python-test-asan: sanitizer reports above"; exit 1; fi; exit $$rc
+	cd tests/python && $(ASAN_ENV) $(MALFORMED) $(abspath $(ASAN_VENV))/bin/python -m pytest -q -p no:cacheprovider $(ASAN_PYTEST_ARGS); \
+	    rc=$$?; if [ -n "$$(ls -A $(abspath $(ASAN_REPORTS)))" ]; then cat $(abspath $(ASAN_REPORTS))/*; echo "python-test-asan: sanitizer reports above"; exit 1; fi; exit $$rc
 
 check: model
 	$(MAKE) test
