@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Write tests/data/chat_templates.txt: conversations rendered by the real Jinja chat templates.
+"""Write tests/data/chat_templates.txt (conversations rendered by the real Jinja chat templates) and the
+chat fuzzer's seed corpus tests/fuzz/corpus/chat/.
 
 A development tool, not a CI step: it needs jinja2 and the gguf package.
 
@@ -38,6 +39,10 @@ followed by a newline that is not part of it:
   C <name> <add_generation_prompt> <n_messages>          a conversation in template <name>,
   M <role> <nbytes>\\n<content>\\n                        then its messages
   E <nbytes>\\n<expected text>\\n                         then the rendering by jinja2
+
+The seed corpus follows the input layout of tests/fuzz/fuzz_chat.c: a flags
+byte, then the template and the messages (a role byte and the content),
+separated by 0xFF.
 """
 import argparse
 import os
@@ -50,6 +55,7 @@ import jinja2.sandbox
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "tests", "data", "chat_templates.txt")
+CORPUS = os.path.join(ROOT, "tests", "fuzz", "corpus", "chat")
 CACHE = os.path.expanduser(os.environ.get("POCKETLM_CACHE", "~/.cache/pocketlm"))
 
 LLAMA3 = (
@@ -198,6 +204,34 @@ def record(out, header, text):
     return out
 
 
+def fuzz_input(flags, template, messages):
+    """An input of fuzz_chat.c: messages are (role byte, content) pairs; texts are str or bytes."""
+    enc = (lambda t: t if isinstance(t, bytes) else t.encode("utf-8"))
+    return bytes([flags]) + enc(template) + b"".join(b"\xff" + bytes([r]) + enc(c) for r, c in messages)
+
+
+def write_corpus(templates):
+    ROLE = {"system": 0, "user": 1, "assistant": 2}
+    seeds = {}
+    for name, text in templates.items():  # detected format, with a generation prompt
+        seeds[f"{name}-3turns"] = fuzz_input(3, text, [(ROLE[m["role"]], m["content"]) for m in CONVERSATIONS[1]])
+        seeds[f"{name}-system"] = fuzz_input(2, text, [(ROLE[m["role"]], m["content"]) for m in CONVERSATIONS[3]])
+    for family in range(4):  # a given family, with the template segment as default system message
+        msgs = [(ROLE[m["role"]], m["content"]) for m in CONVERSATIONS[6]]
+        seeds[f"{FAMILIES[family]}-unicode-space"] = fuzz_input(1 | family << 2 | 32, "Be brief.", msgs)
+    seeds["nul-and-odd-role"] = fuzz_input(1, "", [(1, "a\x00b"), (3, b"tool\x00result"), (3, b"user\x00ok")])
+    seeds["invalid-utf8"] = fuzz_input(3, b"<|im_start|>\xc0\xaf", [(1, b"\xed\xa0\x80"), (2, b"ok\x80")])
+    seeds["bad-family"] = fuzz_input(4 << 2 | 1, "", [(1, "Hi")])
+    for name, text in SYNTHETIC:
+        if name.startswith("chatml-"):
+            seeds[f"detect-{name}"] = fuzz_input(3, text, [(1, "Hi")])
+    os.makedirs(CORPUS, exist_ok=True)
+    for name, data in seeds.items():
+        with open(os.path.join(CORPUS, name), "wb") as f:
+            f.write(data)
+    print(f"wrote {len(seeds)} seeds into {CORPUS}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--smollm2", default=os.path.join(CACHE, "SmolLM2-135M-Instruct.Q4_1.gguf"))
@@ -243,6 +277,7 @@ def main():
         f.write(out)
     print(f"wrote {a.out}: {len(templates) + len(SYNTHETIC)} templates, {n_cases} conversations "
           f"({skipped} left out), {len(out)} bytes")
+    write_corpus(templates)
 
 
 if __name__ == "__main__":
