@@ -396,6 +396,81 @@ PLM_API plm_pooling plm_model_cls_pooling(const plm_model *model);
 PLM_API plm_status plm_classify_head(plm_context *ctx, const plm_token *const *texts, const int32_t *lens,
                                      int32_t n_texts, float *scores_out, float *probs_out);
 
+/* ------------------------------------------------------------------ chat */
+
+/* Chat formats turn a list of messages into the prompt text a model was
+ * trained on. A GGUF stores its chat template as Jinja source
+ * (tokenizer.chat_template); pocketlm does not run Jinja but recognizes the
+ * template's family by its markers and renders that family:
+ *
+ *   family  recognized by              a user turn
+ *   chatml  <|im_start|>               <|im_start|>user\nHi<|im_end|>\n
+ *   llama3  <|start_header_id|>        <|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>
+ *   gemma   <start_of_turn>            <start_of_turn>user\nHi<end_of_turn>\n
+ *   phi3    <|user|> and <|end|>       <|user|>\nHi<|end|>\n
+ *
+ * A template that matches none is ChatML. Llama 3 and Gemma strip whitespace
+ * around each message (as their templates' trim filter does); Gemma has no
+ * system role, so a leading system message opens the first turn, and calls
+ * the assistant "model". The BOS token is not part of the text: tokenization
+ * adds it when the model asks for it. These functions touch no model state
+ * and may be called from any thread. */
+typedef enum plm_chat_family {
+    PLM_CHAT_CHATML = 0,
+    PLM_CHAT_LLAMA3 = 1,
+    PLM_CHAT_GEMMA = 2,
+    PLM_CHAT_PHI3 = 3
+} plm_chat_family;
+#define PLM_CHAT_N_FAMILIES 4
+
+typedef struct plm_chat_format {
+    plm_chat_family family;
+    /* The system message rendered first when a conversation does not start
+     * with one (default_system_len bytes of UTF-8); NULL: none. ChatML
+     * templates that write one, as SmolLM2's does, give it here. */
+    const char *default_system;
+    size_t default_system_len;
+} plm_chat_format;
+
+typedef struct plm_chat_message {
+    const char *role;    /* role_len bytes: "system", "user" or "assistant" */
+    size_t role_len;
+    const char *content; /* content_len bytes of UTF-8 (NUL bytes are kept); never NULL */
+    size_t content_len;
+} plm_chat_message;
+
+/* Static name of a family ("chatml", "llama3", "gemma", "phi3"); NULL for a
+ * value that is not a family. */
+PLM_API const char *plm_chat_family_name(plm_chat_family family);
+
+/* The family named name (len bytes); PLM_ERR_ARG naming the known ones if none. */
+PLM_API plm_status plm_chat_family_from_name(const char *name, size_t len, plm_chat_family *out);
+
+/* The i-th end-of-turn marker of a family (i from 0; static), NULL past the
+ * last: stop strings for generation, in case the vocabulary does not mark
+ * them as end-of-generation tokens. */
+PLM_API const char *plm_chat_stop(plm_chat_family family, int32_t i);
+
+/* The format of a Jinja chat template (len bytes; NULL with len 0 is the empty
+ * template). out->default_system, when set, points into tmpl: borrowed, valid
+ * as long as tmpl is. Returns PLM_ERR_ARG if tmpl is not valid UTF-8. */
+PLM_API plm_status plm_chat_detect(const char *tmpl, size_t len, plm_chat_format *out);
+
+/* The format of the model's stored template (ChatML with no default system
+ * message when it has none). out->default_system is borrowed: valid while the
+ * model lives. PLM_ERR_FORMAT if the stored template is not valid UTF-8. */
+PLM_API plm_status plm_chat_detect_model(const plm_model *model, plm_chat_format *out);
+
+/* Renders n messages in fmt, followed by the opening of an assistant turn if
+ * add_generation_prompt. fmt->default_system is put first unless messages[0]
+ * is a system message. Writes the text (UTF-8 bytes; then a NUL if cap has room
+ * for it) into buf and sets *n_out to its length; if that exceeds cap, returns
+ * PLM_ERR_BUFFER (buf NULL with cap 0 asks for the size). A role other than
+ * system / user / assistant, a NULL content or content that is not valid UTF-8
+ * gives PLM_ERR_ARG naming the message's index (from 0). */
+PLM_API plm_status plm_chat_render(const plm_chat_format *fmt, const plm_chat_message *msgs, int32_t n,
+                                   bool add_generation_prompt, char *buf, size_t cap, size_t *n_out);
+
 /* Frees memory returned by pocketlm (NULL is a no-op). */
 PLM_API void plm_free(void *p);
 

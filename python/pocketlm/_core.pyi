@@ -108,6 +108,11 @@ SCORE_MEAN: int
 POOL_MEAN: int
 POOL_LAST: int
 POOL_CLS: int
+CHAT_CHATML: int
+CHAT_LLAMA3: int
+CHAT_GEMMA: int
+CHAT_PHI3: int
+CHAT_N_FAMILIES: int
 
 def set_error_classes(mapping: Dict[int, type]) -> None: ...
 def context_logits_view(ctx: Context, i: int) -> Buffer: ...
@@ -173,3 +178,11 @@ def embed(ctx: Context, flat: _Tokens, lens: _Tokens, pooling: int, normalize: b
 def classify_head(ctx: Context, flat: _Tokens, lens: _Tokens, out: Any) -> None:
     """Texts' tokens concatenated in flat, lens[i] each; out (a writable float32 buffer of 2 * len(lens) * n_cls_out)
     receives the head's scores (row by row), then the probabilities."""
+
+def chat_family_name(family: int) -> Optional[str]: ...
+def chat_stop(family: int, i: int) -> Optional[str]: ...
+def chat_detect(text: _Text) -> Tuple[int, Optional[bytes]]:
+    """The family of a chat template and its default system message (None when it has none)."""
+def chat_render(family: int, text: _Text, has_default_system: bool, texts: Sequence[Union[str, bytes]],
+                add_generation_prompt: bool) -> bytes:
+    """texts = [role, content, role, content, ...]; text is the default system message (used if has_default_system)."""
