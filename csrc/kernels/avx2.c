@@ -594,17 +594,92 @@ static inline void k4_unpack(const uint8_t *s, uint32_t sc[2], uint32_t mn[2]) {
     mn[1] = ((u[2] >> 4) & m4) | (((u[1] >> 6) & m2) << 4);
 }
 
-/* Q4_K x Q8_K: the low nibbles of qs[32j..] are sub-block 2j, the high nibbles
- * sub-block 2j+1. Per row and super-block the eight scale vectors are made once
- * (kept on the stack) and used for the C tokens; the min term goes into the
- * same vector accumulator with its own scale. */
+/* Q4_K x Q8_K, eight rows in eight lanes (see the x8 section). Per super-block
+ * and row group the 8 sub-blocks of 32 elements become 8 vectors each (from
+ * 16-byte halves of rows j and j+4, transposed in lanes); per sub-block the
+ * products are summed in int16 (at most 8 * 15 * 127 * 2 = 30480) and scaled by
+ * the rows' 6-bit sub-block scales in the madd itself (the scale in both int16
+ * of a lane), so each row gets its exact integer sum over the super-block; the
+ * mins meet the activation's 32-element sums (from bsums) in int16 pairs. Then
+ * acc += d * a.d * isum and macc += dmin * a.d * imin, result acc - macc. */
+
+#define X8K_CHUNK 8 /* super-blocks of a row group unpacked at once (8 * 2.5 KB) */
+
+typedef struct x8k_block {
+    __m256i v[64]; /* [8 j + 4 h + g]: sub-block j, elements 16h + 4g .. +3 of each row */
+    __m256i sc[8]; /* sub-block j's scale in both int16 of each row's lane */
+    __m256i mn[4]; /* mins of sub-blocks 2p and 2p+1 as the two int16 of each row's lane */
+    __m256 d, dmin;
+} x8k_block;
+
+static ALWAYS_INLINE void x8k_unpack_q4_K(const uint8_t *w, size_t ws, const int rows[8], int64_t i, x8k_block *o) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    const plm_block_q4_K *b[8];
+    for (int j = 0; j < 8; j++) b[j] = BLOCK(plm_block_q4_K, w, ws, rows[j], i);
+    for (int p = 0; p < 4; p++)
+        for (int h = 0; h < 2; h++) {
+            __m256i lo[4], hi[4];
+            for (int j = 0; j < 4; j++) {
+                const __m256i x = _mm256_loadu2_m128i((const __m128i *)(b[j + 4]->qs + 32 * p + 16 * h),
+                                                      (const __m128i *)(b[j]->qs + 32 * p + 16 * h));
+                lo[j] = _mm256_and_si256(x, m4);
+                hi[j] = _mm256_and_si256(_mm256_srli_epi16(x, 4), m4);
+            }
+            x8_transpose(lo, o->v + 8 * (2 * p) + 4 * h);
+            x8_transpose(hi, o->v + 8 * (2 * p + 1) + 4 * h);
+        }
+    uint32_t sc[8][8], mn[4][8];
+    for (int r = 0; r < 8; r++) {
+        uint32_t s4[2], m4b[2];
+        k4_unpack(b[r]->scales, s4, m4b);
+        for (int j = 0; j < 8; j++) {
+            const uint32_t scj = (s4[j / 4] >> (8 * (j % 4))) & 0xff;
+            sc[j][r] = scj | scj << 16;
+        }
+        for (int q = 0; q < 4; q++) {
+            const uint32_t m0 = (m4b[(2 * q) / 4] >> (8 * ((2 * q) % 4))) & 0xff;
+            const uint32_t m1 = (m4b[(2 * q + 1) / 4] >> (8 * ((2 * q + 1) % 4))) & 0xff;
+            mn[q][r] = m0 | m1 << 16;
+        }
+    }
+    for (int j = 0; j < 8; j++) o->sc[j] = _mm256_loadu_si256((const __m256i *)sc[j]);
+    for (int q = 0; q < 4; q++) o->mn[q] = _mm256_loadu_si256((const __m256i *)mn[q]);
+    o->d = X8_F16x8(b, d);
+    o->dmin = X8_F16x8(b, dmin);
+}
+
+/* The activation's 32-element sums of sub-blocks 2p and 2p+1 as two int16 (one int32) per p. */
+static ALWAYS_INLINE void q8_K_pair_sums(const plm_block_q8_K *a, int32_t out[4]) {
+    for (int p = 0; p < 4; p++) {
+        const int32_t s0 = a->bsums[4 * p] + a->bsums[4 * p + 1], s1 = a->bsums[4 * p + 2] + a->bsums[4 * p + 3];
+        out[p] = (int32_t)(((uint32_t)s0 & 0xffff) | (uint32_t)s1 << 16);
+    }
+}
+
+static ALWAYS_INLINE __m256 x8k_step_q4_K(const x8k_block *b, const plm_block_q8_K *a, const int32_t bs[4], __m256 acc,
+                                         __m256 *macc) {
+    __m256i isum = _mm256_setzero_si256();
+    for (int j = 0; j < 8; j++) {
+        const __m256i x = x8_isum16(b->v + 8 * j, a->qs + 32 * j);
+        isum = _mm256_add_epi32(isum, _mm256_madd_epi16(x, b->sc[j]));
+    }
+    __m256i imin = _mm256_madd_epi16(b->mn[0], _mm256_set1_epi32(bs[0]));
+    for (int p = 1; p < 4; p++) imin = _mm256_add_epi32(imin, _mm256_madd_epi16(b->mn[p], _mm256_set1_epi32(bs[p])));
+    const __m256 da = _mm256_set1_ps(a->d);
+    *macc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(imin), _mm256_mul_ps(b->dmin, da), *macc);
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(b->d, da), acc);
+}
+
+/* Single-token Q4_K: rows in their own vectors (the unpacking of the x8 layout
+ * costs more than it saves for one token), each super-block's integer sums
+ * reduced to one int32 and then the x8 kernel's float steps in scalar form, so
+ * the results are the same bits. */
 static ALWAYS_INLINE void tile_q4_K(const int R, const int C, int64_t nb, const uint8_t *w, size_t ws,
                                     const uint8_t *a, size_t as, float *out, int64_t ldo, bool accumulate) {
     const __m256i m4 = _mm256_set1_epi8(0x0f);
-    __m256 acc[TILE_R][TILE_C];
-    float zero[TILE_R][TILE_C];
+    float acc[TILE_R][TILE_C], macc[TILE_R][TILE_C];
     for (int r = 0; r < R; r++)
-        for (int c = 0; c < C; c++) acc[r][c] = _mm256_setzero_ps(), zero[r][c] = 0.0f;
+        for (int c = 0; c < C; c++) acc[r][c] = macc[r][c] = 0.0f;
     for (int64_t i = 0; i < nb; i++) {
         __m128i q8s[TILE_C];
         float da[TILE_C];
@@ -640,24 +715,66 @@ static ALWAYS_INLINE void tile_q4_K(const int R, const int C, int64_t nb, const 
                 }
             }
             for (int c = 0; c < C; c++) {
-                const __m256i m = _mm256_zextsi128_si256(_mm_madd_epi16(mins, q8s[c]));
-                acc[r][c] = _mm256_fmadd_ps(_mm256_set1_ps(da[c] * dw), _mm256_cvtepi32_ps(sumi[c]), acc[r][c]);
-                acc[r][c] = _mm256_fmadd_ps(_mm256_set1_ps(-da[c] * dmin), _mm256_cvtepi32_ps(m), acc[r][c]);
+                const __m128i m = _mm_madd_epi16(mins, q8s[c]);
+                const __m128i m2 = _mm_add_epi32(m, _mm_unpackhi_epi64(m, m));
+                const int32_t imin = _mm_cvtsi128_si32(_mm_add_epi32(m2, _mm_shuffle_epi32(m2, _MM_SHUFFLE(2, 3, 0, 1))));
+                acc[r][c] = fmaf((float)hsum_epi32(sumi[c]), dw * da[c], acc[r][c]);
+                macc[r][c] = fmaf((float)imin, dmin * da[c], macc[r][c]);
             }
         }
     }
-    tile_store(R, C, acc, zero, out, ldo, accumulate);
+    for (int c = 0; c < C; c++)
+        for (int r = 0; r < R; r++) {
+            const float v = acc[r][c] - macc[r][c];
+            if (accumulate) out[(int64_t)c * ldo + r] += v;
+            else out[(int64_t)c * ldo + r] = v;
+        }
 }
 TILE_SHAPES(q4_K)
 
-static void gemm_q4_K(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as, int nc, float *out,
+static void gemm_q4_K(int64_t n, const void *vw, size_t ws, int nr, const void *va, size_t as, int nc, float *out,
                       int64_t ldo, bool accumulate) {
-    run_tiles(q4_K_tiles, n / PLM_QK_K, w, ws, nr, a, as, nc, out, ldo, accumulate);
+    const uint8_t *w = vw, *a = va;
+    const int64_t nb = n / PLM_QK_K;
+    const int cols = (int)(nb * X8_COLS <= 1024 ? X8_COLS : (1024 / nb > 0 ? 1024 / nb : 1));
+    int32_t bsp[4096];
+    __m256 acc[X8_COLS], macc[X8_COLS];
+    x8k_block blk[X8K_CHUNK];
+    if (nc == 1) {
+        run_tiles(q4_K_tiles, nb, vw, ws, nr, va, as, nc, out, ldo, accumulate);
+        return;
+    }
+    for (int c0 = 0; c0 < nc; c0 += cols) {
+        const int ncg = nc - c0 < cols ? nc - c0 : cols;
+        const bool sums = nb * ncg <= 1024;
+        for (int c = 0; c < ncg && sums; c++)
+            for (int64_t k = 0; k < nb; k++) q8_K_pair_sums(BLOCK(plm_block_q8_K, a, as, c0 + c, k), &bsp[4 * (c * nb + k)]);
+        for (int r0 = 0; r0 < nr; r0 += 8) {
+            int rows[8];
+            for (int j = 0; j < 8; j++) rows[j] = r0 + j < nr ? r0 + j : nr - 1;
+            for (int c = 0; c < ncg; c++) acc[c] = macc[c] = _mm256_setzero_ps();
+            for (int64_t k0 = 0; k0 < nb; k0 += X8K_CHUNK) {
+                const int64_t kc = nb - k0 < X8K_CHUNK ? nb - k0 : X8K_CHUNK;
+                for (int64_t k = 0; k < kc; k++) x8k_unpack_q4_K(w, ws, rows, k0 + k, &blk[k]);
+                for (int c = 0; c < ncg; c++) {
+                    const plm_block_q8_K *y = BLOCK(plm_block_q8_K, a, as, c0 + c, k0);
+                    const int32_t *bs = &bsp[4 * (c * nb + k0)];
+                    __m256 ac = acc[c], mc = macc[c];
+                    for (int64_t k = 0; k < kc; k++) ac = x8k_step_q4_K(&blk[k], &y[k], bs + 4 * k, ac, &mc);
+                    acc[c] = ac;
+                    macc[c] = mc;
+                }
+            }
+            for (int c = 0; c < ncg; c++)
+                x8_store(_mm256_sub_ps(acc[c], macc[c]), nr - r0 < 8 ? nr - r0 : 8, out + (int64_t)(c0 + c) * ldo + r0,
+                         accumulate);
+        }
+    }
 }
 
 static float dot_q4_K(int64_t n, const void *w, const void *a) {
     float r;
-    q4_K_1x1(n / PLM_QK_K, w, 0, a, 0, &r, 1, false);
+    gemm_q4_K(n, w, 0, 1, a, 0, 1, &r, 1, false);
     return r;
 }
 
