@@ -197,7 +197,7 @@ static ALWAYS_INLINE void prefetch_next_tile(const uint8_t *w, size_t ws, const 
 #define X8_KCHUNK 32  /* blocks of a row group unpacked at once (32 * 576 bytes) */
 #define X8_COLS 64    /* tokens of one pass (their accumulators and block sums stay on the stack) */
 
-typedef enum { X8_Q4_0, X8_Q4_1, X8_Q8_0 } x8_kind;
+typedef enum { X8_Q4_0, X8_Q4_1, X8_Q8_0, X8_Q5_0 } x8_kind;
 
 typedef struct x8_block {
     __m256i v[8];  /* L[0..3], H[0..3]: unsigned weights (Q8_0: |w|) */
@@ -267,11 +267,34 @@ static ALWAYS_INLINE void x8_unpack_q8_0(const uint8_t *w, size_t ws, const int 
     o->d = X8_F16x8(b, d);
 }
 
+/* Q5_0: the fifth bits of rows j and j+4 for elements 0..15 (L) and 16..31 (H)
+ * as one 32-bit mask each, spread to bytes like the nibbles. */
+static ALWAYS_INLINE void x8_unpack_q5_0(const uint8_t *w, size_t ws, const int rows[8], int64_t k, x8_block *o) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f), b5 = _mm256_set1_epi8(0x10);
+    const plm_block_q5_0 *b[8];
+    for (int j = 0; j < 8; j++) b[j] = BLOCK(plm_block_q5_0, w, ws, rows[j], k);
+    __m256i lo[4], hi[4];
+    for (int j = 0; j < 4; j++) {
+        uint32_t h0, h1;
+        memcpy(&h0, b[j]->qh, 4);
+        memcpy(&h1, b[j + 4]->qh, 4);
+        const uint32_t ml = (h0 & 0xffffu) | (h1 << 16), mh = (h0 >> 16) | (h1 & 0xffff0000u);
+        const __m256i x = _mm256_loadu2_m128i((const __m128i *)b[j + 4]->qs, (const __m128i *)b[j]->qs);
+        lo[j] = _mm256_or_si256(_mm256_and_si256(x, m4), _mm256_and_si256(bits_to_bytes((const uint8_t *)&ml), b5));
+        hi[j] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(x, 4), m4),
+                                _mm256_and_si256(bits_to_bytes((const uint8_t *)&mh), b5));
+    }
+    x8_transpose(lo, o->v);
+    x8_transpose(hi, o->v + 4);
+    o->d = X8_F16x8(b, d);
+}
+
 static ALWAYS_INLINE void x8_unpack(x8_kind kind, const uint8_t *w, size_t ws, const int rows[8], int64_t k, x8_block *o) {
     switch (kind) {
     case X8_Q4_0: x8_unpack_q4_0(w, ws, rows, k, o); break;
     case X8_Q4_1: x8_unpack_q4_1(w, ws, rows, k, o); break;
     case X8_Q8_0: x8_unpack_q8_0(w, ws, rows, k, o); break;
+    case X8_Q5_0: x8_unpack_q5_0(w, ws, rows, k, o); break;
     }
 }
 
@@ -328,6 +351,19 @@ static ALWAYS_INLINE __m256 x8_step(x8_kind kind, const x8_block *b, const uint8
         *macc = _mm256_fmadd_ps(b->m, _mm256_set1_ps(sf(a->s)), *macc);
         return _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(b->d, _mm256_set1_ps(sf(a->d))), acc);
     }
+    case X8_Q5_0: {
+        /* values up to 31: the two halves go to int32 separately (4 * 31 * 127 * 2 each) */
+        const plm_block_q8_0 *a = (const plm_block_q8_0 *)y + k;
+        const int8_t *qs = a->qs;
+        const __m256i l = _mm256_add_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(b->v[0], bcast4(qs + 0)), _mm256_maddubs_epi16(b->v[1], bcast4(qs + 4))),
+                                           _mm256_add_epi16(_mm256_maddubs_epi16(b->v[2], bcast4(qs + 8)), _mm256_maddubs_epi16(b->v[3], bcast4(qs + 12))));
+        const __m256i h = _mm256_add_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(b->v[4], bcast4(qs + 16)), _mm256_maddubs_epi16(b->v[5], bcast4(qs + 20))),
+                                           _mm256_add_epi16(_mm256_maddubs_epi16(b->v[6], bcast4(qs + 24)), _mm256_maddubs_epi16(b->v[7], bcast4(qs + 28))));
+        const __m256i one = _mm256_set1_epi16(1);
+        const __m256i p = _mm256_sub_epi32(_mm256_add_epi32(_mm256_madd_epi16(l, one), _mm256_madd_epi16(h, one)),
+                                           _mm256_set1_epi32(2 * sum8));
+        return _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(b->d, _mm256_set1_ps(sf(a->d))), acc);
+    }
     case X8_Q8_0: {
         const plm_block_q8_0 *a = (const plm_block_q8_0 *)y + k;
         const __m256i p = x8_isum32_signed(b, a->qs);
@@ -338,7 +374,10 @@ static ALWAYS_INLINE __m256 x8_step(x8_kind kind, const x8_block *b, const uint8
 }
 
 static ALWAYS_INLINE size_t x8_wblock(x8_kind kind) {
-    return kind == X8_Q4_0 ? sizeof(plm_block_q4_0) : kind == X8_Q4_1 ? sizeof(plm_block_q4_1) : sizeof(plm_block_q8_0);
+    return kind == X8_Q4_0 ? sizeof(plm_block_q4_0)
+           : kind == X8_Q4_1 ? sizeof(plm_block_q4_1)
+           : kind == X8_Q5_0 ? sizeof(plm_block_q5_0)
+                             : sizeof(plm_block_q8_0);
 }
 static ALWAYS_INLINE size_t x8_ablock(x8_kind kind) {
     return kind == X8_Q4_1 ? sizeof(plm_block_q8_1) : sizeof(plm_block_q8_0);
@@ -366,7 +405,8 @@ static ALWAYS_INLINE void x8_gemm(x8_kind kind, int64_t n, const void *vw, size_
     for (int c0 = 0; c0 < nc; c0 += cols) {
         const int ncg = nc - c0 < cols ? nc - c0 : cols;
         /* Q4_0's 8 * sum(a) per block, once per token (on the fly for one token with a huge row) */
-        const bool sums = kind == X8_Q4_0 && nb * ncg <= 4096;
+        const bool needs_sum = kind == X8_Q4_0 || kind == X8_Q5_0;
+        const bool sums = needs_sum && nb * ncg <= 4096;
         for (int c = 0; c < ncg && sums; c++)
             for (int64_t k = 0; k < nb; k++) sum8[c * nb + k] = q8_0_sum8(BLOCK(plm_block_q8_0, a, as, c0 + c, k));
         for (int r0 = 0; r0 < nr; r0 += 8) {
@@ -382,7 +422,7 @@ static ALWAYS_INLINE void x8_gemm(x8_kind kind, int64_t n, const void *vw, size_
                         x8_block b;
                         prefetch_next_tile(w + (size_t)r0 * ws, ws, 8, x8_wblock(kind), k);
                         x8_unpack(kind, w, ws, rows, k, &b);
-                        const int32_t s8 = kind != X8_Q4_0 ? 0 : sums ? sum8[k] : q8_0_sum8((const plm_block_q8_0 *)y + k);
+                        const int32_t s8 = !needs_sum ? 0 : sums ? sum8[k] : q8_0_sum8((const plm_block_q8_0 *)y + k);
                         acc[0] = x8_step(kind, &b, y, k, s8, acc[0], &macc[0]);
                     }
                     continue;
@@ -392,7 +432,7 @@ static ALWAYS_INLINE void x8_gemm(x8_kind kind, int64_t n, const void *vw, size_
                     const uint8_t *y = a + (size_t)(c0 + c) * as + (size_t)k0 * x8_ablock(kind);
                     const int32_t *s8 = &sum8[c * nb + k0];
                     __m256 ac = acc[c], mc = macc[c];
-                    for (int64_t k = 0; k < kc; k++) ac = x8_step(kind, &blk[k], y, k, kind == X8_Q4_0 ? s8[k] : 0, ac, &mc);
+                    for (int64_t k = 0; k < kc; k++) ac = x8_step(kind, &blk[k], y, k, needs_sum ? s8[k] : 0, ac, &mc);
                     acc[c] = ac;
                     macc[c] = mc;
                 }
@@ -416,6 +456,10 @@ static void gemm_q8_0(int64_t n, const void *w, size_t ws, int nr, const void *a
                       int64_t ldo, bool accumulate) {
     x8_gemm(X8_Q8_0, n, w, ws, nr, a, as, nc, out, ldo, accumulate);
 }
+static void gemm_q5_0(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as, int nc, float *out,
+                      int64_t ldo, bool accumulate) {
+    x8_gemm(X8_Q5_0, n, w, ws, nr, a, as, nc, out, ldo, accumulate);
+}
 
 /* vec_dot is the 1 x 1 case of the gemm, so the two agree bit for bit. */
 static float dot_q4_0(int64_t n, const void *w, const void *a) {
@@ -434,30 +478,10 @@ static float dot_q8_0(int64_t n, const void *w, const void *a) {
     return r;
 }
 
-/* Q5_0 x Q8_0: u = nibble | fifth bit << 4 in [0, 31]; sum((u - 16) a) =
- * maddubs(u, a) - maddubs(16, a) (at most 31*127*2 per int16 pair). */
-static inline __m256i q5_0_block(const plm_block_q5_0 *w, const plm_block_q8_0 *a) {
-    const __m256i u = _mm256_or_si256(unpack_nibbles(w->qs), _mm256_and_si256(bits_to_bytes(w->qh), _mm256_set1_epi8(0x10)));
-    const __m256i y = _mm256_loadu_si256((const __m256i *)a->qs);
-    const __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(u, y), _mm256_maddubs_epi16(_mm256_set1_epi8(16), y));
-    return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
-}
-
-static float dot_q5_0(int64_t n, const void *vw, const void *va) {
-    const plm_block_q5_0 *w = vw;
-    const plm_block_q8_0 *a = va;
-    const int64_t nb = n / PLM_QK;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    int64_t i = 0;
-    for (; i + 1 < nb; i += 2) {
-        const __m256i p0 = q5_0_block(&w[i], &a[i]);
-        const __m256i p1 = q5_0_block(&w[i + 1], &a[i + 1]);
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(sf(w[i].d) * sf(a[i].d)), _mm256_cvtepi32_ps(p0), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(sf(w[i + 1].d) * sf(a[i + 1].d)), _mm256_cvtepi32_ps(p1), acc1);
-    }
-    for (; i < nb; i++)
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(sf(w[i].d) * sf(a[i].d)), _mm256_cvtepi32_ps(q5_0_block(&w[i], &a[i])), acc0);
-    return hsum_ps(_mm256_add_ps(acc0, acc1));
+static float dot_q5_0(int64_t n, const void *w, const void *a) {
+    float r;
+    gemm_q5_0(n, w, 0, 1, a, 0, 1, &r, 1, false);
+    return r;
 }
 
 /* Q5_1 x Q8_1: unsigned 5-bit values, min term m * s as for Q4_1. */
@@ -1100,6 +1124,7 @@ static void build_table(void) {
     g_table.gemm[PLM_TYPE_Q4_0] = gemm_q4_0;
     g_table.gemm[PLM_TYPE_Q4_1] = gemm_q4_1;
     g_table.gemm[PLM_TYPE_Q8_0] = gemm_q8_0;
+    g_table.gemm[PLM_TYPE_Q5_0] = gemm_q5_0;
     g_table.gemm[PLM_TYPE_Q4_K] = gemm_q4_K;
     g_table.gemm[PLM_TYPE_Q6_K] = gemm_q6_K;
     g_table.quantize[PLM_TYPE_Q8_0] = quant_q8_0;
