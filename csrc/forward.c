@@ -57,7 +57,8 @@ void plm_context_free(plm_context *ctx) {
 
 static plm_status alloc_scores(plm_context *ctx) {
     plm_afree(ctx->scores);
-    ctx->scores = plm_amalloc((size_t)plm_pool_size(ctx->pool) * (size_t)ctx->kv.n_ctx * sizeof(float));
+    /* per thread: the scores of 16 query rows (models/blocks.c's ATTN_ROWS) */
+    ctx->scores = plm_amalloc((size_t)plm_pool_size(ctx->pool) * (size_t)ctx->kv.n_ctx * 16 * sizeof(float));
     return ctx->scores ? PLM_OK : plm_fail(PLM_ERR_OOM, "out of memory for attention scores");
 }
 

@@ -122,6 +122,15 @@ typedef struct plm_kernels {
     void (*axpy_f16)(int64_t n, float a, const plm_f16 *x, float *y);
     /* x[i] = (float)(F16)x[i], round to nearest even: attention probabilities as llama.cpp rounds them. */
     void (*round_f16)(float *x, int64_t n);
+    /* Attention over a block of nc <= 8 cached rows (F16, `stride` values apart) for nr query rows:
+     * kq8: s[r * ss + c] = sum over d = 0..hd-1, in that order, of q[r * qs + d] * k[c * stride + d];
+     * pv8: o[r * os + d] += p[r * ps + c] * v[c * stride + d] for c = 0..nc-1 in order, skipping p == 0.
+     * Every entry depends only on its own row and cell, never on nr, nc or the
+     * block, so attention does not depend on how tokens were batched. */
+    void (*kq8_f16)(int64_t hd, const plm_f16 *k, int64_t stride, int nc, const float *q, int64_t qs, int nr,
+                    float *s, int64_t ss);
+    void (*pv8_f16)(int64_t hd, const plm_f16 *v, int64_t stride, int nc, const float *p, int64_t ps, int nr,
+                    float *o, int64_t os);
 } plm_kernels;
 
 /* The scalar reference table (every supported type filled in). */

@@ -953,6 +953,105 @@ static void axpy_f16(int64_t n, float a, const plm_f16 *x, float *y) {
     for (; i < n; i++) y[i] += a * h2f(x[i]);
 }
 
+/* kq8_f16 / pv8_f16 (quant.h): the block's keys are converted and transposed
+ * once (lanes = the 8 cells), then each query row is a chain of FMAs over d
+ * into one vector of 8 scores, 4 rows at a time; values are converted once and
+ * each output row takes one FMA per cell and 8 dimensions. Head sizes above
+ * 512 take the scalar form of the same chains. */
+#define ATT_HD_MAX 512
+
+/* 8 x 8 transpose of floats (rows r[0..7] -> columns). */
+static ALWAYS_INLINE void transpose8_ps(__m256 r[8]) {
+    const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xee);
+    const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xee);
+    const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xee);
+    const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xee);
+    r[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+    r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+    r[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+    r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+    r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+    r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+    r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+    r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+static ALWAYS_INLINE void kq8_rows(const int NR, int64_t hd, const float *kt, const float *q, int64_t qs, float *s,
+                                   int64_t ss, int nc) {
+    __m256 acc[4];
+    for (int r = 0; r < NR; r++) acc[r] = _mm256_setzero_ps();
+    for (int64_t d = 0; d < hd; d++) {
+        const __m256 kv = _mm256_load_ps(kt + 8 * d);
+        for (int r = 0; r < NR; r++) acc[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(q + r * qs + d), kv, acc[r]);
+    }
+    for (int r = 0; r < NR; r++) {
+        float v[8];
+        _mm256_storeu_ps(v, acc[r]);
+        memcpy(s + r * ss, v, (size_t)nc * sizeof(float));
+    }
+}
+
+static void kq8_f16(int64_t hd, const plm_f16 *k, int64_t stride, int nc, const float *q, int64_t qs, int nr, float *s,
+                    int64_t ss) {
+    if (hd > ATT_HD_MAX || hd % 8) {
+        for (int r = 0; r < nr; r++)
+            for (int c = 0; c < nc; c++) {
+                float sum = 0.0f;
+                for (int64_t d = 0; d < hd; d++) sum = fmaf(q[r * qs + d], h2f(k[c * stride + d]), sum);
+                s[r * ss + c] = sum;
+            }
+        return;
+    }
+    _Alignas(32) float kt[ATT_HD_MAX * 8];
+    for (int64_t d0 = 0; d0 < hd; d0 += 8) {
+        __m256 rows[8];
+        for (int c = 0; c < 8; c++) rows[c] = c < nc ? load_f16x8(k + c * stride + d0) : _mm256_setzero_ps();
+        transpose8_ps(rows);
+        for (int j = 0; j < 8; j++) _mm256_store_ps(kt + 8 * (d0 + j), rows[j]);
+    }
+    int r = 0;
+    for (; r + 4 <= nr; r += 4) kq8_rows(4, hd, kt, q + r * qs, qs, s + r * ss, ss, nc);
+    switch (nr - r) {
+    case 3: kq8_rows(3, hd, kt, q + r * qs, qs, s + r * ss, ss, nc); break;
+    case 2: kq8_rows(2, hd, kt, q + r * qs, qs, s + r * ss, ss, nc); break;
+    case 1: kq8_rows(1, hd, kt, q + r * qs, qs, s + r * ss, ss, nc); break;
+    default: break;
+    }
+}
+
+static void pv8_f16(int64_t hd, const plm_f16 *v, int64_t stride, int nc, const float *p, int64_t ps, int nr, float *o,
+                    int64_t os) {
+    if (hd > ATT_HD_MAX || hd % 8) {
+        for (int r = 0; r < nr; r++)
+            for (int c = 0; c < nc; c++) {
+                const float pc = p[r * ps + c];
+                if (pc == 0.0f) continue;
+                for (int64_t d = 0; d < hd; d++) o[r * os + d] = fmaf(pc, h2f(v[c * stride + d]), o[r * os + d]);
+            }
+        return;
+    }
+    _Alignas(32) float vf[8 * ATT_HD_MAX];
+    for (int c = 0; c < nc; c++)
+        for (int64_t d = 0; d < hd; d += 8) _mm256_store_ps(vf + c * hd + d, load_f16x8(v + c * stride + d));
+    for (int r = 0; r < nr; r++) {
+        int cs[8], m = 0;
+        for (int c = 0; c < nc; c++)
+            if (p[r * ps + c] != 0.0f) cs[m++] = c;
+        if (m == 0) continue;
+        float *y = o + r * os;
+        for (int64_t d = 0; d < hd; d += 8) {
+            __m256 acc = _mm256_loadu_ps(y + d);
+            for (int i = 0; i < m; i++)
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(p[r * ps + cs[i]]), _mm256_load_ps(vf + cs[i] * hd + d), acc);
+            _mm256_storeu_ps(y + d, acc);
+        }
+    }
+}
+
 static void round_f16(float *x, int64_t n) {
     int64_t i = 0;
     for (; i + 8 <= n; i += 8)
@@ -1132,6 +1231,8 @@ static void build_table(void) {
     g_table.quantize[PLM_TYPE_Q8_K] = quant_q8_K;
     g_table.axpy_f16 = axpy_f16;
     g_table.round_f16 = round_f16;
+    g_table.kq8_f16 = kq8_f16;
+    g_table.pv8_f16 = pv8_f16;
 }
 
 const plm_kernels *plm_kernels_avx2_table(void) {
