@@ -43,8 +43,8 @@ typedef struct matmul_job {
 #define ROW_BLOCK 16   /* weight rows kept hot while the tokens pass over them */
 #define ACT_BLOCK 65536 /* bytes of activations per pass over a row block (stays in L2) */
 
-/* Each thread takes a share of the output rows (in multiples of 4, the tile
- * kernels' row count) and walks it in ROW_BLOCK rows x (ACT_BLOCK bytes of
+/* Each thread takes a share of the output rows (in multiples of 8, the row
+ * group of the x8 kernels) and walks it in ROW_BLOCK rows x (ACT_BLOCK bytes of
  * tokens) pieces, so both the weight rows and the activations of a piece stay
  * in cache while it is computed. */
 static void matmul_worker(void *arg, int ith, int nth) {
@@ -52,9 +52,9 @@ static void matmul_worker(void *arg, int ith, int nth) {
     int64_t total = 0;
     for (int j = 0; j < job->n_w; j++) total += job->w[j]->n_out;
     int64_t r0, r1;
-    plm_split_range((total + 3) / 4, ith, nth, &r0, &r1);
-    r0 = PLM_MIN(total, r0 * 4);
-    r1 = PLM_MIN(total, r1 * 4);
+    plm_split_range((total + 7) / 8, ith, nth, &r0, &r1);
+    r0 = PLM_MIN(total, r0 * 8);
+    r1 = PLM_MIN(total, r1 * 8);
     const int32_t tok_block = (int32_t)PLM_MAX(1, PLM_MIN(job->T, (int64_t)(ACT_BLOCK / job->act_row)));
     int64_t base = 0;
     for (int j = 0; j < job->n_w; j++) {
