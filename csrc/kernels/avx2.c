@@ -849,10 +849,9 @@ static ALWAYS_INLINE void tile_q6_K(const int R, const int C, int64_t nb, const 
                                     const uint8_t *a, size_t as, float *out, int64_t ldo, bool accumulate) {
     const __m256i m4 = _mm256_set1_epi8(0x0f);
     const __m256i m2h = _mm256_set1_epi8(0x30);
-    __m256 acc[TILE_R][TILE_C];
-    float zero[TILE_R][TILE_C];
+    float acc[TILE_R][TILE_C];
     for (int r = 0; r < R; r++)
-        for (int c = 0; c < C; c++) acc[r][c] = _mm256_setzero_ps(), zero[r][c] = 0.0f;
+        for (int c = 0; c < C; c++) acc[r][c] = 0.0f;
     for (int64_t i = 0; i < nb; i++) {
         if (C == 1) prefetch_next_tile(w, ws, R, sizeof(plm_block_q6_K), i);
         for (int r = 0; r < R; r++) {
@@ -887,17 +886,122 @@ static ALWAYS_INLINE void tile_q6_K(const int R, const int C, int64_t nb, const 
             }
             for (int c = 0; c < C; c++) {
                 const float da = BLOCK(plm_block_q8_K, a, as, c, i)->d;
-                acc[r][c] = _mm256_fmadd_ps(_mm256_set1_ps(da * dw), _mm256_cvtepi32_ps(sumi[c]), acc[r][c]);
+                acc[r][c] = fmaf((float)hsum_epi32(sumi[c]), dw * da, acc[r][c]);
             }
         }
     }
-    tile_store(R, C, acc, zero, out, ldo, accumulate);
+    for (int c = 0; c < C; c++)
+        for (int r = 0; r < R; r++) {
+            if (accumulate) out[(int64_t)c * ldo + r] += acc[r][c];
+            else out[(int64_t)c * ldo + r] = acc[r][c];
+        }
 }
 TILE_SHAPES(q6_K)
 
-static void gemm_q6_K(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as, int nc, float *out,
+/* Q6_K x Q8_K, eight rows in eight lanes for prefill: the 16 sub-blocks of 16
+ * elements become 4 vectors each (v[4 s + g]); q in [0, 63] sums in int16 two
+ * products at a time (2 * 63 * 127 * 2 = 32004), scaled by the signed sub-block
+ * scales in the madd; the -32 offset is 32 * sum(scale * bsum) per row. The
+ * single-token tile above reduces to the same integers and float steps. */
+typedef struct x8k6_block {
+    __m256i v[64];
+    __m256i sc[16]; /* sub-block scale (signed) in both int16 of each row's lane */
+    __m256i scp[8]; /* scales of sub-blocks 2t and 2t+1 as the two int16 of each row's lane */
+    __m256 d;
+} x8k6_block;
+
+static ALWAYS_INLINE void x8k_unpack_q6_K(const uint8_t *w, size_t ws, const int rows[8], int64_t i, x8k6_block *o) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m2h = _mm256_set1_epi8(0x30);
+    const plm_block_q6_K *b[8];
+    for (int j = 0; j < 8; j++) b[j] = BLOCK(plm_block_q6_K, w, ws, rows[j], i);
+    for (int h = 0; h < 2; h++) {
+        /* per row pair (j, j+4) and k: [row j | row j+4] for sub-blocks 8h + 2k (lo) and 8h + 2k + 1 (hi) */
+        __m256i lo[4][4], hi[4][4]; /* [k][j] */
+        for (int j = 0; j < 4; j++) {
+            __m256i q[2][4];
+            for (int e = 0; e < 2; e++) {
+                const plm_block_q6_K *x = b[j + 4 * e];
+                const __m256i ql0 = _mm256_loadu_si256((const __m256i *)(x->ql + 64 * h));
+                const __m256i ql1 = _mm256_loadu_si256((const __m256i *)(x->ql + 64 * h + 32));
+                const __m256i qh = _mm256_loadu_si256((const __m256i *)(x->qh + 32 * h));
+                q[e][0] = _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m2h));
+                q[e][1] = _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m2h));
+                q[e][2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m2h));
+                q[e][3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+                                          _mm256_and_si256(_mm256_srli_epi16(qh, 2), m2h));
+            }
+            for (int k = 0; k < 4; k++) {
+                lo[k][j] = _mm256_permute2x128_si256(q[0][k], q[1][k], 0x20);
+                hi[k][j] = _mm256_permute2x128_si256(q[0][k], q[1][k], 0x31);
+            }
+        }
+        for (int k = 0; k < 4; k++) {
+            x8_transpose(lo[k], o->v + 4 * (8 * h + 2 * k));
+            x8_transpose(hi[k], o->v + 4 * (8 * h + 2 * k + 1));
+        }
+    }
+    uint32_t sc[16][8], scp[8][8];
+    for (int r = 0; r < 8; r++) {
+        for (int t = 0; t < 16; t++) {
+            const uint32_t v = (uint16_t)(int16_t)b[r]->scales[t];
+            sc[t][r] = v | v << 16;
+        }
+        for (int t = 0; t < 8; t++)
+            scp[t][r] = (uint32_t)(uint16_t)(int16_t)b[r]->scales[2 * t] | (uint32_t)(uint16_t)(int16_t)b[r]->scales[2 * t + 1] << 16;
+    }
+    for (int t = 0; t < 16; t++) o->sc[t] = _mm256_loadu_si256((const __m256i *)sc[t]);
+    for (int t = 0; t < 8; t++) o->scp[t] = _mm256_loadu_si256((const __m256i *)scp[t]);
+    o->d = X8_F16x8(b, d);
+}
+
+static ALWAYS_INLINE __m256 x8k_step_q6_K(const x8k6_block *b, const plm_block_q8_K *a, __m256 acc) {
+    __m256i isum = _mm256_setzero_si256();
+    for (int t = 0; t < 16; t++) {
+        const __m256i *v = b->v + 4 * t;
+        const int8_t *qs = a->qs + 16 * t;
+        const __m256i x01 = _mm256_add_epi16(_mm256_maddubs_epi16(v[0], bcast4(qs)), _mm256_maddubs_epi16(v[1], bcast4(qs + 4)));
+        const __m256i x23 = _mm256_add_epi16(_mm256_maddubs_epi16(v[2], bcast4(qs + 8)), _mm256_maddubs_epi16(v[3], bcast4(qs + 12)));
+        isum = _mm256_add_epi32(isum, _mm256_add_epi32(_mm256_madd_epi16(x01, b->sc[t]), _mm256_madd_epi16(x23, b->sc[t])));
+    }
+    __m256i off = _mm256_setzero_si256();
+    for (int t = 0; t < 8; t++) {
+        const int32_t pair = (int32_t)((uint32_t)(uint16_t)a->bsums[2 * t] | (uint32_t)(uint16_t)a->bsums[2 * t + 1] << 16);
+        off = _mm256_add_epi32(off, _mm256_madd_epi16(b->scp[t], _mm256_set1_epi32(pair)));
+    }
+    isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(off, 5));
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(b->d, _mm256_set1_ps(a->d)), acc);
+}
+
+static void gemm_q6_K(int64_t n, const void *vw, size_t ws, int nr, const void *va, size_t as, int nc, float *out,
                       int64_t ldo, bool accumulate) {
-    run_tiles(q6_K_tiles, n / PLM_QK_K, w, ws, nr, a, as, nc, out, ldo, accumulate);
+    const uint8_t *w = vw, *a = va;
+    const int64_t nb = n / PLM_QK_K;
+    if (nc == 1) {
+        run_tiles(q6_K_tiles, nb, vw, ws, nr, va, as, nc, out, ldo, accumulate);
+        return;
+    }
+    __m256 acc[X8_COLS];
+    x8k6_block blk[X8K_CHUNK];
+    for (int c0 = 0; c0 < nc; c0 += X8_COLS) {
+        const int ncg = nc - c0 < X8_COLS ? nc - c0 : X8_COLS;
+        for (int r0 = 0; r0 < nr; r0 += 8) {
+            int rows[8];
+            for (int j = 0; j < 8; j++) rows[j] = r0 + j < nr ? r0 + j : nr - 1;
+            for (int c = 0; c < ncg; c++) acc[c] = _mm256_setzero_ps();
+            for (int64_t k0 = 0; k0 < nb; k0 += X8K_CHUNK) {
+                const int64_t kc = nb - k0 < X8K_CHUNK ? nb - k0 : X8K_CHUNK;
+                for (int64_t k = 0; k < kc; k++) x8k_unpack_q6_K(w, ws, rows, k0 + k, &blk[k]);
+                for (int c = 0; c < ncg; c++) {
+                    const plm_block_q8_K *y = BLOCK(plm_block_q8_K, a, as, c0 + c, k0);
+                    __m256 ac = acc[c];
+                    for (int64_t k = 0; k < kc; k++) ac = x8k_step_q6_K(&blk[k], &y[k], ac);
+                    acc[c] = ac;
+                }
+            }
+            for (int c = 0; c < ncg; c++)
+                x8_store(acc[c], nr - r0 < 8 ? nr - r0 : 8, out + (int64_t)(c0 + c) * ldo + r0, accumulate);
+        }
+    }
 }
 
 static float dot_q6_K(int64_t n, const void *w, const void *a) {
