@@ -220,34 +220,34 @@ static ALWAYS_INLINE void x8_transpose(const __m256i x[4], __m256i v[4]) {
     _mm256_cvtph_ps(_mm_setr_epi16((short)b[0]->f, (short)b[1]->f, (short)b[2]->f, (short)b[3]->f, (short)b[4]->f, \
                                    (short)b[5]->f, (short)b[6]->f, (short)b[7]->f))
 
-/* Block k of 8 rows (row j at w + rows[j] * ws; short groups repeat a row). */
-static ALWAYS_INLINE void x8_unpack_q4_0(const uint8_t *w, size_t ws, const int rows[8], int64_t k, x8_block *o) {
+/* The nibbles of 16 bytes at q[j] for 8 rows: low nibbles (elements 0..15 of a
+ * 32-element run) into lo[0..3], high nibbles (16..31) into hi[0..3]. */
+static ALWAYS_INLINE void x8_nibbles(const uint8_t *const q[8], __m256i lo_out[4], __m256i hi_out[4]) {
     const __m256i m4 = _mm256_set1_epi8(0x0f);
-    const plm_block_q4_0 *b[8];
-    for (int j = 0; j < 8; j++) b[j] = BLOCK(plm_block_q4_0, w, ws, rows[j], k);
     __m256i lo[4], hi[4];
     for (int j = 0; j < 4; j++) {
-        const __m256i x = _mm256_loadu2_m128i((const __m128i *)b[j + 4]->qs, (const __m128i *)b[j]->qs);
+        const __m256i x = _mm256_loadu2_m128i((const __m128i *)q[j + 4], (const __m128i *)q[j]);
         lo[j] = _mm256_and_si256(x, m4);
         hi[j] = _mm256_and_si256(_mm256_srli_epi16(x, 4), m4);
     }
-    x8_transpose(lo, o->v);
-    x8_transpose(hi, o->v + 4);
+    x8_transpose(lo, lo_out);
+    x8_transpose(hi, hi_out);
+}
+
+/* Block k of 8 rows (row j at w + rows[j] * ws; short groups repeat a row). */
+static ALWAYS_INLINE void x8_unpack_q4_0(const uint8_t *w, size_t ws, const int rows[8], int64_t k, x8_block *o) {
+    const plm_block_q4_0 *b[8];
+    const uint8_t *q[8];
+    for (int j = 0; j < 8; j++) b[j] = BLOCK(plm_block_q4_0, w, ws, rows[j], k), q[j] = b[j]->qs;
+    x8_nibbles(q, o->v, o->v + 4);
     o->d = X8_F16x8(b, d);
 }
 
 static ALWAYS_INLINE void x8_unpack_q4_1(const uint8_t *w, size_t ws, const int rows[8], int64_t k, x8_block *o) {
-    const __m256i m4 = _mm256_set1_epi8(0x0f);
     const plm_block_q4_1 *b[8];
-    for (int j = 0; j < 8; j++) b[j] = BLOCK(plm_block_q4_1, w, ws, rows[j], k);
-    __m256i lo[4], hi[4];
-    for (int j = 0; j < 4; j++) {
-        const __m256i x = _mm256_loadu2_m128i((const __m128i *)b[j + 4]->qs, (const __m128i *)b[j]->qs);
-        lo[j] = _mm256_and_si256(x, m4);
-        hi[j] = _mm256_and_si256(_mm256_srli_epi16(x, 4), m4);
-    }
-    x8_transpose(lo, o->v);
-    x8_transpose(hi, o->v + 4);
+    const uint8_t *q[8];
+    for (int j = 0; j < 8; j++) b[j] = BLOCK(plm_block_q4_1, w, ws, rows[j], k), q[j] = b[j]->qs;
+    x8_nibbles(q, o->v, o->v + 4);
     o->d = X8_F16x8(b, d);
     o->m = X8_F16x8(b, m);
 }
@@ -637,20 +637,13 @@ typedef struct x8k_block {
 } x8k_block;
 
 static ALWAYS_INLINE void x8k_unpack_q4_K(const uint8_t *w, size_t ws, const int rows[8], int64_t i, x8k_block *o) {
-    const __m256i m4 = _mm256_set1_epi8(0x0f);
     const plm_block_q4_K *b[8];
     for (int j = 0; j < 8; j++) b[j] = BLOCK(plm_block_q4_K, w, ws, rows[j], i);
     for (int p = 0; p < 4; p++)
         for (int h = 0; h < 2; h++) {
-            __m256i lo[4], hi[4];
-            for (int j = 0; j < 4; j++) {
-                const __m256i x = _mm256_loadu2_m128i((const __m128i *)(b[j + 4]->qs + 32 * p + 16 * h),
-                                                      (const __m128i *)(b[j]->qs + 32 * p + 16 * h));
-                lo[j] = _mm256_and_si256(x, m4);
-                hi[j] = _mm256_and_si256(_mm256_srli_epi16(x, 4), m4);
-            }
-            x8_transpose(lo, o->v + 8 * (2 * p) + 4 * h);
-            x8_transpose(hi, o->v + 8 * (2 * p + 1) + 4 * h);
+            const uint8_t *q[8];
+            for (int j = 0; j < 8; j++) q[j] = b[j]->qs + 32 * p + 16 * h;
+            x8_nibbles(q, o->v + 8 * (2 * p) + 4 * h, o->v + 8 * (2 * p + 1) + 4 * h);
         }
     uint32_t sc[8][8], mn[4][8];
     for (int r = 0; r < 8; r++) {
