@@ -1,7 +1,9 @@
 /*
  * forward.c — the context and the batched forward pass around the families.
  *
- * Owns plm_context_create/free and plm_decode. A batch is checked, given KV
+ * Owns plm_context_create/free and plm_decode. A context is sized before
+ * anything is allocated (KV cache, scratch, attention scores, logits) and
+ * refused if that exceeds its memory budget. A batch is checked, given KV
  * cache cells, and split into micro-batches of at most n_batch tokens; each is
  * run by the model's family (models/<family>.c), which composes the shared
  * blocks of models/blocks.c. For the llama family that is:
