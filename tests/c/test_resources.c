@@ -14,10 +14,10 @@
  * Bounds, stated once: the resident set may grow by 4 MiB over a run (the
  * allocator's arenas settle, pages of the binary are touched late); malloc's
  * bytes in use by 64 KiB (a leak of one small struct per cycle is 1000 x that);
- * threads and file descriptors come back to their counts exactly. Under
- * POCKETLM_TEST_QUICK=1 (make test-valgrind: valgrind checks every byte there,
- * and its own memory is in the resident set) the cycles are 100 and 10 and only
- * the thread and descriptor counts are asserted.
+ * threads and file descriptors come back to their counts exactly. Where malloc
+ * is not glibc's (ASan, valgrind: freed memory waits in a quarantine, and they
+ * report leaks themselves) only the thread and descriptor counts are asserted.
+ * Under POCKETLM_TEST_QUICK=1 (make test-valgrind) the cycles are 100 and 10.
  */
 #include "pocketlm.h"
 #include "test.h"
@@ -82,9 +82,14 @@ static void report(const char *what, int cycles, usage a, usage b) {
 static void check_growth(usage a, usage b) {
     CHECK(a.threads > 0 && b.threads == a.threads);
     CHECK(a.fds > 0 && b.fds == a.fds);
-    if (t_quick()) return;
+    if (a.heap == 0) {
+        /* ASan or valgrind replaced malloc: freed memory sits in their quarantine
+         * (RSS grows by design) and they report leaks themselves, at exit */
+        fprintf(stderr, "  (malloc is not glibc's: memory bounds left to the sanitizer)\n");
+        return;
+    }
     CHECKF(b.rss - a.rss < MAX_RSS_GROWTH, "RSS grew by %.0f KiB", (b.rss - a.rss) / 1024);
-    if (a.heap > 0) CHECKF(b.heap - a.heap < MAX_HEAP_GROWTH, "malloc'd bytes grew by %.0f", b.heap - a.heap);
+    CHECKF(b.heap - a.heap < MAX_HEAP_GROWTH, "malloc'd bytes grew by %.0f", b.heap - a.heap);
 }
 
 /* ------------------------------------------------------------ cycles */
