@@ -7,9 +7,10 @@
  * middle of its micro-batches.
  *
  * Other limits are tested beside their features (grep before adding one here):
- * context overflow and bad tokens in plm_decode (test_model.c), in generation
- * (test_generate.c), in classification, with empty prompts and label lists
- * (test_classify.c) and in state loading (test_state.c).
+ * context overflow, bad tokens and an empty batch in plm_decode, n_threads = -1
+ * (test_model.c); in generation, with an empty prompt (test_generate.c); in
+ * classification and embeddings, with empty prompts, texts and label lists
+ * (test_classify.c); in state loading (test_state.c).
  */
 #include "pocketlm.h"
 #include "test.h"
@@ -201,24 +202,6 @@ static void test_empty_inputs(void) {
     b.n_tokens = -3;
     CHECK(plm_decode(ctx, &b) == PLM_ERR_ARG);
     CHECK(plm_kv_used(ctx) == 0);
-    /* embeddings of no texts, and of an empty text */
-    const int32_t n_embd = 576;
-    float *emb = malloc(2 * (size_t)n_embd * sizeof(float));
-    REQUIRE(emb);
-    const plm_token one[1] = {28};
-    const plm_token *texts[2] = {one, one};
-    int32_t lens[2] = {1, 0};
-    CHECK(plm_embed(ctx, texts, lens, 0, PLM_POOL_MEAN, true, emb) == PLM_ERR_ARG);
-    CHECK(plm_embed(ctx, texts, lens, 2, PLM_POOL_MEAN, true, emb) == PLM_ERR_ARG);
-    CHECKF(strstr(plm_last_error(), "text 1 is empty") != NULL, "%s", plm_last_error());
-    /* classification: an empty label list with a NULL array (n_labels = 0 with labels: test_classify.c) */
-    float out[2];
-    CHECK(plm_classify(ctx, one, 1, NULL, NULL, 0, NULL, out, out) == PLM_ERR_ARG);
-    CHECK(strstr(plm_last_error(), "label list is empty") != NULL);
-    CHECK(plm_classify(ctx, NULL, 0, texts, lens, 1, NULL, out, out) == PLM_ERR_ARG);
-    CHECK(strstr(plm_last_error(), "prompt is empty") != NULL);
-    CHECK(plm_kv_used(ctx) == 0);
-    free(emb);
     plm_context_free(ctx);
 }
 
