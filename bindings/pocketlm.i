@@ -125,6 +125,7 @@ static const char *plmb_error_message(void) {
 %ignore plm_token_to_piece;
 %ignore plm_detokenize;
 %ignore plm_context_model;
+%ignore plm_context_memory_needed; /* a C sizing aid; the bindings report the figures in the error */
 %ignore plm_batch;
 %ignore plm_decode;
 %ignore plm_context_set_abort_callback;

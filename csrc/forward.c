@@ -1,7 +1,9 @@
 /*
  * forward.c — the context and the batched forward pass around the families.
  *
- * Owns plm_context_create/free and plm_decode. A batch is checked, given KV
+ * Owns plm_context_create/free and plm_decode. A context is sized before
+ * anything is allocated (KV cache, scratch, attention scores, logits) and
+ * refused if that exceeds its memory budget. A batch is checked, given KV
  * cache cells, and split into micro-batches of at most n_batch tokens; each is
  * run by the model's family (models/<family>.c), which composes the shared
  * blocks of models/blocks.c. For the llama family that is:
@@ -24,14 +26,115 @@
 #include "context.h"
 #include "models/models.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* ------------------------------------------------------------ params */
 
 plm_context_params plm_context_default_params(void) {
-    plm_context_params p = {.n_ctx = 0, .n_batch = 512, .n_seq_max = 8, .n_threads = 0};
+    plm_context_params p = {.n_ctx = 0, .n_batch = 512, .n_seq_max = 8, .n_threads = 0, .memory_budget = 0};
     return p;
+}
+
+#define MAX_THREADS 512
+
+/* Checks params and fills in their defaults (n_ctx, n_threads, n_batch <= n_ctx). */
+static plm_status resolve_params(const plm_model *model, const plm_context_params *params, plm_context_params *out) {
+    plm_context_params p = params ? *params : plm_context_default_params();
+    const plm_hparams *hp = &model->hp;
+    if (p.n_ctx < 0) return plm_fail(PLM_ERR_ARG, "n_ctx must be >= 0 (got %d)", p.n_ctx);
+    if (p.n_ctx > PLM_N_CTX_MAX)
+        return plm_fail(PLM_ERR_ARG, "n_ctx %d is larger than the supported maximum %d (PLM_N_CTX_MAX)", p.n_ctx, PLM_N_CTX_MAX);
+    if (p.n_ctx == 0) p.n_ctx = PLM_MIN(hp->n_ctx_train, 4096);
+    if (p.n_ctx <= 0) return plm_fail(PLM_ERR_ARG, "n_ctx is 0 and the model gives no context length to default to");
+    if (p.n_batch <= 0) return plm_fail(PLM_ERR_ARG, "n_batch must be positive (got %d)", p.n_batch);
+    if (p.n_seq_max < 1 || p.n_seq_max > PLM_MAX_SEQ)
+        return plm_fail(PLM_ERR_ARG, "n_seq_max must be in [1, %d] (got %d)", PLM_MAX_SEQ, p.n_seq_max);
+    if (p.n_threads < 0) return plm_fail(PLM_ERR_ARG, "n_threads must be >= 0 (got %d; 0 means one per physical core)", p.n_threads);
+    if (p.n_threads > MAX_THREADS) return plm_fail(PLM_ERR_ARG, "n_threads %d is unreasonable (at most %d)", p.n_threads, MAX_THREADS);
+    if (p.n_threads == 0) p.n_threads = plm_physical_cores();
+    if (p.n_batch > p.n_ctx) p.n_batch = p.n_ctx;
+    if (hp->head_dim > 4096 || hp->n_rot > 4096)
+        return plm_fail(PLM_ERR_UNSUPPORTED, "attention head size %d is larger than supported (4096)", hp->head_dim);
+    *out = p;
+    return PLM_OK;
+}
+
+/* Bytes a context allocates up front, by part (see plm_context_memory_needed). */
+typedef struct ctx_memory {
+    uint64_t kv, scratch, scores, logits, total;
+} ctx_memory;
+
+/* Row bytes of the quantized activations: the widest input of any product, as
+ * floats, is an upper bound for every 8-bit block format, plus alignment. */
+static size_t act_row_bytes(const plm_hparams *hp) {
+    const int64_t Q = (int64_t)hp->n_head * hp->head_dim;
+    return (size_t)PLM_MAX(PLM_MAX((int64_t)hp->n_embd, Q), (int64_t)hp->n_ff) * sizeof(float) + 64;
+}
+
+/* Sums a + b * c into *acc; false on overflow. */
+static bool add_mul(uint64_t *acc, uint64_t b, uint64_t c) {
+    uint64_t t;
+    return !plm_mul_ovf(b, c, &t) && !plm_add_ovf(*acc, t, acc);
+}
+
+/* p is resolved. Counts what plm_context_create, plm_kv_init and alloc_scores
+ * allocate; each aligned block may round up by 63 bytes, which is noise. */
+static plm_status context_memory(const plm_hparams *hp, const plm_context_params *p, ctx_memory *m) {
+    memset(m, 0, sizeof(*m));
+    const uint64_t C = (uint64_t)p->n_ctx, B = (uint64_t)p->n_batch;
+    const uint64_t E = (uint64_t)hp->n_embd, Q = (uint64_t)hp->n_head * (uint64_t)hp->head_dim;
+    const uint64_t KV = (uint64_t)hp->n_head_kv * (uint64_t)hp->head_dim, F = (uint64_t)hp->n_ff;
+    uint64_t kv_row = 0, floats = 0;
+    bool ok = add_mul(&kv_row, 2 * (uint64_t)hp->n_layer * sizeof(plm_f16), KV) && /* K and V of every layer */
+              add_mul(&kv_row, 1, sizeof(int32_t) + sizeof(uint64_t) + sizeof(plm_token)) && /* pos, seq, tok */
+              add_mul(&m->kv, C, kv_row) &&
+              /* x, xn, q, kn, vn, gate, up, tmp */
+              add_mul(&floats, 1, 2 * E + PLM_MAX(E, Q) + Q + 2 * KV + 2 * F) &&
+              add_mul(&m->scratch, B, floats * sizeof(float)) && add_mul(&m->scratch, B, act_row_bytes(hp)) &&
+              add_mul(&m->scores, (uint64_t)p->n_threads * PLM_ATTN_ROWS * sizeof(float), C) &&
+              add_mul(&m->logits, (uint64_t)hp->n_vocab, sizeof(float)) && add_mul(&m->logits, B, sizeof(int32_t)) &&
+              add_mul(&m->total, 1, m->kv) && add_mul(&m->total, 1, m->scratch) && add_mul(&m->total, 1, m->scores) &&
+              add_mul(&m->total, 1, m->logits) && m->total <= SIZE_MAX / 2;
+    if (!ok)
+        return plm_fail(PLM_ERR_ARG, "the context's size overflows (n_ctx=%d, n_batch=%d, n_threads=%d with %d layers of %llu key/value dimensions)",
+                        p->n_ctx, p->n_batch, p->n_threads, hp->n_layer, (unsigned long long)KV);
+    return PLM_OK;
+}
+
+/* "12.0 GiB", "3.5 MiB", "512 bytes" */
+static const char *fmt_bytes(uint64_t n, char *buf, size_t cap) {
+    const double d = (double)n;
+    if (n >= (1ull << 30)) snprintf(buf, cap, "%.1f GiB", d / (double)(1ull << 30));
+    else if (n >= (1ull << 20)) snprintf(buf, cap, "%.1f MiB", d / (double)(1ull << 20));
+    else if (n >= (1ull << 10)) snprintf(buf, cap, "%.1f KiB", d / (double)(1ull << 10));
+    else snprintf(buf, cap, "%llu bytes", (unsigned long long)n);
+    return buf;
+}
+
+/* PLM_ERR_OOM with both figures when m does not fit the budget of p (0: automatic). */
+static plm_status check_budget(const plm_context_params *p, const ctx_memory *m) {
+    const uint64_t budget = p->memory_budget ? (uint64_t)p->memory_budget : plm_physical_memory();
+    if (budget == 0 || m->total <= budget) return PLM_OK; /* automatic, and the machine does not say */
+    char need[32], kv[32], have[32];
+    return plm_fail(PLM_ERR_OOM, "context needs %s (KV cache %s for n_ctx=%d) but the memory budget is %s (%s)",
+                    fmt_bytes(m->total, need, sizeof need), fmt_bytes(m->kv, kv, sizeof kv), p->n_ctx,
+                    fmt_bytes(budget, have, sizeof have),
+                    p->memory_budget ? "plm_context_params.memory_budget"
+                                     : "the machine's memory; set plm_context_params.memory_budget to change it");
+}
+
+plm_status plm_context_memory_needed(const plm_model *model, const plm_context_params *params, size_t *out) {
+    if (!model || !out) return plm_fail(PLM_ERR_ARG, "plm_context_memory_needed: NULL argument");
+    *out = 0;
+    plm_clear_error();
+    plm_context_params p;
+    ctx_memory m;
+    plm_status st = resolve_params(model, params, &p);
+    if (!st) st = context_memory(&model->hp, &p, &m);
+    if (!st) *out = (size_t)m.total;
+    return st;
 }
 
 /* ------------------------------------------------------------ context */
@@ -57,8 +160,8 @@ void plm_context_free(plm_context *ctx) {
 
 static plm_status alloc_scores(plm_context *ctx) {
     plm_afree(ctx->scores);
-    /* per thread: the scores of 16 query rows (models/blocks.c's ATTN_ROWS) */
-    ctx->scores = plm_amalloc((size_t)plm_pool_size(ctx->pool) * (size_t)ctx->kv.n_ctx * 16 * sizeof(float));
+    /* per thread: the scores of PLM_ATTN_ROWS query rows (models/blocks.c) */
+    ctx->scores = plm_amalloc((size_t)plm_pool_size(ctx->pool) * (size_t)ctx->kv.n_ctx * PLM_ATTN_ROWS * sizeof(float));
     return ctx->scores ? PLM_OK : plm_fail(PLM_ERR_OOM, "out of memory for attention scores");
 }
 
@@ -67,33 +170,27 @@ plm_status plm_context_create(plm_model *model, const plm_context_params *params
     *out = NULL;
     if (!model) return plm_fail(PLM_ERR_ARG, "plm_context_create: model is NULL");
     plm_clear_error();
-    plm_context_params p = params ? *params : plm_context_default_params();
     const plm_hparams *hp = &model->hp;
-    if (p.n_ctx < 0) return plm_fail(PLM_ERR_ARG, "n_ctx must be >= 0 (got %d)", p.n_ctx);
-    if (p.n_ctx == 0) p.n_ctx = PLM_MIN(hp->n_ctx_train, 4096);
-    if (p.n_batch <= 0) return plm_fail(PLM_ERR_ARG, "n_batch must be positive (got %d)", p.n_batch);
-    if (p.n_seq_max < 1 || p.n_seq_max > PLM_MAX_SEQ)
-        return plm_fail(PLM_ERR_ARG, "n_seq_max must be in [1, %d] (got %d)", PLM_MAX_SEQ, p.n_seq_max);
-    if (p.n_threads < 0) return plm_fail(PLM_ERR_ARG, "n_threads must be >= 0 (got %d; 0 means one per physical core)", p.n_threads);
-    if (p.n_threads > 512) return plm_fail(PLM_ERR_ARG, "n_threads %d is unreasonable (at most 512)", p.n_threads);
-    if (p.n_threads == 0) p.n_threads = plm_physical_cores();
-    if (p.n_batch > p.n_ctx) p.n_batch = p.n_ctx;
-    if (hp->head_dim > 4096 || hp->n_rot > 4096)
-        return plm_fail(PLM_ERR_UNSUPPORTED, "attention head size %d is larger than supported (4096)", hp->head_dim);
+    plm_context_params p;
+    ctx_memory mem;
+    plm_status st = resolve_params(model, params, &p);
+    if (st) return st;
+    /* Sized before anything is allocated: an oversized context is refused with
+     * both figures instead of taking the host down half-built (or, with
+     * overcommit, later, when the pages are touched). */
+    if ((st = context_memory(hp, &p, &mem)) || (st = check_budget(&p, &mem))) return st;
 
     plm_context *ctx = calloc(1, sizeof(*ctx));
     if (!ctx) return plm_fail(PLM_ERR_OOM, "out of memory");
     ctx->model = model;
     ctx->params = p;
     ctx->kern = plm_kernels_get();
-    plm_status st = plm_kv_init(&ctx->kv, hp, p.n_ctx);
-    if (st) goto fail;
+    if ((st = plm_kv_init(&ctx->kv, hp, p.n_ctx))) goto fail;
     if ((st = plm_pool_create(p.n_threads, &ctx->pool))) goto fail;
 
     const size_t B = (size_t)p.n_batch;
     const int64_t E = hp->n_embd, Q = (int64_t)hp->n_head * hp->head_dim, KV = ctx->kv.kv_dim, F = hp->n_ff;
-    const int64_t wide = PLM_MAX(PLM_MAX(E, Q), F);
-    ctx->act_row_cap = (size_t)wide * sizeof(float) + 64;
+    ctx->act_row_cap = act_row_bytes(hp);
     ctx->x = plm_amalloc(B * (size_t)E * sizeof(float));
     ctx->xn = plm_amalloc(B * (size_t)PLM_MAX(E, Q) * sizeof(float));
     ctx->q = plm_amalloc(B * (size_t)Q * sizeof(float));
@@ -108,6 +205,16 @@ plm_status plm_context_create(plm_model *model, const plm_context_params *params
         goto fail;
     }
     if ((st = alloc_scores(ctx))) goto fail;
+    /* One row of logits and the batch index of a micro-batch up front, as the
+     * budget counted them; plm_decode grows both when a batch asks for more. */
+    ctx->logits = plm_amalloc((size_t)hp->n_vocab * sizeof(float));
+    ctx->logits_idx = malloc(B * sizeof(int32_t));
+    if (!ctx->logits || !ctx->logits_idx) {
+        st = plm_fail(PLM_ERR_OOM, "out of memory for logits");
+        goto fail;
+    }
+    ctx->logits_cap = 1;
+    ctx->logits_idx_cap = p.n_batch;
     *out = ctx;
     return PLM_OK;
 fail:
@@ -121,16 +228,30 @@ int32_t plm_context_n_threads(const plm_context *ctx) { return ctx ? plm_pool_si
 
 plm_status plm_context_set_threads(plm_context *ctx, int32_t n_threads) {
     if (!ctx) return plm_fail(PLM_ERR_ARG, "plm_context_set_threads: ctx is NULL");
-    if (n_threads < 0 || n_threads > 512) return plm_fail(PLM_ERR_ARG, "n_threads must be in [0, 512] (got %d)", n_threads);
+    if (n_threads < 0 || n_threads > MAX_THREADS)
+        return plm_fail(PLM_ERR_ARG, "n_threads must be in [0, %d] (got %d; 0 means one per physical core)", MAX_THREADS, n_threads);
+    plm_clear_error();
     if (n_threads == 0) n_threads = plm_physical_cores();
     if (n_threads == plm_pool_size(ctx->pool)) return PLM_OK;
+    plm_context_params p = ctx->params;
+    p.n_threads = n_threads;
+    ctx_memory mem;
+    plm_status st = context_memory(&ctx->model->hp, &p, &mem);
+    if (st || (st = check_budget(&p, &mem))) return st;
+    /* The scores buffer first, so that a failure leaves the old pool and its buffer in place. */
+    float *scores = plm_amalloc((size_t)n_threads * (size_t)ctx->kv.n_ctx * sizeof(float));
+    if (!scores) return plm_fail(PLM_ERR_OOM, "out of memory for attention scores of %d threads", n_threads);
     plm_pool *np;
-    plm_status st = plm_pool_create(n_threads, &np);
-    if (st) return st;
+    if ((st = plm_pool_create(n_threads, &np))) {
+        plm_afree(scores);
+        return st;
+    }
     plm_pool_free(ctx->pool);
     ctx->pool = np;
+    plm_afree(ctx->scores);
+    ctx->scores = scores;
     ctx->params.n_threads = n_threads;
-    return alloc_scores(ctx);
+    return PLM_OK;
 }
 
 void plm_context_set_abort_callback(plm_context *ctx, plm_abort_fn fn, void *user) {

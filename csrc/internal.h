@@ -33,6 +33,10 @@ static inline bool plm_mul_ovf(uint64_t a, uint64_t b, uint64_t *r) { return __b
 void *plm_amalloc(size_t size);
 void plm_afree(void *p);
 
+/* Bytes of memory this process may use: the machine's physical memory, or the
+ * cgroup's memory limit if that is lower; 0 if neither can be read. */
+uint64_t plm_physical_memory(void);
+
 #define PLM_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define PLM_MAX(a, b) ((a) > (b) ? (a) : (b))
 

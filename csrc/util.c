@@ -1,11 +1,13 @@
 /*
- * util.c — per-thread error messages, status names, aligned allocation.
+ * util.c — per-thread error messages, status names, aligned allocation, and how
+ * much memory the machine offers (the default context memory budget).
  */
 #include "internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static _Thread_local char last_error[1024];
 
@@ -51,3 +53,27 @@ void *plm_amalloc(size_t size) {
 void plm_afree(void *p) { free(p); }
 
 void plm_free(void *p) { free(p); }
+
+/* A cgroup limit file: a byte count, or "max" (v2) / a huge number (v1) when
+ * there is no limit. 0 when absent or unlimited. */
+static uint64_t cgroup_limit(const char *path) {
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    unsigned long long v = 0;
+    if (fscanf(f, "%llu", &v) != 1) v = 0;
+    fclose(f);
+    return v >= (1ull << 60) ? 0 : (uint64_t)v;
+}
+
+uint64_t plm_physical_memory(void) {
+    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+    uint64_t mem = 0;
+    if (pages > 0 && page > 0 && plm_mul_ovf((uint64_t)pages, (uint64_t)page, &mem)) mem = UINT64_MAX;
+    /* In a container the machine's figure overstates what the process gets. */
+    const char *limits[2] = {"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"};
+    for (int i = 0; i < 2; i++) {
+        const uint64_t lim = cgroup_limit(limits[i]);
+        if (lim && (mem == 0 || lim < mem)) mem = lim;
+    }
+    return mem;
+}

@@ -310,7 +310,7 @@ local Context = {}
 Context.__index = Context
 M.Context = Context
 
-local CONTEXT_ALLOWED = keyset({"n_ctx", "n_threads", "n_batch", "n_seq_max"})
+local CONTEXT_ALLOWED = keyset({"n_ctx", "n_threads", "n_batch", "n_seq_max", "memory_budget"})
 
 local function default_threads()
     local env = tonumber(os.getenv("POCKETLM_THREADS") or "")
@@ -324,6 +324,7 @@ local function new_context(model, opts, what)
     cp.n_threads = opt_int(opts, "n_threads", model.n_threads or default_threads(), 0, 1024)
     cp.n_batch = opt_int(opts, "n_batch", cp.n_batch, 1, INT32_MAX)
     cp.n_seq_max = opt_int(opts, "n_seq_max", cp.n_seq_max, 1, 64)
+    cp.memory_budget = opt_int(opts, "memory_budget", 0, 0, math.maxinteger)
     local ctx = setmetatable({
         model = model,
         n_seq_max = cp.n_seq_max,
@@ -566,7 +567,9 @@ function Model:_handle()
 end
 
 --- m:context(opts) -> a new Context. opts: n_ctx, n_threads (defaults from load), n_batch (512),
--- n_seq_max (8: how many sequences it holds at once).
+-- n_seq_max (8: how many sequences it holds at once), memory_budget (bytes the context may allocate,
+-- checked before allocating: a larger one is a PLM_ERR_OOM error naming both figures; 0, the default:
+-- the machine's memory).
 function Model:context(opts)
     self:_handle()
     return new_context(self, opts, "context")

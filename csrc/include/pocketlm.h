@@ -9,10 +9,21 @@
  * Ownership is stated once per function. "Borrowed" means the pointer belongs to
  * the library and stays valid as long as the text says.
  *
- * Thread safety: a plm_model is immutable after plm_model_load and may be shared
- * by any number of threads and contexts. A plm_context, plm_sampler or
- * plm_generator must be used by one thread at a time (callers serialize).
- * plm_last_error() is per thread.
+ * Thread safety. A plm_model is immutable after plm_model_load returns: any
+ * number of threads may use one model at once, through any functions taking a
+ * const plm_model * (tokenize, detokenize, token_to_piece, info and metadata)
+ * and by creating, using and freeing their own contexts on it (tested with 8
+ * threads, each with its own context: results equal, bit for bit, a sequential
+ * run with the same n_threads). A plm_context, plm_sampler or plm_generator is
+ * used by one thread at a time: the caller serializes calls on one object
+ * (including plm_context_set_abort_callback and plm_context_set_threads); a
+ * plm_generator also holds its context until it is freed. Different objects
+ * need no locking between them. plm_model_free must not run concurrently with
+ * any use of the model, and only after its contexts are freed. plm_last_error()
+ * is per thread, and the kernel choice (plm_kernels_name) is made once, under
+ * pthread_once, by whichever thread first needs it. The library keeps no
+ * other global mutable state; it reads the environment (POCKETLM_MODEL,
+ * POCKETLM_KERNELS, ...) but never changes it.
  */
 #ifndef POCKETLM_H
 #define POCKETLM_H
@@ -148,23 +159,42 @@ PLM_API bool plm_token_is_eog(const plm_model *model, plm_token token);
 
 typedef struct plm_context plm_context;
 
+/* Largest n_ctx a context accepts (16M cells). */
+#define PLM_N_CTX_MAX (1 << 24)
+
 typedef struct plm_context_params {
-    int32_t n_ctx;     /* KV cache cells (tokens over all sequences); 0 = min(n_ctx_train, 4096) */
-    int32_t n_batch;   /* most tokens per plm_decode call; default 512 */
+    int32_t n_ctx;     /* KV cache cells (tokens over all sequences), at most PLM_N_CTX_MAX;
+                        * 0 = min(n_ctx_train, 4096) */
+    int32_t n_batch;   /* most tokens per forward micro-batch (longer batches are split); default 512 */
     int32_t n_seq_max; /* most distinct sequence ids (1..64); default 8 */
-    int32_t n_threads; /* worker threads; 0 = number of physical cores */
+    int32_t n_threads; /* worker threads (1..512); 0 = number of physical cores; < 0 is PLM_ERR_ARG */
+    size_t memory_budget; /* most bytes the context may allocate up front (see plm_context_create);
+                           * 0 = automatic: the physical memory of the machine, or the cgroup
+                           * memory limit if lower */
 } plm_context_params;
 
 PLM_API plm_context_params plm_context_default_params(void);
 
 /* Creates a context (KV cache, buffers, thread pool) over model. The model must
- * outlive it. Free with plm_context_free. */
+ * outlive it. Free with plm_context_free. Before allocating anything it computes
+ * the bytes the context needs (plm_context_memory_needed) and refuses a context
+ * larger than params->memory_budget with PLM_ERR_OOM and a message giving both
+ * figures; an n_ctx above PLM_N_CTX_MAX, or sizes that overflow, are PLM_ERR_ARG. */
 PLM_API plm_status plm_context_create(plm_model *model, const plm_context_params *params, plm_context **out);
+/* The bytes plm_context_create would allocate for these parameters (NULL: the
+ * defaults): the KV cache, the activation scratch of one micro-batch, the
+ * attention scores of each thread and one row of logits. plm_decode grows the
+ * logits to as many rows as a batch asks for, beyond this figure. Same errors
+ * as plm_context_create, except the budget, which is not checked. */
+PLM_API plm_status plm_context_memory_needed(const plm_model *model, const plm_context_params *params, size_t *out);
 PLM_API void plm_context_free(plm_context *ctx);
 PLM_API const plm_model *plm_context_model(const plm_context *ctx);
 PLM_API int32_t plm_context_n_ctx(const plm_context *ctx);
 PLM_API int32_t plm_context_n_threads(const plm_context *ctx);
-/* Changes the number of threads (restarts the pool). */
+/* Changes the number of threads (restarts the pool): 1..512, 0 = number of
+ * physical cores, < 0 is PLM_ERR_ARG. The larger attention scratch of more
+ * threads is checked against the context's memory budget (PLM_ERR_OOM); on any
+ * error the context keeps its threads. */
 PLM_API plm_status plm_context_set_threads(plm_context *ctx, int32_t n_threads);
 
 /* A batch of tokens. token[i] sits at position pos[i] of sequence seq_id[i];

@@ -132,14 +132,13 @@ static void rope_store_worker(void *arg, int ith, int nth) {
 }
 
 /* A work item is (KV head hk, a few tokens): the query heads that share hk's
- * keys and values (at most ATTN_HEADS of them) for up to ATTN_ROWS / heads
+ * keys and values (at most ATTN_HEADS of them) for up to PLM_ATTN_ROWS / heads
  * tokens form the rows of one pass over the cache, 8 cells at a time
  * (kq8_f16 / pv8_f16), so each cached row is converted once for all of them.
  * Blocks of cells that no row may see (other sequences, the causal future) are
  * skipped. Each row's numbers depend only on its own query and the cache, not
  * on the other rows of the item. */
 #define ATTN_HEADS 8
-#define ATTN_ROWS 16
 #define ATTN_HD_MAX 256 /* q and output rows of an item stay on the stack (16 KB each) */
 
 static bool cell_visible(const plm_kv *kv, int32_t c, uint64_t bit, int32_t p, int32_t window) {
@@ -161,13 +160,13 @@ static void attn_worker(void *arg, int ith, int nth) {
     const size_t layer_off = (size_t)a->il * (size_t)kv->n_ctx * (size_t)kv->kv_dim;
     /* rows: heads x tokens of an item, bounded so q and the output fit the stack buffers */
     const int nqc = PLM_MIN(group, ATTN_HEADS);
-    const int rows_cap = hd <= ATTN_HD_MAX ? ATTN_ROWS : 1;
+    const int rows_cap = hd <= ATTN_HD_MAX ? PLM_ATTN_ROWS : 1;
     const int heads = PLM_MIN(nqc, rows_cap), tpi = PLM_MAX(1, rows_cap / heads);
     const int chunks = (group + heads - 1) / heads;
     const int64_t blocks = (ub->T + tpi - 1) / tpi;
-    /* scores of the item's rows, n_ctx apart (forward.c reserves ATTN_ROWS rows per thread) */
-    float *scores = ctx->scores + (size_t)ith * (size_t)kv->n_ctx * ATTN_ROWS;
-    float qbuf[ATTN_ROWS * ATTN_HD_MAX], obuf[ATTN_ROWS * ATTN_HD_MAX];
+    /* scores of the item's rows, n_ctx apart (forward.c reserves PLM_ATTN_ROWS rows per thread) */
+    float *scores = ctx->scores + (size_t)ith * (size_t)kv->n_ctx * PLM_ATTN_ROWS;
+    float qbuf[PLM_ATTN_ROWS * ATTN_HD_MAX], obuf[PLM_ATTN_ROWS * ATTN_HD_MAX];
     float *qr = hd <= ATTN_HD_MAX ? qbuf : NULL, *orow = hd <= ATTN_HD_MAX ? obuf : NULL;
     int64_t w0, w1;
     plm_split_range((int64_t)hp->n_head_kv * chunks * blocks, ith, nth, &w0, &w1);

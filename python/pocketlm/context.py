@@ -32,6 +32,7 @@ from array import array
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, List, Optional, Sequence, Union
 
 from . import _core
+from .errors import InvalidArgumentError
 from .sampling import LogitBias, Sampler, sampler_params
 
 if TYPE_CHECKING:
@@ -151,7 +152,9 @@ class Context:
 
     ``n_ctx``: tokens it can hold (default: the model's, at most 4096); ``n_threads``: worker threads (default:
     the Model's setting, else ``$POCKETLM_THREADS``, else the number of physical cores); ``n_batch``: most
-    tokens per forward micro-batch.
+    tokens per forward micro-batch; ``memory_budget``: most bytes the context may allocate (KV cache, scratch,
+    logits), checked before anything is allocated: a larger context raises :class:`OutOfMemoryError` naming
+    both figures (default: the machine's memory).
 
     Use it as a context manager, or call :meth:`close`. The C memory is freed once the Context is closed
     *and* no logits view of it is alive.
@@ -162,7 +165,8 @@ class Context:
     """
 
     def __init__(self, model: "Model", *, n_ctx: Optional[int] = None, n_threads: Optional[int] = None,
-                 n_batch: Optional[int] = None, n_seq_max: Optional[int] = None) -> None:
+                 n_batch: Optional[int] = None, n_seq_max: Optional[int] = None,
+                 memory_budget: Optional[int] = None) -> None:
         p = _core.context_default_params()
         n_ctx = model.n_ctx if n_ctx is None else n_ctx
         n_threads = model.n_threads if n_threads is None else n_threads
@@ -176,6 +180,11 @@ class Context:
             p.n_batch = int(n_batch)
         if n_seq_max is not None:
             p.n_seq_max = int(n_seq_max)
+        if memory_budget is not None:
+            if int(memory_budget) < 0:
+                raise InvalidArgumentError(
+                    f"memory_budget must be >= 0 bytes (0: the machine's memory), got {memory_budget}")
+            p.memory_budget = int(memory_budget)
         h = _core.context_create(model._handle, p)
         # The C model must outlive the C context, which may outlive this object through logits views.
         setattr(h, "_model", model._handle)

@@ -167,11 +167,15 @@ class Model:
     # -- contexts and generation -------------------------------------------------------------
 
     def context(self, *, n_ctx: Optional[int] = None, n_threads: Optional[int] = None,
-                n_batch: Optional[int] = None, n_seq_max: Optional[int] = None) -> Context:
+                n_batch: Optional[int] = None, n_seq_max: Optional[int] = None,
+                memory_budget: Optional[int] = None) -> Context:
         """A new :class:`Context` on this model (defaults from the Model's ``n_ctx`` and ``n_threads``;
         ``n_seq_max``: sequences it can hold at once, default 8, which is how many labels or texts
-        :meth:`classify` and :meth:`embed` put in one batched decode, less one for classification)."""
-        return Context(self, n_ctx=n_ctx, n_threads=n_threads, n_batch=n_batch, n_seq_max=n_seq_max)
+        :meth:`classify` and :meth:`embed` put in one batched decode, less one for classification;
+        ``memory_budget``: most bytes it may allocate, else :class:`OutOfMemoryError` before allocating,
+        default the machine's memory)."""
+        return Context(self, n_ctx=n_ctx, n_threads=n_threads, n_batch=n_batch, n_seq_max=n_seq_max,
+                       memory_budget=memory_budget)
 
     def _default_context(self) -> Context:
         with self._ctx_lock:

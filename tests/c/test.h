@@ -53,6 +53,14 @@ static int t_tests_passed, t_tests_failed;
 #define TEST_SUMMARY()                                                              \
     (printf("%d passed, %d failed\n", t_tests_passed, t_tests_failed), t_tests_failed ? 1 : 0)
 
+/* POCKETLM_TEST_QUICK=1 (make test-valgrind, where a token through the default
+ * model costs seconds): the model tests run fewer prompts and tokens, and skip
+ * the checks that only make sense on the full run (perplexity, RSS bounds). */
+static inline int t_quick(void) {
+    const char *q = getenv("POCKETLM_TEST_QUICK");
+    return q && *q && strcmp(q, "0") != 0;
+}
+
 /* Path of a fixture under tests/data (the tests run from the repository root). */
 #define DATA(name) ("tests/data/" name)
 

@@ -60,7 +60,45 @@ static const char *PROMPT =
 static const char *LABELS[] = {" positive", " negative", " neutral", " mixed feelings", " angry and disappointed"};
 enum { NL = 5 };
 
+/* Quick mode (test.h; make test-valgrind): the classification and embedding
+ * paths without the naive references, which cost ten times as many tokens. */
+static void quick_classify_paths(void) {
+    plm_token p[256], lab[NL][16];
+    int np = tok(PROMPT, true, p, 256), nl[NL];
+    const plm_token *lp[NL];
+    for (int i = 0; i < NL; i++) {
+        nl[i] = tok(LABELS[i], false, lab[i], 16);
+        lp[i] = lab[i];
+    }
+    plm_context *ctx = new_ctx(512, 8), *small = new_ctx(512, 3);
+    REQUIRE(ctx && small);
+    float lpo[NL], prob[NL], again[NL];
+    REQUIRE(plm_classify(ctx, p, np, lp, nl, NL, NULL, lpo, prob) == PLM_OK);
+    CHECK(prob[1] > 0.5f);
+    REQUIRE(plm_classify(small, p, np, lp, nl, NL, NULL, again, NULL) == PLM_OK); /* in groups */
+    for (int i = 0; i < NL; i++) CHECK(fabs(again[i] - lpo[i]) <= TOL_SCORE);
+    plm_classify_params cp = plm_classify_default_params();
+    cp.multi_label = true;
+    REQUIRE(plm_classify(ctx, p, np, lp, nl, 2, &cp, NULL, prob) == PLM_OK);
+    CHECK(prob[0] > 0 && prob[0] < 1 && prob[1] > 0 && prob[1] < 1);
+    const plm_token *texts[2] = {p, lab[4]};
+    int32_t lens[2] = {8, nl[4]};
+    float *emb = malloc(2 * (size_t)n_embd * sizeof(float));
+    REQUIRE(emb);
+    REQUIRE(plm_embed(ctx, texts, lens, 2, PLM_POOL_MEAN, true, emb) == PLM_OK);
+    double ss = 0;
+    for (int e = 0; e < n_embd; e++) ss += (double)emb[e] * emb[e];
+    CHECK(fabs(ss - 1) < 1e-5);
+    free(emb);
+    plm_context_free(small);
+    plm_context_free(ctx);
+}
+
 static void test_matches_naive_reference(void) {
+    if (t_quick()) {
+        quick_classify_paths();
+        return;
+    }
     plm_token p[256], lab[NL][16];
     int np = tok(PROMPT, true, p, 256), nl[NL];
     const plm_token *lp[NL];
@@ -108,6 +146,10 @@ static void test_matches_naive_reference(void) {
 }
 
 static void test_multi_label(void) {
+    if (t_quick()) {
+        fprintf(stderr, "  in the quick run's first test (POCKETLM_TEST_QUICK)\n");
+        return;
+    }
     const char *text = "<|im_start|>user\nThe match went to extra time and the striker scored a stunning goal.\n";
     const char *sfx[3] = {"Is this about sports? Answer yes or no.<|im_end|>\n<|im_start|>assistant\nAnswer:",
                           "Is this about cooking? Answer yes or no.<|im_end|>\n<|im_start|>assistant\nAnswer:",
@@ -162,6 +204,10 @@ static void test_classify_errors(void) {
 }
 
 static void test_embed_matches_reference_pooling(void) {
+    if (t_quick()) {
+        fprintf(stderr, "  in the quick run's first test (POCKETLM_TEST_QUICK)\n");
+        return;
+    }
     const char *texts[3] = {"The cat sat on the mat.", "Stock markets fell sharply on Monday.", "Bonjour, comment ça va ?"};
     plm_token t[3][64];
     int32_t n[3];

@@ -133,6 +133,14 @@ static bool gemma3_path(char *out, size_t cap) {
     return n > 0 && n < (int)cap;
 }
 
+/* Quick mode (test.h) runs the case with the shortest prompt, and 4 greedy tokens. */
+#define QUICK_GEN 4
+static int shortest(const fcase *cases, int n) {
+    int b = 0;
+    for (int c = 1; c < n; c++) if (cases[c].n_ids < cases[b].n_ids) b = c;
+    return b;
+}
+
 static plm_context *new_ctx(int n_ctx, int n_threads) {
     plm_context_params p = plm_context_default_params();
     p.n_ctx = n_ctx;
@@ -178,7 +186,9 @@ static void test_logits_match_references(void) {
     REQUIRE(ctx);
     plm_model_info in;
     plm_model_get_info(model, &in);
+    const int only = t_quick() ? shortest(cases, n) : -1;
     for (int c = 0; c < n; c++) {
+        if (only >= 0 && c != only) continue;
         fcase *fc = &cases[c];
         plm_kv_clear(ctx);
         plm_batch b = {.n_tokens = fc->n_ids, .token = fc->ids};
@@ -210,11 +220,13 @@ static void test_greedy_matches_llama_cpp(void) {
     REQUIRE(n >= 5);
     plm_context *ctx = new_ctx(512, 2);
     REQUIRE(ctx);
+    const int only = t_quick() ? shortest(cases, n) : -1;
     for (int c = 0; c < n; c++) {
+        if (only >= 0 && c != only) continue;
         fcase *fc = &cases[c];
         plm_generate_params gp = plm_generate_default_params();
         gp.sampling.temperature = 0;
-        gp.max_tokens = fc->n_lc_gen;
+        gp.max_tokens = t_quick() && fc->n_lc_gen > QUICK_GEN ? QUICK_GEN : fc->n_lc_gen;
         gp.keep_cache = false;
         plm_generator *g = NULL;
         REQUIRE(plm_generator_create_tokens(ctx, fc->ids, fc->n_ids, &gp, &g) == PLM_OK);
@@ -229,6 +241,7 @@ static void test_greedy_matches_llama_cpp(void) {
         /* llama.cpp's list ends with the end-of-generation token when it stopped there; ours stops before it. */
         int want = fc->n_lc_gen;
         if (want > 0 && plm_token_is_eog(model, fc->lc_gen[want - 1])) want--;
+        if (want > gp.max_tokens) want = gp.max_tokens;
         REQUIRE(fc->n_margin >= want);
         if (same >= want) {
             fprintf(stderr, "  %-8s identical to llama.cpp for all %d tokens\n", fc->name, want);
@@ -244,6 +257,10 @@ static void test_greedy_matches_llama_cpp(void) {
 }
 
 static void test_perplexity_matches_llama_cpp(void) {
+    if (t_quick()) {
+        fprintf(stderr, "  skipped (POCKETLM_TEST_QUICK)\n");
+        return;
+    }
     FILE *f = fopen(DATA("perplexity_gemma3.txt"), "r");
     REQUIRE(f);
     char line[256];

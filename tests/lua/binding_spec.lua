@@ -202,6 +202,22 @@ describe("errors", function()
         assert.is_truthy(err:find("PLM_ERR_CONTEXT_FULL", 1, true))
     end)
 
+    it("a memory budget refuses an oversized context before allocating it", function()
+        -- SmolLM2's KV cache is 23,040 bytes a cell: 4096 cells need more than 90 MiB.
+        local ok, err = pcall(m.context, m, {n_ctx = 4096, memory_budget = 64 << 20})
+        assert.is_false(ok)
+        assert.is_truthy(err:find("^PLM_ERR_OOM: context needs [%d.]+ MiB %(KV cache [%d.]+ MiB for n_ctx=4096%) " ..
+            "but the memory budget is 64%.0 MiB %(plm_context_params%.memory_budget%)"), err)
+        local small <close> = m:context({n_ctx = 64, memory_budget = 64 << 20})
+        small:decode(m:tokenize(PROMPT))
+        assert.are.equal(7043, argmax(small:logits())) -- " Paris" (1-based)
+        ok, err = pcall(m.context, m, {n_ctx = 1 << 24})
+        assert.is_false(ok)
+        assert.is_truthy(err:find("the machine's memory", 1, true), err)
+        assert.has_error(function() m:context({memory_budget = -1}) end)
+        assert.has_error(function() m:context({memory_budget = 1.5}) end)
+    end)
+
     it("point at the caller for bad arguments", function()
         local ok, err = pcall(function() m:generate(PROMPT, {max_token = 4}) end)
         assert.is_false(ok)

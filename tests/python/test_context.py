@@ -142,6 +142,26 @@ def test_n_threads(model):
         assert c.n_threads == 2
 
 
+def test_memory_budget_refuses_an_oversized_context_up_front(model):
+    # SmolLM2's KV cache is 23,040 bytes a cell: 4096 cells need more than 90 MiB, 64 cells about 1.4 MiB.
+    with pytest.raises(pocketlm.OutOfMemoryError) as e:
+        model.context(n_ctx=4096, memory_budget=64 << 20)
+    msg = str(e.value)
+    assert "context needs" in msg and "for n_ctx=4096" in msg
+    assert "but the memory budget is 64.0 MiB (plm_context_params.memory_budget)" in msg
+    assert isinstance(e.value, MemoryError)
+    with model.context(n_ctx=64, memory_budget=64 << 20) as c:   # a small one fits the same budget
+        c.eval(model.tokenize("The capital of France is"))
+        assert int(np.asarray(c.logits).argmax()) == 7042       # " Paris"
+    # the automatic budget (the machine's memory) refuses the largest n_ctx; past it is an argument error
+    with pytest.raises(pocketlm.OutOfMemoryError, match="the machine's memory"):
+        model.context(n_ctx=1 << 24)
+    with pytest.raises(pocketlm.InvalidArgumentError, match="PLM_N_CTX_MAX"):
+        model.context(n_ctx=(1 << 24) + 1)
+    with pytest.raises(pocketlm.InvalidArgumentError, match="memory_budget"):
+        model.context(n_ctx=64, memory_budget=-1)
+
+
 def test_contexts_keep_a_closed_model_alive(model_path):
     m = pocketlm.Model(model_path, n_threads=1)
     toks = m.tokenize("The capital of France is")
