@@ -158,10 +158,14 @@ void plm_context_free(plm_context *ctx) {
     free(ctx);
 }
 
+/* Attention scores for n_threads: per thread PLM_ATTN_ROWS query rows of n_ctx (models/blocks.c). */
+static float *new_scores(int32_t n_threads, int32_t n_ctx) {
+    return plm_amalloc((size_t)n_threads * (size_t)n_ctx * PLM_ATTN_ROWS * sizeof(float));
+}
+
 static plm_status alloc_scores(plm_context *ctx) {
     plm_afree(ctx->scores);
-    /* per thread: the scores of PLM_ATTN_ROWS query rows (models/blocks.c) */
-    ctx->scores = plm_amalloc((size_t)plm_pool_size(ctx->pool) * (size_t)ctx->kv.n_ctx * PLM_ATTN_ROWS * sizeof(float));
+    ctx->scores = new_scores(plm_pool_size(ctx->pool), ctx->kv.n_ctx);
     return ctx->scores ? PLM_OK : plm_fail(PLM_ERR_OOM, "out of memory for attention scores");
 }
 
@@ -239,7 +243,7 @@ plm_status plm_context_set_threads(plm_context *ctx, int32_t n_threads) {
     plm_status st = context_memory(&ctx->model->hp, &p, &mem);
     if (st || (st = check_budget(&p, &mem))) return st;
     /* The scores buffer first, so that a failure leaves the old pool and its buffer in place. */
-    float *scores = plm_amalloc((size_t)n_threads * (size_t)ctx->kv.n_ctx * sizeof(float));
+    float *scores = new_scores(n_threads, ctx->kv.n_ctx);
     if (!scores) return plm_fail(PLM_ERR_OOM, "out of memory for attention scores of %d threads", n_threads);
     plm_pool *np;
     if ((st = plm_pool_create(n_threads, &np))) {
