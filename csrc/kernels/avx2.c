@@ -154,17 +154,6 @@ static void run_tiles(const tile_fn tiles[TILE_C][TILE_R], int64_t nb, const voi
     }
 }
 
-/* out[c * ldo + r] (=|+=) hsum(acc[r][c]) + extra[r][c] */
-static ALWAYS_INLINE void tile_store(const int R, const int C, __m256 acc[TILE_R][TILE_C],
-                                     float extra[TILE_R][TILE_C], float *out, int64_t ldo, bool accumulate) {
-    for (int c = 0; c < C; c++)
-        for (int r = 0; r < R; r++) {
-            const float v = hsum_ps(acc[r][c]) + extra[r][c];
-            if (accumulate) out[(int64_t)c * ldo + r] += v;
-            else out[(int64_t)c * ldo + r] = v;
-        }
-}
-
 #define BLOCK(type, base, stride, i, k) ((const type *)((base) + (size_t)(i) * (stride)) + (k))
 
 /* Decode reads every weight once from memory, and several rows read side by
