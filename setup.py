@@ -14,6 +14,9 @@ declaratively:
   run time.
 * build_py runs build_ext first, so the generated ``_core.py`` exists before
   packages are collected.
+* ``POCKETLM_SANITIZE=1`` builds the extension with AddressSanitizer and
+  UndefinedBehaviorSanitizer (``make python-test-asan``), in a build directory
+  of its own; the interpreter then needs the ASan runtime preloaded.
 """
 
 import glob
@@ -32,10 +35,13 @@ PACKAGE_DIR = os.path.join("python", "pocketlm")
 
 # The Makefile's flags, minus warnings and -fPIC (setuptools adds it).
 BASE_CFLAGS = ["-std=c11", "-D_GNU_SOURCE", "-fvisibility=hidden", "-pthread", "-O2"]
+# POCKETLM_SANITIZE=1: ASan + UBSan, with the debug info and frame pointers that readable reports need.
+SANITIZE = os.environ.get("POCKETLM_SANITIZE") == "1"
+SANITIZE_FLAGS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-fno-omit-frame-pointer", "-g"]
 # Used when the Makefile is absent; the Makefile is the source of truth.
 FALLBACK_ISA = {
-    "avx2": ["-mavx2", "-mfma", "-mf16c"],
-    "avx512": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512vnni", "-mavx2", "-mfma", "-mf16c"],
+    "avx2": ["-mavx2", "-mfma", "-mf16c", "-O3"],
+    "avx512": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512vnni", "-mavx2", "-mfma", "-mf16c", "-O3"],
 }
 
 
@@ -129,6 +135,8 @@ class BuildExt(build_ext):
         super().build_extension(ext)
 
     def _debug_flags(self):
+        if SANITIZE:
+            return SANITIZE_FLAGS
         # Python's own CFLAGS carry -g; a release wheel does not need the debug info (it triples the size).
         return [] if self.debug else ["-g0"]
 
@@ -149,7 +157,7 @@ core = Extension(
     sources=["bindings/pocketlm.i"],  # replaced by the generated wrapper in BuildExt._swig
     include_dirs=["csrc/include", "bindings"],
     extra_compile_args=["-fvisibility=hidden", "-O2"],
-    extra_link_args=["-pthread"],
+    extra_link_args=["-pthread"] + (["-fsanitize=address,undefined"] if SANITIZE else []),
     libraries=["m"],
     depends=glob.glob("csrc/**/*.[ch]", recursive=True) + glob.glob("bindings/*"),
 )
@@ -160,7 +168,7 @@ if sys.platform == "win32":
 setup(
     version=read_version(),
     # build/ belongs to the Makefile; setuptools works in a directory of its own inside it.
-    options={"build": {"build_base": os.path.join("build", "python")}},
+    options={"build": {"build_base": os.path.join("build-asan" if SANITIZE else "build", "python")}},
     ext_modules=[core],
     cmdclass={"build_ext": BuildExt, "build_py": BuildPy},
 )

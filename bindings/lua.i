@@ -11,8 +11,8 @@
  *   wrapped. uint64_t (the seed) takes any integer, negative ones as their
  *   two's complement.
  * - Text crosses with its length (lua_tolstring / lua_pushlstring), so NUL
- *   bytes survive both ways. Paths, keys and stop strings are C strings: a
- *   NUL byte in them is an error.
+ *   bytes survive both ways (chat messages too). Paths, keys and stop strings
+ *   are C strings: a NUL byte in them is an error.
  * - Views (pocketlm.view): a full userdata over float32, int32 or byte memory
  *   with #v, 1-based v[i] (nil past the end, so ipairs works) and, where the
  *   memory may be written, v[i] = x. Its owner is kept in its user value, so
@@ -422,6 +422,42 @@ static int plmlua_strs_arg(lua_State *L, int idx, const char *fn, const char ***
     return 1;
 }
 
+/* A table of strings with their lengths (chat messages; NUL bytes kept): the
+ * strings are anchored in a table left on the stack for the call, the
+ * pointers and lengths kept in a scratch userdata. */
+static int plmlua_texts_arg(lua_State *L, int idx, const char *fn, const char ***out, size_t **lens, int32_t *n) {
+    *out = NULL;
+    *lens = NULL;
+    *n = 0;
+    if (!lua_istable(L, idx)) {
+        plmlua_push_argerror(L, idx, fn, "table of strings expected, got %s", luaL_typename(L, idx));
+        return 0;
+    }
+    lua_Integer len = luaL_len(L, idx);
+    if (len < 0 || len > INT32_MAX / 16) {
+        plmlua_push_argerror(L, idx, fn, "bad length %I", len);
+        return 0;
+    }
+    lua_createtable(L, (int)len, 0);
+    int anchor = lua_gettop(L);
+    size_t count = (size_t)(len > 0 ? len : 1);
+    char *scratch = lua_newuserdatauv(L, count * (sizeof(char *) + sizeof(size_t)), 0);
+    const char **ptrs = (const char **)(void *)scratch;
+    size_t *sizes = (size_t *)(void *)(scratch + count * sizeof(char *));
+    for (lua_Integer i = 1; i <= len; i++) {
+        if (lua_geti(L, idx, i) != LUA_TSTRING) {
+            plmlua_push_argerror(L, idx, fn, "item %I is %s, not a string", i, luaL_typename(L, -1));
+            return 0;
+        }
+        ptrs[i - 1] = lua_tolstring(L, -1, &sizes[i - 1]);
+        lua_rawseti(L, anchor, i);
+    }
+    *out = ptrs;
+    *lens = sizes;
+    *n = (int32_t)len;
+    return 1;
+}
+
 /* A logit bias table {[token] = bias} (nil: none), in a scratch userdata. */
 static int plmlua_bias_arg(lua_State *L, int idx, const char *fn, plm_logit_bias **out, int32_t *n) {
     *out = NULL;
@@ -676,6 +712,14 @@ PLMLUA_INT(size_t, 0, LUA_MAXINTEGER)
     $1 = ($1_ltype)p_$argnum;
 }
 
+%typemap(in) (const char *const *texts, const size_t *text_lens, int32_t n_texts) {
+    const char **p_$argnum = NULL;
+    size_t *l_$argnum = NULL;
+    if (!plmlua_texts_arg(L, $input, "$symname", &p_$argnum, &l_$argnum, &$3)) SWIG_fail;
+    $1 = ($1_ltype)p_$argnum;
+    $2 = l_$argnum;
+}
+
 %typemap(in) (const plm_logit_bias *bias, int32_t n_bias) {
     plm_logit_bias *p_$argnum = NULL;
     if (!plmlua_bias_arg(L, $input, "$symname", &p_$argnum, &$2)) SWIG_fail;
@@ -778,6 +822,17 @@ PLMLUA_HANDLE_OUT(plm_generator, 1)
     SWIG_arg++;
 }
 
+/* Borrowed bytes, or nil when the pointer is NULL. */
+%typemap(in, numinputs=0) (const char **opt_bytes, size_t *opt_len) (const char *p = NULL, size_t n = 0) {
+    $1 = ($1_ltype)&p;
+    $2 = &n;
+}
+%typemap(argout) (const char **opt_bytes, size_t *opt_len) {
+    if (*$1) lua_pushlstring(L, *$1, *$2);
+    else lua_pushnil(L);
+    SWIG_arg++;
+}
+
 %typemap(in, numinputs=0) plm_token *out_token (plm_token t = 0) { $1 = &t; }
 %typemap(argout) plm_token *out_token { lua_pushinteger(L, *$1); SWIG_arg++; }
 
@@ -806,6 +861,7 @@ PLMLUA_HANDLE_OUT(plm_generator, 1)
     lua_pushinteger(L, $1->eos); lua_setfield(L, -2, "eos");
     lua_pushinteger(L, $1->eot); lua_setfield(L, -2, "eot");
     lua_pushboolean(L, $1->add_bos); lua_setfield(L, -2, "add_bos");
+    lua_pushinteger(L, $1->n_cls_out); lua_setfield(L, -2, "n_cls_out");
     SWIG_arg++;
 }
 

@@ -26,6 +26,8 @@
  *   (const plm_token *flat, int32_t n_flat)         tokens of several sequences, concatenated
  *   (const int32_t *lens, int32_t n_lens)           the length of each of those sequences
  *   (const void *data, size_t size)                 bytes in (a saved state)
+ *   (const char *const *texts, const size_t *text_lens, int32_t n_texts)
+ *                                                   a list of texts in, each with its length (NUL bytes kept)
  *   (float *out_floats, int32_t n_out_floats)       a caller's float32 buffer that C fills (no copy)
  *   (void *out_data, size_t out_size)               a caller's byte buffer that C fills (no copy)
  *   plm_model **out, plm_context **out,
@@ -33,7 +35,9 @@
  *   (plm_token **out_tokens, int32_t *out_n)        a malloc'd token array out (free())
  *   (char **out_bytes, size_t *out_len)             malloc'd bytes out (free())
  *   (const char **piece, size_t *piece_len)         borrowed bytes out
+ *   (const char **opt_bytes, size_t *opt_len)       borrowed bytes out, or none (None / nil) when NULL
  *   plm_token *out_token, plm_stop_reason *out_reason, plm_model_info *out_info
+ * (int32_t *out_family takes plm_token *out_token's typemap.)
  */
 
 #if defined(SWIGPYTHON)
@@ -140,10 +144,21 @@ static const char *plmb_error_message(void) {
  * below take them concatenated, with their lengths. */
 %ignore plm_classify;
 %ignore plm_embed;
+%ignore plm_classify_head;
 /* State and sequence history go through helpers with caller-sized buffers. */
 %ignore plm_context_state_save;
 %ignore plm_context_state_load;
 %ignore plm_kv_seq_tokens;
+/* Chat formats cross as a family number and a default system message (see
+ * the plmb_chat_ helpers below); the structs stay in C. */
+%ignore plm_chat_format;
+%ignore plm_chat_message;
+%ignore plm_chat_family_name;
+%ignore plm_chat_family_from_name;
+%ignore plm_chat_stop;
+%ignore plm_chat_detect;
+%ignore plm_chat_detect_model;
+%ignore plm_chat_render;
 /* Pointer fields are set through helper arguments instead. */
 %ignore plm_sampler_params::logit_bias;
 %ignore plm_sampler_params::n_logit_bias;
@@ -174,6 +189,7 @@ struct plm_generator {};
 
 /* plm_sampler_sample's result. */
 %apply plm_token *out_token { plm_token *out };
+%apply plm_token *out_token { int32_t *out_family };
 
 %include "pocketlm.h"
 
@@ -402,5 +418,74 @@ plm_status plmb_embed(plm_context *ctx, const plm_token *flat, int32_t n_flat, c
     st = plm_embed(ctx, ptrs, lens, n_lens, (plm_pooling)pooling, normalize, out_floats);
     free(ptrs);
     return st;
+}
+
+/* plm_classify_head with the texts' tokens concatenated in flat (lens[i] tokens
+ * for text i). out_floats (at least 2 x n_lens x n_cls_out) receives the scores
+ * (n_lens rows of n_cls_out) and then the probabilities (the same). */
+plm_status plmb_classify_head(plm_context *ctx, const plm_token *flat, int32_t n_flat, const int32_t *lens,
+                              int32_t n_lens, float *out_floats, int32_t n_out_floats) {
+    if (!ctx) return plmb_fail(PLM_ERR_ARG, "plm_classify_head: ctx is NULL");
+    int64_t k = plm_model_n_cls_out(plm_context_model(ctx));
+    if (n_lens > 0 && k > 0 && ((int64_t)n_out_floats < 2 * (int64_t)n_lens * k || !out_floats))
+        return plmb_fail(PLM_ERR_ARG, "the output buffer must hold 2 x n_cls_out floats per text");
+    const plm_token **ptrs = NULL;
+    plm_status st = plmb_split(flat, n_flat, lens, n_lens, &ptrs);
+    if (st) return st;
+    st = plm_classify_head(ctx, ptrs, lens, n_lens, out_floats, out_floats ? out_floats + (n_lens > 0 ? n_lens : 0) * k : NULL);
+    free(ptrs);
+    return st;
+}
+
+/* ------------------------------------------------------------------ chat */
+
+/* The name of chat family number family ("chatml"...), None / nil if it is not one. */
+const char *plmb_chat_family_name(int32_t family) { return plm_chat_family_name((plm_chat_family)family); }
+
+/* The i-th end-of-turn marker of a family, None / nil past the last. */
+const char *plmb_chat_stop(int32_t family, int32_t i) { return plm_chat_stop((plm_chat_family)family, i); }
+
+/* The family of a chat template and its default system message (borrowed from
+ * text; none when the template has none). */
+plm_status plmb_chat_detect(const char *text, size_t len, int32_t *out_family, const char **opt_bytes, size_t *opt_len) {
+    plm_chat_format f;
+    plm_status st = plm_chat_detect(text, len, &f);
+    *out_family = (int32_t)f.family;
+    *opt_bytes = f.default_system;
+    *opt_len = f.default_system_len;
+    return st;
+}
+
+/* Renders a conversation given as texts = [role, content, role, content, ...]
+ * in family, with the default system message text when has_default_system,
+ * as malloc'd bytes (free()). */
+plm_status plmb_chat_render(int32_t family, const char *text, size_t len, bool has_default_system,
+                            const char *const *texts, const size_t *text_lens, int32_t n_texts,
+                            bool add_generation_prompt, char **out_bytes, size_t *out_len) {
+    *out_bytes = NULL;
+    *out_len = 0;
+    if (n_texts % 2) return plmb_fail(PLM_ERR_ARG, "chat messages: expected role, content pairs (an even count)");
+    int32_t n = n_texts / 2;
+    plm_chat_message *msgs = malloc((size_t)(n > 0 ? n : 1) * sizeof(*msgs));
+    if (!msgs) return plmb_fail(PLM_ERR_OOM, "out of memory for chat messages");
+    for (int32_t i = 0; i < n; i++)
+        msgs[i] = (plm_chat_message){texts[2 * i], text_lens[2 * i], texts[2 * i + 1], text_lens[2 * i + 1]};
+    plm_chat_format fmt = {(plm_chat_family)family, has_default_system ? text : NULL, has_default_system ? len : 0};
+    size_t need = 0;
+    plm_status st = plm_chat_render(&fmt, msgs, n, add_generation_prompt, NULL, 0, &need);
+    char *buf = NULL;
+    if (st == PLM_ERR_BUFFER || st == PLM_OK) {
+        buf = malloc(need + 1);
+        st = buf ? plm_chat_render(&fmt, msgs, n, add_generation_prompt, buf, need + 1, &need)
+                 : plmb_fail(PLM_ERR_OOM, "out of memory for a chat prompt");
+    }
+    free(msgs);
+    if (st) {
+        free(buf);
+        return st;
+    }
+    *out_bytes = buf;
+    *out_len = need;
+    return PLM_OK;
 }
 %}

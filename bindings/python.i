@@ -242,6 +242,76 @@ static void plmpy_strs_release(plmpy_strs_arg *a) {
     a->ptrs = NULL;
 }
 
+/* A list of texts with their lengths (chat messages): str (read through its
+ * cached UTF-8, no copy) or bytes, NUL bytes kept. The objects are held in a
+ * list until freearg, so they outlive the call even if the caller's list
+ * changes while the lock is released. */
+typedef struct {
+    PyObject *held; /* list of the str / bytes objects */
+    const char **ptrs;
+    size_t *lens;
+} plmpy_texts_arg;
+
+static int plmpy_texts_in(PyObject *obj, plmpy_texts_arg *a, const char *const **out, const size_t **lens,
+                          int32_t *n) {
+    a->held = NULL;
+    a->ptrs = NULL;
+    a->lens = NULL;
+    if (PyUnicode_Check(obj) || PyBytes_Check(obj)) {
+        PyErr_SetString(PyExc_TypeError, "expected a list of strings, got a single string");
+        return -1;
+    }
+    PyObject *seq = PySequence_Fast(obj, "expected a list of strings");
+    if (!seq) return -1;
+    Py_ssize_t len = PySequence_Fast_GET_SIZE(seq);
+    if (len > INT32_MAX) {
+        Py_DECREF(seq);
+        PyErr_SetString(PyExc_ValueError, "too many strings");
+        return -1;
+    }
+    a->held = PyList_New(0);
+    a->ptrs = malloc((size_t)(len > 0 ? len : 1) * sizeof(char *));
+    a->lens = malloc((size_t)(len > 0 ? len : 1) * sizeof(size_t));
+    if (!a->held || !a->ptrs || !a->lens) {
+        Py_DECREF(seq);
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < len; i++) {
+        PyObject *s = PySequence_Fast_GET_ITEM(seq, i);
+        Py_ssize_t k = 0;
+        const char *p = NULL;
+        if (PyUnicode_Check(s)) {
+            p = PyUnicode_AsUTF8AndSize(s, &k);
+        } else if (PyBytes_Check(s)) {
+            p = PyBytes_AS_STRING(s);
+            k = PyBytes_GET_SIZE(s);
+        } else {
+            PyErr_Format(PyExc_TypeError, "string %zd is a %.200s, not str or bytes", i, Py_TYPE(s)->tp_name);
+        }
+        if (!p || PyList_Append(a->held, s) < 0) {
+            Py_DECREF(seq);
+            return -1;
+        }
+        a->ptrs[i] = p;
+        a->lens[i] = (size_t)k;
+    }
+    Py_DECREF(seq);
+    *out = a->ptrs;
+    *lens = a->lens;
+    *n = (int32_t)len;
+    return 0;
+}
+
+static void plmpy_texts_release(plmpy_texts_arg *a) {
+    Py_XDECREF(a->held);
+    free(a->ptrs);
+    free(a->lens);
+    a->held = NULL;
+    a->ptrs = NULL;
+    a->lens = NULL;
+}
+
 /* Logit bias: a mapping {token: bias} or an iterable of (token, bias) pairs. */
 static int plmpy_bias_in(PyObject *obj, plm_logit_bias **out, int32_t *n) {
     *out = NULL;
@@ -301,13 +371,13 @@ static int plmpy_abort_check(void *user) {
 
 static PyObject *plmpy_model_info_dict(const plm_model_info *in) {
     return Py_BuildValue(
-        "{s:s,s:s,s:s,s:s,s:O&,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:K,s:K,s:i,s:i,s:i,s:O}",
+        "{s:s,s:s,s:s,s:s,s:O&,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:K,s:K,s:i,s:i,s:i,s:O,s:i}",
         "arch", in->arch, "name", in->name, "file_type", in->file_type, "chat_template", in->chat_template,
         "path", PyUnicode_DecodeFSDefault, in->path, "n_vocab", in->n_vocab, "n_ctx_train", in->n_ctx_train,
         "n_embd", in->n_embd, "n_layer", in->n_layer, "n_head", in->n_head, "n_head_kv", in->n_head_kv, "n_ff",
         in->n_ff, "head_dim", in->head_dim, "n_params", (unsigned long long)in->n_params, "n_bytes",
         (unsigned long long)in->n_bytes, "bos", in->bos, "eos", in->eos, "eot", in->eot, "add_bos",
-        in->add_bos ? Py_True : Py_False);
+        in->add_bos ? Py_True : Py_False, "n_cls_out", in->n_cls_out);
 }
 
 static int plmpy_module_init(PyObject *m) {
@@ -405,6 +475,10 @@ static int plmpy_module_init(PyObject *m) {
 }
 %typemap(freearg) (const char *const *strs, int32_t n_strs) { plmpy_strs_release(&tmp$argnum); }
 
+%typemap(in) (const char *const *texts, const size_t *text_lens, int32_t n_texts) (plmpy_texts_arg tmp = {0}) {
+    if (plmpy_texts_in($input, &tmp, (const char *const **)&$1, (const size_t **)&$2, &$3) < 0) SWIG_fail;
+}
+%typemap(freearg) (const char *const *texts, const size_t *text_lens, int32_t n_texts) { plmpy_texts_release(&tmp$argnum); }
 %typemap(in) (const plm_logit_bias *bias, int32_t n_bias) (plm_logit_bias *tmp = NULL) {
     if (plmpy_bias_in($input, &tmp, &$2) < 0) SWIG_fail;
     $1 = tmp;
@@ -519,6 +593,21 @@ PLMPY_HANDLE_OUT(plm_generator)
 }
 %typemap(argout) (const char **piece, size_t *piece_len) {
     $result = plmpy_append($result, PyBytes_FromStringAndSize(*$1 ? *$1 : "", (Py_ssize_t)*$2));
+    if (!$result) SWIG_fail;
+}
+
+/* Borrowed bytes, or None when the pointer is NULL. */
+%typemap(in, numinputs=0) (const char **opt_bytes, size_t *opt_len) (const char *p = NULL, size_t n = 0) {
+    $1 = ($1_ltype)&p;
+    $2 = &n;
+}
+%typemap(argout) (const char **opt_bytes, size_t *opt_len) {
+    if (*$1) {
+        $result = plmpy_append($result, PyBytes_FromStringAndSize(*$1, (Py_ssize_t)*$2));
+    } else {
+        Py_INCREF(Py_None);
+        $result = plmpy_append($result, Py_None);
+    }
     if (!$result) SWIG_fail;
 }
 

@@ -1,12 +1,14 @@
 /*
  * classify.c — zero-shot classification by label likelihood, and embeddings.
  *
- * Owns plm_classify and plm_embed. Classification evaluates the prompt once in
+ * Owns plm_classify, plm_embed and plm_classify_head. Zero-shot classification
+ * evaluates the prompt once in
  * sequence 0, shares its cache with one sequence per label (plm_kv_seq_cp adds
  * the label's sequence to the prompt's cells, no copy), and scores all labels'
  * tokens in a single batched plm_decode. Embeddings capture the final hidden
- * states of several texts decoded as separate sequences and pool them. The
- * forward pass is forward.c's; cell bookkeeping kvcache.c's.
+ * states of several texts decoded as separate sequences and pool them; a
+ * classification head (loaded by model.c) maps such a pooled state to label
+ * scores. The forward pass is forward.c's; cell bookkeeping kvcache.c's.
  */
 #include "context.h"
 
@@ -172,24 +174,14 @@ plm_status plm_classify(plm_context *ctx, const plm_token *prompt, int32_t n_pro
     return PLM_OK;
 }
 
-plm_status plm_embed(plm_context *ctx, const plm_token *const *texts, const int32_t *lens, int32_t n_texts,
-                     plm_pooling pooling, bool normalize, float *out) {
-    if (!ctx || !out) return plm_fail(PLM_ERR_ARG, "plm_embed: NULL argument");
-    plm_clear_error();
-    if (n_texts <= 0 || !texts || !lens) return plm_fail(PLM_ERR_ARG, "plm_embed: no texts");
-    if (pooling != PLM_POOL_MEAN && pooling != PLM_POOL_LAST && pooling != PLM_POOL_CLS)
-        return plm_fail(PLM_ERR_ARG, "plm_embed: unknown pooling %d", (int)pooling);
-    plm_status st;
-    for (int32_t i = 0; i < n_texts; i++) {
-        if (lens[i] <= 0 || !texts[i]) return plm_fail(PLM_ERR_ARG, "text %d is empty", i);
-        if (lens[i] > ctx->kv.n_ctx)
-            return plm_fail(PLM_ERR_CONTEXT_FULL, "text %d has %d tokens; the context holds %d", i, lens[i], ctx->kv.n_ctx);
-        if ((st = check_tokens(ctx, texts[i], lens[i], "text", i))) return st;
-    }
+/* Pools the final normalized hidden states of n_texts checked texts into out
+ * (n_texts x n_embd), optionally L2-normalized. Leaves the cache empty. */
+static plm_status pool_texts(plm_context *ctx, const plm_token *const *texts, const int32_t *lens, int32_t n_texts,
+                             plm_pooling pooling, bool normalize, float *out) {
     const int64_t E = ctx->model->hp.n_embd;
+    plm_status st = PLM_OK;
     plm_kv_clear(ctx);
     int32_t i0 = 0;
-    st = PLM_OK;
     while (i0 < n_texts && !st) {
         /* as many texts as fit: one sequence each */
         int32_t i1 = i0, total = 0;
@@ -243,5 +235,107 @@ plm_status plm_embed(plm_context *ctx, const plm_token *const *texts, const int3
         plm_kv_clear(ctx);
         i0 = i1;
     }
+    return st;
+}
+
+/* Checks a list of texts for plm_embed and plm_classify_head. */
+static plm_status check_texts(const plm_context *ctx, const plm_token *const *texts, const int32_t *lens, int32_t n_texts,
+                              const char *fn) {
+    if (n_texts <= 0 || !texts || !lens) return plm_fail(PLM_ERR_ARG, "%s: no texts", fn);
+    plm_status st;
+    for (int32_t i = 0; i < n_texts; i++) {
+        if (lens[i] <= 0 || !texts[i]) return plm_fail(PLM_ERR_ARG, "%s: text %d is empty", fn, i);
+        if (lens[i] > ctx->kv.n_ctx)
+            return plm_fail(PLM_ERR_CONTEXT_FULL, "text %d has %d tokens; the context holds %d", i, lens[i], ctx->kv.n_ctx);
+        if ((st = check_tokens(ctx, texts[i], lens[i], "text", i))) return st;
+    }
+    return PLM_OK;
+}
+
+plm_status plm_embed(plm_context *ctx, const plm_token *const *texts, const int32_t *lens, int32_t n_texts,
+                     plm_pooling pooling, bool normalize, float *out) {
+    if (!ctx || !out) return plm_fail(PLM_ERR_ARG, "plm_embed: NULL argument");
+    plm_clear_error();
+    if (pooling != PLM_POOL_MEAN && pooling != PLM_POOL_LAST && pooling != PLM_POOL_CLS)
+        return plm_fail(PLM_ERR_ARG, "plm_embed: unknown pooling %d", (int)pooling);
+    plm_status st = check_texts(ctx, texts, lens, n_texts, "plm_embed");
+    if (st) return st;
+    return pool_texts(ctx, texts, lens, n_texts, pooling, normalize, out);
+}
+
+/*
+ * The head as llama.cpp's build_pooling applies it for RANK pooling
+ * (src/llama-graph.cpp): its input is the graph's t_embd, the output of the
+ * final norm (result_norm), pooled per sequence; then
+ *   if cls:      x = cls x (+ cls_b); x = tanh(x)   (gelu for ModernBERT; then cls_norm if present)
+ *   if cls_out:  x = cls_out x (+ cls_out_b)
+ * and for qwen3 a softmax over the outputs (the reranker's P(yes), P(no)).
+ * pocketlm returns the raw x and, as probabilities, the softmax over the
+ * outputs (so a Qwen3 reranker's probabilities are llama.cpp's scores), or
+ * the sigmoid for a single output, which the softmax of one value would make 1.
+ */
+plm_status plm_classify_head(plm_context *ctx, const plm_token *const *texts, const int32_t *lens, int32_t n_texts,
+                             float *scores_out, float *probs_out) {
+    if (!ctx) return plm_fail(PLM_ERR_ARG, "plm_classify_head: ctx is NULL");
+    plm_clear_error();
+    const plm_model *m = ctx->model;
+    const plm_cls_head *hd = &m->cls;
+    if (hd->n_out <= 0)
+        return plm_fail(PLM_ERR_UNSUPPORTED, "%s: the model has no classification head (no cls.weight or cls.output.weight tensor); "
+                        "use zero-shot classification (plm_classify) instead", m->g->path);
+    plm_status st = check_texts(ctx, texts, lens, n_texts, "plm_classify_head");
+    if (st) return st;
+    const int64_t E = m->hp.n_embd, H = hd->n_hidden, K = hd->n_out;
+    float *pooled = malloc((size_t)n_texts * (size_t)E * sizeof(float));
+    double *y = malloc((size_t)PLM_MAX(E, H) * sizeof(double)), *z = malloc((size_t)K * sizeof(double));
+    if (!pooled || !y || !z) {
+        st = plm_fail(PLM_ERR_OOM, "out of memory for %d pooled texts", n_texts);
+        goto done;
+    }
+    if ((st = pool_texts(ctx, texts, lens, n_texts, hd->pooling, false, pooled))) goto done;
+    for (int32_t i = 0; i < n_texts; i++) {
+        const float *h = pooled + (int64_t)i * E;
+        int64_t n_in = E;
+        if (hd->dense) {
+            /* dense (H, E) @ h (E) -> tanh -> y (H) */
+            for (int64_t r = 0; r < H; r++) {
+                const float *w = hd->dense + r * E;
+                double s = hd->dense_b ? hd->dense_b[r] : 0.0;
+                for (int64_t e = 0; e < E; e++) s += (double)w[e] * h[e];
+                y[r] = tanh(s);
+            }
+            n_in = H;
+        } else {
+            for (int64_t e = 0; e < E; e++) y[e] = h[e];
+        }
+        if (hd->out) {
+            /* out (K, n_in) @ y (n_in) -> z (K) */
+            for (int64_t r = 0; r < K; r++) {
+                const float *w = hd->out + r * n_in;
+                double s = hd->out_b ? hd->out_b[r] : 0.0;
+                for (int64_t e = 0; e < n_in; e++) s += (double)w[e] * y[e];
+                z[r] = s;
+            }
+        } else {
+            for (int64_t r = 0; r < K; r++) z[r] = y[r];
+        }
+        if (scores_out)
+            for (int64_t r = 0; r < K; r++) scores_out[i * K + r] = (float)z[r];
+        if (probs_out) {
+            float *p = probs_out + i * K;
+            if (K == 1) {
+                p[0] = (float)(z[0] >= 0 ? 1.0 / (1.0 + exp(-z[0])) : exp(z[0]) / (1.0 + exp(z[0])));
+            } else {
+                double mx = z[0], sum = 0.0;
+                for (int64_t r = 1; r < K; r++) mx = z[r] > mx ? z[r] : mx;
+                for (int64_t r = 0; r < K; r++) sum += exp(z[r] - mx);
+                for (int64_t r = 0; r < K; r++) p[r] = (float)(exp(z[r] - mx) / sum);
+            }
+        }
+    }
+done:
+    free(pooled);
+    free(y);
+    free(z);
     return st;
 }

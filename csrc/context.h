@@ -12,6 +12,7 @@
 #include "threadpool.h"
 
 #define PLM_MAX_SEQ 64 /* sequence ids are bits of a uint64_t cell mask */
+#define PLM_ATTN_ROWS 16 /* query rows (heads x tokens) of one attention pass, each with n_ctx scores */
 
 /* The KV cache: n_ctx cells shared by all sequences. A cell holds one position;
  * several sequences may share it (a common prefix evaluated once). */
@@ -45,7 +46,7 @@ struct plm_context {
     float *tmp;    /* (n_batch, n_embd) a sublayer's output before its post-norm (Gemma) */
     uint8_t *act;  /* (n_batch, row bytes) quantized activations */
     size_t act_row_cap;
-    float *scores; /* (n_threads, n_ctx) attention scores */
+    float *scores; /* (n_threads, PLM_ATTN_ROWS, n_ctx) attention scores */
 
     /* outputs of the last plm_decode */
     float *logits;        /* (n_logits, n_vocab) */

@@ -93,7 +93,7 @@ static plm_status context_memory(const plm_hparams *hp, const plm_context_params
               /* x, xn, q, kn, vn, gate, up, tmp */
               add_mul(&floats, 1, 2 * E + PLM_MAX(E, Q) + Q + 2 * KV + 2 * F) &&
               add_mul(&m->scratch, B, floats * sizeof(float)) && add_mul(&m->scratch, B, act_row_bytes(hp)) &&
-              add_mul(&m->scores, (uint64_t)p->n_threads * sizeof(float), C) &&
+              add_mul(&m->scores, (uint64_t)p->n_threads * PLM_ATTN_ROWS * sizeof(float), C) &&
               add_mul(&m->logits, (uint64_t)hp->n_vocab, sizeof(float)) && add_mul(&m->logits, B, sizeof(int32_t)) &&
               add_mul(&m->total, 1, m->kv) && add_mul(&m->total, 1, m->scratch) && add_mul(&m->total, 1, m->scores) &&
               add_mul(&m->total, 1, m->logits) && m->total <= SIZE_MAX / 2;
@@ -158,9 +158,14 @@ void plm_context_free(plm_context *ctx) {
     free(ctx);
 }
 
+/* Attention scores for n_threads: per thread PLM_ATTN_ROWS query rows of n_ctx (models/blocks.c). */
+static float *new_scores(int32_t n_threads, int32_t n_ctx) {
+    return plm_amalloc((size_t)n_threads * (size_t)n_ctx * PLM_ATTN_ROWS * sizeof(float));
+}
+
 static plm_status alloc_scores(plm_context *ctx) {
     plm_afree(ctx->scores);
-    ctx->scores = plm_amalloc((size_t)plm_pool_size(ctx->pool) * (size_t)ctx->kv.n_ctx * sizeof(float));
+    ctx->scores = new_scores(plm_pool_size(ctx->pool), ctx->kv.n_ctx);
     return ctx->scores ? PLM_OK : plm_fail(PLM_ERR_OOM, "out of memory for attention scores");
 }
 
@@ -238,7 +243,7 @@ plm_status plm_context_set_threads(plm_context *ctx, int32_t n_threads) {
     plm_status st = context_memory(&ctx->model->hp, &p, &mem);
     if (st || (st = check_budget(&p, &mem))) return st;
     /* The scores buffer first, so that a failure leaves the old pool and its buffer in place. */
-    float *scores = plm_amalloc((size_t)n_threads * (size_t)ctx->kv.n_ctx * sizeof(float));
+    float *scores = new_scores(n_threads, ctx->kv.n_ctx);
     if (!scores) return plm_fail(PLM_ERR_OOM, "out of memory for attention scores of %d threads", n_threads);
     plm_pool *np;
     if ((st = plm_pool_create(n_threads, &np))) {

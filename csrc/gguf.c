@@ -26,6 +26,7 @@
 #define GGUF_DEFAULT_ALIGNMENT 32
 
 typedef struct reader {
+    const char *path; /* the file, named first in every message */
     const uint8_t *base;
     uint64_t size;
     uint64_t pos;
@@ -44,8 +45,8 @@ const char *plm_gguf_type_name(plm_gguf_type t) {
 
 static plm_status need(reader *r, uint64_t n) {
     if (n > r->size - r->pos)
-        return plm_fail(PLM_ERR_FORMAT, "%s: need %" PRIu64 " bytes at offset %" PRIu64 " but the file ends at %" PRIu64,
-                        r->what, n, r->pos, r->size);
+        return plm_fail(PLM_ERR_FORMAT, "%s: %s: need %" PRIu64 " bytes at offset %" PRIu64 " but the file ends at %" PRIu64,
+                        r->path, r->what, n, r->pos, r->size);
     return PLM_OK;
 }
 
@@ -69,8 +70,8 @@ static plm_status read_str(reader *r, plm_gguf_str *out) {
     plm_status st = read_uint(r, 8, &len);
     if (st) return st;
     if (len > r->size - r->pos)
-        return plm_fail(PLM_ERR_FORMAT, "%s: string of length %" PRIu64 " at offset %" PRIu64 " runs past the end of the file (%" PRIu64 " bytes)",
-                        r->what, len, at, r->size);
+        return plm_fail(PLM_ERR_FORMAT, "%s: %s: string of length %" PRIu64 " at offset %" PRIu64 " runs past the end of the file (%" PRIu64 " bytes)",
+                        r->path, r->what, len, at, r->size);
     out->ptr = (const char *)r->base + r->pos;
     out->len = len;
     r->pos += len;
@@ -129,26 +130,26 @@ static plm_status read_value(reader *r, plm_gguf_type type, plm_gguf_value *out,
     case PLM_GGUF_BOOL:
         st = read_uint(r, 1, &u);
         if (st) return st;
-        if (u > 1) return plm_fail(PLM_ERR_FORMAT, "%s: bool byte %" PRIu64 " at offset %" PRIu64 " is not 0 or 1", r->what, u, r->pos - 1);
+        if (u > 1) return plm_fail(PLM_ERR_FORMAT, "%s: %s: bool byte %" PRIu64 " at offset %" PRIu64 " is not 0 or 1", r->path, r->what, u, r->pos - 1);
         out->v.b = u != 0;
         return PLM_OK;
     case PLM_GGUF_STRING:
         return read_str(r, &out->v.str);
     case PLM_GGUF_ARRAY: {
         if (depth >= GGUF_MAX_DEPTH)
-            return plm_fail(PLM_ERR_FORMAT, "%s: arrays nested deeper than %d at offset %" PRIu64, r->what, GGUF_MAX_DEPTH, r->pos);
+            return plm_fail(PLM_ERR_FORMAT, "%s: %s: arrays nested deeper than %d at offset %" PRIu64, r->path, r->what, GGUF_MAX_DEPTH, r->pos);
         uint64_t et, n, at = r->pos;
         if ((st = read_uint(r, 4, &et)) || (st = read_uint(r, 8, &n))) return st;
         if (et >= PLM_GGUF_TYPE_COUNT)
-            return plm_fail(PLM_ERR_FORMAT, "%s: array at offset %" PRIu64 " has unknown element type %" PRIu64, r->what, at, et);
+            return plm_fail(PLM_ERR_FORMAT, "%s: %s: array at offset %" PRIu64 " has unknown element type %" PRIu64, r->path, r->what, at, et);
         out->v.arr.type = (plm_gguf_type)et;
         uint64_t remaining = r->size - r->pos;
         /* Smallest encoding of one element: its fixed size, 8 bytes for a string
          * length, 12 bytes for a nested array header. */
         uint64_t min_elem = type_sizes[et] ? type_sizes[et] : (et == PLM_GGUF_STRING ? 8 : 12);
         if (n > remaining / min_elem)
-            return plm_fail(PLM_ERR_FORMAT, "%s: array at offset %" PRIu64 " claims %" PRIu64 " elements of type %s but only %" PRIu64 " bytes remain",
-                            r->what, at, n, type_names[et], remaining);
+            return plm_fail(PLM_ERR_FORMAT, "%s: %s: array at offset %" PRIu64 " claims %" PRIu64 " elements of type %s but only %" PRIu64 " bytes remain",
+                            r->path, r->what, at, n, type_names[et], remaining);
         if (type_sizes[et]) {
             out->v.arr.n = n;
             out->v.arr.data = r->base + r->pos;
@@ -156,7 +157,7 @@ static plm_status read_value(reader *r, plm_gguf_type type, plm_gguf_value *out,
             return PLM_OK;
         }
         plm_gguf_value *items = calloc(n ? n : 1, sizeof(*items));
-        if (!items) return plm_fail(PLM_ERR_OOM, "%s: out of memory for an array of %" PRIu64 " elements", r->what, n);
+        if (!items) return plm_fail(PLM_ERR_OOM, "%s: %s: out of memory for an array of %" PRIu64 " elements", r->path, r->what, n);
         out->v.arr.items = items;
         for (uint64_t i = 0; i < n; i++) {
             st = read_value(r, (plm_gguf_type)et, &items[i], depth + 1);
@@ -167,7 +168,7 @@ static plm_status read_value(reader *r, plm_gguf_type type, plm_gguf_value *out,
         return PLM_OK;
     }
     default:
-        return plm_fail(PLM_ERR_FORMAT, "%s: unknown value type %u at offset %" PRIu64, r->what, (unsigned)type, r->pos);
+        return plm_fail(PLM_ERR_FORMAT, "%s: %s: unknown value type %u at offset %" PRIu64, r->path, r->what, (unsigned)type, r->pos);
     }
 }
 
@@ -205,7 +206,7 @@ const plm_gguf_tensor *plm_gguf_tensor_find(const plm_gguf *g, const char *name)
 }
 
 static plm_status parse(plm_gguf *g) {
-    reader r = {g->base, g->size, 0, "GGUF header"};
+    reader r = {g->path, g->base, g->size, 0, "GGUF header"};
     plm_status st;
     uint64_t version, n_tensors, n_kv;
     if (g->size < 4 || memcmp(g->base, "GGUF", 4) != 0)
@@ -214,7 +215,7 @@ static plm_status parse(plm_gguf *g) {
     if ((st = read_uint(&r, 4, &version))) return st;
     if (version != 2 && version != 3) {
         if (version == 1) return plm_fail(PLM_ERR_UNSUPPORTED, "%s: GGUF version 1 is not supported (convert it to v3)", g->path);
-        if ((version & 0xffff) == 0)
+        if (version != 0 && (version & 0xffff) == 0)
             return plm_fail(PLM_ERR_UNSUPPORTED, "%s: GGUF version %" PRIu64 " looks byte-swapped: big-endian files are not supported", g->path, version);
         return plm_fail(PLM_ERR_UNSUPPORTED, "%s: unsupported GGUF version %" PRIu64 " (2 and 3 are supported)", g->path, version);
     }
@@ -296,8 +297,8 @@ static plm_status parse(plm_gguf *g) {
         if (t->ne[0] % tt->block_size)
             return plm_fail(PLM_ERR_FORMAT, "%s: tensor '%s' of type %s has rows of %" PRId64 " elements, not a multiple of the block size %d",
                             g->path, t->name, tt->name, t->ne[0], tt->block_size);
-        uint64_t row = (uint64_t)(t->ne[0] / tt->block_size) * tt->type_size, nbytes;
-        if (plm_mul_ovf(row, nelem / (uint64_t)t->ne[0], &nbytes))
+        uint64_t row, nbytes;
+        if (plm_mul_ovf((uint64_t)(t->ne[0] / tt->block_size), tt->type_size, &row) || plm_mul_ovf(row, nelem / (uint64_t)t->ne[0], &nbytes))
             return plm_fail(PLM_ERR_FORMAT, "%s: tensor '%s' size overflows", g->path, t->name);
         if (off % g->alignment)
             return plm_fail(PLM_ERR_FORMAT, "%s: tensor '%s' data offset %" PRIu64 " is not a multiple of the alignment %u", g->path, t->name, off, g->alignment);

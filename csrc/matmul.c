@@ -40,33 +40,51 @@ typedef struct matmul_job {
     int32_t T;
 } matmul_job;
 
-#define ROW_BLOCK 16 /* weight rows kept hot while all tokens pass over them */
+#define ROW_BLOCK 16   /* weight rows kept hot while the tokens pass over them */
+#define ACT_BLOCK 65536 /* bytes of activations per pass over a row block (stays in L2) */
 
+/* Each thread takes a share of the output rows (in multiples of 8, the row
+ * group of the x8 kernels) and walks it in ROW_BLOCK rows x (ACT_BLOCK bytes of
+ * tokens) pieces, so both the weight rows and the activations of a piece stay
+ * in cache while it is computed. */
 static void matmul_worker(void *arg, int ith, int nth) {
     const matmul_job *job = arg;
     int64_t total = 0;
     for (int j = 0; j < job->n_w; j++) total += job->w[j]->n_out;
     int64_t r0, r1;
-    plm_split_range(total, ith, nth, &r0, &r1);
+    plm_split_range((total + 7) / 8, ith, nth, &r0, &r1);
+    r0 = PLM_MIN(total, r0 * 8);
+    r1 = PLM_MIN(total, r1 * 8);
+    const int32_t tok_block = (int32_t)PLM_MAX(1, PLM_MIN(job->T, (int64_t)(ACT_BLOCK / job->act_row)));
     int64_t base = 0;
     for (int j = 0; j < job->n_w; j++) {
         const plm_weight *W = job->w[j];
         int64_t a = PLM_MAX(r0 - base, 0), b = PLM_MIN(r1 - base, W->n_out);
         base += W->n_out;
         if (a >= b) continue;
-        plm_vec_dot_fn dot = job->kern->vec_dot[W->type];
+        const plm_gemm_fn gemm = job->kern->gemm[W->type];
+        const plm_vec_dot_fn dot = job->kern->vec_dot[W->type];
         const uint8_t *wd = W->data;
         float *out = job->out[j];
-        int64_t ldo = job->ldo[j];
-        for (int64_t rb = a; rb < b; rb += ROW_BLOCK) {
-            int64_t re = PLM_MIN(b, rb + ROW_BLOCK);
-            for (int32_t t = 0; t < job->T; t++) {
-                const uint8_t *at = job->act + (size_t)t * job->act_row;
-                float *o = out + (int64_t)t * ldo;
-                if (job->accumulate)
-                    for (int64_t r = rb; r < re; r++) o[r] += dot(W->n_in, wd + (size_t)r * W->row_bytes, at);
-                else
-                    for (int64_t r = rb; r < re; r++) o[r] = dot(W->n_in, wd + (size_t)r * W->row_bytes, at);
+        const int64_t ldo = job->ldo[j];
+        for (int32_t t0 = 0; t0 < job->T; t0 += tok_block) {
+            const int32_t nt = PLM_MIN(tok_block, job->T - t0);
+            const uint8_t *act = job->act + (size_t)t0 * job->act_row;
+            for (int64_t rb = a; rb < b; rb += ROW_BLOCK) {
+                const int64_t re = PLM_MIN(b, rb + ROW_BLOCK);
+                if (gemm) {
+                    gemm(W->n_in, wd + (size_t)rb * W->row_bytes, W->row_bytes, (int)(re - rb), act, job->act_row, nt,
+                         out + (int64_t)t0 * ldo + rb, ldo, job->accumulate);
+                    continue;
+                }
+                for (int32_t t = 0; t < nt; t++) {
+                    const uint8_t *at = act + (size_t)t * job->act_row;
+                    float *o = out + (int64_t)(t0 + t) * ldo;
+                    if (job->accumulate)
+                        for (int64_t r = rb; r < re; r++) o[r] += dot(W->n_in, wd + (size_t)r * W->row_bytes, at);
+                    else
+                        for (int64_t r = rb; r < re; r++) o[r] = dot(W->n_in, wd + (size_t)r * W->row_bytes, at);
+                }
             }
         }
     }

@@ -7,7 +7,10 @@
  * architectures are refused with PLM_ERR_UNSUPPORTED naming them. The helpers
  * here read the hyperparameters all families share, bind weights after checking
  * shape and type, and dequantize the small 1-D vectors (norms, biases) into
- * floats. The math lives in forward.c and models/; the vocabulary in tokenizer/.
+ * floats. It also loads the optional sequence-classification head (cls.*
+ * tensors, pooling type and label names; see the comment above
+ * plm_model_load_cls_head for the convention) that classify.c applies. The math
+ * lives in forward.c and models/; the vocabulary in tokenizer/.
  */
 #include "model.h"
 #include "models/models.h"
@@ -239,6 +242,169 @@ plm_status plm_model_bind_io(plm_model *m) {
     return PLM_OK;
 }
 
+/* ------------------------------------------------------------ classification head */
+
+/*
+ * The head follows llama.cpp's convention (facts from ggml-org/llama.cpp:
+ * src/llama-arch.cpp, src/llama-model.cpp, src/llama-graph.cpp build_pooling,
+ * gguf-py/gguf/constants.py, convert_hf_to_gguf.py):
+ *  - tensors LLM_TENSOR_CLS "cls" and LLM_TENSOR_CLS_OUT "cls.output", each with
+ *    ".weight" and an optional ".bias"; GGUF shapes cls.weight [n_embd, n_embd]
+ *    (ne0 first), cls.bias [n_embd], cls.output.weight [n_in, n_cls_out],
+ *    cls.output.bias [n_cls_out]; "cls.norm" (ModernBERT's LayerNorm) also exists.
+ *  - keys "{arch}.pooling_type" (u32: 0 none, 1 mean, 2 cls, 3 last, 4 rank) and
+ *    "{arch}.classifier.output_labels" (array of strings); n_cls_out is the
+ *    number of labels when the key is present.
+ *  - the head runs on RANK pooling: the pooled final-norm hidden state (first
+ *    token; last token for qwen3; mean for modern-bert) goes through
+ *    tanh(cls x + cls_b) when cls is present, then cls.output x + cls.output_b
+ *    when cls.output is present; qwen3 then takes a softmax over the outputs.
+ *  - of the families pocketlm runs, llama.cpp loads a head only for qwen3
+ *    ("cls.output.weight" alone, not required). Its converter writes that for a
+ *    Qwen3 reranker: pooling_type 4 (rank), output_labels ["yes", "no"] and
+ *    cls.output.weight = the lm_head rows of "yes" and "no", no bias.
+ * pocketlm loads the same tensors for every family. Every family here is a
+ * causal decoder, whose first token sees nothing of the text, so "rank" and an
+ * absent or "none" pooling type pool the last token (as llama.cpp does for
+ * qwen3, and as transformers' *ForSequenceClassification do); "mean" and "cls"
+ * are honoured as stored. Without output_labels the labels are LABEL_0, ...
+ * (transformers' default id2label).
+ */
+
+/* Dequantizes the 2-D tensor t (ne0 = n_in, ne1 = rows) into a new float array. */
+static plm_status cls_matrix(plm_model *m, const plm_gguf_tensor *t, int64_t n_in, float **out) {
+    *out = NULL;
+    if (t->ne[0] != n_in || t->ne[1] < 1 || t->ne[2] != 1 || t->ne[3] != 1)
+        return plm_fail(PLM_ERR_FORMAT, "%s: classifier tensor '%s' has shape [%" PRId64 ", %" PRId64 ", %" PRId64 ", %" PRId64 "], expected [%" PRId64 ", n_out]",
+                        m->g->path, t->name, t->ne[0], t->ne[1], t->ne[2], t->ne[3], n_in);
+    if (t->ne[1] > 65536)
+        return plm_fail(PLM_ERR_UNSUPPORTED, "%s: classifier tensor '%s' has %" PRId64 " rows (at most 65536 are supported)", m->g->path, t->name, t->ne[1]);
+    const plm_type_traits *tt = plm_type_traits_get(t->type);
+    if (!tt || !tt->is_weight)
+        return plm_fail(PLM_ERR_UNSUPPORTED, "%s: classifier tensor '%s' has unsupported type %u", m->g->path, t->name, t->type);
+    const int64_t rows = t->ne[1];
+    float *w = malloc((size_t)rows * (size_t)n_in * sizeof(float));
+    if (!w) return plm_fail(PLM_ERR_OOM, "out of memory for tensor '%s'", t->name);
+    const size_t row_bytes = plm_type_row_size((plm_type)t->type, n_in);
+    for (int64_t r = 0; r < rows; r++) {
+        float *o = w + r * n_in;
+        plm_dequantize_row_ref((plm_type)t->type, (const uint8_t *)t->data + (size_t)r * row_bytes, o, n_in);
+        for (int64_t i = 0; i < n_in; i++) {
+            if (o[i] != o[i] || o[i] > 3.4e38f || o[i] < -3.4e38f) {
+                free(w);
+                return plm_fail(PLM_ERR_FORMAT, "%s: classifier tensor '%s' row %" PRId64 " element %" PRId64 " is not finite", m->g->path, t->name, r, i);
+            }
+        }
+    }
+    *out = w;
+    return PLM_OK;
+}
+
+static void cls_head_free(plm_cls_head *h) {
+    free(h->dense);
+    free(h->dense_b);
+    free(h->out);
+    free(h->out_b);
+    if (h->labels)
+        for (int32_t i = 0; i < h->n_out; i++) free(h->labels[i]);
+    free(h->labels);
+    memset(h, 0, sizeof(*h));
+}
+
+static plm_status cls_labels(plm_model *m, plm_cls_head *h) {
+    char key[256];
+    snprintf(key, sizeof key, "%s.classifier.output_labels", m->arch);
+    const plm_gguf_value *arr = NULL;
+    plm_status st = plm_gguf_get_arr(m->g, key, false, PLM_GGUF_STRING, &arr);
+    if (st) return st;
+    if (arr && arr->v.arr.n != (uint64_t)h->n_out)
+        return plm_fail(PLM_ERR_FORMAT, "%s: metadata key '%s' names %" PRIu64 " labels but the classifier head '%s' has %d outputs",
+                        m->g->path, key, arr->v.arr.n, h->out ? "cls.output.weight" : "cls.weight", h->n_out);
+    h->labels = calloc((size_t)h->n_out, sizeof(char *));
+    if (!h->labels) return plm_fail(PLM_ERR_OOM, "out of memory for %d labels", h->n_out);
+    for (int32_t i = 0; i < h->n_out; i++) {
+        char name[32];
+        const char *src = name;
+        size_t len;
+        if (arr) {
+            const plm_gguf_str *s = &arr->v.arr.items[i].v.str;
+            if (memchr(s->ptr, 0, s->len))
+                return plm_fail(PLM_ERR_FORMAT, "%s: metadata key '%s': label %d contains a NUL byte", m->g->path, key, i);
+            src = s->ptr;
+            len = s->len;
+        } else {
+            len = (size_t)snprintf(name, sizeof name, "LABEL_%d", i);
+        }
+        if (!(h->labels[i] = malloc(len + 1))) return plm_fail(PLM_ERR_OOM, "out of memory for a label");
+        memcpy(h->labels[i], src, len);
+        h->labels[i][len] = 0;
+    }
+    return PLM_OK;
+}
+
+static plm_status cls_pooling(plm_model *m, plm_cls_head *h) {
+    char key[256];
+    snprintf(key, sizeof key, "%s.pooling_type", m->arch);
+    uint32_t type = 0; /* absent: none */
+    plm_status st = plm_gguf_get_u32(m->g, key, false, &type);
+    if (st) return st;
+    switch (type) {
+    case 1: h->pooling = PLM_POOL_MEAN; break;
+    case 2: h->pooling = PLM_POOL_CLS; break;
+    case 0: case 3: case 4: h->pooling = PLM_POOL_LAST; break;
+    default:
+        return plm_fail(PLM_ERR_UNSUPPORTED, "%s: metadata key '%s' = %u is not a pooling type pocketlm knows (0 none, 1 mean, 2 cls, 3 last, 4 rank)",
+                        m->g->path, key, type);
+    }
+    return PLM_OK;
+}
+
+static plm_status cls_bias(plm_model *m, const char *name, const char *weight, int64_t n, float **out) {
+    const plm_gguf_tensor *t = plm_gguf_tensor_find(m->g, name);
+    if (t && (t->ne[0] != n || t->ne[1] != 1 || t->ne[2] != 1 || t->ne[3] != 1))
+        return plm_fail(PLM_ERR_FORMAT, "%s: classifier tensor '%s' has shape [%" PRId64 ", %" PRId64 ", %" PRId64 ", %" PRId64 "]; expected a vector of %" PRId64 " (the rows of '%s')",
+                        m->g->path, name, t->ne[0], t->ne[1], t->ne[2], t->ne[3], n, weight);
+    return plm_model_vector(m, name, n, false, out);
+}
+
+plm_status plm_model_load_cls_head(plm_model *m) {
+    plm_cls_head *h = &m->cls;
+    const int64_t E = m->hp.n_embd;
+    const plm_gguf_tensor *dense = plm_gguf_tensor_find(m->g, "cls.weight");
+    const plm_gguf_tensor *out = plm_gguf_tensor_find(m->g, "cls.output.weight");
+    const char *orphans[][2] = {{"cls.bias", "cls.weight"}, {"cls.output.bias", "cls.output.weight"}};
+    for (int i = 0; i < 2; i++)
+        if (plm_gguf_tensor_find(m->g, orphans[i][0]) && !plm_gguf_tensor_find(m->g, orphans[i][1]))
+            return plm_fail(PLM_ERR_FORMAT, "%s: classifier tensor '%s' is present without '%s'", m->g->path, orphans[i][0], orphans[i][1]);
+    if (!dense && !out) return PLM_OK;
+    if (plm_gguf_tensor_find(m->g, "cls.norm.weight"))
+        return plm_fail(PLM_ERR_UNSUPPORTED, "%s: classifier tensor 'cls.norm.weight' (a LayerNorm inside the head, ModernBERT's) is not supported", m->g->path);
+    plm_status st;
+    int64_t n_in = E;
+    if (dense) {
+        if ((st = cls_matrix(m, dense, E, &h->dense))) goto fail;
+        h->n_hidden = (int32_t)dense->ne[1];
+        if ((st = cls_bias(m, "cls.bias", "cls.weight", h->n_hidden, &h->dense_b))) goto fail;
+        n_in = h->n_hidden;
+        h->n_out = h->n_hidden;
+    }
+    if (out) {
+        if (dense && out->ne[0] != n_in) {
+            st = plm_fail(PLM_ERR_FORMAT, "%s: classifier tensor 'cls.output.weight' has rows of %" PRId64 " but 'cls.weight' has %" PRId64 " rows",
+                          m->g->path, out->ne[0], n_in);
+            goto fail;
+        }
+        if ((st = cls_matrix(m, out, n_in, &h->out))) goto fail;
+        h->n_out = (int32_t)out->ne[1];
+        if ((st = cls_bias(m, "cls.output.bias", "cls.output.weight", h->n_out, &h->out_b))) goto fail;
+    }
+    if ((st = cls_pooling(m, h)) || (st = cls_labels(m, h))) goto fail;
+    return PLM_OK;
+fail:
+    cls_head_free(h);
+    return st;
+}
+
 void plm_model_free(plm_model *m) {
     if (!m) return;
     if (m->layers) {
@@ -249,6 +415,7 @@ void plm_model_free(plm_model *m) {
         }
         free(m->layers);
     }
+    cls_head_free(&m->cls);
     free(m->output_norm);
     free(m->rope_factors);
     free(m->rope_long);
@@ -306,6 +473,7 @@ plm_status plm_model_load(const char *path, const plm_model_params *params, plm_
     }
     if ((st = plm_vocab_load(m->g, &m->vocab))) goto fail;
     if ((st = m->family->load(m))) goto fail;
+    if ((st = plm_model_load_cls_head(m))) goto fail;
     for (uint64_t i = 0; i < m->g->n_tensors; i++) {
         const plm_gguf_tensor *t = &m->g->tensors[i];
         m->n_params += (uint64_t)(t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3]);
@@ -341,8 +509,18 @@ plm_status plm_model_get_info(const plm_model *m, plm_model_info *out) {
     out->eos = plm_vocab_eos(m->vocab);
     out->eot = plm_vocab_eot(m->vocab);
     out->add_bos = plm_vocab_add_bos(m->vocab);
+    out->n_cls_out = m->cls.n_out;
     return PLM_OK;
 }
+
+int32_t plm_model_n_cls_out(const plm_model *m) { return m ? m->cls.n_out : 0; }
+
+const char *plm_model_cls_label(const plm_model *m, int32_t i) {
+    if (!m || i < 0 || i >= m->cls.n_out) return NULL;
+    return m->cls.labels[i];
+}
+
+plm_pooling plm_model_cls_pooling(const plm_model *m) { return m && m->cls.n_out ? m->cls.pooling : PLM_POOL_LAST; }
 
 int32_t plm_model_meta_count(const plm_model *m) { return m ? (int32_t)m->g->n_kv : 0; }
 

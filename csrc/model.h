@@ -66,6 +66,23 @@ typedef struct plm_hparams {
 
 typedef struct plm_arch plm_arch; /* a family's loader and graph: models/models.h */
 
+/* A sequence-classification head in llama.cpp's layout (model.c says which
+ * tensors and keys), dequantized to floats at load: it is small (at most
+ * n_embd x n_embd) and runs once per text. Applied by plm_classify_head
+ * (classify.c) to the pooled final-norm hidden state h (n_embd):
+ *   y = dense ? tanh(dense h + dense_b) : h      (n_hidden) or (n_embd)
+ *   scores = out ? out y + out_b : y             (n_out) */
+typedef struct plm_cls_head {
+    int32_t n_out;       /* outputs (labels); 0 when the model has no head */
+    int32_t n_hidden;    /* rows of the dense layer; 0 without one */
+    float *dense;        /* (n_hidden, n_embd) cls.weight, or NULL */
+    float *dense_b;      /* (n_hidden) cls.bias, or NULL */
+    float *out;          /* (n_out, n_hidden or n_embd) cls.output.weight, or NULL */
+    float *out_b;        /* (n_out) cls.output.bias, or NULL */
+    plm_pooling pooling; /* how the text's token states are pooled into h */
+    char **labels;       /* (n_out) NUL-terminated label names */
+} plm_cls_head;
+
 struct plm_model {
     plm_gguf *g;
     plm_vocab *vocab;
@@ -80,6 +97,7 @@ struct plm_model {
     float *rope_long;         /* (n_rot/2) Phi-3 LongRoPE divisors beyond n_ctx_orig, or NULL */
     float *rope_short;        /* (n_rot/2) Phi-3 LongRoPE divisors within n_ctx_orig, or NULL */
     plm_layer *layers;        /* (n_layer) */
+    plm_cls_head cls;         /* optional classification head (cls.n_out == 0: none) */
     uint64_t n_params;
     uint64_t n_bytes;
     char **meta_keys;
@@ -109,6 +127,10 @@ plm_status plm_model_bind_io(plm_model *m);
 /* Layer il's tensors of the llama layout: attn_norm, attn_q, attn_k, attn_v,
  * attn_output, ffn_norm, ffn_gate, ffn_up, ffn_down (all required). */
 plm_status plm_model_bind_layer(plm_model *m, int il);
+/* The optional classification head (cls.*, <arch>.pooling_type,
+ * <arch>.classifier.output_labels), for every family; called by plm_model_load
+ * after the family's loader. */
+plm_status plm_model_load_cls_head(plm_model *m);
 /* "blk.<il>.<what>.<suffix>" into buf. */
 const char *plm_layer_tensor(char *buf, size_t cap, int il, const char *what, const char *suffix);
 

@@ -891,10 +891,32 @@ static void round_f16(float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) x[i] = f16_to_f32(f32_to_f16(x[i]));
 }
 
+static void kq8_f16(int64_t hd, const plm_f16 *k, int64_t stride, int nc, const float *q, int64_t qs, int nr, float *s,
+                    int64_t ss) {
+    for (int r = 0; r < nr; r++)
+        for (int c = 0; c < nc; c++) {
+            float sum = 0.0f;
+            for (int64_t d = 0; d < hd; d++) sum = fmaf(q[r * qs + d], f16_to_f32(k[c * stride + d]), sum);
+            s[r * ss + c] = sum;
+        }
+}
+
+static void pv8_f16(int64_t hd, const plm_f16 *v, int64_t stride, int nc, const float *p, int64_t ps, int nr, float *o,
+                    int64_t os) {
+    for (int r = 0; r < nr; r++)
+        for (int c = 0; c < nc; c++) {
+            const float pc = p[r * ps + c];
+            if (pc == 0.0f) continue;
+            for (int64_t d = 0; d < hd; d++) o[r * os + d] = fmaf(pc, f16_to_f32(v[c * stride + d]), o[r * os + d]);
+        }
+}
+
 static const plm_kernels k_ref = {
     .name = "scalar",
     .axpy_f16 = axpy_f16,
     .round_f16 = round_f16,
+    .kq8_f16 = kq8_f16,
+    .pv8_f16 = pv8_f16,
     .vec_dot =
         {
             [PLM_TYPE_F32] = dot_f32,   [PLM_TYPE_F16] = dot_f16,   [PLM_TYPE_BF16] = dot_bf16,

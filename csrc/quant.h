@@ -99,6 +99,14 @@ void plm_quantize_row_ref(plm_type type, const float *src, void *dst, int64_t n)
  * traits(wtype)->dot_type; returns sum_i w[i] * a[i]. */
 typedef float (*plm_vec_dot_fn)(int64_t n, const void *w, const void *a);
 typedef void (*plm_quantize_fn)(const float *src, void *dst, int64_t n);
+/* A tile of dot products: for r < nr and c < nc,
+ *   out[c * ldo + r] (=|+=) W_r . A_c
+ * with weight row r at w + r * ws bytes and activation row c at a + c * as bytes:
+ * W (nr, n) @ A (n, nc) -> out (nc, ldo). Each entry is bit-identical to
+ * vec_dot(n, W_r, A_c) of the same table, whatever nr and nc are, so a token's
+ * result does not depend on how the tokens were batched. */
+typedef void (*plm_gemm_fn)(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as, int nc,
+                            float *out, int64_t ldo, bool accumulate);
 
 /* True if plm_quantize_row_ref handles this type: the activation types above
  * and, for tests and tools, the weight types Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K
@@ -109,10 +117,20 @@ typedef struct plm_kernels {
     const char *name;                        /* "scalar", "avx2" */
     plm_vec_dot_fn vec_dot[PLM_TYPE_COUNT];  /* indexed by weight type */
     plm_quantize_fn quantize[PLM_TYPE_COUNT];/* indexed by activation (dot) type */
+    plm_gemm_fn gemm[PLM_TYPE_COUNT];        /* indexed by weight type; NULL: use vec_dot per entry */
     /* y[i] += a * x[i] for n F16 values x: attention's weighted sum of values. */
     void (*axpy_f16)(int64_t n, float a, const plm_f16 *x, float *y);
     /* x[i] = (float)(F16)x[i], round to nearest even: attention probabilities as llama.cpp rounds them. */
     void (*round_f16)(float *x, int64_t n);
+    /* Attention over a block of nc <= 8 cached rows (F16, `stride` values apart) for nr query rows:
+     * kq8: s[r * ss + c] = sum over d = 0..hd-1, in that order, of q[r * qs + d] * k[c * stride + d];
+     * pv8: o[r * os + d] += p[r * ps + c] * v[c * stride + d] for c = 0..nc-1 in order, skipping p == 0.
+     * Every entry depends only on its own row and cell, never on nr, nc or the
+     * block, so attention does not depend on how tokens were batched. */
+    void (*kq8_f16)(int64_t hd, const plm_f16 *k, int64_t stride, int nc, const float *q, int64_t qs, int nr,
+                    float *s, int64_t ss);
+    void (*pv8_f16)(int64_t hd, const plm_f16 *v, int64_t stride, int nc, const float *p, int64_t ps, int nr,
+                    float *o, int64_t os);
 } plm_kernels;
 
 /* The scalar reference table (every supported type filled in). */

@@ -768,27 +768,120 @@ local function classify_plan(model, template, labels, multi_label, text)
     return prompt, label_tokens
 end
 
+--- m:has_classifier_head() -> true when the file carries a sequence-classification head (llama.cpp's cls.*
+-- tensors), which m:classify then uses.
+function Model:has_classifier_head() return self.info.n_cls_out > 0 end
+
+--- m:classifier_labels() -> the labels of the classification head in output order (from
+-- <arch>.classifier.output_labels, else "LABEL_0", ...); an empty list without a head.
+function Model:classifier_labels()
+    local h, out = self:_handle(), {}
+    for i = 1, self.info.n_cls_out do out[i] = core.model_cls_label(h, i - 1) end
+    return out
+end
+
+--- m:classifier_pooling() -> "mean", "last" or "cls" (the first token): how the head pools a text's hidden
+-- states (a file's "rank" or missing pooling type means the last token); nil without a head.
+function Model:classifier_pooling()
+    if not self:has_classifier_head() then return nil end
+    local p = core.model_cls_pooling(self:_handle())
+    for name, id in pairs(POOLINGS) do
+        if id == p then return name end
+    end
+end
+
+local function sigmoid(x)
+    if x >= 0 then return 1 / (1 + math.exp(-x)) end
+    local e = math.exp(x)
+    return e / (1 + e)
+end
+
+-- classify through the model's head: the text evaluated once, its pooled final hidden state put through the head.
+function Model:_classify_head(text, labels, multi, ctx)
+    local head = self:classifier_labels()
+    local index = {}
+    for j, lab in ipairs(head) do index[lab] = j end
+    if labels == nil then
+        labels = head
+    else
+        for _, lab in ipairs(labels) do
+            if not index[lab] then
+                fail(("label %q is not an output of the model's classification head (%s): pass those labels or "
+                    .. "a subset of them, nil for all, or use_head = false for zero-shot classification")
+                    :format(lab, table.concat(head, ", ")))
+            end
+        end
+    end
+    multi = multi or #head == 1 -- one output is a yes/no judgement: its sigmoid
+    ctx = ctx or self:_task_context()
+    local h = ctx:_idle()
+    local toks = core.tokenize(self._h, text, true, false)
+    local k = #head
+    local out = core.view_new("float32", 2 * k)
+    core.classify_head(h, toks, {#toks}, out)
+    local z = {}
+    for j, lab in ipairs(labels) do z[j] = out[index[lab]] end
+    local p = {}
+    if multi then
+        for j = 1, #z do p[j] = sigmoid(z[j]) end
+    else
+        local mx, sum = -math.huge, 0
+        for j = 1, #z do mx = math.max(mx, z[j]) end
+        for j = 1, #z do p[j] = math.exp(z[j] - mx); sum = sum + p[j] end
+        for j = 1, #z do p[j] = p[j] / sum end
+    end
+    local result = {probs = {}, logprobs = {}, logits = {}, ranked = {}, labels = labels}
+    for j, lab in ipairs(labels) do
+        result.logits[lab] = z[j]
+        result.probs[lab] = p[j]
+        result.logprobs[lab] = p[j] > 0 and math.log(p[j]) or -math.huge
+        result.ranked[j] = {label = lab, score = p[j]}
+    end
+    table.sort(result.ranked, function(a, b) return a.score > b.score end)
+    result.label, result.score = result.ranked[1].label, result.ranked[1].score
+    return result
+end
+
 --- m:classify(text, labels, opts) -> result
 -- Zero-shot classification of text into labels (a list of strings) by the likelihood the model gives each label
 -- as the answer: the prompt is evaluated once and every label scored in one batched decode.
 -- result: {label = best label, score = its probability, probs = {[label] = p}, logprobs = {[label] = score},
 -- ranked = {{label =, score =}, ...} best first}. opts: mode ("sum" or "mean" of the label tokens'
 -- log-probabilities), multi_label (each label judged alone, yes/no), template (the whole prompt with {text},
--- {labels} and, multi-label, {label}; default: M.INSTRUCTION in the model's chat format, then M.ANSWER).
+-- {labels} and, multi-label, {label}; default: M.INSTRUCTION in the model's chat format, then M.ANSWER),
+-- use_head (see below).
+-- A model whose file carries a classification head (m:has_classifier_head()) uses it when no template is given:
+-- one pass over the text; labels may be nil (the head's labels) or a subset of them, whose probabilities are
+-- the softmax of their scores (with multi_label, or a one-output head, each score's sigmoid); result.logits
+-- holds the raw scores. use_head = true insists on the head, false asks for zero-shot scoring.
 function Model:classify(text, labels, opts, ctx)
-    opts = check_keys(opts, keyset({"mode", "multi_label", "template"}), "classify")
+    opts = check_keys(opts, keyset({"mode", "multi_label", "template", "use_head"}), "classify")
     check_text(text, "text")
     if not text:find("%S") then fail("the text is empty") end
-    if type(labels) ~= "table" or #labels == 0 then fail("labels must be a non-empty list of strings") end
-    local seen = {}
-    for i, lab in ipairs(labels) do
-        if type(lab) ~= "string" or not lab:find("%S") then fail(("label %d must be a non-empty string"):format(i)) end
-        if seen[lab] then fail(("label %q appears twice"):format(lab)) end
-        seen[lab] = true
+    local use_head = opts.use_head
+    if use_head ~= nil and type(use_head) ~= "boolean" then fail("classify: use_head must be a boolean or nil") end
+    if use_head == nil then use_head = self:has_classifier_head() and opts.template == nil end
+    if use_head and not self:has_classifier_head() then
+        fail(self.info.path .. ": the model has no classification head (no cls.weight or cls.output.weight tensor); "
+            .. "use zero-shot classification (use_head = false)")
+    end
+    if use_head and opts.template ~= nil then
+        fail("a template is for zero-shot classification; the classification head takes the text alone")
+    end
+    if labels ~= nil or not use_head then
+        if type(labels) ~= "table" or #labels == 0 then fail("labels must be a non-empty list of strings") end
+        local seen = {}
+        for i, lab in ipairs(labels) do
+            if type(lab) ~= "string" or not lab:find("%S") then fail(("label %d must be a non-empty string"):format(i)) end
+            if seen[lab] then fail(("label %q appears twice"):format(lab)) end
+            seen[lab] = true
+        end
     end
     local multi = opt_bool(opts, "multi_label", false)
+    local mode = opt_choice(opts, "mode", "sum", SCORE_MODES)
+    if use_head then return self:_classify_head(text, labels, multi, ctx) end
     local params = core.classify_default_params()
-    params.mode = opt_choice(opts, "mode", "sum", SCORE_MODES)
+    params.mode = mode
     params.multi_label = multi
     params.keep_cache = true
     local template = opts.template

@@ -117,6 +117,7 @@ typedef struct plm_model_info {
     uint64_t n_bytes;          /* bytes of tensor data */
     plm_token bos, eos, eot;   /* -1 when absent */
     bool add_bos;
+    int32_t n_cls_out;         /* outputs of the classification head; 0 without one */
 } plm_model_info;
 
 /* Fills *out. Strings are borrowed: valid while the model lives. */
@@ -392,6 +393,113 @@ typedef enum plm_pooling {
  * sequence id of ctx. */
 PLM_API plm_status plm_embed(plm_context *ctx, const plm_token *const *texts, const int32_t *lens, int32_t n_texts,
                              plm_pooling pooling, bool normalize, float *out);
+
+/* Classification heads. A GGUF may carry a sequence-classification head in
+ * llama.cpp's layout: tensors cls.weight (+ cls.bias) and/or cls.output.weight
+ * (+ cls.output.bias), the key <arch>.pooling_type and the label names in
+ * <arch>.classifier.output_labels. The model then maps a text to n_cls_out
+ * scores directly, in one pass, without a prompt or label tokens. */
+
+/* Number of head outputs (labels); 0 when the model has no head. */
+PLM_API int32_t plm_model_n_cls_out(const plm_model *model);
+/* Name of head output i (from <arch>.classifier.output_labels, else "LABEL_<i>");
+ * NULL when i is out of range or there is no head. Borrowed: valid while the
+ * model lives. */
+PLM_API const char *plm_model_cls_label(const plm_model *model, int32_t i);
+/* How the head pools a text's final hidden states: the file's pooling type
+ * (mean, cls), or PLM_POOL_LAST for "last", "rank" (llama.cpp's reranker type),
+ * "none" or no key (every supported family is a causal decoder, whose last
+ * token is the one that has seen the whole text). PLM_POOL_LAST without a head. */
+PLM_API plm_pooling plm_model_cls_pooling(const plm_model *model);
+
+/* Runs the model's classification head on n_texts token sequences: each text
+ * is evaluated as its own sequence (several per decode), its final hidden
+ * states (after the output norm, as plm_embed) are pooled as
+ * plm_model_cls_pooling says, and the head is applied:
+ *   y = tanh(cls.weight h + cls.bias)          when cls.weight is present
+ *   scores = cls.output.weight y + cls.output.bias   when cls.output.weight is
+ * (missing biases count as zero). scores_out (may be NULL): n_texts x n_cls_out
+ * raw scores, row by row. probs_out (may be NULL): their softmax per text, or
+ * the sigmoid of the score when the head has one output. Both caller-owned.
+ * Uses every sequence id of ctx and leaves the cache empty, as plm_embed.
+ * A model without a head gives PLM_ERR_UNSUPPORTED; an empty text PLM_ERR_ARG. */
+PLM_API plm_status plm_classify_head(plm_context *ctx, const plm_token *const *texts, const int32_t *lens,
+                                     int32_t n_texts, float *scores_out, float *probs_out);
+
+/* ------------------------------------------------------------------ chat */
+
+/* Chat formats turn a list of messages into the prompt text a model was
+ * trained on. A GGUF stores its chat template as Jinja source
+ * (tokenizer.chat_template); pocketlm does not run Jinja but recognizes the
+ * template's family by its markers and renders that family:
+ *
+ *   family  recognized by              a user turn
+ *   chatml  <|im_start|>               <|im_start|>user\nHi<|im_end|>\n
+ *   llama3  <|start_header_id|>        <|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>
+ *   gemma   <start_of_turn>            <start_of_turn>user\nHi<end_of_turn>\n
+ *   phi3    <|user|> and <|end|>       <|user|>\nHi<|end|>\n
+ *
+ * A template that matches none is ChatML. Llama 3 and Gemma strip whitespace
+ * around each message (as their templates' trim filter does); Gemma has no
+ * system role, so a leading system message opens the first turn, and calls
+ * the assistant "model". The BOS token is not part of the text: tokenization
+ * adds it when the model asks for it. These functions touch no model state
+ * and may be called from any thread. */
+typedef enum plm_chat_family {
+    PLM_CHAT_CHATML = 0,
+    PLM_CHAT_LLAMA3 = 1,
+    PLM_CHAT_GEMMA = 2,
+    PLM_CHAT_PHI3 = 3
+} plm_chat_family;
+#define PLM_CHAT_N_FAMILIES 4
+
+typedef struct plm_chat_format {
+    plm_chat_family family;
+    /* The system message rendered first when a conversation does not start
+     * with one (default_system_len bytes of UTF-8); NULL: none. ChatML
+     * templates that write one, as SmolLM2's does, give it here. */
+    const char *default_system;
+    size_t default_system_len;
+} plm_chat_format;
+
+typedef struct plm_chat_message {
+    const char *role;    /* role_len bytes: "system", "user" or "assistant" */
+    size_t role_len;
+    const char *content; /* content_len bytes of UTF-8 (NUL bytes are kept); never NULL */
+    size_t content_len;
+} plm_chat_message;
+
+/* Static name of a family ("chatml", "llama3", "gemma", "phi3"); NULL for a
+ * value that is not a family. */
+PLM_API const char *plm_chat_family_name(plm_chat_family family);
+
+/* The family named name (len bytes); PLM_ERR_ARG naming the known ones if none. */
+PLM_API plm_status plm_chat_family_from_name(const char *name, size_t len, plm_chat_family *out);
+
+/* The i-th end-of-turn marker of a family (i from 0; static), NULL past the
+ * last: stop strings for generation, in case the vocabulary does not mark
+ * them as end-of-generation tokens. */
+PLM_API const char *plm_chat_stop(plm_chat_family family, int32_t i);
+
+/* The format of a Jinja chat template (len bytes; NULL with len 0 is the empty
+ * template). out->default_system, when set, points into tmpl: borrowed, valid
+ * as long as tmpl is. Returns PLM_ERR_ARG if tmpl is not valid UTF-8. */
+PLM_API plm_status plm_chat_detect(const char *tmpl, size_t len, plm_chat_format *out);
+
+/* The format of the model's stored template (ChatML with no default system
+ * message when it has none). out->default_system is borrowed: valid while the
+ * model lives. PLM_ERR_FORMAT if the stored template is not valid UTF-8. */
+PLM_API plm_status plm_chat_detect_model(const plm_model *model, plm_chat_format *out);
+
+/* Renders n messages in fmt, followed by the opening of an assistant turn if
+ * add_generation_prompt. fmt->default_system is put first unless messages[0]
+ * is a system message. Writes the text (UTF-8 bytes; then a NUL if cap has room
+ * for it) into buf and sets *n_out to its length; if that exceeds cap, returns
+ * PLM_ERR_BUFFER (buf NULL with cap 0 asks for the size). A role other than
+ * system / user / assistant, a NULL content or content that is not valid UTF-8
+ * gives PLM_ERR_ARG naming the message's index (from 0). */
+PLM_API plm_status plm_chat_render(const plm_chat_format *fmt, const plm_chat_message *msgs, int32_t n,
+                                   bool add_generation_prompt, char *buf, size_t cap, size_t *n_out);
 
 /* Frees memory returned by pocketlm (NULL is a no-op). */
 PLM_API void plm_free(void *p);

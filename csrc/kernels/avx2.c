@@ -91,11 +91,6 @@ static inline __m256i dot_u8s8(__m256i u, __m256i s) {
     return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
 }
 
-/* Signed x signed bytes (w > -128 or a > -128), in groups of 4 into 8 int32. */
-static inline __m256i dot_s8s8(__m256i w, __m256i a) {
-    return dot_u8s8(_mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w));
-}
-
 /* Broadcast 16-bit word k of a 128-bit value (copied in both lanes) across a
  * lane: k_word_shuf[k]. k_pair_shuf[k] puts word 2k in the low lane and word
  * 2k+1 in the high lane, for kernels whose 32-byte vector spans two scales. */
@@ -117,86 +112,376 @@ static const uint8_t k_pair_shuf[4][32] = {
 
 static inline __m256i shuf(const uint8_t *table) { return _mm256_loadu_si256((const __m256i *)table); }
 
+/* --------------------------------------------------------------- tiles
+ * A tile kernel computes R weight rows x C activation rows at once: each
+ * weight block is unpacked once for C tokens and each activation block is
+ * loaded once for R rows. Every (row, token) entry goes through the same
+ * operations in the same order whatever R and C are, and vec_dot is the 1 x 1
+ * tile, so prefill, decode and label scoring agree bit for bit. The bodies
+ * take R and C as constants (always inlined into one small function per
+ * shape); run_tiles walks an nr x nc region in tiles. */
+
+#define TILE_R 4 /* 4 x 2 measured fastest for the 32-element formats (of 4x2..4x4, 3x3, 2x4) */
+#define TILE_C 2
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+
+typedef void (*tile_fn)(int64_t nb, const uint8_t *w, size_t ws, const uint8_t *a, size_t as, float *out,
+                        int64_t ldo, bool accumulate);
+
+/* One function per tile shape from a body tile_<kind>(R, C, ...), and the
+ * table [C - 1][R - 1] of them. */
+#define TILE_SHAPE(kind, R, C)                                                                                  \
+    static void kind##_##R##x##C(int64_t nb, const uint8_t *w, size_t ws, const uint8_t *a, size_t as,        \
+                                 float *out, int64_t ldo, bool accumulate) {                                  \
+        tile_##kind(R, C, nb, w, ws, a, as, out, ldo, accumulate);                                            \
+    }
+#define TILE_SHAPES(kind)                                                                                       \
+    TILE_SHAPE(kind, 1, 1) TILE_SHAPE(kind, 2, 1) TILE_SHAPE(kind, 3, 1) TILE_SHAPE(kind, 4, 1)               \
+    TILE_SHAPE(kind, 1, 2) TILE_SHAPE(kind, 2, 2) TILE_SHAPE(kind, 3, 2) TILE_SHAPE(kind, 4, 2)               \
+    static const tile_fn kind##_tiles[TILE_C][TILE_R] = {                                                     \
+        {kind##_1x1, kind##_2x1, kind##_3x1, kind##_4x1}, {kind##_1x2, kind##_2x2, kind##_3x2, kind##_4x2}};
+
+static void run_tiles(const tile_fn tiles[TILE_C][TILE_R], int64_t nb, const void *vw, size_t ws, int nr,
+                      const void *va, size_t as, int nc, float *out, int64_t ldo, bool accumulate) {
+    const uint8_t *w = vw, *a = va;
+    for (int c0 = 0; c0 < nc; c0 += TILE_C) {
+        const int cc = nc - c0 < TILE_C ? nc - c0 : TILE_C;
+        for (int r0 = 0; r0 < nr; r0 += TILE_R) {
+            const int rr = nr - r0 < TILE_R ? nr - r0 : TILE_R;
+            tiles[cc - 1][rr - 1](nb, w + (size_t)r0 * ws, ws, a + (size_t)c0 * as, as, out + (int64_t)c0 * ldo + r0,
+                                  ldo, accumulate);
+        }
+    }
+}
+
+/* out[c * ldo + r] (=|+=) hsum(acc[r][c]) + extra[r][c] */
+static ALWAYS_INLINE void tile_store(const int R, const int C, __m256 acc[TILE_R][TILE_C],
+                                     float extra[TILE_R][TILE_C], float *out, int64_t ldo, bool accumulate) {
+    for (int c = 0; c < C; c++)
+        for (int r = 0; r < R; r++) {
+            const float v = hsum_ps(acc[r][c]) + extra[r][c];
+            if (accumulate) out[(int64_t)c * ldo + r] += v;
+            else out[(int64_t)c * ldo + r] = v;
+        }
+}
+
+#define BLOCK(type, base, stride, i, k) ((const type *)((base) + (size_t)(i) * (stride)) + (k))
+
+/* Decode reads every weight once from memory, and several rows read side by
+ * side defeat the hardware prefetcher (4 rows at once ran at half the speed of
+ * one row at a time on a 30 MB matrix). The R rows of a tile are contiguous
+ * and so is the next tile, so while block k is computed the matching slice of
+ * the next tile is prefetched: one sequential stream again. */
+static ALWAYS_INLINE void prefetch_next_tile(const uint8_t *w, size_t ws, const int R, size_t bs, int64_t k) {
+    const uint8_t *p = w + (size_t)R * ws + (size_t)k * R * bs;
+    for (size_t off = 0; off < R * bs; off += 64) _mm_prefetch((const char *)(p + off), _MM_HINT_T0);
+}
+
 /* ------------------------------------------------- 32-element formats */
 
-/* Q4_0 x Q8_0: sum((q - 8) a) = maddubs(q, a) - maddubs(8, a), in int16 pairs
- * (no overflow: 15*127*2 and 8*127*2), which is one uop less per block than
- * moving the sign of q - 8 onto a. Two blocks per step, two accumulators. */
-static inline __m256i q4_0_block(const plm_block_q4_0 *w, const plm_block_q8_0 *a) {
-    const __m256i y = _mm256_loadu_si256((const __m256i *)a->qs);
-    const __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(unpack_nibbles(w->qs), y),
-                                       _mm256_maddubs_epi16(_mm256_set1_epi8(8), y));
-    return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+/* ------------------------------------------ eight rows in eight lanes
+ * For Q4_0 the weights of 8 rows go side by side, one row per 32-bit lane, so
+ * that the per-block scale work is done once for 8 rows. Rows j and j+4 share
+ * a 256-bit load; after splitting the nibbles, a 4 x 4 dword transpose within
+ * each 128-bit half gives vectors L[g] and H[g] whose lane holds elements
+ * 4g..4g+3 (L) or 16+4g..16+4g+3 (H) of one row (rows 0-3 low half, 4-7
+ * high half), so the matching 4 activations are a plain broadcast load.
+ * Products are summed in int16 over the block (at most 15*127*2*8 = 30480, no
+ * saturation), once in int32, converted once and scaled by the vector of the
+ * 8 rows' scales; the offset of 8 is taken off as 8 * sum(a), summed once per
+ * activation block. Entries are exact integer sums followed by the same float
+ * steps whatever the tile, so gemm and vec_dot agree bit for bit. In prefill a
+ * row group's blocks are unpacked once into a stack buffer and reused for
+ * every token. */
+
+#define X8_KCHUNK 32  /* blocks of a row group unpacked at once (32 * 576 bytes) */
+#define X8_COLS 64    /* tokens of one pass (their accumulators and block sums stay on the stack) */
+
+typedef enum { X8_Q4_0, X8_Q4_1, X8_Q8_0, X8_Q5_0 } x8_kind;
+
+typedef struct x8_block {
+    __m256i v[8];  /* L[0..3], H[0..3]: unsigned weights (Q8_0: |w|) */
+    __m256i sg[8]; /* Q8_0: the signed weights, whose signs go onto the activations */
+    __m256 d;      /* the 8 rows' scales */
+    __m256 m;      /* Q4_1: the 8 rows' mins */
+} x8_block;
+
+/* In-lane 4 x 4 dword transpose: v[g] lane j (of each half) = dword g of x[j]. */
+static ALWAYS_INLINE void x8_transpose(const __m256i x[4], __m256i v[4]) {
+    const __m256i t0 = _mm256_unpacklo_epi32(x[0], x[1]), t1 = _mm256_unpackhi_epi32(x[0], x[1]);
+    const __m256i t2 = _mm256_unpacklo_epi32(x[2], x[3]), t3 = _mm256_unpackhi_epi32(x[2], x[3]);
+    v[0] = _mm256_unpacklo_epi64(t0, t2);
+    v[1] = _mm256_unpackhi_epi64(t0, t2);
+    v[2] = _mm256_unpacklo_epi64(t1, t3);
+    v[3] = _mm256_unpackhi_epi64(t1, t3);
 }
 
-static float dot_q4_0(int64_t n, const void *vw, const void *va) {
-    const plm_block_q4_0 *w = vw;
-    const plm_block_q8_0 *a = va;
+#define X8_F16x8(b, f) \
+    _mm256_cvtph_ps(_mm_setr_epi16((short)b[0]->f, (short)b[1]->f, (short)b[2]->f, (short)b[3]->f, (short)b[4]->f, \
+                                   (short)b[5]->f, (short)b[6]->f, (short)b[7]->f))
+
+/* The nibbles of 16 bytes at q[j] for 8 rows: low nibbles (elements 0..15 of a
+ * 32-element run) into lo[0..3], high nibbles (16..31) into hi[0..3]. */
+static ALWAYS_INLINE void x8_nibbles(const uint8_t *const q[8], __m256i lo_out[4], __m256i hi_out[4]) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    __m256i lo[4], hi[4];
+    for (int j = 0; j < 4; j++) {
+        const __m256i x = _mm256_loadu2_m128i((const __m128i *)q[j + 4], (const __m128i *)q[j]);
+        lo[j] = _mm256_and_si256(x, m4);
+        hi[j] = _mm256_and_si256(_mm256_srli_epi16(x, 4), m4);
+    }
+    x8_transpose(lo, lo_out);
+    x8_transpose(hi, hi_out);
+}
+
+/* Block k of 8 rows (row j at w + rows[j] * ws; short groups repeat a row). */
+static ALWAYS_INLINE void x8_unpack_q4_0(const uint8_t *w, size_t ws, const int rows[8], int64_t k, x8_block *o) {
+    const plm_block_q4_0 *b[8];
+    const uint8_t *q[8];
+    for (int j = 0; j < 8; j++) b[j] = BLOCK(plm_block_q4_0, w, ws, rows[j], k), q[j] = b[j]->qs;
+    x8_nibbles(q, o->v, o->v + 4);
+    o->d = X8_F16x8(b, d);
+}
+
+static ALWAYS_INLINE void x8_unpack_q4_1(const uint8_t *w, size_t ws, const int rows[8], int64_t k, x8_block *o) {
+    const plm_block_q4_1 *b[8];
+    const uint8_t *q[8];
+    for (int j = 0; j < 8; j++) b[j] = BLOCK(plm_block_q4_1, w, ws, rows[j], k), q[j] = b[j]->qs;
+    x8_nibbles(q, o->v, o->v + 4);
+    o->d = X8_F16x8(b, d);
+    o->m = X8_F16x8(b, m);
+}
+
+/* Q8_0: rows j and j+4 side by side for elements 0..15 (L) and 16..31 (H). */
+static ALWAYS_INLINE void x8_unpack_q8_0(const uint8_t *w, size_t ws, const int rows[8], int64_t k, x8_block *o) {
+    const plm_block_q8_0 *b[8];
+    for (int j = 0; j < 8; j++) b[j] = BLOCK(plm_block_q8_0, w, ws, rows[j], k);
+    __m256i lo[4], hi[4];
+    for (int j = 0; j < 4; j++) {
+        lo[j] = _mm256_loadu2_m128i((const __m128i *)b[j + 4]->qs, (const __m128i *)b[j]->qs);
+        hi[j] = _mm256_loadu2_m128i((const __m128i *)(b[j + 4]->qs + 16), (const __m128i *)(b[j]->qs + 16));
+    }
+    x8_transpose(lo, o->sg);
+    x8_transpose(hi, o->sg + 4);
+    for (int g = 0; g < 8; g++) o->v[g] = _mm256_sign_epi8(o->sg[g], o->sg[g]);
+    o->d = X8_F16x8(b, d);
+}
+
+/* Q5_0: the fifth bits of rows j and j+4 for elements 0..15 (L) and 16..31 (H)
+ * as one 32-bit mask each, spread to bytes like the nibbles. */
+static ALWAYS_INLINE void x8_unpack_q5_0(const uint8_t *w, size_t ws, const int rows[8], int64_t k, x8_block *o) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f), b5 = _mm256_set1_epi8(0x10);
+    const plm_block_q5_0 *b[8];
+    for (int j = 0; j < 8; j++) b[j] = BLOCK(plm_block_q5_0, w, ws, rows[j], k);
+    __m256i lo[4], hi[4];
+    for (int j = 0; j < 4; j++) {
+        uint32_t h0, h1;
+        memcpy(&h0, b[j]->qh, 4);
+        memcpy(&h1, b[j + 4]->qh, 4);
+        const uint32_t ml = (h0 & 0xffffu) | (h1 << 16), mh = (h0 >> 16) | (h1 & 0xffff0000u);
+        const __m256i x = _mm256_loadu2_m128i((const __m128i *)b[j + 4]->qs, (const __m128i *)b[j]->qs);
+        lo[j] = _mm256_or_si256(_mm256_and_si256(x, m4), _mm256_and_si256(bits_to_bytes((const uint8_t *)&ml), b5));
+        hi[j] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(x, 4), m4),
+                                _mm256_and_si256(bits_to_bytes((const uint8_t *)&mh), b5));
+    }
+    x8_transpose(lo, o->v);
+    x8_transpose(hi, o->v + 4);
+    o->d = X8_F16x8(b, d);
+}
+
+static ALWAYS_INLINE void x8_unpack(x8_kind kind, const uint8_t *w, size_t ws, const int rows[8], int64_t k, x8_block *o) {
+    switch (kind) {
+    case X8_Q4_0: x8_unpack_q4_0(w, ws, rows, k, o); break;
+    case X8_Q4_1: x8_unpack_q4_1(w, ws, rows, k, o); break;
+    case X8_Q8_0: x8_unpack_q8_0(w, ws, rows, k, o); break;
+    case X8_Q5_0: x8_unpack_q5_0(w, ws, rows, k, o); break;
+    }
+}
+
+/* 8 * sum(a) of a Q8_0 block. */
+static ALWAYS_INLINE int32_t q8_0_sum8(const plm_block_q8_0 *y) {
+    const __m256i s = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(8), _mm256_loadu_si256((const __m256i *)y->qs)),
+                                        _mm256_set1_epi16(1));
+    __m128i h = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+    h = _mm_add_epi32(h, _mm_shuffle_epi32(h, _MM_SHUFFLE(1, 0, 3, 2)));
+    h = _mm_add_epi32(h, _mm_shuffle_epi32(h, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm_cvtsi128_si32(h);
+}
+
+/* Four activation bytes starting at p, in every lane. */
+static ALWAYS_INLINE __m256i bcast4(const int8_t *p) {
+    int32_t x;
+    memcpy(&x, p, 4);
+    return _mm256_set1_epi32(x);
+}
+
+/* Integer sums of 8 unsigned weight rows (x8 layout) with activation block qs: int16 pairs per row. */
+static ALWAYS_INLINE __m256i x8_isum16(const __m256i v[8], const int8_t *qs) {
+    const __m256i l = _mm256_add_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(v[0], bcast4(qs + 0)), _mm256_maddubs_epi16(v[1], bcast4(qs + 4))),
+                                       _mm256_add_epi16(_mm256_maddubs_epi16(v[2], bcast4(qs + 8)), _mm256_maddubs_epi16(v[3], bcast4(qs + 12))));
+    const __m256i h = _mm256_add_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(v[4], bcast4(qs + 16)), _mm256_maddubs_epi16(v[5], bcast4(qs + 20))),
+                                       _mm256_add_epi16(_mm256_maddubs_epi16(v[6], bcast4(qs + 24)), _mm256_maddubs_epi16(v[7], bcast4(qs + 28))));
+    return _mm256_add_epi16(l, h);
+}
+
+/* Q8_0 weights: |w| x sign(a, w) pairs reach 2*128*127, so each product
+ * vector goes to int32 before the sum. */
+static ALWAYS_INLINE __m256i x8_isum32_signed(const x8_block *b, const int8_t *qs) {
+    __m256i s = _mm256_setzero_si256();
+    for (int g = 0; g < 8; g++) {
+        const __m256i a = bcast4(qs + 4 * (g & 3) + 16 * (g >> 2));
+        s = _mm256_add_epi32(s, _mm256_madd_epi16(_mm256_maddubs_epi16(b->v[g], _mm256_sign_epi8(a, b->sg[g])),
+                                                  _mm256_set1_epi16(1)));
+    }
+    return s;
+}
+
+/* acc (8 rows) += W block . activation block k of the token at y; sum8 = 8 * sum(a) (Q4_0). */
+static ALWAYS_INLINE __m256 x8_step(x8_kind kind, const x8_block *b, const uint8_t *y, int64_t k, int32_t sum8,
+                                    __m256 acc, __m256 *macc) {
+    switch (kind) {
+    case X8_Q4_0: {
+        const plm_block_q8_0 *a = (const plm_block_q8_0 *)y + k;
+        const __m256i p = _mm256_sub_epi32(_mm256_madd_epi16(x8_isum16(b->v, a->qs), _mm256_set1_epi16(1)), _mm256_set1_epi32(sum8));
+        return _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(b->d, _mm256_set1_ps(sf(a->d))), acc);
+    }
+    case X8_Q4_1: {
+        const plm_block_q8_1 *a = (const plm_block_q8_1 *)y + k;
+        const __m256i p = _mm256_madd_epi16(x8_isum16(b->v, a->qs), _mm256_set1_epi16(1));
+        *macc = _mm256_fmadd_ps(b->m, _mm256_set1_ps(sf(a->s)), *macc);
+        return _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(b->d, _mm256_set1_ps(sf(a->d))), acc);
+    }
+    case X8_Q5_0: {
+        /* values up to 31: the two halves go to int32 separately (4 * 31 * 127 * 2 each) */
+        const plm_block_q8_0 *a = (const plm_block_q8_0 *)y + k;
+        const int8_t *qs = a->qs;
+        const __m256i l = _mm256_add_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(b->v[0], bcast4(qs + 0)), _mm256_maddubs_epi16(b->v[1], bcast4(qs + 4))),
+                                           _mm256_add_epi16(_mm256_maddubs_epi16(b->v[2], bcast4(qs + 8)), _mm256_maddubs_epi16(b->v[3], bcast4(qs + 12))));
+        const __m256i h = _mm256_add_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(b->v[4], bcast4(qs + 16)), _mm256_maddubs_epi16(b->v[5], bcast4(qs + 20))),
+                                           _mm256_add_epi16(_mm256_maddubs_epi16(b->v[6], bcast4(qs + 24)), _mm256_maddubs_epi16(b->v[7], bcast4(qs + 28))));
+        const __m256i one = _mm256_set1_epi16(1);
+        const __m256i p = _mm256_sub_epi32(_mm256_add_epi32(_mm256_madd_epi16(l, one), _mm256_madd_epi16(h, one)),
+                                           _mm256_set1_epi32(2 * sum8));
+        return _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(b->d, _mm256_set1_ps(sf(a->d))), acc);
+    }
+    case X8_Q8_0: {
+        const plm_block_q8_0 *a = (const plm_block_q8_0 *)y + k;
+        const __m256i p = x8_isum32_signed(b, a->qs);
+        return _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(b->d, _mm256_set1_ps(sf(a->d))), acc);
+    }
+    }
+    return acc;
+}
+
+static ALWAYS_INLINE size_t x8_wblock(x8_kind kind) {
+    return kind == X8_Q4_0 ? sizeof(plm_block_q4_0)
+           : kind == X8_Q4_1 ? sizeof(plm_block_q4_1)
+           : kind == X8_Q5_0 ? sizeof(plm_block_q5_0)
+                             : sizeof(plm_block_q8_0);
+}
+static ALWAYS_INLINE size_t x8_ablock(x8_kind kind) {
+    return kind == X8_Q4_1 ? sizeof(plm_block_q8_1) : sizeof(plm_block_q8_0);
+}
+
+/* Stores lanes j < nr of acc into out[j] (=|+=). */
+static ALWAYS_INLINE void x8_store(__m256 acc, int nr, float *out, bool accumulate) {
+    float v[8];
+    _mm256_storeu_ps(v, acc);
+    for (int j = 0; j < nr; j++) {
+        if (accumulate) out[j] += v[j];
+        else out[j] = v[j];
+    }
+}
+
+/* W (nr rows, ws bytes apart) x A (nc tokens, as bytes apart) for the x8 kinds. */
+static ALWAYS_INLINE void x8_gemm(x8_kind kind, int64_t n, const void *vw, size_t ws, int nr, const void *va, size_t as,
+                                  int nc, float *out, int64_t ldo, bool accumulate) {
+    const uint8_t *w = vw, *a = va;
     const int64_t nb = n / PLM_QK;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    int64_t i = 0;
-    for (; i + 1 < nb; i += 2) {
-        const __m256i p0 = q4_0_block(&w[i], &a[i]);
-        const __m256i p1 = q4_0_block(&w[i + 1], &a[i + 1]);
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(sf(w[i].d) * sf(a[i].d)), _mm256_cvtepi32_ps(p0), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(sf(w[i + 1].d) * sf(a[i + 1].d)), _mm256_cvtepi32_ps(p1), acc1);
+    const int cols = (int)(nb * X8_COLS <= 4096 ? X8_COLS : (4096 / nb > 0 ? 4096 / nb : 1));
+    int32_t sum8[4096];
+    __m256 acc[X8_COLS], macc[X8_COLS]; /* macc: Q4_1's min terms, added at the end as llama.cpp does */
+    x8_block blk[X8_KCHUNK];
+    for (int c0 = 0; c0 < nc; c0 += cols) {
+        const int ncg = nc - c0 < cols ? nc - c0 : cols;
+        /* Q4_0's 8 * sum(a) per block, once per token (on the fly for one token with a huge row) */
+        const bool needs_sum = kind == X8_Q4_0 || kind == X8_Q5_0;
+        const bool sums = needs_sum && nb * ncg <= 4096;
+        for (int c = 0; c < ncg && sums; c++)
+            for (int64_t k = 0; k < nb; k++) sum8[c * nb + k] = q8_0_sum8(BLOCK(plm_block_q8_0, a, as, c0 + c, k));
+        for (int r0 = 0; r0 < nr; r0 += 8) {
+            int rows[8];
+            for (int j = 0; j < 8; j++) rows[j] = r0 + j < nr ? r0 + j : nr - 1;
+            for (int c = 0; c < ncg; c++) acc[c] = macc[c] = _mm256_setzero_ps();
+            for (int64_t k0 = 0; k0 < nb; k0 += X8_KCHUNK) {
+                const int64_t kc = nb - k0 < X8_KCHUNK ? nb - k0 : X8_KCHUNK;
+                if (ncg == 1) {
+                    /* decode: unpack in registers; prefetch the next row group (see prefetch_next_tile) */
+                    const uint8_t *y = a + (size_t)c0 * as;
+                    for (int64_t k = k0; k < k0 + kc; k++) {
+                        x8_block b;
+                        prefetch_next_tile(w + (size_t)r0 * ws, ws, 8, x8_wblock(kind), k);
+                        x8_unpack(kind, w, ws, rows, k, &b);
+                        const int32_t s8 = !needs_sum ? 0 : sums ? sum8[k] : q8_0_sum8((const plm_block_q8_0 *)y + k);
+                        acc[0] = x8_step(kind, &b, y, k, s8, acc[0], &macc[0]);
+                    }
+                    continue;
+                }
+                for (int64_t k = 0; k < kc; k++) x8_unpack(kind, w, ws, rows, k0 + k, &blk[k]);
+                for (int c = 0; c < ncg; c++) {
+                    const uint8_t *y = a + (size_t)(c0 + c) * as + (size_t)k0 * x8_ablock(kind);
+                    const int32_t *s8 = &sum8[c * nb + k0];
+                    __m256 ac = acc[c], mc = macc[c];
+                    for (int64_t k = 0; k < kc; k++) ac = x8_step(kind, &blk[k], y, k, needs_sum ? s8[k] : 0, ac, &mc);
+                    acc[c] = ac;
+                    macc[c] = mc;
+                }
+            }
+            for (int c = 0; c < ncg; c++)
+                x8_store(kind == X8_Q4_1 ? _mm256_add_ps(acc[c], macc[c]) : acc[c], nr - r0 < 8 ? nr - r0 : 8,
+                         out + (int64_t)(c0 + c) * ldo + r0, accumulate);
+        }
     }
-    for (; i < nb; i++)
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(sf(w[i].d) * sf(a[i].d)), _mm256_cvtepi32_ps(q4_0_block(&w[i], &a[i])), acc0);
-    return hsum_ps(_mm256_add_ps(acc0, acc1));
 }
 
-/* Q4_1 x Q8_1: unsigned nibbles straight into maddubs; the min term is m * s,
- * accumulated in lane 1 of the scale products. */
-static float dot_q4_1(int64_t n, const void *vw, const void *va) {
-    const plm_block_q4_1 *w = vw;
-    const plm_block_q8_1 *a = va;
-    const int64_t nb = n / PLM_QK;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    __m128 accm = _mm_setzero_ps();
-    int64_t i = 0;
-    for (; i + 1 < nb; i += 2) {
-        const __m256i p0 = dot_u8s8(unpack_nibbles(w[i].qs), _mm256_loadu_si256((const __m256i *)a[i].qs));
-        const __m256i p1 = dot_u8s8(unpack_nibbles(w[i + 1].qs), _mm256_loadu_si256((const __m256i *)a[i + 1].qs));
-        const __m128 c0 = scale_min_pair(&w[i].d, &a[i].d);
-        const __m128 c1 = scale_min_pair(&w[i + 1].d, &a[i + 1].d);
-        accm = _mm_add_ps(accm, _mm_add_ps(c0, c1));
-        acc0 = _mm256_fmadd_ps(_mm256_broadcastss_ps(c0), _mm256_cvtepi32_ps(p0), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_broadcastss_ps(c1), _mm256_cvtepi32_ps(p1), acc1);
-    }
-    for (; i < nb; i++) {
-        const __m256i p0 = dot_u8s8(unpack_nibbles(w[i].qs), _mm256_loadu_si256((const __m256i *)a[i].qs));
-        const __m128 c0 = scale_min_pair(&w[i].d, &a[i].d);
-        accm = _mm_add_ps(accm, c0);
-        acc0 = _mm256_fmadd_ps(_mm256_broadcastss_ps(c0), _mm256_cvtepi32_ps(p0), acc0);
-    }
-    return hsum_ps(_mm256_add_ps(acc0, acc1)) + _mm_cvtss_f32(_mm_movehdup_ps(accm));
+static void gemm_q4_0(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as, int nc, float *out,
+                      int64_t ldo, bool accumulate) {
+    x8_gemm(X8_Q4_0, n, w, ws, nr, a, as, nc, out, ldo, accumulate);
+}
+static void gemm_q4_1(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as, int nc, float *out,
+                      int64_t ldo, bool accumulate) {
+    x8_gemm(X8_Q4_1, n, w, ws, nr, a, as, nc, out, ldo, accumulate);
+}
+static void gemm_q8_0(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as, int nc, float *out,
+                      int64_t ldo, bool accumulate) {
+    x8_gemm(X8_Q8_0, n, w, ws, nr, a, as, nc, out, ldo, accumulate);
+}
+static void gemm_q5_0(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as, int nc, float *out,
+                      int64_t ldo, bool accumulate) {
+    x8_gemm(X8_Q5_0, n, w, ws, nr, a, as, nc, out, ldo, accumulate);
 }
 
-/* Q5_0 x Q8_0: u = nibble | fifth bit << 4 in [0, 31]; sum((u - 16) a) =
- * maddubs(u, a) - maddubs(16, a) (at most 31*127*2 per int16 pair). */
-static inline __m256i q5_0_block(const plm_block_q5_0 *w, const plm_block_q8_0 *a) {
-    const __m256i u = _mm256_or_si256(unpack_nibbles(w->qs), _mm256_and_si256(bits_to_bytes(w->qh), _mm256_set1_epi8(0x10)));
-    const __m256i y = _mm256_loadu_si256((const __m256i *)a->qs);
-    const __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(u, y), _mm256_maddubs_epi16(_mm256_set1_epi8(16), y));
-    return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+/* vec_dot is the 1 x 1 case of the gemm, so the two agree bit for bit. */
+static float dot_q4_0(int64_t n, const void *w, const void *a) {
+    float r;
+    gemm_q4_0(n, w, 0, 1, a, 0, 1, &r, 1, false);
+    return r;
+}
+static float dot_q4_1(int64_t n, const void *w, const void *a) {
+    float r;
+    gemm_q4_1(n, w, 0, 1, a, 0, 1, &r, 1, false);
+    return r;
+}
+static float dot_q8_0(int64_t n, const void *w, const void *a) {
+    float r;
+    gemm_q8_0(n, w, 0, 1, a, 0, 1, &r, 1, false);
+    return r;
 }
 
-static float dot_q5_0(int64_t n, const void *vw, const void *va) {
-    const plm_block_q5_0 *w = vw;
-    const plm_block_q8_0 *a = va;
-    const int64_t nb = n / PLM_QK;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    int64_t i = 0;
-    for (; i + 1 < nb; i += 2) {
-        const __m256i p0 = q5_0_block(&w[i], &a[i]);
-        const __m256i p1 = q5_0_block(&w[i + 1], &a[i + 1]);
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(sf(w[i].d) * sf(a[i].d)), _mm256_cvtepi32_ps(p0), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(sf(w[i + 1].d) * sf(a[i + 1].d)), _mm256_cvtepi32_ps(p1), acc1);
-    }
-    for (; i < nb; i++)
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(sf(w[i].d) * sf(a[i].d)), _mm256_cvtepi32_ps(q5_0_block(&w[i], &a[i])), acc0);
-    return hsum_ps(_mm256_add_ps(acc0, acc1));
+static float dot_q5_0(int64_t n, const void *w, const void *a) {
+    float r;
+    gemm_q5_0(n, w, 0, 1, a, 0, 1, &r, 1, false);
+    return r;
 }
 
 /* Q5_1 x Q8_1: unsigned 5-bit values, min term m * s as for Q4_1. */
@@ -227,30 +512,6 @@ static float dot_q5_1(int64_t n, const void *vw, const void *va) {
         acc0 = _mm256_fmadd_ps(_mm256_broadcastss_ps(c0), _mm256_cvtepi32_ps(q5_1_block(&w[i], &a[i])), acc0);
     }
     return hsum_ps(_mm256_add_ps(acc0, acc1)) + _mm_cvtss_f32(_mm_movehdup_ps(accm));
-}
-
-/* Q8_0 x Q8_0. A weight of -128 still multiplies correctly (its sign moves to
- * the activation, which the quantizer keeps within [-127, 127]). */
-static float dot_q8_0(int64_t n, const void *vw, const void *va) {
-    const plm_block_q8_0 *w = vw;
-    const plm_block_q8_0 *a = va;
-    const int64_t nb = n / PLM_QK;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    int64_t i = 0;
-    for (; i + 1 < nb; i += 2) {
-        const __m256i p0 = dot_s8s8(_mm256_loadu_si256((const __m256i *)w[i].qs),
-                                    _mm256_loadu_si256((const __m256i *)a[i].qs));
-        const __m256i p1 = dot_s8s8(_mm256_loadu_si256((const __m256i *)w[i + 1].qs),
-                                    _mm256_loadu_si256((const __m256i *)a[i + 1].qs));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(sf(w[i].d) * sf(a[i].d)), _mm256_cvtepi32_ps(p0), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(sf(w[i + 1].d) * sf(a[i + 1].d)), _mm256_cvtepi32_ps(p1), acc1);
-    }
-    for (; i < nb; i++) {
-        const __m256i p0 = dot_s8s8(_mm256_loadu_si256((const __m256i *)w[i].qs),
-                                    _mm256_loadu_si256((const __m256i *)a[i].qs));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(sf(w[i].d) * sf(a[i].d)), _mm256_cvtepi32_ps(p0), acc0);
-    }
-    return hsum_ps(_mm256_add_ps(acc0, acc1));
 }
 
 /* ------------------------------------------------------------ K-quants
@@ -357,40 +618,181 @@ static inline void k4_unpack(const uint8_t *s, uint32_t sc[2], uint32_t mn[2]) {
     mn[1] = ((u[2] >> 4) & m4) | (((u[1] >> 6) & m2) << 4);
 }
 
-/* Q4_K x Q8_K: the low nibbles of qs[32j..] are sub-block 2j, the high nibbles
- * sub-block 2j+1. */
-static float dot_q4_K(int64_t n, const void *vw, const void *va) {
-    const plm_block_q4_K *w = vw;
-    const plm_block_q8_K *a = va;
-    const int64_t nb = n / PLM_QK_K;
-    const __m256i m4 = _mm256_set1_epi8(0x0f);
-    __m256 acc = _mm256_setzero_ps();
-    __m128 accm = _mm_setzero_ps();
-    for (int64_t i = 0; i < nb; i++) {
-        const float d = a[i].d * h2f(w[i].d);
-        const float dmin = -a[i].d * h2f(w[i].dmin);
-        uint32_t sc[2], mn[2];
-        k4_unpack(w[i].scales, sc, mn);
-        const __m128i mins = _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, (int)mn[1], (int)mn[0]));
-        const __m256i bsums = _mm256_loadu_si256((const __m256i *)a[i].bsums);
-        const __m128i q8s = _mm_hadd_epi16(_mm256_castsi256_si128(bsums), _mm256_extracti128_si256(bsums, 1));
-        accm = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(_mm_madd_epi16(mins, q8s)), accm);
-        const __m256i scales =
-            _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_set_epi32(0, 0, (int)sc[1], (int)sc[0])));
-        __m256i sumi0 = _mm256_setzero_si256(), sumi1 = _mm256_setzero_si256();
-        for (int j = 0; j < 4; j++) {
-            const __m256i q4 = _mm256_loadu_si256((const __m256i *)(w[i].qs + 32 * j));
-            const __m256i lo = _mm256_and_si256(q4, m4);
-            const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
-            const __m256i plo = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(a[i].qs + 64 * j)));
-            const __m256i phi = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(a[i].qs + 64 * j + 32)));
-            sumi0 = _mm256_add_epi32(sumi0, _mm256_madd_epi16(_mm256_shuffle_epi8(scales, shuf(k_word_shuf[2 * j])), plo));
-            sumi1 =
-                _mm256_add_epi32(sumi1, _mm256_madd_epi16(_mm256_shuffle_epi8(scales, shuf(k_word_shuf[2 * j + 1])), phi));
+/* Q4_K x Q8_K, eight rows in eight lanes (see the x8 section). Per super-block
+ * and row group the 8 sub-blocks of 32 elements become 8 vectors each (from
+ * 16-byte halves of rows j and j+4, transposed in lanes); per sub-block the
+ * products are summed in int16 (at most 8 * 15 * 127 * 2 = 30480) and scaled by
+ * the rows' 6-bit sub-block scales in the madd itself (the scale in both int16
+ * of a lane), so each row gets its exact integer sum over the super-block; the
+ * mins meet the activation's 32-element sums (from bsums) in int16 pairs. Then
+ * acc += d * a.d * isum and macc += dmin * a.d * imin, result acc - macc. */
+
+#define X8K_CHUNK 8 /* super-blocks of a row group unpacked at once (8 * 2.5 KB) */
+
+typedef struct x8k_block {
+    __m256i v[64]; /* [8 j + 4 h + g]: sub-block j, elements 16h + 4g .. +3 of each row */
+    __m256i sc[8]; /* sub-block j's scale in both int16 of each row's lane */
+    __m256i mn[4]; /* mins of sub-blocks 2p and 2p+1 as the two int16 of each row's lane */
+    __m256 d, dmin;
+} x8k_block;
+
+static ALWAYS_INLINE void x8k_unpack_q4_K(const uint8_t *w, size_t ws, const int rows[8], int64_t i, x8k_block *o) {
+    const plm_block_q4_K *b[8];
+    for (int j = 0; j < 8; j++) b[j] = BLOCK(plm_block_q4_K, w, ws, rows[j], i);
+    for (int p = 0; p < 4; p++)
+        for (int h = 0; h < 2; h++) {
+            const uint8_t *q[8];
+            for (int j = 0; j < 8; j++) q[j] = b[j]->qs + 32 * p + 16 * h;
+            x8_nibbles(q, o->v + 8 * (2 * p) + 4 * h, o->v + 8 * (2 * p + 1) + 4 * h);
         }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(_mm256_add_epi32(sumi0, sumi1)), acc);
+    uint32_t sc[8][8], mn[4][8];
+    for (int r = 0; r < 8; r++) {
+        uint32_t s4[2], m4b[2];
+        k4_unpack(b[r]->scales, s4, m4b);
+        for (int j = 0; j < 8; j++) {
+            const uint32_t scj = (s4[j / 4] >> (8 * (j % 4))) & 0xff;
+            sc[j][r] = scj | scj << 16;
+        }
+        for (int q = 0; q < 4; q++) {
+            const uint32_t m0 = (m4b[(2 * q) / 4] >> (8 * ((2 * q) % 4))) & 0xff;
+            const uint32_t m1 = (m4b[(2 * q + 1) / 4] >> (8 * ((2 * q + 1) % 4))) & 0xff;
+            mn[q][r] = m0 | m1 << 16;
+        }
     }
-    return hsum_ps(acc) + hsum_ps128(accm);
+    for (int j = 0; j < 8; j++) o->sc[j] = _mm256_loadu_si256((const __m256i *)sc[j]);
+    for (int q = 0; q < 4; q++) o->mn[q] = _mm256_loadu_si256((const __m256i *)mn[q]);
+    o->d = X8_F16x8(b, d);
+    o->dmin = X8_F16x8(b, dmin);
+}
+
+/* The activation's 32-element sums of sub-blocks 2p and 2p+1 as two int16 (one int32) per p. */
+static ALWAYS_INLINE void q8_K_pair_sums(const plm_block_q8_K *a, int32_t out[4]) {
+    for (int p = 0; p < 4; p++) {
+        const int32_t s0 = a->bsums[4 * p] + a->bsums[4 * p + 1], s1 = a->bsums[4 * p + 2] + a->bsums[4 * p + 3];
+        out[p] = (int32_t)(((uint32_t)s0 & 0xffff) | (uint32_t)s1 << 16);
+    }
+}
+
+static ALWAYS_INLINE __m256 x8k_step_q4_K(const x8k_block *b, const plm_block_q8_K *a, const int32_t bs[4], __m256 acc,
+                                         __m256 *macc) {
+    __m256i isum = _mm256_setzero_si256();
+    for (int j = 0; j < 8; j++) {
+        const __m256i x = x8_isum16(b->v + 8 * j, a->qs + 32 * j);
+        isum = _mm256_add_epi32(isum, _mm256_madd_epi16(x, b->sc[j]));
+    }
+    __m256i imin = _mm256_madd_epi16(b->mn[0], _mm256_set1_epi32(bs[0]));
+    for (int p = 1; p < 4; p++) imin = _mm256_add_epi32(imin, _mm256_madd_epi16(b->mn[p], _mm256_set1_epi32(bs[p])));
+    const __m256 da = _mm256_set1_ps(a->d);
+    *macc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(imin), _mm256_mul_ps(b->dmin, da), *macc);
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(b->d, da), acc);
+}
+
+/* Single-token Q4_K: rows in their own vectors (the unpacking of the x8 layout
+ * costs more than it saves for one token), each super-block's integer sums
+ * reduced to one int32 and then the x8 kernel's float steps in scalar form, so
+ * the results are the same bits. */
+static ALWAYS_INLINE void tile_q4_K(const int R, const int C, int64_t nb, const uint8_t *w, size_t ws,
+                                    const uint8_t *a, size_t as, float *out, int64_t ldo, bool accumulate) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    float acc[TILE_R][TILE_C], macc[TILE_R][TILE_C];
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++) acc[r][c] = macc[r][c] = 0.0f;
+    for (int64_t i = 0; i < nb; i++) {
+        __m128i q8s[TILE_C];
+        float da[TILE_C];
+        for (int c = 0; c < C; c++) {
+            const plm_block_q8_K *b = BLOCK(plm_block_q8_K, a, as, c, i);
+            const __m256i bsums = _mm256_loadu_si256((const __m256i *)b->bsums);
+            q8s[c] = _mm_hadd_epi16(_mm256_castsi256_si128(bsums), _mm256_extracti128_si256(bsums, 1));
+            da[c] = b->d;
+        }
+        if (C == 1) prefetch_next_tile(w, ws, R, sizeof(plm_block_q4_K), i);
+        for (int r = 0; r < R; r++) {
+            const plm_block_q4_K *b = BLOCK(plm_block_q4_K, w, ws, r, i);
+            const float dw = h2f(b->d), dmin = h2f(b->dmin);
+            uint32_t sc[2], mn[2];
+            k4_unpack(b->scales, sc, mn);
+            const __m128i mins = _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, (int)mn[1], (int)mn[0]));
+            const __m256i scales =
+                _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_set_epi32(0, 0, (int)sc[1], (int)sc[0])));
+            __m256i sv[8];
+            for (int j = 0; j < 8; j++) sv[j] = _mm256_shuffle_epi8(scales, shuf(k_word_shuf[j]));
+            __m256i sumi[TILE_C];
+            for (int c = 0; c < C; c++) sumi[c] = _mm256_setzero_si256();
+            for (int j = 0; j < 4; j++) {
+                const __m256i q4 = _mm256_loadu_si256((const __m256i *)(b->qs + 32 * j));
+                const __m256i lo = _mm256_and_si256(q4, m4);
+                const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
+                for (int c = 0; c < C; c++) {
+                    const int8_t *qa = BLOCK(plm_block_q8_K, a, as, c, i)->qs + 64 * j;
+                    const __m256i plo = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)qa));
+                    const __m256i phi = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(qa + 32)));
+                    sumi[c] = _mm256_add_epi32(sumi[c], _mm256_add_epi32(_mm256_madd_epi16(sv[2 * j], plo),
+                                                                         _mm256_madd_epi16(sv[2 * j + 1], phi)));
+                }
+            }
+            for (int c = 0; c < C; c++) {
+                const __m128i m = _mm_madd_epi16(mins, q8s[c]);
+                const __m128i m2 = _mm_add_epi32(m, _mm_unpackhi_epi64(m, m));
+                const int32_t imin = _mm_cvtsi128_si32(_mm_add_epi32(m2, _mm_shuffle_epi32(m2, _MM_SHUFFLE(2, 3, 0, 1))));
+                acc[r][c] = fmaf((float)hsum_epi32(sumi[c]), dw * da[c], acc[r][c]);
+                macc[r][c] = fmaf((float)imin, dmin * da[c], macc[r][c]);
+            }
+        }
+    }
+    for (int c = 0; c < C; c++)
+        for (int r = 0; r < R; r++) {
+            const float v = acc[r][c] - macc[r][c];
+            if (accumulate) out[(int64_t)c * ldo + r] += v;
+            else out[(int64_t)c * ldo + r] = v;
+        }
+}
+TILE_SHAPES(q4_K)
+
+static void gemm_q4_K(int64_t n, const void *vw, size_t ws, int nr, const void *va, size_t as, int nc, float *out,
+                      int64_t ldo, bool accumulate) {
+    const uint8_t *w = vw, *a = va;
+    const int64_t nb = n / PLM_QK_K;
+    const int cols = (int)(nb * X8_COLS <= 1024 ? X8_COLS : (1024 / nb > 0 ? 1024 / nb : 1));
+    int32_t bsp[4096];
+    __m256 acc[X8_COLS], macc[X8_COLS];
+    x8k_block blk[X8K_CHUNK];
+    if (nc == 1) {
+        run_tiles(q4_K_tiles, nb, vw, ws, nr, va, as, nc, out, ldo, accumulate);
+        return;
+    }
+    for (int c0 = 0; c0 < nc; c0 += cols) {
+        const int ncg = nc - c0 < cols ? nc - c0 : cols;
+        const bool sums = nb * ncg <= 1024;
+        for (int c = 0; c < ncg && sums; c++)
+            for (int64_t k = 0; k < nb; k++) q8_K_pair_sums(BLOCK(plm_block_q8_K, a, as, c0 + c, k), &bsp[4 * (c * nb + k)]);
+        for (int r0 = 0; r0 < nr; r0 += 8) {
+            int rows[8];
+            for (int j = 0; j < 8; j++) rows[j] = r0 + j < nr ? r0 + j : nr - 1;
+            for (int c = 0; c < ncg; c++) acc[c] = macc[c] = _mm256_setzero_ps();
+            for (int64_t k0 = 0; k0 < nb; k0 += X8K_CHUNK) {
+                const int64_t kc = nb - k0 < X8K_CHUNK ? nb - k0 : X8K_CHUNK;
+                for (int64_t k = 0; k < kc; k++) x8k_unpack_q4_K(w, ws, rows, k0 + k, &blk[k]);
+                for (int c = 0; c < ncg; c++) {
+                    const plm_block_q8_K *y = BLOCK(plm_block_q8_K, a, as, c0 + c, k0);
+                    const int32_t *bs = &bsp[4 * (c * nb + k0)];
+                    __m256 ac = acc[c], mc = macc[c];
+                    for (int64_t k = 0; k < kc; k++) ac = x8k_step_q4_K(&blk[k], &y[k], bs + 4 * k, ac, &mc);
+                    acc[c] = ac;
+                    macc[c] = mc;
+                }
+            }
+            for (int c = 0; c < ncg; c++)
+                x8_store(_mm256_sub_ps(acc[c], macc[c]), nr - r0 < 8 ? nr - r0 : 8, out + (int64_t)(c0 + c) * ldo + r0,
+                         accumulate);
+        }
+    }
+}
+
+static float dot_q4_K(int64_t n, const void *w, const void *a) {
+    float r;
+    gemm_q4_K(n, w, 0, 1, a, 0, 1, &r, 1, false);
+    return r;
 }
 
 /* Q5_K x Q8_K: Q4_K plus the fifth bits, bit 2j (low nibbles) and 2j+1 (high
@@ -434,44 +836,171 @@ static float dot_q5_K(int64_t n, const void *vw, const void *va) {
 }
 
 /* Q6_K x Q8_K: q in [0, 63] goes into maddubs unsigned; the -32 offset is
- * applied once per super-block as 32 * sum(scale_k * bsums_k). */
-static float dot_q6_K(int64_t n, const void *vw, const void *va) {
-    const plm_block_q6_K *w = vw;
-    const plm_block_q8_K *a = va;
-    const int64_t nb = n / PLM_QK_K;
+ * applied once per super-block as 32 * sum(scale_k * bsums_k). Per row and
+ * half super-block the four q vectors are unpacked once for the C tokens. */
+static ALWAYS_INLINE void tile_q6_K(const int R, const int C, int64_t nb, const uint8_t *w, size_t ws,
+                                    const uint8_t *a, size_t as, float *out, int64_t ldo, bool accumulate) {
     const __m256i m4 = _mm256_set1_epi8(0x0f);
     const __m256i m2h = _mm256_set1_epi8(0x30);
-    __m256 acc = _mm256_setzero_ps();
+    float acc[TILE_R][TILE_C];
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++) acc[r][c] = 0.0f;
     for (int64_t i = 0; i < nb; i++) {
-        const float d = a[i].d * h2f(w[i].d);
-        const __m256i sc_all = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w[i].scales));
-        const __m256i off = _mm256_madd_epi16(sc_all, _mm256_loadu_si256((const __m256i *)a[i].bsums));
-        __m256i sumi0 = _mm256_setzero_si256(), sumi1 = _mm256_setzero_si256();
-        for (int c = 0; c < 2; c++) {
-            const __m128i sc8 = _mm_loadl_epi64((const __m128i *)(w[i].scales + 8 * c));
-            const __m256i scales = _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(sc8));
-            const __m256i ql0 = _mm256_loadu_si256((const __m256i *)(w[i].ql + 64 * c));
-            const __m256i ql1 = _mm256_loadu_si256((const __m256i *)(w[i].ql + 64 * c + 32));
-            const __m256i qh = _mm256_loadu_si256((const __m256i *)(w[i].qh + 32 * c));
-            const __m256i q0 = _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m2h));
-            const __m256i q1 = _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m2h));
-            const __m256i q2 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m2h));
-            const __m256i q3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
-                                               _mm256_and_si256(_mm256_srli_epi16(qh, 2), m2h));
-            const int8_t *qa = a[i].qs + 128 * c;
-            const __m256i p0 = _mm256_maddubs_epi16(q0, _mm256_loadu_si256((const __m256i *)(qa + 0)));
-            const __m256i p1 = _mm256_maddubs_epi16(q1, _mm256_loadu_si256((const __m256i *)(qa + 32)));
-            const __m256i p2 = _mm256_maddubs_epi16(q2, _mm256_loadu_si256((const __m256i *)(qa + 64)));
-            const __m256i p3 = _mm256_maddubs_epi16(q3, _mm256_loadu_si256((const __m256i *)(qa + 96)));
-            sumi0 = _mm256_add_epi32(sumi0, _mm256_madd_epi16(_mm256_shuffle_epi8(scales, shuf(k_pair_shuf[0])), p0));
-            sumi1 = _mm256_add_epi32(sumi1, _mm256_madd_epi16(_mm256_shuffle_epi8(scales, shuf(k_pair_shuf[1])), p1));
-            sumi0 = _mm256_add_epi32(sumi0, _mm256_madd_epi16(_mm256_shuffle_epi8(scales, shuf(k_pair_shuf[2])), p2));
-            sumi1 = _mm256_add_epi32(sumi1, _mm256_madd_epi16(_mm256_shuffle_epi8(scales, shuf(k_pair_shuf[3])), p3));
+        if (C == 1) prefetch_next_tile(w, ws, R, sizeof(plm_block_q6_K), i);
+        for (int r = 0; r < R; r++) {
+            const plm_block_q6_K *b = BLOCK(plm_block_q6_K, w, ws, r, i);
+            const float dw = h2f(b->d);
+            const __m256i sc_all = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b->scales));
+            __m256i sumi[TILE_C];
+            for (int c = 0; c < C; c++) {
+                const __m256i bsums = _mm256_loadu_si256((const __m256i *)BLOCK(plm_block_q8_K, a, as, c, i)->bsums);
+                sumi[c] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(sc_all, bsums), 5));
+            }
+            for (int h = 0; h < 2; h++) {
+                const __m128i sc8 = _mm_loadl_epi64((const __m128i *)(b->scales + 8 * h));
+                const __m256i scales = _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(sc8));
+                const __m256i ql0 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h));
+                const __m256i ql1 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h + 32));
+                const __m256i qh = _mm256_loadu_si256((const __m256i *)(b->qh + 32 * h));
+                __m256i q[4], sv[4];
+                q[0] = _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m2h));
+                q[1] = _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m2h));
+                q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m2h));
+                q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+                                       _mm256_and_si256(_mm256_srli_epi16(qh, 2), m2h));
+                for (int k = 0; k < 4; k++) sv[k] = _mm256_shuffle_epi8(scales, shuf(k_pair_shuf[k]));
+                for (int c = 0; c < C; c++) {
+                    const int8_t *qa = BLOCK(plm_block_q8_K, a, as, c, i)->qs + 128 * h;
+                    for (int k = 0; k < 4; k++) {
+                        const __m256i p = _mm256_maddubs_epi16(q[k], _mm256_loadu_si256((const __m256i *)(qa + 32 * k)));
+                        sumi[c] = _mm256_add_epi32(sumi[c], _mm256_madd_epi16(sv[k], p));
+                    }
+                }
+            }
+            for (int c = 0; c < C; c++) {
+                const float da = BLOCK(plm_block_q8_K, a, as, c, i)->d;
+                acc[r][c] = fmaf((float)hsum_epi32(sumi[c]), dw * da, acc[r][c]);
+            }
         }
-        const __m256i sumi = _mm256_sub_epi32(_mm256_add_epi32(sumi0, sumi1), _mm256_slli_epi32(off, 5));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
     }
-    return hsum_ps(acc);
+    for (int c = 0; c < C; c++)
+        for (int r = 0; r < R; r++) {
+            if (accumulate) out[(int64_t)c * ldo + r] += acc[r][c];
+            else out[(int64_t)c * ldo + r] = acc[r][c];
+        }
+}
+TILE_SHAPES(q6_K)
+
+/* Q6_K x Q8_K, eight rows in eight lanes for prefill: the 16 sub-blocks of 16
+ * elements become 4 vectors each (v[4 s + g]); q in [0, 63] sums in int16 two
+ * products at a time (2 * 63 * 127 * 2 = 32004), scaled by the signed sub-block
+ * scales in the madd; the -32 offset is 32 * sum(scale * bsum) per row. The
+ * single-token tile above reduces to the same integers and float steps. */
+typedef struct x8k6_block {
+    __m256i v[64];
+    __m256i sc[16]; /* sub-block scale (signed) in both int16 of each row's lane */
+    __m256i scp[8]; /* scales of sub-blocks 2t and 2t+1 as the two int16 of each row's lane */
+    __m256 d;
+} x8k6_block;
+
+static ALWAYS_INLINE void x8k_unpack_q6_K(const uint8_t *w, size_t ws, const int rows[8], int64_t i, x8k6_block *o) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m2h = _mm256_set1_epi8(0x30);
+    const plm_block_q6_K *b[8];
+    for (int j = 0; j < 8; j++) b[j] = BLOCK(plm_block_q6_K, w, ws, rows[j], i);
+    for (int h = 0; h < 2; h++) {
+        /* per row pair (j, j+4) and k: [row j | row j+4] for sub-blocks 8h + 2k (lo) and 8h + 2k + 1 (hi) */
+        __m256i lo[4][4], hi[4][4]; /* [k][j] */
+        for (int j = 0; j < 4; j++) {
+            __m256i q[2][4];
+            for (int e = 0; e < 2; e++) {
+                const plm_block_q6_K *x = b[j + 4 * e];
+                const __m256i ql0 = _mm256_loadu_si256((const __m256i *)(x->ql + 64 * h));
+                const __m256i ql1 = _mm256_loadu_si256((const __m256i *)(x->ql + 64 * h + 32));
+                const __m256i qh = _mm256_loadu_si256((const __m256i *)(x->qh + 32 * h));
+                q[e][0] = _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m2h));
+                q[e][1] = _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m2h));
+                q[e][2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m2h));
+                q[e][3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+                                          _mm256_and_si256(_mm256_srli_epi16(qh, 2), m2h));
+            }
+            for (int k = 0; k < 4; k++) {
+                lo[k][j] = _mm256_permute2x128_si256(q[0][k], q[1][k], 0x20);
+                hi[k][j] = _mm256_permute2x128_si256(q[0][k], q[1][k], 0x31);
+            }
+        }
+        for (int k = 0; k < 4; k++) {
+            x8_transpose(lo[k], o->v + 4 * (8 * h + 2 * k));
+            x8_transpose(hi[k], o->v + 4 * (8 * h + 2 * k + 1));
+        }
+    }
+    uint32_t sc[16][8], scp[8][8];
+    for (int r = 0; r < 8; r++) {
+        for (int t = 0; t < 16; t++) {
+            const uint32_t v = (uint16_t)(int16_t)b[r]->scales[t];
+            sc[t][r] = v | v << 16;
+        }
+        for (int t = 0; t < 8; t++)
+            scp[t][r] = (uint32_t)(uint16_t)(int16_t)b[r]->scales[2 * t] | (uint32_t)(uint16_t)(int16_t)b[r]->scales[2 * t + 1] << 16;
+    }
+    for (int t = 0; t < 16; t++) o->sc[t] = _mm256_loadu_si256((const __m256i *)sc[t]);
+    for (int t = 0; t < 8; t++) o->scp[t] = _mm256_loadu_si256((const __m256i *)scp[t]);
+    o->d = X8_F16x8(b, d);
+}
+
+static ALWAYS_INLINE __m256 x8k_step_q6_K(const x8k6_block *b, const plm_block_q8_K *a, __m256 acc) {
+    __m256i isum = _mm256_setzero_si256();
+    for (int t = 0; t < 16; t++) {
+        const __m256i *v = b->v + 4 * t;
+        const int8_t *qs = a->qs + 16 * t;
+        const __m256i x01 = _mm256_add_epi16(_mm256_maddubs_epi16(v[0], bcast4(qs)), _mm256_maddubs_epi16(v[1], bcast4(qs + 4)));
+        const __m256i x23 = _mm256_add_epi16(_mm256_maddubs_epi16(v[2], bcast4(qs + 8)), _mm256_maddubs_epi16(v[3], bcast4(qs + 12)));
+        isum = _mm256_add_epi32(isum, _mm256_add_epi32(_mm256_madd_epi16(x01, b->sc[t]), _mm256_madd_epi16(x23, b->sc[t])));
+    }
+    __m256i off = _mm256_setzero_si256();
+    for (int t = 0; t < 8; t++) {
+        const int32_t pair = (int32_t)((uint32_t)(uint16_t)a->bsums[2 * t] | (uint32_t)(uint16_t)a->bsums[2 * t + 1] << 16);
+        off = _mm256_add_epi32(off, _mm256_madd_epi16(b->scp[t], _mm256_set1_epi32(pair)));
+    }
+    isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(off, 5));
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(b->d, _mm256_set1_ps(a->d)), acc);
+}
+
+static void gemm_q6_K(int64_t n, const void *vw, size_t ws, int nr, const void *va, size_t as, int nc, float *out,
+                      int64_t ldo, bool accumulate) {
+    const uint8_t *w = vw, *a = va;
+    const int64_t nb = n / PLM_QK_K;
+    if (nc == 1) {
+        run_tiles(q6_K_tiles, nb, vw, ws, nr, va, as, nc, out, ldo, accumulate);
+        return;
+    }
+    __m256 acc[X8_COLS];
+    x8k6_block blk[X8K_CHUNK];
+    for (int c0 = 0; c0 < nc; c0 += X8_COLS) {
+        const int ncg = nc - c0 < X8_COLS ? nc - c0 : X8_COLS;
+        for (int r0 = 0; r0 < nr; r0 += 8) {
+            int rows[8];
+            for (int j = 0; j < 8; j++) rows[j] = r0 + j < nr ? r0 + j : nr - 1;
+            for (int c = 0; c < ncg; c++) acc[c] = _mm256_setzero_ps();
+            for (int64_t k0 = 0; k0 < nb; k0 += X8K_CHUNK) {
+                const int64_t kc = nb - k0 < X8K_CHUNK ? nb - k0 : X8K_CHUNK;
+                for (int64_t k = 0; k < kc; k++) x8k_unpack_q6_K(w, ws, rows, k0 + k, &blk[k]);
+                for (int c = 0; c < ncg; c++) {
+                    const plm_block_q8_K *y = BLOCK(plm_block_q8_K, a, as, c0 + c, k0);
+                    __m256 ac = acc[c];
+                    for (int64_t k = 0; k < kc; k++) ac = x8k_step_q6_K(&blk[k], &y[k], ac);
+                    acc[c] = ac;
+                }
+            }
+            for (int c = 0; c < ncg; c++)
+                x8_store(acc[c], nr - r0 < 8 ? nr - r0 : 8, out + (int64_t)(c0 + c) * ldo + r0, accumulate);
+        }
+    }
+}
+
+static float dot_q6_K(int64_t n, const void *w, const void *a) {
+    float r;
+    q6_K_1x1(n / PLM_QK_K, w, 0, a, 0, &r, 1, false);
+    return r;
 }
 
 /* ------------------------------------------------------- float formats
@@ -519,6 +1048,105 @@ static void axpy_f16(int64_t n, float a, const plm_f16 *x, float *y) {
         _mm256_storeu_ps(y + i + 8, _mm256_fmadd_ps(va, load_f16x8(x + i + 8), _mm256_loadu_ps(y + i + 8)));
     }
     for (; i < n; i++) y[i] += a * h2f(x[i]);
+}
+
+/* kq8_f16 / pv8_f16 (quant.h): the block's keys are converted and transposed
+ * once (lanes = the 8 cells), then each query row is a chain of FMAs over d
+ * into one vector of 8 scores, 4 rows at a time; values are converted once and
+ * each output row takes one FMA per cell and 8 dimensions. Head sizes above
+ * 512 take the scalar form of the same chains. */
+#define ATT_HD_MAX 512
+
+/* 8 x 8 transpose of floats (rows r[0..7] -> columns). */
+static ALWAYS_INLINE void transpose8_ps(__m256 r[8]) {
+    const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xee);
+    const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xee);
+    const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xee);
+    const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xee);
+    r[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+    r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+    r[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+    r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+    r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+    r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+    r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+    r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+static ALWAYS_INLINE void kq8_rows(const int NR, int64_t hd, const float *kt, const float *q, int64_t qs, float *s,
+                                   int64_t ss, int nc) {
+    __m256 acc[4];
+    for (int r = 0; r < NR; r++) acc[r] = _mm256_setzero_ps();
+    for (int64_t d = 0; d < hd; d++) {
+        const __m256 kv = _mm256_load_ps(kt + 8 * d);
+        for (int r = 0; r < NR; r++) acc[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(q + r * qs + d), kv, acc[r]);
+    }
+    for (int r = 0; r < NR; r++) {
+        float v[8];
+        _mm256_storeu_ps(v, acc[r]);
+        memcpy(s + r * ss, v, (size_t)nc * sizeof(float));
+    }
+}
+
+static void kq8_f16(int64_t hd, const plm_f16 *k, int64_t stride, int nc, const float *q, int64_t qs, int nr, float *s,
+                    int64_t ss) {
+    if (hd > ATT_HD_MAX || hd % 8) {
+        for (int r = 0; r < nr; r++)
+            for (int c = 0; c < nc; c++) {
+                float sum = 0.0f;
+                for (int64_t d = 0; d < hd; d++) sum = fmaf(q[r * qs + d], h2f(k[c * stride + d]), sum);
+                s[r * ss + c] = sum;
+            }
+        return;
+    }
+    _Alignas(32) float kt[ATT_HD_MAX * 8];
+    for (int64_t d0 = 0; d0 < hd; d0 += 8) {
+        __m256 rows[8];
+        for (int c = 0; c < 8; c++) rows[c] = c < nc ? load_f16x8(k + c * stride + d0) : _mm256_setzero_ps();
+        transpose8_ps(rows);
+        for (int j = 0; j < 8; j++) _mm256_store_ps(kt + 8 * (d0 + j), rows[j]);
+    }
+    int r = 0;
+    for (; r + 4 <= nr; r += 4) kq8_rows(4, hd, kt, q + r * qs, qs, s + r * ss, ss, nc);
+    switch (nr - r) {
+    case 3: kq8_rows(3, hd, kt, q + r * qs, qs, s + r * ss, ss, nc); break;
+    case 2: kq8_rows(2, hd, kt, q + r * qs, qs, s + r * ss, ss, nc); break;
+    case 1: kq8_rows(1, hd, kt, q + r * qs, qs, s + r * ss, ss, nc); break;
+    default: break;
+    }
+}
+
+static void pv8_f16(int64_t hd, const plm_f16 *v, int64_t stride, int nc, const float *p, int64_t ps, int nr, float *o,
+                    int64_t os) {
+    if (hd > ATT_HD_MAX || hd % 8) {
+        for (int r = 0; r < nr; r++)
+            for (int c = 0; c < nc; c++) {
+                const float pc = p[r * ps + c];
+                if (pc == 0.0f) continue;
+                for (int64_t d = 0; d < hd; d++) o[r * os + d] = fmaf(pc, h2f(v[c * stride + d]), o[r * os + d]);
+            }
+        return;
+    }
+    _Alignas(32) float vf[8 * ATT_HD_MAX];
+    for (int c = 0; c < nc; c++)
+        for (int64_t d = 0; d < hd; d += 8) _mm256_store_ps(vf + c * hd + d, load_f16x8(v + c * stride + d));
+    for (int r = 0; r < nr; r++) {
+        int cs[8], m = 0;
+        for (int c = 0; c < nc; c++)
+            if (p[r * ps + c] != 0.0f) cs[m++] = c;
+        if (m == 0) continue;
+        float *y = o + r * os;
+        for (int64_t d = 0; d < hd; d += 8) {
+            __m256 acc = _mm256_loadu_ps(y + d);
+            for (int i = 0; i < m; i++)
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(p[r * ps + cs[i]]), _mm256_load_ps(vf + cs[i] * hd + d), acc);
+            _mm256_storeu_ps(y + d, acc);
+        }
+    }
 }
 
 static void round_f16(float *x, int64_t n) {
@@ -689,11 +1317,19 @@ static void build_table(void) {
     g_table.vec_dot[PLM_TYPE_Q4_K] = dot_q4_K;
     g_table.vec_dot[PLM_TYPE_Q5_K] = dot_q5_K;
     g_table.vec_dot[PLM_TYPE_Q6_K] = dot_q6_K;
+    g_table.gemm[PLM_TYPE_Q4_0] = gemm_q4_0;
+    g_table.gemm[PLM_TYPE_Q4_1] = gemm_q4_1;
+    g_table.gemm[PLM_TYPE_Q8_0] = gemm_q8_0;
+    g_table.gemm[PLM_TYPE_Q5_0] = gemm_q5_0;
+    g_table.gemm[PLM_TYPE_Q4_K] = gemm_q4_K;
+    g_table.gemm[PLM_TYPE_Q6_K] = gemm_q6_K;
     g_table.quantize[PLM_TYPE_Q8_0] = quant_q8_0;
     g_table.quantize[PLM_TYPE_Q8_1] = quant_q8_1;
     g_table.quantize[PLM_TYPE_Q8_K] = quant_q8_K;
     g_table.axpy_f16 = axpy_f16;
     g_table.round_f16 = round_f16;
+    g_table.kq8_f16 = kq8_f16;
+    g_table.pv8_f16 = pv8_f16;
 }
 
 const plm_kernels *plm_kernels_avx2_table(void) {

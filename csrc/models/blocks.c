@@ -131,60 +131,113 @@ static void rope_store_worker(void *arg, int ith, int nth) {
     }
 }
 
+/* A work item is (KV head hk, a few tokens): the query heads that share hk's
+ * keys and values (at most ATTN_HEADS of them) for up to PLM_ATTN_ROWS / heads
+ * tokens form the rows of one pass over the cache, 8 cells at a time
+ * (kq8_f16 / pv8_f16), so each cached row is converted once for all of them.
+ * Blocks of cells that no row may see (other sequences, the causal future) are
+ * skipped. Each row's numbers depend only on its own query and the cache, not
+ * on the other rows of the item. */
+#define ATTN_HEADS 8
+#define ATTN_HD_MAX 256 /* q and output rows of an item stay on the stack (16 KB each) */
+
+static bool cell_visible(const plm_kv *kv, int32_t c, uint64_t bit, int32_t p, int32_t window) {
+    return (kv->seq[c] & bit) && kv->pos[c] <= p && !(window > 0 && p - kv->pos[c] >= window);
+}
+
 static void attn_worker(void *arg, int ith, int nth) {
     const attn_job *job = arg;
     plm_context *ctx = job->ctx;
     const plm_attn *a = job->a;
     const plm_hparams *hp = &ctx->model->hp;
     const plm_kv *kv = &ctx->kv;
+    const plm_kernels *kern = ctx->kern;
+    const plm_ubatch *ub = job->ub;
     const int hd = hp->head_dim, group = hp->n_head / hp->n_head_kv;
     const int64_t Q = (int64_t)hp->n_head * hd;
     const float scale = a->kq_scale, cap = a->softcap, inv_cap = cap > 0 ? 1.0f / cap : 0.0f;
-    const int32_t window = a->n_swa;
-    float *scores = ctx->scores + (size_t)ith * (size_t)kv->n_ctx;
+    const int32_t window = a->n_swa, n = kv->n_active;
     const size_t layer_off = (size_t)a->il * (size_t)kv->n_ctx * (size_t)kv->kv_dim;
-    plm_f16 q16[4096];
-    const plm_vec_dot_fn dot_f16 = ctx->kern->vec_dot[PLM_TYPE_F16];
+    /* rows: heads x tokens of an item, bounded so q and the output fit the stack buffers */
+    const int nqc = PLM_MIN(group, ATTN_HEADS);
+    const int rows_cap = hd <= ATTN_HD_MAX ? PLM_ATTN_ROWS : 1;
+    const int heads = PLM_MIN(nqc, rows_cap), tpi = PLM_MAX(1, rows_cap / heads);
+    const int chunks = (group + heads - 1) / heads;
+    const int64_t blocks = (ub->T + tpi - 1) / tpi;
+    /* scores of the item's rows, n_ctx apart (forward.c reserves PLM_ATTN_ROWS rows per thread) */
+    float *scores = ctx->scores + (size_t)ith * (size_t)kv->n_ctx * PLM_ATTN_ROWS;
+    float qbuf[PLM_ATTN_ROWS * ATTN_HD_MAX], obuf[PLM_ATTN_ROWS * ATTN_HD_MAX];
+    float *qr = hd <= ATTN_HD_MAX ? qbuf : NULL, *orow = hd <= ATTN_HD_MAX ? obuf : NULL;
     int64_t w0, w1;
-    plm_split_range((int64_t)job->ub->T * hp->n_head, ith, nth, &w0, &w1);
+    plm_split_range((int64_t)hp->n_head_kv * chunks * blocks, ith, nth, &w0, &w1);
     for (int64_t w = w0; w < w1; w++) {
-        int64_t t = w / hp->n_head;
-        int h = (int)(w % hp->n_head), hk = h / group;
-        const float *q = ctx->q + t * Q + (int64_t)h * hd;
-        float *out = ctx->xn + t * Q + (int64_t)h * hd;
-        const uint64_t bit = (uint64_t)1 << job->ub->seq[t];
-        const int32_t p = job->ub->pos[t];
-        /* q is rounded to F16 as the keys are (llama.cpp does the same), then dotted in F32. */
-        ctx->kern->quantize[PLM_TYPE_F16](q, q16, hd);
-        float mx = -INFINITY;
-        for (int32_t c = 0; c < kv->n_active; c++) {
-            if (!(kv->seq[c] & bit) || kv->pos[c] > p || (window > 0 && p - kv->pos[c] >= window)) {
-                scores[c] = -INFINITY;
+        const int hk = (int)(w / ((int64_t)chunks * blocks));
+        const int hc = (int)(w / blocks % chunks);
+        const int64_t t0 = w % blocks * tpi;
+        const int h0 = hk * group + hc * heads, nh = PLM_MIN(heads, (hk + 1) * group - h0);
+        const int nt = (int)PLM_MIN((int64_t)tpi, ub->T - t0), nr = nt * nh;
+        /* row r = token t0 + r / nh, head h0 + r % nh; a big head works in place in its output row */
+        float *q_rows = qr ? qr : ctx->xn + t0 * Q + (int64_t)h0 * hd;
+        float *o_rows = orow ? orow : q_rows;
+        for (int r = 0; r < nr; r++)
+            memcpy(q_rows + (int64_t)r * hd, ctx->q + (t0 + r / nh) * Q + (int64_t)(h0 + r % nh) * hd,
+                   (size_t)hd * sizeof(float));
+        /* q is rounded to F16 as the keys are (llama.cpp does the same), then dotted in F32 */
+        kern->round_f16(q_rows, (int64_t)nr * hd);
+        const plm_f16 *K = kv->k + layer_off + (size_t)hk * (size_t)hd;
+        const plm_f16 *V = kv->v + layer_off + (size_t)hk * (size_t)hd;
+        int32_t n_use = 0; /* cells past the last block any row sees add nothing: the causal future in prefill */
+        for (int32_t c0 = 0; c0 < n; c0 += 8) {
+            const int nc = PLM_MIN(8, n - c0);
+            bool any = false;
+            for (int ti = 0; ti < nt && !any; ti++)
+                for (int c = 0; c < nc && !any; c++)
+                    any = cell_visible(kv, c0 + c, (uint64_t)1 << ub->seq[t0 + ti], ub->pos[t0 + ti], window);
+            if (!any) {
+                for (int r = 0; r < nr; r++)
+                    for (int c = 0; c < nc; c++) scores[(size_t)r * (size_t)kv->n_ctx + c0 + c] = -INFINITY;
                 continue;
             }
-            const plm_f16 *kr = kv->k + layer_off + (size_t)c * (size_t)kv->kv_dim + (size_t)hk * (size_t)hd;
-            float s = dot_f16(hd, kr, q16) * scale;
-            if (cap > 0) s = cap * tanhf(s * inv_cap);
-            scores[c] = s;
-            if (s > mx) mx = s;
+            n_use = c0 + nc;
+            kern->kq8_f16(hd, K + (size_t)c0 * (size_t)kv->kv_dim, kv->kv_dim, nc, q_rows, hd, nr, scores + c0, kv->n_ctx);
+            for (int r = 0; r < nr; r++) {
+                const int64_t t = t0 + r / nh;
+                const uint64_t bit = (uint64_t)1 << ub->seq[t];
+                float *sr = scores + (size_t)r * (size_t)kv->n_ctx + c0;
+                for (int c = 0; c < nc; c++) {
+                    if (!cell_visible(kv, c0 + c, bit, ub->pos[t], window)) {
+                        sr[c] = -INFINITY;
+                        continue;
+                    }
+                    float sc = sr[c] * scale;
+                    if (cap > 0) sc = cap * tanhf(sc * inv_cap);
+                    sr[c] = sc;
+                }
+            }
         }
-        double sum = 0.0;
-        for (int32_t c = 0; c < kv->n_active; c++) {
-            float e = scores[c] == -INFINITY ? 0.0f : expf(scores[c] - mx);
-            scores[c] = e;
-            sum += (double)e;
+        for (int r = 0; r < nr; r++) {
+            float *sr = scores + (size_t)r * (size_t)kv->n_ctx;
+            float mx = -INFINITY;
+            for (int32_t c = 0; c < n_use; c++) mx = sr[c] > mx ? sr[c] : mx;
+            double sum = 0.0;
+            for (int32_t c = 0; c < n_use; c++) {
+                float e = sr[c] == -INFINITY ? 0.0f : expf(sr[c] - mx);
+                sr[c] = e;
+                sum += (double)e;
+            }
+            float inv = sum > 0 ? (float)(1.0 / sum) : 0.0f;
+            /* Probabilities are rounded to F16 before the V product, as llama.cpp does. */
+            for (int32_t c = 0; c < n_use; c++) sr[c] *= inv;
+            kern->round_f16(sr, n_use);
         }
-        float inv = sum > 0 ? (float)(1.0 / sum) : 0.0f;
-        for (int i = 0; i < hd; i++) out[i] = 0.0f;
-        /* Probabilities are rounded to F16 before the V product, as llama.cpp does. */
-        for (int32_t c = 0; c < kv->n_active; c++) scores[c] *= inv;
-        ctx->kern->round_f16(scores, kv->n_active);
-        for (int32_t c = 0; c < kv->n_active; c++) {
-            const float pc = scores[c];
-            if (pc == 0.0f) continue;
-            const plm_f16 *vr = kv->v + layer_off + (size_t)c * (size_t)kv->kv_dim + (size_t)hk * (size_t)hd;
-            ctx->kern->axpy_f16(hd, pc, vr, out);
-        }
+        memset(o_rows, 0, (size_t)nr * (size_t)hd * sizeof(float));
+        for (int32_t c0 = 0; c0 < n_use; c0 += 8)
+            kern->pv8_f16(hd, V + (size_t)c0 * (size_t)kv->kv_dim, kv->kv_dim, PLM_MIN(8, n_use - c0), scores + c0, kv->n_ctx,
+                          nr, o_rows, hd);
+        if (orow)
+            for (int r = 0; r < nr; r++)
+                memcpy(ctx->xn + (t0 + r / nh) * Q + (int64_t)(h0 + r % nh) * hd, o_rows + (int64_t)r * hd,
+                       (size_t)hd * sizeof(float));
     }
 }
 

@@ -18,6 +18,18 @@ instruction's tokens cached from one text to the next (only the text and what
 follows it are evaluated per item). :meth:`Model.embed` returns pooled hidden
 states, written by C straight into a numpy array.
 
+Classification heads
+--------------------
+A GGUF may carry a sequence-classification head (llama.cpp's layout: ``cls.*``
+tensors, the pooling type and the label names in the metadata; a Qwen3 reranker
+converted by llama.cpp is one). Then :meth:`Model.classify` uses it by default
+(when no ``template`` is given): the text is evaluated once, its final hidden
+states are pooled and put through the head, and the labels are the head's
+(:attr:`Model.classifier_labels`). ``labels`` may name a subset of them, in any
+order: the probabilities are then the softmax over those labels' scores. With
+``multi_label`` (or a head of one output) each label's probability is the
+sigmoid of its score. ``use_head=False`` asks for zero-shot scoring instead.
+
 Templates
 ---------
 ``template`` is the whole prompt, with placeholders: ``{text}`` (the text),
@@ -51,7 +63,9 @@ from array import array
 from collections.abc import Mapping
 from typing import (TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union)
 
-from .errors import InvalidArgumentError
+import math
+
+from .errors import InvalidArgumentError, UnsupportedError
 
 if TYPE_CHECKING:
     from .context import Context
@@ -77,19 +91,23 @@ class Classification(Mapping):
 
     In single-label mode the probabilities sum to 1; in multi-label mode each is P(yes) for that label alone.
     :attr:`logprobs` holds the raw scores (the sum or mean of the label tokens' log-probabilities; in
-    multi-label mode the log of P(yes)), before calibration.
+    multi-label mode the log of P(yes)), before calibration. With a classification head, :attr:`logits` holds the
+    head's raw scores of the labels and :attr:`logprobs` the log of their probabilities; otherwise
+    :attr:`logits` is None.
     """
 
-    __slots__ = ("text", "labels", "scores", "logprobs", "multi_label", "calibrated")
+    __slots__ = ("text", "labels", "scores", "logprobs", "multi_label", "calibrated", "logits")
 
     def __init__(self, text: str, labels: Sequence[str], scores: Sequence[float], logprobs: Sequence[float],
-                 multi_label: bool = False, calibrated: bool = False) -> None:
+                 multi_label: bool = False, calibrated: bool = False,
+                 logits: Optional[Sequence[float]] = None) -> None:
         self.text = text
         self.labels: Tuple[str, ...] = tuple(labels)
         self.scores: Tuple[float, ...] = tuple(float(s) for s in scores)
         self.logprobs: Tuple[float, ...] = tuple(float(s) for s in logprobs)
         self.multi_label = multi_label
         self.calibrated = calibrated
+        self.logits: Optional[Tuple[float, ...]] = None if logits is None else tuple(float(s) for s in logits)
 
     def __getitem__(self, label: str) -> float:
         try:
@@ -352,17 +370,100 @@ class _Classifier:
         return Classification(text, self.labels, probs, logprobs, self.multi_label, self.cf is not None)
 
 
-def classify(model: "Model", text: str, labels: Sequence[str], *, template: Optional[str] = None,
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
+
+
+def _softmax(z: Sequence[float]) -> List[float]:
+    m = max(z)
+    e = [math.exp(v - m) for v in z]
+    t = sum(e)
+    return [v / t for v in e]
+
+
+class _HeadClassifier:
+    """classify() through the model's classification head: one pass per text, no prompt and no label tokens."""
+
+    def __init__(self, model: "Model", labels: Optional[Sequence[str]], multi_label: bool,
+                 calibrate: Union[bool, str, Sequence[str]], context: Optional["Context"]) -> None:
+        head = model.classifier_labels
+        if labels is None:
+            self.labels = list(head)
+        else:
+            self.labels = _check_labels(labels)
+            unknown = [lab for lab in self.labels if lab not in head]
+            if unknown:
+                raise InvalidArgumentError(
+                    f"label(s) {', '.join(map(repr, unknown))} are not outputs of the model's classification head "
+                    f"({', '.join(map(repr, head))}): pass those labels or a subset of them, labels=None for all, "
+                    "or use_head=False for zero-shot classification")
+        self.model = model
+        self.index = [head.index(lab) for lab in self.labels]
+        self.all = self.index == list(range(len(head)))
+        # a head of one output is a yes/no judgement: its probability is the sigmoid of its score
+        self.multi_label = bool(multi_label) or len(head) == 1
+        self.ctx = context if context is not None else model._task_context()
+        self.cf: Optional[List[float]] = None
+        if calibrate is not False and calibrate is not None:
+            rows = [r.scores for r in self.run(list(_content_free(calibrate)))]
+            self.cf = [sum(col) / len(rows) for col in zip(*rows)]
+
+    def run(self, texts: List[str]) -> List[Classification]:
+        toks = [self.model.tokenize(t) for t in texts]
+        scores, probs = self.ctx.classify_head(toks)
+        out = []
+        for text, z_all, p_all in zip(texts, scores, probs):
+            z = [z_all[i] for i in self.index]
+            if self.multi_label:
+                p = [_sigmoid(v) for v in z]
+            else:
+                p = [p_all[i] for i in self.index] if self.all else _softmax(z)
+            logp = [math.log(v) if v > 0 else -math.inf for v in p]
+            if self.cf is not None:
+                p = _apply_calibration(p, self.cf, self.multi_label)
+            out.append(Classification(text, self.labels, p, logp, self.multi_label, self.cf is not None, logits=z))
+        return out
+
+
+def _use_head(model: "Model", use_head: Optional[bool], template: Optional[str]) -> bool:
+    if use_head is None:
+        return model.has_classifier_head and template is None
+    if use_head and not model.has_classifier_head:
+        raise UnsupportedError(f"{model.info.path}: the model has no classification head (no cls.weight or "
+                               "cls.output.weight tensor); use zero-shot classification (use_head=False)")
+    if use_head and template is not None:
+        raise InvalidArgumentError("a template is for zero-shot classification; the classification head takes "
+                                   "the text alone")
+    return bool(use_head)
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in ("sum", "mean"):
+        raise InvalidArgumentError(f"mode must be 'sum' or 'mean', not {mode!r}")
+
+
+def _zero_shot_labels(model: "Model", labels: Optional[Sequence[str]]) -> Sequence[str]:
+    if labels is None:
+        why = "" if model.has_classifier_head else " (the model has no classification head to take them from)"
+        raise InvalidArgumentError("zero-shot classification needs labels" + why)
+    return labels
+
+
+def classify(model: "Model", text: str, labels: Optional[Sequence[str]] = None, *, template: Optional[str] = None,
              multi_label: bool = False, mode: str = "sum", calibrate: Union[bool, str, Sequence[str]] = False,
-             context: Optional["Context"] = None) -> Classification:
+             context: Optional["Context"] = None, use_head: Optional[bool] = None) -> Classification:
     text = _check_text(text)
+    _check_mode(mode)
+    if _use_head(model, use_head, template):
+        return _HeadClassifier(model, labels, multi_label, calibrate, context).run([text])[0]
+    labels = _zero_shot_labels(model, labels)
     return _Classifier(model, labels, template, multi_label, mode, calibrate, context)(text)
 
 
-def classify_many(model: "Model", texts: Sequence[str], labels: Sequence[str], *, template: Optional[str] = None,
-                  multi_label: bool = False, mode: str = "sum", calibrate: Union[bool, str, Sequence[str]] = False,
-                  batch_size: int = 32, progress: bool = True,
-                  context: Optional["Context"] = None) -> List[Classification]:
+def classify_many(model: "Model", texts: Sequence[str], labels: Optional[Sequence[str]] = None, *,
+                  template: Optional[str] = None, multi_label: bool = False, mode: str = "sum",
+                  calibrate: Union[bool, str, Sequence[str]] = False, batch_size: int = 32, progress: bool = True,
+                  context: Optional["Context"] = None, use_head: Optional[bool] = None) -> List[Classification]:
     if isinstance(texts, str):
         raise InvalidArgumentError("texts must be a list of strings; for one text use classify()")
     texts = list(texts)
@@ -370,8 +471,20 @@ def classify_many(model: "Model", texts: Sequence[str], labels: Sequence[str], *
         _check_text(t, i)
     if batch_size < 1:
         raise InvalidArgumentError("batch_size must be at least 1")
-    job = _Classifier(model, labels, template, multi_label, mode, calibrate, context)
+    _check_mode(mode)
     out: List[Classification] = []
+    if _use_head(model, use_head, template):
+        head = _HeadClassifier(model, labels, multi_label, calibrate, context)
+        bar = _Progress(len(texts), "classify", progress)
+        try:
+            for i0 in range(0, len(texts), batch_size):
+                # one C call per batch: the texts are evaluated several at a time, each its own sequence
+                out.extend(head.run(texts[i0:i0 + batch_size]))
+                bar.update(min(batch_size, len(texts) - i0))
+        finally:
+            bar.close()
+        return out
+    job = _Classifier(model, _zero_shot_labels(model, labels), template, multi_label, mode, calibrate, context)
     bar = _Progress(len(texts), "classify", progress)
     try:
         for i0 in range(0, len(texts), batch_size):

@@ -489,6 +489,30 @@ class Context:
             self._rows = max(self._rows, rows)
         return out[:n].tolist(), out[n:].tolist()
 
+    def classify_head(self, texts: Sequence[Tokens]) -> "tuple[List[List[float]], List[List[float]]]":
+        """Runs the model's classification head (see :attr:`Model.has_classifier_head`) on several token
+        sequences: returns ``(scores, probabilities)``, one list of ``n_cls_out`` floats per text, in the order of
+        :attr:`Model.classifier_labels`. Each text's final hidden states are pooled as the file says and put
+        through the head; the probabilities are the softmax of the scores (the sigmoid for a one-output head).
+        The texts are evaluated several at a time as separate sequences; the cache is empty afterwards. Raises
+        :class:`UnsupportedError` if the model has no head. The interpreter lock is released while C computes.
+        """
+        if isinstance(texts, (str, bytes)):
+            raise TypeError("texts must be a list of token sequences")
+        flat, lens = _concat(texts)
+        k = self.model.info.n_cls_out
+        out = array("f", bytes(8 * max(k, 1) * len(lens)))
+        with self._using() as h:
+            try:
+                _core.classify_head(h, flat, lens, out)
+            finally:
+                self._read_history()
+                self._last_batch = 0
+        n = len(lens) * k
+        rows = [out[i * k:(i + 1) * k].tolist() for i in range(len(lens))]
+        prob_rows = [out[n + i * k:n + (i + 1) * k].tolist() for i in range(len(lens))]
+        return rows, prob_rows
+
     def embed(self, texts: Sequence[Tokens], *, pooling: str = "mean", normalize: bool = True,
               out: Any = None) -> Any:
         """Pooled final hidden states of several token sequences, one row of ``n_embd`` floats each.

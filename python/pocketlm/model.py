@@ -61,6 +61,7 @@ class ModelInfo:
     eos: int
     eot: int
     add_bos: bool
+    n_cls_out: int
     chat_template: str = field(repr=False)
 
 
@@ -107,6 +108,30 @@ class Model:
             keys = [_core.model_meta_key(h, i) for i in range(_core.model_meta_count(h))]
             self._metadata = {k: _core.model_meta_str(h, k).decode("utf-8", "replace") for k in keys}
         return self._metadata
+
+    # -- classification head ------------------------------------------------------------------
+
+    @property
+    def has_classifier_head(self) -> bool:
+        """True when the file carries a sequence-classification head (llama.cpp's ``cls.*`` tensors), which
+        :meth:`classify` then uses."""
+        return self.info.n_cls_out > 0
+
+    @property
+    def classifier_labels(self) -> Tuple[str, ...]:
+        """The labels of the classification head, in output order (from ``<arch>.classifier.output_labels``,
+        else ``LABEL_0``, ``LABEL_1``...); empty without a head."""
+        h = self._handle
+        return tuple(_core.model_cls_label(h, i) for i in range(self.info.n_cls_out))
+
+    @property
+    def classifier_pooling(self) -> Optional[str]:
+        """How the head pools a text's hidden states: ``"mean"``, ``"last"`` or ``"cls"`` (the first token);
+        None without a head. A file's "rank" or missing pooling type means the last token."""
+        if not self.has_classifier_head:
+            return None
+        p = _core.model_cls_pooling(self._handle)
+        return {_core.POOL_MEAN: "mean", _core.POOL_LAST: "last", _core.POOL_CLS: "cls"}[p]
 
     # -- tokens ------------------------------------------------------------------------------
 
@@ -257,9 +282,9 @@ class Model:
 
     # -- classification and embeddings ---------------------------------------------------------
 
-    def classify(self, text: str, labels: Sequence[str], *, template: Optional[str] = None,
+    def classify(self, text: str, labels: Optional[Sequence[str]] = None, *, template: Optional[str] = None,
                  multi_label: bool = False, mode: str = "sum", calibrate: Union[bool, str, Sequence[str]] = False,
-                 context: Optional[Context] = None) -> Classification:
+                 context: Optional[Context] = None, use_head: Optional[bool] = None) -> Classification:
         """Zero-shot classification of ``text`` into ``labels``, by the likelihood the model gives each label
         as the answer. Returns a :class:`Classification`: a mapping ``{label: probability}``, with ``.label``,
         ``.score`` and ``.as_pipeline()`` (``[{"label": ..., "score": ...}]``, best first).
@@ -273,13 +298,19 @@ class Model:
         content-free input (``"N/A"``) and renormalize. ``context``: a :class:`Context` of your own (for
         threads), instead of the model's classification context.
 
+        A model whose file carries a classification head (:attr:`has_classifier_head`) uses it when no
+        ``template`` is given: one pass over the text, and the labels default to the head's
+        (:attr:`classifier_labels`); ``labels`` may name a subset of them (the probabilities are then the softmax
+        over those labels' scores, or with ``multi_label`` each label's sigmoid). ``use_head``: True insists on
+        the head, False asks for zero-shot scoring; ``mode`` and ``template`` are for zero-shot scoring only.
+
             >>> import pocketlm
             >>> r = pocketlm.Model().classify("The food was cold and the waiter was rude.", ["positive", "negative"])
             >>> r.label, r.as_pipeline()[0]["label"]
             ('negative', 'negative')
         """
         return _classify.classify(self, text, labels, template=template, multi_label=multi_label, mode=mode,
-                                  calibrate=calibrate, context=context)
+                                  calibrate=calibrate, context=context, use_head=use_head)
 
     def classification_prompt(self, text: str, labels: Sequence[str], *, template: Optional[str] = None,
                               multi_label: bool = False) -> Tuple[array, List[array]]:
@@ -289,19 +320,21 @@ class Model:
         plan = _classify._Plan(self, template, _classify._check_labels(labels), bool(multi_label))
         return plan.prompt(text), [array("i", t) for t in plan.label_tokens(text)]
 
-    def classify_many(self, texts: Sequence[str], labels: Sequence[str], *, template: Optional[str] = None,
-                      multi_label: bool = False, mode: str = "sum",
+    def classify_many(self, texts: Sequence[str], labels: Optional[Sequence[str]] = None, *,
+                      template: Optional[str] = None, multi_label: bool = False, mode: str = "sum",
                       calibrate: Union[bool, str, Sequence[str]] = False, batch_size: int = 32,
-                      progress: bool = True, context: Optional[Context] = None) -> List[Classification]:
+                      progress: bool = True, context: Optional[Context] = None,
+                      use_head: Optional[bool] = None) -> List[Classification]:
         """:meth:`classify` for each of ``texts``, as a list. The instruction before ``{text}`` is tokenized and
         evaluated once and stays cached from one text to the next: per text only the text, what follows it and
         the labels are evaluated. ``batch_size`` texts are classified per turn on the context (another thread
         using it waits in between); ``progress`` shows a bar (tqdm when installed, else a line on stderr).
-        Results equal those of :meth:`classify` text by text.
+        Results equal those of :meth:`classify` text by text. With a classification head (see :meth:`classify`),
+        each batch of texts is one C call that evaluates them several at a time as separate sequences.
         """
         return _classify.classify_many(self, texts, labels, template=template, multi_label=multi_label, mode=mode,
                                        calibrate=calibrate, batch_size=batch_size, progress=progress,
-                                       context=context)
+                                       context=context, use_head=use_head)
 
     def embed(self, texts: Union[str, Sequence[Any]], *, pooling: str = "mean", normalize: bool = True,
               batch_size: int = 32, progress: bool = False, context: Optional[Context] = None,

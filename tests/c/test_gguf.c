@@ -1,87 +1,61 @@
 /*
- * test_gguf.c — the GGUF reader: every value type, v2 and v3, and malformed
- * files (truncation at every byte, bad magic and version, absurd counts, lengths
- * past the end, overflowing offsets, misalignment, duplicates) giving a status
- * and a message, never a crash. Also model loading errors that come from the file.
+ * test_gguf.c — the GGUF reader and model loading from bad files.
+ *
+ * The reader: every value type, v2 and v3; every strict prefix of a file and
+ * random byte flips give a status and a message, never a crash (in memory, so
+ * that ASan sees any read past the buffer). Model loading: every case of the
+ * malformed-GGUF generator (malformed_gguf.c; the same files the Python and
+ * Lua tests load) through plm_model_load, mapped and read, with the status and
+ * message each case expects; the valid base model loads and runs.
  */
 #include "gguf.h"
+#include "malformed_gguf.h"
 #include "quant.h"
 #include "test.h"
 
 #include <stdint.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
-/* ---- a small GGUF writer for building test files in memory ---- */
-
-typedef struct buf {
-    uint8_t *p;
-    size_t n, cap;
-} buf;
-
-static void put(buf *b, const void *d, size_t n) {
-    if (b->n + n > b->cap) {
-        b->cap = (b->n + n) * 2 + 64;
-        b->p = realloc(b->p, b->cap);
-    }
-    memcpy(b->p + b->n, d, n);
-    b->n += n;
-}
-static void u8(buf *b, uint8_t v) { put(b, &v, 1); }
-static void u32(buf *b, uint32_t v) { put(b, &v, 4); }
-static void u64(buf *b, uint64_t v) { put(b, &v, 8); }
-static void str(buf *b, const char *s) { u64(b, strlen(s)); put(b, s, strlen(s)); }
-static void pad_to(buf *b, size_t align) { while (b->n % align) u8(b, 0); }
-
-/* Header for version v with nt tensors and nkv keys. */
-static void header(buf *b, uint32_t v, uint64_t nt, uint64_t nkv) {
-    put(b, "GGUF", 4);
-    u32(b, v);
-    u64(b, nt);
-    u64(b, nkv);
-}
-
-static void kv_u32(buf *b, const char *k, uint32_t v) { str(b, k); u32(b, PLM_GGUF_U32); u32(b, v); }
-static void kv_str(buf *b, const char *k, const char *v) { str(b, k); u32(b, PLM_GGUF_STRING); str(b, v); }
-
 /* A valid file with one key of every type, a nested array and two F32 tensors. */
-static buf make_valid(uint32_t version) {
-    buf b = {0};
-    header(&b, version, 2, 17);
-    kv_str(&b, "general.architecture", "llama");
-    str(&b, "t.u8"); u32(&b, PLM_GGUF_U8); u8(&b, 200);
-    str(&b, "t.i8"); u32(&b, PLM_GGUF_I8); u8(&b, (uint8_t)-5);
-    str(&b, "t.u16"); u32(&b, PLM_GGUF_U16); { uint16_t v = 60000; put(&b, &v, 2); }
-    str(&b, "t.i16"); u32(&b, PLM_GGUF_I16); { int16_t v = -30000; put(&b, &v, 2); }
-    kv_u32(&b, "t.u32", 4000000000u);
-    str(&b, "t.i32"); u32(&b, PLM_GGUF_I32); { int32_t v = -2000000000; put(&b, &v, 4); }
-    str(&b, "t.f32"); u32(&b, PLM_GGUF_F32); { float v = 1.5f; put(&b, &v, 4); }
-    str(&b, "t.bool"); u32(&b, PLM_GGUF_BOOL); u8(&b, 1);
-    kv_str(&b, "t.str", "héllo");
-    str(&b, "t.u64"); u32(&b, PLM_GGUF_U64); u64(&b, 1ull << 40);
-    str(&b, "t.i64"); u32(&b, PLM_GGUF_I64); u64(&b, (uint64_t)-7);
-    str(&b, "t.f64"); u32(&b, PLM_GGUF_F64); { double v = -2.25; put(&b, &v, 8); }
-    str(&b, "t.arr_i32"); u32(&b, PLM_GGUF_ARRAY); u32(&b, PLM_GGUF_I32); u64(&b, 3);
-    { int32_t v[3] = {1, -2, 3}; put(&b, v, 12); }
-    str(&b, "t.arr_str"); u32(&b, PLM_GGUF_ARRAY); u32(&b, PLM_GGUF_STRING); u64(&b, 2); str(&b, "a"); str(&b, "bc");
+static mg_buf make_valid(uint32_t version) {
+    mg_buf b = {0};
+    mg_header(&b, version, 2, 17);
+    mg_kv_str(&b, "general.architecture", "llama");
+    mg_str(&b, "t.u8"); mg_u32(&b, PLM_GGUF_U8); mg_u8(&b, 200);
+    mg_str(&b, "t.i8"); mg_u32(&b, PLM_GGUF_I8); mg_u8(&b, (uint8_t)-5);
+    mg_str(&b, "t.u16"); mg_u32(&b, PLM_GGUF_U16); { uint16_t v = 60000; mg_put(&b, &v, 2); }
+    mg_str(&b, "t.i16"); mg_u32(&b, PLM_GGUF_I16); { int16_t v = -30000; mg_put(&b, &v, 2); }
+    mg_kv_u32(&b, "t.u32", 4000000000u);
+    mg_str(&b, "t.i32"); mg_u32(&b, PLM_GGUF_I32); { int32_t v = -2000000000; mg_put(&b, &v, 4); }
+    mg_str(&b, "t.f32"); mg_u32(&b, PLM_GGUF_F32); { float v = 1.5f; mg_put(&b, &v, 4); }
+    mg_str(&b, "t.bool"); mg_u32(&b, PLM_GGUF_BOOL); mg_u8(&b, 1);
+    mg_kv_str(&b, "t.str", "héllo");
+    mg_str(&b, "t.u64"); mg_u32(&b, PLM_GGUF_U64); mg_u64(&b, 1ull << 40);
+    mg_str(&b, "t.i64"); mg_u32(&b, PLM_GGUF_I64); mg_u64(&b, (uint64_t)-7);
+    mg_str(&b, "t.f64"); mg_u32(&b, PLM_GGUF_F64); { double v = -2.25; mg_put(&b, &v, 8); }
+    mg_str(&b, "t.arr_i32"); mg_u32(&b, PLM_GGUF_ARRAY); mg_u32(&b, PLM_GGUF_I32); mg_u64(&b, 3);
+    { int32_t v[3] = {1, -2, 3}; mg_put(&b, v, 12); }
+    mg_str(&b, "t.arr_str"); mg_u32(&b, PLM_GGUF_ARRAY); mg_u32(&b, PLM_GGUF_STRING); mg_u64(&b, 2); mg_str(&b, "a"); mg_str(&b, "bc");
     /* nested: array of 2 arrays of u8 */
-    str(&b, "t.nested"); u32(&b, PLM_GGUF_ARRAY); u32(&b, PLM_GGUF_ARRAY); u64(&b, 2);
-    u32(&b, PLM_GGUF_U8); u64(&b, 2); u8(&b, 7); u8(&b, 8);
-    u32(&b, PLM_GGUF_U8); u64(&b, 1); u8(&b, 9);
-    kv_u32(&b, "general.alignment", 32);
+    mg_str(&b, "t.nested"); mg_u32(&b, PLM_GGUF_ARRAY); mg_u32(&b, PLM_GGUF_ARRAY); mg_u64(&b, 2);
+    mg_u32(&b, PLM_GGUF_U8); mg_u64(&b, 2); mg_u8(&b, 7); mg_u8(&b, 8);
+    mg_u32(&b, PLM_GGUF_U8); mg_u64(&b, 1); mg_u8(&b, 9);
+    mg_kv_u32(&b, "general.alignment", 32);
     /* tensors */
-    str(&b, "a.weight"); u32(&b, 2); u64(&b, 4); u64(&b, 2); u32(&b, PLM_TYPE_F32); u64(&b, 0);
-    str(&b, "b.weight"); u32(&b, 1); u64(&b, 8); u32(&b, PLM_TYPE_F32); u64(&b, 32);
-    pad_to(&b, 32);
-    for (int i = 0; i < 8; i++) { float v = (float)i; put(&b, &v, 4); }
-    for (int i = 0; i < 8; i++) { float v = (float)(10 + i); put(&b, &v, 4); }
+    mg_str(&b, "a.weight"); mg_u32(&b, 2); mg_u64(&b, 4); mg_u64(&b, 2); mg_u32(&b, PLM_TYPE_F32); mg_u64(&b, 0);
+    mg_str(&b, "b.weight"); mg_u32(&b, 1); mg_u64(&b, 8); mg_u32(&b, PLM_TYPE_F32); mg_u64(&b, 32);
+    mg_pad_to(&b, 32);
+    for (int i = 0; i < 8; i++) { float v = (float)i; mg_put(&b, &v, 4); }
+    for (int i = 0; i < 8; i++) { float v = (float)(10 + i); mg_put(&b, &v, 4); }
     return b;
 }
 
-static plm_status open_buf(const buf *b, plm_gguf **g) { return plm_gguf_open_memory(b->p, b->n, g); }
+static plm_status open_buf(const mg_buf *b, plm_gguf **g) { return plm_gguf_open_memory(b->p, b->n, g); }
 
 static void test_valid_v3_and_v2(void) {
     for (uint32_t ver = 2; ver <= 3; ver++) {
-        buf b = make_valid(ver);
+        mg_buf b = make_valid(ver);
         plm_gguf *g = NULL;
         plm_status st = open_buf(&b, &g);
         CHECKF(st == PLM_OK, "v%u: %s", ver, plm_last_error());
@@ -124,173 +98,49 @@ static void test_valid_v3_and_v2(void) {
     }
 }
 
-/* Every strict prefix of a valid file is rejected with a message, never a crash. */
-static void test_truncation_everywhere(void) {
-    buf b = make_valid(3);
+/* Every strict prefix of a file is rejected with a message, never a crash. */
+static void truncate_everywhere(const mg_buf *b, const char *what) {
     int bad = 0;
-    for (size_t n = 0; n < b.n; n++) {
+    for (size_t n = 0; n < b->n; n++) {
         uint8_t *copy = malloc(n ? n : 1); /* exact size: ASan catches any overread */
-        memcpy(copy, b.p, n);
+        memcpy(copy, b->p, n);
         plm_gguf *g = NULL;
+        plm_clear_error();
         plm_status st = plm_gguf_open_memory(copy, n, &g);
         if (st == PLM_OK || g != NULL || plm_last_error()[0] == 0) bad++;
         plm_gguf_close(g);
         free(copy);
     }
-    CHECKF(bad == 0, "%d of %zu truncations were accepted or gave no message", bad, b.n);
-    free(b.p);
+    CHECKF(bad == 0, "%s: %d of %zu truncations were accepted or gave no message", what, bad, b->n);
 }
 
-static plm_status expect_fail(buf *b, plm_status want, const char *needle) {
-    plm_gguf *g = NULL;
-    plm_status st = open_buf(b, &g);
-    CHECKF(st == want, "got %s (%s), want %s", plm_status_str(st), plm_last_error(), plm_status_str(want));
-    if (needle) CHECKF(strstr(plm_last_error(), needle) != NULL, "message '%s' lacks '%s'", plm_last_error(), needle);
-    plm_gguf_close(g);
-    free(b->p);
-    b->p = NULL;
-    return st;
+static void test_truncation_everywhere(void) {
+    mg_buf b = make_valid(3);
+    truncate_everywhere(&b, "every-type file");
+    mg_buf_free(&b);
+    mg_base_model(&b);
+    truncate_everywhere(&b, "base model");
+    mg_buf_free(&b);
 }
 
-static void test_bad_headers(void) {
-    buf b = make_valid(3);
-    memcpy(b.p, "GGUG", 4);
-    expect_fail(&b, PLM_ERR_FORMAT, "magic");
-    b = make_valid(3);
-    b.p[4] = 1;
-    expect_fail(&b, PLM_ERR_UNSUPPORTED, "version 1");
-    b = make_valid(3);
-    b.p[4] = 9;
-    expect_fail(&b, PLM_ERR_UNSUPPORTED, "version 9");
-    b = make_valid(3);
-    b.p[4] = 0; b.p[7] = 3; /* byte-swapped version */
-    expect_fail(&b, PLM_ERR_UNSUPPORTED, "big-endian");
-    b = (buf){0};
-    header(&b, 3, 0, 0xFFFFFFFFFFFFull); /* absurd key count */
-    expect_fail(&b, PLM_ERR_FORMAT, "metadata keys");
-    b = (buf){0};
-    header(&b, 3, 1ull << 60, 0); /* absurd tensor count */
-    expect_fail(&b, PLM_ERR_FORMAT, "tensors");
-}
-
-static void test_bad_values(void) {
-    buf b = {0};
-    header(&b, 3, 0, 1);
-    u64(&b, 1ull << 62); /* key length past the end */
-    u64(&b, 0); u64(&b, 0);
-    expect_fail(&b, PLM_ERR_FORMAT, "past the end");
-    b = (buf){0};
-    header(&b, 3, 0, 1);
-    str(&b, "k"); u32(&b, PLM_GGUF_STRING); u64(&b, 0xFFFFFFFFFFFFFFF0ull);
-    expect_fail(&b, PLM_ERR_FORMAT, "'k'");
-    b = (buf){0};
-    header(&b, 3, 0, 1);
-    str(&b, "k"); u32(&b, 77); u32(&b, 0);
-    expect_fail(&b, PLM_ERR_FORMAT, "unknown value type");
-    b = (buf){0};
-    header(&b, 3, 0, 1);
-    str(&b, "k"); u32(&b, PLM_GGUF_ARRAY); u32(&b, PLM_GGUF_U32); u64(&b, 1ull << 61);
-    expect_fail(&b, PLM_ERR_FORMAT, "elements");
-    b = (buf){0};
-    header(&b, 3, 0, 1);
-    str(&b, "k"); u32(&b, PLM_GGUF_ARRAY); u32(&b, PLM_GGUF_STRING); u64(&b, 3); str(&b, "x");
-    expect_fail(&b, PLM_ERR_FORMAT, NULL);
-    b = (buf){0};
-    header(&b, 3, 0, 1);
-    str(&b, "k"); u32(&b, PLM_GGUF_BOOL); u8(&b, 2);
-    expect_fail(&b, PLM_ERR_FORMAT, "bool");
-    b = (buf){0}; /* arrays nested too deep */
-    header(&b, 3, 0, 1);
-    str(&b, "k"); u32(&b, PLM_GGUF_ARRAY);
-    for (int d = 0; d < 20; d++) { u32(&b, PLM_GGUF_ARRAY); u64(&b, 1); }
-    u32(&b, PLM_GGUF_U8); u64(&b, 0);
-    expect_fail(&b, PLM_ERR_FORMAT, "nested");
-    b = (buf){0};
-    header(&b, 3, 0, 2);
-    kv_u32(&b, "dup", 1);
-    kv_u32(&b, "dup", 2);
-    expect_fail(&b, PLM_ERR_FORMAT, "twice");
-    b = (buf){0};
-    header(&b, 3, 0, 1);
-    kv_u32(&b, "general.alignment", 24);
-    expect_fail(&b, PLM_ERR_FORMAT, "alignment");
-}
-
-/* One tensor with the given fields after a minimal header. */
-static buf one_tensor(uint32_t nd, const uint64_t *ne, uint32_t type, uint64_t off, size_t data_bytes) {
-    buf b = {0};
-    header(&b, 3, 1, 0);
-    str(&b, "w");
-    u32(&b, nd);
-    for (uint32_t i = 0; i < nd; i++) u64(&b, ne[i]);
-    u32(&b, type);
-    u64(&b, off);
-    pad_to(&b, 32);
-    for (size_t i = 0; i < data_bytes; i++) u8(&b, 0);
-    return b;
-}
-
-static void test_bad_tensors(void) {
-    uint64_t ne[4] = {32, 2, 1, 1};
-    buf b = one_tensor(2, ne, PLM_TYPE_F32, 0, 256);
-    plm_gguf *g = NULL;
-    CHECK(open_buf(&b, &g) == PLM_OK);
-    plm_gguf_close(g);
-    free(b.p);
-    b = one_tensor(2, ne, PLM_TYPE_F32, 0, 255); /* data one byte short */
-    expect_fail(&b, PLM_ERR_FORMAT, "past the end");
-    b = one_tensor(2, ne, PLM_TYPE_F32, 0xFFFFFFFFFFFFFFE0ull, 256); /* offset + size overflows */
-    expect_fail(&b, PLM_ERR_FORMAT, "'w'");
-    b = one_tensor(2, ne, PLM_TYPE_F32, 8, 512); /* misaligned */
-    expect_fail(&b, PLM_ERR_FORMAT, "alignment");
-    b = one_tensor(2, ne, 99, 0, 256); /* unknown type */
-    expect_fail(&b, PLM_ERR_UNSUPPORTED, "type");
-    b = one_tensor(2, ne, PLM_TYPE_Q8_K, 0, 256); /* activation-only type as a weight */
-    expect_fail(&b, PLM_ERR_UNSUPPORTED, "type");
-    uint64_t ne2[2] = {33, 1};
-    b = one_tensor(2, ne2, PLM_TYPE_Q4_0, 0, 256); /* row not a multiple of the block */
-    expect_fail(&b, PLM_ERR_FORMAT, "block size");
-    uint64_t ne3[4] = {1ull << 40, 1ull << 40, 1, 1}; /* element count overflows */
-    b = one_tensor(2, ne3, PLM_TYPE_F32, 0, 0);
-    expect_fail(&b, PLM_ERR_FORMAT, NULL);
-    uint64_t ne5[5] = {1, 1, 1, 1, 1};
-    b = one_tensor(5, ne5, PLM_TYPE_F32, 0, 64);
-    expect_fail(&b, PLM_ERR_FORMAT, "dimensions");
-    uint64_t ne0[2] = {0, 4};
-    b = one_tensor(2, ne0, PLM_TYPE_F32, 0, 64);
-    expect_fail(&b, PLM_ERR_FORMAT, "shape");
-    /* duplicate names */
-    b = (buf){0};
-    header(&b, 3, 2, 0);
-    str(&b, "w"); u32(&b, 1); u64(&b, 8); u32(&b, PLM_TYPE_F32); u64(&b, 0);
-    str(&b, "w"); u32(&b, 1); u64(&b, 8); u32(&b, PLM_TYPE_F32); u64(&b, 32);
-    pad_to(&b, 32);
-    for (int i = 0; i < 64; i++) u8(&b, 0);
-    expect_fail(&b, PLM_ERR_FORMAT, "twice");
-    /* overlapping data */
-    b = (buf){0};
-    header(&b, 3, 2, 0);
-    str(&b, "x"); u32(&b, 1); u64(&b, 16); u32(&b, PLM_TYPE_F32); u64(&b, 0);
-    str(&b, "y"); u32(&b, 1); u64(&b, 16); u32(&b, PLM_TYPE_F32); u64(&b, 32);
-    pad_to(&b, 32);
-    for (int i = 0; i < 128; i++) u8(&b, 0);
-    expect_fail(&b, PLM_ERR_FORMAT, "overlap");
+/* Flips bits at random in p[0, n). */
+static void flip_bits(uint8_t *p, size_t n, int flips, uint64_t *rng) {
+    for (int f = 0; f < flips; f++) {
+        *rng = *rng * 6364136223846793005ull + 1442695040888963407ull;
+        size_t at = (size_t)(*rng >> 33) % n;
+        p[at] ^= (uint8_t)(1u << ((*rng >> 20) & 7));
+    }
 }
 
 /* Random byte flips of a valid file: any outcome but a crash (ASan run checks reads). */
 static void test_random_corruption(void) {
-    buf b = make_valid(3);
+    mg_buf b = make_valid(3);
     uint64_t rng = 12345;
     int accepted = 0;
     for (int iter = 0; iter < 3000; iter++) {
         uint8_t *copy = malloc(b.n);
         memcpy(copy, b.p, b.n);
-        int flips = 1 + iter % 4;
-        for (int f = 0; f < flips; f++) {
-            rng = rng * 6364136223846793005ull + 1442695040888963407ull;
-            size_t at = (size_t)(rng >> 33) % b.n;
-            copy[at] ^= (uint8_t)(1u << ((rng >> 20) & 7));
-        }
+        flip_bits(copy, b.n, 1 + iter % 4, &rng);
         plm_gguf *g = NULL;
         if (plm_gguf_open_memory(copy, b.n, &g) == PLM_OK) accepted++;
         plm_gguf_close(g);
@@ -300,38 +150,140 @@ static void test_random_corruption(void) {
     free(b.p);
 }
 
-static void write_file(const char *path, const buf *b) {
+static void write_file(const char *path, const void *p, size_t n) {
     FILE *f = fopen(path, "wb");
-    fwrite(b->p, 1, b->n, f);
+    if (!f) return;
+    if (n) fwrite(p, 1, n, f);
     fclose(f);
 }
 
+/* The base model runs: its vocabulary tokenizes, a context decodes, the logits are finite. */
+static void check_runs(plm_model *m, const char *what) {
+    plm_model_info info;
+    CHECK(plm_model_get_info(m, &info) == PLM_OK);
+    CHECKF(strcmp(info.arch, "llama") == 0 && info.n_vocab == 8 && info.n_embd == 32 && info.n_layer == 1, "%s", what);
+    plm_token toks[16];
+    int32_t n = 0;
+    CHECKF(plm_tokenize(m, "ab a", 4, true, false, toks, 16, &n) == PLM_OK && n >= 2 && toks[0] == 1, "%s: %s", what, plm_last_error());
+    plm_context_params cp = plm_context_default_params();
+    cp.n_ctx = 32;
+    cp.n_threads = 1;
+    plm_context *ctx = NULL;
+    if (plm_context_create(m, &cp, &ctx) != PLM_OK) {
+        CHECKF(0, "%s: context: %s", what, plm_last_error());
+        return;
+    }
+    plm_batch batch = {.n_tokens = n, .token = toks};
+    CHECKF(plm_decode(ctx, &batch) == PLM_OK, "%s: decode: %s", what, plm_last_error());
+    const float *logits = plm_context_logits(ctx, -1);
+    CHECK(logits != NULL);
+    for (int i = 0; logits && i < 8; i++) CHECKF(isfinite(logits[i]), "%s: logit %d = %g", what, i, (double)logits[i]);
+    plm_context_free(ctx);
+}
+
+/* Random bit flips of the base model, loaded through a file: two flips in three
+ * land in the header, metadata and tensor infos, the rest anywhere. Whatever the
+ * loader accepts must also decode without a crash. */
+static void test_random_corruption_model(void) {
+    mg_buf b;
+    size_t data_start = mg_base_model(&b);
+    char path[] = "/tmp/plm_corrupt_XXXXXX";
+    int fd = mkstemp(path);
+    REQUIRE(fd >= 0);
+    close(fd);
+    uint64_t rng = 777;
+    int accepted = 0, iters = 600;
+    uint8_t *copy = malloc(b.n);
+    for (int iter = 0; iter < iters; iter++) {
+        memcpy(copy, b.p, b.n);
+        flip_bits(copy, iter % 3 ? data_start : b.n, 1 + iter % 3, &rng);
+        write_file(path, copy, b.n);
+        plm_model *m = NULL;
+        plm_clear_error();
+        plm_status st = plm_model_load(path, NULL, &m);
+        if (st == PLM_OK) {
+            accepted++;
+            plm_token toks[8];
+            int32_t n = 0;
+            plm_context_params cp = plm_context_default_params();
+            cp.n_ctx = 16;
+            cp.n_threads = 1;
+            plm_context *ctx = NULL;
+            if (plm_tokenize(m, "ab", 2, true, false, toks, 8, &n) == PLM_OK && n > 0 && plm_context_create(m, &cp, &ctx) == PLM_OK) {
+                plm_batch batch = {.n_tokens = n, .token = toks};
+                (void)plm_decode(ctx, &batch); /* corrupt weights may give any logits; it must not crash */
+                plm_context_free(ctx);
+            }
+        } else {
+            CHECKF(m == NULL && plm_last_error()[0] != 0, "flip %d: %s without a message", iter, plm_status_str(st));
+        }
+        plm_model_free(m);
+    }
+    fprintf(stderr, "  %d of %d corrupted models loaded (and decoded)\n", accepted, iters);
+    CHECK(accepted < iters);
+    free(copy);
+    unlink(path);
+    mg_buf_free(&b);
+}
+
+/* Every generated case through the public API, mapped and read into memory. */
+static void test_malformed_cases(void) {
+    mg_cases c;
+    mg_build_all(&c);
+    char dir[] = "/tmp/plm_malformed_XXXXXX";
+    REQUIRE(mkdtemp(dir) != NULL);
+    REQUIRE(mg_write_dir(&c, dir) == 0);
+    int n_cat;
+    const char *const *cats = mg_categories(&n_cat);
+    int per_cat[32] = {0}, failed = 0;
+    for (int i = 0; i < c.n; i++) {
+        const mg_case *k = &c.v[i];
+        for (int j = 0; j < n_cat; j++) per_cat[j] += strcmp(k->category, cats[j]) == 0;
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, k->file);
+        for (int mm = 0; mm < 2; mm++) {
+            plm_model_params mp = plm_model_default_params();
+            mp.use_mmap = mm == 0;
+            plm_model *m = NULL;
+            plm_clear_error();
+            plm_status st = plm_model_load(path, &mp, &m);
+            const char *msg = plm_last_error();
+            bool ok = st == k->status && (st == PLM_OK ? m != NULL : m == NULL && mg_message_matches(k->needles, msg) && strstr(msg, path));
+            if (!ok) {
+                failed++;
+                CHECKF(0, "%s (%s; %s): got %s \"%s\", want %s with \"%s\"", k->file, k->defect, mm ? "read" : "mapped", plm_status_str(st), msg,
+                       plm_status_str(k->status), k->needles);
+            }
+            if (st == PLM_OK && m) check_runs(m, k->file);
+            plm_model_free(m);
+        }
+        unlink(path);
+    }
+    fprintf(stderr, "  %d malformed-GGUF cases (%d failed):", c.n, failed);
+    for (int j = 0; j < n_cat; j++) {
+        fprintf(stderr, " %s %d%s", cats[j], per_cat[j], j + 1 < n_cat ? "," : "\n");
+        CHECKF(per_cat[j] > 0, "category %s has no case", cats[j]);
+    }
+    char manifest[4096];
+    snprintf(manifest, sizeof manifest, "%s/manifest.tsv", dir);
+    unlink(manifest);
+    CHECK(rmdir(dir) == 0);
+    mg_cases_free(&c);
+}
+
+/* Errors that are not about the bytes: no file, a directory, an empty file. */
 static void test_model_load_errors(void) {
     plm_model *m = NULL;
     CHECK(plm_model_load("/nonexistent/model.gguf", NULL, &m) == PLM_ERR_IO && m == NULL);
     CHECK(strstr(plm_last_error(), "/nonexistent/model.gguf") != NULL);
+    CHECK(plm_model_load("/tmp", NULL, &m) == PLM_ERR_IO && m == NULL);
+    CHECK(strstr(plm_last_error(), "not a regular file") != NULL);
     char path[] = "/tmp/plm_test_XXXXXX";
     int fd = mkstemp(path);
     REQUIRE(fd >= 0);
     close(fd);
-    buf b = {0};
-    header(&b, 3, 0, 1);
-    kv_str(&b, "general.architecture", "mamba");
-    write_file(path, &b);
-    CHECK(plm_model_load(path, NULL, &m) == PLM_ERR_UNSUPPORTED && m == NULL);
-    CHECKF(strstr(plm_last_error(), "'mamba'") != NULL, "%s", plm_last_error());
-    free(b.p);
-    b = (buf){0};
-    header(&b, 3, 0, 0);
-    write_file(path, &b);
-    CHECK(plm_model_load(path, NULL, &m) == PLM_ERR_FORMAT);
-    CHECKF(strstr(plm_last_error(), "general.architecture") != NULL, "%s", plm_last_error());
-    free(b.p);
-    write_file(path, &(buf){(uint8_t *)"not a model", 11, 11});
-    CHECK(plm_model_load(path, NULL, &m) == PLM_ERR_FORMAT);
-    write_file(path, &(buf){(uint8_t *)"", 0, 0});
-    CHECK(plm_model_load(path, NULL, &m) == PLM_ERR_FORMAT);
-    CHECK(plm_model_load("/tmp", NULL, &m) == PLM_ERR_IO);
+    CHECK(plm_model_load(path, NULL, &m) == PLM_ERR_FORMAT && m == NULL);
+    CHECK(strstr(plm_last_error(), "empty file") != NULL);
     unlink(path);
 }
 
@@ -356,10 +308,9 @@ static void test_real_model_file(void) {
 int main(void) {
     RUN(test_valid_v3_and_v2);
     RUN(test_truncation_everywhere);
-    RUN(test_bad_headers);
-    RUN(test_bad_values);
-    RUN(test_bad_tensors);
     RUN(test_random_corruption);
+    RUN(test_malformed_cases);
+    RUN(test_random_corruption_model);
     RUN(test_model_load_errors);
     RUN(test_real_model_file);
     return TEST_SUMMARY();

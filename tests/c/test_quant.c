@@ -832,6 +832,72 @@ static void test_simd_dots(void) {
     }
 }
 
+/* Every gemm entry of every table equals that table's vec_dot bit for bit, for
+ * tile regions of any shape (remainder rows and tokens included) and in both
+ * the overwrite and the accumulate mode; this is what makes a token's logits
+ * independent of how it was batched. */
+static void check_gemm_table(const plm_kernels *k) {
+    enum { NR = 11, NC = 5, LDO = 13 };
+    for (size_t ti = 0; ti < N_WEIGHT_TYPES; ti++) {
+        const plm_type wt = k_weight_types[ti];
+        if (k->gemm[wt] == NULL) continue;
+        const plm_type at = plm_type_traits_get(wt)->dot_type;
+        int bad = 0, entries = 0;
+        for (int li = 0; li < N_LENGTHS; li++) {
+            const int64_t n = test_lengths(wt, li);
+            const size_t ws = plm_type_row_size(wt, n), as = plm_type_row_size(at, n);
+            uint8_t *w = malloc(ws * NR), *a = malloc(as * NC);
+            float *xf = malloc((size_t)n * sizeof(float));
+            for (int r = 0; r < NR; r++) fill_random_weights(wt, w + r * ws, n);
+            for (int c = 0; c < NC; c++) {
+                fill_activations(xf, n);
+                k->quantize[at](xf, a + c * as, n);
+            }
+            for (int nr = 1; nr <= NR; nr++)
+                for (int nc = 1; nc <= NC; nc++) {
+                    float out[NC * LDO], acc[NC * LDO];
+                    for (int i = 0; i < NC * LDO; i++) out[i] = -1.0f, acc[i] = (float)i;
+                    k->gemm[wt](n, w, ws, nr, a, as, nc, out, LDO, false);
+                    k->gemm[wt](n, w, ws, nr, a, as, nc, acc, LDO, true);
+                    for (int c = 0; c < NC; c++)
+                        for (int r = 0; r < LDO; r++) {
+                            const int i = c * LDO + r;
+                            const bool inside = r < nr && c < nc;
+                            const float d = inside ? k->vec_dot[wt](n, w + r * ws, a + c * as) : 0.0f;
+                            const float want = inside ? d : -1.0f;
+                            const float want_acc = inside ? (float)i + d : (float)i;
+                            entries += inside;
+                            if (memcmp(&out[i], &want, sizeof want) != 0 || memcmp(&acc[i], &want_acc, sizeof want) != 0) {
+                                if (bad++ < 3)
+                                    fprintf(stderr, "  FAIL %s %s n=%lld tile %dx%d entry (%d,%d): gemm %.9g / %.9g, want %.9g / %.9g\n",
+                                            k->name, plm_type_traits_get(wt)->name, (long long)n, nr, nc, r, c,
+                                            (double)out[i], (double)acc[i], (double)want, (double)want_acc);
+                            }
+                        }
+                }
+            free(w);
+            free(a);
+            free(xf);
+        }
+        CHECKF(bad == 0, "%s %s: %d gemm entries differ from vec_dot", k->name, plm_type_traits_get(wt)->name, bad);
+        fprintf(stderr, "  %-5s %s gemm: %d entries bit-identical to vec_dot\n", plm_type_traits_get(wt)->name, k->name,
+                entries);
+    }
+}
+
+static void test_gemm_equals_vec_dot(void) {
+    check_gemm_table(plm_kernels_ref());
+    const plm_kernels *simd = plm_kernels_avx2();
+    if (simd == NULL) {
+        fprintf(stderr, "  note: this CPU lacks AVX2/FMA/F16C, skipping the AVX2 gemm checks\n");
+        return;
+    }
+    int with_gemm = 0;
+    for (size_t ti = 0; ti < N_WEIGHT_TYPES; ti++) with_gemm += simd->gemm[k_weight_types[ti]] != NULL;
+    CHECKF(with_gemm >= 5, "the AVX2 table has gemm kernels for %d weight types (want Q4_0 Q4_1 Q8_0 Q4_K Q6_K)", with_gemm);
+    check_gemm_table(simd);
+}
+
 /* Rows built to hit every corner of the activation quantizers: exact ties at
  * d = 1, zeros, negative zero, subnormals, huge values, repeated maxima of
  * both signs, and plain random rows. */
@@ -940,6 +1006,7 @@ int main(void) {
     RUN(test_empty_rows);
     RUN(test_dispatch);
     RUN(test_simd_dots);
+    RUN(test_gemm_equals_vec_dot);
     RUN(test_simd_quantizers_bit_identical);
     return TEST_SUMMARY();
 }
