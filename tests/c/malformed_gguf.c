@@ -614,7 +614,7 @@ static int cmp_size(const void *a, const void *b) {
 static void cases_truncation(mg_cases *c) {
     spec s;
     layout L;
-    mg_buf b;
+    mg_buf b = {0};
     base_bytes(&b, &L, &s);
     size_t cuts[2 * MAX_FIELDS + 1];
     int n = 0;
@@ -650,7 +650,7 @@ static void cases_header(mg_cases *c) {
     for (size_t i = 0; i < sizeof magics / sizeof magics[0]; i++) {
         spec s;
         layout L;
-        mg_buf b;
+        mg_buf b = {0};
         base_bytes(&b, &L, &s);
         memcpy(b.p, magics[i].magic, 4);
         add_bytes(c, "header", magics[i].slug, PLM_ERR_FORMAT, "not a GGUF file (bad magic at offset 0)",
@@ -669,7 +669,7 @@ static void cases_header(mg_cases *c) {
     for (size_t i = 0; i < sizeof versions / sizeof versions[0]; i++) {
         spec s;
         layout L;
-        mg_buf b;
+        mg_buf b = {0};
         base_bytes(&b, &L, &s);
         patch_u32(&b, 4, versions[i].v);
         add_bytes(c, "header", versions[i].slug, PLM_ERR_UNSUPPORTED, versions[i].needles, S("version field %" PRIu32, versions[i].v), &b);
@@ -686,7 +686,7 @@ static void patch_case(mg_cases *c, const char *cat, const char *slug, fkind k, 
                        int width, uint64_t v, plm_status st, const char *needles, const char *defect) {
     spec s;
     layout L;
-    mg_buf b;
+    mg_buf b = {0};
     base_bytes(&b, &L, &s);
     int idx = 0;
     if (key_or_tensor) idx = k >= FK_TNAMELEN ? t_index(&s, key_or_tensor) : kv_index(&s, key_or_tensor);
@@ -702,7 +702,7 @@ static void patch_case(mg_cases *c, const char *cat, const char *slug, fkind k, 
 static void count_case(mg_cases *c, bool keys, uint64_t v, const char *slug, plm_status st, const char *needles, const char *defect) {
     spec s;
     layout L;
-    mg_buf b;
+    mg_buf b = {0};
     base_bytes(&b, &L, &s);
     patch_u64(&b, find_field(&L, keys ? FK_NKV : FK_NT, 0, 0)->off, v);
     add_bytes(c, "counts", slug, st, needles, defect, &b);
@@ -712,7 +712,7 @@ static void count_case(mg_cases *c, bool keys, uint64_t v, const char *slug, plm
 static void cases_counts(mg_cases *c) {
     spec s;
     layout L;
-    mg_buf b;
+    mg_buf b = {0};
     base_bytes(&b, &L, &s);
     uint64_t size = b.n, nkv = (uint64_t)s.n_kv, nt = (uint64_t)s.n_t;
     char last_key_c[64], last_t_c[64];
@@ -763,7 +763,7 @@ static void cases_counts(mg_cases *c) {
 static uint64_t remaining_after(fkind k, const char *key_or_tensor, int sub, size_t rel) {
     spec s;
     layout L;
-    mg_buf b;
+    mg_buf b = {0};
     base_bytes(&b, &L, &s);
     int idx = k >= FK_TNAMELEN ? t_index(&s, key_or_tensor) : kv_index(&s, key_or_tensor);
     uint64_t r = b.n - (find_field(&L, k, idx, sub)->off + rel);
@@ -827,7 +827,7 @@ static void cases_overflow(mg_cases *c) {
     const char *past = "is past the end of the file";
     spec s;
     layout L;
-    mg_buf b;
+    mg_buf b = {0};
     base_bytes(&b, &L, &s);
     uint64_t data_start = L.data_start;
     mg_buf_free(&b);
@@ -889,7 +889,7 @@ static void alignment_key(mg_cases *c, const char *slug, uint32_t type, uint64_t
 static void cases_alignment(mg_cases *c) {
     spec s;
     layout L;
-    mg_buf b;
+    mg_buf b = {0};
     base_spec(&s);
     spec_t *t = t_find(&s, "blk.0.attn_k.weight");
     layout_of(&s, &b, &L);
@@ -962,7 +962,7 @@ static void cases_types(mg_cases *c) {
     {
         spec s;
         layout L;
-        mg_buf b;
+        mg_buf b = {0};
         base_bytes(&b, &L, &s);
         b.p[find_field(&L, FK_VAL, kv_index(&s, "tokenizer.ggml.add_bos_token"), 0)->off] = 2;
         add_bytes(c, "types", "bool-2", PLM_ERR_FORMAT, "metadata key 'tokenizer.ggml.add_bos_token': bool byte 2 at offset|is not 0 or 1",
@@ -1004,7 +1004,7 @@ static void cases_duplicates(mg_cases *c) {
     add_spec(c, "duplicates", "key-other-type", PLM_ERR_FORMAT, "metadata key 'llama.block_count' appears twice",
              "llama.block_count twice, the second a string", &s);
     {
-        mg_buf b;
+        mg_buf b = {0};
         layout L;
         base_spec(&s);
         b = (mg_buf){0};
