@@ -1,5 +1,9 @@
 """Ctrl-C: SIGINT sent to a process running a long generation raises KeyboardInterrupt within about one
-token, and the Context is usable afterwards."""
+token, and the Context is usable afterwards.
+
+A process started with SIGINT ignored (`nohup`, a CI runner, cron) hands that disposition to its children and
+Python keeps it, so Ctrl-C would never arrive: the subprocess and the in-process test install Python's own
+handler first, as an interactive session has it."""
 
 import os
 import signal
@@ -11,8 +15,10 @@ import time
 import pytest
 
 SCRIPT = textwrap.dedent("""
-    import sys, time
+    import signal, sys, time
     import pocketlm
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     model = pocketlm.Model(n_threads=1)
     mode = sys.argv[1]
@@ -58,7 +64,16 @@ def test_sigint_raises_keyboard_interrupt_quickly(tmp_path, mode):
     assert "after: ' Paris.\\n\\n'" in lines[-1]
 
 
-def test_interrupt_inside_a_c_call_leaves_the_context_as_it_was(model):
+@pytest.fixture
+def python_sigint_handler():
+    """Python's Ctrl-C handler for the test, whatever this process inherited (_thread.interrupt_main does
+    nothing while SIGINT is ignored)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_interrupt_inside_a_c_call_leaves_the_context_as_it_was(model, python_sigint_handler):
     """In-process: an interrupt that lands during a long eval cancels it between layers; nothing is cached."""
     import _thread
     import threading
