@@ -20,6 +20,7 @@ typedef struct opts {
     int n_predict;
     int n_threads;
     int n_ctx;
+    bool n_ctx_given; /* -c was on the command line (perplexity has its own default) */
     int n_batch;
     int max_chunks;
     bool echo;
@@ -97,7 +98,7 @@ static void help_perplexity(void) {
            "cut into chunks of the context size, and the second half of each chunk is scored.\n"
            "  -m, --model FILE   GGUF model (default: the default model)\n"
            "  -f, --file FILE    the text (UTF-8)\n"
-           "  -c, --ctx-size N   chunk size in tokens (default 512)\n"
+           "  -c, --ctx-size N   chunk size in tokens, at least 2 (default 512)\n"
            "  -b, --batch N      tokens per decode call (default 512)\n"
            "  -t, --threads N    threads\n"
            "      --chunks N     score at most N chunks\n");
@@ -155,7 +156,7 @@ static int parse_args(int argc, char **argv, opts *o, void (*help)(void)) {
         else if (!strcmp(a, "-f") || !strcmp(a, "--file")) { NEEDV(); o->file = v; }
         else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) INTV(o->n_predict);
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) INTV(o->n_threads);
-        else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) INTV(o->n_ctx);
+        else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) { INTV(o->n_ctx); o->n_ctx_given = true; }
         else if (!strcmp(a, "-b") || !strcmp(a, "--batch")) INTV(o->n_batch);
         else if (!strcmp(a, "--chunks")) INTV(o->max_chunks);
         else if (!strcmp(a, "--temp")) FLTV(o->sp.temperature);
@@ -370,7 +371,12 @@ static int cmd_perplexity(opts *o) {
         fprintf(stderr, "pocketlm perplexity: out of memory\n");
         return 1;
     }
-    int n_ctx = o->n_ctx > 0 ? o->n_ctx : 512;
+    if (o->n_ctx_given && o->n_ctx < 2) {
+        fprintf(stderr, "pocketlm perplexity: -c %d: the chunk size must be at least 2 tokens (default 512)\n", o->n_ctx);
+        free(text);
+        return 2;
+    }
+    int n_ctx = o->n_ctx_given ? o->n_ctx : 512;
     opts oc = *o;
     oc.n_ctx = n_ctx;
     plm_model *m = NULL;
