@@ -69,8 +69,9 @@ for _, line in ipairs(player_lines) do
     if frame_no >= opts.frames then break end
     print(("\nPLAYER: %s"):format(line))
     conversation[#conversation + 1] = {role = "user", content = line}
-    local g <close> = npc:start_chat(conversation, {max_tokens = opts.max_tokens, temperature = 0.7, seed = 7})
-    local first_text_frame
+    local g <close> = npc:start_chat(conversation, {max_tokens = opts.max_tokens, temperature = 0})
+    local first_text_frame, first_text_s
+    local turn_start = plm.clock()
     while not g.done and frame_no < opts.frames do
         frame_no = frame_no + 1
         local t0 = plm.clock()
@@ -82,7 +83,7 @@ for _, line in ipairs(player_lines) do
         local text, done, used = g:step(n)
         local npc_s = plm.clock() - ts
         if used > 0 then cost[phase] = 0.5 * cost[phase] + 0.5 * npc_s / used end
-        if text ~= "" and not first_text_frame then first_text_frame = frame_no end
+        if text ~= "" and not first_text_frame then first_text_frame, first_text_s = frame_no, plm.clock() - turn_start end
         local busy = plm.clock() - t0
         while plm.clock() - t0 < FRAME do end -- wait for the next frame (a real engine waits for vsync)
         local frame_s = plm.clock() - t0
@@ -99,8 +100,8 @@ for _, line in ipairs(player_lines) do
     end
     local reply = g:text()
     print(("BROM: %s%s"):format(reply, g.done and "" or " [...]"))
-    print(("(%d generated tokens, stop: %s, first words at frame %s)"):format(g.n_generated, g.reason or "not yet",
-        tostring(first_text_frame)))
+    print(("(%d generated tokens, stop: %s, first words at frame %s, %.2f s into the turn)"):format(g.n_generated,
+        g.reason or "not yet", tostring(first_text_frame), first_text_s or 0))
     conversation[#conversation + 1] = {role = "assistant", content = reply}
 end
 
