@@ -136,13 +136,22 @@ def test_route_tickets_block(model_path):
     assert_output_matches(block_after("`examples/route_tickets.py` routes support requests"), r.stdout)
 
 
+def _plain_env(**extra):
+    """The environment without a preloaded sanitizer runtime (make python-test-asan sets one): make, SWIG and
+    the Lua interpreter are not pocketlm's to check, and the Lua module is built without sanitizers."""
+    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "ASAN_OPTIONS", "LSAN_OPTIONS",
+                                                           "UBSAN_OPTIONS")}
+    env.update(extra)
+    return env
+
+
 def _lua_module():
     lua = os.environ.get("LUA", "lua5.4")
     if not shutil.which(lua):
         pytest.skip("skipped: %s is not installed (the Lua module's README blocks are checked where it is)" % lua)
     core = os.path.join(ROOT, "lua", "pocketlm", "core.so")
     if not os.path.exists(core):
-        r = subprocess.run(["make", "-s", "-C", ROOT, "lua"], capture_output=True, text=True)
+        r = subprocess.run(["make", "-s", "-C", ROOT, "lua"], capture_output=True, text=True, env=_plain_env())
         if r.returncode != 0:
             pytest.fail("make lua failed:\n" + r.stdout + r.stderr)
     return lua
@@ -153,7 +162,7 @@ def test_lua_quickstart_block(model_path, tmp_path):
     anchor = "From the repository root (`LUA_PATH='lua/?.lua;;' LUA_CPATH='lua/?.so;;' lua5.4 quick.lua`)"
     script = tmp_path / "quick.lua"
     script.write_text(block_after(anchor, 0))
-    env = dict(os.environ, LUA_PATH="lua/?.lua;;", LUA_CPATH="lua/?.so;;")
+    env = _plain_env(LUA_PATH="lua/?.lua;;", LUA_CPATH="lua/?.so;;")
     r = subprocess.run([lua, str(script)], capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
     assert r.returncode == 0, r.stderr
     assert_output_matches(block_after(anchor, 1), r.stdout)
@@ -163,6 +172,6 @@ def test_npc_dialogue_block(model_path):
     lua = _lua_module()
     anchor = "`examples/npc_dialogue.lua` is a game loop"
     cmd = re.search(r"\(`(lua5\.4 examples/npc_dialogue\.lua[^`]*)`\)", readme_text()).group(1).split()
-    r = subprocess.run([lua] + cmd[1:], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    r = subprocess.run([lua] + cmd[1:], capture_output=True, text=True, cwd=ROOT, timeout=300, env=_plain_env())
     assert r.returncode == 0, r.stderr
     assert_output_matches(block_after(anchor, 0), r.stdout)
