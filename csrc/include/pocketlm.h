@@ -380,6 +380,56 @@ PLM_API plm_status plm_classify(plm_context *ctx, const plm_token *prompt, int32
                                 const plm_token *const *labels, const int32_t *label_lens, int32_t n_labels,
                                 const plm_classify_params *params, float *logprob_out, float *prob_out);
 
+/* The zero-shot prompt. Python and Lua classify text through these two
+ * functions, so that a text gets the same tokens, and the same scores, in
+ * every language.
+ *
+ * A template is the whole prompt, with placeholders: {text} (the text),
+ * {labels} (the labels joined by ", ") and, in multi-label mode, {label} (one
+ * label). The run of ASCII spaces before a placeholder goes with what is
+ * inserted, which is tokenized on its own as plain text (special-token texts in
+ * it are not matched); each literal part is tokenized on its own with special
+ * tokens matched. The prompt starts with BOS when the vocabulary asks for one.
+ * Single-label: each label is scored as a continuation of the prompt, with a
+ * space before it unless the prompt's last character is whitespace. Whitespace
+ * means the Unicode White_Space property (what \s matches in the tokenizers'
+ * pre-tokenizer: space, tab, newline, no-break space U+00A0, ideographic space
+ * U+3000, ...); bytes that do not end a valid UTF-8 character are not
+ * whitespace. Multi-label: everything from {label} on is the suffix of each
+ * label, after which plm_classify compares " yes" and " no".
+ * The default template (tmpl NULL) is PLM_CLASSIFY_INSTRUCTION (or
+ * PLM_CLASSIFY_MULTI_LABEL_INSTRUCTION) as a user turn of the model's chat
+ * format (plm_chat_detect_model), the assistant's turn opened, then
+ * PLM_CLASSIFY_ANSWER. Calibration (Zhao et al. 2021) scores a content-free
+ * text such as "N/A" through the same template. */
+#define PLM_CLASSIFY_INSTRUCTION "Classify the text into one of these categories: {labels}.\nText: {text}"
+#define PLM_CLASSIFY_MULTI_LABEL_INSTRUCTION "Text: {text}\nIs this text about {label}? Answer yes or no."
+#define PLM_CLASSIFY_ANSWER "Answer:"
+
+/* Builds what zero-shot classification scores for one text: the prompt's
+ * tokens and each label's tokens after it (its continuation, or in multi-label
+ * mode its suffix). tmpl: tmpl_len bytes, NULL for the default template; text
+ * and labels[i]: text_len and label_lens[i] bytes of UTF-8, each with a
+ * character other than whitespace. On success *prompt_out (*n_prompt_out
+ * tokens) and *label_tokens_out (the labels' tokens one after the other,
+ * label_tokens_lens[i] of them for label i; label_tokens_lens is the caller's,
+ * n_labels items) are new arrays: free both with plm_free. On failure both are
+ * NULL. PLM_ERR_ARG names a template without {text}, a misplaced {label}, an
+ * empty text or label. */
+PLM_API plm_status plm_classify_prompt(const plm_model *model, const char *tmpl, size_t tmpl_len, const char *text,
+                                       size_t text_len, const char *const *labels, const size_t *label_lens,
+                                       int32_t n_labels, bool multi_label, plm_token **prompt_out,
+                                       int32_t *n_prompt_out, plm_token **label_tokens_out,
+                                       int32_t *label_tokens_lens);
+
+/* plm_classify_prompt (multi-label as params says) then plm_classify: the
+ * scores of labels for text under tmpl (NULL: the default). Outputs as
+ * plm_classify's. */
+PLM_API plm_status plm_classify_text(plm_context *ctx, const char *tmpl, size_t tmpl_len, const char *text,
+                                     size_t text_len, const char *const *labels, const size_t *label_lens,
+                                     int32_t n_labels, const plm_classify_params *params, float *logprob_out,
+                                     float *prob_out);
+
 typedef enum plm_pooling {
     PLM_POOL_MEAN = 0, /* mean of the token states */
     PLM_POOL_LAST = 1, /* the last token's state */
