@@ -785,7 +785,8 @@ end
 -- ranked = {{label =, score =}, ...} best first}. opts: mode ("sum" or "mean" of the label tokens'
 -- log-probabilities), multi_label (each label judged alone, yes/no), template (the whole prompt with {text},
 -- {labels} and, multi-label, {label}; default: M.INSTRUCTION in the model's chat format, then M.ANSWER),
--- use_head (see below).
+-- use_head (see below). The C library builds the prompt, as for the Python package (same tokens, same scores): a
+-- label follows it after a space unless it ends in Unicode whitespace; m:classification_prompt shows it.
 -- A model whose file carries a classification head (m:has_classifier_head()) uses it when no template is given:
 -- one pass over the text; labels may be nil (the head's labels) or a subset of them, whose probabilities are
 -- the softmax of their scores (with multi_label, or a one-output head, each score's sigmoid); result.logits
