@@ -80,7 +80,12 @@ typedef struct plm_model plm_model;
 
 typedef struct plm_model_params {
     bool use_mmap;      /* map the file (default true); false reads it into memory */
-    bool check_tensors; /* validate tensor data (NaN/Inf in float tensors); default false */
+    bool check_tensors; /* default false. true: before anything else, every float the file stores as tensor
+                         * data must be finite: the elements of F32, F16 and BF16 tensors and the fp16 scales
+                         * (d, dmin, m) of every block of a quantized tensor; else PLM_ERR_FORMAT naming the
+                         * tensor and the element or block. Reads the whole file (the mapping's pages all
+                         * come in), so loading takes longer. The loader always checks the small vectors it
+                         * converts (norms, biases); NaN elsewhere otherwise shows as NaN logits. */
 } plm_model_params;
 
 PLM_API plm_model_params plm_model_default_params(void);
