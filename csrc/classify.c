@@ -233,7 +233,8 @@ typedef struct tokbuf {
 
 static plm_status tokbuf_reserve(tokbuf *b, int64_t more) {
     if ((int64_t)b->n + more <= b->cap) return PLM_OK;
-    if ((int64_t)b->n + more > INT32_MAX) return plm_fail(PLM_ERR_ARG, "the classification prompt has more than %d tokens", INT32_MAX);
+    if ((int64_t)b->n + more > INT32_MAX)
+        return plm_fail(PLM_ERR_ARG, "the classification prompt has more than %d tokens", INT32_MAX);
     int64_t cap = PLM_MAX((int64_t)b->n + more, PLM_MIN((int64_t)INT32_MAX, 2 * (int64_t)b->cap + 64));
     plm_token *t = realloc(b->t, (size_t)cap * sizeof(plm_token));
     if (!t) return plm_fail(PLM_ERR_OOM, "out of memory for %" PRId64 " prompt tokens", cap);
@@ -413,9 +414,12 @@ plm_status plm_classify_prompt(const plm_model *model, const char *tmpl, size_t 
         } else {
             for (int32_t i = cut; i < n_it && !st; i++) {
                 const plan_item *p = &it[i];
-                if (p->kind == ITEM_LIT) st = tokbuf_add(model, &lab, NULL, 0, p->s, p->len, true);
-                else if (p->kind == ITEM_LABEL) st = tokbuf_add(model, &lab, p->s, p->len, labels[j], label_lens[j], false);
-                else st = tokbuf_add(model, &lab, p->s, p->len, joined, n_joined, false);
+                if (p->kind == ITEM_LIT)
+                    st = tokbuf_add(model, &lab, NULL, 0, p->s, p->len, true);
+                else if (p->kind == ITEM_LABEL)
+                    st = tokbuf_add(model, &lab, p->s, p->len, labels[j], label_lens[j], false);
+                else
+                    st = tokbuf_add(model, &lab, p->s, p->len, joined, n_joined, false);
             }
         }
         label_tokens_lens[j] = lab.n - n0;

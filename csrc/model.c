@@ -509,9 +509,9 @@ static plm_status check_tensor_values(const plm_gguf *g) {
             const int64_t n_blocks = (int64_t)(t->nbytes / tt->type_size);
             for (size_t k = 0; k < f.n; k++)
                 if ((at = first_nonfinite16(p + f.off[k], n_blocks, tt->type_size, 0x7C00u, &h)) >= 0)
-                    return plm_fail(PLM_ERR_FORMAT, "%s: tensor '%s' (%s) block %" PRId64 " has scale %s = %s (check_tensors)",
-                                    g->path, t->name, tt->name, at, f.name[k],
-                                    nonfinite_name((h & 0x03FFu) != 0, h & 0x8000u));
+                    return plm_fail(PLM_ERR_FORMAT,
+                                    "%s: tensor '%s' (%s) block %" PRId64 " has scale %s = %s (check_tensors)", g->path,
+                                    t->name, tt->name, at, f.name[k], nonfinite_name((h & 0x03FFu) != 0, h & 0x8000u));
         }
     }
     return PLM_OK;

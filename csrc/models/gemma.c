@@ -92,7 +92,8 @@ static plm_status forward(plm_context *ctx, const plm_ubatch *ub) {
         plm_blk_attention(ctx, ub, &a);                            /* xn (T, Q) */
         if ((st = plm_blk_mm(ctx, &L->wo, ctx->tmp, E, ctx->xn, Q, T, false))) return st; /* tmp (T, E) = Wo xn */
         plm_blk_add_normed(ctx, ctx->x, ctx->tmp, L->attn_post_norm, T); /* x += rmsnorm(tmp) * attn_post_norm */
-        if ((st = plm_blk_ffn(ctx, L, T, L->ffn_norm, PLM_ACT_GELU_TANH, ctx->tmp, false))) return st; /* tmp = Wdown (gelu(gate) * up) */
+        /* tmp = Wdown (gelu(gate) * up) */
+        if ((st = plm_blk_ffn(ctx, L, T, L->ffn_norm, PLM_ACT_GELU_TANH, ctx->tmp, false))) return st;
         plm_blk_add_normed(ctx, ctx->x, ctx->tmp, L->ffn_post_norm, T);  /* x += rmsnorm(tmp) * ffn_post_norm */
     }
     return plm_blk_output(ctx, ub, hp->final_softcap); /* logits, soft-capped when set */

@@ -39,7 +39,8 @@ static plm_status forward(plm_context *ctx, const plm_ubatch *ub) {
         plm_attn a = plm_attn_default(m, il);                      /* scores q.k / sqrt(hd) */
         plm_blk_attention(ctx, ub, &a);                            /* xn (T, Q) */
         if ((st = plm_blk_mm(ctx, &L->wo, ctx->x, E, ctx->xn, Q, T, true))) return st; /* x += Wo xn */
-        if ((st = plm_blk_ffn(ctx, L, T, L->ffn_norm, PLM_ACT_SILU, ctx->x, true))) return st; /* x += Wdown (silu(gate) * up) */
+        /* x += Wdown (silu(gate) * up) */
+        if ((st = plm_blk_ffn(ctx, L, T, L->ffn_norm, PLM_ACT_SILU, ctx->x, true))) return st;
     }
     return plm_blk_output(ctx, ub, 0.0f);
 }

@@ -40,13 +40,14 @@ tokens. Put ``{text}`` after the fixed instruction so that its tokens are
 shared between texts. In single-label mode each label is scored as a
 continuation of the prompt, with a space before it unless the prompt ends with
 whitespace (any Unicode White_Space character: a no-break space or an
-ideographic space counts, as in the tokenizer's pre-splitting). In multi-label mode everything from ``{label}`` on is a suffix
-appended per label, and the label's probability is P(" yes") / (P(" yes") +
-P(" no")) after that suffix. Without ``template``, :data:`INSTRUCTION` (or
-:data:`MULTI_LABEL_INSTRUCTION`) is put in a user turn of the model's chat
-format and the assistant's turn starts with :data:`ANSWER`. The C library builds
-these tokens (``plm_classify_prompt``), for this package and the Lua module alike,
-so a text gets the same prompt and the same scores in both;
+ideographic space counts, as in the tokenizer's pre-splitting). In multi-label
+mode everything from ``{label}`` on is a suffix appended per label, and the
+label's probability is P(" yes") / (P(" yes") + P(" no")) after that suffix.
+Without ``template``, :data:`INSTRUCTION` (or :data:`MULTI_LABEL_INSTRUCTION`)
+is put in a user turn of the model's chat format and the assistant's turn
+starts with :data:`ANSWER`. The C library builds these tokens
+(``plm_classify_prompt``) for this package and the Lua module alike, so a text
+gets the same prompt and the same scores in both;
 :meth:`Model.classification_prompt` shows them.
 
 Calibration
