@@ -683,6 +683,18 @@ PLMLUA_INT(size_t, 0, LUA_MAXINTEGER)
     }
     $1 = ($1_ltype)lua_tolstring(L, $input, &$2);
 }
+/* The same, or nil: NULL. */
+%typemap(in) (const char *opt_text, size_t opt_len) {
+    $1 = NULL;
+    $2 = 0;
+    if (!lua_isnil(L, $input)) {
+        if (lua_type(L, $input) != LUA_TSTRING) {
+            plmlua_push_argerror(L, $input, "$symname", "string or nil expected, got %s", luaL_typename(L, $input));
+            SWIG_fail;
+        }
+        $1 = ($1_ltype)lua_tolstring(L, $input, &$2);
+    }
+}
 
 %typemap(in) (const void *data, size_t size) {
     if (lua_type(L, $input) != LUA_TSTRING) {

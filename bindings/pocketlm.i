@@ -19,6 +19,7 @@
  *   plm_status                                      status -> error
  *   const char *path                                a file-system path
  *   (const char *text, size_t len)                  text in (UTF-8 bytes)
+ *   (const char *opt_text, size_t opt_len)          text in, or none (None / nil): NULL
  *   (const plm_token *tokens, int32_t n_tokens)     tokens in
  *   (const float *values, int32_t n_values)         floats in
  *   (const char *const *strs, int32_t n_strs)       a list of strings in
@@ -145,6 +146,8 @@ static const char *plmb_error_message(void) {
 %ignore plm_classify;
 %ignore plm_embed;
 %ignore plm_classify_head;
+%ignore plm_classify_prompt;
+%ignore plm_classify_text;
 /* State and sequence history go through helpers with caller-sized buffers. */
 %ignore plm_context_state_save;
 %ignore plm_context_state_load;
@@ -190,6 +193,12 @@ struct plm_generator {};
 /* plm_sampler_sample's result. */
 %apply plm_token *out_token { plm_token *out };
 %apply plm_token *out_token { int32_t *out_family };
+
+/* plmb_classify_prompt's other token arrays out. */
+%apply (plm_token **out_tokens, int32_t *out_n) {
+    (plm_token **out_label_tokens, int32_t *out_n_label_tokens),
+    (plm_token **out_label_lens, int32_t *out_n_labels)
+};
 
 %include "pocketlm.h"
 
@@ -401,6 +410,32 @@ plm_status plmb_classify(plm_context *ctx, const plm_token *tokens, int32_t n_to
     st = plm_classify(ctx, tokens, n_tokens, ptrs, lens, n_lens, params, out_floats, out_floats + (n_lens > 0 ? n_lens : 0));
     free(ptrs);
     return st;
+}
+
+/* plm_classify_prompt for the bindings, which classify through it and
+ * plmb_classify and build no prompt themselves: the prompt's tokens, the
+ * labels' tokens one after the other, and how many of them each label has.
+ * opt_text: the template, none for the default; texts: the labels. */
+plm_status plmb_classify_prompt(const plm_model *model, const char *opt_text, size_t opt_len, const char *text,
+                                size_t len, const char *const *texts, const size_t *text_lens, int32_t n_texts,
+                                bool multi_label, plm_token **out_tokens, int32_t *out_n,
+                                plm_token **out_label_tokens, int32_t *out_n_label_tokens,
+                                plm_token **out_label_lens, int32_t *out_n_labels) {
+    *out_tokens = *out_label_tokens = *out_label_lens = NULL;
+    *out_n = *out_n_label_tokens = *out_n_labels = 0;
+    if (n_texts <= 0) return plmb_fail(PLM_ERR_ARG, "the label list is empty");
+    int32_t *lens = malloc((size_t)n_texts * sizeof(int32_t));
+    if (!lens) return plmb_fail(PLM_ERR_OOM, "out of memory");
+    plm_status st = plm_classify_prompt(model, opt_text, opt_len, text, len, texts, text_lens, n_texts, multi_label,
+                                        out_tokens, out_n, out_label_tokens, lens);
+    if (st) {
+        free(lens);
+        return st;
+    }
+    for (int32_t i = 0; i < n_texts; i++) *out_n_label_tokens += lens[i];
+    *out_label_lens = lens;
+    *out_n_labels = n_texts;
+    return PLM_OK;
 }
 
 /* plm_embed with the texts' tokens concatenated in flat (lens[i] tokens for

@@ -435,23 +435,41 @@ static int plmpy_module_init(PyObject *m) {
 }
 %typemap(freearg) const char *path { Py_XDECREF(encoded$argnum); }
 
-%typemap(in) (const char *text, size_t len) (Py_buffer view, int have_view = 0) {
-    if (PyUnicode_Check($input)) {
-        Py_ssize_t n;
-        const char *s = PyUnicode_AsUTF8AndSize($input, &n); /* cached in the str, which the call holds */
-        if (!s) SWIG_fail;
-        $1 = (char *)s;
-        $2 = (size_t)n;
-    } else if (PyObject_GetBuffer($input, &view, PyBUF_SIMPLE) == 0) {
-        have_view = 1;
-        $1 = (char *)view.buf;
-        $2 = (size_t)view.len;
+%{
+/* Text in: a str (its UTF-8, cached in the str, which the call holds) or a
+ * bytes-like object (held in *view until the call is over: *have_view). */
+static int plmpy_text_in(PyObject *obj, Py_buffer *view, int *have_view, const char **s, size_t *n) {
+    if (PyUnicode_Check(obj)) {
+        Py_ssize_t k;
+        if (!(*s = PyUnicode_AsUTF8AndSize(obj, &k))) return -1;
+        *n = (size_t)k;
+    } else if (PyObject_GetBuffer(obj, view, PyBUF_SIMPLE) == 0) {
+        *have_view = 1;
+        *s = (const char *)view->buf;
+        *n = (size_t)view->len;
     } else {
-        PyErr_Format(PyExc_TypeError, "expected str or a bytes-like object, got %.200s", Py_TYPE($input)->tp_name);
-        SWIG_fail;
+        PyErr_Format(PyExc_TypeError, "expected str or a bytes-like object, got %.200s", Py_TYPE(obj)->tp_name);
+        return -1;
     }
+    return 0;
+}
+%}
+%typemap(in) (const char *text, size_t len) (Py_buffer view, int have_view = 0) {
+    const char *s_$argnum = NULL;
+    if (plmpy_text_in($input, &view, &have_view, &s_$argnum, &$2) < 0) SWIG_fail;
+    $1 = ($1_ltype)s_$argnum;
 }
 %typemap(freearg) (const char *text, size_t len) {
+    if (have_view$argnum) PyBuffer_Release(&view$argnum);
+}
+/* The same, or None: NULL. */
+%typemap(in) (const char *opt_text, size_t opt_len) (Py_buffer view, int have_view = 0) {
+    const char *s_$argnum = NULL;
+    $2 = 0;
+    if ($input != Py_None && plmpy_text_in($input, &view, &have_view, &s_$argnum, &$2) < 0) SWIG_fail;
+    $1 = ($1_ltype)s_$argnum;
+}
+%typemap(freearg) (const char *opt_text, size_t opt_len) {
     if (have_view$argnum) PyBuffer_Release(&view$argnum);
 }
 

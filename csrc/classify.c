@@ -11,8 +11,11 @@
  * scores. The forward pass is forward.c's; cell bookkeeping kvcache.c's.
  */
 #include "context.h"
+#include "tokenizer/unicode.h"
 
+#include <inttypes.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -172,6 +175,295 @@ plm_status plm_classify(plm_context *ctx, const plm_token *prompt, int32_t n_pro
     }
     free(score);
     return PLM_OK;
+}
+
+/* ------------------------------------------------------- the zero-shot prompt */
+
+/* A template cut into items: literal text, and the placeholders {text},
+ * {labels} and {label}. The run of ASCII spaces before a placeholder is moved
+ * out of the literal into the placeholder (ws), so that the inserted text is
+ * tokenized with its leading space, as a word after a space is. */
+typedef enum { ITEM_LIT, ITEM_TEXT, ITEM_LABELS, ITEM_LABEL } item_kind;
+
+typedef struct plan_item {
+    item_kind kind;
+    const char *s; /* ITEM_LIT: the literal; a placeholder: the spaces before it */
+    size_t len;
+} plan_item;
+
+static const struct {
+    const char *name;
+    item_kind kind;
+} PLACEHOLDERS[] = {{"{text}", ITEM_TEXT}, {"{labels}", ITEM_LABELS}, {"{label}", ITEM_LABEL}};
+
+/* Cuts t (n bytes) into items (at most 2 * (number of '{') + 1: malloc'd). */
+static plm_status parse_template(const char *t, size_t n, plan_item **out, int32_t *n_out) {
+    size_t braces = 0;
+    for (size_t i = 0; i < n; i++) braces += t[i] == '{';
+    if (braces > (size_t)INT32_MAX / 2 - 1) return plm_fail(PLM_ERR_ARG, "the template has too many '{'");
+    plan_item *it = malloc((2 * braces + 1) * sizeof(plan_item));
+    if (!it) return plm_fail(PLM_ERR_OOM, "out of memory parsing a template of %zu bytes", n);
+    int32_t k = 0;
+    size_t lit = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (t[i] != '{') continue;
+        for (size_t p = 0; p < sizeof PLACEHOLDERS / sizeof PLACEHOLDERS[0]; p++) {
+            const size_t pl = strlen(PLACEHOLDERS[p].name);
+            if (n - i < pl || memcmp(t + i, PLACEHOLDERS[p].name, pl) != 0) continue;
+            size_t end = i;
+            while (end > lit && t[end - 1] == ' ') end--;
+            it[k++] = (plan_item){ITEM_LIT, t + lit, end - lit};
+            it[k++] = (plan_item){PLACEHOLDERS[p].kind, t + end, i - end};
+            lit = i + pl;
+            i = lit - 1;
+            break;
+        }
+    }
+    it[k++] = (plan_item){ITEM_LIT, t + lit, n - lit};
+    *out = it;
+    *n_out = k;
+    return PLM_OK;
+}
+
+/* A growing token array. */
+typedef struct tokbuf {
+    plm_token *t;
+    int32_t n, cap;
+} tokbuf;
+
+static plm_status tokbuf_reserve(tokbuf *b, int64_t more) {
+    if ((int64_t)b->n + more <= b->cap) return PLM_OK;
+    if ((int64_t)b->n + more > INT32_MAX)
+        return plm_fail(PLM_ERR_ARG, "the classification prompt has more than %d tokens", INT32_MAX);
+    int64_t cap = PLM_MAX((int64_t)b->n + more, PLM_MIN((int64_t)INT32_MAX, 2 * (int64_t)b->cap + 64));
+    plm_token *t = realloc(b->t, (size_t)cap * sizeof(plm_token));
+    if (!t) return plm_fail(PLM_ERR_OOM, "out of memory for %" PRId64 " prompt tokens", cap);
+    b->t = t;
+    b->cap = (int32_t)cap;
+    return PLM_OK;
+}
+
+/* Appends the tokens of pre + s (no BOS/EOS); special: match special-token texts. */
+static plm_status tokbuf_add(const plm_model *m, tokbuf *b, const char *pre, size_t npre, const char *s, size_t ns,
+                             bool special) {
+    if (npre + ns == 0) return PLM_OK;
+    char *joined = NULL;
+    const char *txt = s;
+    if (npre) {
+        if (ns > SIZE_MAX - npre || !(joined = malloc(npre + ns)))
+            return plm_fail(PLM_ERR_OOM, "out of memory for a text of %zu bytes", ns);
+        memcpy(joined, pre, npre);
+        memcpy(joined + npre, s, ns);
+        txt = joined;
+    }
+    const size_t len = npre + ns;
+    /* a token covers at least one byte, except the few a vocabulary adds (a leading "▁") */
+    plm_status st = tokbuf_reserve(b, (int64_t)PLM_MIN(len, (size_t)INT32_MAX) + 8);
+    int32_t need = 0;
+    if (!st) st = plm_tokenize(m, txt, len, false, special, b->t + b->n, b->cap - b->n, &need);
+    if (st == PLM_ERR_BUFFER && !(st = tokbuf_reserve(b, need)))
+        st = plm_tokenize(m, txt, len, false, special, b->t + b->n, b->cap - b->n, &need);
+    if (!st) b->n += need;
+    free(joined);
+    return st;
+}
+
+/* True when the last character of s (n > 0 bytes) is Unicode White_Space: the
+ * \s of the tokenizers' pre-tokenizer. Bytes that do not end a valid UTF-8
+ * character are not whitespace. */
+static bool ends_with_space(const char *s, size_t n) {
+    size_t i = n - 1;
+    while (i > 0 && n - i < 4 && ((uint8_t)s[i] & 0xC0) == 0x80) i--;
+    uint32_t cp;
+    if (plm_utf8_decode((const uint8_t *)s + i, n - i, &cp) != n - i || cp == PLM_CP_INVALID) return false;
+    return (plm_unicode_flags(cp) & PLM_UCAT_SPACE) != 0;
+}
+
+/* True when s has a character other than Unicode whitespace. */
+static bool has_content(const char *s, size_t n) {
+    for (size_t i = 0; i < n;) {
+        uint32_t cp;
+        size_t k = plm_utf8_decode((const uint8_t *)s + i, n - i, &cp);
+        if (cp == PLM_CP_INVALID || !(plm_unicode_flags(cp) & PLM_UCAT_SPACE)) return true;
+        i += k;
+    }
+    return false;
+}
+
+/* The default template: the instruction as a user turn of the model's chat
+ * format, the assistant's turn opened, then PLM_CLASSIFY_ANSWER. malloc'd. */
+static plm_status default_template(const plm_model *m, bool multi_label, char **out, size_t *len) {
+    plm_chat_format fmt;
+    plm_status st = plm_chat_detect_model(m, &fmt);
+    if (st) return st;
+    const char *instr = multi_label ? PLM_CLASSIFY_MULTI_LABEL_INSTRUCTION : PLM_CLASSIFY_INSTRUCTION;
+    plm_chat_message msg = {.role = "user", .role_len = 4, .content = instr, .content_len = strlen(instr)};
+    size_t n = 0;
+    st = plm_chat_render(&fmt, &msg, 1, true, NULL, 0, &n);
+    if (st && st != PLM_ERR_BUFFER) return st;
+    const size_t na = strlen(PLM_CLASSIFY_ANSWER);
+    char *buf = malloc(n + na + 1);
+    if (!buf) return plm_fail(PLM_ERR_OOM, "out of memory for the classification template");
+    if ((st = plm_chat_render(&fmt, &msg, 1, true, buf, n + 1, &n))) {
+        free(buf);
+        return st;
+    }
+    memcpy(buf + n, PLM_CLASSIFY_ANSWER, na + 1);
+    *out = buf;
+    *len = n + na;
+    return PLM_OK;
+}
+
+plm_status plm_classify_prompt(const plm_model *model, const char *tmpl, size_t tmpl_len, const char *text,
+                               size_t text_len, const char *const *labels, const size_t *label_lens, int32_t n_labels,
+                               bool multi_label, plm_token **prompt_out, int32_t *n_prompt_out,
+                               plm_token **label_tokens_out, int32_t *label_tokens_lens) {
+    if (!model || !prompt_out || !n_prompt_out || !label_tokens_out || !label_tokens_lens)
+        return plm_fail(PLM_ERR_ARG, "plm_classify_prompt: NULL argument");
+    *prompt_out = NULL;
+    *n_prompt_out = 0;
+    *label_tokens_out = NULL;
+    plm_clear_error();
+    if ((!text && text_len) || !has_content(text, text_len)) return plm_fail(PLM_ERR_ARG, "the text is empty");
+    if (n_labels <= 0 || !labels || !label_lens) return plm_fail(PLM_ERR_ARG, "the label list is empty");
+    for (int32_t i = 0; i < n_labels; i++)
+        if ((!labels[i] && label_lens[i]) || !has_content(labels[i], label_lens[i]))
+            return plm_fail(PLM_ERR_ARG, "label %d is empty", i);
+    if (tmpl && memchr(tmpl, 0, tmpl_len)) return plm_fail(PLM_ERR_ARG, "the template contains a NUL byte");
+
+    char *owned = NULL, *joined = NULL;
+    plan_item *it = NULL;
+    int32_t n_it = 0;
+    tokbuf prompt = {0}, lab = {0};
+    plm_status st = PLM_OK;
+    if (!tmpl) {
+        if ((st = default_template(model, multi_label, &owned, &tmpl_len))) goto done;
+        tmpl = owned;
+    }
+    if ((st = parse_template(tmpl, tmpl_len, &it, &n_it))) goto done;
+    int32_t n_text = 0, n_label = 0, cut = n_it;
+    for (int32_t i = 0; i < n_it; i++) {
+        n_text += it[i].kind == ITEM_TEXT;
+        if (it[i].kind == ITEM_LABEL) {
+            n_label++;
+            cut = i;
+        }
+    }
+    if (n_text == 0) {
+        st = plm_fail(PLM_ERR_ARG, "the template has no {text} placeholder");
+        goto done;
+    }
+    if (multi_label && n_label != 1) {
+        st = plm_fail(PLM_ERR_ARG, "a multi-label template needs exactly one {label} placeholder");
+        goto done;
+    }
+    if (!multi_label && n_label) {
+        st = plm_fail(PLM_ERR_ARG, "{label} is for multi-label templates; use {labels} for the list");
+        goto done;
+    }
+    for (int32_t i = cut; i < n_it; i++)
+        if (it[i].kind == ITEM_TEXT) {
+            st = plm_fail(PLM_ERR_ARG, "in a multi-label template {text} must come before {label}");
+            goto done;
+        }
+
+    /* {labels}: the labels joined by ", " */
+    size_t n_joined = 0;
+    for (int32_t i = 0; i < n_labels; i++) n_joined += label_lens[i] + (i ? 2 : 0);
+    if (!(joined = malloc(n_joined + 1))) {
+        st = plm_fail(PLM_ERR_OOM, "out of memory joining %d labels", n_labels);
+        goto done;
+    }
+    size_t o = 0;
+    for (int32_t i = 0; i < n_labels; i++) {
+        if (i) {
+            memcpy(joined + o, ", ", 2);
+            o += 2;
+        }
+        if (label_lens[i]) memcpy(joined + o, labels[i], label_lens[i]);
+        o += label_lens[i];
+    }
+
+    /* The prompt: BOS if the vocabulary wants one, then the items before {label}. */
+    const plm_token bos = plm_vocab_bos(model->vocab);
+    if (plm_vocab_add_bos(model->vocab) && bos >= 0) {
+        if ((st = tokbuf_reserve(&prompt, 1))) goto done;
+        prompt.t[prompt.n++] = bos;
+    }
+    const char *last = NULL; /* the last non-empty string put in the prompt, for the label's space */
+    size_t last_len = 0;
+    for (int32_t i = 0; i < cut && !st; i++) {
+        const plan_item *p = &it[i];
+        const char *s = p->kind == ITEM_TEXT ? text : p->kind == ITEM_LABELS ? joined : p->s;
+        const size_t n = p->kind == ITEM_TEXT ? text_len : p->kind == ITEM_LABELS ? n_joined : p->len;
+        if (p->kind == ITEM_LIT) st = tokbuf_add(model, &prompt, NULL, 0, s, n, true);
+        else st = tokbuf_add(model, &prompt, p->s, p->len, s, n, false);
+        if (n || p->kind != ITEM_LIT) {
+            last = n ? s : p->s;
+            last_len = n ? n : p->len;
+        }
+    }
+    if (st) goto done;
+
+    /* Each label: its continuation, or (multi-label) the items from {label} on. */
+    const bool sep = !multi_label && !(last_len && ends_with_space(last, last_len));
+    for (int32_t j = 0; j < n_labels && !st; j++) {
+        const int32_t n0 = lab.n;
+        if (!multi_label) {
+            st = tokbuf_add(model, &lab, " ", sep ? 1 : 0, labels[j], label_lens[j], false);
+        } else {
+            for (int32_t i = cut; i < n_it && !st; i++) {
+                const plan_item *p = &it[i];
+                if (p->kind == ITEM_LIT)
+                    st = tokbuf_add(model, &lab, NULL, 0, p->s, p->len, true);
+                else if (p->kind == ITEM_LABEL)
+                    st = tokbuf_add(model, &lab, p->s, p->len, labels[j], label_lens[j], false);
+                else
+                    st = tokbuf_add(model, &lab, p->s, p->len, joined, n_joined, false);
+            }
+        }
+        label_tokens_lens[j] = lab.n - n0;
+        if (!st && lab.n == n0) st = plm_fail(PLM_ERR_ARG, "label %d has no tokens", j);
+    }
+done:
+    free(owned);
+    free(joined);
+    free(it);
+    if (st) {
+        free(prompt.t);
+        free(lab.t);
+        return st;
+    }
+    plm_clear_error(); /* a PLM_ERR_BUFFER on the way was answered */
+    *prompt_out = prompt.t;
+    *n_prompt_out = prompt.n;
+    *label_tokens_out = lab.t;
+    return PLM_OK;
+}
+
+plm_status plm_classify_text(plm_context *ctx, const char *tmpl, size_t tmpl_len, const char *text, size_t text_len,
+                             const char *const *labels, const size_t *label_lens, int32_t n_labels,
+                             const plm_classify_params *params, float *logprob_out, float *prob_out) {
+    if (!ctx) return plm_fail(PLM_ERR_ARG, "plm_classify_text: ctx is NULL");
+    if (n_labels <= 0 || !labels || !label_lens) return plm_fail(PLM_ERR_ARG, "the label list is empty");
+    const bool multi = params && params->multi_label;
+    plm_token *prompt = NULL, *flat = NULL;
+    int32_t n_prompt = 0;
+    int32_t *lens = malloc((size_t)n_labels * sizeof(int32_t));
+    const plm_token **ptrs = malloc((size_t)n_labels * sizeof(*ptrs));
+    plm_status st = !lens || !ptrs ? plm_fail(PLM_ERR_OOM, "out of memory for %d labels", n_labels) : PLM_OK;
+    if (!st)
+        st = plm_classify_prompt(ctx->model, tmpl, tmpl_len, text, text_len, labels, label_lens, n_labels, multi,
+                                 &prompt, &n_prompt, &flat, lens);
+    if (!st) {
+        for (int32_t i = 0, o = 0; i < n_labels; o += lens[i++]) ptrs[i] = flat + o;
+        st = plm_classify(ctx, prompt, n_prompt, ptrs, lens, n_labels, params, logprob_out, prob_out);
+    }
+    free(prompt);
+    free(flat);
+    free(lens);
+    free(ptrs);
+    return st;
 }
 
 /* Pools the final normalized hidden states of n_texts checked texts into out

@@ -1,10 +1,17 @@
 /*
- * matmul.c — matrix products and row-parallel helpers for the forward pass.
+ * matmul.c — the matrix-product driver of the forward pass, and its row helpers
+ * (RMSNorm of a row, splitting a range across threads).
  *
- * Activations of a micro-batch are quantized once into the weights' dot-partner
- * type (quant.h), then output rows are split across the pool; each thread walks
- * a block of weight rows over all tokens so the rows stay in cache. Kernels come
- * from the table chosen at start-up; the architecture graphs are forward.c's.
+ * plm_linear computes y_j = W_j x for one to three weights that read the same
+ * input (q, k, v; gate, up): the input rows are RMS-normalized when asked and
+ * quantized once into the weights' activation type (quant.h: the type their
+ * vec_dot pairs with; weights of different such types get one pass each), then
+ * the output rows of all the weights are split across the pool in multiples of
+ * 8. Each thread walks its rows in tiles of ROW_BLOCK rows by ACT_BLOCK bytes of
+ * activations, so that a tile's weights and activations stay in cache, with the
+ * table's gemm for the tile or, where the table has none, vec_dot entry by
+ * entry. The kernel table is the one chosen at start-up (kernels/dispatch.c);
+ * the architectures' graphs are forward.c's and models/'.
  */
 #include "matmul.h"
 
@@ -27,13 +34,13 @@ void plm_rmsnorm_row(float *out, const float *x, const float *w, int64_t n, floa
 
 /* ------------------------------------------------------------ matmul job */
 
-/* Up to three weights that share one quantized activation: y_j = W_j act. */
+/* Up to PLM_LINEAR_MAX_WEIGHTS weights that share one quantized activation: y_j = W_j act. */
 typedef struct matmul_job {
     const plm_kernels *kern;
     int n_w;
-    const plm_weight *w[3];
-    float *out[3];          /* (T, ldo[j]) */
-    int64_t ldo[3];
+    const plm_weight *w[PLM_LINEAR_MAX_WEIGHTS];
+    float *out[PLM_LINEAR_MAX_WEIGHTS];          /* (T, ldo[j]) */
+    int64_t ldo[PLM_LINEAR_MAX_WEIGHTS];
     bool accumulate;        /* out += W act instead of out = W act */
     const uint8_t *act;     /* (T, act_row) */
     size_t act_row;
@@ -152,14 +159,16 @@ static void matmul(plm_context *ctx, int n_w, const plm_weight *const *w, float 
 }
 
 /* y = W x for T rows of x; chooses grouping when the weights share a dot type. */
-void plm_linear(plm_context *ctx, int n_w, const plm_weight *const *w, float *const *out, const int64_t *ldo,
-                   const float *x, int64_t ldx, int32_t T, bool accumulate, const float *norm_w, float *norm_out) {
+plm_status plm_linear(plm_context *ctx, int n_w, const plm_weight *const *w, float *const *out, const int64_t *ldo,
+                      const float *x, int64_t ldx, int32_t T, bool accumulate, const float *norm_w, float *norm_out) {
+    if (n_w < 1 || n_w > PLM_LINEAR_MAX_WEIGHTS)
+        return plm_fail(PLM_ERR_ARG, "plm_linear: %d weights; one product takes 1 to %d", n_w, PLM_LINEAR_MAX_WEIGHTS);
     bool same = true;
     for (int j = 1; j < n_w; j++) same = same && dot_type_of(w[j]) == dot_type_of(w[0]);
     if (same) {
         prepare_act(ctx, w[0], x, ldx, w[0]->n_in, T, norm_w, norm_out);
         matmul(ctx, n_w, w, out, ldo, T, accumulate);
-        return;
+        return PLM_OK;
     }
     for (int j = 0; j < n_w; j++) {
         prepare_act(ctx, w[j], x, ldx, w[j]->n_in, T, j == 0 ? norm_w : NULL, norm_out);
@@ -169,5 +178,6 @@ void plm_linear(plm_context *ctx, int n_w, const plm_weight *const *w, float *co
         }
         matmul(ctx, 1, &w[j], &out[j], &ldo[j], T, accumulate);
     }
+    return PLM_OK;
 }
 

@@ -7,7 +7,8 @@
  * architectures are refused with PLM_ERR_UNSUPPORTED naming them. The helpers
  * here read the hyperparameters all families share, bind weights after checking
  * shape and type, and dequantize the small 1-D vectors (norms, biases) into
- * floats. It also loads the optional sequence-classification head (cls.*
+ * floats; with check_tensors, it first scans all tensor data for NaN and
+ * infinities. It also loads the optional sequence-classification head (cls.*
  * tensors, pooling type and label names; see the comment above
  * plm_model_load_cls_head for the convention) that classify.c applies. The math
  * lives in forward.c and models/; the vocabulary in tokenizer/.
@@ -17,6 +18,7 @@
 
 #include <inttypes.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -439,6 +441,82 @@ static const char *dominant_type(const plm_gguf *g) {
     return tt ? tt->name : "?";
 }
 
+/* check_tensors: every tensor's values that are stored as floats — the
+ * elements of F32, F16 and BF16 tensors, the fp16 scales (d, and dmin or m
+ * where the format has one) of each block of a quantized tensor — must be
+ * finite. The quantized values themselves are small integers and cannot be
+ * NaN. This reads the whole file, which is why it is not the default. */
+typedef struct scale_fields {
+    size_t n;         /* fp16 fields per block: 0 (not a block format), 1 or 2 */
+    size_t off[2];    /* their byte offsets in the block */
+    const char *name[2];
+} scale_fields;
+
+#define D(B) offsetof(B, d)
+static const scale_fields BLOCK_SCALES[PLM_TYPE_COUNT] = {
+    [PLM_TYPE_Q4_0] = {1, {D(plm_block_q4_0)}, {"d"}},
+    [PLM_TYPE_Q4_1] = {2, {D(plm_block_q4_1), offsetof(plm_block_q4_1, m)}, {"d", "m"}},
+    [PLM_TYPE_Q5_0] = {1, {D(plm_block_q5_0)}, {"d"}},
+    [PLM_TYPE_Q5_1] = {2, {D(plm_block_q5_1), offsetof(plm_block_q5_1, m)}, {"d", "m"}},
+    [PLM_TYPE_Q8_0] = {1, {D(plm_block_q8_0)}, {"d"}},
+    [PLM_TYPE_Q2_K] = {2, {D(plm_block_q2_K), offsetof(plm_block_q2_K, dmin)}, {"d", "dmin"}},
+    [PLM_TYPE_Q3_K] = {1, {D(plm_block_q3_K)}, {"d"}},
+    [PLM_TYPE_Q4_K] = {2, {D(plm_block_q4_K), offsetof(plm_block_q4_K, dmin)}, {"d", "dmin"}},
+    [PLM_TYPE_Q5_K] = {2, {D(plm_block_q5_K), offsetof(plm_block_q5_K, dmin)}, {"d", "dmin"}},
+    [PLM_TYPE_Q6_K] = {1, {D(plm_block_q6_K)}, {"d"}},
+};
+#undef D
+
+static const char *nonfinite_name(bool nan, bool negative) { return nan ? "NaN" : negative ? "-Inf" : "+Inf"; }
+
+/* 16-bit floats with an all-ones exponent (mask) are NaN or infinite. */
+static int64_t first_nonfinite16(const uint8_t *p, int64_t n, size_t stride, uint16_t mask, uint16_t *bits) {
+    for (int64_t i = 0; i < n; i++) {
+        uint16_t h;
+        memcpy(&h, p + (size_t)i * stride, 2);
+        if ((h & mask) == mask) {
+            *bits = h;
+            return i;
+        }
+    }
+    return -1;
+}
+
+static plm_status check_tensor_values(const plm_gguf *g) {
+    for (uint64_t ti = 0; ti < g->n_tensors; ti++) {
+        const plm_gguf_tensor *t = &g->tensors[ti];
+        const uint8_t *p = t->data;
+        uint16_t h = 0;
+        int64_t at;
+        if (t->type == PLM_TYPE_F32) {
+            const int64_t n = (int64_t)(t->nbytes / 4);
+            for (int64_t i = 0; i < n; i++) {
+                float v;
+                memcpy(&v, p + 4 * i, 4);
+                if (!isfinite(v))
+                    return plm_fail(PLM_ERR_FORMAT, "%s: tensor '%s' element %" PRId64 " is %s (check_tensors)", g->path,
+                                    t->name, i, nonfinite_name(isnan(v), v < 0));
+            }
+        } else if (t->type == PLM_TYPE_F16 || t->type == PLM_TYPE_BF16) {
+            const uint16_t mask = t->type == PLM_TYPE_F16 ? 0x7C00u : 0x7F80u;
+            if ((at = first_nonfinite16(p, (int64_t)(t->nbytes / 2), 2, mask, &h)) >= 0)
+                return plm_fail(PLM_ERR_FORMAT, "%s: tensor '%s' element %" PRId64 " is %s (check_tensors)", g->path,
+                                t->name, at, nonfinite_name((h & ~mask & 0x7FFFu) != 0, h & 0x8000u));
+        } else {
+            const plm_type_traits *tt = plm_type_traits_get(t->type);
+            if (!tt || t->type >= PLM_TYPE_COUNT) continue;
+            const scale_fields f = BLOCK_SCALES[t->type];
+            const int64_t n_blocks = (int64_t)(t->nbytes / tt->type_size);
+            for (size_t k = 0; k < f.n; k++)
+                if ((at = first_nonfinite16(p + f.off[k], n_blocks, tt->type_size, 0x7C00u, &h)) >= 0)
+                    return plm_fail(PLM_ERR_FORMAT,
+                                    "%s: tensor '%s' (%s) block %" PRId64 " has scale %s = %s (check_tensors)", g->path,
+                                    t->name, tt->name, at, f.name[k], nonfinite_name((h & 0x03FFu) != 0, h & 0x8000u));
+        }
+    }
+    return PLM_OK;
+}
+
 /* general.architecture -> family; Mistral files say "llama". */
 static const plm_arch *const FAMILIES[] = {
     &plm_arch_llama, &plm_arch_qwen2, &plm_arch_qwen3, &plm_arch_phi3, &plm_arch_gemma2, &plm_arch_gemma3,
@@ -459,6 +537,7 @@ plm_status plm_model_load(const char *path, const plm_model_params *params, plm_
     if (!m) return plm_fail(PLM_ERR_OOM, "out of memory");
     plm_status st = plm_gguf_open(path, p.use_mmap, &m->g);
     if (st) goto fail;
+    if (p.check_tensors && (st = check_tensor_values(m->g))) goto fail;
     if ((st = plm_gguf_get_str(m->g, "general.architecture", true, &m->arch))) goto fail;
     if ((st = plm_gguf_get_str(m->g, "general.name", false, &m->name))) goto fail;
     if ((st = plm_gguf_get_str(m->g, "tokenizer.chat_template", false, &m->chat_template))) goto fail;

@@ -1,14 +1,19 @@
 /*
  * quant.c — tensor element types: their traits, the fp16/bf16 conversions, and
- * the scalar reference kernels (dequantize a row, quantize a row, dot one
- * weight row with one activation row) for every block format pocketlm reads.
+ * the scalar reference kernel table: for every block format pocketlm reads,
+ * dequantize a row and dot one weight row with one activation row; quantize a
+ * row of activations; the attention helpers (F16 rounding, the kq8/pv8 blocks
+ * over cached F16 keys and values). Round-to-nearest weight quantizers for
+ * tests and tools come last.
  *
  * Everything here is plain C for any x86-64 (no ISA flags): it is the
  * definition the SIMD kernels in kernels/ are tested against, and the table
- * used when the CPU has nothing better. The block layouts are GGUF's (see
- * quant.h). The activation quantizers (Q8_0, Q8_1, Q8_K) reproduce ggml's
- * reference quantizers bit for bit, because our outputs are compared with
- * llama.cpp's. Choosing a kernel table for the CPU is kernels/dispatch.c's job.
+ * used when the CPU has nothing better (it has no gemm entries: matmul.c then
+ * calls vec_dot entry by entry). The block layouts are GGUF's (see quant.h).
+ * The activation quantizers reproduce llama.cpp's bit for bit, because our
+ * outputs are compared with llama.cpp's: Q8_0 and Q8_1 as its x86 SIMD path
+ * quantizes at run time, Q8_K as ggml's quantize_row_q8_K_ref. Choosing a
+ * kernel table for the CPU is kernels/dispatch.c's job.
  */
 #include "quant.h"
 
@@ -122,9 +127,9 @@ static inline int nearest_int(float v) {
     return (int)(f32_bits(t) & 0x007fffffu) - 0x00400000;
 }
 
-/* roundf, clamped to [-127, 127], NaN -> 0: avoids the undefined float-to-int
- * conversion on non-finite input; identical to (int8_t)roundf(v) otherwise. */
-/* rintf (ties to even in the default rounding mode), NaN -> 0, clamped. */
+/* rintf (ties to even in the default rounding mode), clamped to [-127, 127],
+ * NaN -> 0: avoids the undefined float-to-int conversion on non-finite input;
+ * identical to (int8_t)rintf(v) otherwise. */
 static inline int8_t round_even_i8(float v) {
     const float r = rintf(v);
     if (r != r) return 0;
@@ -883,10 +888,6 @@ static float dot_q6_K(int64_t n, const void *vw, const void *va) {
     return sum;
 }
 
-static void axpy_f16(int64_t n, float a, const plm_f16 *x, float *y) {
-    for (int64_t i = 0; i < n; i++) y[i] += a * f16_to_f32(x[i]);
-}
-
 static void round_f16(float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) x[i] = f16_to_f32(f32_to_f16(x[i]));
 }
@@ -913,7 +914,6 @@ static void pv8_f16(int64_t hd, const plm_f16 *v, int64_t stride, int nc, const 
 
 static const plm_kernels k_ref = {
     .name = "scalar",
-    .axpy_f16 = axpy_f16,
     .round_f16 = round_f16,
     .kq8_f16 = kq8_f16,
     .pv8_f16 = pv8_f16,

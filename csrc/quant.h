@@ -118,8 +118,6 @@ typedef struct plm_kernels {
     plm_vec_dot_fn vec_dot[PLM_TYPE_COUNT];  /* indexed by weight type */
     plm_quantize_fn quantize[PLM_TYPE_COUNT];/* indexed by activation (dot) type */
     plm_gemm_fn gemm[PLM_TYPE_COUNT];        /* indexed by weight type; NULL: use vec_dot per entry */
-    /* y[i] += a * x[i] for n F16 values x: attention's weighted sum of values. */
-    void (*axpy_f16)(int64_t n, float a, const plm_f16 *x, float *y);
     /* x[i] = (float)(F16)x[i], round to nearest even: attention probabilities as llama.cpp rounds them. */
     void (*round_f16)(float *x, int64_t n);
     /* Attention over a block of nc <= 8 cached rows (F16, `stride` values apart) for nr query rows:

@@ -670,102 +670,38 @@ function Model:start_chat(messages, opts) return self:_gen_context():start_chat(
 -- ------------------------------------------------------- classification
 
 --- The default instruction (a user turn of the model's chat format); the text comes after the fixed part.
-M.INSTRUCTION = "Classify the text into one of these categories: {labels}.\nText: {text}"
+M.INSTRUCTION = core.CLASSIFY_INSTRUCTION
 --- The default multi-label question: everything from {label} on is appended per label.
-M.MULTI_LABEL_INSTRUCTION = "Text: {text}\nIs this text about {label}? Answer yes or no."
+M.MULTI_LABEL_INSTRUCTION = core.CLASSIFY_MULTI_LABEL_INSTRUCTION
 --- The start of the assistant's turn in the default templates; labels (or " yes"/" no") follow it.
-M.ANSWER = "Answer:"
+M.ANSWER = core.CLASSIFY_ANSWER
 
 local SCORE_MODES = {sum = core.SCORE_SUM, mean = core.SCORE_MEAN}
 local POOLINGS = {mean = core.POOL_MEAN, last = core.POOL_LAST, cls = core.POOL_CLS}
 
--- A template cut into items {kind, value}: {"lit", text} or {"text" | "labels" | "label", spaces}, the spaces
--- before a placeholder moved into it (so the inserted text tokenizes as a word with its leading space).
-local function parse_template(template)
-    local items, pos = {}, 1
-    while true do
-        local s, e, name = template:find("{(%a+)}", pos)
-        while s and name ~= "text" and name ~= "labels" and name ~= "label" do
-            s, e, name = template:find("{(%a+)}", e + 1)
-        end
-        local lit = template:sub(pos, (s or 0) - 1)
-        if not s then
-            items[#items + 1] = {"lit", template:sub(pos)}
-            return items
-        end
-        local stripped = lit:gsub(" +$", "")
-        items[#items + 1] = {"lit", stripped}
-        items[#items + 1] = {name, lit:sub(#stripped + 1)}
-        pos = e + 1
-    end
+-- What zero-shot classification scores: the prompt's tokens (an int32 view), the labels' tokens one after the
+-- other, and how many each label has. C builds them (plm_classify_prompt), as for the Python package, so both
+-- score the same tokens; template nil is the default (M.INSTRUCTION in the model's chat format, then M.ANSWER).
+local function classify_prompt(model, template, labels, multi_label, text)
+    return core.classify_prompt(model:_handle(), template, text, labels, multi_label)
 end
 
--- Same as the Python package's pocketlm/classify.py, so both score the same tokens.
-local function classify_plan(model, template, labels, multi_label, text)
-    local h = model._h
-    local function tok(s, special)
-        if s == "" then return {} end
-        return core.tokenize(h, s, false, special):totable()
+--- m:classification_prompt(text, labels, {template =, multi_label =}) -> prompt, label_tokens: what m:classify
+-- scores: the prompt's tokens (an int32 view) and a list of each label's tokens after it (its continuation, or
+-- in multi-label mode its suffix, after which " yes" and " no" are compared), as lists of integers.
+function Model:classification_prompt(text, labels, opts)
+    opts = check_keys(opts, keyset({"multi_label", "template"}), "classification_prompt")
+    check_text(text, "text")
+    if opts.template ~= nil then check_text(opts.template, "template") end
+    local prompt, flat, lens = classify_prompt(self, opts.template, labels, opt_bool(opts, "multi_label", false), text)
+    local out, k = {}, 0
+    for j = 1, #lens do
+        local toks = {}
+        for i = 1, lens[j] do toks[i] = flat[k + i] end
+        out[j] = toks
+        k = k + lens[j]
     end
-    local function append(dst, src)
-        for _, t in ipairs(src) do dst[#dst + 1] = t end
-    end
-    local items = parse_template(template)
-    local names = {}
-    for _, it in ipairs(items) do
-        if it[1] ~= "lit" then names[#names + 1] = it[1] end
-    end
-    local count = function(n)
-        local c = 0
-        for _, x in ipairs(names) do c = c + (x == n and 1 or 0) end
-        return c
-    end
-    if count("text") == 0 then fail("the template has no {text} placeholder") end
-    local cut = #items + 1
-    if multi_label then
-        if count("label") ~= 1 then fail("a multi-label template needs exactly one {label} placeholder") end
-        for i, it in ipairs(items) do
-            if it[1] == "label" then cut = i end
-        end
-        for i = cut, #items do
-            if items[i][1] == "text" then fail("in a multi-label template {text} must come before {label}") end
-        end
-    elseif count("label") > 0 then
-        fail("{label} is for multi-label templates; use {labels} for the list")
-    end
-    local joined = table.concat(labels, ", ")
-    local function item_tokens(kind, value)
-        if kind == "labels" then return tok(value .. joined, false) end
-        if kind == "text" then return tok(value .. text, false) end
-        return tok(value, true)
-    end
-    local prompt = {}
-    if model.info.add_bos and model.info.bos >= 0 then prompt[1] = model.info.bos end
-    for i = 1, cut - 1 do append(prompt, item_tokens(items[i][1], items[i][2])) end
-    local label_tokens = {}
-    if multi_label then
-        for j, lab in ipairs(labels) do
-            local toks = {}
-            for i = cut, #items do
-                local kind, value = items[i][1], items[i][2]
-                append(toks, kind == "label" and tok(value .. lab, false) or item_tokens(kind, value))
-            end
-            label_tokens[j] = toks
-        end
-    else
-        local ends_with_space = false
-        for i = cut - 1, 1, -1 do
-            local kind, value = items[i][1], items[i][2]
-            local s = kind == "text" and text or (kind == "labels" and value .. joined or value)
-            if s ~= "" then
-                ends_with_space = s:sub(-1):match("%s") ~= nil
-                break
-            end
-        end
-        local sep = ends_with_space and "" or " "
-        for j, lab in ipairs(labels) do label_tokens[j] = tok(sep .. lab, false) end
-    end
-    return prompt, label_tokens
+    return prompt, out
 end
 
 --- m:has_classifier_head() -> true when the file carries a sequence-classification head (llama.cpp's cls.*
@@ -849,7 +785,8 @@ end
 -- ranked = {{label =, score =}, ...} best first}. opts: mode ("sum" or "mean" of the label tokens'
 -- log-probabilities), multi_label (each label judged alone, yes/no), template (the whole prompt with {text},
 -- {labels} and, multi-label, {label}; default: M.INSTRUCTION in the model's chat format, then M.ANSWER),
--- use_head (see below).
+-- use_head (see below). The C library builds the prompt, as for the Python package (same tokens, same scores): a
+-- label follows it after a space unless it ends in Unicode whitespace; m:classification_prompt shows it.
 -- A model whose file carries a classification head (m:has_classifier_head()) uses it when no template is given:
 -- one pass over the text; labels may be nil (the head's labels) or a subset of them, whose probabilities are
 -- the softmax of their scores (with multi_label, or a one-output head, each score's sigmoid); result.logits
@@ -884,20 +821,10 @@ function Model:classify(text, labels, opts, ctx)
     params.mode = mode
     params.multi_label = multi
     params.keep_cache = true
-    local template = opts.template
-    if template == nil then
-        template = self:chat_format():render({{role = "user",
-            content = multi and M.MULTI_LABEL_INSTRUCTION or M.INSTRUCTION}}) .. M.ANSWER
-    end
-    check_text(template, "template")
+    if opts.template ~= nil then check_text(opts.template, "template") end
     ctx = ctx or self:_task_context()
     local h = ctx:_idle()
-    local prompt, label_tokens = classify_plan(self, template, labels, multi, text)
-    local flat, lens = {}, {}
-    for j, toks in ipairs(label_tokens) do
-        lens[j] = #toks
-        for _, t in ipairs(toks) do flat[#flat + 1] = t end
-    end
+    local prompt, flat, lens = classify_prompt(self, opts.template, labels, multi, text)
     local n = #labels
     local out = core.view_new("float32", 2 * n)
     core.classify(h, prompt, flat, lens, params, out)

@@ -80,7 +80,12 @@ typedef struct plm_model plm_model;
 
 typedef struct plm_model_params {
     bool use_mmap;      /* map the file (default true); false reads it into memory */
-    bool check_tensors; /* validate tensor data (NaN/Inf in float tensors); default false */
+    bool check_tensors; /* default false. true: before anything else, every float the file stores as tensor
+                         * data must be finite: the elements of F32, F16 and BF16 tensors and the fp16 scales
+                         * (d, dmin, m) of every block of a quantized tensor; else PLM_ERR_FORMAT naming the
+                         * tensor and the element or block. Reads the whole file (the mapping's pages all
+                         * come in), so loading takes longer. The loader always checks the small vectors it
+                         * converts (norms, biases); NaN elsewhere otherwise shows as NaN logits. */
 } plm_model_params;
 
 PLM_API plm_model_params plm_model_default_params(void);
@@ -379,6 +384,56 @@ PLM_API plm_classify_params plm_classify_default_params(void);
 PLM_API plm_status plm_classify(plm_context *ctx, const plm_token *prompt, int32_t n_prompt,
                                 const plm_token *const *labels, const int32_t *label_lens, int32_t n_labels,
                                 const plm_classify_params *params, float *logprob_out, float *prob_out);
+
+/* The zero-shot prompt. Python and Lua classify text through these two
+ * functions, so that a text gets the same tokens, and the same scores, in
+ * every language.
+ *
+ * A template is the whole prompt, with placeholders: {text} (the text),
+ * {labels} (the labels joined by ", ") and, in multi-label mode, {label} (one
+ * label). The run of ASCII spaces before a placeholder goes with what is
+ * inserted, which is tokenized on its own as plain text (special-token texts in
+ * it are not matched); each literal part is tokenized on its own with special
+ * tokens matched. The prompt starts with BOS when the vocabulary asks for one.
+ * Single-label: each label is scored as a continuation of the prompt, with a
+ * space before it unless the prompt's last character is whitespace. Whitespace
+ * means the Unicode White_Space property (what \s matches in the tokenizers'
+ * pre-tokenizer: space, tab, newline, no-break space U+00A0, ideographic space
+ * U+3000, ...); bytes that do not end a valid UTF-8 character are not
+ * whitespace. Multi-label: everything from {label} on is the suffix of each
+ * label, after which plm_classify compares " yes" and " no".
+ * The default template (tmpl NULL) is PLM_CLASSIFY_INSTRUCTION (or
+ * PLM_CLASSIFY_MULTI_LABEL_INSTRUCTION) as a user turn of the model's chat
+ * format (plm_chat_detect_model), the assistant's turn opened, then
+ * PLM_CLASSIFY_ANSWER. Calibration (Zhao et al. 2021) scores a content-free
+ * text such as "N/A" through the same template. */
+#define PLM_CLASSIFY_INSTRUCTION "Classify the text into one of these categories: {labels}.\nText: {text}"
+#define PLM_CLASSIFY_MULTI_LABEL_INSTRUCTION "Text: {text}\nIs this text about {label}? Answer yes or no."
+#define PLM_CLASSIFY_ANSWER "Answer:"
+
+/* Builds what zero-shot classification scores for one text: the prompt's
+ * tokens and each label's tokens after it (its continuation, or in multi-label
+ * mode its suffix). tmpl: tmpl_len bytes, NULL for the default template; text
+ * and labels[i]: text_len and label_lens[i] bytes of UTF-8, each with a
+ * character other than whitespace. On success *prompt_out (*n_prompt_out
+ * tokens) and *label_tokens_out (the labels' tokens one after the other,
+ * label_tokens_lens[i] of them for label i; label_tokens_lens is the caller's,
+ * n_labels items) are new arrays: free both with plm_free. On failure both are
+ * NULL. PLM_ERR_ARG names a template without {text}, a misplaced {label}, an
+ * empty text or label. */
+PLM_API plm_status plm_classify_prompt(const plm_model *model, const char *tmpl, size_t tmpl_len, const char *text,
+                                       size_t text_len, const char *const *labels, const size_t *label_lens,
+                                       int32_t n_labels, bool multi_label, plm_token **prompt_out,
+                                       int32_t *n_prompt_out, plm_token **label_tokens_out,
+                                       int32_t *label_tokens_lens);
+
+/* plm_classify_prompt (multi-label as params says) then plm_classify: the
+ * scores of labels for text under tmpl (NULL: the default). Outputs as
+ * plm_classify's. */
+PLM_API plm_status plm_classify_text(plm_context *ctx, const char *tmpl, size_t tmpl_len, const char *text,
+                                     size_t text_len, const char *const *labels, const size_t *label_lens,
+                                     int32_t n_labels, const plm_classify_params *params, float *logprob_out,
+                                     float *prob_out);
 
 typedef enum plm_pooling {
     PLM_POOL_MEAN = 0, /* mean of the token states */

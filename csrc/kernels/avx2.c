@@ -1029,16 +1029,6 @@ static float dot_f16(int64_t n, const void *vw, const void *va) {
     return sum;
 }
 
-static void axpy_f16(int64_t n, float a, const plm_f16 *x, float *y) {
-    const __m256 va = _mm256_set1_ps(a);
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, load_f16x8(x + i), _mm256_loadu_ps(y + i)));
-        _mm256_storeu_ps(y + i + 8, _mm256_fmadd_ps(va, load_f16x8(x + i + 8), _mm256_loadu_ps(y + i + 8)));
-    }
-    for (; i < n; i++) y[i] += a * h2f(x[i]);
-}
-
 /* kq8_f16 / pv8_f16 (quant.h): the block's keys are converted and transposed
  * once (lanes = the 8 cells), then each query row is a chain of FMAs over d
  * into one vector of 8 scores, 4 rows at a time; values are converted once and
@@ -1315,7 +1305,6 @@ static void build_table(void) {
     g_table.quantize[PLM_TYPE_Q8_0] = quant_q8_0;
     g_table.quantize[PLM_TYPE_Q8_1] = quant_q8_1;
     g_table.quantize[PLM_TYPE_Q8_K] = quant_q8_K;
-    g_table.axpy_f16 = axpy_f16;
     g_table.round_f16 = round_f16;
     g_table.kq8_f16 = kq8_f16;
     g_table.pv8_f16 = pv8_f16;

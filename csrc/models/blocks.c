@@ -40,12 +40,12 @@ plm_status plm_blk_check_abort(plm_context *ctx, int il) {
 
 /* ------------------------------------------------------------ products */
 
-void plm_blk_mm(plm_context *ctx, const plm_weight *w, float *out, int64_t ldo, const float *x, int64_t ldx, int32_t T,
-                bool accumulate) {
+plm_status plm_blk_mm(plm_context *ctx, const plm_weight *w, float *out, int64_t ldo, const float *x, int64_t ldx,
+                      int32_t T, bool accumulate) {
     const plm_weight *ws[1] = {w};
     float *o[1] = {out};
     int64_t ld[1] = {ldo};
-    plm_linear(ctx, 1, ws, o, ld, x, ldx, T, accumulate, NULL, NULL);
+    return plm_linear(ctx, 1, ws, o, ld, x, ldx, T, accumulate, NULL, NULL);
 }
 
 static void add_bias(float *y, int64_t ld, const float *b, int64_t n, int32_t T) {
@@ -53,16 +53,18 @@ static void add_bias(float *y, int64_t ld, const float *b, int64_t n, int32_t T)
         for (int64_t i = 0; i < n; i++) y[(int64_t)t * ld + i] += b[i];
 }
 
-void plm_blk_qkv(plm_context *ctx, const plm_layer *L, int32_t T, const float *norm_w) {
+plm_status plm_blk_qkv(plm_context *ctx, const plm_layer *L, int32_t T, const float *norm_w) {
     const plm_hparams *hp = &ctx->model->hp;
     const int64_t E = hp->n_embd, Q = (int64_t)hp->n_head * hp->head_dim, KV = ctx->kv.kv_dim;
     const plm_weight *w[3] = {&L->wq, &L->wk, &L->wv};
     float *o[3] = {ctx->q, ctx->kn, ctx->vn};
     int64_t ld[3] = {Q, KV, KV};
-    plm_linear(ctx, 3, w, o, ld, ctx->x, E, T, false, norm_w, ctx->xn);
+    plm_status st = plm_linear(ctx, 3, w, o, ld, ctx->x, E, T, false, norm_w, ctx->xn);
+    if (st) return st;
     if (L->bq) add_bias(ctx->q, Q, L->bq, Q, T);
     if (L->bk) add_bias(ctx->kn, KV, L->bk, KV, T);
     if (L->bv) add_bias(ctx->vn, KV, L->bv, KV, T);
+    return PLM_OK;
 }
 
 /* ------------------------------------------------------------ attention */
@@ -288,18 +290,18 @@ static void geglu_worker(void *arg, int ith, int nth) {
     }
 }
 
-void plm_blk_ffn(plm_context *ctx, const plm_layer *L, int32_t T, const float *norm_w, plm_act act, float *out, bool accumulate) {
+plm_status plm_blk_ffn(plm_context *ctx, const plm_layer *L, int32_t T, const float *norm_w, plm_act act, float *out,
+                       bool accumulate) {
     const plm_hparams *hp = &ctx->model->hp;
     const int64_t E = hp->n_embd, F = hp->n_ff;
-    {
-        const plm_weight *w[2] = {&L->w_gate, &L->w_up};
-        float *o[2] = {ctx->gate, ctx->up};
-        int64_t ld[2] = {F, F};
-        plm_linear(ctx, 2, w, o, ld, ctx->x, E, T, false, norm_w, ctx->xn);
-    }
+    const plm_weight *w[2] = {&L->w_gate, &L->w_up};
+    float *o[2] = {ctx->gate, ctx->up};
+    int64_t ld[2] = {F, F};
+    plm_status st = plm_linear(ctx, 2, w, o, ld, ctx->x, E, T, false, norm_w, ctx->xn);
+    if (st) return st;
     glu_job job = {.gate = ctx->gate, .up = ctx->up, .n = F, .T = T};
     plm_run(ctx, act == PLM_ACT_GELU_TANH ? geglu_worker : swiglu_worker, &job, true);
-    plm_blk_mm(ctx, &L->w_down, out, E, ctx->gate, F, T, accumulate);
+    return plm_blk_mm(ctx, &L->w_down, out, E, ctx->gate, F, T, accumulate);
 }
 
 /* ------------------------------------------------------------ residuals */
@@ -331,7 +333,7 @@ void plm_blk_add_normed(plm_context *ctx, float *x, float *y, const float *w, in
 
 /* ------------------------------------------------------------ output head */
 
-void plm_blk_output(plm_context *ctx, const plm_ubatch *ub, float softcap) {
+plm_status plm_blk_output(plm_context *ctx, const plm_ubatch *ub, float softcap) {
     const plm_model *m = ctx->model;
     const plm_hparams *hp = &m->hp;
     const int64_t E = hp->n_embd;
@@ -346,15 +348,17 @@ void plm_blk_output(plm_context *ctx, const plm_ubatch *ub, float softcap) {
         if (k != t) memcpy(ctx->x + (int64_t)k * E, ctx->x + (int64_t)t * E, (size_t)E * sizeof(float));
         k++;
     }
-    if (k == 0) return;
+    if (k == 0) return PLM_OK;
     float *logits = ctx->logits + (int64_t)*ub->n_out * hp->n_vocab;
     const plm_weight *w[1] = {&m->output};
     float *o[1] = {logits};
     int64_t ld[1] = {hp->n_vocab};
-    plm_linear(ctx, 1, w, o, ld, ctx->x, E, k, false, m->output_norm, ctx->xn);
+    plm_status st = plm_linear(ctx, 1, w, o, ld, ctx->x, E, k, false, m->output_norm, ctx->xn);
+    if (st) return st;
     if (softcap > 0) {
         const float inv = 1.0f / softcap;
         for (int64_t i = 0; i < (int64_t)k * hp->n_vocab; i++) logits[i] = softcap * tanhf(logits[i] * inv);
     }
     *ub->n_out += k;
+    return PLM_OK;
 }

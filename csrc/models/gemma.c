@@ -85,18 +85,18 @@ static plm_status forward(plm_context *ctx, const plm_ubatch *ub) {
     for (int il = 0; il < hp->n_layer; il++) {
         const plm_layer *L = &m->layers[il];
         if ((st = plm_blk_check_abort(ctx, il))) return st;
-        plm_blk_qkv(ctx, L, T, L->attn_norm);                      /* q, k, v = W{q,k,v} (rmsnorm(x) * attn_norm) */
+        if ((st = plm_blk_qkv(ctx, L, T, L->attn_norm))) return st; /* q, k, v = W{q,k,v} (rmsnorm(x) * attn_norm) */
         plm_attn a = plm_attn_default(m, il);                      /* window, RoPE base, QK-norm, soft-cap of this layer */
         a.q_scale = hp->attn_scale;
         a.kq_scale = 1.0f;
         plm_blk_attention(ctx, ub, &a);                            /* xn (T, Q) */
-        plm_blk_mm(ctx, &L->wo, ctx->tmp, E, ctx->xn, Q, T, false); /* tmp (T, E) = Wo xn */
+        if ((st = plm_blk_mm(ctx, &L->wo, ctx->tmp, E, ctx->xn, Q, T, false))) return st; /* tmp (T, E) = Wo xn */
         plm_blk_add_normed(ctx, ctx->x, ctx->tmp, L->attn_post_norm, T); /* x += rmsnorm(tmp) * attn_post_norm */
-        plm_blk_ffn(ctx, L, T, L->ffn_norm, PLM_ACT_GELU_TANH, ctx->tmp, false); /* tmp = Wdown (gelu(gate) * up) */
+        /* tmp = Wdown (gelu(gate) * up) */
+        if ((st = plm_blk_ffn(ctx, L, T, L->ffn_norm, PLM_ACT_GELU_TANH, ctx->tmp, false))) return st;
         plm_blk_add_normed(ctx, ctx->x, ctx->tmp, L->ffn_post_norm, T);  /* x += rmsnorm(tmp) * ffn_post_norm */
     }
-    plm_blk_output(ctx, ub, hp->final_softcap);                    /* logits, soft-capped when set */
-    return PLM_OK;
+    return plm_blk_output(ctx, ub, hp->final_softcap); /* logits, soft-capped when set */
 }
 
 const plm_arch plm_arch_gemma2 = {.name = "gemma2", .load = load_gemma2, .forward = forward};

@@ -35,14 +35,14 @@ static plm_status forward(plm_context *ctx, const plm_ubatch *ub) {
     for (int il = 0; il < hp->n_layer; il++) {
         const plm_layer *L = &m->layers[il];
         if ((st = plm_blk_check_abort(ctx, il))) return st;
-        plm_blk_qkv(ctx, L, T, L->attn_norm);                      /* q, k, v = W{q,k,v} (rmsnorm(x) * attn_norm) */
+        if ((st = plm_blk_qkv(ctx, L, T, L->attn_norm))) return st; /* q, k, v = W{q,k,v} (rmsnorm(x) * attn_norm) */
         plm_attn a = plm_attn_default(m, il);                      /* scores q.k / sqrt(hd) */
         plm_blk_attention(ctx, ub, &a);                            /* xn (T, Q) */
-        plm_blk_mm(ctx, &L->wo, ctx->x, E, ctx->xn, Q, T, true);   /* x += Wo xn */
-        plm_blk_ffn(ctx, L, T, L->ffn_norm, PLM_ACT_SILU, ctx->x, true); /* x += Wdown (silu(gate) * up) */
+        if ((st = plm_blk_mm(ctx, &L->wo, ctx->x, E, ctx->xn, Q, T, true))) return st; /* x += Wo xn */
+        /* x += Wdown (silu(gate) * up) */
+        if ((st = plm_blk_ffn(ctx, L, T, L->ffn_norm, PLM_ACT_SILU, ctx->x, true))) return st;
     }
-    plm_blk_output(ctx, ub, 0.0f);
-    return PLM_OK;
+    return plm_blk_output(ctx, ub, 0.0f);
 }
 
 const plm_arch plm_arch_llama = {.name = "llama", .load = load, .forward = forward};

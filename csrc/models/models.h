@@ -62,21 +62,22 @@ void plm_blk_embed(plm_context *ctx, const plm_ubatch *ub, float scale);
 /* PLM_ERR_CANCELLED when the abort callback asks, naming the layer. */
 plm_status plm_blk_check_abort(plm_context *ctx, int il);
 /* q, k, v = Wq xn (+ bq), Wk xn (+ bk), Wv xn (+ bv), xn = rmsnorm(x) * norm_w. */
-void plm_blk_qkv(plm_context *ctx, const plm_layer *L, int32_t T, const float *norm_w);
+plm_status plm_blk_qkv(plm_context *ctx, const plm_layer *L, int32_t T, const float *norm_w);
 /* RoPE (with optional QK-norm) on q and k, k and v into the cache, then
  * xn (T, Q) = softmax(q k^T + mask) v over the cells of each token's sequence. */
 void plm_blk_attention(plm_context *ctx, const plm_ubatch *ub, const plm_attn *a);
 /* out (T, ldo) (=|+=) W x: W (n_out, n_in) @ x (n_in, T). */
-void plm_blk_mm(plm_context *ctx, const plm_weight *w, float *out, int64_t ldo, const float *x, int64_t ldx, int32_t T,
-                bool accumulate);
+plm_status plm_blk_mm(plm_context *ctx, const plm_weight *w, float *out, int64_t ldo, const float *x, int64_t ldx,
+                      int32_t T, bool accumulate);
 /* out (T, E) (=|+=) Wdown (act(Wgate xn) * Wup xn), xn = rmsnorm(x) * norm_w. */
-void plm_blk_ffn(plm_context *ctx, const plm_layer *L, int32_t T, const float *norm_w, plm_act act, float *out, bool accumulate);
+plm_status plm_blk_ffn(plm_context *ctx, const plm_layer *L, int32_t T, const float *norm_w, plm_act act, float *out,
+                       bool accumulate);
 /* x (T, E) += rmsnorm(y) * w: Gemma's post-norms (y (T, E) is normalized in place). */
 void plm_blk_add_normed(plm_context *ctx, float *x, float *y, const float *w, int32_t T);
 /* For the tokens that want them: logits = Wout (rmsnorm(x) * output_norm),
  * soft-capped when softcap > 0, into ctx->logits from row *ub->n_out on; and
  * every token's normalized hidden state into ctx->hidden_out when set. */
-void plm_blk_output(plm_context *ctx, const plm_ubatch *ub, float softcap);
+plm_status plm_blk_output(plm_context *ctx, const plm_ubatch *ub, float softcap);
 
 /* Attention parameters of layer il from the hyperparameters (the common case). */
 plm_attn plm_attn_default(const plm_model *m, int il);

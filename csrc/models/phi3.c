@@ -68,17 +68,18 @@ static plm_status forward(plm_context *ctx, const plm_ubatch *ub) {
     for (int il = 0; il < hp->n_layer; il++) {
         const plm_layer *L = &m->layers[il];
         if ((st = plm_blk_check_abort(ctx, il))) return st;
-        plm_blk_qkv(ctx, L, T, L->attn_norm);                      /* q, k, v = rows of Wqkv (rmsnorm(x) * attn_norm) */
+        /* q, k, v = rows of Wqkv (rmsnorm(x) * attn_norm) */
+        if ((st = plm_blk_qkv(ctx, L, T, L->attn_norm))) return st;
         plm_attn a = plm_attn_default(m, il);
         a.rope_factors = factors;
         a.q_scale = 1.0f / sqrtf((float)hp->head_dim);             /* q scaled before the product, as llama.cpp */
         a.kq_scale = 1.0f;
         plm_blk_attention(ctx, ub, &a);                            /* xn (T, Q) */
-        plm_blk_mm(ctx, &L->wo, ctx->x, E, ctx->xn, Q, T, true);   /* x += Wo xn */
-        plm_blk_ffn(ctx, L, T, L->ffn_norm, PLM_ACT_SILU, ctx->x, true); /* x += Wdown (silu(gate rows) * up rows) */
+        if ((st = plm_blk_mm(ctx, &L->wo, ctx->x, E, ctx->xn, Q, T, true))) return st; /* x += Wo xn */
+        /* x += Wdown (silu(gate rows) * up rows) */
+        if ((st = plm_blk_ffn(ctx, L, T, L->ffn_norm, PLM_ACT_SILU, ctx->x, true))) return st;
     }
-    plm_blk_output(ctx, ub, 0.0f);
-    return PLM_OK;
+    return plm_blk_output(ctx, ub, 0.0f);
 }
 
 const plm_arch plm_arch_phi3 = {.name = "phi3", .load = load, .forward = forward};

@@ -105,6 +105,9 @@ STOP_CALLER: int
 STOP_CONTEXT: int
 SCORE_SUM: int
 SCORE_MEAN: int
+CLASSIFY_INSTRUCTION: str
+CLASSIFY_MULTI_LABEL_INSTRUCTION: str
+CLASSIFY_ANSWER: str
 POOL_MEAN: int
 POOL_LAST: int
 POOL_CLS: int
@@ -168,6 +171,10 @@ def context_state_save(ctx: Context, out: Union[bytearray, memoryview, Any]) -> 
     """Writes the state into a writable buffer of exactly context_state_size(ctx) bytes."""
 def context_state_load(ctx: Context, data: Union[bytes, bytearray, memoryview]) -> None: ...
 def classify_default_params() -> ClassifyParams: ...
+def classify_prompt(model: Model, template: Optional[_Text], text: _Text, labels: Sequence[_Text],
+                    multi_label: bool) -> Tuple[Buffer, Buffer, Buffer]:
+    """plm_classify_prompt: the prompt's tokens, the labels' tokens concatenated, and each label's count of them
+    (template None: the default)."""
 def classify(ctx: Context, tokens: _Tokens, flat: _Tokens, lens: _Tokens, params: Optional[ClassifyParams],
              out: Any) -> None:
     """Labels' tokens concatenated in flat, lens[i] each; out (a writable float32 buffer of 2 * len(lens)) receives

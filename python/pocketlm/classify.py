@@ -39,11 +39,16 @@ them are not parsed); the rest of the template may use the model's special
 tokens. Put ``{text}`` after the fixed instruction so that its tokens are
 shared between texts. In single-label mode each label is scored as a
 continuation of the prompt, with a space before it unless the prompt ends with
-whitespace. In multi-label mode everything from ``{label}`` on is a suffix
-appended per label, and the label's probability is P(" yes") / (P(" yes") +
-P(" no")) after that suffix. Without ``template``, :data:`INSTRUCTION` (or
-:data:`MULTI_LABEL_INSTRUCTION`) is put in a user turn of the model's chat
-format and the assistant's turn starts with :data:`ANSWER`.
+whitespace (any Unicode White_Space character: a no-break space or an
+ideographic space counts, as in the tokenizer's pre-splitting). In multi-label
+mode everything from ``{label}`` on is a suffix appended per label, and the
+label's probability is P(" yes") / (P(" yes") + P(" no")) after that suffix.
+Without ``template``, :data:`INSTRUCTION` (or :data:`MULTI_LABEL_INSTRUCTION`)
+is put in a user turn of the model's chat format and the assistant's turn
+starts with :data:`ANSWER`. The C library builds these tokens
+(``plm_classify_prompt``) for this package and the Lua module alike, so a text
+gets the same prompt and the same scores in both;
+:meth:`Model.classification_prompt` shows them.
 
 Calibration
 -----------
@@ -56,7 +61,6 @@ or a list of content-free inputs (their probabilities are averaged).
 
 from __future__ import annotations
 
-import re
 import sys
 import time
 from array import array
@@ -65,6 +69,7 @@ from typing import (TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Sequence
 
 import math
 
+from . import _core
 from .errors import InvalidArgumentError, UnsupportedError
 
 if TYPE_CHECKING:
@@ -74,16 +79,13 @@ if TYPE_CHECKING:
 __all__ = ["Classification", "INSTRUCTION", "MULTI_LABEL_INSTRUCTION", "ANSWER", "CONTENT_FREE"]
 
 #: The default instruction (a user turn of the model's chat format); the text comes after the fixed part.
-INSTRUCTION = "Classify the text into one of these categories: {labels}.\nText: {text}"
+INSTRUCTION: str = _core.CLASSIFY_INSTRUCTION
 #: The default multi-label question: everything from ``{label}`` on is appended per label.
-MULTI_LABEL_INSTRUCTION = "Text: {text}\nIs this text about {label}? Answer yes or no."
+MULTI_LABEL_INSTRUCTION: str = _core.CLASSIFY_MULTI_LABEL_INSTRUCTION
 #: The start of the assistant's turn in the default templates; labels (or " yes"/" no") follow it.
-ANSWER = "Answer:"
+ANSWER: str = _core.CLASSIFY_ANSWER
 #: The content-free input of ``calibrate=True``.
 CONTENT_FREE = ("N/A",)
-
-_PLACEHOLDER = re.compile(r"\{(text|labels|label)\}")
-
 
 class Classification(Mapping):
     """The result of :meth:`Model.classify`: a read-only mapping ``{label: probability}`` in the order the
@@ -168,103 +170,33 @@ def _check_text(text: Any, i: Optional[int] = None) -> str:
 
 
 class _Plan:
-    """A template cut into pieces, every fixed piece tokenized once: per text, only the text is tokenized.
-
-    The template becomes items ``(kind, value)``: ``("lit", text)`` (may hold special tokens), and
-    ``("text" | "labels" | "label", ws)`` for a placeholder, where ``ws`` is the run of spaces that stood before
-    it, moved into the inserted text so that it tokenizes as a word with its leading space does.
-    """
+    """A template and labels; C builds what is scored for each text (``plm_classify_prompt``), so that the Lua
+    module and C programs score exactly the same tokens: see :mod:`pocketlm.classify` for the template's rules."""
 
     def __init__(self, model: "Model", template: Optional[str], labels: List[str], multi_label: bool) -> None:
+        if template is not None and not isinstance(template, str):
+            raise TypeError("template must be a string")
         self.model = model
+        self.template = template
         self.labels = labels
         self.multi_label = multi_label
-        if template is None:
-            instr = MULTI_LABEL_INSTRUCTION if multi_label else INSTRUCTION
-            template = model.chat_format.render([{"role": "user", "content": instr}]) + ANSWER
-        if not isinstance(template, str):
-            raise TypeError("template must be a string")
-        self.template = template
-        items: List[Tuple[str, str]] = []
-        for k, part in enumerate(_PLACEHOLDER.split(template)):
-            if k % 2 == 0:
-                items.append(("lit", part))
-                continue
-            lit = items[-1][1]
-            stripped = lit.rstrip(" ")
-            items[-1] = ("lit", stripped)
-            items.append((part, lit[len(stripped):]))
-        names = [kind for kind, _ in items if kind != "lit"]
-        if "text" not in names:
-            raise InvalidArgumentError("the template has no {text} placeholder")
-        cut = len(items)
-        if multi_label:
-            if names.count("label") != 1:
-                raise InvalidArgumentError("a multi-label template needs exactly one {label} placeholder")
-            cut = next(i for i, (kind, _) in enumerate(items) if kind == "label")
-            if any(kind == "text" for kind, _ in items[cut:]):
-                raise InvalidArgumentError("in a multi-label template {text} must come before {label}")
-        elif "label" in names:
-            raise InvalidArgumentError("{label} is for multi-label templates; use {labels} for the list")
-        self._joined = ", ".join(labels)
-        # The prompt: token arrays, and a str (the spaces before {text}) where the text goes.
-        bos = model.info.bos
-        self.pieces: List[Any] = [array("i", [bos] if model.info.add_bos and bos >= 0 else [])]
-        for kind, value in items[:cut]:
-            if kind == "text":
-                self.pieces.append(value)
-                continue
-            toks = self._item_tokens(kind, value)
-            if isinstance(self.pieces[-1], str):
-                self.pieces.append(toks)
-            else:
-                self.pieces[-1].extend(toks)
-        self._prompt_items = items[:cut]
-        self.suffixes: List[array] = []
-        if multi_label:
-            for lab in labels:
-                toks = array("i")
-                for kind, value in items[cut:]:
-                    toks.extend(self._tok(value + lab, special=False) if kind == "label"
-                                else self._item_tokens(kind, value))
-                self.suffixes.append(toks)
-        self._label_cache: Dict[str, List[array]] = {}
 
-    def _item_tokens(self, kind: str, value: str) -> array:
-        if kind == "labels":
-            return self._tok(value + self._joined, special=False)
-        return self._tok(value, special=True)
+    def tokens(self, text: str) -> Tuple[array, List[array]]:
+        """The prompt's tokens for ``text``, and each label's tokens after it: its continuation, or in
+        multi-label mode its suffix."""
+        prompt, flat, lens = (_int32s(b) for b in _core.classify_prompt(
+            self.model._handle, self.template, text, self.labels, self.multi_label))
+        out, i = [], 0
+        for n in lens:
+            out.append(flat[i:i + n])
+            i += n
+        return prompt, out
 
-    def _tok(self, text: str, special: bool) -> array:
-        out = array("i")
-        if text:
-            out.frombytes(memoryview(self.model.tokenize(text, add_special=False, parse_special=special)).cast("B"))
-        return out
 
-    def prompt(self, text: str) -> array:
-        """The prompt's tokens for ``text``."""
-        out = array("i")
-        for p in self.pieces:
-            out.extend(self._tok(p + text, special=False) if isinstance(p, str) else p)
-        return out
-
-    def _ends_with_space(self, text: str) -> bool:
-        for kind, value in reversed(self._prompt_items):
-            s = text if kind == "text" else (value + self._joined if kind == "labels" else value)
-            if s:
-                return s[-1].isspace()
-        return False
-
-    def label_tokens(self, text: str) -> List[array]:
-        """Each label's tokens after the prompt of ``text``: its continuation, or its suffix (multi-label)."""
-        if self.multi_label:
-            return self.suffixes
-        sep = "" if self._ends_with_space(text) else " "
-        toks = self._label_cache.get(sep)
-        if toks is None:
-            toks = [self._tok(sep + lab, special=False) for lab in self.labels]
-            self._label_cache[sep] = toks
-        return toks
+def _int32s(buf: Any) -> array:
+    out = array("i")
+    out.frombytes(memoryview(buf).cast("B"))
+    return out
 
 
 def _content_free(calibrate: Union[bool, str, Sequence[str]]) -> Tuple[str, ...]:
@@ -360,8 +292,8 @@ class _Classifier:
             self.cf = cached
 
     def raw(self, text: str) -> Tuple[List[float], List[float]]:
-        return self.ctx.classify(self.plan.prompt(text), self.plan.label_tokens(text), mode=self.mode,
-                                 multi_label=self.multi_label, keep_cache=True)
+        prompt, labels = self.plan.tokens(text)
+        return self.ctx.classify(prompt, labels, mode=self.mode, multi_label=self.multi_label, keep_cache=True)
 
     def __call__(self, text: str) -> Classification:
         logprobs, probs = self.raw(text)

@@ -317,8 +317,7 @@ class Model:
         """What :meth:`classify` scores: the prompt's tokens and each label's tokens after it (its
         continuation, or in multi-label mode its suffix, after which " yes" and " no" are compared)."""
         text = _classify._check_text(text)
-        plan = _classify._Plan(self, template, _classify._check_labels(labels), bool(multi_label))
-        return plan.prompt(text), [array("i", t) for t in plan.label_tokens(text)]
+        return _classify._Plan(self, template, _classify._check_labels(labels), bool(multi_label)).tokens(text)
 
     def classify_many(self, texts: Sequence[str], labels: Optional[Sequence[str]] = None, *,
                       template: Optional[str] = None, multi_label: bool = False, mode: str = "sum",

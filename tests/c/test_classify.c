@@ -2,7 +2,9 @@
  * test_classify.c — label scoring in one batched pass against a naive reference
  * that evaluates prompt + label as separate full sequences; multi-label yes/no;
  * grouping when labels outnumber sequence ids; embeddings against a reference
- * pooling of per-token states obtained one prefix at a time.
+ * pooling of per-token states obtained one prefix at a time; the zero-shot
+ * prompt (plm_classify_prompt) against the template's pieces tokenized one by
+ * one, and its rule for the space before a label.
  */
 #include "pocketlm.h"
 #include "test.h"
@@ -203,6 +205,170 @@ static void test_classify_errors(void) {
     plm_context_free(ctx);
 }
 
+/* ------------------------------------------------ plm_classify_prompt */
+
+/* Appends the tokens of text (no BOS) to out[*n]. */
+static void add_tokens(const char *text, bool special, plm_token *out, int32_t *n, int32_t cap) {
+    int32_t k = 0;
+    if (plm_tokenize(model, text, strlen(text), false, special, out + *n, cap - *n, &k) == PLM_OK) *n += k;
+    else *n = cap + 1; /* never equal to a real prompt */
+}
+
+static int32_t bos_prefix(plm_token *out) {
+    plm_model_info in;
+    plm_model_get_info(model, &in);
+    if (!in.add_bos || in.bos < 0) return 0;
+    out[0] = in.bos;
+    return 1;
+}
+
+static bool same_tokens(const plm_token *a, int32_t na, const plm_token *b, int32_t nb) {
+    return na == nb && (na == 0 || memcmp(a, b, (size_t)na * sizeof(plm_token)) == 0);
+}
+
+/* Builds the prompt of text under tmpl with labels; returns the status. */
+static plm_status build(const char *tmpl, const char *text, const char *const *labels, int32_t n_labels, bool multi,
+                        plm_token **prompt, int32_t *n_prompt, plm_token **lab, int32_t *lens) {
+    size_t ll[8];
+    for (int32_t i = 0; i < n_labels && i < 8; i++) ll[i] = strlen(labels[i]);
+    return plm_classify_prompt(model, tmpl, tmpl ? strlen(tmpl) : 0, text, strlen(text), labels, ll, n_labels, multi,
+                               prompt, n_prompt, lab, lens);
+}
+
+/* The template is cut at its placeholders, each piece tokenized on its own:
+ * literals with special tokens matched, inserted text as plain text with the
+ * spaces before its placeholder. */
+static void test_prompt_pieces(void) {
+    const char *labels[2] = {"billing", "technical problem"};
+    plm_token *p = NULL, *lab = NULL;
+    int32_t np = 0, lens[2];
+    REQUIRE(build("Message: {text}\n<|im_start|>Team ({labels}):", "Card charged twice.", labels, 2, false, &p, &np,
+                  &lab, lens) == PLM_OK);
+    plm_token want[128];
+    int32_t nw = bos_prefix(want);
+    add_tokens("Message:", true, want, &nw, 128);
+    add_tokens(" Card charged twice.", false, want, &nw, 128);
+    add_tokens("\n<|im_start|>Team (", true, want, &nw, 128);
+    add_tokens("billing, technical problem", false, want, &nw, 128);
+    add_tokens("):", true, want, &nw, 128);
+    CHECK(same_tokens(p, np, want, nw));
+    plm_token w1[16], w2[16];
+    int32_t n1 = 0, n2 = 0;
+    add_tokens(" billing", false, w1, &n1, 16);
+    add_tokens(" technical problem", false, w2, &n2, 16);
+    CHECK(same_tokens(lab, lens[0], w1, n1));
+    CHECK(same_tokens(lab + lens[0], lens[1], w2, n2));
+    plm_free(p);
+    plm_free(lab);
+
+    /* multi-label: from {label} on is each label's suffix */
+    REQUIRE(build("Text: {text}\nAbout {label}? Answer:", "The striker scored.", labels, 2, true, &p, &np, &lab,
+                  lens) == PLM_OK);
+    nw = bos_prefix(want);
+    add_tokens("Text:", true, want, &nw, 128);
+    add_tokens(" The striker scored.", false, want, &nw, 128);
+    add_tokens("\nAbout", true, want, &nw, 128);
+    CHECK(same_tokens(p, np, want, nw));
+    n1 = n2 = 0;
+    add_tokens(" technical problem", false, w1, &n1, 16);
+    add_tokens("? Answer:", true, w1, &n1, 16);
+    CHECK(same_tokens(lab + lens[0], lens[1], w1, n1));
+    plm_free(p);
+    plm_free(lab);
+
+    /* the default template: the instruction as a user turn of the model's chat format, then "Answer:" */
+    plm_chat_format fmt;
+    REQUIRE(plm_chat_detect_model(model, &fmt) == PLM_OK);
+    plm_chat_message msg = {"user", 4, PLM_CLASSIFY_INSTRUCTION, strlen(PLM_CLASSIFY_INSTRUCTION)};
+    char tmpl[1024];
+    size_t nt = 0;
+    REQUIRE(plm_chat_render(&fmt, &msg, 1, true, tmpl, sizeof tmpl - 16, &nt) == PLM_OK);
+    strcpy(tmpl + nt, "Answer:");
+    plm_token *p2 = NULL, *lab2 = NULL;
+    int32_t np2 = 0, lens2[2];
+    REQUIRE(build(NULL, "Card charged twice.", labels, 2, false, &p, &np, &lab, lens) == PLM_OK);
+    REQUIRE(build(tmpl, "Card charged twice.", labels, 2, false, &p2, &np2, &lab2, lens2) == PLM_OK);
+    CHECK(np > 20 && same_tokens(p, np, p2, np2));
+    CHECK(same_tokens(lab, lens[0] + lens[1], lab2, lens2[0] + lens2[1]));
+    plm_free(p);
+    plm_free(lab);
+    plm_free(p2);
+    plm_free(lab2);
+}
+
+/* A label follows the prompt after a space unless the prompt ends in Unicode
+ * whitespace (White_Space, as the pre-tokenizer's \s). */
+static void test_prompt_label_space(void) {
+    static const struct {
+        const char *text;
+        bool space;
+    } cases[] = {
+        {"great", true},          {"great\xc2\xa0", false}, /* no-break space U+00A0 */
+        {"great\xe3\x80\x80", false}, /* ideographic space U+3000 */
+        {"great\t", false},       {"great\n", false},       {"great\xe2\x80\xa8", false}, /* line separator */
+        {"great\xc2", true},      /* a truncated character is not whitespace */
+        {"great\x1c", true},      /* a separator control: not White_Space */
+        {"great\xe2\x80\x8b", true}, /* zero-width space: not White_Space */
+    };
+    const char *labels[2] = {"good", "bad"};
+    plm_context *ctx = new_ctx(256, 4);
+    REQUIRE(ctx);
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        plm_token *p = NULL, *lab = NULL;
+        int32_t np = 0, lens[2];
+        REQUIRE(build("Review: {text}", cases[c].text, labels, 2, false, &p, &np, &lab, lens) == PLM_OK);
+        plm_token want[64];
+        int32_t nw = bos_prefix(want);
+        char spaced[64];
+        snprintf(spaced, sizeof spaced, " %s", cases[c].text);
+        add_tokens("Review:", true, want, &nw, 64);
+        add_tokens(spaced, false, want, &nw, 64);
+        CHECKF(same_tokens(p, np, want, nw), "case %zu: prompt", c);
+        plm_token w[16];
+        int32_t n = 0;
+        add_tokens(cases[c].space ? " bad" : "bad", false, w, &n, 16);
+        CHECKF(same_tokens(lab + lens[0], lens[1], w, n), "case %zu: label tokens", c);
+        /* plm_classify_text scores exactly these tokens */
+        const plm_token *lp[2] = {lab, lab + lens[0]};
+        float a[2], b[2];
+        size_t ll[2] = {4, 3};
+        REQUIRE(plm_classify(ctx, p, np, lp, lens, 2, NULL, a, NULL) == PLM_OK);
+        REQUIRE(plm_classify_text(ctx, "Review: {text}", 14, cases[c].text, strlen(cases[c].text), labels, ll, 2, NULL,
+                                  b, NULL) == PLM_OK);
+        CHECKF(a[0] == b[0] && a[1] == b[1], "case %zu: %g %g vs %g %g", c, (double)a[0], (double)a[1], (double)b[0],
+               (double)b[1]);
+        plm_free(p);
+        plm_free(lab);
+    }
+    plm_context_free(ctx);
+}
+
+static void test_prompt_errors(void) {
+    const char *labels[2] = {"good", " \xe3\x80\x80"};
+    plm_token *p = (plm_token *)1, *lab = (plm_token *)1;
+    int32_t np = 7, lens[2];
+    static const struct {
+        const char *tmpl, *text;
+        int32_t n_labels;
+        bool multi;
+        const char *msg;
+    } cases[] = {
+        {"Review:", "x", 1, false, "no {text} placeholder"},
+        {"{text} is {label}", "x", 1, false, "{label} is for multi-label templates"},
+        {"{text}?", "x", 1, true, "exactly one {label}"},
+        {"{label} {text}", "x", 1, true, "{text} must come before {label}"},
+        {"{text}", " \t\xc2\xa0\xe3\x80\x80\n", 1, false, "the text is empty"},
+        {"{text}", "x", 2, false, "label 1 is empty"},
+        {"{text}", "x", 0, false, "the label list is empty"},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        CHECKF(build(cases[c].tmpl, cases[c].text, labels, cases[c].n_labels, cases[c].multi, &p, &np, &lab, lens) ==
+                   PLM_ERR_ARG, "case %zu", c);
+        CHECKF(strstr(plm_last_error(), cases[c].msg) != NULL, "case %zu: %s", c, plm_last_error());
+        CHECK(p == NULL && lab == NULL && np == 0);
+    }
+}
+
 static void test_embed_matches_reference_pooling(void) {
     if (t_quick()) {
         fprintf(stderr, "  in the quick run's first test (POCKETLM_TEST_QUICK)\n");
@@ -276,6 +442,9 @@ int main(void) {
     RUN(test_matches_naive_reference);
     RUN(test_multi_label);
     RUN(test_classify_errors);
+    RUN(test_prompt_pieces);
+    RUN(test_prompt_label_space);
+    RUN(test_prompt_errors);
     RUN(test_embed_matches_reference_pooling);
     plm_model_free(model);
     return TEST_SUMMARY();

@@ -6,7 +6,8 @@
  * that ASan sees any read past the buffer). Model loading: every case of the
  * malformed-GGUF generator (malformed_gguf.c; the same files the Python and
  * Lua tests load) through plm_model_load, mapped and read, with the status and
- * message each case expects; the valid base model loads and runs.
+ * message each case expects; the valid base model loads and runs; the
+ * check_tensors option finds NaN and infinities in tensor data.
  */
 #include "gguf.h"
 #include "malformed_gguf.h"
@@ -305,6 +306,68 @@ static void test_real_model_file(void) {
     plm_gguf_close(g);
 }
 
+/* check_tensors: a non-finite float anywhere in the tensor data (an element of
+ * an F32 or F16 matrix the loader never converts, the fp16 scale of a block of
+ * a quantized tensor) fails the load with the tensor and place named; without
+ * the flag those files load (the loader checks only what it converts). The
+ * base model and the real default model pass. */
+static void test_check_tensors(void) {
+    static const struct {
+        const char *tensor;
+        int64_t index;    /* element (float types) or block (quantized) */
+        uint16_t f16;     /* the bits written (F16 elements and block scales) */
+        uint32_t f32;     /* ... or these (F32) */
+        const char *needles;
+    } cases[] = {
+        {"blk.0.attn_output.weight", 100, 0, 0x7FC00000u, "tensor 'blk.0.attn_output.weight' element 100 is NaN"},
+        {"blk.0.attn_output.weight", 1023, 0, 0xFF800000u, "tensor 'blk.0.attn_output.weight' element 1023 is -Inf"},
+        {"blk.0.ffn_up.weight", 7, 0x7C00u, 0, "tensor 'blk.0.ffn_up.weight' element 7 is +Inf"},
+        {"blk.0.attn_q.weight", 3, 0x7E00u, 0, "tensor 'blk.0.attn_q.weight' (Q8_0) block 3 has scale d = NaN"},
+        {"blk.0.ffn_gate.weight", 31, 0xFC00u, 0, "tensor 'blk.0.ffn_gate.weight' (Q4_0) block 31 has scale d = -Inf"},
+    };
+    mg_buf b;
+    mg_base_model(&b);
+    plm_gguf *g = NULL;
+    REQUIRE(plm_gguf_open_memory(b.p, b.n, &g) == PLM_OK);
+    char path[] = "/tmp/plm_check_XXXXXX";
+    int fd = mkstemp(path);
+    REQUIRE(fd >= 0);
+    close(fd);
+    plm_model_params checked = plm_model_default_params(), plain = plm_model_default_params();
+    checked.check_tensors = true;
+    uint8_t *copy = malloc(b.n);
+    REQUIRE(copy);
+    plm_model *m = NULL;
+    write_file(path, b.p, b.n);
+    CHECKF(plm_model_load(path, &checked, &m) == PLM_OK, "%s", plm_last_error());
+    plm_model_free(m);
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const plm_gguf_tensor *t = plm_gguf_tensor_find(g, cases[c].tensor);
+        REQUIRE(t);
+        const plm_type_traits *tt = plm_type_traits_get(t->type);
+        size_t at = (size_t)((const uint8_t *)t->data - b.p);
+        memcpy(copy, b.p, b.n);
+        if (t->type == PLM_TYPE_F32) memcpy(copy + at + 4 * (size_t)cases[c].index, &cases[c].f32, 4);
+        else if (t->type == PLM_TYPE_F16) memcpy(copy + at + 2 * (size_t)cases[c].index, &cases[c].f16, 2);
+        else memcpy(copy + at + tt->type_size * (size_t)cases[c].index, &cases[c].f16, 2); /* d comes first */
+        write_file(path, copy, b.n);
+        m = NULL;
+        CHECKF(plm_model_load(path, &checked, &m) == PLM_ERR_FORMAT && m == NULL, "case %zu", c);
+        CHECKF(strstr(plm_last_error(), cases[c].needles) != NULL, "case %zu: %s", c, plm_last_error());
+        CHECKF(plm_model_load(path, &plain, &m) == PLM_OK, "case %zu without check_tensors: %s", c, plm_last_error());
+        plm_model_free(m);
+    }
+    free(copy);
+    unlink(path);
+    plm_gguf_close(g);
+    free(b.p);
+    /* no false alarm on a real file (Q4_1 blocks with d and m, F32 norms) */
+    checked.use_mmap = true;
+    m = NULL;
+    CHECKF(plm_model_load(NULL, &checked, &m) == PLM_OK, "%s", plm_last_error());
+    plm_model_free(m);
+}
+
 int main(void) {
     RUN(test_valid_v3_and_v2);
     RUN(test_truncation_everywhere);
@@ -313,5 +376,6 @@ int main(void) {
     RUN(test_random_corruption_model);
     RUN(test_model_load_errors);
     RUN(test_real_model_file);
+    RUN(test_check_tensors);
     return TEST_SUMMARY();
 }

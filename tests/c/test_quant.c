@@ -8,6 +8,7 @@
  * on many random rows. Tolerances are named constants, relative to
  * sum |w_i a_i| (the scale of the rounding error of a dot product).
  */
+#include "matmul.h"
 #include "quant.h"
 #include "pocketlm.h"
 #include "test.h"
@@ -958,24 +959,21 @@ static void test_simd_quantizers_bit_identical(void) {
     free(s);
 }
 
-/* The attention helpers: F16 rounding in place and y += a*x over F16 x, SIMD vs reference. */
+/* The attention helper that rounds floats to F16 in place, SIMD vs reference. */
 static void test_attention_helpers(void) {
     const plm_kernels *ref = plm_kernels_ref(), *simd = plm_kernels_avx2();
-    REQUIRE(ref->round_f16 && ref->axpy_f16);
+    REQUIRE(ref->round_f16);
     if (!simd) {
         fprintf(stderr, "  no AVX2 on this CPU: reference only\n");
         simd = ref;
     }
     enum { N = 1027 };
-    static float a[N], b[N], y1[N], y2[N];
-    static plm_f16 h[N];
+    static float a[N], b[N];
     uint32_t r = 12345;
     for (int i = 0; i < N; i++) {
         r = r * 1664525u + 1013904223u;
         float v = (float)(r >> 8) / (float)(1u << 24);
         a[i] = b[i] = i % 5 == 0 ? v * 1e-6f : i % 7 == 0 ? v * 7e4f : v; /* subnormal, overflowing, plain */
-        h[i] = plm_f32_to_f16(v - 0.5f);
-        y1[i] = y2[i] = (float)i * 0.25f;
     }
     a[1] = b[1] = 0.0f;
     a[2] = b[2] = 1.0f + 1.0f / 2048.0f; /* a tie: rounds to even */
@@ -983,15 +981,24 @@ static void test_attention_helpers(void) {
     simd->round_f16(b, N);
     CHECK(memcmp(a, b, sizeof a) == 0);
     CHECK(a[2] == 1.0f);
-    ref->axpy_f16(N, 0.375f, h, y1);
-    simd->axpy_f16(N, 0.375f, h, y2);
-    float worst = 0;
-    for (int i = 0; i < N; i++) worst = fmaxf(worst, fabsf(y1[i] - y2[i]));
-    CHECKF(worst <= 1e-6f, "axpy_f16 differs by %g", (double)worst);
+}
+
+/* plm_linear's job holds PLM_LINEAR_MAX_WEIGHTS weights: more (or none) is an
+ * argument error, found before anything is read. */
+static void test_linear_weight_count(void) {
+    const plm_weight *w[PLM_LINEAR_MAX_WEIGHTS + 1] = {0};
+    float *out[PLM_LINEAR_MAX_WEIGHTS + 1] = {0};
+    int64_t ld[PLM_LINEAR_MAX_WEIGHTS + 1] = {0};
+    const int bad[3] = {0, -1, PLM_LINEAR_MAX_WEIGHTS + 1};
+    for (int i = 0; i < 3; i++) {
+        CHECK(plm_linear(NULL, bad[i], w, out, ld, NULL, 0, 1, false, NULL, NULL) == PLM_ERR_ARG);
+        CHECKF(strstr(plm_last_error(), "weights; one product takes 1 to 3") != NULL, "%s", plm_last_error());
+    }
 }
 
 int main(void) {
     RUN(test_layout_and_traits);
+    RUN(test_linear_weight_count);
     RUN(test_attention_helpers);
     RUN(test_f16_known_values);
     RUN(test_f16_exhaustive);

@@ -169,6 +169,38 @@ describe("classification and embeddings", function()
         assert.is_true(math.abs(multi.probs.sports + multi.probs.cooking - 1) > 1e-3)
     end)
 
+    it("scores the prompt C builds; a label follows Unicode whitespace without a space", function()
+        local core = require "pocketlm.core"
+        local function toks(text) return m:tokenize(text, {add_special = false}):totable() end
+        local labels = {"positive", "negative"}
+        for _, case in ipairs({{"great", " "}, {"great\u{a0}", ""}, {"great\u{3000}", ""}, {"great\t", ""},
+                               {"great\n", ""}, {"great\u{200b}", " "}}) do
+            local text, sep = case[1], case[2]
+            local p, labs = m:classification_prompt(text, labels, {template = "Review: {text}"})
+            local want = (m.info.add_bos and m.info.bos >= 0) and {m.info.bos} or {}
+            for _, t in ipairs(toks("Review:")) do want[#want + 1] = t end
+            for _, t in ipairs(toks(" " .. text)) do want[#want + 1] = t end
+            assert.are.same(want, p:totable())
+            assert.are.same(toks(sep .. "negative"), labs[2])
+            -- classify scores exactly these tokens
+            local r = m:classify(text, labels, {template = "Review: {text}"})
+            local ctx = m:context({n_ctx = 256})
+            local flat, lens = {}, {}
+            for j, l in ipairs(labs) do
+                lens[j] = #l
+                for _, t in ipairs(l) do flat[#flat + 1] = t end
+            end
+            local out = core.view_new("float32", 4)
+            core.classify(ctx._h, p, flat, lens, nil, out)
+            assert.are.equal(out[1], r.logprobs.positive)
+            assert.are.equal(out[2], r.logprobs.negative)
+            ctx:close()
+        end
+        local ok, err = pcall(m.classify, m, "great", labels, {template = "Review:"})
+        assert.is_false(ok)
+        assert.is_truthy(tostring(err):find("the template has no {text} placeholder", 1, true))
+    end)
+
     it("embed returns unit-length float32 views, C writing in place", function()
         local e = m:embed("a cat")
         assert.are.equal(m.info.n_embd, #e)

@@ -1,5 +1,8 @@
 """Zero-shot classification and embeddings, checked against naive references computed through the Context API."""
 
+import os
+import shutil
+import subprocess
 import threading
 
 import numpy as np
@@ -7,6 +10,7 @@ import pytest
 
 import pocketlm
 
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TEXT = "My card was charged twice for the same order and I want the money back."
 LABELS = ["billing", "technical problem", "shipping", "account access"]
 
@@ -233,3 +237,97 @@ def test_threads_with_their_own_contexts(model):
         t.join()
     for r in results:
         np.testing.assert_allclose(r, expected, atol=1e-5)
+
+
+# -- one prompt for every language ---------------------------------------------------------------------------
+
+TINY_LLAMA = os.path.join(ROOT, "tests", "data", "tiny", "llama.gguf")
+SPACES = ["", "\u00a0", "\u3000", "\t", "\n"]   # none, no-break space, ideographic space, tab, newline
+
+
+def _parity_cases(default_model_path):
+    """(model path, text, labels, template, multi_label, mode): every trailing space on both models, the default
+    template (the chat format) on the real model, multi-label and the mean."""
+    cases = []
+    for sp in SPACES:
+        cases.append((TINY_LLAMA, "great" + sp, ["good", "bad"], "Review: {text}", False, "sum"))
+        cases.append((default_model_path, "great" + sp, ["positive", "negative"], "Review: {text}", False, "sum"))
+        cases.append((default_model_path, "The food was cold" + sp, ["positive", "negative"], None, False, "sum"))
+    cases.append((default_model_path, "The striker scored\u3000", ["sports", "cooking"], None, True, "sum"))
+    cases.append((default_model_path, "Where is my parcel?\n", ["shipping", "technical problem"], None, False, "mean"))
+    return cases
+
+
+def _lua_str(s):
+    return '"' + "".join(f"\\{b}" for b in s.encode("utf-8")) + '"'
+
+
+def _line(logprobs, probs, prompt, labels):
+    nums = " ".join(f"{a:.9g} {b:.9g}" for a, b in zip(logprobs, probs))
+    toks = " ".join(map(str, prompt)) + "".join(" | " + " ".join(map(str, t)) for t in labels)
+    return nums + " ; " + toks
+
+
+LUA_SCRIPT = """
+package.path = %(root)s .. "/lua/?.lua;" .. package.path
+package.cpath = %(root)s .. "/lua/?.so;" .. package.cpath
+local plm = require "pocketlm"
+local models = {}
+for _, c in ipairs(%(cases)s) do
+    local path, text, labels, template, multi, mode = table.unpack(c, 1, 6)
+    models[path] = models[path] or plm.load(path, {n_threads = 1})
+    local m = models[path]
+    local r = m:classify(text, labels, {template = template, multi_label = multi, mode = mode})
+    local p, labs = m:classification_prompt(text, labels, {template = template, multi_label = multi})
+    local nums, toks = {}, {}
+    for _, lab in ipairs(labels) do
+        nums[#nums + 1] = ("%%.9g %%.9g"):format(r.logprobs[lab], r.probs[lab])
+    end
+    for i = 1, #p do toks[#toks + 1] = tostring(p[i]) end
+    for _, t in ipairs(labs) do
+        toks[#toks + 1] = "|"
+        for _, id in ipairs(t) do toks[#toks + 1] = tostring(id) end
+    end
+    print(table.concat(nums, " ") .. " ; " .. table.concat(toks, " "))
+end
+"""
+
+
+def test_python_and_lua_score_the_same_prompt(model, model_path, tmp_path):
+    """The same texts (ending in no space, a no-break space, an ideographic space, a tab, a newline) through the
+    Lua module and through Python: the same prompt and label tokens, bit-identical scores, on the tiny llama and
+    on the real default model."""
+    lua = shutil.which("lua5.4")
+    if lua is None or shutil.which("make") is None:
+        pytest.skip("lua5.4 or make is missing")
+    # The Lua module is built without sanitizers; ASan's preload (make python-test-asan) stays out of lua5.4.
+    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "ASAN_OPTIONS", "LSAN_OPTIONS")}
+    built = subprocess.run(["make", "-s", "-C", ROOT, "lua"], capture_output=True, text=True, env=env)
+    if built.returncode != 0:
+        pytest.skip("`make lua` could not build the Lua module: " + built.stderr[-500:])
+    cases = _parity_cases(model_path)
+    lua_cases = "{" + ", ".join(
+        "{%s, %s, {%s}, %s, %s, %s}" % (_lua_str(p), _lua_str(t), ", ".join(map(_lua_str, labs)),
+                                        "nil" if tmpl is None else _lua_str(tmpl), "true" if multi else "false",
+                                        _lua_str(mode))
+        for p, t, labs, tmpl, multi, mode in cases) + "}"
+    script = tmp_path / "parity.lua"
+    script.write_text(LUA_SCRIPT % {"root": _lua_str(ROOT), "cases": lua_cases})
+    out = subprocess.run([lua, str(script)], capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stderr
+    lua_lines = out.stdout.splitlines()
+    assert len(lua_lines) == len(cases)
+    tiny = pocketlm.Model(TINY_LLAMA, n_threads=1)
+    try:
+        for (path, text, labels, tmpl, multi, mode), lua_line in zip(cases, lua_lines):
+            m = tiny if path == TINY_LLAMA else model
+            r = m.classify(text, labels, template=tmpl, multi_label=multi, mode=mode)
+            prompt, label_tokens = m.classification_prompt(text, labels, template=tmpl, multi_label=multi)
+            assert lua_line == _line(r.logprobs, r.scores, prompt, label_tokens), (path, text, tmpl)
+            # the rule both follow: no space before a label after Unicode whitespace (the default template ends
+            # with "Answer:", the others with the text)
+            if not multi:
+                sep = "" if tmpl is not None and text[-1].isspace() else " "
+                assert list(label_tokens[0]) == list(m.tokenize(sep + labels[0], add_special=False)), (path, text)
+    finally:
+        tiny.close()
