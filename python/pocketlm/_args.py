@@ -77,7 +77,8 @@ def float_arg(name: str, value: Any, lo: Optional[float] = None, hi: Optional[fl
     except OverflowError:   # an int beyond any float
         f = math.inf if value > 0 else -math.inf
     if not (-FLT_MAX <= f <= FLT_MAX):
-        raise InvalidArgumentError(f"{name} must be a finite number (a C float: |{name}| <= 3.4e38), got {value!r}")
+        raise InvalidArgumentError(f"{name} must be a finite number of at most 3.4e38 in magnitude (a C float), "
+                                   f"got {value!r}")
     if (lo is not None and (f < lo or (lo_open and f == lo))) or (hi is not None and f > hi):
         left = "(" if lo_open else "["
         raise InvalidArgumentError(f"{name} must be in {left}{_range(lo, hi)[1:]}, got {value!r}")

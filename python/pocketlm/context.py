@@ -61,21 +61,36 @@ STOP_REASONS = {
 }
 
 
-def as_tokens(tokens: Tokens) -> Union[memoryview, array]:
-    """``tokens`` as a 1-D int32 buffer: a memoryview of it if it already is one, else a converted copy."""
+def as_tokens(tokens: Tokens, name: str = "tokens") -> Union[memoryview, array]:
+    """``tokens`` as a 1-D int32 buffer: a memoryview of it if it already is one, else a converted copy (each
+    item checked: an int, not a bool or float, within int32; ``name`` is the parameter the errors name)."""
     if isinstance(tokens, (str, bytes, bytearray)):
-        raise TypeError(f"expected tokens (a sequence of ints), got {type(tokens).__name__}; tokenize text first")
+        raise TypeError(f"{name}: expected tokens (a sequence of ints), got {type(tokens).__name__}; "
+                        f"tokenize text first")
     if isinstance(tokens, int):
-        raise TypeError("expected a sequence of tokens, got an int (wrap it in a list)")
+        raise TypeError(f"{name}: expected a sequence of tokens, got an int (wrap it in a list)")
     try:
         mv = memoryview(tokens)  # type: ignore[arg-type]  # any buffer exporter
     except TypeError:
-        return array("i", tokens)
-    if mv.ndim == 1 and mv.itemsize == 4 and mv.c_contiguous and mv.format.lstrip("@=<") in ("i", "l"):
-        return mv
-    if mv.ndim != 1:
-        raise ValueError(f"expected a 1-D sequence of tokens, got {mv.ndim} dimensions")
-    return array("i", mv.tolist())
+        items = tokens if isinstance(tokens, list) else list(tokens)
+    else:
+        if mv.ndim == 1 and mv.itemsize == 4 and mv.c_contiguous and mv.format.lstrip("@=<") in ("i", "l"):
+            return mv
+        if mv.ndim != 1:
+            raise ValueError(f"{name}: expected a 1-D sequence of tokens, got {mv.ndim} dimensions")
+        items = mv.tolist()
+    try:
+        arr = array("i", items)
+        if not isinstance(items, list) or not any(isinstance(t, bool) for t in items):
+            return arr
+    except (TypeError, OverflowError):
+        pass
+    try:
+        return array("i", [int_arg(f"{name}[{k}]", t) for k, t in enumerate(items)])
+    except TypeError as e:
+        if f"{name}[" in str(e):
+            raise
+        raise TypeError(f"{name} must be a sequence of ints, not {type(tokens).__name__}") from None
 
 
 class State:
@@ -616,7 +631,7 @@ class Context:
         if isinstance(prompt, str):
             tokens = self.model.tokenize(prompt, add_special=add_special, parse_special=parse_special)
         else:
-            tokens = as_tokens(prompt)
+            tokens = as_tokens(prompt, "prompt")
         return Stream(self, tokens, gp, _stop_list(stop), bias, logits_processor)
 
     def generate(self, prompt: Union[str, Tokens], *, max_tokens: Optional[int] = None,
@@ -707,6 +722,18 @@ class Stream(Iterator[str]):
         return self
 
     def __next__(self) -> str:
+        return self._next_piece().decode("utf-8", "replace")
+
+    def iter_bytes(self) -> Iterator[bytes]:
+        """The pieces as the bytes C produced (the same generation as iterating the stream, with invalid UTF-8
+        kept as it is instead of replaced); a stream is consumed once, either way."""
+        while True:
+            try:
+                yield self._next_piece()
+            except StopIteration:
+                return
+
+    def _next_piece(self) -> bytes:
         while True:
             gen = self._gen
             if gen is None:
@@ -724,10 +751,10 @@ class Stream(Iterator[str]):
                 self.stop_reason = STOP_REASONS.get(reason, str(reason))
                 self._close()
                 if piece:
-                    return piece.decode("utf-8", "replace")
+                    return piece
                 raise StopIteration
             if piece:
-                return piece.decode("utf-8", "replace")
+                return piece
 
     def _run_processor(self, gen: Any) -> None:
         assert self._seen is not None and self._processor is not None

@@ -151,6 +151,8 @@ class Model:
             >>> list(pocketlm.Model().tokenize("Hello world"))
             [19556, 905]
         """
+        if not isinstance(text, (str, bytes, bytearray, memoryview)):
+            raise TypeError(f"text must be a str or bytes, not {type(text).__name__}")
         return _core.tokenize(self._handle, text, bool(add_special), bool(parse_special))
 
     def detokenize(self, tokens: Tokens, *, special: bool = False) -> str:

@@ -105,10 +105,9 @@ class Sampler:
                  frequency_penalty: Optional[float] = None, presence_penalty: Optional[float] = None,
                  penalty_last_n: Optional[int] = None, seed: Optional[int] = None,
                  logit_bias: Optional[LogitBias] = None) -> None:
-        if isinstance(vocab, (int, float, str, bytes)):
+        n_vocab = getattr(vocab, "n_vocab", None)
+        if n_vocab is None:
             n_vocab = int_arg("vocab", vocab, 1)
-        else:
-            n_vocab = vocab.n_vocab
         params = sampler_params(temperature, top_k, top_p, min_p, repeat_penalty, frequency_penalty,
                                 presence_penalty, penalty_last_n, seed)
         #: The C parameters in use (``_core.SamplerParams``), defaults filled in.
