@@ -142,7 +142,7 @@ def _text_arg(positional: Optional[str], option: Optional[str], what: str) -> by
 
 
 def _sampling(a: argparse.Namespace) -> dict:
-    stop = None if a.stop is None else [os.fsencode(s).decode("utf-8", "replace") for s in a.stop]
+    stop = None if a.stop is None else [os.fsencode(s) for s in a.stop]   # bytes, as the C command takes them
     return dict(max_tokens=a.max_tokens, temperature=a.temperature, top_k=a.top_k, top_p=a.top_p, min_p=a.min_p,
                 repeat_penalty=a.repeat_penalty, seed=a.seed, stop=stop)
 
