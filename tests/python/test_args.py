@@ -173,9 +173,11 @@ def test_thread_count_setter(ctx, value, exc):
                                           ("l2", math.nan, pocketlm.InvalidArgumentError),
                                           ("tol", math.inf, pocketlm.InvalidArgumentError),
                                           ("tol", "1e-5", TypeError)])
-def test_linear_probe_parameters(kw, value, exc):
+def test_linear_probe_parameters(model, kw, value, exc):
+    pytest.importorskip("numpy")
     x = [[0.0, 1.0], [1.0, 0.0]]
     check_raises(lambda: pocketlm.LinearProbe.fit_embeddings(x, ["a", "b"], **{kw: value}), kw, value, exc)
+    check_raises(lambda: pocketlm.LinearProbe.fit(model, ["a", "b"], ["x", "y"], **{kw: value}), kw, value, exc)
 
 
 def test_text_that_is_not_text(model):
