@@ -539,7 +539,8 @@ M.Model = Model
 
 --- plm.default_model_path() -> where the default model is looked for ($POCKETLM_MODEL, else
 -- <cache>/SmolLM2-135M-Instruct.Q4_1.gguf; cache: $POCKETLM_CACHE, $XDG_CACHE_HOME/pocketlm or
--- ~/.cache/pocketlm). Raises PLM_ERR_IO naming the paths tried if there is no file.
+-- ~/.cache/pocketlm). Raises PLM_ERR_IO naming the paths tried if there is no file; `python -m pocketlm download`
+-- (or `make model` in a checkout) puts it there.
 function M.default_model_path() return core.default_model_path() end
 
 --- plm.load(path | nil, opts) -> Model. path nil: the default model.
