@@ -23,7 +23,7 @@ import sys
 import time
 from typing import Any, Callable, List, NoReturn, Optional
 
-from . import Error, InvalidArgumentError, Model, Sampler, __version__, _args, kernels_name, registry
+from . import Error, InvalidArgumentError, Model, Sampler, __version__, _args, _core, kernels_name, registry
 from .context import MAX_TOKENS_NOTE
 from .sampling import DEFAULTS
 
@@ -73,8 +73,9 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
 
 def _add_sampling_args(p: argparse.ArgumentParser, temperature: float) -> None:
     d = DEFAULTS
-    p.add_argument("-n", "--max-tokens", type=_int_opt("max_tokens", note=f" ({MAX_TOKENS_NOTE})"), default=256,
-                   metavar="N", help=f"most tokens to generate (default 256; {MAX_TOKENS_NOTE})")
+    p.add_argument("-n", "--max-tokens", type=_int_opt("max_tokens", note=f" ({MAX_TOKENS_NOTE})"), metavar="N",
+                   help=f"most tokens to generate (default {_core.generate_default_params().max_tokens}; "
+                        f"{MAX_TOKENS_NOTE})")
     p.add_argument("--temp", "--temperature", dest="temperature", type=_float_opt("temperature"), default=temperature,
                    metavar="T", help=f"temperature; 0 = greedy (default {temperature:g})")
     p.add_argument("--top-k", type=_int_opt("top_k"), metavar="K", help=f"(default {d['top_k']}; <= 0: off)")
