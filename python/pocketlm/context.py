@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, List, Optio
 
 from . import _core
 from . import _args
-from ._args import float_arg, int_arg, token_arg
+from ._args import int_arg, token_arg
 from .errors import InvalidArgumentError
 from .sampling import LogitBias, Sampler, logit_bias_arg, sampler_params
 

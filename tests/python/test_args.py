@@ -3,7 +3,6 @@ InvalidArgumentError (also a ValueError), both naming the parameter; no SWIG Ove
 user. The same for the command line's options (exit status 2, one line, no traceback). And one meaning of
 ``max_tokens <= 0``: until the context is full."""
 
-import contextlib
 import io
 import math
 import os
