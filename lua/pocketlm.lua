@@ -152,7 +152,7 @@ local CHAT_ALLOWED = keyset(SAMPLING_KEYS, GENERATE_KEYS, {"stream", "template"}
 -- Fills the C generation parameters from an options table (the C defaults for what is absent).
 local function generate_params(opts, n_seq_max)
     local gp = core.generate_default_params()
-    gp.max_tokens = opt_int(opts, "max_tokens", 256, 0, INT32_MAX)
+    gp.max_tokens = opt_int(opts, "max_tokens", 256, -INT32_MAX - 1, INT32_MAX)   -- <= 0: until the context is full
     gp.ignore_eos = opt_bool(opts, "ignore_eos", false)
     gp.add_special = opt_bool(opts, "add_special", true)
     gp.parse_special = opt_bool(opts, "parse_special", true)
@@ -392,7 +392,8 @@ local function begin(g)
 end
 
 --- ctx:start(prompt, opts) -> Generator, for step-wise generation (see Generator:step).
--- prompt: text, or tokens (a table or an int32 view). opts: max_tokens (256), temperature (0.8; 0 is greedy),
+-- prompt: text, or tokens (a table or an int32 view). opts: max_tokens (256; <= 0, -1 say: until the context is
+-- full), temperature (0.8; 0 is greedy),
 -- top_k (40), top_p (0.95), min_p (0.05), repeat_penalty, frequency_penalty, presence_penalty, penalty_last_n,
 -- seed (an integer; default random), stop (a string or list: generation ends before it, never emitting it),
 -- logit_bias ({[token] = bias}), ignore_eos, add_special (true), parse_special (true), seq_id (0).
@@ -538,7 +539,8 @@ M.Model = Model
 
 --- plm.default_model_path() -> where the default model is looked for ($POCKETLM_MODEL, else
 -- <cache>/SmolLM2-135M-Instruct.Q4_1.gguf; cache: $POCKETLM_CACHE, $XDG_CACHE_HOME/pocketlm or
--- ~/.cache/pocketlm). Raises PLM_ERR_IO naming the paths tried if there is no file.
+-- ~/.cache/pocketlm). Raises PLM_ERR_IO naming the paths tried if there is no file; `python -m pocketlm download`
+-- (or `make model` in a checkout) puts it there.
 function M.default_model_path() return core.default_model_path() end
 
 --- plm.load(path | nil, opts) -> Model. path nil: the default model.

@@ -54,7 +54,8 @@ static const char *USAGE =
     "  perplexity  score a text file            pocketlm perplexity -f text.txt -c 512\n"
     "\n"
     "Without -m FILE the default model (SmolLM2-135M-Instruct Q4_1) is used: $POCKETLM_MODEL,\n"
-    "else the cache ($POCKETLM_CACHE, else ~/.cache/pocketlm), filled by `make model`.\n"
+    "else the cache ($POCKETLM_CACHE, else $XDG_CACHE_HOME/pocketlm, else ~/.cache/pocketlm),\n"
+    "filled by `python -m pocketlm download` (in a checkout: `make model`).\n"
     "Run `pocketlm <command> --help` for the options of a command.\n";
 
 static void help_generate(void) {
@@ -62,7 +63,7 @@ static void help_generate(void) {
            "Prints the continuation of PROMPT (streamed) to stdout and timings to stderr.\n\n"
            "  -m, --model FILE        GGUF model (default: the default model)\n"
            "  -p, --prompt TEXT       the prompt (required; '-' reads standard input)\n"
-           "  -n, --n-predict N       most tokens to generate (default 128)\n"
+           "  -n, --n-predict N       most tokens to generate (default 128; <= 0: until the context is full)\n"
            "  -t, --threads N         threads (default: physical cores)\n"
            "  -c, --ctx-size N        context size in tokens (default: min(train, 4096))\n"
            "      --temp T            temperature; 0 = greedy (default 0)\n"

@@ -166,13 +166,16 @@ typedef struct plm_context plm_context;
 
 /* Largest n_ctx a context accepts (16M cells). */
 #define PLM_N_CTX_MAX (1 << 24)
+/* Largest n_seq_max (sequence ids are bits of a 64-bit mask) and n_threads a context accepts. */
+#define PLM_N_SEQ_MAX 64
+#define PLM_N_THREADS_MAX 512
 
 typedef struct plm_context_params {
     int32_t n_ctx;     /* KV cache cells (tokens over all sequences), at most PLM_N_CTX_MAX;
                         * 0 = min(n_ctx_train, 4096) */
     int32_t n_batch;   /* most tokens per forward micro-batch (longer batches are split); default 512 */
-    int32_t n_seq_max; /* most distinct sequence ids (1..64); default 8 */
-    int32_t n_threads; /* worker threads (1..512); 0 = number of physical cores; < 0 is PLM_ERR_ARG */
+    int32_t n_seq_max; /* most distinct sequence ids (1..PLM_N_SEQ_MAX); default 8 */
+    int32_t n_threads; /* worker threads (1..PLM_N_THREADS_MAX); 0 = number of physical cores; < 0 is PLM_ERR_ARG */
     size_t memory_budget; /* most bytes the context may allocate up front (see plm_context_create);
                            * 0 = automatic: the physical memory of the machine, or the cgroup
                            * memory limit if lower */
@@ -196,7 +199,7 @@ PLM_API void plm_context_free(plm_context *ctx);
 PLM_API const plm_model *plm_context_model(const plm_context *ctx);
 PLM_API int32_t plm_context_n_ctx(const plm_context *ctx);
 PLM_API int32_t plm_context_n_threads(const plm_context *ctx);
-/* Changes the number of threads (restarts the pool): 1..512, 0 = number of
+/* Changes the number of threads (restarts the pool): 1..PLM_N_THREADS_MAX, 0 = number of
  * physical cores, < 0 is PLM_ERR_ARG. The larger attention scratch of more
  * threads is checked against the context's memory budget (PLM_ERR_OOM); on any
  * error the context keeps its threads. */

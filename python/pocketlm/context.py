@@ -32,8 +32,10 @@ from array import array
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, List, Optional, Sequence, Union
 
 from . import _core
+from . import _args
+from ._args import int_arg, token_arg
 from .errors import InvalidArgumentError
-from .sampling import LogitBias, Sampler, sampler_params
+from .sampling import LogitBias, Sampler, logit_bias_arg, sampler_params
 
 if TYPE_CHECKING:
     from .model import Model
@@ -59,21 +61,36 @@ STOP_REASONS = {
 }
 
 
-def as_tokens(tokens: Tokens) -> Union[memoryview, array]:
-    """``tokens`` as a 1-D int32 buffer: a memoryview of it if it already is one, else a converted copy."""
+def as_tokens(tokens: Tokens, name: str = "tokens") -> Union[memoryview, array]:
+    """``tokens`` as a 1-D int32 buffer: a memoryview of it if it already is one, else a converted copy (each
+    item checked: an int, not a bool or float, within int32; ``name`` is the parameter the errors name)."""
     if isinstance(tokens, (str, bytes, bytearray)):
-        raise TypeError(f"expected tokens (a sequence of ints), got {type(tokens).__name__}; tokenize text first")
+        raise TypeError(f"{name}: expected tokens (a sequence of ints), got {type(tokens).__name__}; "
+                        f"tokenize text first")
     if isinstance(tokens, int):
-        raise TypeError("expected a sequence of tokens, got an int (wrap it in a list)")
+        raise TypeError(f"{name}: expected a sequence of tokens, got an int (wrap it in a list)")
     try:
         mv = memoryview(tokens)  # type: ignore[arg-type]  # any buffer exporter
     except TypeError:
-        return array("i", tokens)
-    if mv.ndim == 1 and mv.itemsize == 4 and mv.c_contiguous and mv.format.lstrip("@=<") in ("i", "l"):
-        return mv
-    if mv.ndim != 1:
-        raise ValueError(f"expected a 1-D sequence of tokens, got {mv.ndim} dimensions")
-    return array("i", mv.tolist())
+        items = tokens if isinstance(tokens, list) else list(tokens)
+    else:
+        if mv.ndim == 1 and mv.itemsize == 4 and mv.c_contiguous and mv.format.lstrip("@=<") in ("i", "l"):
+            return mv
+        if mv.ndim != 1:
+            raise ValueError(f"{name}: expected a 1-D sequence of tokens, got {mv.ndim} dimensions")
+        items = mv.tolist()
+    try:
+        arr = array("i", items)
+        if not isinstance(items, list) or not any(isinstance(t, bool) for t in items):
+            return arr
+    except (TypeError, OverflowError):
+        pass
+    try:
+        return array("i", [int_arg(f"{name}[{k}]", t) for k, t in enumerate(items)])
+    except TypeError as e:
+        if f"{name}[" in str(e):
+            raise
+        raise TypeError(f"{name} must be a sequence of ints, not {type(tokens).__name__}") from None
 
 
 class State:
@@ -129,9 +146,14 @@ def _concat(seqs: Sequence[Any]) -> "tuple[array, array]":
     return flat, lens
 
 
-def _generate_params(max_tokens: int, ignore_eos: bool, sampling: Any) -> Any:
+#: What ``max_tokens <= 0`` means, everywhere (C, Python, Lua, both command lines).
+MAX_TOKENS_NOTE = "<= 0: until the context is full"
+
+
+def _generate_params(max_tokens: Optional[int], ignore_eos: bool, sampling: Any) -> Any:
     gp = _core.generate_default_params()
-    gp.max_tokens = int(max_tokens) if max_tokens is not None else 0
+    if max_tokens is not None:
+        gp.max_tokens = int_arg("max_tokens", max_tokens, note=f" ({MAX_TOKENS_NOTE})")
     gp.ignore_eos = bool(ignore_eos)
     gp.keep_cache = True
     gp.seq_id = 0
@@ -145,6 +167,28 @@ def _stop_list(stop: Union[str, Sequence[str], None]) -> Optional[List[str]]:
     if isinstance(stop, (str, bytes)):
         return [stop]
     return list(stop)
+
+
+def check_n_ctx(n_ctx: Any) -> Optional[int]:
+    """``n_ctx`` of a Context (or of a Model's contexts): None or 0 (the model's, at most 4096) to PLM_N_CTX_MAX."""
+    return int_arg("n_ctx", n_ctx, *_args.N_CTX, none=True, note=" (0: the model's context length, at most 4096)")
+
+
+def check_n_threads(n_threads: Any) -> Optional[int]:
+    """``n_threads``: None (the default), or 0 (one per physical core) to PLM_N_THREADS_MAX."""
+    return int_arg("n_threads", n_threads, *_args.N_THREADS, none=True, note=" (0: one per physical core)")
+
+
+def env_threads() -> Optional[int]:
+    """``$POCKETLM_THREADS`` as a thread count (None if unset or empty)."""
+    v = os.environ.get("POCKETLM_THREADS")
+    if not v:
+        return None
+    try:
+        n = int(v)
+    except ValueError:
+        raise InvalidArgumentError(f"POCKETLM_THREADS must be an integer, got {v!r}") from None
+    return int_arg("POCKETLM_THREADS", n, *_args.N_THREADS, note=" (0: one per physical core)")
 
 
 class Context:
@@ -168,23 +212,26 @@ class Context:
                  n_batch: Optional[int] = None, n_seq_max: Optional[int] = None,
                  memory_budget: Optional[int] = None) -> None:
         p = _core.context_default_params()
+        n_ctx = check_n_ctx(n_ctx)
+        n_threads = check_n_threads(n_threads)
+        n_batch = int_arg("n_batch", n_batch, *_args.N_BATCH, none=True)
+        n_seq_max = int_arg("n_seq_max", n_seq_max, *_args.N_SEQ_MAX, none=True)
+        memory_budget = int_arg("memory_budget", memory_budget, 0, _args.SIZE_MAX, none=True,
+                                note=" bytes (0: the machine's memory)")
         n_ctx = model.n_ctx if n_ctx is None else n_ctx
         n_threads = model.n_threads if n_threads is None else n_threads
-        if n_threads is None and os.environ.get("POCKETLM_THREADS"):
-            n_threads = int(os.environ["POCKETLM_THREADS"])
+        if n_threads is None:
+            n_threads = env_threads()
         if n_ctx is not None:
-            p.n_ctx = int(n_ctx)
+            p.n_ctx = n_ctx
         if n_threads is not None:
-            p.n_threads = int(n_threads)
+            p.n_threads = n_threads
         if n_batch is not None:
-            p.n_batch = int(n_batch)
+            p.n_batch = n_batch
         if n_seq_max is not None:
-            p.n_seq_max = int(n_seq_max)
+            p.n_seq_max = n_seq_max
         if memory_budget is not None:
-            if int(memory_budget) < 0:
-                raise InvalidArgumentError(
-                    f"memory_budget must be >= 0 bytes (0: the machine's memory), got {memory_budget}")
-            p.memory_budget = int(memory_budget)
+            p.memory_budget = memory_budget
         h = _core.context_create(model._handle, p)
         # The C model must outlive the C context, which may outlive this object through logits views.
         setattr(h, "_model", model._handle)
@@ -299,7 +346,7 @@ class Context:
     @n_threads.setter
     def n_threads(self, n: int) -> None:
         with self._using(supersede=False) as h:
-            _core.context_set_threads(h, int(n))
+            _core.context_set_threads(h, int_arg("n_threads", n, *_args.N_THREADS, note=" (0: one per physical core)"))
 
     @property
     def tokens(self) -> array:
@@ -358,7 +405,7 @@ class Context:
     def logits_at(self, i: int) -> Any:
         """Logits of token ``i`` of the last :meth:`eval` (which needs ``logits_all=True`` for any token but the
         last); negative ``i`` counts from the end. A zero-copy view like :attr:`logits`."""
-        i = int(i)
+        i = int_arg("i", i)
         if i < 0 and self._last_batch:
             i += self._last_batch
             if i < 0:
@@ -367,22 +414,26 @@ class Context:
             v = _core.context_logits_view(h, i)
         return self._add_view(v)
 
-    def sample(self, *, temperature: float = 0.8, top_k: int = 40, top_p: float = 0.95, min_p: float = 0.05,
-               repeat_penalty: float = 1.0, frequency_penalty: float = 0.0, presence_penalty: float = 0.0,
-               penalty_last_n: int = 64, seed: Optional[int] = None, logit_bias: Optional[LogitBias] = None,
-               sampler: Optional[Sampler] = None) -> int:
+    def sample(self, *, temperature: Optional[float] = None, top_k: Optional[int] = None,
+               top_p: Optional[float] = None, min_p: Optional[float] = None, repeat_penalty: Optional[float] = None,
+               frequency_penalty: Optional[float] = None, presence_penalty: Optional[float] = None,
+               penalty_last_n: Optional[int] = None, seed: Optional[int] = None,
+               logit_bias: Optional[LogitBias] = None, sampler: Optional[Sampler] = None) -> int:
         """A token drawn from the current :attr:`logits` (as edited in place, if they were).
 
-        Penalties apply to the last ``penalty_last_n`` tokens of the context. Pass a :class:`Sampler` to keep
-        state (seed sequence, history) across calls instead of the other arguments.
+        The sampling arguments are those of :class:`Sampler` (None: the C library's defaults). Penalties apply to
+        the last ``penalty_last_n`` tokens of the context. Pass a :class:`Sampler` to keep state (seed sequence,
+        history) across calls instead of the other arguments.
         """
         if sampler is None:
             sampler = Sampler(self.model, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
                               repeat_penalty=repeat_penalty, frequency_penalty=frequency_penalty,
                               presence_penalty=presence_penalty, penalty_last_n=penalty_last_n, seed=seed,
                               logit_bias=logit_bias)
-            if repeat_penalty != 1.0 or frequency_penalty or presence_penalty:
-                recent = self._history if penalty_last_n < 0 else self._history[-penalty_last_n:]
+            sp = sampler.params
+            if sp.repeat_penalty != 1.0 or sp.frequency_penalty or sp.presence_penalty:
+                last_n = sp.penalty_last_n
+                recent = self._history if last_n < 0 else self._history[len(self._history) - last_n:]
                 for t in recent:
                     sampler.accept(t)
         return sampler.sample(self.logits)
@@ -468,10 +519,12 @@ class Context:
         params.mode = mode_id
         params.multi_label = bool(multi_label)
         params.keep_cache = bool(keep_cache)
+        yes_token = token_arg("yes_token", yes_token) if yes_token is not None else None
+        no_token = token_arg("no_token", no_token) if no_token is not None else None
         if yes_token is not None:
-            params.yes_token = int(yes_token)
+            params.yes_token = yes_token
         if no_token is not None:
-            params.no_token = int(no_token)
+            params.no_token = no_token
         n = len(lens)
         out = array("f", bytes(8 * n))
         with self._using() as h:
@@ -548,9 +601,11 @@ class Context:
 
     # -- generation ------------------------------------------------------------------------
 
-    def stream(self, prompt: Union[str, Tokens], *, max_tokens: int = 256, temperature: float = 0.8,
-               top_k: int = 40, top_p: float = 0.95, min_p: float = 0.05, repeat_penalty: float = 1.0,
-               frequency_penalty: float = 0.0, presence_penalty: float = 0.0, penalty_last_n: int = 64,
+    def stream(self, prompt: Union[str, Tokens], *, max_tokens: Optional[int] = None,
+               temperature: Optional[float] = None, top_k: Optional[int] = None, top_p: Optional[float] = None,
+               min_p: Optional[float] = None, repeat_penalty: Optional[float] = None,
+               frequency_penalty: Optional[float] = None, presence_penalty: Optional[float] = None,
+               penalty_last_n: Optional[int] = None,
                stop: Union[str, Sequence[str], None] = None, seed: Optional[int] = None,
                logit_bias: Optional[LogitBias] = None, logits_processor: Optional[LogitsProcessor] = None,
                ignore_eos: bool = False, add_special: bool = True, parse_special: bool = True) -> "Stream":
@@ -558,24 +613,32 @@ class Context:
 
         The prompt (text, or tokens) is the whole sequence: the longest prefix already in the cache is
         reused, the rest evaluated. ``temperature=0`` is greedy; ``seed=None`` draws a random seed.
-        Generation ends at an end-of-generation token, after ``max_tokens`` tokens (``0``: until the context
-        is full), or before any of the ``stop`` strings (never emitted, even in part). ``logits_processor``
-        edits the logits before each token is sampled (see :data:`LogitsProcessor`).
+        Generation ends at an end-of-generation token, after ``max_tokens`` tokens (default 256; ``max_tokens
+        <= 0``, -1 say: until the context is full), or before any of the ``stop`` strings (never emitted, even in
+        part). ``logits_processor`` edits the logits before each token is sampled (see :data:`LogitsProcessor`).
+        The sampling arguments are those of :class:`Sampler`; None takes the C library's default (temperature
+        0.8, top_k 40, top_p 0.95, min_p 0.05, penalties off, penalty_last_n 64).
+
+        A parameter of the wrong type raises ``TypeError``, one out of range :class:`InvalidArgumentError` (a
+        ``ValueError``), both naming it, before anything is evaluated.
 
         Ctrl-C raises KeyboardInterrupt within one token; the context stays usable.
         """
-        if isinstance(prompt, str):
-            tokens = self.model.tokenize(prompt, add_special=add_special, parse_special=parse_special)
-        else:
-            tokens = as_tokens(prompt)
         sp = sampler_params(temperature, top_k, top_p, min_p, repeat_penalty, frequency_penalty,
                             presence_penalty, penalty_last_n, seed)
         gp = _generate_params(max_tokens, ignore_eos, sp)
-        return Stream(self, tokens, gp, _stop_list(stop), logit_bias, logits_processor)
+        bias = logit_bias_arg(logit_bias)
+        if isinstance(prompt, str):
+            tokens = self.model.tokenize(prompt, add_special=add_special, parse_special=parse_special)
+        else:
+            tokens = as_tokens(prompt, "prompt")
+        return Stream(self, tokens, gp, _stop_list(stop), bias, logits_processor)
 
-    def generate(self, prompt: Union[str, Tokens], *, max_tokens: int = 256, temperature: float = 0.8,
-                 top_k: int = 40, top_p: float = 0.95, min_p: float = 0.05, repeat_penalty: float = 1.0,
-                 frequency_penalty: float = 0.0, presence_penalty: float = 0.0, penalty_last_n: int = 64,
+    def generate(self, prompt: Union[str, Tokens], *, max_tokens: Optional[int] = None,
+                 temperature: Optional[float] = None, top_k: Optional[int] = None, top_p: Optional[float] = None,
+                 min_p: Optional[float] = None, repeat_penalty: Optional[float] = None,
+                 frequency_penalty: Optional[float] = None, presence_penalty: Optional[float] = None,
+                 penalty_last_n: Optional[int] = None,
                  stop: Union[str, Sequence[str], None] = None, seed: Optional[int] = None,
                  logit_bias: Optional[LogitBias] = None, logits_processor: Optional[LogitsProcessor] = None,
                  ignore_eos: bool = False, add_special: bool = True, parse_special: bool = True) -> str:
@@ -659,6 +722,18 @@ class Stream(Iterator[str]):
         return self
 
     def __next__(self) -> str:
+        return self._next_piece().decode("utf-8", "replace")
+
+    def iter_bytes(self) -> Iterator[bytes]:
+        """The pieces as the bytes C produced (the same generation as iterating the stream, with invalid UTF-8
+        kept as it is instead of replaced); a stream is consumed once, either way."""
+        while True:
+            try:
+                yield self._next_piece()
+            except StopIteration:
+                return
+
+    def _next_piece(self) -> bytes:
         while True:
             gen = self._gen
             if gen is None:
@@ -676,10 +751,10 @@ class Stream(Iterator[str]):
                 self.stop_reason = STOP_REASONS.get(reason, str(reason))
                 self._close()
                 if piece:
-                    return piece.decode("utf-8", "replace")
+                    return piece
                 raise StopIteration
             if piece:
-                return piece.decode("utf-8", "replace")
+                return piece
 
     def _run_processor(self, gen: Any) -> None:
         assert self._seen is not None and self._processor is not None

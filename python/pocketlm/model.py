@@ -26,7 +26,8 @@ from . import _core
 from . import classify as _classify
 from .chat import ChatFormat, Message, detect_format, get_format
 from .classify import Classification
-from .context import Context, LogitsProcessor, Stream, Tokens, as_tokens
+from ._args import int_arg, token_arg
+from .context import Context, LogitsProcessor, Stream, Tokens, as_tokens, check_n_ctx, check_n_threads
 from .sampling import LogitBias
 
 __all__ = ["Model", "ModelInfo", "default_model_path"]
@@ -70,12 +71,16 @@ class Model:
 
     ``path=None`` loads the default model (see :func:`default_model_path`). ``n_threads`` and ``n_ctx`` are the
     defaults for contexts made from this model (``None``: ``$POCKETLM_THREADS`` if set, else the number of
-    physical cores; the model's context length, at most 4096). Raises :class:`ModelFileError` if the file cannot be read, :class:`FormatError` if it is malformed,
-    :class:`UnsupportedError` for an architecture or tensor type pocketlm does not run.
+    physical cores; the model's context length, at most 4096; checked here: ``n_ctx`` in [0, 16777216],
+    ``n_threads`` in [0, 512]). Raises :class:`ModelFileError` if the file cannot be read (for the default model:
+    fetch it first with ``python -m pocketlm download`` or :func:`pocketlm.download`), :class:`FormatError` if it is
+    malformed, :class:`UnsupportedError` for an architecture or tensor type pocketlm does not run.
     """
 
     def __init__(self, path: Union[str, "os.PathLike[str]", None] = None, *, n_threads: Optional[int] = None,
                  n_ctx: Optional[int] = None, use_mmap: bool = True) -> None:
+        n_threads = check_n_threads(n_threads)
+        n_ctx = check_n_ctx(n_ctx)
         params = _core.model_default_params()
         params.use_mmap = bool(use_mmap)
         self._h: Any = _core.model_load(None if path is None else os.fspath(path), params)
@@ -146,6 +151,8 @@ class Model:
             >>> list(pocketlm.Model().tokenize("Hello world"))
             [19556, 905]
         """
+        if not isinstance(text, (str, bytes, bytearray, memoryview)):
+            raise TypeError(f"text must be a str or bytes, not {type(text).__name__}")
         return _core.tokenize(self._handle, text, bool(add_special), bool(parse_special))
 
     def detokenize(self, tokens: Tokens, *, special: bool = False) -> str:
@@ -158,11 +165,11 @@ class Model:
 
     def token_to_piece(self, token: int, *, special: bool = False) -> bytes:
         """The bytes of one token (possibly part of a UTF-8 character)."""
-        return _core.token_to_piece(self._handle, int(token), bool(special))
+        return _core.token_to_piece(self._handle, token_arg("token", token), bool(special))
 
     def is_eog(self, token: int) -> bool:
         """True for tokens that end a generation (EOS, EOT, ``<|im_end|>``...)."""
-        return bool(_core.token_is_eog(self._handle, int(token)))
+        return bool(_core.token_is_eog(self._handle, token_arg("token", token)))
 
     # -- contexts and generation -------------------------------------------------------------
 
@@ -191,9 +198,11 @@ class Model:
                 self._task_ctx = Context(self, n_seq_max=16)
             return self._task_ctx
 
-    def stream(self, prompt: Union[str, Tokens], *, max_tokens: int = 256, temperature: float = 0.8,
-               top_k: int = 40, top_p: float = 0.95, min_p: float = 0.05, repeat_penalty: float = 1.0,
-               frequency_penalty: float = 0.0, presence_penalty: float = 0.0, penalty_last_n: int = 64,
+    def stream(self, prompt: Union[str, Tokens], *, max_tokens: Optional[int] = None,
+               temperature: Optional[float] = None, top_k: Optional[int] = None, top_p: Optional[float] = None,
+               min_p: Optional[float] = None, repeat_penalty: Optional[float] = None,
+               frequency_penalty: Optional[float] = None, presence_penalty: Optional[float] = None,
+               penalty_last_n: Optional[int] = None,
                stop: Union[str, Sequence[str], None] = None, seed: Optional[int] = None,
                logit_bias: Optional[LogitBias] = None, logits_processor: Optional[LogitsProcessor] = None,
                ignore_eos: bool = False, add_special: bool = True, parse_special: bool = True) -> Stream:
@@ -215,13 +224,16 @@ class Model:
             logits_processor=logits_processor, ignore_eos=ignore_eos, add_special=add_special,
             parse_special=parse_special)
 
-    def generate(self, prompt: Union[str, Tokens], *, max_tokens: int = 256, temperature: float = 0.8,
-                 top_k: int = 40, top_p: float = 0.95, min_p: float = 0.05, repeat_penalty: float = 1.0,
-                 frequency_penalty: float = 0.0, presence_penalty: float = 0.0, penalty_last_n: int = 64,
+    def generate(self, prompt: Union[str, Tokens], *, max_tokens: Optional[int] = None,
+                 temperature: Optional[float] = None, top_k: Optional[int] = None, top_p: Optional[float] = None,
+                 min_p: Optional[float] = None, repeat_penalty: Optional[float] = None,
+                 frequency_penalty: Optional[float] = None, presence_penalty: Optional[float] = None,
+                 penalty_last_n: Optional[int] = None,
                  stop: Union[str, Sequence[str], None] = None, seed: Optional[int] = None,
                  logit_bias: Optional[LogitBias] = None, logits_processor: Optional[LogitsProcessor] = None,
                  ignore_eos: bool = False, add_special: bool = True, parse_special: bool = True) -> str:
-        """The continuation of ``prompt`` as one string; see :meth:`Context.stream` for the arguments.
+        """The continuation of ``prompt`` as one string; see :meth:`Context.stream` for the arguments
+        (``max_tokens``: default 256, ``<= 0`` until the context is full; None: the C library's defaults).
 
             >>> import pocketlm
             >>> pocketlm.Model().generate("The capital of France is", max_tokens=5, temperature=0)
@@ -248,17 +260,18 @@ class Model:
 
     @overload
     def chat(self, messages: Union[str, Sequence[Message]], *, stream: Literal[False] = ...,
-             template: Optional[str] = ..., max_tokens: int = ..., **kwargs: Any) -> str: ...
+             template: Optional[str] = ..., max_tokens: Optional[int] = ..., **kwargs: Any) -> str: ...
 
     @overload
     def chat(self, messages: Union[str, Sequence[Message]], *, stream: Literal[True], template: Optional[str] = ...,
-             max_tokens: int = ..., **kwargs: Any) -> Stream: ...
+             max_tokens: Optional[int] = ..., **kwargs: Any) -> Stream: ...
 
     def chat(self, messages: Union[str, Sequence[Message]], *, stream: bool = False, template: Optional[str] = None,
-             max_tokens: int = 256, **kwargs: Any) -> Union[str, Stream]:
+             max_tokens: Optional[int] = None, **kwargs: Any) -> Union[str, Stream]:
         """The assistant's reply to ``messages`` (dicts with ``role`` — ``system``, ``user`` or ``assistant`` —
         and ``content``; a string is one user message). With ``stream=True``, a :class:`Stream` of pieces.
-        Other keyword arguments are those of :meth:`generate` (temperature, top_p, stop, seed...).
+        Other keyword arguments are those of :meth:`generate` (temperature, top_p, stop, seed...);
+        ``max_tokens`` too (default 256; ``<= 0``: until the context is full).
 
             >>> import pocketlm
             >>> reply = pocketlm.Model().chat([{"role": "user", "content": "Say hi"}], max_tokens=8, temperature=0)
@@ -331,6 +344,7 @@ class Model:
         Results equal those of :meth:`classify` text by text. With a classification head (see :meth:`classify`),
         each batch of texts is one C call that evaluates them several at a time as separate sequences.
         """
+        batch_size = int_arg("batch_size", batch_size, 1)
         return _classify.classify_many(self, texts, labels, template=template, multi_label=multi_label, mode=mode,
                                        calibrate=calibrate, batch_size=batch_size, progress=progress,
                                        context=context, use_head=use_head)
@@ -353,6 +367,7 @@ class Model:
             >>> e.shape, e.dtype.name
             ((2, 576), 'float32')
         """
+        batch_size = int_arg("batch_size", batch_size, 1)
         return _classify.embed(self, texts, pooling=pooling, normalize=normalize, batch_size=batch_size,
                                progress=progress, context=context, out=out)
 

@@ -22,8 +22,9 @@ from __future__ import annotations
 import json
 import math
 import os
-from typing import TYPE_CHECKING, Any, Dict, Hashable, List, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Dict, Hashable, List, Optional, Sequence, Tuple, Union
 
+from ._args import float_arg, int_arg
 from .errors import InvalidArgumentError
 
 if TYPE_CHECKING:
@@ -41,6 +42,11 @@ def _np() -> Any:
     except ImportError:
         raise ImportError("pocketlm.LinearProbe needs numpy: pip install numpy") from None
     return numpy
+
+
+def _check_fit(l2: Any, max_iter: Any, tol: Any) -> Tuple[Optional[float], int, float]:
+    return (float_arg("l2", l2, 0.0, none=True), int_arg("max_iter", max_iter, 1),
+            float_arg("tol", tol, 0.0))
 
 
 def _softmax(z: Any) -> Any:
@@ -133,6 +139,7 @@ class LinearProbe:
         """Embeds ``texts`` with ``model`` (``pooling``, ``normalize`` as in :meth:`Model.embed`) and fits a
         classifier to ``labels`` (any hashable values, one per text). ``l2`` is the weight of the penalty
         ``l2/2 * |W|^2`` added to the mean cross-entropy (default ``1/n``, as scikit-learn's ``C=1``)."""
+        _check_fit(l2, max_iter, tol)
         texts = list(texts)
         labels = list(labels)
         if len(texts) != len(labels):
@@ -147,6 +154,7 @@ class LinearProbe:
                        model: Optional["Model"] = None) -> "LinearProbe":
         """Fits on embeddings already computed (``x``: shape ``(n, n_embd)``) and their ``labels``; ``pooling``
         and ``normalize`` record how ``x`` was made, for :meth:`predict` on texts."""
+        l2, max_iter, tol = _check_fit(l2, max_iter, tol)
         np = _np()
         x = np.asarray(x, dtype=np.float64)
         labels = list(labels)

