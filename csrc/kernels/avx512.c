@@ -1,0 +1,694 @@
+/*
+ * kernels/avx512.c — AVX-512 (F, BW, VL, VNNI) versions of the hot dot
+ * kernels: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K and Q6_K weights against their
+ * 8-bit activation blocks, each checked against its scalar reference in
+ * quant.c by tests/c/test_quant.c. Every other entry (float formats, Q2_K,
+ * Q3_K, Q5_K, the quantizers, the attention helpers) is the AVX2 table's.
+ *
+ * This file is compiled with the AVX-512 flags (Makefile ISA_avx512), so
+ * nothing in it may run before kernels/dispatch.c has checked the CPU and the
+ * OS (ZMM and opmask state); its only entry point is plm_kernels_avx512_table().
+ *
+ * Integer products use vpdpbusd (VNNI: 4 unsigned x signed byte products
+ * summed into an int32 lane, no int16 step that could saturate). Weights
+ * stored with an offset (Q4_0: 8, Q5_0: 16) go in unsigned and the offset is
+ * taken off as offset * sum(a); Q8_0 weights go in as w + 128 (the sign bit
+ * flipped) with 128 * sum(a) taken off, since there is no 512-bit sign
+ * instruction to move their signs onto the activations.
+ *
+ * Layout: sixteen rows in sixteen lanes. A row group's weights are unpacked
+ * so that each 32-bit lane of a ZMM register holds 4 consecutive weights of
+ * one row (lane j = row j), and the 4 matching activations are one broadcast
+ * dword: the per-block scale work (fp16 scales, offsets, conversion, FMA) is
+ * done once for 16 rows. Each (row, token) entry is an exact integer sum per
+ * block followed by the same float steps whatever the tile, and vec_dot is
+ * the 1 x 1 case, so a token's result does not depend on how tokens were
+ * batched. For one token (decode) the K-quants go row by row instead (their
+ * unpacking costs more than it saves for one token), with the same integers
+ * and the same float steps.
+ */
+#include "quant.h"
+
+#include <immintrin.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <string.h>
+
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+#define BLOCK(type, base, stride, i, k) ((const type *)((base) + (size_t)(i) * (stride)) + (k))
+
+static inline float h2f(plm_f16 h) { return _cvtsh_ss(h); }
+
+/* Four activation bytes starting at p, in every lane. */
+static ALWAYS_INLINE __m512i bcast4(const int8_t *p) {
+    int32_t x;
+    memcpy(&x, p, 4);
+    return _mm512_set1_epi32(x);
+}
+
+/* Decode reads every weight once from memory; the 16 rows of a group are read
+ * side by side, which defeats the hardware prefetcher, so while block k is
+ * computed the matching slice of the next group (the next 16 rows, contiguous
+ * with these) is prefetched: one sequential stream again (see avx2.c). */
+static ALWAYS_INLINE void prefetch_next_group(const uint8_t *w, size_t ws, size_t bs, int64_t k) {
+    const uint8_t *p = w + 16 * ws + (size_t)k * 16 * bs;
+    for (size_t off = 0; off < 16 * bs; off += 64) _mm_prefetch((const char *)(p + off), _MM_HINT_T0);
+}
+
+/* Stores lanes j < nr of acc into out[j] (=|+=). */
+static ALWAYS_INLINE void x16_store(__m512 acc, int nr, float *out, bool accumulate) {
+    const __mmask16 m = (__mmask16)((1u << nr) - 1u);
+    if (accumulate) acc = _mm512_add_ps(_mm512_maskz_loadu_ps(m, out), acc);
+    _mm512_mask_storeu_ps(out, m, acc);
+}
+
+/* ---------------------------------------------- sixteen rows in sixteen lanes
+ * 32-element formats. Per block and row group: x[j] (j < 4) holds 16 bytes of
+ * rows j, j+4, j+8, j+12 in its four 128-bit lanes; a 4 x 4 dword transpose
+ * inside each 128-bit lane turns them into v[g], whose lane 4L + i holds
+ * bytes 4g..4g+3 of row 4L + i: lane = row. */
+
+#define X16_KCHUNK 16 /* blocks of a row group unpacked at once (16 * 640 bytes) */
+#define X16_COLS 64   /* tokens of one pass (their accumulators stay on the stack) */
+#define X16_SUMS 4096 /* per-(token, block) activation terms precomputed per pass */
+
+typedef enum { X16_Q4_0, X16_Q4_1, X16_Q5_0, X16_Q5_1, X16_Q8_0 } x16_kind;
+
+typedef struct x16_block {
+    __m512i v[8]; /* L[0..3] (elements 4g..4g+3), H[0..3] (16+4g..): unsigned weights */
+    __m512 d;     /* the 16 rows' scales */
+    __m512 m;     /* Q4_1/Q5_1: the 16 rows' mins */
+} x16_block;
+
+static ALWAYS_INLINE bool x16_has_min(x16_kind kind) { return kind == X16_Q4_1 || kind == X16_Q5_1; }
+
+static ALWAYS_INLINE size_t x16_wblock(x16_kind kind) {
+    switch (kind) {
+    case X16_Q4_0: return sizeof(plm_block_q4_0);
+    case X16_Q4_1: return sizeof(plm_block_q4_1);
+    case X16_Q5_0: return sizeof(plm_block_q5_0);
+    case X16_Q5_1: return sizeof(plm_block_q5_1);
+    case X16_Q8_0: return sizeof(plm_block_q8_0);
+    }
+    return 0;
+}
+
+/* The activation partner: Q8_1 (d, s, qs) for the formats with a min, else Q8_0 (d, qs). */
+static ALWAYS_INLINE size_t x16_ablock(x16_kind kind) {
+    return x16_has_min(kind) ? sizeof(plm_block_q8_1) : sizeof(plm_block_q8_0);
+}
+
+/* Where the activation block's bytes start. */
+static ALWAYS_INLINE const int8_t *x16_aqs(x16_kind kind, const uint8_t *y) {
+    return x16_has_min(kind) ? ((const plm_block_q8_1 *)y)->qs : ((const plm_block_q8_0 *)y)->qs;
+}
+
+/* The weight offset as a multiple of sum(a): sum(w' a) - off * sum(a). */
+static ALWAYS_INLINE int32_t x16_offset(x16_kind kind) {
+    return kind == X16_Q4_0 ? 8 : kind == X16_Q5_0 ? 16 : kind == X16_Q8_0 ? 128 : 0;
+}
+
+static ALWAYS_INLINE __m512i load4x16(const uint8_t *p0, const uint8_t *p1, const uint8_t *p2, const uint8_t *p3) {
+    __m512i x = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)p0));
+    x = _mm512_inserti32x4(x, _mm_loadu_si128((const __m128i *)p1), 1);
+    x = _mm512_inserti32x4(x, _mm_loadu_si128((const __m128i *)p2), 2);
+    return _mm512_inserti32x4(x, _mm_loadu_si128((const __m128i *)p3), 3);
+}
+
+/* In-lane 4 x 4 dword transpose: v[g] dword i of each 128-bit lane = dword g of x[i]'s lane. */
+static ALWAYS_INLINE void x16_transpose(const __m512i x[4], __m512i v[4]) {
+    const __m512i t0 = _mm512_unpacklo_epi32(x[0], x[1]), t1 = _mm512_unpackhi_epi32(x[0], x[1]);
+    const __m512i t2 = _mm512_unpacklo_epi32(x[2], x[3]), t3 = _mm512_unpackhi_epi32(x[2], x[3]);
+    v[0] = _mm512_unpacklo_epi64(t0, t2);
+    v[1] = _mm512_unpackhi_epi64(t0, t2);
+    v[2] = _mm512_unpacklo_epi64(t1, t3);
+    v[3] = _mm512_unpackhi_epi64(t1, t3);
+}
+
+/* The nibbles of 16 bytes at q[r] for 16 rows: low nibbles into lo[0..3],
+ * high nibbles into hi[0..3]; with fifth bits (qh5 != NULL: 32 bits per row,
+ * bit l for the low nibble of byte l, bit 16 + l for its high nibble) or'ed in
+ * as 0x10. */
+static ALWAYS_INLINE void x16_nibbles(const uint8_t *const q[16], const uint8_t *const qh5[16], __m512i lo_out[4],
+                                      __m512i hi_out[4]) {
+    const __m512i m4 = _mm512_set1_epi8(0x0f), b5 = _mm512_set1_epi8(0x10);
+    __m512i lo[4], hi[4];
+    for (int j = 0; j < 4; j++) {
+        const __m512i x = load4x16(q[j], q[j + 4], q[j + 8], q[j + 12]);
+        lo[j] = _mm512_and_si512(x, m4);
+        hi[j] = _mm512_and_si512(_mm512_srli_epi16(x, 4), m4);
+        if (qh5 != NULL) {
+            uint64_t ml = 0, mh = 0;
+            for (int l = 0; l < 4; l++) {
+                uint32_t h;
+                memcpy(&h, qh5[j + 4 * l], 4);
+                ml |= (uint64_t)(h & 0xffffu) << (16 * l);
+                mh |= (uint64_t)(h >> 16) << (16 * l);
+            }
+            lo[j] = _mm512_or_si512(lo[j], _mm512_maskz_mov_epi8(ml, b5));
+            hi[j] = _mm512_or_si512(hi[j], _mm512_maskz_mov_epi8(mh, b5));
+        }
+    }
+    x16_transpose(lo, lo_out);
+    x16_transpose(hi, hi_out);
+}
+
+/* The two fp16 values at the start of block k of the 16 rows (d, and m for
+ * Q4_1/Q5_1) as one dword per lane; off[j] = rows[j] * ws. */
+static ALWAYS_INLINE __m512i x16_head(const uint8_t *w, const __m512i off_lo, const __m512i off_hi, size_t bs, int64_t k) {
+    const uint8_t *base = w + (size_t)k * bs;
+    const __m256i lo = _mm512_i64gather_epi32(off_lo, base, 1);
+    const __m256i hi = _mm512_i64gather_epi32(off_hi, base, 1);
+    return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+}
+
+/* Block k of 16 rows (row j at w + rows[j] * ws; short groups repeat a row). */
+static ALWAYS_INLINE void x16_unpack(x16_kind kind, const uint8_t *w, size_t ws, const int rows[16], __m512i off_lo,
+                                     __m512i off_hi, int64_t k, x16_block *o) {
+    const size_t bs = x16_wblock(kind);
+    const uint8_t *blk[16];
+    for (int j = 0; j < 16; j++) blk[j] = w + (size_t)rows[j] * ws + (size_t)k * bs;
+    if (kind == X16_Q8_0) {
+        const __m512i flip = _mm512_set1_epi8((char)0x80);
+        __m512i lo[4], hi[4];
+        for (int j = 0; j < 4; j++) {
+            const size_t o8 = offsetof(plm_block_q8_0, qs);
+            const uint8_t *q0 = blk[j] + o8, *q1 = blk[j + 4] + o8, *q2 = blk[j + 8] + o8, *q3 = blk[j + 12] + o8;
+            lo[j] = _mm512_xor_si512(load4x16(q0, q1, q2, q3), flip);
+            hi[j] = _mm512_xor_si512(load4x16(q0 + 16, q1 + 16, q2 + 16, q3 + 16), flip);
+        }
+        x16_transpose(lo, o->v);
+        x16_transpose(hi, o->v + 4);
+    } else {
+        const uint8_t *q[16], *qh[16];
+        for (int j = 0; j < 16; j++) {
+            switch (kind) {
+            case X16_Q4_0: q[j] = ((const plm_block_q4_0 *)blk[j])->qs; break;
+            case X16_Q4_1: q[j] = ((const plm_block_q4_1 *)blk[j])->qs; break;
+            case X16_Q5_0: q[j] = ((const plm_block_q5_0 *)blk[j])->qs, qh[j] = ((const plm_block_q5_0 *)blk[j])->qh; break;
+            case X16_Q5_1: q[j] = ((const plm_block_q5_1 *)blk[j])->qs, qh[j] = ((const plm_block_q5_1 *)blk[j])->qh; break;
+            case X16_Q8_0: break;
+            }
+        }
+        x16_nibbles(q, kind == X16_Q5_0 || kind == X16_Q5_1 ? qh : NULL, o->v, o->v + 4);
+    }
+    const __m512i head = x16_head(w, off_lo, off_hi, bs, k);
+    o->d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(head));
+    if (x16_has_min(kind)) o->m = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(head, 16)));
+}
+
+/* sum(a) of an activation block's 32 bytes. */
+static ALWAYS_INLINE int32_t sum_i8x32(const int8_t *qs) {
+    const __m256i s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(1), _mm256_loadu_si256((const __m256i *)qs));
+    __m128i h = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+    h = _mm_add_epi32(h, _mm_shuffle_epi32(h, _MM_SHUFFLE(1, 0, 3, 2)));
+    h = _mm_add_epi32(h, _mm_shuffle_epi32(h, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm_cvtsi128_si32(h);
+}
+
+/* Per (token, block) terms of the activation: its scale, its Q8_1 sum (s) and the weight offset's integer term. */
+typedef struct x16_act {
+    float d, s;
+    int32_t off;
+} x16_act;
+
+static ALWAYS_INLINE x16_act x16_act_terms(x16_kind kind, const uint8_t *y) {
+    x16_act t;
+    if (x16_has_min(kind)) {
+        const plm_block_q8_1 *b = (const plm_block_q8_1 *)y;
+        t.d = h2f(b->d);
+        t.s = h2f(b->s);
+        t.off = 0;
+    } else {
+        const plm_block_q8_0 *b = (const plm_block_q8_0 *)y;
+        t.d = h2f(b->d);
+        t.s = 0.0f;
+        t.off = x16_offset(kind) * sum_i8x32(b->qs);
+    }
+    return t;
+}
+
+/* acc (16 rows) += W block . activation block (bytes qs, terms t). */
+static ALWAYS_INLINE __m512 x16_step(x16_kind kind, const x16_block *b, const int8_t *qs, x16_act t, __m512 acc,
+                                     __m512 *macc) {
+    __m512i s0 = _mm512_set1_epi32(-t.off), s1 = _mm512_setzero_si512();
+    for (int g = 0; g < 4; g++) {
+        s0 = _mm512_dpbusd_epi32(s0, b->v[g], bcast4(qs + 4 * g));
+        s1 = _mm512_dpbusd_epi32(s1, b->v[4 + g], bcast4(qs + 16 + 4 * g));
+    }
+    const __m512i p = _mm512_add_epi32(s0, s1);
+    if (x16_has_min(kind)) *macc = _mm512_fmadd_ps(b->m, _mm512_set1_ps(t.s), *macc);
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(b->d, _mm512_set1_ps(t.d)), acc);
+}
+
+/* W (nr rows, ws bytes apart) x A (nc tokens, as bytes apart) for the x16 kinds. */
+static ALWAYS_INLINE void x16_gemm(x16_kind kind, int64_t n, const void *vw, size_t ws, int nr, const void *va,
+                                   size_t as, int nc, float *out, int64_t ldo, bool accumulate) {
+    const uint8_t *w = vw, *a = va;
+    const int64_t nb = n / PLM_QK;
+    const size_t ab = x16_ablock(kind);
+    const int cols = (int)(nb * X16_COLS <= X16_SUMS ? X16_COLS : (X16_SUMS / nb > 0 ? X16_SUMS / nb : 1));
+    x16_act terms[X16_SUMS];
+    __m512 acc[X16_COLS], macc[X16_COLS]; /* macc: the min terms, added at the end */
+    x16_block blk[X16_KCHUNK];
+    for (int c0 = 0; c0 < nc; c0 += cols) {
+        const int ncg = nc - c0 < cols ? nc - c0 : cols;
+        const bool pre = nb * ncg <= X16_SUMS; /* else one token with a huge row: terms on the fly */
+        for (int c = 0; c < ncg && pre; c++)
+            for (int64_t k = 0; k < nb; k++) terms[c * nb + k] = x16_act_terms(kind, a + (size_t)(c0 + c) * as + (size_t)k * ab);
+        for (int r0 = 0; r0 < nr; r0 += 16) {
+            int rows[16];
+            int64_t offs[16];
+            for (int j = 0; j < 16; j++) rows[j] = r0 + j < nr ? r0 + j : nr - 1, offs[j] = (int64_t)((size_t)rows[j] * ws);
+            const __m512i off_lo = _mm512_loadu_si512(offs), off_hi = _mm512_loadu_si512(offs + 8);
+            for (int c = 0; c < ncg; c++) acc[c] = macc[c] = _mm512_setzero_ps();
+            for (int64_t k0 = 0; k0 < nb; k0 += X16_KCHUNK) {
+                const int64_t kc = nb - k0 < X16_KCHUNK ? nb - k0 : X16_KCHUNK;
+                if (ncg == 1) {
+                    /* decode: unpack in registers, prefetch the next row group */
+                    const uint8_t *y = a + (size_t)c0 * as;
+                    for (int64_t k = k0; k < k0 + kc; k++) {
+                        x16_block b;
+                        prefetch_next_group(w + (size_t)r0 * ws, ws, x16_wblock(kind), k);
+                        x16_unpack(kind, w, ws, rows, off_lo, off_hi, k, &b);
+                        const uint8_t *yk = y + (size_t)k * ab;
+                        const x16_act t = pre ? terms[k] : x16_act_terms(kind, yk);
+                        acc[0] = x16_step(kind, &b, x16_aqs(kind, yk), t, acc[0], &macc[0]);
+                    }
+                    continue;
+                }
+                for (int64_t k = 0; k < kc; k++) x16_unpack(kind, w, ws, rows, off_lo, off_hi, k0 + k, &blk[k]);
+                for (int c = 0; c < ncg; c++) {
+                    const uint8_t *y = a + (size_t)(c0 + c) * as + (size_t)k0 * ab;
+                    const x16_act *t = &terms[c * nb + k0];
+                    __m512 ac = acc[c], mc = macc[c];
+                    for (int64_t k = 0; k < kc; k++) ac = x16_step(kind, &blk[k], x16_aqs(kind, y + (size_t)k * ab), t[k], ac, &mc);
+                    acc[c] = ac;
+                    macc[c] = mc;
+                }
+            }
+            for (int c = 0; c < ncg; c++)
+                x16_store(x16_has_min(kind) ? _mm512_add_ps(acc[c], macc[c]) : acc[c], nr - r0 < 16 ? nr - r0 : 16,
+                          out + (int64_t)(c0 + c) * ldo + r0, accumulate);
+        }
+    }
+}
+
+#define X16_ENTRIES(name, kind)                                                                                   \
+    static void gemm_##name(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as, int nc,     \
+                            float *out, int64_t ldo, bool accumulate) {                                        \
+        x16_gemm(kind, n, w, ws, nr, a, as, nc, out, ldo, accumulate);                                         \
+    }                                                                                                          \
+    static float dot_##name(int64_t n, const void *w, const void *a) {                                        \
+        float r;                                                                                               \
+        gemm_##name(n, w, 0, 1, a, 0, 1, &r, 1, false);                                                         \
+        return r;                                                                                              \
+    }
+
+X16_ENTRIES(q4_0, X16_Q4_0)
+X16_ENTRIES(q4_1, X16_Q4_1)
+X16_ENTRIES(q5_0, X16_Q5_0)
+X16_ENTRIES(q5_1, X16_Q5_1)
+X16_ENTRIES(q8_0, X16_Q8_0)
+
+/* ------------------------------------------------------------ K-quants
+ * Per 256-element super-block and row: the exact integer sum of the products
+ * weighted by the sub-block scales (isum) and, for Q4_K, of the mins times the
+ * activation's 32-element sums (imin, from the Q8_K bsums); then
+ * acc = fma(isum, d * a.d, acc) and macc = fma(imin, dmin * a.d, macc), result
+ * acc - macc (Q6_K: acc). Sums of 16 products of 4-bit weights, or 4 products
+ * of 6-bit weights, fit in int16 (|.| <= 30720 and 32256), so the scale is
+ * applied by vpdpwssd with the scale in the low int16 of the lane and 0 in the
+ * high one (which holds only the sign extension). */
+
+#define X16K_CHUNK 8 /* super-blocks of a row group unpacked at once (8 * 5 KB) */
+
+/* Q4_K/Q5_K scales: 8 scales and 8 mins of 6 bits from 12 bytes (see
+ * k4_scale_min in quant.c), as two 4-byte groups each. */
+static inline void k4_unpack(const uint8_t *s, uint32_t sc[2], uint32_t mn[2]) {
+    uint32_t u[3];
+    memcpy(u, s, 12);
+    const uint32_t m6 = 0x3f3f3f3fu, m4 = 0x0f0f0f0fu, m2 = 0x03030303u;
+    sc[0] = u[0] & m6;
+    mn[0] = u[1] & m6;
+    sc[1] = (u[2] & m4) | (((u[0] >> 6) & m2) << 4);
+    mn[1] = ((u[2] >> 4) & m4) | (((u[1] >> 6) & m2) << 4);
+}
+
+/* The activation's 32-element sums of sub-blocks 2p and 2p+1 as two int16 (one int32) per p. */
+static ALWAYS_INLINE void q8_K_pair_sums(const plm_block_q8_K *a, int32_t out[4]) {
+    for (int p = 0; p < 4; p++) {
+        const int32_t s0 = a->bsums[4 * p] + a->bsums[4 * p + 1], s1 = a->bsums[4 * p + 2] + a->bsums[4 * p + 3];
+        out[p] = (int32_t)(((uint32_t)s0 & 0xffff) | (uint32_t)s1 << 16);
+    }
+}
+
+/* imin of one row: its 8 mins (bytes of mn[0..1]) times the activation's 32-element sums. */
+static ALWAYS_INLINE int32_t q4k_imin(const uint32_t mn[2], const plm_block_q8_K *a) {
+    const __m128i mins = _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, (int)mn[1], (int)mn[0]));
+    const __m256i bsums = _mm256_loadu_si256((const __m256i *)a->bsums);
+    const __m128i q8s = _mm_hadd_epi16(_mm256_castsi256_si128(bsums), _mm256_extracti128_si256(bsums, 1));
+    const __m128i m = _mm_madd_epi16(mins, q8s);
+    const __m128i m2 = _mm_add_epi32(m, _mm_unpackhi_epi64(m, m));
+    return _mm_cvtsi128_si32(_mm_add_epi32(m2, _mm_shuffle_epi32(m2, _MM_SHUFFLE(2, 3, 0, 1))));
+}
+
+/* Q4_K, one token, row by row: qs[32p + l] holds element 64p + l (low nibble)
+ * and 64p + 32 + l (high nibble); the 256-bit halves are regrouped so that a
+ * ZMM holds 64 consecutive elements (sub-blocks 2p and 2p + 1) and meets the
+ * activation as stored. */
+static void rows_q4_K(int64_t nb, const uint8_t *w, size_t ws, int nr, const uint8_t *a, float *out, bool accumulate) {
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    const plm_block_q8_K *y = (const plm_block_q8_K *)a;
+    const __m512i pick0 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    const __m512i step2 = _mm512_set1_epi32(2);
+    for (int r = 0; r < nr; r++) {
+        float acc = 0.0f, macc = 0.0f;
+        for (int64_t i = 0; i < nb; i++) {
+            const plm_block_q4_K *b = BLOCK(plm_block_q4_K, w, ws, r, i);
+            uint32_t sc[2], mn[2];
+            k4_unpack(b->scales, sc, mn);
+            const __m512i s32 = _mm512_cvtepu8_epi32(_mm_set_epi32(0, 0, (int)sc[1], (int)sc[0]));
+            __m512i isum = _mm512_setzero_si512(), pick = pick0;
+            for (int h = 0; h < 2; h++) {
+                const __m512i x = _mm512_loadu_si512(b->qs + 64 * h);
+                const __m512i lo = _mm512_and_si512(x, m4), hi = _mm512_and_si512(_mm512_srli_epi16(x, 4), m4);
+                const __m512i e0 = _mm512_shuffle_i64x2(lo, hi, 0x44), e1 = _mm512_shuffle_i64x2(lo, hi, 0xee);
+                const __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), e0, _mm512_loadu_si512(y[i].qs + 128 * h));
+                isum = _mm512_dpwssd_epi32(isum, p0, _mm512_permutexvar_epi32(pick, s32));
+                pick = _mm512_add_epi32(pick, step2);
+                const __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), e1, _mm512_loadu_si512(y[i].qs + 128 * h + 64));
+                isum = _mm512_dpwssd_epi32(isum, p1, _mm512_permutexvar_epi32(pick, s32));
+                pick = _mm512_add_epi32(pick, step2);
+            }
+            const float da = y[i].d;
+            acc = fmaf((float)_mm512_reduce_add_epi32(isum), h2f(b->d) * da, acc);
+            macc = fmaf((float)q4k_imin(mn, &y[i]), h2f(b->dmin) * da, macc);
+        }
+        const float v = acc - macc;
+        if (accumulate) out[r] += v;
+        else out[r] = v;
+    }
+}
+
+/* Q4_K, many tokens: the x16 layout, v[8 j + 4 h + g] = sub-block j, elements 16h + 4g..+3 of each row. */
+typedef struct x16k_block {
+    __m512i v[64];
+    __m512i sc[8]; /* sub-block j's scale in the low int16 of each row's lane */
+    __m512i mn[4]; /* mins of sub-blocks 2p and 2p+1 as the two int16 of each row's lane */
+    __m512 d, dmin;
+} x16k_block;
+
+static ALWAYS_INLINE __m512 f16x16(const plm_f16 h[16]) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)h));
+}
+
+static ALWAYS_INLINE void x16k_unpack_q4_K(const uint8_t *w, size_t ws, const int rows[16], int64_t i, x16k_block *o) {
+    const plm_block_q4_K *b[16];
+    for (int j = 0; j < 16; j++) b[j] = BLOCK(plm_block_q4_K, w, ws, rows[j], i);
+    for (int p = 0; p < 4; p++)
+        for (int h = 0; h < 2; h++) {
+            const uint8_t *q[16];
+            for (int j = 0; j < 16; j++) q[j] = b[j]->qs + 32 * p + 16 * h;
+            x16_nibbles(q, NULL, o->v + 8 * (2 * p) + 4 * h, o->v + 8 * (2 * p + 1) + 4 * h);
+        }
+    uint32_t sc[8][16], mn[4][16];
+    plm_f16 d[16], dmin[16];
+    for (int r = 0; r < 16; r++) {
+        uint32_t s4[2], m4b[2];
+        k4_unpack(b[r]->scales, s4, m4b);
+        for (int j = 0; j < 8; j++) sc[j][r] = (s4[j / 4] >> (8 * (j % 4))) & 0xff;
+        for (int q = 0; q < 4; q++) {
+            const uint32_t m0 = (m4b[(2 * q) / 4] >> (8 * ((2 * q) % 4))) & 0xff;
+            const uint32_t m1 = (m4b[(2 * q + 1) / 4] >> (8 * ((2 * q + 1) % 4))) & 0xff;
+            mn[q][r] = m0 | m1 << 16;
+        }
+        d[r] = b[r]->d;
+        dmin[r] = b[r]->dmin;
+    }
+    for (int j = 0; j < 8; j++) o->sc[j] = _mm512_loadu_si512(sc[j]);
+    for (int q = 0; q < 4; q++) o->mn[q] = _mm512_loadu_si512(mn[q]);
+    o->d = f16x16(d);
+    o->dmin = f16x16(dmin);
+}
+
+static ALWAYS_INLINE __m512 x16k_step_q4_K(const x16k_block *b, const plm_block_q8_K *a, const int32_t bs[4], __m512 acc,
+                                          __m512 *macc) {
+    __m512i isum = _mm512_setzero_si512();
+    for (int j = 0; j < 8; j++) {
+        const __m512i *v = b->v + 8 * j;
+        const int8_t *qs = a->qs + 32 * j;
+        __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
+        for (int g = 0; g < 4; g++) {
+            s0 = _mm512_dpbusd_epi32(s0, v[g], bcast4(qs + 4 * g));
+            s1 = _mm512_dpbusd_epi32(s1, v[4 + g], bcast4(qs + 16 + 4 * g));
+        }
+        isum = _mm512_dpwssd_epi32(_mm512_dpwssd_epi32(isum, s0, b->sc[j]), s1, b->sc[j]);
+    }
+    __m512i imin = _mm512_setzero_si512();
+    for (int p = 0; p < 4; p++) imin = _mm512_dpwssd_epi32(imin, b->mn[p], _mm512_set1_epi32(bs[p]));
+    const __m512 da = _mm512_set1_ps(a->d);
+    *macc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(imin), _mm512_mul_ps(b->dmin, da), *macc);
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(b->d, da), acc);
+}
+
+static void gemm_q4_K(int64_t n, const void *vw, size_t ws, int nr, const void *va, size_t as, int nc, float *out,
+                      int64_t ldo, bool accumulate) {
+    const uint8_t *w = vw, *a = va;
+    const int64_t nb = n / PLM_QK_K;
+    if (nc == 1) {
+        rows_q4_K(nb, w, ws, nr, a, out, accumulate);
+        return;
+    }
+    const int cols = (int)(nb * X16_COLS <= 1024 ? X16_COLS : (1024 / nb > 0 ? 1024 / nb : 1));
+    int32_t bsp[4096];
+    __m512 acc[X16_COLS], macc[X16_COLS];
+    x16k_block blk[X16K_CHUNK];
+    for (int c0 = 0; c0 < nc; c0 += cols) {
+        const int ncg = nc - c0 < cols ? nc - c0 : cols;
+        const bool sums = nb * ncg <= 1024;
+        for (int c = 0; c < ncg && sums; c++)
+            for (int64_t k = 0; k < nb; k++) q8_K_pair_sums(BLOCK(plm_block_q8_K, a, as, c0 + c, k), &bsp[4 * (c * nb + k)]);
+        for (int r0 = 0; r0 < nr; r0 += 16) {
+            int rows[16];
+            for (int j = 0; j < 16; j++) rows[j] = r0 + j < nr ? r0 + j : nr - 1;
+            for (int c = 0; c < ncg; c++) acc[c] = macc[c] = _mm512_setzero_ps();
+            for (int64_t k0 = 0; k0 < nb; k0 += X16K_CHUNK) {
+                const int64_t kc = nb - k0 < X16K_CHUNK ? nb - k0 : X16K_CHUNK;
+                for (int64_t k = 0; k < kc; k++) x16k_unpack_q4_K(w, ws, rows, k0 + k, &blk[k]);
+                for (int c = 0; c < ncg; c++) {
+                    const plm_block_q8_K *y = BLOCK(plm_block_q8_K, a, as, c0 + c, k0);
+                    __m512 ac = acc[c], mc = macc[c];
+                    for (int64_t k = 0; k < kc; k++) {
+                        int32_t own[4];
+                        const int32_t *bs = own;
+                        if (sums) bs = &bsp[4 * (c * nb + k0 + k)];
+                        else q8_K_pair_sums(&y[k], own);
+                        ac = x16k_step_q4_K(&blk[k], &y[k], bs, ac, &mc);
+                    }
+                    acc[c] = ac;
+                    macc[c] = mc;
+                }
+            }
+            for (int c = 0; c < ncg; c++)
+                x16_store(_mm512_sub_ps(acc[c], macc[c]), nr - r0 < 16 ? nr - r0 : 16, out + (int64_t)(c0 + c) * ldo + r0,
+                          accumulate);
+        }
+    }
+}
+
+static float dot_q4_K(int64_t n, const void *w, const void *a) {
+    float r;
+    rows_q4_K(n / PLM_QK_K, w, 0, 1, a, &r, false);
+    return r;
+}
+
+/* Q6_K: q in [0, 63] goes in unsigned; the -32 offset is 32 * sum(scale_t *
+ * bsums_t) per super-block. Half h of a super-block unpacks into two ZMM of 64
+ * consecutive elements each: qa (elements 128h + 0..63: ql[64h..64h+63] low
+ * nibbles, qh bits 0-1 and 2-3) and qb (128h + 64..127: the high nibbles, qh
+ * bits 4-5 and 6-7); sub-block t = element / 16. */
+static ALWAYS_INLINE void q6k_unpack_half(const plm_block_q6_K *b, int h, __m512i *qa, __m512i *qb) {
+    const __m512i m4 = _mm512_set1_epi8(0x0f), m2h = _mm512_set1_epi8(0x30);
+    const __m512i ql = _mm512_loadu_si512(b->ql + 64 * h);
+    const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(b->qh + 32 * h)));
+    const __m512i sa = _mm512_setr_epi64(4, 4, 4, 4, 2, 2, 2, 2), sb = _mm512_setr_epi64(0, 0, 0, 0, 2, 2, 2, 2);
+    *qa = _mm512_or_si512(_mm512_and_si512(ql, m4), _mm512_and_si512(_mm512_sllv_epi64(qh, sa), m2h));
+    *qb = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4), _mm512_and_si512(_mm512_srlv_epi64(qh, sb), m2h));
+}
+
+/* 32 * sum(scale_t * bsums_t) of one row and super-block. */
+static ALWAYS_INLINE int32_t q6k_offset(const plm_block_q6_K *b, const plm_block_q8_K *a) {
+    const __m256i s = _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b->scales)),
+                                        _mm256_loadu_si256((const __m256i *)a->bsums));
+    __m128i h = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+    h = _mm_add_epi32(h, _mm_shuffle_epi32(h, _MM_SHUFFLE(1, 0, 3, 2)));
+    h = _mm_add_epi32(h, _mm_shuffle_epi32(h, _MM_SHUFFLE(2, 3, 0, 1)));
+    return 32 * _mm_cvtsi128_si32(h);
+}
+
+/* Q6_K, one token, row by row. */
+static void rows_q6_K(int64_t nb, const uint8_t *w, size_t ws, int nr, const uint8_t *a, float *out, bool accumulate) {
+    const plm_block_q8_K *y = (const plm_block_q8_K *)a;
+    const __m512i pick0 = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    const __m512i step4 = _mm512_set1_epi32(4);
+    for (int r = 0; r < nr; r++) {
+        float acc = 0.0f;
+        for (int64_t i = 0; i < nb; i++) {
+            const plm_block_q6_K *b = BLOCK(plm_block_q6_K, w, ws, r, i);
+            /* scale t as int16 in the low half of dword t, 0 in the high half */
+            const __m512i s32 = _mm512_cvtepu16_epi32(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b->scales)));
+            __m512i isum = _mm512_setzero_si512(), pick = pick0;
+            for (int h = 0; h < 2; h++) {
+                __m512i q[2];
+                q6k_unpack_half(b, h, &q[0], &q[1]);
+                for (int e = 0; e < 2; e++) {
+                    const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[e], _mm512_loadu_si512(y[i].qs + 128 * h + 64 * e));
+                    isum = _mm512_dpwssd_epi32(isum, p, _mm512_permutexvar_epi32(pick, s32));
+                    pick = _mm512_add_epi32(pick, step4);
+                }
+            }
+            const int32_t total = _mm512_reduce_add_epi32(isum) - q6k_offset(b, &y[i]);
+            acc = fmaf((float)total, h2f(b->d) * y[i].d, acc);
+        }
+        if (accumulate) out[r] += acc;
+        else out[r] = acc;
+    }
+}
+
+/* Q6_K, many tokens: v[4 t + g] = sub-block t (16 elements), elements 4g..4g+3 of each row. */
+typedef struct x16k6_block {
+    __m512i v[64];
+    __m512i sc[16]; /* sub-block t's scale (signed) in each row's lane */
+    __m512i scp[8]; /* scales of sub-blocks 2t and 2t+1 as the two int16 of each row's lane */
+    __m512 d;
+} x16k6_block;
+
+/* 4 x 4 transpose of 128-bit lanes: out[u] lane l = lane u of z[l]. */
+static ALWAYS_INLINE void transpose_lanes(const __m512i z[4], __m512i out[4]) {
+    const __m512i t0 = _mm512_shuffle_i64x2(z[0], z[1], 0x44), t1 = _mm512_shuffle_i64x2(z[0], z[1], 0xee);
+    const __m512i t2 = _mm512_shuffle_i64x2(z[2], z[3], 0x44), t3 = _mm512_shuffle_i64x2(z[2], z[3], 0xee);
+    out[0] = _mm512_shuffle_i64x2(t0, t2, 0x88);
+    out[1] = _mm512_shuffle_i64x2(t0, t2, 0xdd);
+    out[2] = _mm512_shuffle_i64x2(t1, t3, 0x88);
+    out[3] = _mm512_shuffle_i64x2(t1, t3, 0xdd);
+}
+
+static ALWAYS_INLINE void x16k_unpack_q6_K(const uint8_t *w, size_t ws, const int rows[16], int64_t i, x16k6_block *o) {
+    const plm_block_q6_K *b[16];
+    for (int j = 0; j < 16; j++) b[j] = BLOCK(plm_block_q6_K, w, ws, rows[j], i);
+    for (int h = 0; h < 2; h++) {
+        __m512i q[16][2];
+        for (int r = 0; r < 16; r++) q6k_unpack_half(b[r], h, &q[r][0], &q[r][1]);
+        for (int e = 0; e < 2; e++) {
+            /* xs[u][j]: sub-block 8h + 4e + u of rows j, j+4, j+8, j+12 */
+            __m512i xs[4][4];
+            for (int j = 0; j < 4; j++) {
+                const __m512i z[4] = {q[j][e], q[j + 4][e], q[j + 8][e], q[j + 12][e]};
+                __m512i t[4];
+                transpose_lanes(z, t);
+                for (int u = 0; u < 4; u++) xs[u][j] = t[u];
+            }
+            for (int u = 0; u < 4; u++) x16_transpose(xs[u], o->v + 4 * (8 * h + 4 * e + u));
+        }
+    }
+    uint32_t sc[16][16], scp[8][16];
+    plm_f16 d[16];
+    for (int r = 0; r < 16; r++) {
+        for (int t = 0; t < 16; t++) sc[t][r] = (uint32_t)(int32_t)b[r]->scales[t];
+        for (int t = 0; t < 8; t++)
+            scp[t][r] = (uint32_t)(uint16_t)(int16_t)b[r]->scales[2 * t] | (uint32_t)(uint16_t)(int16_t)b[r]->scales[2 * t + 1] << 16;
+        d[r] = b[r]->d;
+    }
+    for (int t = 0; t < 16; t++) o->sc[t] = _mm512_loadu_si512(sc[t]);
+    for (int t = 0; t < 8; t++) o->scp[t] = _mm512_loadu_si512(scp[t]);
+    o->d = f16x16(d);
+}
+
+static ALWAYS_INLINE __m512 x16k_step_q6_K(const x16k6_block *b, const plm_block_q8_K *a, __m512 acc) {
+    __m512i isum = _mm512_setzero_si512();
+    for (int t = 0; t < 16; t++) {
+        const __m512i *v = b->v + 4 * t;
+        const int8_t *qs = a->qs + 16 * t;
+        __m512i s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), v[0], bcast4(qs));
+        s = _mm512_dpbusd_epi32(s, v[1], bcast4(qs + 4));
+        s = _mm512_dpbusd_epi32(s, v[2], bcast4(qs + 8));
+        s = _mm512_dpbusd_epi32(s, v[3], bcast4(qs + 12));
+        isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(s, b->sc[t]));
+    }
+    __m512i off = _mm512_setzero_si512();
+    for (int t = 0; t < 8; t++) {
+        const int32_t pair = (int32_t)((uint32_t)(uint16_t)a->bsums[2 * t] | (uint32_t)(uint16_t)a->bsums[2 * t + 1] << 16);
+        off = _mm512_dpwssd_epi32(off, b->scp[t], _mm512_set1_epi32(pair));
+    }
+    isum = _mm512_sub_epi32(isum, _mm512_slli_epi32(off, 5));
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(b->d, _mm512_set1_ps(a->d)), acc);
+}
+
+static void gemm_q6_K(int64_t n, const void *vw, size_t ws, int nr, const void *va, size_t as, int nc, float *out,
+                      int64_t ldo, bool accumulate) {
+    const uint8_t *w = vw, *a = va;
+    const int64_t nb = n / PLM_QK_K;
+    if (nc == 1) {
+        rows_q6_K(nb, w, ws, nr, a, out, accumulate);
+        return;
+    }
+    __m512 acc[X16_COLS];
+    x16k6_block blk[X16K_CHUNK];
+    for (int c0 = 0; c0 < nc; c0 += X16_COLS) {
+        const int ncg = nc - c0 < X16_COLS ? nc - c0 : X16_COLS;
+        for (int r0 = 0; r0 < nr; r0 += 16) {
+            int rows[16];
+            for (int j = 0; j < 16; j++) rows[j] = r0 + j < nr ? r0 + j : nr - 1;
+            for (int c = 0; c < ncg; c++) acc[c] = _mm512_setzero_ps();
+            for (int64_t k0 = 0; k0 < nb; k0 += X16K_CHUNK) {
+                const int64_t kc = nb - k0 < X16K_CHUNK ? nb - k0 : X16K_CHUNK;
+                for (int64_t k = 0; k < kc; k++) x16k_unpack_q6_K(w, ws, rows, k0 + k, &blk[k]);
+                for (int c = 0; c < ncg; c++) {
+                    const plm_block_q8_K *y = BLOCK(plm_block_q8_K, a, as, c0 + c, k0);
+                    __m512 ac = acc[c];
+                    for (int64_t k = 0; k < kc; k++) ac = x16k_step_q6_K(&blk[k], &y[k], ac);
+                    acc[c] = ac;
+                }
+            }
+            for (int c = 0; c < ncg; c++)
+                x16_store(acc[c], nr - r0 < 16 ? nr - r0 : 16, out + (int64_t)(c0 + c) * ldo + r0, accumulate);
+        }
+    }
+}
+
+static float dot_q6_K(int64_t n, const void *w, const void *a) {
+    float r;
+    rows_q6_K(n / PLM_QK_K, w, 0, 1, a, &r, false);
+    return r;
+}
+
+/* ------------------------------------------------------------- table */
+
+static plm_kernels g_table;
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+
+static void build_table(void) {
+    g_table = *plm_kernels_avx2_table();
+    g_table.name = "avx512";
+    g_table.vec_dot[PLM_TYPE_Q4_0] = dot_q4_0;
+    g_table.vec_dot[PLM_TYPE_Q4_1] = dot_q4_1;
+    g_table.vec_dot[PLM_TYPE_Q5_0] = dot_q5_0;
+    g_table.vec_dot[PLM_TYPE_Q5_1] = dot_q5_1;
+    g_table.vec_dot[PLM_TYPE_Q8_0] = dot_q8_0;
+    g_table.vec_dot[PLM_TYPE_Q4_K] = dot_q4_K;
+    g_table.vec_dot[PLM_TYPE_Q6_K] = dot_q6_K;
+    g_table.gemm[PLM_TYPE_Q4_0] = gemm_q4_0;
+    g_table.gemm[PLM_TYPE_Q4_1] = gemm_q4_1;
+    g_table.gemm[PLM_TYPE_Q5_0] = gemm_q5_0;
+    g_table.gemm[PLM_TYPE_Q5_1] = gemm_q5_1;
+    g_table.gemm[PLM_TYPE_Q8_0] = gemm_q8_0;
+    g_table.gemm[PLM_TYPE_Q4_K] = gemm_q4_K;
+    g_table.gemm[PLM_TYPE_Q6_K] = gemm_q6_K;
+}
+
+const plm_kernels *plm_kernels_avx512_table(void) {
+    pthread_once(&g_once, build_table);
+    return &g_table;
+}
