@@ -187,6 +187,10 @@ bench-suite: $(BUILD)/plm-bench
 $(BUILD)/plm-bench: bench/plm_bench.c $(BUILD)/libpocketlm.a
 	$(CC) $(ALLFLAGS) -o $@ $< $(BUILD)/libpocketlm.a $(LDLIBS)
 
+# The kernel tables' matrix products alone, table against table, one thread (bench/kernel_bench.c).
+$(BUILD)/plm-kernel-bench: bench/kernel_bench.c $(BUILD)/libpocketlm.a
+	$(CC) $(ALLFLAGS) -o $@ $< $(BUILD)/libpocketlm.a $(LDLIBS)
+
 clean:
 	rm -rf build build-asan build-fuzz build-vg $(VENV) $(ASAN_VENV) lua/pocketlm/core.so
 

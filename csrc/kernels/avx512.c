@@ -51,6 +51,14 @@ static ALWAYS_INLINE __m512i bcast4(const int8_t *p) {
  * side by side, which defeats the hardware prefetcher, so while block k is
  * computed the matching slice of the next group (the next 16 rows, contiguous
  * with these) is prefetched: one sequential stream again (see avx2.c). */
+/* Row by row (the K-quants' decode) the rows are one sequential stream, read
+ * a block at a time: the block PF_AHEAD bytes further on is prefetched. */
+#define PF_AHEAD 2048
+static ALWAYS_INLINE void prefetch_ahead(const void *p, size_t bs) {
+    const char *q = (const char *)p + PF_AHEAD;
+    for (size_t off = 0; off < bs; off += 64) _mm_prefetch(q + off, _MM_HINT_T0);
+}
+
 static ALWAYS_INLINE void prefetch_next_group(const uint8_t *w, size_t ws, size_t bs, int64_t k) {
     const uint8_t *p = w + 16 * ws + (size_t)k * 16 * bs;
     for (size_t off = 0; off < 16 * bs; off += 64) _mm_prefetch((const char *)(p + off), _MM_HINT_T0);
@@ -229,17 +237,42 @@ static ALWAYS_INLINE x16_act x16_act_terms(x16_kind kind, const uint8_t *y) {
     return t;
 }
 
-/* acc (16 rows) += W block . activation block (bytes qs, terms t). */
-static ALWAYS_INLINE __m512 x16_step(x16_kind kind, const x16_block *b, const int8_t *qs, x16_act t, __m512 acc,
-                                     __m512 *macc) {
-    __m512i s0 = _mm512_set1_epi32(-t.off), s1 = _mm512_setzero_si512();
+/* acc[c] (16 rows) += W block . activation block of token c (bytes qs[c],
+ * terms t[c]) for CT tokens at once: each weight vector is loaded once for the
+ * CT tokens, and each token goes through the same operations whatever CT is. */
+#define X16_CT 4
+
+static ALWAYS_INLINE void x16_steps(x16_kind kind, const int CT, const x16_block *b, const int8_t *const qs[],
+                                    const x16_act t[], __m512 acc[], __m512 macc[]) {
+    __m512i s0[X16_CT], s1[X16_CT];
+    for (int c = 0; c < CT; c++) s0[c] = _mm512_set1_epi32(-t[c].off), s1[c] = _mm512_setzero_si512();
     for (int g = 0; g < 4; g++) {
-        s0 = _mm512_dpbusd_epi32(s0, b->v[g], bcast4(qs + 4 * g));
-        s1 = _mm512_dpbusd_epi32(s1, b->v[4 + g], bcast4(qs + 16 + 4 * g));
+        const __m512i vl = b->v[g], vh = b->v[4 + g];
+        for (int c = 0; c < CT; c++) {
+            s0[c] = _mm512_dpbusd_epi32(s0[c], vl, bcast4(qs[c] + 4 * g));
+            s1[c] = _mm512_dpbusd_epi32(s1[c], vh, bcast4(qs[c] + 16 + 4 * g));
+        }
     }
-    const __m512i p = _mm512_add_epi32(s0, s1);
-    if (x16_has_min(kind)) *macc = _mm512_fmadd_ps(b->m, _mm512_set1_ps(t.s), *macc);
-    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(b->d, _mm512_set1_ps(t.d)), acc);
+    for (int c = 0; c < CT; c++) {
+        const __m512i p = _mm512_add_epi32(s0[c], s1[c]);
+        if (x16_has_min(kind)) macc[c] = _mm512_fmadd_ps(b->m, _mm512_set1_ps(t[c].s), macc[c]);
+        acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(b->d, _mm512_set1_ps(t[c].d)), acc[c]);
+    }
+}
+
+/* Tokens c0..c0+CT-1 of a pass over blocks k0..k0+kc-1 (unpacked in blk). */
+static ALWAYS_INLINE void x16_pass(x16_kind kind, const int CT, const x16_block *blk, int64_t kc, const uint8_t *y0,
+                                   size_t as, const x16_act *t0, int64_t nb, __m512 *acc, __m512 *macc) {
+    const size_t ab = x16_ablock(kind);
+    __m512 ac[X16_CT], mc[X16_CT];
+    for (int c = 0; c < CT; c++) ac[c] = acc[c], mc[c] = macc[c];
+    for (int64_t k = 0; k < kc; k++) {
+        const int8_t *qs[X16_CT];
+        x16_act t[X16_CT];
+        for (int c = 0; c < CT; c++) qs[c] = x16_aqs(kind, y0 + (size_t)c * as + (size_t)k * ab), t[c] = t0[c * nb + k];
+        x16_steps(kind, CT, &blk[k], qs, t, ac, mc);
+    }
+    for (int c = 0; c < CT; c++) acc[c] = ac[c], macc[c] = mc[c];
 }
 
 /* W (nr rows, ws bytes apart) x A (nc tokens, as bytes apart) for the x16 kinds. */
@@ -274,19 +307,20 @@ static ALWAYS_INLINE void x16_gemm(x16_kind kind, int64_t n, const void *vw, siz
                         x16_unpack(kind, w, ws, rows, off_lo, off_hi, k, &b);
                         const uint8_t *yk = y + (size_t)k * ab;
                         const x16_act t = pre ? terms[k] : x16_act_terms(kind, yk);
-                        acc[0] = x16_step(kind, &b, x16_aqs(kind, yk), t, acc[0], &macc[0]);
+                        const int8_t *qs = x16_aqs(kind, yk);
+                        x16_steps(kind, 1, &b, &qs, &t, &acc[0], &macc[0]);
                     }
                     continue;
                 }
                 for (int64_t k = 0; k < kc; k++) x16_unpack(kind, w, ws, rows, off_lo, off_hi, k0 + k, &blk[k]);
-                for (int c = 0; c < ncg; c++) {
-                    const uint8_t *y = a + (size_t)(c0 + c) * as + (size_t)k0 * ab;
-                    const x16_act *t = &terms[c * nb + k0];
-                    __m512 ac = acc[c], mc = macc[c];
-                    for (int64_t k = 0; k < kc; k++) ac = x16_step(kind, &blk[k], x16_aqs(kind, y + (size_t)k * ab), t[k], ac, &mc);
-                    acc[c] = ac;
-                    macc[c] = mc;
-                }
+                /* here pre holds: only a single token can have a row too long for terms[] */
+                int c = 0;
+                for (; c + X16_CT <= ncg; c += X16_CT)
+                    x16_pass(kind, X16_CT, blk, kc, a + (size_t)(c0 + c) * as + (size_t)k0 * ab, as, &terms[c * nb + k0],
+                             nb, &acc[c], &macc[c]);
+                for (; c < ncg; c++)
+                    x16_pass(kind, 1, blk, kc, a + (size_t)(c0 + c) * as + (size_t)k0 * ab, as, &terms[c * nb + k0], nb,
+                             &acc[c], &macc[c]);
             }
             for (int c = 0; c < ncg; c++)
                 x16_store(x16_has_min(kind) ? _mm512_add_ps(acc[c], macc[c]) : acc[c], nr - r0 < 16 ? nr - r0 : 16,
@@ -295,22 +329,36 @@ static ALWAYS_INLINE void x16_gemm(x16_kind kind, int64_t n, const void *vw, siz
     }
 }
 
-#define X16_ENTRIES(name, kind)                                                                                   \
+/* One token of Q4_0, Q4_1, Q5_0 and Q8_0 goes to the AVX2 table's x8 gemm
+ * (eight rows in eight YMM lanes), which measured as fast as the x16 layout
+ * for one token or faster (the unpacking dominates there, not the products)
+ * and gives the same bits: per (row, token) it computes the same exact integer
+ * block sums and then the same float steps, fma(sum, d * a.d, acc) per block
+ * (and for Q4_1 fma(m, a.s, macc), added at the end). The table's vec_dot for
+ * those types is the AVX2 one (the 1 x 1 case of that gemm); test_quant checks
+ * that every gemm entry of this table equals its vec_dot bit for bit, so a
+ * change to either side that breaks this agreement fails there. */
+static plm_gemm_fn g_decode[PLM_TYPE_COUNT];
+
+#define X16_GEMM(name, kind, type)                                                                              \
     static void gemm_##name(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as, int nc,     \
                             float *out, int64_t ldo, bool accumulate) {                                        \
-        x16_gemm(kind, n, w, ws, nr, a, as, nc, out, ldo, accumulate);                                         \
-    }                                                                                                          \
-    static float dot_##name(int64_t n, const void *w, const void *a) {                                        \
-        float r;                                                                                               \
-        gemm_##name(n, w, 0, 1, a, 0, 1, &r, 1, false);                                                         \
-        return r;                                                                                              \
+        if (nc == 1 && g_decode[type] != NULL) g_decode[type](n, w, ws, nr, a, as, nc, out, ldo, accumulate);   \
+        else x16_gemm(kind, n, w, ws, nr, a, as, nc, out, ldo, accumulate);                                    \
     }
 
-X16_ENTRIES(q4_0, X16_Q4_0)
-X16_ENTRIES(q4_1, X16_Q4_1)
-X16_ENTRIES(q5_0, X16_Q5_0)
-X16_ENTRIES(q5_1, X16_Q5_1)
-X16_ENTRIES(q8_0, X16_Q8_0)
+X16_GEMM(q4_0, X16_Q4_0, PLM_TYPE_Q4_0)
+X16_GEMM(q4_1, X16_Q4_1, PLM_TYPE_Q4_1)
+X16_GEMM(q5_0, X16_Q5_0, PLM_TYPE_Q5_0)
+X16_GEMM(q5_1, X16_Q5_1, PLM_TYPE_Q5_1)
+X16_GEMM(q8_0, X16_Q8_0, PLM_TYPE_Q8_0)
+
+/* Q5_1 has no AVX2 gemm: its vec_dot is the 1 x 1 case of the x16 one. */
+static float dot_q5_1(int64_t n, const void *w, const void *a) {
+    float r;
+    gemm_q5_1(n, w, 0, 1, a, 0, 1, &r, 1, false);
+    return r;
+}
 
 /* ------------------------------------------------------------ K-quants
  * Per 256-element super-block and row: the exact integer sum of the products
@@ -367,6 +415,7 @@ static void rows_q4_K(int64_t nb, const uint8_t *w, size_t ws, int nr, const uin
         float acc = 0.0f, macc = 0.0f;
         for (int64_t i = 0; i < nb; i++) {
             const plm_block_q4_K *b = BLOCK(plm_block_q4_K, w, ws, r, i);
+            prefetch_ahead(b, sizeof *b);
             uint32_t sc[2], mn[2];
             k4_unpack(b->scales, sc, mn);
             const __m512i s32 = _mm512_cvtepu8_epi32(_mm_set_epi32(0, 0, (int)sc[1], (int)sc[0]));
@@ -433,24 +482,46 @@ static ALWAYS_INLINE void x16k_unpack_q4_K(const uint8_t *w, size_t ws, const in
     o->dmin = f16x16(dmin);
 }
 
-static ALWAYS_INLINE __m512 x16k_step_q4_K(const x16k_block *b, const plm_block_q8_K *a, const int32_t bs[4], __m512 acc,
-                                          __m512 *macc) {
-    __m512i isum = _mm512_setzero_si512();
+/* acc[c] += super-block . token c for CT tokens at once (each weight vector loaded once for all). */
+static ALWAYS_INLINE void x16k_steps_q4_K(const int CT, const x16k_block *b, const plm_block_q8_K *const a[],
+                                          const int32_t *const bs[], __m512 acc[], __m512 macc[]) {
+    __m512i isum[X16_CT];
+    for (int c = 0; c < CT; c++) isum[c] = _mm512_setzero_si512();
     for (int j = 0; j < 8; j++) {
         const __m512i *v = b->v + 8 * j;
-        const int8_t *qs = a->qs + 32 * j;
-        __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
+        __m512i s0[X16_CT], s1[X16_CT];
+        for (int c = 0; c < CT; c++) s0[c] = s1[c] = _mm512_setzero_si512();
         for (int g = 0; g < 4; g++) {
-            s0 = _mm512_dpbusd_epi32(s0, v[g], bcast4(qs + 4 * g));
-            s1 = _mm512_dpbusd_epi32(s1, v[4 + g], bcast4(qs + 16 + 4 * g));
+            const __m512i vl = v[g], vh = v[4 + g];
+            for (int c = 0; c < CT; c++) {
+                const int8_t *qs = a[c]->qs + 32 * j;
+                s0[c] = _mm512_dpbusd_epi32(s0[c], vl, bcast4(qs + 4 * g));
+                s1[c] = _mm512_dpbusd_epi32(s1[c], vh, bcast4(qs + 16 + 4 * g));
+            }
         }
-        isum = _mm512_dpwssd_epi32(_mm512_dpwssd_epi32(isum, s0, b->sc[j]), s1, b->sc[j]);
+        for (int c = 0; c < CT; c++) isum[c] = _mm512_dpwssd_epi32(_mm512_dpwssd_epi32(isum[c], s0[c], b->sc[j]), s1[c], b->sc[j]);
     }
-    __m512i imin = _mm512_setzero_si512();
-    for (int p = 0; p < 4; p++) imin = _mm512_dpwssd_epi32(imin, b->mn[p], _mm512_set1_epi32(bs[p]));
-    const __m512 da = _mm512_set1_ps(a->d);
-    *macc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(imin), _mm512_mul_ps(b->dmin, da), *macc);
-    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(b->d, da), acc);
+    for (int c = 0; c < CT; c++) {
+        __m512i imin = _mm512_setzero_si512();
+        for (int p = 0; p < 4; p++) imin = _mm512_dpwssd_epi32(imin, b->mn[p], _mm512_set1_epi32(bs[c][p]));
+        const __m512 da = _mm512_set1_ps(a[c]->d);
+        macc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(imin), _mm512_mul_ps(b->dmin, da), macc[c]);
+        acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[c]), _mm512_mul_ps(b->d, da), acc[c]);
+    }
+}
+
+/* Tokens c0..c0+CT-1 over the kc unpacked super-blocks; y0 = token c0's block k0, bs0 its pair sums. */
+static ALWAYS_INLINE void x16k_pass_q4_K(const int CT, const x16k_block *blk, int64_t kc, const uint8_t *y0, size_t as,
+                                         const int32_t *bs0, int64_t nb, __m512 *acc, __m512 *macc) {
+    __m512 ac[X16_CT], mc[X16_CT];
+    for (int c = 0; c < CT; c++) ac[c] = acc[c], mc[c] = macc[c];
+    for (int64_t k = 0; k < kc; k++) {
+        const plm_block_q8_K *y[X16_CT];
+        const int32_t *bs[X16_CT];
+        for (int c = 0; c < CT; c++) y[c] = BLOCK(plm_block_q8_K, y0, as, c, k), bs[c] = bs0 + 4 * (c * nb + k);
+        x16k_steps_q4_K(CT, &blk[k], y, bs, ac, mc);
+    }
+    for (int c = 0; c < CT; c++) acc[c] = ac[c], macc[c] = mc[c];
 }
 
 static void gemm_q4_K(int64_t n, const void *vw, size_t ws, int nr, const void *va, size_t as, int nc, float *out,
@@ -461,15 +532,12 @@ static void gemm_q4_K(int64_t n, const void *vw, size_t ws, int nr, const void *
         rows_q4_K(nb, w, ws, nr, a, out, accumulate);
         return;
     }
-    const int cols = (int)(nb * X16_COLS <= 1024 ? X16_COLS : (1024 / nb > 0 ? 1024 / nb : 1));
-    int32_t bsp[4096];
+    const int cols = X16_COLS;
+    int32_t bsp[4 * X16_COLS * X16K_CHUNK]; /* the activation's pair sums for the unpacked super-blocks */
     __m512 acc[X16_COLS], macc[X16_COLS];
     x16k_block blk[X16K_CHUNK];
     for (int c0 = 0; c0 < nc; c0 += cols) {
         const int ncg = nc - c0 < cols ? nc - c0 : cols;
-        const bool sums = nb * ncg <= 1024;
-        for (int c = 0; c < ncg && sums; c++)
-            for (int64_t k = 0; k < nb; k++) q8_K_pair_sums(BLOCK(plm_block_q8_K, a, as, c0 + c, k), &bsp[4 * (c * nb + k)]);
         for (int r0 = 0; r0 < nr; r0 += 16) {
             int rows[16];
             for (int j = 0; j < 16; j++) rows[j] = r0 + j < nr ? r0 + j : nr - 1;
@@ -477,19 +545,14 @@ static void gemm_q4_K(int64_t n, const void *vw, size_t ws, int nr, const void *
             for (int64_t k0 = 0; k0 < nb; k0 += X16K_CHUNK) {
                 const int64_t kc = nb - k0 < X16K_CHUNK ? nb - k0 : X16K_CHUNK;
                 for (int64_t k = 0; k < kc; k++) x16k_unpack_q4_K(w, ws, rows, k0 + k, &blk[k]);
-                for (int c = 0; c < ncg; c++) {
-                    const plm_block_q8_K *y = BLOCK(plm_block_q8_K, a, as, c0 + c, k0);
-                    __m512 ac = acc[c], mc = macc[c];
-                    for (int64_t k = 0; k < kc; k++) {
-                        int32_t own[4];
-                        const int32_t *bs = own;
-                        if (sums) bs = &bsp[4 * (c * nb + k0 + k)];
-                        else q8_K_pair_sums(&y[k], own);
-                        ac = x16k_step_q4_K(&blk[k], &y[k], bs, ac, &mc);
-                    }
-                    acc[c] = ac;
-                    macc[c] = mc;
-                }
+                for (int c = 0; c < ncg; c++)
+                    for (int64_t k = 0; k < kc; k++)
+                        q8_K_pair_sums(BLOCK(plm_block_q8_K, a, as, c0 + c, k0 + k), &bsp[4 * (c * kc + k)]);
+                const uint8_t *y0 = a + (size_t)c0 * as + (size_t)k0 * sizeof(plm_block_q8_K);
+                int c = 0;
+                for (; c + X16_CT <= ncg; c += X16_CT)
+                    x16k_pass_q4_K(X16_CT, blk, kc, y0 + (size_t)c * as, as, &bsp[4 * c * kc], kc, &acc[c], &macc[c]);
+                for (; c < ncg; c++) x16k_pass_q4_K(1, blk, kc, y0 + (size_t)c * as, as, &bsp[4 * c * kc], kc, &acc[c], &macc[c]);
             }
             for (int c = 0; c < ncg; c++)
                 x16_store(_mm512_sub_ps(acc[c], macc[c]), nr - r0 < 16 ? nr - r0 : 16, out + (int64_t)(c0 + c) * ldo + r0,
@@ -537,6 +600,7 @@ static void rows_q6_K(int64_t nb, const uint8_t *w, size_t ws, int nr, const uin
         float acc = 0.0f;
         for (int64_t i = 0; i < nb; i++) {
             const plm_block_q6_K *b = BLOCK(plm_block_q6_K, w, ws, r, i);
+            prefetch_ahead(b, sizeof *b);
             /* scale t as int16 in the low half of dword t, 0 in the high half */
             const __m512i s32 = _mm512_cvtepu16_epi32(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b->scales)));
             __m512i isum = _mm512_setzero_si512(), pick = pick0;
@@ -670,13 +734,13 @@ static plm_kernels g_table;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
 static void build_table(void) {
-    g_table = *plm_kernels_avx2_table();
+    const plm_kernels *avx2 = plm_kernels_avx2_table();
+    g_table = *avx2;
     g_table.name = "avx512";
-    g_table.vec_dot[PLM_TYPE_Q4_0] = dot_q4_0;
-    g_table.vec_dot[PLM_TYPE_Q4_1] = dot_q4_1;
-    g_table.vec_dot[PLM_TYPE_Q5_0] = dot_q5_0;
+    const plm_type decode_by_avx2[] = {PLM_TYPE_Q4_0, PLM_TYPE_Q4_1, PLM_TYPE_Q5_0, PLM_TYPE_Q8_0};
+    for (size_t i = 0; i < sizeof decode_by_avx2 / sizeof decode_by_avx2[0]; i++)
+        g_decode[decode_by_avx2[i]] = avx2->gemm[decode_by_avx2[i]]; /* vec_dot stays the AVX2 one */
     g_table.vec_dot[PLM_TYPE_Q5_1] = dot_q5_1;
-    g_table.vec_dot[PLM_TYPE_Q8_0] = dot_q8_0;
     g_table.vec_dot[PLM_TYPE_Q4_K] = dot_q4_K;
     g_table.vec_dot[PLM_TYPE_Q6_K] = dot_q6_K;
     g_table.gemm[PLM_TYPE_Q4_0] = gemm_q4_0;
