@@ -670,24 +670,43 @@ static ALWAYS_INLINE void x16k_unpack_q6_K(const uint8_t *w, size_t ws, const in
     o->d = f16x16(d);
 }
 
-static ALWAYS_INLINE __m512 x16k_step_q6_K(const x16k6_block *b, const plm_block_q8_K *a, __m512 acc) {
-    __m512i isum = _mm512_setzero_si512();
+/* acc[c] += super-block . token c for CT tokens at once (each weight vector loaded once for all). */
+static ALWAYS_INLINE void x16k_steps_q6_K(const int CT, const x16k6_block *b, const plm_block_q8_K *const a[],
+                                          __m512 acc[]) {
+    __m512i isum[X16_CT];
+    for (int c = 0; c < CT; c++) isum[c] = _mm512_setzero_si512();
     for (int t = 0; t < 16; t++) {
         const __m512i *v = b->v + 4 * t;
-        const int8_t *qs = a->qs + 16 * t;
-        __m512i s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), v[0], bcast4(qs));
-        s = _mm512_dpbusd_epi32(s, v[1], bcast4(qs + 4));
-        s = _mm512_dpbusd_epi32(s, v[2], bcast4(qs + 8));
-        s = _mm512_dpbusd_epi32(s, v[3], bcast4(qs + 12));
-        isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(s, b->sc[t]));
+        __m512i s[X16_CT];
+        for (int c = 0; c < CT; c++) s[c] = _mm512_setzero_si512();
+        for (int g = 0; g < 4; g++) {
+            const __m512i vg = v[g];
+            for (int c = 0; c < CT; c++) s[c] = _mm512_dpbusd_epi32(s[c], vg, bcast4(a[c]->qs + 16 * t + 4 * g));
+        }
+        for (int c = 0; c < CT; c++) isum[c] = _mm512_add_epi32(isum[c], _mm512_mullo_epi32(s[c], b->sc[t]));
     }
-    __m512i off = _mm512_setzero_si512();
-    for (int t = 0; t < 8; t++) {
-        const int32_t pair = (int32_t)((uint32_t)(uint16_t)a->bsums[2 * t] | (uint32_t)(uint16_t)a->bsums[2 * t + 1] << 16);
-        off = _mm512_dpwssd_epi32(off, b->scp[t], _mm512_set1_epi32(pair));
+    for (int c = 0; c < CT; c++) {
+        __m512i off = _mm512_setzero_si512();
+        for (int t = 0; t < 8; t++) {
+            const int32_t pair =
+                (int32_t)((uint32_t)(uint16_t)a[c]->bsums[2 * t] | (uint32_t)(uint16_t)a[c]->bsums[2 * t + 1] << 16);
+            off = _mm512_dpwssd_epi32(off, b->scp[t], _mm512_set1_epi32(pair));
+        }
+        const __m512i total = _mm512_sub_epi32(isum[c], _mm512_slli_epi32(off, 5));
+        acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(total), _mm512_mul_ps(b->d, _mm512_set1_ps(a[c]->d)), acc[c]);
     }
-    isum = _mm512_sub_epi32(isum, _mm512_slli_epi32(off, 5));
-    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(b->d, _mm512_set1_ps(a->d)), acc);
+}
+
+static ALWAYS_INLINE void x16k_pass_q6_K(const int CT, const x16k6_block *blk, int64_t kc, const uint8_t *y0, size_t as,
+                                         __m512 *acc) {
+    __m512 ac[X16_CT];
+    for (int c = 0; c < CT; c++) ac[c] = acc[c];
+    for (int64_t k = 0; k < kc; k++) {
+        const plm_block_q8_K *y[X16_CT];
+        for (int c = 0; c < CT; c++) y[c] = BLOCK(plm_block_q8_K, y0, as, c, k);
+        x16k_steps_q6_K(CT, &blk[k], y, ac);
+    }
+    for (int c = 0; c < CT; c++) acc[c] = ac[c];
 }
 
 static void gemm_q6_K(int64_t n, const void *vw, size_t ws, int nr, const void *va, size_t as, int nc, float *out,
@@ -709,12 +728,10 @@ static void gemm_q6_K(int64_t n, const void *vw, size_t ws, int nr, const void *
             for (int64_t k0 = 0; k0 < nb; k0 += X16K_CHUNK) {
                 const int64_t kc = nb - k0 < X16K_CHUNK ? nb - k0 : X16K_CHUNK;
                 for (int64_t k = 0; k < kc; k++) x16k_unpack_q6_K(w, ws, rows, k0 + k, &blk[k]);
-                for (int c = 0; c < ncg; c++) {
-                    const plm_block_q8_K *y = BLOCK(plm_block_q8_K, a, as, c0 + c, k0);
-                    __m512 ac = acc[c];
-                    for (int64_t k = 0; k < kc; k++) ac = x16k_step_q6_K(&blk[k], &y[k], ac);
-                    acc[c] = ac;
-                }
+                const uint8_t *y0 = a + (size_t)c0 * as + (size_t)k0 * sizeof(plm_block_q8_K);
+                int c = 0;
+                for (; c + X16_CT <= ncg; c += X16_CT) x16k_pass_q6_K(X16_CT, blk, kc, y0 + (size_t)c * as, as, &acc[c]);
+                for (; c < ncg; c++) x16k_pass_q6_K(1, blk, kc, y0 + (size_t)c * as, as, &acc[c]);
             }
             for (int c = 0; c < ncg; c++)
                 x16_store(acc[c], nr - r0 < 16 ? nr - r0 : 16, out + (int64_t)(c0 + c) * ldo + r0, accumulate);
