@@ -44,8 +44,15 @@ static uint8_t *make_weights(plm_type t, int64_t rows, int64_t n) {
         exit(1);
     }
     for (int r = 0; r < 16 && r < rows; r++) {
-        for (int64_t i = 0; i < n; i++) x[i] = rnd() * 0.1f;
-        plm_quantize_row_ref(t, x, w + (size_t)r * ws, n);
+        uint8_t *row = w + (size_t)r * ws;
+        if (plm_type_can_quantize(t)) {
+            for (int64_t i = 0; i < n; i++) x[i] = rnd() * 0.1f;
+            plm_quantize_row_ref(t, x, row, n);
+            continue;
+        }
+        /* Q5_K: random bits with plain scales (d, dmin = 1/64) */
+        for (size_t i = 0; i < ws; i++) row[i] = (uint8_t)(rnd() * 256.0f);
+        for (plm_block_q5_K *b = (plm_block_q5_K *)row; (uint8_t *)b < row + ws; b++) b->d = b->dmin = 0x2400;
     }
     for (int64_t r = 16; r < rows; r++) memcpy(w + (size_t)r * ws, w + (size_t)(r % 16) * ws, ws);
     free(x);
@@ -125,7 +132,7 @@ int main(int argc, char **argv) {
         }
     }
     const plm_type types[] = {PLM_TYPE_Q4_0, PLM_TYPE_Q4_1, PLM_TYPE_Q5_0, PLM_TYPE_Q5_1,
-                              PLM_TYPE_Q8_0, PLM_TYPE_Q4_K, PLM_TYPE_Q6_K};
+                              PLM_TYPE_Q8_0, PLM_TYPE_Q4_K, PLM_TYPE_Q5_K, PLM_TYPE_Q6_K};
     printf("%-5s %-7s", "type", "table");
     printf(" %14s %14s %16s\n", "decode-L2 GB/s", "decode GB/s", "prefill GMAC/s");
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {

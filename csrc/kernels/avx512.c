@@ -51,12 +51,12 @@ static ALWAYS_INLINE __m512i bcast4(const int8_t *p) {
  * side by side, which defeats the hardware prefetcher, so while block k is
  * computed the matching slice of the next group (the next 16 rows, contiguous
  * with these) is prefetched: one sequential stream again (see avx2.c). */
-/* Row by row (the K-quants' decode) the rows are one sequential stream, read
- * a block at a time: the block PF_AHEAD bytes further on is prefetched. */
-#define PF_AHEAD 2048
-static ALWAYS_INLINE void prefetch_ahead(const void *p, size_t bs) {
-    const char *q = (const char *)p + PF_AHEAD;
-    for (size_t off = 0; off < bs; off += 64) _mm_prefetch(q + off, _MM_HINT_T0);
+/* The K-quants' decode reads R rows side by side a super-block at a time; the
+ * next R rows (contiguous with these) are prefetched as one linear stream:
+ * while block k is computed, bytes [k R bs, (k + 1) R bs) of the next R rows. */
+static ALWAYS_INLINE void prefetch_tile(const uint8_t *w, size_t ws, const int R, size_t bs, int64_t k) {
+    const uint8_t *p = w + (size_t)R * ws + (size_t)k * R * bs;
+    for (size_t off = 0; off < R * bs; off += 64) _mm_prefetch((const char *)(p + off), _MM_HINT_T0);
 }
 
 static ALWAYS_INLINE void prefetch_next_group(const uint8_t *w, size_t ws, size_t bs, int64_t k) {
@@ -402,46 +402,97 @@ static ALWAYS_INLINE int32_t q4k_imin(const uint32_t mn[2], const plm_block_q8_K
     return _mm_cvtsi128_si32(_mm_add_epi32(m2, _mm_shuffle_epi32(m2, _MM_SHUFFLE(2, 3, 0, 1))));
 }
 
-/* Q4_K, one token, row by row: qs[32p + l] holds element 64p + l (low nibble)
- * and 64p + 32 + l (high nibble); the 256-bit halves are regrouped so that a
- * ZMM holds 64 consecutive elements (sub-blocks 2p and 2p + 1) and meets the
- * activation as stored. */
-static void rows_q4_K(int64_t nb, const uint8_t *w, size_t ws, int nr, const uint8_t *a, float *out, bool accumulate) {
-    const __m512i m4 = _mm512_set1_epi8(0x0f);
-    const plm_block_q8_K *y = (const plm_block_q8_K *)a;
-    const __m512i pick0 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+/* Q4_K and Q5_K share their layout but for Q5_K's fifth bits: d, dmin and
+ * the 12 scale bytes at the same offsets, then (Q5_K) qh[32] and qs[128]. A
+ * value of the pair below is one of them: `five` is a constant in every
+ * instantiation. Element 64p + l is the low nibble of qs[32p + l] and element
+ * 64p + 32 + l its high nibble (l < 32); Q5_K's fifth bits are bit 2p and
+ * 2p + 1 of qh[l]. */
+static ALWAYS_INLINE size_t k45_size(bool five) { return five ? sizeof(plm_block_q5_K) : sizeof(plm_block_q4_K); }
+static ALWAYS_INLINE const uint8_t *k45_qs(bool five, const uint8_t *b) {
+    return five ? ((const plm_block_q5_K *)b)->qs : ((const plm_block_q4_K *)b)->qs;
+}
+_Static_assert(offsetof(plm_block_q4_K, scales) == offsetof(plm_block_q5_K, scales), "K4/K5 layout");
+_Static_assert(offsetof(plm_block_q4_K, dmin) == offsetof(plm_block_q5_K, dmin), "K4/K5 layout");
+
+/* One token: the 256-bit halves are regrouped so that a ZMM holds 64
+ * consecutive elements (sub-blocks 2p and 2p + 1) and meets the activation as
+ * stored. Each lane sums 4 products (|.| <= 4 * 31 * 128, an int16). Returns
+ * isum of the super-block at blk; *imin gets its min term. */
+static ALWAYS_INLINE int32_t k45_block_sums(const bool five, const uint8_t *blk, const plm_block_q8_K *y, int32_t *imin) {
+    const __m512i m4 = _mm512_set1_epi8(0x0f), one = _mm512_set1_epi8(1);
     const __m512i step2 = _mm512_set1_epi32(2);
-    for (int r = 0; r < nr; r++) {
-        float acc = 0.0f, macc = 0.0f;
-        for (int64_t i = 0; i < nb; i++) {
-            const plm_block_q4_K *b = BLOCK(plm_block_q4_K, w, ws, r, i);
-            prefetch_ahead(b, sizeof *b);
-            uint32_t sc[2], mn[2];
-            k4_unpack(b->scales, sc, mn);
-            const __m512i s32 = _mm512_cvtepu8_epi32(_mm_set_epi32(0, 0, (int)sc[1], (int)sc[0]));
-            __m512i isum = _mm512_setzero_si512(), pick = pick0;
-            for (int h = 0; h < 2; h++) {
-                const __m512i x = _mm512_loadu_si512(b->qs + 64 * h);
-                const __m512i lo = _mm512_and_si512(x, m4), hi = _mm512_and_si512(_mm512_srli_epi16(x, 4), m4);
-                const __m512i e0 = _mm512_shuffle_i64x2(lo, hi, 0x44), e1 = _mm512_shuffle_i64x2(lo, hi, 0xee);
-                const __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), e0, _mm512_loadu_si512(y[i].qs + 128 * h));
-                isum = _mm512_dpwssd_epi32(isum, p0, _mm512_permutexvar_epi32(pick, s32));
-                pick = _mm512_add_epi32(pick, step2);
-                const __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), e1, _mm512_loadu_si512(y[i].qs + 128 * h + 64));
-                isum = _mm512_dpwssd_epi32(isum, p1, _mm512_permutexvar_epi32(pick, s32));
-                pick = _mm512_add_epi32(pick, step2);
-            }
-            const float da = y[i].d;
-            acc = fmaf((float)_mm512_reduce_add_epi32(isum), h2f(b->d) * da, acc);
-            macc = fmaf((float)q4k_imin(mn, &y[i]), h2f(b->dmin) * da, macc);
+    const plm_block_q4_K *b = (const plm_block_q4_K *)blk; /* d, dmin, scales */
+    uint32_t sc[2], mn[2];
+    k4_unpack(b->scales, sc, mn);
+    const __m512i s32 = _mm512_cvtepu8_epi32(_mm_set_epi32(0, 0, (int)sc[1], (int)sc[0]));
+    __m512i qh = _mm512_setzero_si512();
+    if (five) qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)((const plm_block_q5_K *)blk)->qh));
+    __m512i isum = _mm512_setzero_si512();
+    __m512i pick = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    for (int h = 0; h < 2; h++) {
+        const __m512i x = _mm512_loadu_si512(k45_qs(five, blk) + 64 * h);
+        __m512i lo = _mm512_and_si512(x, m4), hi = _mm512_and_si512(_mm512_srli_epi16(x, 4), m4);
+        if (five) {
+            /* lo: p = 2h (low half), 2h + 1 (high half): bit 2p; hi: bit 2p + 1 */
+            const __m512i cnt = _mm512_setr_epi64(4 * h, 4 * h, 4 * h, 4 * h, 4 * h + 2, 4 * h + 2, 4 * h + 2, 4 * h + 2);
+            const __m512i bl = _mm512_and_si512(_mm512_srlv_epi64(qh, cnt), one);
+            const __m512i bh = _mm512_and_si512(_mm512_srlv_epi64(qh, _mm512_add_epi64(cnt, _mm512_set1_epi64(1))), one);
+            lo = _mm512_or_si512(lo, _mm512_slli_epi16(bl, 4));
+            hi = _mm512_or_si512(hi, _mm512_slli_epi16(bh, 4));
         }
-        const float v = acc - macc;
+        const __m512i e0 = _mm512_shuffle_i64x2(lo, hi, 0x44), e1 = _mm512_shuffle_i64x2(lo, hi, 0xee);
+        const __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), e0, _mm512_loadu_si512(y->qs + 128 * h));
+        isum = _mm512_dpwssd_epi32(isum, p0, _mm512_permutexvar_epi32(pick, s32));
+        pick = _mm512_add_epi32(pick, step2);
+        const __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), e1, _mm512_loadu_si512(y->qs + 128 * h + 64));
+        isum = _mm512_dpwssd_epi32(isum, p1, _mm512_permutexvar_epi32(pick, s32));
+        pick = _mm512_add_epi32(pick, step2);
+    }
+    *imin = q4k_imin(mn, y);
+    return _mm512_reduce_add_epi32(isum);
+}
+
+/* R rows (contiguous, R <= 4) and one token. The rows are read side by side,
+ * so the next R rows are prefetched as one sequential stream (see
+ * prefetch_tile) while these are computed. */
+static ALWAYS_INLINE void rows_k45_R(const bool five, const int R, int64_t nb, const uint8_t *w, size_t ws,
+                                     const uint8_t *a, float *out, bool accumulate) {
+    const plm_block_q8_K *y = (const plm_block_q8_K *)a;
+    const size_t bs = k45_size(five);
+    float acc[4] = {0}, macc[4] = {0};
+    for (int64_t i = 0; i < nb; i++) {
+        prefetch_tile(w, ws, R, bs, i);
+        const float da = y[i].d;
+        for (int r = 0; r < R; r++) {
+            const uint8_t *blk = w + (size_t)r * ws + (size_t)i * bs;
+            const plm_block_q4_K *b = (const plm_block_q4_K *)blk;
+            int32_t imin;
+            const int32_t isum = k45_block_sums(five, blk, &y[i], &imin);
+            acc[r] = fmaf((float)isum, h2f(b->d) * da, acc[r]);
+            macc[r] = fmaf((float)imin, h2f(b->dmin) * da, macc[r]);
+        }
+    }
+    for (int r = 0; r < R; r++) {
+        const float v = acc[r] - macc[r];
         if (accumulate) out[r] += v;
         else out[r] = v;
     }
 }
 
-/* Q4_K, many tokens: the x16 layout, v[8 j + 4 h + g] = sub-block j, elements 16h + 4g..+3 of each row. */
+static ALWAYS_INLINE void rows_k45(const bool five, int64_t nb, const uint8_t *w, size_t ws, int nr, const uint8_t *a,
+                                   float *out, bool accumulate) {
+    int r = 0;
+    for (; r + 4 <= nr; r += 4) rows_k45_R(five, 4, nb, w + (size_t)r * ws, ws, a, out + r, accumulate);
+    switch (nr - r) {
+    case 3: rows_k45_R(five, 3, nb, w + (size_t)r * ws, ws, a, out + r, accumulate); break;
+    case 2: rows_k45_R(five, 2, nb, w + (size_t)r * ws, ws, a, out + r, accumulate); break;
+    case 1: rows_k45_R(five, 1, nb, w + (size_t)r * ws, ws, a, out + r, accumulate); break;
+    default: break;
+    }
+}
+
+/* Many tokens: the x16 layout, v[8 j + 4 h + g] = sub-block j, elements 16h + 4g..+3 of each row. */
 typedef struct x16k_block {
     __m512i v[64];
     __m512i sc[8]; /* sub-block j's scale in the low int16 of each row's lane */
@@ -453,28 +504,44 @@ static ALWAYS_INLINE __m512 f16x16(const plm_f16 h[16]) {
     return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)h));
 }
 
-static ALWAYS_INLINE void x16k_unpack_q4_K(const uint8_t *w, size_t ws, const int rows[16], int64_t i, x16k_block *o) {
-    const plm_block_q4_K *b[16];
-    for (int j = 0; j < 16; j++) b[j] = BLOCK(plm_block_q4_K, w, ws, rows[j], i);
+/* Q5_K's fifth bits of bytes 16h..16h+15 of the 32-byte run p, in x16_nibbles' form: bit l for the low
+ * nibble of byte l (bit 2p of qh[16h + l]), bit 16 + l for its high nibble (bit 2p + 1). */
+static ALWAYS_INLINE uint32_t q5k_fifth_bits(const uint8_t *qh, int p, int h) {
+    const __m128i x = _mm_loadu_si128((const __m128i *)(qh + 16 * h));
+    const uint32_t lo = (uint32_t)_mm_movemask_epi8(_mm_sll_epi16(x, _mm_cvtsi32_si128(7 - 2 * p)));
+    const uint32_t hi = (uint32_t)_mm_movemask_epi8(_mm_sll_epi16(x, _mm_cvtsi32_si128(6 - 2 * p)));
+    return lo | hi << 16;
+}
+
+static ALWAYS_INLINE void x16k_unpack_k45(const bool five, const uint8_t *w, size_t ws, const int rows[16], int64_t i,
+                                         x16k_block *o) {
+    const uint8_t *blk[16];
+    for (int j = 0; j < 16; j++) blk[j] = w + (size_t)rows[j] * ws + (size_t)i * k45_size(five);
     for (int p = 0; p < 4; p++)
         for (int h = 0; h < 2; h++) {
-            const uint8_t *q[16];
-            for (int j = 0; j < 16; j++) q[j] = b[j]->qs + 32 * p + 16 * h;
-            x16_nibbles(q, NULL, o->v + 8 * (2 * p) + 4 * h, o->v + 8 * (2 * p + 1) + 4 * h);
+            const uint8_t *q[16], *qh5[16];
+            uint32_t bits[16];
+            for (int j = 0; j < 16; j++) {
+                q[j] = k45_qs(five, blk[j]) + 32 * p + 16 * h;
+                if (five) bits[j] = q5k_fifth_bits(((const plm_block_q5_K *)blk[j])->qh, p, h);
+                qh5[j] = (const uint8_t *)&bits[j];
+            }
+            x16_nibbles(q, five ? qh5 : NULL, o->v + 8 * (2 * p) + 4 * h, o->v + 8 * (2 * p + 1) + 4 * h);
         }
     uint32_t sc[8][16], mn[4][16];
     plm_f16 d[16], dmin[16];
     for (int r = 0; r < 16; r++) {
+        const plm_block_q4_K *b = (const plm_block_q4_K *)blk[r];
         uint32_t s4[2], m4b[2];
-        k4_unpack(b[r]->scales, s4, m4b);
+        k4_unpack(b->scales, s4, m4b);
         for (int j = 0; j < 8; j++) sc[j][r] = (s4[j / 4] >> (8 * (j % 4))) & 0xff;
         for (int q = 0; q < 4; q++) {
             const uint32_t m0 = (m4b[(2 * q) / 4] >> (8 * ((2 * q) % 4))) & 0xff;
             const uint32_t m1 = (m4b[(2 * q + 1) / 4] >> (8 * ((2 * q + 1) % 4))) & 0xff;
             mn[q][r] = m0 | m1 << 16;
         }
-        d[r] = b[r]->d;
-        dmin[r] = b[r]->dmin;
+        d[r] = b->d;
+        dmin[r] = b->dmin;
     }
     for (int j = 0; j < 8; j++) o->sc[j] = _mm512_loadu_si512(sc[j]);
     for (int q = 0; q < 4; q++) o->mn[q] = _mm512_loadu_si512(mn[q]);
@@ -482,24 +549,26 @@ static ALWAYS_INLINE void x16k_unpack_q4_K(const uint8_t *w, size_t ws, const in
     o->dmin = f16x16(dmin);
 }
 
-/* acc[c] += super-block . token c for CT tokens at once (each weight vector loaded once for all). */
-static ALWAYS_INLINE void x16k_steps_q4_K(const int CT, const x16k_block *b, const plm_block_q8_K *const a[],
-                                          const int32_t *const bs[], __m512 acc[], __m512 macc[]) {
+/* acc[c] += super-block . token c for CT tokens at once (each weight vector loaded once for all). Partial
+ * sums go through the int16 scale product in runs of 16 products (Q4_K: |.| <= 16 * 15 * 128) or 8
+ * (Q5_K: 8 * 31 * 128). */
+static ALWAYS_INLINE void x16k_steps_k45(const bool five, const int CT, const x16k_block *b,
+                                         const plm_block_q8_K *const a[], const int32_t *const bs[], __m512 acc[],
+                                         __m512 macc[]) {
+    const int G = five ? 2 : 4; /* dpbusd per partial sum */
     __m512i isum[X16_CT];
     for (int c = 0; c < CT; c++) isum[c] = _mm512_setzero_si512();
     for (int j = 0; j < 8; j++) {
         const __m512i *v = b->v + 8 * j;
-        __m512i s0[X16_CT], s1[X16_CT];
-        for (int c = 0; c < CT; c++) s0[c] = s1[c] = _mm512_setzero_si512();
-        for (int g = 0; g < 4; g++) {
-            const __m512i vl = v[g], vh = v[4 + g];
-            for (int c = 0; c < CT; c++) {
-                const int8_t *qs = a[c]->qs + 32 * j;
-                s0[c] = _mm512_dpbusd_epi32(s0[c], vl, bcast4(qs + 4 * g));
-                s1[c] = _mm512_dpbusd_epi32(s1[c], vh, bcast4(qs + 16 + 4 * g));
+        for (int g0 = 0; g0 < 8; g0 += G) {
+            __m512i s[X16_CT];
+            for (int c = 0; c < CT; c++) s[c] = _mm512_setzero_si512();
+            for (int g = g0; g < g0 + G; g++) {
+                const __m512i vg = v[g];
+                for (int c = 0; c < CT; c++) s[c] = _mm512_dpbusd_epi32(s[c], vg, bcast4(a[c]->qs + 32 * j + 4 * g));
             }
+            for (int c = 0; c < CT; c++) isum[c] = _mm512_dpwssd_epi32(isum[c], s[c], b->sc[j]);
         }
-        for (int c = 0; c < CT; c++) isum[c] = _mm512_dpwssd_epi32(_mm512_dpwssd_epi32(isum[c], s0[c], b->sc[j]), s1[c], b->sc[j]);
     }
     for (int c = 0; c < CT; c++) {
         __m512i imin = _mm512_setzero_si512();
@@ -511,48 +580,48 @@ static ALWAYS_INLINE void x16k_steps_q4_K(const int CT, const x16k_block *b, con
 }
 
 /* Tokens c0..c0+CT-1 over the kc unpacked super-blocks; y0 = token c0's block k0, bs0 its pair sums. */
-static ALWAYS_INLINE void x16k_pass_q4_K(const int CT, const x16k_block *blk, int64_t kc, const uint8_t *y0, size_t as,
-                                         const int32_t *bs0, int64_t nb, __m512 *acc, __m512 *macc) {
+static ALWAYS_INLINE void x16k_pass_k45(const bool five, const int CT, const x16k_block *blk, int64_t kc,
+                                        const uint8_t *y0, size_t as, const int32_t *bs0, __m512 *acc, __m512 *macc) {
     __m512 ac[X16_CT], mc[X16_CT];
     for (int c = 0; c < CT; c++) ac[c] = acc[c], mc[c] = macc[c];
     for (int64_t k = 0; k < kc; k++) {
         const plm_block_q8_K *y[X16_CT];
         const int32_t *bs[X16_CT];
-        for (int c = 0; c < CT; c++) y[c] = BLOCK(plm_block_q8_K, y0, as, c, k), bs[c] = bs0 + 4 * (c * nb + k);
-        x16k_steps_q4_K(CT, &blk[k], y, bs, ac, mc);
+        for (int c = 0; c < CT; c++) y[c] = BLOCK(plm_block_q8_K, y0, as, c, k), bs[c] = bs0 + 4 * (c * kc + k);
+        x16k_steps_k45(five, CT, &blk[k], y, bs, ac, mc);
     }
     for (int c = 0; c < CT; c++) acc[c] = ac[c], macc[c] = mc[c];
 }
 
-static void gemm_q4_K(int64_t n, const void *vw, size_t ws, int nr, const void *va, size_t as, int nc, float *out,
-                      int64_t ldo, bool accumulate) {
+static ALWAYS_INLINE void gemm_k45(const bool five, int64_t n, const void *vw, size_t ws, int nr, const void *va,
+                                   size_t as, int nc, float *out, int64_t ldo, bool accumulate) {
     const uint8_t *w = vw, *a = va;
     const int64_t nb = n / PLM_QK_K;
     if (nc == 1) {
-        rows_q4_K(nb, w, ws, nr, a, out, accumulate);
+        rows_k45(five, nb, w, ws, nr, a, out, accumulate);
         return;
     }
-    const int cols = X16_COLS;
     int32_t bsp[4 * X16_COLS * X16K_CHUNK]; /* the activation's pair sums for the unpacked super-blocks */
     __m512 acc[X16_COLS], macc[X16_COLS];
     x16k_block blk[X16K_CHUNK];
-    for (int c0 = 0; c0 < nc; c0 += cols) {
-        const int ncg = nc - c0 < cols ? nc - c0 : cols;
+    for (int c0 = 0; c0 < nc; c0 += X16_COLS) {
+        const int ncg = nc - c0 < X16_COLS ? nc - c0 : X16_COLS;
         for (int r0 = 0; r0 < nr; r0 += 16) {
             int rows[16];
             for (int j = 0; j < 16; j++) rows[j] = r0 + j < nr ? r0 + j : nr - 1;
             for (int c = 0; c < ncg; c++) acc[c] = macc[c] = _mm512_setzero_ps();
             for (int64_t k0 = 0; k0 < nb; k0 += X16K_CHUNK) {
                 const int64_t kc = nb - k0 < X16K_CHUNK ? nb - k0 : X16K_CHUNK;
-                for (int64_t k = 0; k < kc; k++) x16k_unpack_q4_K(w, ws, rows, k0 + k, &blk[k]);
+                for (int64_t k = 0; k < kc; k++) x16k_unpack_k45(five, w, ws, rows, k0 + k, &blk[k]);
                 for (int c = 0; c < ncg; c++)
                     for (int64_t k = 0; k < kc; k++)
                         q8_K_pair_sums(BLOCK(plm_block_q8_K, a, as, c0 + c, k0 + k), &bsp[4 * (c * kc + k)]);
                 const uint8_t *y0 = a + (size_t)c0 * as + (size_t)k0 * sizeof(plm_block_q8_K);
                 int c = 0;
                 for (; c + X16_CT <= ncg; c += X16_CT)
-                    x16k_pass_q4_K(X16_CT, blk, kc, y0 + (size_t)c * as, as, &bsp[4 * c * kc], kc, &acc[c], &macc[c]);
-                for (; c < ncg; c++) x16k_pass_q4_K(1, blk, kc, y0 + (size_t)c * as, as, &bsp[4 * c * kc], kc, &acc[c], &macc[c]);
+                    x16k_pass_k45(five, X16_CT, blk, kc, y0 + (size_t)c * as, as, &bsp[4 * c * kc], &acc[c], &macc[c]);
+                for (; c < ncg; c++)
+                    x16k_pass_k45(five, 1, blk, kc, y0 + (size_t)c * as, as, &bsp[4 * c * kc], &acc[c], &macc[c]);
             }
             for (int c = 0; c < ncg; c++)
                 x16_store(_mm512_sub_ps(acc[c], macc[c]), nr - r0 < 16 ? nr - r0 : 16, out + (int64_t)(c0 + c) * ldo + r0,
@@ -561,9 +630,22 @@ static void gemm_q4_K(int64_t n, const void *vw, size_t ws, int nr, const void *
     }
 }
 
+static void gemm_q4_K(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as, int nc, float *out,
+                      int64_t ldo, bool accumulate) {
+    gemm_k45(false, n, w, ws, nr, a, as, nc, out, ldo, accumulate);
+}
+static void gemm_q5_K(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as, int nc, float *out,
+                      int64_t ldo, bool accumulate) {
+    gemm_k45(true, n, w, ws, nr, a, as, nc, out, ldo, accumulate);
+}
 static float dot_q4_K(int64_t n, const void *w, const void *a) {
     float r;
-    rows_q4_K(n / PLM_QK_K, w, 0, 1, a, &r, false);
+    rows_k45(false, n / PLM_QK_K, w, 0, 1, a, &r, false);
+    return r;
+}
+static float dot_q5_K(int64_t n, const void *w, const void *a) {
+    float r;
+    rows_k45(true, n / PLM_QK_K, w, 0, 1, a, &r, false);
     return r;
 }
 
@@ -591,33 +673,51 @@ static ALWAYS_INLINE int32_t q6k_offset(const plm_block_q6_K *b, const plm_block
     return 32 * _mm_cvtsi128_si32(h);
 }
 
-/* Q6_K, one token, row by row. */
-static void rows_q6_K(int64_t nb, const uint8_t *w, size_t ws, int nr, const uint8_t *a, float *out, bool accumulate) {
-    const plm_block_q8_K *y = (const plm_block_q8_K *)a;
-    const __m512i pick0 = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+/* Q6_K, one token: the integer total of one row's super-block (products
+ * weighted by the scales, minus the offset term). */
+static ALWAYS_INLINE int32_t q6k_block_total(const plm_block_q6_K *b, const plm_block_q8_K *y) {
     const __m512i step4 = _mm512_set1_epi32(4);
-    for (int r = 0; r < nr; r++) {
-        float acc = 0.0f;
-        for (int64_t i = 0; i < nb; i++) {
-            const plm_block_q6_K *b = BLOCK(plm_block_q6_K, w, ws, r, i);
-            prefetch_ahead(b, sizeof *b);
-            /* scale t as int16 in the low half of dword t, 0 in the high half */
-            const __m512i s32 = _mm512_cvtepu16_epi32(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b->scales)));
-            __m512i isum = _mm512_setzero_si512(), pick = pick0;
-            for (int h = 0; h < 2; h++) {
-                __m512i q[2];
-                q6k_unpack_half(b, h, &q[0], &q[1]);
-                for (int e = 0; e < 2; e++) {
-                    const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[e], _mm512_loadu_si512(y[i].qs + 128 * h + 64 * e));
-                    isum = _mm512_dpwssd_epi32(isum, p, _mm512_permutexvar_epi32(pick, s32));
-                    pick = _mm512_add_epi32(pick, step4);
-                }
-            }
-            const int32_t total = _mm512_reduce_add_epi32(isum) - q6k_offset(b, &y[i]);
-            acc = fmaf((float)total, h2f(b->d) * y[i].d, acc);
+    /* scale t as int16 in the low half of dword t, 0 in the high half */
+    const __m512i s32 = _mm512_cvtepu16_epi32(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b->scales)));
+    __m512i isum = _mm512_setzero_si512();
+    __m512i pick = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    for (int h = 0; h < 2; h++) {
+        __m512i q[2];
+        q6k_unpack_half(b, h, &q[0], &q[1]);
+        for (int e = 0; e < 2; e++) {
+            const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[e], _mm512_loadu_si512(y->qs + 128 * h + 64 * e));
+            isum = _mm512_dpwssd_epi32(isum, p, _mm512_permutexvar_epi32(pick, s32));
+            pick = _mm512_add_epi32(pick, step4);
         }
-        if (accumulate) out[r] += acc;
-        else out[r] = acc;
+    }
+    return _mm512_reduce_add_epi32(isum) - q6k_offset(b, y);
+}
+
+static ALWAYS_INLINE void rows_q6_K_R(const int R, int64_t nb, const uint8_t *w, size_t ws, const uint8_t *a, float *out,
+                                      bool accumulate) {
+    const plm_block_q8_K *y = (const plm_block_q8_K *)a;
+    float acc[4] = {0};
+    for (int64_t i = 0; i < nb; i++) {
+        prefetch_tile(w, ws, R, sizeof(plm_block_q6_K), i);
+        for (int r = 0; r < R; r++) {
+            const plm_block_q6_K *b = BLOCK(plm_block_q6_K, w, ws, r, i);
+            acc[r] = fmaf((float)q6k_block_total(b, &y[i]), h2f(b->d) * y[i].d, acc[r]);
+        }
+    }
+    for (int r = 0; r < R; r++) {
+        if (accumulate) out[r] += acc[r];
+        else out[r] = acc[r];
+    }
+}
+
+static void rows_q6_K(int64_t nb, const uint8_t *w, size_t ws, int nr, const uint8_t *a, float *out, bool accumulate) {
+    int r = 0;
+    for (; r + 4 <= nr; r += 4) rows_q6_K_R(4, nb, w + (size_t)r * ws, ws, a, out + r, accumulate);
+    switch (nr - r) {
+    case 3: rows_q6_K_R(3, nb, w + (size_t)r * ws, ws, a, out + r, accumulate); break;
+    case 2: rows_q6_K_R(2, nb, w + (size_t)r * ws, ws, a, out + r, accumulate); break;
+    case 1: rows_q6_K_R(1, nb, w + (size_t)r * ws, ws, a, out + r, accumulate); break;
+    default: break;
     }
 }
 
@@ -759,6 +859,7 @@ static void build_table(void) {
         g_decode[decode_by_avx2[i]] = avx2->gemm[decode_by_avx2[i]]; /* vec_dot stays the AVX2 one */
     g_table.vec_dot[PLM_TYPE_Q5_1] = dot_q5_1;
     g_table.vec_dot[PLM_TYPE_Q4_K] = dot_q4_K;
+    g_table.vec_dot[PLM_TYPE_Q5_K] = dot_q5_K;
     g_table.vec_dot[PLM_TYPE_Q6_K] = dot_q6_K;
     g_table.gemm[PLM_TYPE_Q4_0] = gemm_q4_0;
     g_table.gemm[PLM_TYPE_Q4_1] = gemm_q4_1;
@@ -766,6 +867,7 @@ static void build_table(void) {
     g_table.gemm[PLM_TYPE_Q5_1] = gemm_q5_1;
     g_table.gemm[PLM_TYPE_Q8_0] = gemm_q8_0;
     g_table.gemm[PLM_TYPE_Q4_K] = gemm_q4_K;
+    g_table.gemm[PLM_TYPE_Q5_K] = gemm_q5_K;
     g_table.gemm[PLM_TYPE_Q6_K] = gemm_q6_K;
 }
 
