@@ -1,9 +1,10 @@
 /*
- * kernels/avx512.c — AVX-512 (F, BW, VL, VNNI) versions of the hot dot
- * kernels: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K and Q6_K weights against their
- * 8-bit activation blocks, each checked against its scalar reference in
+ * kernels/avx512.c — AVX-512 (F, BW, VL, VNNI) versions of the hot matrix
+ * kernels: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K and Q6_K weights against
+ * their 8-bit activation blocks, each checked against its scalar reference in
  * quant.c by tests/c/test_quant.c. Every other entry (float formats, Q2_K,
- * Q3_K, Q5_K, the quantizers, the attention helpers) is the AVX2 table's.
+ * Q3_K, the quantizers, the attention helpers) is the AVX2 table's, and so is
+ * the one-token product of Q4_0, Q4_1, Q5_0 and Q8_0 (see g_decode).
  *
  * This file is compiled with the AVX-512 flags (Makefile ISA_avx512), so
  * nothing in it may run before kernels/dispatch.c has checked the CPU and the
@@ -16,16 +17,17 @@
  * flipped) with 128 * sum(a) taken off, since there is no 512-bit sign
  * instruction to move their signs onto the activations.
  *
- * Layout: sixteen rows in sixteen lanes. A row group's weights are unpacked
- * so that each 32-bit lane of a ZMM register holds 4 consecutive weights of
- * one row (lane j = row j), and the 4 matching activations are one broadcast
- * dword: the per-block scale work (fp16 scales, offsets, conversion, FMA) is
- * done once for 16 rows. Each (row, token) entry is an exact integer sum per
- * block followed by the same float steps whatever the tile, and vec_dot is
- * the 1 x 1 case, so a token's result does not depend on how tokens were
- * batched. For one token (decode) the K-quants go row by row instead (their
- * unpacking costs more than it saves for one token), with the same integers
- * and the same float steps.
+ * Layout for several tokens (prefill): sixteen rows in sixteen lanes. A row
+ * group's weights are unpacked once per pass so that each 32-bit lane of a ZMM
+ * register holds 4 consecutive weights of one row (lane j = row j), and the 4
+ * matching activations are one broadcast dword: the per-block scale work
+ * (fp16 scales, offsets, conversion, FMA) is done once for 16 rows, and each
+ * weight vector loaded serves four tokens. For one token (decode) the
+ * K-quants go four rows side by side, each row's super-block as whole ZMM
+ * vectors, since unpacking costs more than it saves for one token. Either way
+ * each (row, token) entry is an exact integer sum per block followed by the
+ * same float steps, whatever the tile, and vec_dot is the 1 x 1 case, so a
+ * token's result does not depend on how tokens were batched.
  */
 #include "quant.h"
 
