@@ -50,9 +50,13 @@ static uint8_t *make_weights(plm_type t, int64_t rows, int64_t n) {
             plm_quantize_row_ref(t, x, row, n);
             continue;
         }
-        /* Q5_K: random bits with plain scales (d, dmin = 1/64) */
+        /* Q2_K, Q3_K, Q5_K: random bits with plain scales (d, dmin = 1/64) */
         for (size_t i = 0; i < ws; i++) row[i] = (uint8_t)(rnd() * 256.0f);
-        for (plm_block_q5_K *b = (plm_block_q5_K *)row; (uint8_t *)b < row + ws; b++) b->d = b->dmin = 0x2400;
+        for (int64_t b = 0; b < n / PLM_QK_K; b++) {
+            if (t == PLM_TYPE_Q2_K) ((plm_block_q2_K *)row)[b].d = ((plm_block_q2_K *)row)[b].dmin = 0x2400;
+            if (t == PLM_TYPE_Q3_K) ((plm_block_q3_K *)row)[b].d = 0x2400;
+            if (t == PLM_TYPE_Q5_K) ((plm_block_q5_K *)row)[b].d = ((plm_block_q5_K *)row)[b].dmin = 0x2400;
+        }
     }
     for (int64_t r = 16; r < rows; r++) memcpy(w + (size_t)r * ws, w + (size_t)(r % 16) * ws, ws);
     free(x);
@@ -132,7 +136,8 @@ int main(int argc, char **argv) {
         }
     }
     const plm_type types[] = {PLM_TYPE_Q4_0, PLM_TYPE_Q4_1, PLM_TYPE_Q5_0, PLM_TYPE_Q5_1,
-                              PLM_TYPE_Q8_0, PLM_TYPE_Q4_K, PLM_TYPE_Q5_K, PLM_TYPE_Q6_K};
+                              PLM_TYPE_Q8_0, PLM_TYPE_Q2_K, PLM_TYPE_Q3_K, PLM_TYPE_Q4_K,
+                              PLM_TYPE_Q5_K, PLM_TYPE_Q6_K};
     printf("%-5s %-7s", "type", "table");
     printf(" %14s %14s %16s\n", "decode-L2 GB/s", "decode GB/s", "prefill GMAC/s");
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {

@@ -847,6 +847,99 @@ static float dot_q6_K(int64_t n, const void *w, const void *a) {
     return r;
 }
 
+/* Q2_K and Q3_K, vec_dot only (no gemm: matmul.c calls it per entry). Element
+ * 128c + 32j + 16h + l is bits 2j of qs[32c + 16h + l] and belongs to
+ * sub-block 8c + 2j + h = element / 16; a ZMM of 64 consecutive elements
+ * (j and j + 1) is the 32 bytes at qs + 32c in both halves, shifted by 2j and
+ * 2j + 2. Each lane sums 4 products (an int16), scaled by vpdpwssd. */
+
+/* 16 sums of 16 products (int32 lanes) -> scale each by its sub-block's int16 scale (dword t low half) and add. */
+static ALWAYS_INLINE __m512i k23_scaled(__m512i isum, __m512i p, __m512i s32, __m512i pick) {
+    return _mm512_dpwssd_epi32(isum, p, _mm512_permutexvar_epi32(pick, s32));
+}
+
+/* sum over 16 sub-blocks of scale16[t] * bsums[t] (scale16: 16 int16). */
+static ALWAYS_INLINE int32_t k23_scale_bsums(__m256i scale16, const plm_block_q8_K *y) {
+    const __m256i s = _mm256_madd_epi16(scale16, _mm256_loadu_si256((const __m256i *)y->bsums));
+    __m128i h = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+    h = _mm_add_epi32(h, _mm_shuffle_epi32(h, _MM_SHUFFLE(1, 0, 3, 2)));
+    h = _mm_add_epi32(h, _mm_shuffle_epi32(h, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm_cvtsi128_si32(h);
+}
+
+static float dot_q2_K(int64_t n, const void *vw, const void *va) {
+    const plm_block_q2_K *w = vw;
+    const plm_block_q8_K *y = va;
+    const __m512i three = _mm512_set1_epi8(3), step4 = _mm512_set1_epi32(4);
+    float acc = 0.0f, macc = 0.0f;
+    for (int64_t i = 0; i < n / PLM_QK_K; i++) {
+        const __m128i sm = _mm_loadu_si128((const __m128i *)w[i].scales);
+        const __m128i m4 = _mm_set1_epi8(0x0f);
+        const __m512i s32 = _mm512_cvtepu8_epi32(_mm_and_si128(sm, m4));
+        const __m256i mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sm, 4), m4));
+        __m512i isum = _mm512_setzero_si512();
+        __m512i pick = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+        for (int c = 0; c < 2; c++) {
+            const __m512i q = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(w[i].qs + 32 * c)));
+            for (int j = 0; j < 4; j += 2) {
+                const __m512i cnt = _mm512_setr_epi64(2 * j, 2 * j, 2 * j, 2 * j, 2 * j + 2, 2 * j + 2, 2 * j + 2, 2 * j + 2);
+                const __m512i u = _mm512_and_si512(_mm512_srlv_epi64(q, cnt), three);
+                const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, _mm512_loadu_si512(y[i].qs + 128 * c + 32 * j));
+                isum = k23_scaled(isum, p, s32, pick);
+                pick = _mm512_add_epi32(pick, step4);
+            }
+        }
+        acc = fmaf((float)_mm512_reduce_add_epi32(isum), h2f(w[i].d) * y[i].d, acc);
+        macc = fmaf((float)k23_scale_bsums(mins, &y[i]), h2f(w[i].dmin) * y[i].d, macc);
+    }
+    return acc - macc;
+}
+
+/* Q3_K's sixteen 6-bit scales as int8 (scale - 32): the low nibbles of bytes
+ * 0..7 are scales 0..7, their high nibbles scales 8..15; the top 2 bits of
+ * scale j are bits 2*(j/4) of byte 8 + j%4. */
+static inline __m128i q3k_scales(const uint8_t *s) {
+    uint32_t hi;
+    memcpy(&hi, s + 8, 4);
+    const __m128i lo8 = _mm_loadl_epi64((const __m128i *)s);
+    const __m128i m4 = _mm_set1_epi8(0x0f);
+    const __m128i low = _mm_unpacklo_epi64(_mm_and_si128(lo8, m4), _mm_and_si128(_mm_srli_epi16(lo8, 4), m4));
+    const __m128i top = _mm_and_si128(_mm_srlv_epi32(_mm_set1_epi32((int)hi), _mm_setr_epi32(0, 2, 4, 6)), _mm_set1_epi8(3));
+    return _mm_sub_epi8(_mm_or_si128(low, _mm_slli_epi16(top, 4)), _mm_set1_epi8(32));
+}
+
+/* Q3_K: value = 2 low bits + 4 * (hmask bit) - 4, the high bit of element
+ * 128c + 32j + l being bit 4c + j of hmask[l]; the -4 is 4 * sum(scale * bsums). */
+static float dot_q3_K(int64_t n, const void *vw, const void *va) {
+    const plm_block_q3_K *w = vw;
+    const plm_block_q8_K *y = va;
+    const __m512i three = _mm512_set1_epi8(3), one = _mm512_set1_epi8(1), step4 = _mm512_set1_epi32(4);
+    float acc = 0.0f;
+    for (int64_t i = 0; i < n / PLM_QK_K; i++) {
+        const __m256i sc16 = _mm256_cvtepi8_epi16(q3k_scales(w[i].scales));
+        const __m512i s32 = _mm512_cvtepu16_epi32(sc16); /* int16 scale in the low half, 0 in the high half */
+        const __m512i hm = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)w[i].hmask));
+        __m512i isum = _mm512_setzero_si512();
+        __m512i pick = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+        for (int c = 0; c < 2; c++) {
+            const __m512i q = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(w[i].qs + 32 * c)));
+            for (int j = 0; j < 4; j += 2) {
+                const __m512i cnt = _mm512_setr_epi64(2 * j, 2 * j, 2 * j, 2 * j, 2 * j + 2, 2 * j + 2, 2 * j + 2, 2 * j + 2);
+                const int hb = 4 * c + j;
+                const __m512i hcnt = _mm512_setr_epi64(hb, hb, hb, hb, hb + 1, hb + 1, hb + 1, hb + 1);
+                const __m512i high = _mm512_and_si512(_mm512_srlv_epi64(hm, hcnt), one);
+                const __m512i u = _mm512_or_si512(_mm512_and_si512(_mm512_srlv_epi64(q, cnt), three), _mm512_slli_epi16(high, 2));
+                const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, _mm512_loadu_si512(y[i].qs + 128 * c + 32 * j));
+                isum = k23_scaled(isum, p, s32, pick);
+                pick = _mm512_add_epi32(pick, step4);
+            }
+        }
+        const int32_t total = _mm512_reduce_add_epi32(isum) - 4 * k23_scale_bsums(sc16, &y[i]);
+        acc = fmaf((float)total, h2f(w[i].d) * y[i].d, acc);
+    }
+    return acc;
+}
+
 /* ------------------------------------------------------------- table */
 
 static plm_kernels g_table;
@@ -860,6 +953,8 @@ static void build_table(void) {
     for (size_t i = 0; i < sizeof decode_by_avx2 / sizeof decode_by_avx2[0]; i++)
         g_decode[decode_by_avx2[i]] = avx2->gemm[decode_by_avx2[i]]; /* vec_dot stays the AVX2 one */
     g_table.vec_dot[PLM_TYPE_Q5_1] = dot_q5_1;
+    g_table.vec_dot[PLM_TYPE_Q2_K] = dot_q2_K;
+    g_table.vec_dot[PLM_TYPE_Q3_K] = dot_q3_K;
     g_table.vec_dot[PLM_TYPE_Q4_K] = dot_q4_K;
     g_table.vec_dot[PLM_TYPE_Q5_K] = dot_q5_K;
     g_table.vec_dot[PLM_TYPE_Q6_K] = dot_q6_K;
