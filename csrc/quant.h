@@ -143,7 +143,7 @@ const plm_kernels *plm_kernels_avx2(void);
  * plm_kernels_avx2 does). Built once, thread-safe. */
 const plm_kernels *plm_kernels_avx2_table(void);
 /* The AVX-512 table (F, BW, VL, VNNI: vpdpbusd kernels for Q4_0, Q4_1, Q5_0,
- * Q5_1, Q8_0, Q4_K and Q6_K; its other entries are the AVX2 table's). NULL if
+ * Q5_1, Q8_0, Q2_K-Q6_K; its other entries are the AVX2 table's). NULL if
  * not compiled in, or the CPU lacks those features or AVX2+FMA+F16C, or the OS
  * does not save the opmask and ZMM registers (XCR0 bits 5-7). */
 const plm_kernels *plm_kernels_avx512(void);

@@ -1,10 +1,11 @@
 /*
  * kernels/avx512.c — AVX-512 (F, BW, VL, VNNI) versions of the hot matrix
  * kernels: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K and Q6_K weights against
- * their 8-bit activation blocks, each checked against its scalar reference in
- * quant.c by tests/c/test_quant.c. Every other entry (float formats, Q2_K,
- * Q3_K, the quantizers, the attention helpers) is the AVX2 table's, and so is
- * the one-token product of Q4_0, Q4_1, Q5_0 and Q8_0 (see g_decode).
+ * their 8-bit activation blocks (gemm and vec_dot), Q2_K and Q3_K (vec_dot),
+ * each checked against its scalar reference in quant.c by
+ * tests/c/test_quant.c. Every other entry (float formats, the quantizers, the
+ * attention helpers) is the AVX2 table's, and so is the one-token product of
+ * Q4_0, Q4_1, Q5_0 and Q8_0 (see g_decode).
  *
  * This file is compiled with the AVX-512 flags (Makefile ISA_avx512), so
  * nothing in it may run before kernels/dispatch.c has checked the CPU and the
