@@ -5,7 +5,7 @@
  * each checked against its scalar reference in quant.c by
  * tests/c/test_quant.c. Every other entry (float formats, the quantizers, the
  * attention helpers) is the AVX2 table's, and so is the one-token product of
- * Q4_0, Q4_1, Q5_0 and Q8_0 (see g_decode).
+ * Q4_0, Q4_1, Q5_0, Q8_0, Q4_K and Q6_K (see g_decode).
  *
  * This file is compiled with the AVX-512 flags (Makefile ISA_avx512), so
  * nothing in it may run before kernels/dispatch.c has checked the CPU and the
@@ -23,9 +23,9 @@
  * register holds 4 consecutive weights of one row (lane j = row j), and the 4
  * matching activations are one broadcast dword: the per-block scale work
  * (fp16 scales, offsets, conversion, FMA) is done once for 16 rows, and each
- * weight vector loaded serves four tokens. For one token (decode) the
- * K-quants go four rows side by side, each row's super-block as whole ZMM
- * vectors, since unpacking costs more than it saves for one token. Either way
+ * weight vector loaded serves four tokens. For one token (decode) Q5_K goes
+ * four rows side by side, each row's super-block as whole ZMM vectors, since
+ * unpacking costs more than it saves for one token. Either way
  * each (row, token) entry is an exact integer sum per block followed by the
  * same float steps, whatever the tile, and vec_dot is the 1 x 1 case, so a
  * token's result does not depend on how tokens were batched.
@@ -332,15 +332,17 @@ static ALWAYS_INLINE void x16_gemm(x16_kind kind, int64_t n, const void *vw, siz
     }
 }
 
-/* One token of Q4_0, Q4_1, Q5_0 and Q8_0 goes to the AVX2 table's x8 gemm
- * (eight rows in eight YMM lanes), which measured as fast as the x16 layout
- * for one token or faster (the unpacking dominates there, not the products)
- * and gives the same bits: per (row, token) it computes the same exact integer
- * block sums and then the same float steps, fma(sum, d * a.d, acc) per block
- * (and for Q4_1 fma(m, a.s, macc), added at the end). The table's vec_dot for
- * those types is the AVX2 one (the 1 x 1 case of that gemm); test_quant checks
- * that every gemm entry of this table equals its vec_dot bit for bit, so a
- * change to either side that breaks this agreement fails there. */
+/* One token of Q4_0, Q4_1, Q5_0, Q8_0, Q4_K and Q6_K goes to the AVX2 table's
+ * gemm (x8 rows in YMM lanes; row tiles for the K-quants), which measured as
+ * fast as this file's one-token paths or faster once the weights come from
+ * memory (the unpacking and the access pattern dominate there, not the
+ * products), and gives the same bits: per (row, token) it computes the same
+ * exact integer block sums and then the same float steps, fma(sum, d * a.d,
+ * acc) per block or super-block (and the min terms into a second sum taken
+ * off or added at the end). The table's vec_dot for those types is the AVX2
+ * one (the 1 x 1 case of that gemm); test_quant checks that every gemm entry
+ * of this table equals its vec_dot bit for bit, so a change to either side
+ * that breaks this agreement fails there. */
 static plm_gemm_fn g_decode[PLM_TYPE_COUNT];
 
 #define X16_GEMM(name, kind, type)                                                                              \
@@ -601,7 +603,8 @@ static ALWAYS_INLINE void gemm_k45(const bool five, int64_t n, const void *vw, s
     const uint8_t *w = vw, *a = va;
     const int64_t nb = n / PLM_QK_K;
     if (nc == 1) {
-        rows_k45(five, nb, w, ws, nr, a, out, accumulate);
+        if (five) rows_k45(five, nb, w, ws, nr, a, out, accumulate);
+        else g_decode[PLM_TYPE_Q4_K](n, vw, ws, nr, va, as, nc, out, ldo, accumulate); /* same bits (see g_decode) */
         return;
     }
     int32_t bsp[4 * X16_COLS * X16K_CHUNK]; /* the activation's pair sums for the unpacked super-blocks */
@@ -641,11 +644,6 @@ static void gemm_q5_K(int64_t n, const void *w, size_t ws, int nr, const void *a
                       int64_t ldo, bool accumulate) {
     gemm_k45(true, n, w, ws, nr, a, as, nc, out, ldo, accumulate);
 }
-static float dot_q4_K(int64_t n, const void *w, const void *a) {
-    float r;
-    rows_k45(false, n / PLM_QK_K, w, 0, 1, a, &r, false);
-    return r;
-}
 static float dot_q5_K(int64_t n, const void *w, const void *a) {
     float r;
     rows_k45(true, n / PLM_QK_K, w, 0, 1, a, &r, false);
@@ -664,64 +662,6 @@ static ALWAYS_INLINE void q6k_unpack_half(const plm_block_q6_K *b, int h, __m512
     const __m512i sa = _mm512_setr_epi64(4, 4, 4, 4, 2, 2, 2, 2), sb = _mm512_setr_epi64(0, 0, 0, 0, 2, 2, 2, 2);
     *qa = _mm512_or_si512(_mm512_and_si512(ql, m4), _mm512_and_si512(_mm512_sllv_epi64(qh, sa), m2h));
     *qb = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4), _mm512_and_si512(_mm512_srlv_epi64(qh, sb), m2h));
-}
-
-/* 32 * sum(scale_t * bsums_t) of one row and super-block. */
-static ALWAYS_INLINE int32_t q6k_offset(const plm_block_q6_K *b, const plm_block_q8_K *a) {
-    const __m256i s = _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b->scales)),
-                                        _mm256_loadu_si256((const __m256i *)a->bsums));
-    __m128i h = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
-    h = _mm_add_epi32(h, _mm_shuffle_epi32(h, _MM_SHUFFLE(1, 0, 3, 2)));
-    h = _mm_add_epi32(h, _mm_shuffle_epi32(h, _MM_SHUFFLE(2, 3, 0, 1)));
-    return 32 * _mm_cvtsi128_si32(h);
-}
-
-/* Q6_K, one token: the integer total of one row's super-block (products
- * weighted by the scales, minus the offset term). */
-static ALWAYS_INLINE int32_t q6k_block_total(const plm_block_q6_K *b, const plm_block_q8_K *y) {
-    const __m512i step4 = _mm512_set1_epi32(4);
-    /* scale t as int16 in the low half of dword t, 0 in the high half */
-    const __m512i s32 = _mm512_cvtepu16_epi32(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b->scales)));
-    __m512i isum = _mm512_setzero_si512();
-    __m512i pick = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
-    for (int h = 0; h < 2; h++) {
-        __m512i q[2];
-        q6k_unpack_half(b, h, &q[0], &q[1]);
-        for (int e = 0; e < 2; e++) {
-            const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[e], _mm512_loadu_si512(y->qs + 128 * h + 64 * e));
-            isum = _mm512_dpwssd_epi32(isum, p, _mm512_permutexvar_epi32(pick, s32));
-            pick = _mm512_add_epi32(pick, step4);
-        }
-    }
-    return _mm512_reduce_add_epi32(isum) - q6k_offset(b, y);
-}
-
-static ALWAYS_INLINE void rows_q6_K_R(const int R, int64_t nb, const uint8_t *w, size_t ws, const uint8_t *a, float *out,
-                                      bool accumulate) {
-    const plm_block_q8_K *y = (const plm_block_q8_K *)a;
-    float acc[4] = {0};
-    for (int64_t i = 0; i < nb; i++) {
-        prefetch_tile(w, ws, R, sizeof(plm_block_q6_K), i);
-        for (int r = 0; r < R; r++) {
-            const plm_block_q6_K *b = BLOCK(plm_block_q6_K, w, ws, r, i);
-            acc[r] = fmaf((float)q6k_block_total(b, &y[i]), h2f(b->d) * y[i].d, acc[r]);
-        }
-    }
-    for (int r = 0; r < R; r++) {
-        if (accumulate) out[r] += acc[r];
-        else out[r] = acc[r];
-    }
-}
-
-static void rows_q6_K(int64_t nb, const uint8_t *w, size_t ws, int nr, const uint8_t *a, float *out, bool accumulate) {
-    int r = 0;
-    for (; r + 4 <= nr; r += 4) rows_q6_K_R(4, nb, w + (size_t)r * ws, ws, a, out + r, accumulate);
-    switch (nr - r) {
-    case 3: rows_q6_K_R(3, nb, w + (size_t)r * ws, ws, a, out + r, accumulate); break;
-    case 2: rows_q6_K_R(2, nb, w + (size_t)r * ws, ws, a, out + r, accumulate); break;
-    case 1: rows_q6_K_R(1, nb, w + (size_t)r * ws, ws, a, out + r, accumulate); break;
-    default: break;
-    }
 }
 
 /* Q6_K, many tokens: v[4 t + g] = sub-block t (16 elements), elements 4g..4g+3 of each row. */
@@ -816,8 +756,8 @@ static void gemm_q6_K(int64_t n, const void *vw, size_t ws, int nr, const void *
                       int64_t ldo, bool accumulate) {
     const uint8_t *w = vw, *a = va;
     const int64_t nb = n / PLM_QK_K;
-    if (nc == 1) {
-        rows_q6_K(nb, w, ws, nr, a, out, accumulate);
+    if (nc == 1) { /* the AVX2 row tiles: same bits (see g_decode) */
+        g_decode[PLM_TYPE_Q6_K](n, vw, ws, nr, va, as, nc, out, ldo, accumulate);
         return;
     }
     __m512 acc[X16_COLS];
@@ -840,12 +780,6 @@ static void gemm_q6_K(int64_t n, const void *vw, size_t ws, int nr, const void *
                 x16_store(acc[c], nr - r0 < 16 ? nr - r0 : 16, out + (int64_t)(c0 + c) * ldo + r0, accumulate);
         }
     }
-}
-
-static float dot_q6_K(int64_t n, const void *w, const void *a) {
-    float r;
-    rows_q6_K(n / PLM_QK_K, w, 0, 1, a, &r, false);
-    return r;
 }
 
 /* Q2_K and Q3_K, vec_dot only (no gemm: matmul.c calls it per entry). Element
@@ -950,15 +884,13 @@ static void build_table(void) {
     const plm_kernels *avx2 = plm_kernels_avx2_table();
     g_table = *avx2;
     g_table.name = "avx512";
-    const plm_type decode_by_avx2[] = {PLM_TYPE_Q4_0, PLM_TYPE_Q4_1, PLM_TYPE_Q5_0, PLM_TYPE_Q8_0};
+    const plm_type decode_by_avx2[] = {PLM_TYPE_Q4_0, PLM_TYPE_Q4_1, PLM_TYPE_Q5_0, PLM_TYPE_Q8_0, PLM_TYPE_Q4_K, PLM_TYPE_Q6_K};
     for (size_t i = 0; i < sizeof decode_by_avx2 / sizeof decode_by_avx2[0]; i++)
         g_decode[decode_by_avx2[i]] = avx2->gemm[decode_by_avx2[i]]; /* vec_dot stays the AVX2 one */
     g_table.vec_dot[PLM_TYPE_Q5_1] = dot_q5_1;
     g_table.vec_dot[PLM_TYPE_Q2_K] = dot_q2_K;
     g_table.vec_dot[PLM_TYPE_Q3_K] = dot_q3_K;
-    g_table.vec_dot[PLM_TYPE_Q4_K] = dot_q4_K;
     g_table.vec_dot[PLM_TYPE_Q5_K] = dot_q5_K;
-    g_table.vec_dot[PLM_TYPE_Q6_K] = dot_q6_K;
     g_table.gemm[PLM_TYPE_Q4_0] = gemm_q4_0;
     g_table.gemm[PLM_TYPE_Q4_1] = gemm_q4_1;
     g_table.gemm[PLM_TYPE_Q5_0] = gemm_q5_0;
