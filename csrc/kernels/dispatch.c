@@ -3,17 +3,22 @@
  * OS support, so that one build runs on any x86-64.
  *
  * This file is compiled without ISA flags: the CPUID/XGETBV checks here must
- * run before any code from kernels/avx2.c (built with -mavx2 -mfma -mf16c) is
- * touched, including the code that builds its table. The kernels themselves
- * live in quant.c (scalar reference) and kernels/<isa>.c.
+ * run before any code from kernels/avx2.c or kernels/avx512.c (built with their
+ * instruction sets) is touched, including the code that builds their tables.
+ * The kernels themselves live in quant.c (scalar reference) and
+ * kernels/<isa>.c.
  *
- * POCKETLM_KERNELS=scalar forces the reference table (for debugging and for
- * comparing against it); unset or any other value means the best available.
+ * POCKETLM_KERNELS=scalar|avx2|avx512 forces a table (for debugging, tests and
+ * benchmarks); unset, empty or "auto" means the best available. A forced table
+ * that this CPU cannot run is never used (its first instruction would be an
+ * illegal-instruction crash): the best table that can run is used instead and
+ * one line on stderr says so; plm_kernels_name() reports the table in use.
  */
 #include "internal.h"
 #include "quant.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,8 +46,20 @@ static bool cpu_has_avx2(void) {
     if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return false;
     return (ebx & bit_AVX2) != 0;
 }
+
+/* AVX-512 F, BW, VL and VNNI on top of AVX2 (the table reuses AVX2 entries),
+ * and the OS saves the opmask, ZMM_Hi256 and Hi16_ZMM state (XCR0 bits 5-7). */
+static bool cpu_has_avx512(void) {
+    if (!cpu_has_avx2()) return false;
+    if ((read_xcr0() & 0xe6) != 0xe6) return false;
+    unsigned eax, ebx, ecx, edx;
+    if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return false;
+    const unsigned need_b = bit_AVX512F | bit_AVX512BW | bit_AVX512VL;
+    return (ebx & need_b) == need_b && (ecx & bit_AVX512VNNI) != 0;
+}
 #else
 static bool cpu_has_avx2(void) { return false; }
+static bool cpu_has_avx512(void) { return false; }
 #endif
 
 static const plm_kernels *g_avx2;
@@ -57,14 +74,50 @@ const plm_kernels *plm_kernels_avx2(void) {
     return g_avx2;
 }
 
+static const plm_kernels *g_avx512;
+static pthread_once_t g_avx512_once = PTHREAD_ONCE_INIT;
+
+static void detect_avx512(void) {
+    if (cpu_has_avx512()) g_avx512 = plm_kernels_avx512_table();
+}
+
+const plm_kernels *plm_kernels_avx512(void) {
+    pthread_once(&g_avx512_once, detect_avx512);
+    return g_avx512;
+}
+
 static const plm_kernels *g_chosen;
 static pthread_once_t g_chosen_once = PTHREAD_ONCE_INIT;
 
+/* The tables a name may force, with what each needs (for the message). */
+static const struct {
+    const char *name;
+    const plm_kernels *(*get)(void);
+    const char *needs;
+} k_forcible[] = {
+    {"scalar", plm_kernels_ref, ""},
+    {"avx2", plm_kernels_avx2, "AVX2, FMA and F16C"},
+    {"avx512", plm_kernels_avx512, "AVX-512 F/BW/VL/VNNI with OS support for the ZMM state"},
+};
+
 static void choose(void) {
+    const plm_kernels *best = plm_kernels_avx512();
+    if (best == NULL) best = plm_kernels_avx2();
+    if (best == NULL) best = plm_kernels_ref();
+    g_chosen = best;
     const char *env = getenv("POCKETLM_KERNELS");
-    const bool scalar = env != NULL && strcmp(env, "scalar") == 0;
-    const plm_kernels *avx2 = scalar ? NULL : plm_kernels_avx2();
-    g_chosen = avx2 != NULL ? avx2 : plm_kernels_ref();
+    if (env == NULL || env[0] == '\0' || strcmp(env, "auto") == 0) return;
+    for (size_t i = 0; i < sizeof k_forcible / sizeof k_forcible[0]; i++) {
+        if (strcmp(env, k_forcible[i].name) != 0) continue;
+        const plm_kernels *k = k_forcible[i].get();
+        if (k != NULL) g_chosen = k;
+        else
+            fprintf(stderr, "pocketlm: POCKETLM_KERNELS=%s: this CPU cannot run that table (it needs %s); using %s\n",
+                    env, k_forcible[i].needs, best->name);
+        return;
+    }
+    fprintf(stderr, "pocketlm: POCKETLM_KERNELS=%s: no such kernel table in this build (scalar, avx2, avx512); using %s\n",
+            env, best->name);
 }
 
 const plm_kernels *plm_kernels_get(void) {

@@ -216,6 +216,50 @@ static bool cpu_has_avx2_fma_f16c(void) {
     return __builtin_cpu_supports("avx2"); /* includes the OS's YMM support */
 }
 
+/* AVX-512 F/BW/VL/VNNI; libgcc's cpu model also checks that the OS saves the ZMM state. */
+static bool cpu_has_avx512_vnni(void) {
+    if (!cpu_has_avx2_fma_f16c()) return false;
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+}
+
+/* AMX-TILE and AMX-INT8 (CPUID leaf 7: EDX bits 24 and 25). */
+static bool cpu_has_amx_int8(void) {
+    unsigned a, b, c, d;
+    return __get_cpuid_count(7, 0, &a, &b, &c, &d) && (d & (1u << 24)) && (d & (1u << 25));
+}
+
+/* The SIMD tables this build knows, in order, with what each needs; a table
+ * the CPU cannot run is reported as skipped, never silently passed over. */
+typedef struct simd_table {
+    const char *name;
+    const plm_kernels *(*get)(void); /* NULL: not in this build */
+    bool (*cpu_has)(void);
+    const char *needs;
+} simd_table;
+
+static const simd_table k_simd_tables[] = {
+    {"avx2", plm_kernels_avx2, cpu_has_avx2_fma_f16c, "AVX2, FMA and F16C"},
+    {"avx512", plm_kernels_avx512, cpu_has_avx512_vnni, "AVX-512 F/BW/VL/VNNI"},
+    {"amx", NULL, cpu_has_amx_int8, "AMX-TILE/AMX-INT8"},
+};
+#define N_SIMD_TABLES (sizeof k_simd_tables / sizeof k_simd_tables[0])
+
+/* Table i if this CPU runs it, else NULL after printing why it is skipped. */
+static const plm_kernels *simd_table_or_skip(size_t i) {
+    const simd_table *t = &k_simd_tables[i];
+    if (!t->cpu_has()) {
+        fprintf(stderr, "  skipped: %s needs %s\n", t->name, t->needs);
+        return NULL;
+    }
+    if (t->get == NULL) {
+        fprintf(stderr, "  skipped: %s needs a kernel table this build does not have (the CPU has %s)\n", t->name,
+                t->needs);
+        return NULL;
+    }
+    return t->get();
+}
+
 __attribute__((target("f16c"))) static uint16_t hw_f32_to_f16(float f) { return (uint16_t)_cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT); }
 __attribute__((target("f16c"))) static float hw_f16_to_f32(uint16_t h) { return _cvtsh_ss(h); }
 
@@ -747,8 +791,8 @@ static void test_ref_dot_matches_dequantized(void) {
 
 /* An empty row is a dot of 0 and touches no memory. */
 static void test_empty_rows(void) {
-    const plm_kernels *tables[2] = {plm_kernels_ref(), plm_kernels_avx2()};
-    for (int k = 0; k < 2; k++) {
+    const plm_kernels *tables[3] = {plm_kernels_ref(), plm_kernels_avx2(), plm_kernels_avx512()};
+    for (int k = 0; k < 3; k++) {
         if (tables[k] == NULL) continue;
         for (size_t ti = 0; ti < N_WEIGHT_TYPES; ti++)
             CHECK(tables[k]->vec_dot[k_weight_types[ti]](0, NULL, NULL) == 0.0f);
@@ -765,32 +809,39 @@ static void test_dispatch(void) {
         const plm_type wt = k_weight_types[ti];
         CHECK(ref->vec_dot[wt] != NULL && ref->quantize[plm_type_traits_get(wt)->dot_type] != NULL);
     }
-    const plm_kernels *avx2 = plm_kernels_avx2();
-    CHECK((avx2 != NULL) == cpu_has_avx2_fma_f16c());
-    if (avx2 != NULL) {
-        CHECK(strcmp(avx2->name, "avx2") == 0);
-        CHECK(avx2 == plm_kernels_avx2_table());
-        for (int t = 0; t < PLM_TYPE_COUNT; t++) {
-            CHECK((avx2->vec_dot[t] != NULL) == (ref->vec_dot[t] != NULL));
-            CHECK((avx2->quantize[t] != NULL) == (ref->quantize[t] != NULL));
+    const plm_kernels *best = ref;
+    for (size_t i = 0; i < N_SIMD_TABLES; i++) {
+        const simd_table *t = &k_simd_tables[i];
+        if (t->get == NULL) continue;
+        const plm_kernels *k = t->get();
+        CHECKF((k != NULL) == t->cpu_has(), "%s table %s on a CPU that %s it", t->name, k ? "offered" : "withheld",
+               t->cpu_has() ? "has" : "lacks");
+        if (k == NULL) continue;
+        best = k;
+        CHECK(strcmp(k->name, t->name) == 0);
+        for (int ty = 0; ty < PLM_TYPE_COUNT; ty++) {
+            CHECK((k->vec_dot[ty] != NULL) == (ref->vec_dot[ty] != NULL));
+            CHECK((k->quantize[ty] != NULL) == (ref->quantize[ty] != NULL));
         }
     }
+    const plm_kernels *avx2 = plm_kernels_avx2(), *avx512 = plm_kernels_avx512();
+    if (avx2 != NULL) CHECK(avx2 == plm_kernels_avx2_table());
+    if (avx512 != NULL) CHECK(avx512 == plm_kernels_avx512_table());
     const plm_kernels *chosen = plm_kernels_get();
     const char *env = getenv("POCKETLM_KERNELS");
-    if (env != NULL && strcmp(env, "scalar") == 0) CHECK(chosen == ref);
-    else CHECK(chosen == (avx2 != NULL ? avx2 : ref));
+    /* a forced table is used when the CPU runs it; otherwise (and when not forced) the best one */
+    const plm_kernels *want = best;
+    if (env != NULL && strcmp(env, "scalar") == 0) want = ref;
+    if (env != NULL && strcmp(env, "avx2") == 0 && avx2 != NULL) want = avx2;
+    if (env != NULL && strcmp(env, "avx512") == 0 && avx512 != NULL) want = avx512;
+    CHECKF(chosen == want, "POCKETLM_KERNELS=%s chose %s, want %s", env ? env : "(unset)", chosen->name, want->name);
     CHECK(plm_kernels_get() == chosen);
     CHECK(strcmp(plm_kernels_name(), chosen->name) == 0);
     fprintf(stderr, "  kernels in use: %s\n", plm_kernels_name());
 }
 
-static void test_simd_dots(void) {
+static void check_simd_dots(const plm_kernels *simd) {
     const plm_kernels *ref = plm_kernels_ref();
-    const plm_kernels *simd = plm_kernels_avx2();
-    if (simd == NULL) {
-        fprintf(stderr, "  note: this CPU lacks AVX2/FMA/F16C, skipping the AVX2 comparisons\n");
-        return;
-    }
     for (size_t ti = 0; ti < N_WEIGHT_TYPES; ti++) {
         const plm_type wt = k_weight_types[ti];
         const plm_type at = plm_type_traits_get(wt)->dot_type;
@@ -818,8 +869,8 @@ static void test_simd_dots(void) {
                 worst = ratio > worst ? ratio : worst;
                 if (!(fabs(r - s) <= TOL_SIMD_REL * e.mag)) {
                     if (bad++ < 3)
-                        fprintf(stderr, "  FAIL %s n=%lld: ref %.9g avx2 %.9g (mag %.3g)\n", plm_type_traits_get(wt)->name,
-                                (long long)n, r, s, e.mag);
+                        fprintf(stderr, "  FAIL %s n=%lld: ref %.9g %s %.9g (mag %.3g)\n", plm_type_traits_get(wt)->name,
+                                (long long)n, r, simd->name, s, e.mag);
                 }
             }
             free(xf);
@@ -827,9 +878,16 @@ static void test_simd_dots(void) {
             free(w);
             free(a);
         }
-        CHECKF(bad == 0, "%s: %d of %d rows outside TOL_SIMD_REL", plm_type_traits_get(wt)->name, bad, rows);
-        fprintf(stderr, "  %-5s avx2 vs ref (%d rows): worst |diff|/sum|wa| = %.2e%s\n", plm_type_traits_get(wt)->name,
-                rows, worst, simd->vec_dot[wt] == ref->vec_dot[wt] ? " (reference kernel)" : "");
+        CHECKF(bad == 0, "%s %s: %d of %d rows outside TOL_SIMD_REL", simd->name, plm_type_traits_get(wt)->name, bad, rows);
+        fprintf(stderr, "  %-5s %s vs ref (%d rows): worst |diff|/sum|wa| = %.2e%s\n", plm_type_traits_get(wt)->name,
+                simd->name, rows, worst, simd->vec_dot[wt] == ref->vec_dot[wt] ? " (reference kernel)" : "");
+    }
+}
+
+static void test_simd_dots(void) {
+    for (size_t i = 0; i < N_SIMD_TABLES; i++) {
+        const plm_kernels *k = simd_table_or_skip(i);
+        if (k != NULL) check_simd_dots(k);
     }
 }
 
@@ -838,7 +896,7 @@ static void test_simd_dots(void) {
  * the overwrite and the accumulate mode; this is what makes a token's logits
  * independent of how it was batched. */
 static void check_gemm_table(const plm_kernels *k) {
-    enum { NR = 11, NC = 5, LDO = 13 };
+    enum { NR = 19, NC = 5, LDO = 21 }; /* rows: a group of 16 and a remainder */
     for (size_t ti = 0; ti < N_WEIGHT_TYPES; ti++) {
         const plm_type wt = k_weight_types[ti];
         if (k->gemm[wt] == NULL) continue;
@@ -888,15 +946,15 @@ static void check_gemm_table(const plm_kernels *k) {
 
 static void test_gemm_equals_vec_dot(void) {
     check_gemm_table(plm_kernels_ref());
-    const plm_kernels *simd = plm_kernels_avx2();
-    if (simd == NULL) {
-        fprintf(stderr, "  note: this CPU lacks AVX2/FMA/F16C, skipping the AVX2 gemm checks\n");
-        return;
+    for (size_t i = 0; i < N_SIMD_TABLES; i++) {
+        const plm_kernels *simd = simd_table_or_skip(i);
+        if (simd == NULL) continue;
+        int with_gemm = 0;
+        for (size_t ti = 0; ti < N_WEIGHT_TYPES; ti++) with_gemm += simd->gemm[k_weight_types[ti]] != NULL;
+        CHECKF(with_gemm >= 5, "the %s table has gemm kernels for %d weight types (want Q4_0 Q4_1 Q8_0 Q4_K Q6_K)",
+               simd->name, with_gemm);
+        check_gemm_table(simd);
     }
-    int with_gemm = 0;
-    for (size_t ti = 0; ti < N_WEIGHT_TYPES; ti++) with_gemm += simd->gemm[k_weight_types[ti]] != NULL;
-    CHECKF(with_gemm >= 5, "the AVX2 table has gemm kernels for %d weight types (want Q4_0 Q4_1 Q8_0 Q4_K Q6_K)", with_gemm);
-    check_gemm_table(simd);
 }
 
 /* Rows built to hit every corner of the activation quantizers: exact ties at
@@ -919,13 +977,8 @@ static void make_quantizer_row(float *x, int64_t n, int kind) {
         for (int64_t i = 0; i < n; i += 32) x[i] = (rng_u64() & 1) ? 127.0f : -127.0f;
 }
 
-static void test_simd_quantizers_bit_identical(void) {
+static void check_simd_quantizers(const plm_kernels *simd) {
     const plm_kernels *ref = plm_kernels_ref();
-    const plm_kernels *simd = plm_kernels_avx2();
-    if (simd == NULL) {
-        fprintf(stderr, "  note: this CPU lacks AVX2/FMA/F16C, skipping the AVX2 comparisons\n");
-        return;
-    }
     const plm_type types[] = {PLM_TYPE_Q8_0, PLM_TYPE_Q8_1, PLM_TYPE_Q8_K, PLM_TYPE_F16, PLM_TYPE_BF16, PLM_TYPE_F32};
     enum { N = 4096 };
     float *x = malloc(N * sizeof(float));
@@ -944,8 +997,8 @@ static void test_simd_quantizers_bit_identical(void) {
             simd->quantize[t](x, s, n);
             bad += memcmp(r, s, size) != 0;
         }
-        CHECKF(bad == 0, "%s: %d rows differ", plm_type_traits_get(t)->name, bad);
-        fprintf(stderr, "  %-5s avx2 quantizer: %s, %d of 200 rows differ\n", plm_type_traits_get(t)->name,
+        CHECKF(bad == 0, "%s %s: %d rows differ", simd->name, plm_type_traits_get(t)->name, bad);
+        fprintf(stderr, "  %-5s %s quantizer: %s, %d of 200 rows differ\n", plm_type_traits_get(t)->name, simd->name,
                 simd->quantize[t] == ref->quantize[t] ? "reference kernel" : "own kernel", bad);
     }
     /* non-finite input must not crash either table (results are unspecified) */
@@ -959,14 +1012,17 @@ static void test_simd_quantizers_bit_identical(void) {
     free(s);
 }
 
-/* The attention helper that rounds floats to F16 in place, SIMD vs reference. */
-static void test_attention_helpers(void) {
-    const plm_kernels *ref = plm_kernels_ref(), *simd = plm_kernels_avx2();
-    REQUIRE(ref->round_f16);
-    if (!simd) {
-        fprintf(stderr, "  no AVX2 on this CPU: reference only\n");
-        simd = ref;
+static void test_simd_quantizers_bit_identical(void) {
+    for (size_t i = 0; i < N_SIMD_TABLES; i++) {
+        const plm_kernels *k = simd_table_or_skip(i);
+        if (k != NULL) check_simd_quantizers(k);
     }
+}
+
+/* The attention helper that rounds floats to F16 in place, SIMD vs reference. */
+static void check_attention_helpers(const plm_kernels *simd) {
+    const plm_kernels *ref = plm_kernels_ref();
+    REQUIRE(ref->round_f16);
     enum { N = 1027 };
     static float a[N], b[N];
     uint32_t r = 12345;
@@ -981,6 +1037,14 @@ static void test_attention_helpers(void) {
     simd->round_f16(b, N);
     CHECK(memcmp(a, b, sizeof a) == 0);
     CHECK(a[2] == 1.0f);
+}
+
+static void test_attention_helpers(void) {
+    check_attention_helpers(plm_kernels_ref());
+    for (size_t i = 0; i < N_SIMD_TABLES; i++) {
+        const plm_kernels *k = simd_table_or_skip(i);
+        if (k != NULL) check_attention_helpers(k);
+    }
 }
 
 /* plm_linear's job holds PLM_LINEAR_MAX_WEIGHTS weights: more (or none) is an

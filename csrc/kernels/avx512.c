@@ -1,0 +1,907 @@
+/*
+ * kernels/avx512.c — AVX-512 (F, BW, VL, VNNI) versions of the hot matrix
+ * kernels: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K and Q6_K weights against
+ * their 8-bit activation blocks (gemm and vec_dot), Q2_K and Q3_K (vec_dot),
+ * each checked against its scalar reference in quant.c by
+ * tests/c/test_quant.c. Every other entry (float formats, the quantizers, the
+ * attention helpers) is the AVX2 table's, and so is the one-token product of
+ * Q4_0, Q4_1, Q5_0, Q8_0, Q4_K and Q6_K (see g_decode).
+ *
+ * This file is compiled with the AVX-512 flags (Makefile ISA_avx512), so
+ * nothing in it may run before kernels/dispatch.c has checked the CPU and the
+ * OS (ZMM and opmask state); its only entry point is plm_kernels_avx512_table().
+ *
+ * Integer products use vpdpbusd (VNNI: 4 unsigned x signed byte products
+ * summed into an int32 lane, no int16 step that could saturate). Weights
+ * stored with an offset (Q4_0: 8, Q5_0: 16) go in unsigned and the offset is
+ * taken off as offset * sum(a); Q8_0 weights go in as w + 128 (the sign bit
+ * flipped) with 128 * sum(a) taken off, since there is no 512-bit sign
+ * instruction to move their signs onto the activations.
+ *
+ * Layout for several tokens (prefill): sixteen rows in sixteen lanes. A row
+ * group's weights are unpacked once per pass so that each 32-bit lane of a ZMM
+ * register holds 4 consecutive weights of one row (lane j = row j), and the 4
+ * matching activations are one broadcast dword: the per-block scale work
+ * (fp16 scales, offsets, conversion, FMA) is done once for 16 rows, and each
+ * weight vector loaded serves four tokens. For one token (decode) Q5_K goes
+ * four rows side by side, each row's super-block as whole ZMM vectors, since
+ * unpacking costs more than it saves for one token. Either way
+ * each (row, token) entry is an exact integer sum per block followed by the
+ * same float steps, whatever the tile, and vec_dot is the 1 x 1 case, so a
+ * token's result does not depend on how tokens were batched.
+ */
+#include "quant.h"
+
+#include <immintrin.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <string.h>
+
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+#define BLOCK(type, base, stride, i, k) ((const type *)((base) + (size_t)(i) * (stride)) + (k))
+
+static inline float h2f(plm_f16 h) { return _cvtsh_ss(h); }
+
+/* Four activation bytes starting at p, in every lane. */
+static ALWAYS_INLINE __m512i bcast4(const int8_t *p) {
+    int32_t x;
+    memcpy(&x, p, 4);
+    return _mm512_set1_epi32(x);
+}
+
+/* Decode reads every weight once from memory; the 16 rows of a group are read
+ * side by side, which defeats the hardware prefetcher, so while block k is
+ * computed the matching slice of the next group (the next 16 rows, contiguous
+ * with these) is prefetched: one sequential stream again (see avx2.c). */
+/* The K-quants' decode reads R rows side by side a super-block at a time; the
+ * next R rows (contiguous with these) are prefetched as one linear stream:
+ * while block k is computed, bytes [k R bs, (k + 1) R bs) of the next R rows. */
+static ALWAYS_INLINE void prefetch_tile(const uint8_t *w, size_t ws, const int R, size_t bs, int64_t k) {
+    const uint8_t *p = w + (size_t)R * ws + (size_t)k * R * bs;
+    for (size_t off = 0; off < R * bs; off += 64) _mm_prefetch((const char *)(p + off), _MM_HINT_T0);
+}
+
+static ALWAYS_INLINE void prefetch_next_group(const uint8_t *w, size_t ws, size_t bs, int64_t k) {
+    const uint8_t *p = w + 16 * ws + (size_t)k * 16 * bs;
+    for (size_t off = 0; off < 16 * bs; off += 64) _mm_prefetch((const char *)(p + off), _MM_HINT_T0);
+}
+
+/* Stores lanes j < nr of acc into out[j] (=|+=). */
+static ALWAYS_INLINE void x16_store(__m512 acc, int nr, float *out, bool accumulate) {
+    const __mmask16 m = (__mmask16)((1u << nr) - 1u);
+    if (accumulate) acc = _mm512_add_ps(_mm512_maskz_loadu_ps(m, out), acc);
+    _mm512_mask_storeu_ps(out, m, acc);
+}
+
+/* ---------------------------------------------- sixteen rows in sixteen lanes
+ * 32-element formats. Per block and row group: x[j] (j < 4) holds 16 bytes of
+ * rows j, j+4, j+8, j+12 in its four 128-bit lanes; a 4 x 4 dword transpose
+ * inside each 128-bit lane turns them into v[g], whose lane 4L + i holds
+ * bytes 4g..4g+3 of row 4L + i: lane = row. */
+
+#define X16_KCHUNK 16 /* blocks of a row group unpacked at once (16 * 640 bytes) */
+#define X16_COLS 64   /* tokens of one pass (their accumulators stay on the stack) */
+#define X16_SUMS 4096 /* per-(token, block) activation terms precomputed per pass */
+
+typedef enum { X16_Q4_0, X16_Q4_1, X16_Q5_0, X16_Q5_1, X16_Q8_0 } x16_kind;
+
+typedef struct x16_block {
+    __m512i v[8]; /* L[0..3] (elements 4g..4g+3), H[0..3] (16+4g..): unsigned weights */
+    __m512 d;     /* the 16 rows' scales */
+    __m512 m;     /* Q4_1/Q5_1: the 16 rows' mins */
+} x16_block;
+
+static ALWAYS_INLINE bool x16_has_min(x16_kind kind) { return kind == X16_Q4_1 || kind == X16_Q5_1; }
+
+static ALWAYS_INLINE size_t x16_wblock(x16_kind kind) {
+    switch (kind) {
+    case X16_Q4_0: return sizeof(plm_block_q4_0);
+    case X16_Q4_1: return sizeof(plm_block_q4_1);
+    case X16_Q5_0: return sizeof(plm_block_q5_0);
+    case X16_Q5_1: return sizeof(plm_block_q5_1);
+    case X16_Q8_0: return sizeof(plm_block_q8_0);
+    }
+    return 0;
+}
+
+/* The activation partner: Q8_1 (d, s, qs) for the formats with a min, else Q8_0 (d, qs). */
+static ALWAYS_INLINE size_t x16_ablock(x16_kind kind) {
+    return x16_has_min(kind) ? sizeof(plm_block_q8_1) : sizeof(plm_block_q8_0);
+}
+
+/* Where the activation block's bytes start. */
+static ALWAYS_INLINE const int8_t *x16_aqs(x16_kind kind, const uint8_t *y) {
+    return x16_has_min(kind) ? ((const plm_block_q8_1 *)y)->qs : ((const plm_block_q8_0 *)y)->qs;
+}
+
+/* The weight offset as a multiple of sum(a): sum(w' a) - off * sum(a). */
+static ALWAYS_INLINE int32_t x16_offset(x16_kind kind) {
+    return kind == X16_Q4_0 ? 8 : kind == X16_Q5_0 ? 16 : kind == X16_Q8_0 ? 128 : 0;
+}
+
+static ALWAYS_INLINE __m512i load4x16(const uint8_t *p0, const uint8_t *p1, const uint8_t *p2, const uint8_t *p3) {
+    __m512i x = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)p0));
+    x = _mm512_inserti32x4(x, _mm_loadu_si128((const __m128i *)p1), 1);
+    x = _mm512_inserti32x4(x, _mm_loadu_si128((const __m128i *)p2), 2);
+    return _mm512_inserti32x4(x, _mm_loadu_si128((const __m128i *)p3), 3);
+}
+
+/* In-lane 4 x 4 dword transpose: v[g] dword i of each 128-bit lane = dword g of x[i]'s lane. */
+static ALWAYS_INLINE void x16_transpose(const __m512i x[4], __m512i v[4]) {
+    const __m512i t0 = _mm512_unpacklo_epi32(x[0], x[1]), t1 = _mm512_unpackhi_epi32(x[0], x[1]);
+    const __m512i t2 = _mm512_unpacklo_epi32(x[2], x[3]), t3 = _mm512_unpackhi_epi32(x[2], x[3]);
+    v[0] = _mm512_unpacklo_epi64(t0, t2);
+    v[1] = _mm512_unpackhi_epi64(t0, t2);
+    v[2] = _mm512_unpacklo_epi64(t1, t3);
+    v[3] = _mm512_unpackhi_epi64(t1, t3);
+}
+
+/* The nibbles of 16 bytes at q[r] for 16 rows: low nibbles into lo[0..3],
+ * high nibbles into hi[0..3]; with fifth bits (qh5 != NULL: 32 bits per row,
+ * bit l for the low nibble of byte l, bit 16 + l for its high nibble) or'ed in
+ * as 0x10. */
+static ALWAYS_INLINE void x16_nibbles(const uint8_t *const q[16], const uint8_t *const qh5[16], __m512i lo_out[4],
+                                      __m512i hi_out[4]) {
+    const __m512i m4 = _mm512_set1_epi8(0x0f), b5 = _mm512_set1_epi8(0x10);
+    __m512i lo[4], hi[4];
+    for (int j = 0; j < 4; j++) {
+        const __m512i x = load4x16(q[j], q[j + 4], q[j + 8], q[j + 12]);
+        lo[j] = _mm512_and_si512(x, m4);
+        hi[j] = _mm512_and_si512(_mm512_srli_epi16(x, 4), m4);
+        if (qh5 != NULL) {
+            uint64_t ml = 0, mh = 0;
+            for (int l = 0; l < 4; l++) {
+                uint32_t h;
+                memcpy(&h, qh5[j + 4 * l], 4);
+                ml |= (uint64_t)(h & 0xffffu) << (16 * l);
+                mh |= (uint64_t)(h >> 16) << (16 * l);
+            }
+            lo[j] = _mm512_or_si512(lo[j], _mm512_maskz_mov_epi8(ml, b5));
+            hi[j] = _mm512_or_si512(hi[j], _mm512_maskz_mov_epi8(mh, b5));
+        }
+    }
+    x16_transpose(lo, lo_out);
+    x16_transpose(hi, hi_out);
+}
+
+/* The two fp16 values at the start of block k of the 16 rows (d, and m for
+ * Q4_1/Q5_1) as one dword per lane; off[j] = rows[j] * ws. */
+static ALWAYS_INLINE __m512i x16_head(const uint8_t *w, const __m512i off_lo, const __m512i off_hi, size_t bs, int64_t k) {
+    const uint8_t *base = w + (size_t)k * bs;
+    const __m256i lo = _mm512_i64gather_epi32(off_lo, base, 1);
+    const __m256i hi = _mm512_i64gather_epi32(off_hi, base, 1);
+    return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+}
+
+/* Block k of 16 rows (row j at w + rows[j] * ws; short groups repeat a row). */
+static ALWAYS_INLINE void x16_unpack(x16_kind kind, const uint8_t *w, size_t ws, const int rows[16], __m512i off_lo,
+                                     __m512i off_hi, int64_t k, x16_block *o) {
+    const size_t bs = x16_wblock(kind);
+    const uint8_t *blk[16];
+    for (int j = 0; j < 16; j++) blk[j] = w + (size_t)rows[j] * ws + (size_t)k * bs;
+    if (kind == X16_Q8_0) {
+        const __m512i flip = _mm512_set1_epi8((char)0x80);
+        __m512i lo[4], hi[4];
+        for (int j = 0; j < 4; j++) {
+            const size_t o8 = offsetof(plm_block_q8_0, qs);
+            const uint8_t *q0 = blk[j] + o8, *q1 = blk[j + 4] + o8, *q2 = blk[j + 8] + o8, *q3 = blk[j + 12] + o8;
+            lo[j] = _mm512_xor_si512(load4x16(q0, q1, q2, q3), flip);
+            hi[j] = _mm512_xor_si512(load4x16(q0 + 16, q1 + 16, q2 + 16, q3 + 16), flip);
+        }
+        x16_transpose(lo, o->v);
+        x16_transpose(hi, o->v + 4);
+    } else {
+        const uint8_t *q[16], *qh[16];
+        for (int j = 0; j < 16; j++) {
+            switch (kind) {
+            case X16_Q4_0: q[j] = ((const plm_block_q4_0 *)blk[j])->qs; break;
+            case X16_Q4_1: q[j] = ((const plm_block_q4_1 *)blk[j])->qs; break;
+            case X16_Q5_0: q[j] = ((const plm_block_q5_0 *)blk[j])->qs, qh[j] = ((const plm_block_q5_0 *)blk[j])->qh; break;
+            case X16_Q5_1: q[j] = ((const plm_block_q5_1 *)blk[j])->qs, qh[j] = ((const plm_block_q5_1 *)blk[j])->qh; break;
+            case X16_Q8_0: break;
+            }
+        }
+        x16_nibbles(q, kind == X16_Q5_0 || kind == X16_Q5_1 ? qh : NULL, o->v, o->v + 4);
+    }
+    const __m512i head = x16_head(w, off_lo, off_hi, bs, k);
+    o->d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(head));
+    if (x16_has_min(kind)) o->m = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(head, 16)));
+}
+
+/* sum(a) of an activation block's 32 bytes. */
+static ALWAYS_INLINE int32_t sum_i8x32(const int8_t *qs) {
+    const __m256i s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(1), _mm256_loadu_si256((const __m256i *)qs));
+    __m128i h = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+    h = _mm_add_epi32(h, _mm_shuffle_epi32(h, _MM_SHUFFLE(1, 0, 3, 2)));
+    h = _mm_add_epi32(h, _mm_shuffle_epi32(h, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm_cvtsi128_si32(h);
+}
+
+/* Per (token, block) terms of the activation: its scale, its Q8_1 sum (s) and the weight offset's integer term. */
+typedef struct x16_act {
+    float d, s;
+    int32_t off;
+} x16_act;
+
+static ALWAYS_INLINE x16_act x16_act_terms(x16_kind kind, const uint8_t *y) {
+    x16_act t;
+    if (x16_has_min(kind)) {
+        const plm_block_q8_1 *b = (const plm_block_q8_1 *)y;
+        t.d = h2f(b->d);
+        t.s = h2f(b->s);
+        t.off = 0;
+    } else {
+        const plm_block_q8_0 *b = (const plm_block_q8_0 *)y;
+        t.d = h2f(b->d);
+        t.s = 0.0f;
+        t.off = x16_offset(kind) * sum_i8x32(b->qs);
+    }
+    return t;
+}
+
+/* acc[c] (16 rows) += W block . activation block of token c (bytes qs[c],
+ * terms t[c]) for CT tokens at once: each weight vector is loaded once for the
+ * CT tokens, and each token goes through the same operations whatever CT is. */
+#define X16_CT 4
+
+static ALWAYS_INLINE void x16_steps(x16_kind kind, const int CT, const x16_block *b, const int8_t *const qs[],
+                                    const x16_act t[], __m512 acc[], __m512 macc[]) {
+    __m512i s0[X16_CT], s1[X16_CT];
+    for (int c = 0; c < CT; c++) s0[c] = _mm512_set1_epi32(-t[c].off), s1[c] = _mm512_setzero_si512();
+    for (int g = 0; g < 4; g++) {
+        const __m512i vl = b->v[g], vh = b->v[4 + g];
+        for (int c = 0; c < CT; c++) {
+            s0[c] = _mm512_dpbusd_epi32(s0[c], vl, bcast4(qs[c] + 4 * g));
+            s1[c] = _mm512_dpbusd_epi32(s1[c], vh, bcast4(qs[c] + 16 + 4 * g));
+        }
+    }
+    for (int c = 0; c < CT; c++) {
+        const __m512i p = _mm512_add_epi32(s0[c], s1[c]);
+        if (x16_has_min(kind)) macc[c] = _mm512_fmadd_ps(b->m, _mm512_set1_ps(t[c].s), macc[c]);
+        acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(b->d, _mm512_set1_ps(t[c].d)), acc[c]);
+    }
+}
+
+/* Tokens c0..c0+CT-1 of a pass over blocks k0..k0+kc-1 (unpacked in blk). */
+static ALWAYS_INLINE void x16_pass(x16_kind kind, const int CT, const x16_block *blk, int64_t kc, const uint8_t *y0,
+                                   size_t as, const x16_act *t0, int64_t nb, __m512 *acc, __m512 *macc) {
+    const size_t ab = x16_ablock(kind);
+    __m512 ac[X16_CT], mc[X16_CT];
+    for (int c = 0; c < CT; c++) ac[c] = acc[c], mc[c] = macc[c];
+    for (int64_t k = 0; k < kc; k++) {
+        const int8_t *qs[X16_CT];
+        x16_act t[X16_CT];
+        for (int c = 0; c < CT; c++) qs[c] = x16_aqs(kind, y0 + (size_t)c * as + (size_t)k * ab), t[c] = t0[c * nb + k];
+        x16_steps(kind, CT, &blk[k], qs, t, ac, mc);
+    }
+    for (int c = 0; c < CT; c++) acc[c] = ac[c], macc[c] = mc[c];
+}
+
+/* W (nr rows, ws bytes apart) x A (nc tokens, as bytes apart) for the x16 kinds. */
+static ALWAYS_INLINE void x16_gemm(x16_kind kind, int64_t n, const void *vw, size_t ws, int nr, const void *va,
+                                   size_t as, int nc, float *out, int64_t ldo, bool accumulate) {
+    const uint8_t *w = vw, *a = va;
+    const int64_t nb = n / PLM_QK;
+    const size_t ab = x16_ablock(kind);
+    const int cols = (int)(nb * X16_COLS <= X16_SUMS ? X16_COLS : (X16_SUMS / nb > 0 ? X16_SUMS / nb : 1));
+    x16_act terms[X16_SUMS];
+    __m512 acc[X16_COLS], macc[X16_COLS]; /* macc: the min terms, added at the end */
+    x16_block blk[X16_KCHUNK];
+    for (int c0 = 0; c0 < nc; c0 += cols) {
+        const int ncg = nc - c0 < cols ? nc - c0 : cols;
+        const bool pre = nb * ncg <= X16_SUMS; /* else one token with a huge row: terms on the fly */
+        for (int c = 0; c < ncg && pre; c++)
+            for (int64_t k = 0; k < nb; k++) terms[c * nb + k] = x16_act_terms(kind, a + (size_t)(c0 + c) * as + (size_t)k * ab);
+        for (int r0 = 0; r0 < nr; r0 += 16) {
+            int rows[16];
+            int64_t offs[16];
+            for (int j = 0; j < 16; j++) rows[j] = r0 + j < nr ? r0 + j : nr - 1, offs[j] = (int64_t)((size_t)rows[j] * ws);
+            const __m512i off_lo = _mm512_loadu_si512(offs), off_hi = _mm512_loadu_si512(offs + 8);
+            for (int c = 0; c < ncg; c++) acc[c] = macc[c] = _mm512_setzero_ps();
+            for (int64_t k0 = 0; k0 < nb; k0 += X16_KCHUNK) {
+                const int64_t kc = nb - k0 < X16_KCHUNK ? nb - k0 : X16_KCHUNK;
+                if (ncg == 1) {
+                    /* decode: unpack in registers, prefetch the next row group */
+                    const uint8_t *y = a + (size_t)c0 * as;
+                    for (int64_t k = k0; k < k0 + kc; k++) {
+                        x16_block b;
+                        prefetch_next_group(w + (size_t)r0 * ws, ws, x16_wblock(kind), k);
+                        x16_unpack(kind, w, ws, rows, off_lo, off_hi, k, &b);
+                        const uint8_t *yk = y + (size_t)k * ab;
+                        const x16_act t = pre ? terms[k] : x16_act_terms(kind, yk);
+                        const int8_t *qs = x16_aqs(kind, yk);
+                        x16_steps(kind, 1, &b, &qs, &t, &acc[0], &macc[0]);
+                    }
+                    continue;
+                }
+                for (int64_t k = 0; k < kc; k++) x16_unpack(kind, w, ws, rows, off_lo, off_hi, k0 + k, &blk[k]);
+                /* here pre holds: only a single token can have a row too long for terms[] */
+                int c = 0;
+                for (; c + X16_CT <= ncg; c += X16_CT)
+                    x16_pass(kind, X16_CT, blk, kc, a + (size_t)(c0 + c) * as + (size_t)k0 * ab, as, &terms[c * nb + k0],
+                             nb, &acc[c], &macc[c]);
+                for (; c < ncg; c++)
+                    x16_pass(kind, 1, blk, kc, a + (size_t)(c0 + c) * as + (size_t)k0 * ab, as, &terms[c * nb + k0], nb,
+                             &acc[c], &macc[c]);
+            }
+            for (int c = 0; c < ncg; c++)
+                x16_store(x16_has_min(kind) ? _mm512_add_ps(acc[c], macc[c]) : acc[c], nr - r0 < 16 ? nr - r0 : 16,
+                          out + (int64_t)(c0 + c) * ldo + r0, accumulate);
+        }
+    }
+}
+
+/* One token of Q4_0, Q4_1, Q5_0, Q8_0, Q4_K and Q6_K goes to the AVX2 table's
+ * gemm (x8 rows in YMM lanes; row tiles for the K-quants), which measured as
+ * fast as this file's one-token paths or faster once the weights come from
+ * memory (the unpacking and the access pattern dominate there, not the
+ * products), and gives the same bits: per (row, token) it computes the same
+ * exact integer block sums and then the same float steps, fma(sum, d * a.d,
+ * acc) per block or super-block (and the min terms into a second sum taken
+ * off or added at the end). The table's vec_dot for those types is the AVX2
+ * one (the 1 x 1 case of that gemm); test_quant checks that every gemm entry
+ * of this table equals its vec_dot bit for bit, so a change to either side
+ * that breaks this agreement fails there. */
+static plm_gemm_fn g_decode[PLM_TYPE_COUNT];
+
+#define X16_GEMM(name, kind, type)                                                                              \
+    static void gemm_##name(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as, int nc,     \
+                            float *out, int64_t ldo, bool accumulate) {                                        \
+        if (nc == 1 && g_decode[type] != NULL) g_decode[type](n, w, ws, nr, a, as, nc, out, ldo, accumulate);   \
+        else x16_gemm(kind, n, w, ws, nr, a, as, nc, out, ldo, accumulate);                                    \
+    }
+
+X16_GEMM(q4_0, X16_Q4_0, PLM_TYPE_Q4_0)
+X16_GEMM(q4_1, X16_Q4_1, PLM_TYPE_Q4_1)
+X16_GEMM(q5_0, X16_Q5_0, PLM_TYPE_Q5_0)
+X16_GEMM(q5_1, X16_Q5_1, PLM_TYPE_Q5_1)
+X16_GEMM(q8_0, X16_Q8_0, PLM_TYPE_Q8_0)
+
+/* Q5_1 has no AVX2 gemm: its vec_dot is the 1 x 1 case of the x16 one. */
+static float dot_q5_1(int64_t n, const void *w, const void *a) {
+    float r;
+    gemm_q5_1(n, w, 0, 1, a, 0, 1, &r, 1, false);
+    return r;
+}
+
+/* ------------------------------------------------------------ K-quants
+ * Per 256-element super-block and row: the exact integer sum of the products
+ * weighted by the sub-block scales (isum) and, for Q4_K, of the mins times the
+ * activation's 32-element sums (imin, from the Q8_K bsums); then
+ * acc = fma(isum, d * a.d, acc) and macc = fma(imin, dmin * a.d, macc), result
+ * acc - macc (Q6_K: acc). Sums of 16 products of 4-bit weights, or 4 products
+ * of 6-bit weights, fit in int16 (|.| <= 30720 and 32256), so the scale is
+ * applied by vpdpwssd with the scale in the low int16 of the lane and 0 in the
+ * high one (which holds only the sign extension). */
+
+#define X16K_CHUNK 8 /* super-blocks of a row group unpacked at once (8 * 5 KB) */
+
+/* Q4_K/Q5_K scales: 8 scales and 8 mins of 6 bits from 12 bytes (see
+ * k4_scale_min in quant.c), as two 4-byte groups each. */
+static inline void k4_unpack(const uint8_t *s, uint32_t sc[2], uint32_t mn[2]) {
+    uint32_t u[3];
+    memcpy(u, s, 12);
+    const uint32_t m6 = 0x3f3f3f3fu, m4 = 0x0f0f0f0fu, m2 = 0x03030303u;
+    sc[0] = u[0] & m6;
+    mn[0] = u[1] & m6;
+    sc[1] = (u[2] & m4) | (((u[0] >> 6) & m2) << 4);
+    mn[1] = ((u[2] >> 4) & m4) | (((u[1] >> 6) & m2) << 4);
+}
+
+/* The activation's 32-element sums of sub-blocks 2p and 2p+1 as two int16 (one int32) per p. */
+static ALWAYS_INLINE void q8_K_pair_sums(const plm_block_q8_K *a, int32_t out[4]) {
+    for (int p = 0; p < 4; p++) {
+        const int32_t s0 = a->bsums[4 * p] + a->bsums[4 * p + 1], s1 = a->bsums[4 * p + 2] + a->bsums[4 * p + 3];
+        out[p] = (int32_t)(((uint32_t)s0 & 0xffff) | (uint32_t)s1 << 16);
+    }
+}
+
+/* imin of one row: its 8 mins (bytes of mn[0..1]) times the activation's 32-element sums. */
+static ALWAYS_INLINE int32_t q4k_imin(const uint32_t mn[2], const plm_block_q8_K *a) {
+    const __m128i mins = _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, (int)mn[1], (int)mn[0]));
+    const __m256i bsums = _mm256_loadu_si256((const __m256i *)a->bsums);
+    const __m128i q8s = _mm_hadd_epi16(_mm256_castsi256_si128(bsums), _mm256_extracti128_si256(bsums, 1));
+    const __m128i m = _mm_madd_epi16(mins, q8s);
+    const __m128i m2 = _mm_add_epi32(m, _mm_unpackhi_epi64(m, m));
+    return _mm_cvtsi128_si32(_mm_add_epi32(m2, _mm_shuffle_epi32(m2, _MM_SHUFFLE(2, 3, 0, 1))));
+}
+
+/* Q4_K and Q5_K share their layout but for Q5_K's fifth bits: d, dmin and
+ * the 12 scale bytes at the same offsets, then (Q5_K) qh[32] and qs[128]. A
+ * value of the pair below is one of them: `five` is a constant in every
+ * instantiation. Element 64p + l is the low nibble of qs[32p + l] and element
+ * 64p + 32 + l its high nibble (l < 32); Q5_K's fifth bits are bit 2p and
+ * 2p + 1 of qh[l]. */
+static ALWAYS_INLINE size_t k45_size(bool five) { return five ? sizeof(plm_block_q5_K) : sizeof(plm_block_q4_K); }
+static ALWAYS_INLINE const uint8_t *k45_qs(bool five, const uint8_t *b) {
+    return five ? ((const plm_block_q5_K *)b)->qs : ((const plm_block_q4_K *)b)->qs;
+}
+_Static_assert(offsetof(plm_block_q4_K, scales) == offsetof(plm_block_q5_K, scales), "K4/K5 layout");
+_Static_assert(offsetof(plm_block_q4_K, dmin) == offsetof(plm_block_q5_K, dmin), "K4/K5 layout");
+
+/* One token: the 256-bit halves are regrouped so that a ZMM holds 64
+ * consecutive elements (sub-blocks 2p and 2p + 1) and meets the activation as
+ * stored. Each lane sums 4 products (|.| <= 4 * 31 * 128, an int16). Returns
+ * isum of the super-block at blk; *imin gets its min term. */
+static ALWAYS_INLINE int32_t k45_block_sums(const bool five, const uint8_t *blk, const plm_block_q8_K *y, int32_t *imin) {
+    const __m512i m4 = _mm512_set1_epi8(0x0f), one = _mm512_set1_epi8(1);
+    const __m512i step2 = _mm512_set1_epi32(2);
+    const plm_block_q4_K *b = (const plm_block_q4_K *)blk; /* d, dmin, scales */
+    uint32_t sc[2], mn[2];
+    k4_unpack(b->scales, sc, mn);
+    const __m512i s32 = _mm512_cvtepu8_epi32(_mm_set_epi32(0, 0, (int)sc[1], (int)sc[0]));
+    __m512i qh = _mm512_setzero_si512();
+    if (five) qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)((const plm_block_q5_K *)blk)->qh));
+    __m512i isum = _mm512_setzero_si512();
+    __m512i pick = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    for (int h = 0; h < 2; h++) {
+        const __m512i x = _mm512_loadu_si512(k45_qs(five, blk) + 64 * h);
+        __m512i lo = _mm512_and_si512(x, m4), hi = _mm512_and_si512(_mm512_srli_epi16(x, 4), m4);
+        if (five) {
+            /* lo: p = 2h (low half), 2h + 1 (high half): bit 2p; hi: bit 2p + 1 */
+            const __m512i cnt = _mm512_setr_epi64(4 * h, 4 * h, 4 * h, 4 * h, 4 * h + 2, 4 * h + 2, 4 * h + 2, 4 * h + 2);
+            const __m512i bl = _mm512_and_si512(_mm512_srlv_epi64(qh, cnt), one);
+            const __m512i bh = _mm512_and_si512(_mm512_srlv_epi64(qh, _mm512_add_epi64(cnt, _mm512_set1_epi64(1))), one);
+            lo = _mm512_or_si512(lo, _mm512_slli_epi16(bl, 4));
+            hi = _mm512_or_si512(hi, _mm512_slli_epi16(bh, 4));
+        }
+        const __m512i e0 = _mm512_shuffle_i64x2(lo, hi, 0x44), e1 = _mm512_shuffle_i64x2(lo, hi, 0xee);
+        const __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), e0, _mm512_loadu_si512(y->qs + 128 * h));
+        isum = _mm512_dpwssd_epi32(isum, p0, _mm512_permutexvar_epi32(pick, s32));
+        pick = _mm512_add_epi32(pick, step2);
+        const __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), e1, _mm512_loadu_si512(y->qs + 128 * h + 64));
+        isum = _mm512_dpwssd_epi32(isum, p1, _mm512_permutexvar_epi32(pick, s32));
+        pick = _mm512_add_epi32(pick, step2);
+    }
+    *imin = q4k_imin(mn, y);
+    return _mm512_reduce_add_epi32(isum);
+}
+
+/* R rows (contiguous, R <= 4) and one token. The rows are read side by side,
+ * so the next R rows are prefetched as one sequential stream (see
+ * prefetch_tile) while these are computed. */
+static ALWAYS_INLINE void rows_k45_R(const bool five, const int R, int64_t nb, const uint8_t *w, size_t ws,
+                                     const uint8_t *a, float *out, bool accumulate) {
+    const plm_block_q8_K *y = (const plm_block_q8_K *)a;
+    const size_t bs = k45_size(five);
+    float acc[4] = {0}, macc[4] = {0};
+    for (int64_t i = 0; i < nb; i++) {
+        prefetch_tile(w, ws, R, bs, i);
+        const float da = y[i].d;
+        for (int r = 0; r < R; r++) {
+            const uint8_t *blk = w + (size_t)r * ws + (size_t)i * bs;
+            const plm_block_q4_K *b = (const plm_block_q4_K *)blk;
+            int32_t imin;
+            const int32_t isum = k45_block_sums(five, blk, &y[i], &imin);
+            acc[r] = fmaf((float)isum, h2f(b->d) * da, acc[r]);
+            macc[r] = fmaf((float)imin, h2f(b->dmin) * da, macc[r]);
+        }
+    }
+    for (int r = 0; r < R; r++) {
+        const float v = acc[r] - macc[r];
+        if (accumulate) out[r] += v;
+        else out[r] = v;
+    }
+}
+
+static ALWAYS_INLINE void rows_k45(const bool five, int64_t nb, const uint8_t *w, size_t ws, int nr, const uint8_t *a,
+                                   float *out, bool accumulate) {
+    int r = 0;
+    for (; r + 4 <= nr; r += 4) rows_k45_R(five, 4, nb, w + (size_t)r * ws, ws, a, out + r, accumulate);
+    switch (nr - r) {
+    case 3: rows_k45_R(five, 3, nb, w + (size_t)r * ws, ws, a, out + r, accumulate); break;
+    case 2: rows_k45_R(five, 2, nb, w + (size_t)r * ws, ws, a, out + r, accumulate); break;
+    case 1: rows_k45_R(five, 1, nb, w + (size_t)r * ws, ws, a, out + r, accumulate); break;
+    default: break;
+    }
+}
+
+/* Many tokens: the x16 layout, v[8 j + 4 h + g] = sub-block j, elements 16h + 4g..+3 of each row. */
+typedef struct x16k_block {
+    __m512i v[64];
+    __m512i sc[8]; /* sub-block j's scale in the low int16 of each row's lane */
+    __m512i mn[4]; /* mins of sub-blocks 2p and 2p+1 as the two int16 of each row's lane */
+    __m512 d, dmin;
+} x16k_block;
+
+static ALWAYS_INLINE __m512 f16x16(const plm_f16 h[16]) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)h));
+}
+
+/* Q5_K's fifth bits of bytes 16h..16h+15 of the 32-byte run p, in x16_nibbles' form: bit l for the low
+ * nibble of byte l (bit 2p of qh[16h + l]), bit 16 + l for its high nibble (bit 2p + 1). */
+static ALWAYS_INLINE uint32_t q5k_fifth_bits(const uint8_t *qh, int p, int h) {
+    const __m128i x = _mm_loadu_si128((const __m128i *)(qh + 16 * h));
+    const uint32_t lo = (uint32_t)_mm_movemask_epi8(_mm_sll_epi16(x, _mm_cvtsi32_si128(7 - 2 * p)));
+    const uint32_t hi = (uint32_t)_mm_movemask_epi8(_mm_sll_epi16(x, _mm_cvtsi32_si128(6 - 2 * p)));
+    return lo | hi << 16;
+}
+
+static ALWAYS_INLINE void x16k_unpack_k45(const bool five, const uint8_t *w, size_t ws, const int rows[16], int64_t i,
+                                         x16k_block *o) {
+    const uint8_t *blk[16];
+    for (int j = 0; j < 16; j++) blk[j] = w + (size_t)rows[j] * ws + (size_t)i * k45_size(five);
+    for (int p = 0; p < 4; p++)
+        for (int h = 0; h < 2; h++) {
+            const uint8_t *q[16], *qh5[16];
+            uint32_t bits[16];
+            for (int j = 0; j < 16; j++) {
+                q[j] = k45_qs(five, blk[j]) + 32 * p + 16 * h;
+                if (five) bits[j] = q5k_fifth_bits(((const plm_block_q5_K *)blk[j])->qh, p, h);
+                qh5[j] = (const uint8_t *)&bits[j];
+            }
+            x16_nibbles(q, five ? qh5 : NULL, o->v + 8 * (2 * p) + 4 * h, o->v + 8 * (2 * p + 1) + 4 * h);
+        }
+    uint32_t sc[8][16], mn[4][16];
+    plm_f16 d[16], dmin[16];
+    for (int r = 0; r < 16; r++) {
+        const plm_block_q4_K *b = (const plm_block_q4_K *)blk[r];
+        uint32_t s4[2], m4b[2];
+        k4_unpack(b->scales, s4, m4b);
+        for (int j = 0; j < 8; j++) sc[j][r] = (s4[j / 4] >> (8 * (j % 4))) & 0xff;
+        for (int q = 0; q < 4; q++) {
+            const uint32_t m0 = (m4b[(2 * q) / 4] >> (8 * ((2 * q) % 4))) & 0xff;
+            const uint32_t m1 = (m4b[(2 * q + 1) / 4] >> (8 * ((2 * q + 1) % 4))) & 0xff;
+            mn[q][r] = m0 | m1 << 16;
+        }
+        d[r] = b->d;
+        dmin[r] = b->dmin;
+    }
+    for (int j = 0; j < 8; j++) o->sc[j] = _mm512_loadu_si512(sc[j]);
+    for (int q = 0; q < 4; q++) o->mn[q] = _mm512_loadu_si512(mn[q]);
+    o->d = f16x16(d);
+    o->dmin = f16x16(dmin);
+}
+
+/* acc[c] += super-block . token c for CT tokens at once (each weight vector loaded once for all). Partial
+ * sums go through the int16 scale product in runs of 16 products (Q4_K: |.| <= 16 * 15 * 128) or 8
+ * (Q5_K: 8 * 31 * 128). */
+static ALWAYS_INLINE void x16k_steps_k45(const bool five, const int CT, const x16k_block *b,
+                                         const plm_block_q8_K *const a[], const int32_t *const bs[], __m512 acc[],
+                                         __m512 macc[]) {
+    const int G = five ? 2 : 4; /* dpbusd per partial sum */
+    __m512i isum[X16_CT];
+    for (int c = 0; c < CT; c++) isum[c] = _mm512_setzero_si512();
+    for (int j = 0; j < 8; j++) {
+        const __m512i *v = b->v + 8 * j;
+        for (int g0 = 0; g0 < 8; g0 += G) {
+            __m512i s[X16_CT];
+            for (int c = 0; c < CT; c++) s[c] = _mm512_setzero_si512();
+            for (int g = g0; g < g0 + G; g++) {
+                const __m512i vg = v[g];
+                for (int c = 0; c < CT; c++) s[c] = _mm512_dpbusd_epi32(s[c], vg, bcast4(a[c]->qs + 32 * j + 4 * g));
+            }
+            for (int c = 0; c < CT; c++) isum[c] = _mm512_dpwssd_epi32(isum[c], s[c], b->sc[j]);
+        }
+    }
+    for (int c = 0; c < CT; c++) {
+        __m512i imin = _mm512_setzero_si512();
+        for (int p = 0; p < 4; p++) imin = _mm512_dpwssd_epi32(imin, b->mn[p], _mm512_set1_epi32(bs[c][p]));
+        const __m512 da = _mm512_set1_ps(a[c]->d);
+        macc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(imin), _mm512_mul_ps(b->dmin, da), macc[c]);
+        acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[c]), _mm512_mul_ps(b->d, da), acc[c]);
+    }
+}
+
+/* Tokens c0..c0+CT-1 over the kc unpacked super-blocks; y0 = token c0's block k0, bs0 its pair sums. */
+static ALWAYS_INLINE void x16k_pass_k45(const bool five, const int CT, const x16k_block *blk, int64_t kc,
+                                        const uint8_t *y0, size_t as, const int32_t *bs0, __m512 *acc, __m512 *macc) {
+    __m512 ac[X16_CT], mc[X16_CT];
+    for (int c = 0; c < CT; c++) ac[c] = acc[c], mc[c] = macc[c];
+    for (int64_t k = 0; k < kc; k++) {
+        const plm_block_q8_K *y[X16_CT];
+        const int32_t *bs[X16_CT];
+        for (int c = 0; c < CT; c++) y[c] = BLOCK(plm_block_q8_K, y0, as, c, k), bs[c] = bs0 + 4 * (c * kc + k);
+        x16k_steps_k45(five, CT, &blk[k], y, bs, ac, mc);
+    }
+    for (int c = 0; c < CT; c++) acc[c] = ac[c], macc[c] = mc[c];
+}
+
+static ALWAYS_INLINE void gemm_k45(const bool five, int64_t n, const void *vw, size_t ws, int nr, const void *va,
+                                   size_t as, int nc, float *out, int64_t ldo, bool accumulate) {
+    const uint8_t *w = vw, *a = va;
+    const int64_t nb = n / PLM_QK_K;
+    if (nc == 1) {
+        if (five) rows_k45(five, nb, w, ws, nr, a, out, accumulate);
+        else g_decode[PLM_TYPE_Q4_K](n, vw, ws, nr, va, as, nc, out, ldo, accumulate); /* same bits (see g_decode) */
+        return;
+    }
+    int32_t bsp[4 * X16_COLS * X16K_CHUNK]; /* the activation's pair sums for the unpacked super-blocks */
+    __m512 acc[X16_COLS], macc[X16_COLS];
+    x16k_block blk[X16K_CHUNK];
+    for (int c0 = 0; c0 < nc; c0 += X16_COLS) {
+        const int ncg = nc - c0 < X16_COLS ? nc - c0 : X16_COLS;
+        for (int r0 = 0; r0 < nr; r0 += 16) {
+            int rows[16];
+            for (int j = 0; j < 16; j++) rows[j] = r0 + j < nr ? r0 + j : nr - 1;
+            for (int c = 0; c < ncg; c++) acc[c] = macc[c] = _mm512_setzero_ps();
+            for (int64_t k0 = 0; k0 < nb; k0 += X16K_CHUNK) {
+                const int64_t kc = nb - k0 < X16K_CHUNK ? nb - k0 : X16K_CHUNK;
+                for (int64_t k = 0; k < kc; k++) x16k_unpack_k45(five, w, ws, rows, k0 + k, &blk[k]);
+                for (int c = 0; c < ncg; c++)
+                    for (int64_t k = 0; k < kc; k++)
+                        q8_K_pair_sums(BLOCK(plm_block_q8_K, a, as, c0 + c, k0 + k), &bsp[4 * (c * kc + k)]);
+                const uint8_t *y0 = a + (size_t)c0 * as + (size_t)k0 * sizeof(plm_block_q8_K);
+                int c = 0;
+                for (; c + X16_CT <= ncg; c += X16_CT)
+                    x16k_pass_k45(five, X16_CT, blk, kc, y0 + (size_t)c * as, as, &bsp[4 * c * kc], &acc[c], &macc[c]);
+                for (; c < ncg; c++)
+                    x16k_pass_k45(five, 1, blk, kc, y0 + (size_t)c * as, as, &bsp[4 * c * kc], &acc[c], &macc[c]);
+            }
+            for (int c = 0; c < ncg; c++)
+                x16_store(_mm512_sub_ps(acc[c], macc[c]), nr - r0 < 16 ? nr - r0 : 16, out + (int64_t)(c0 + c) * ldo + r0,
+                          accumulate);
+        }
+    }
+}
+
+static void gemm_q4_K(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as, int nc, float *out,
+                      int64_t ldo, bool accumulate) {
+    gemm_k45(false, n, w, ws, nr, a, as, nc, out, ldo, accumulate);
+}
+static void gemm_q5_K(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as, int nc, float *out,
+                      int64_t ldo, bool accumulate) {
+    gemm_k45(true, n, w, ws, nr, a, as, nc, out, ldo, accumulate);
+}
+static float dot_q5_K(int64_t n, const void *w, const void *a) {
+    float r;
+    rows_k45(true, n / PLM_QK_K, w, 0, 1, a, &r, false);
+    return r;
+}
+
+/* Q6_K: q in [0, 63] goes in unsigned; the -32 offset is 32 * sum(scale_t *
+ * bsums_t) per super-block. Half h of a super-block unpacks into two ZMM of 64
+ * consecutive elements each: qa (elements 128h + 0..63: ql[64h..64h+63] low
+ * nibbles, qh bits 0-1 and 2-3) and qb (128h + 64..127: the high nibbles, qh
+ * bits 4-5 and 6-7); sub-block t = element / 16. */
+static ALWAYS_INLINE void q6k_unpack_half(const plm_block_q6_K *b, int h, __m512i *qa, __m512i *qb) {
+    const __m512i m4 = _mm512_set1_epi8(0x0f), m2h = _mm512_set1_epi8(0x30);
+    const __m512i ql = _mm512_loadu_si512(b->ql + 64 * h);
+    const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(b->qh + 32 * h)));
+    const __m512i sa = _mm512_setr_epi64(4, 4, 4, 4, 2, 2, 2, 2), sb = _mm512_setr_epi64(0, 0, 0, 0, 2, 2, 2, 2);
+    *qa = _mm512_or_si512(_mm512_and_si512(ql, m4), _mm512_and_si512(_mm512_sllv_epi64(qh, sa), m2h));
+    *qb = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4), _mm512_and_si512(_mm512_srlv_epi64(qh, sb), m2h));
+}
+
+/* Q6_K, many tokens: v[4 t + g] = sub-block t (16 elements), elements 4g..4g+3 of each row. */
+typedef struct x16k6_block {
+    __m512i v[64];
+    __m512i sc[16]; /* sub-block t's scale (signed) in each row's lane */
+    __m512i scp[8]; /* scales of sub-blocks 2t and 2t+1 as the two int16 of each row's lane */
+    __m512 d;
+} x16k6_block;
+
+/* 4 x 4 transpose of 128-bit lanes: out[u] lane l = lane u of z[l]. */
+static ALWAYS_INLINE void transpose_lanes(const __m512i z[4], __m512i out[4]) {
+    const __m512i t0 = _mm512_shuffle_i64x2(z[0], z[1], 0x44), t1 = _mm512_shuffle_i64x2(z[0], z[1], 0xee);
+    const __m512i t2 = _mm512_shuffle_i64x2(z[2], z[3], 0x44), t3 = _mm512_shuffle_i64x2(z[2], z[3], 0xee);
+    out[0] = _mm512_shuffle_i64x2(t0, t2, 0x88);
+    out[1] = _mm512_shuffle_i64x2(t0, t2, 0xdd);
+    out[2] = _mm512_shuffle_i64x2(t1, t3, 0x88);
+    out[3] = _mm512_shuffle_i64x2(t1, t3, 0xdd);
+}
+
+static ALWAYS_INLINE void x16k_unpack_q6_K(const uint8_t *w, size_t ws, const int rows[16], int64_t i, x16k6_block *o) {
+    const plm_block_q6_K *b[16];
+    for (int j = 0; j < 16; j++) b[j] = BLOCK(plm_block_q6_K, w, ws, rows[j], i);
+    for (int h = 0; h < 2; h++) {
+        __m512i q[16][2];
+        for (int r = 0; r < 16; r++) q6k_unpack_half(b[r], h, &q[r][0], &q[r][1]);
+        for (int e = 0; e < 2; e++) {
+            /* xs[u][j]: sub-block 8h + 4e + u of rows j, j+4, j+8, j+12 */
+            __m512i xs[4][4];
+            for (int j = 0; j < 4; j++) {
+                const __m512i z[4] = {q[j][e], q[j + 4][e], q[j + 8][e], q[j + 12][e]};
+                __m512i t[4];
+                transpose_lanes(z, t);
+                for (int u = 0; u < 4; u++) xs[u][j] = t[u];
+            }
+            for (int u = 0; u < 4; u++) x16_transpose(xs[u], o->v + 4 * (8 * h + 4 * e + u));
+        }
+    }
+    uint32_t sc[16][16], scp[8][16];
+    plm_f16 d[16];
+    for (int r = 0; r < 16; r++) {
+        for (int t = 0; t < 16; t++) sc[t][r] = (uint32_t)(int32_t)b[r]->scales[t];
+        for (int t = 0; t < 8; t++)
+            scp[t][r] = (uint32_t)(uint16_t)(int16_t)b[r]->scales[2 * t] | (uint32_t)(uint16_t)(int16_t)b[r]->scales[2 * t + 1] << 16;
+        d[r] = b[r]->d;
+    }
+    for (int t = 0; t < 16; t++) o->sc[t] = _mm512_loadu_si512(sc[t]);
+    for (int t = 0; t < 8; t++) o->scp[t] = _mm512_loadu_si512(scp[t]);
+    o->d = f16x16(d);
+}
+
+/* acc[c] += super-block . token c for CT tokens at once (each weight vector loaded once for all). */
+static ALWAYS_INLINE void x16k_steps_q6_K(const int CT, const x16k6_block *b, const plm_block_q8_K *const a[],
+                                          __m512 acc[]) {
+    __m512i isum[X16_CT];
+    for (int c = 0; c < CT; c++) isum[c] = _mm512_setzero_si512();
+    for (int t = 0; t < 16; t++) {
+        const __m512i *v = b->v + 4 * t;
+        __m512i s[X16_CT];
+        for (int c = 0; c < CT; c++) s[c] = _mm512_setzero_si512();
+        for (int g = 0; g < 4; g++) {
+            const __m512i vg = v[g];
+            for (int c = 0; c < CT; c++) s[c] = _mm512_dpbusd_epi32(s[c], vg, bcast4(a[c]->qs + 16 * t + 4 * g));
+        }
+        for (int c = 0; c < CT; c++) isum[c] = _mm512_add_epi32(isum[c], _mm512_mullo_epi32(s[c], b->sc[t]));
+    }
+    for (int c = 0; c < CT; c++) {
+        __m512i off = _mm512_setzero_si512();
+        for (int t = 0; t < 8; t++) {
+            const int32_t pair =
+                (int32_t)((uint32_t)(uint16_t)a[c]->bsums[2 * t] | (uint32_t)(uint16_t)a[c]->bsums[2 * t + 1] << 16);
+            off = _mm512_dpwssd_epi32(off, b->scp[t], _mm512_set1_epi32(pair));
+        }
+        const __m512i total = _mm512_sub_epi32(isum[c], _mm512_slli_epi32(off, 5));
+        acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(total), _mm512_mul_ps(b->d, _mm512_set1_ps(a[c]->d)), acc[c]);
+    }
+}
+
+static ALWAYS_INLINE void x16k_pass_q6_K(const int CT, const x16k6_block *blk, int64_t kc, const uint8_t *y0, size_t as,
+                                         __m512 *acc) {
+    __m512 ac[X16_CT];
+    for (int c = 0; c < CT; c++) ac[c] = acc[c];
+    for (int64_t k = 0; k < kc; k++) {
+        const plm_block_q8_K *y[X16_CT];
+        for (int c = 0; c < CT; c++) y[c] = BLOCK(plm_block_q8_K, y0, as, c, k);
+        x16k_steps_q6_K(CT, &blk[k], y, ac);
+    }
+    for (int c = 0; c < CT; c++) acc[c] = ac[c];
+}
+
+static void gemm_q6_K(int64_t n, const void *vw, size_t ws, int nr, const void *va, size_t as, int nc, float *out,
+                      int64_t ldo, bool accumulate) {
+    const uint8_t *w = vw, *a = va;
+    const int64_t nb = n / PLM_QK_K;
+    if (nc == 1) { /* the AVX2 row tiles: same bits (see g_decode) */
+        g_decode[PLM_TYPE_Q6_K](n, vw, ws, nr, va, as, nc, out, ldo, accumulate);
+        return;
+    }
+    __m512 acc[X16_COLS];
+    x16k6_block blk[X16K_CHUNK];
+    for (int c0 = 0; c0 < nc; c0 += X16_COLS) {
+        const int ncg = nc - c0 < X16_COLS ? nc - c0 : X16_COLS;
+        for (int r0 = 0; r0 < nr; r0 += 16) {
+            int rows[16];
+            for (int j = 0; j < 16; j++) rows[j] = r0 + j < nr ? r0 + j : nr - 1;
+            for (int c = 0; c < ncg; c++) acc[c] = _mm512_setzero_ps();
+            for (int64_t k0 = 0; k0 < nb; k0 += X16K_CHUNK) {
+                const int64_t kc = nb - k0 < X16K_CHUNK ? nb - k0 : X16K_CHUNK;
+                for (int64_t k = 0; k < kc; k++) x16k_unpack_q6_K(w, ws, rows, k0 + k, &blk[k]);
+                const uint8_t *y0 = a + (size_t)c0 * as + (size_t)k0 * sizeof(plm_block_q8_K);
+                int c = 0;
+                for (; c + X16_CT <= ncg; c += X16_CT) x16k_pass_q6_K(X16_CT, blk, kc, y0 + (size_t)c * as, as, &acc[c]);
+                for (; c < ncg; c++) x16k_pass_q6_K(1, blk, kc, y0 + (size_t)c * as, as, &acc[c]);
+            }
+            for (int c = 0; c < ncg; c++)
+                x16_store(acc[c], nr - r0 < 16 ? nr - r0 : 16, out + (int64_t)(c0 + c) * ldo + r0, accumulate);
+        }
+    }
+}
+
+/* Q2_K and Q3_K, vec_dot only (no gemm: matmul.c calls it per entry). Element
+ * 128c + 32j + 16h + l is bits 2j of qs[32c + 16h + l] and belongs to
+ * sub-block 8c + 2j + h = element / 16; a ZMM of 64 consecutive elements
+ * (j and j + 1) is the 32 bytes at qs + 32c in both halves, shifted by 2j and
+ * 2j + 2. Each lane sums 4 products (an int16), scaled by vpdpwssd. */
+
+/* 16 sums of 16 products (int32 lanes) -> scale each by its sub-block's int16 scale (dword t low half) and add. */
+static ALWAYS_INLINE __m512i k23_scaled(__m512i isum, __m512i p, __m512i s32, __m512i pick) {
+    return _mm512_dpwssd_epi32(isum, p, _mm512_permutexvar_epi32(pick, s32));
+}
+
+/* sum over 16 sub-blocks of scale16[t] * bsums[t] (scale16: 16 int16). */
+static ALWAYS_INLINE int32_t k23_scale_bsums(__m256i scale16, const plm_block_q8_K *y) {
+    const __m256i s = _mm256_madd_epi16(scale16, _mm256_loadu_si256((const __m256i *)y->bsums));
+    __m128i h = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+    h = _mm_add_epi32(h, _mm_shuffle_epi32(h, _MM_SHUFFLE(1, 0, 3, 2)));
+    h = _mm_add_epi32(h, _mm_shuffle_epi32(h, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm_cvtsi128_si32(h);
+}
+
+static float dot_q2_K(int64_t n, const void *vw, const void *va) {
+    const plm_block_q2_K *w = vw;
+    const plm_block_q8_K *y = va;
+    const __m512i three = _mm512_set1_epi8(3), step4 = _mm512_set1_epi32(4);
+    float acc = 0.0f, macc = 0.0f;
+    for (int64_t i = 0; i < n / PLM_QK_K; i++) {
+        const __m128i sm = _mm_loadu_si128((const __m128i *)w[i].scales);
+        const __m128i m4 = _mm_set1_epi8(0x0f);
+        const __m512i s32 = _mm512_cvtepu8_epi32(_mm_and_si128(sm, m4));
+        const __m256i mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sm, 4), m4));
+        __m512i isum = _mm512_setzero_si512();
+        __m512i pick = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+        for (int c = 0; c < 2; c++) {
+            const __m512i q = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(w[i].qs + 32 * c)));
+            for (int j = 0; j < 4; j += 2) {
+                const __m512i cnt = _mm512_setr_epi64(2 * j, 2 * j, 2 * j, 2 * j, 2 * j + 2, 2 * j + 2, 2 * j + 2, 2 * j + 2);
+                const __m512i u = _mm512_and_si512(_mm512_srlv_epi64(q, cnt), three);
+                const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, _mm512_loadu_si512(y[i].qs + 128 * c + 32 * j));
+                isum = k23_scaled(isum, p, s32, pick);
+                pick = _mm512_add_epi32(pick, step4);
+            }
+        }
+        acc = fmaf((float)_mm512_reduce_add_epi32(isum), h2f(w[i].d) * y[i].d, acc);
+        macc = fmaf((float)k23_scale_bsums(mins, &y[i]), h2f(w[i].dmin) * y[i].d, macc);
+    }
+    return acc - macc;
+}
+
+/* Q3_K's sixteen 6-bit scales as int8 (scale - 32): the low nibbles of bytes
+ * 0..7 are scales 0..7, their high nibbles scales 8..15; the top 2 bits of
+ * scale j are bits 2*(j/4) of byte 8 + j%4. */
+static inline __m128i q3k_scales(const uint8_t *s) {
+    uint32_t hi;
+    memcpy(&hi, s + 8, 4);
+    const __m128i lo8 = _mm_loadl_epi64((const __m128i *)s);
+    const __m128i m4 = _mm_set1_epi8(0x0f);
+    const __m128i low = _mm_unpacklo_epi64(_mm_and_si128(lo8, m4), _mm_and_si128(_mm_srli_epi16(lo8, 4), m4));
+    const __m128i top = _mm_and_si128(_mm_srlv_epi32(_mm_set1_epi32((int)hi), _mm_setr_epi32(0, 2, 4, 6)), _mm_set1_epi8(3));
+    return _mm_sub_epi8(_mm_or_si128(low, _mm_slli_epi16(top, 4)), _mm_set1_epi8(32));
+}
+
+/* Q3_K: value = 2 low bits + 4 * (hmask bit) - 4, the high bit of element
+ * 128c + 32j + l being bit 4c + j of hmask[l]; the -4 is 4 * sum(scale * bsums). */
+static float dot_q3_K(int64_t n, const void *vw, const void *va) {
+    const plm_block_q3_K *w = vw;
+    const plm_block_q8_K *y = va;
+    const __m512i three = _mm512_set1_epi8(3), one = _mm512_set1_epi8(1), step4 = _mm512_set1_epi32(4);
+    float acc = 0.0f;
+    for (int64_t i = 0; i < n / PLM_QK_K; i++) {
+        const __m256i sc16 = _mm256_cvtepi8_epi16(q3k_scales(w[i].scales));
+        const __m512i s32 = _mm512_cvtepu16_epi32(sc16); /* int16 scale in the low half, 0 in the high half */
+        const __m512i hm = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)w[i].hmask));
+        __m512i isum = _mm512_setzero_si512();
+        __m512i pick = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+        for (int c = 0; c < 2; c++) {
+            const __m512i q = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(w[i].qs + 32 * c)));
+            for (int j = 0; j < 4; j += 2) {
+                const __m512i cnt = _mm512_setr_epi64(2 * j, 2 * j, 2 * j, 2 * j, 2 * j + 2, 2 * j + 2, 2 * j + 2, 2 * j + 2);
+                const int hb = 4 * c + j;
+                const __m512i hcnt = _mm512_setr_epi64(hb, hb, hb, hb, hb + 1, hb + 1, hb + 1, hb + 1);
+                const __m512i high = _mm512_and_si512(_mm512_srlv_epi64(hm, hcnt), one);
+                const __m512i u = _mm512_or_si512(_mm512_and_si512(_mm512_srlv_epi64(q, cnt), three), _mm512_slli_epi16(high, 2));
+                const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, _mm512_loadu_si512(y[i].qs + 128 * c + 32 * j));
+                isum = k23_scaled(isum, p, s32, pick);
+                pick = _mm512_add_epi32(pick, step4);
+            }
+        }
+        const int32_t total = _mm512_reduce_add_epi32(isum) - 4 * k23_scale_bsums(sc16, &y[i]);
+        acc = fmaf((float)total, h2f(w[i].d) * y[i].d, acc);
+    }
+    return acc;
+}
+
+/* ------------------------------------------------------------- table */
+
+static plm_kernels g_table;
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+
+static void build_table(void) {
+    const plm_kernels *avx2 = plm_kernels_avx2_table();
+    g_table = *avx2;
+    g_table.name = "avx512";
+    const plm_type decode_by_avx2[] = {PLM_TYPE_Q4_0, PLM_TYPE_Q4_1, PLM_TYPE_Q5_0, PLM_TYPE_Q8_0, PLM_TYPE_Q4_K, PLM_TYPE_Q6_K};
+    for (size_t i = 0; i < sizeof decode_by_avx2 / sizeof decode_by_avx2[0]; i++)
+        g_decode[decode_by_avx2[i]] = avx2->gemm[decode_by_avx2[i]]; /* vec_dot stays the AVX2 one */
+    g_table.vec_dot[PLM_TYPE_Q5_1] = dot_q5_1;
+    g_table.vec_dot[PLM_TYPE_Q2_K] = dot_q2_K;
+    g_table.vec_dot[PLM_TYPE_Q3_K] = dot_q3_K;
+    g_table.vec_dot[PLM_TYPE_Q5_K] = dot_q5_K;
+    g_table.gemm[PLM_TYPE_Q4_0] = gemm_q4_0;
+    g_table.gemm[PLM_TYPE_Q4_1] = gemm_q4_1;
+    g_table.gemm[PLM_TYPE_Q5_0] = gemm_q5_0;
+    g_table.gemm[PLM_TYPE_Q5_1] = gemm_q5_1;
+    g_table.gemm[PLM_TYPE_Q8_0] = gemm_q8_0;
+    g_table.gemm[PLM_TYPE_Q4_K] = gemm_q4_K;
+    g_table.gemm[PLM_TYPE_Q5_K] = gemm_q5_K;
+    g_table.gemm[PLM_TYPE_Q6_K] = gemm_q6_K;
+}
+
+const plm_kernels *plm_kernels_avx512_table(void) {
+    pthread_once(&g_once, build_table);
+    return &g_table;
+}
