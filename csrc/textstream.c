@@ -122,6 +122,11 @@ plm_status plm_textstream_push_token(plm_textstream *ts, const plm_vocab *vocab,
 
 plm_status plm_textstream_take(plm_textstream *ts, bool flush, const char **piece, size_t *len) {
     const size_t k = flush ? ts->n_pend : safe_len(ts);
+    if (k == 0) {
+        *piece = "";
+        *len = 0;
+        return PLM_OK;
+    }
     plm_status st = reserve(&ts->out, &ts->cap_out, k + 1);
     if (st) return st;
     memcpy(ts->out, ts->pend, k);
