@@ -5,7 +5,8 @@
  * 16, stop strings, end-of-generation and max_tokens ending at different
  * steps, shared prompt prefixes); pieces through the callback and by polling
  * add up to the text; a request that can never fit fails alone; cancelling;
- * cells are all freed at the end; bad arguments.
+ * cells are all freed at the end; bad arguments; `pocketlm generate --batch`
+ * writes the same texts as JSON lines in input order.
  */
 #include "pocketlm.h"
 #include "test.h"
@@ -265,6 +266,64 @@ static int abort_now(void *user) {
     return 1;
 }
 
+static char cli_path[1024];
+
+/* JSON string body of s (what the CLI writes between the quotes). */
+static void json_escape(const char *s, char *out, size_t cap) {
+    size_t n = 0;
+    for (; *s && n + 8 < cap; s++) {
+        if (*s == '\n') n += (size_t)snprintf(out + n, cap - n, "\\n");
+        else if (*s == '"' || *s == '\\') n += (size_t)snprintf(out + n, cap - n, "\\%c", *s);
+        else out[n++] = *s;
+    }
+    out[n] = 0;
+}
+
+static void test_cli_batch_file(void) {
+    if (!cli_path[0]) {
+        fprintf(stderr, "  no CLI beside the tests: skipped\n");
+        return;
+    }
+    const char *path = "build/test_batch_cli.txt";
+    FILE *f = fopen(path, "w");
+    REQUIRE(f);
+    fputs("The capital of France is\n{\"prompt\": \"Once upon a time\", \"max_tokens\": 3}\n\n"
+          "{\"prompt\": \"The capital of Italy is\", \"stop\": \".\"}\n{\"prompt\": 1}\n", f);
+    fclose(f);
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "%s generate --batch %s --parallel 2 -n 6 -t 2 2>/dev/null", cli_path, path);
+    FILE *p = popen(cmd, "r");
+    REQUIRE(p);
+    char lines[4][1024] = {{0}};
+    int n = 0;
+    while (n < 4 && fgets(lines[n], sizeof lines[n], p)) n++;
+    CHECK(pclose(p) == 0);
+    remove(path);
+    REQUIRE(n == 4);
+    plm_context *ctx = new_ctx(N_CTX_SEQ, 1);
+    REQUIRE(ctx);
+    const char *prompts[3] = {"The capital of France is", "Once upon a time", "The capital of Italy is"};
+    static const char *dot[] = {"."};
+    for (int i = 0; i < 3; i++) {
+        plm_generate_params gp = plm_generate_default_params();
+        gp.sampling.temperature = 0;
+        gp.max_tokens = i == 1 ? 3 : 6;
+        if (i == 2) {
+            gp.stop = dot;
+            gp.n_stop = 1;
+        }
+        outcome o;
+        REQUIRE(alone(ctx, prompts[i], &gp, &o) == PLM_OK);
+        char want[2048], esc[1024];
+        json_escape(o.text, esc, sizeof esc);
+        snprintf(want, sizeof want, "{\"index\": %d, \"text\": \"%s\", \"stop_reason\": \"%s\"", i, esc,
+                 o.reason == PLM_STOP_STRING ? "stop" : o.reason == PLM_STOP_EOG ? "eog" : "length");
+        CHECKF(!strncmp(lines[i], want, strlen(want)), "line %d: %s (want %s)", i, lines[i], want);
+    }
+    CHECKF(strstr(lines[3], "{\"index\": 3, \"error\": ") && strstr(lines[3], "prompt"), "%s", lines[3]);
+    plm_context_free(ctx);
+}
+
 static void test_bad_arguments_and_abort(void) {
     plm_context *ctx = new_ctx(512, 4);
     REQUIRE(ctx);
@@ -306,13 +365,26 @@ static void test_bad_arguments_and_abort(void) {
     plm_context_free(ctx);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    /* the CLI sits beside the tests' directory: BUILD/tests/test_batch -> BUILD/pocketlm */
+    if (argc > 0 && strlen(argv[0]) < sizeof cli_path - 16) {
+        snprintf(cli_path, sizeof cli_path, "%s", argv[0]);
+        char *slash = strrchr(cli_path, '/');
+        if (slash) *slash = 0;
+        slash = strrchr(cli_path, '/');
+        if (slash) strcpy(slash + 1, "pocketlm");
+        else cli_path[0] = 0;
+        FILE *f = cli_path[0] ? fopen(cli_path, "rb") : NULL;
+        if (f) fclose(f);
+        else cli_path[0] = 0;
+    }
     if (plm_model_load(NULL, NULL, &model)) {
         fprintf(stderr, "cannot load the default model: %s\n", plm_last_error());
         return 1;
     }
     RUN(test_bad_arguments_and_abort);
     RUN(test_oversized_fails_alone_and_cancel);
+    RUN(test_cli_batch_file);
     RUN(test_greedy_equals_alone);
     RUN(test_seeded_equals_alone);
     RUN(test_stops_at_different_steps);
