@@ -187,6 +187,10 @@ bench-suite: $(BUILD)/plm-bench
 $(BUILD)/plm-bench: bench/plm_bench.c $(BUILD)/libpocketlm.a
 	$(CC) $(ALLFLAGS) -o $@ $< $(BUILD)/libpocketlm.a $(LDLIBS)
 
+# Aggregate tokens/s of the batch generator at parallel 1..32 against sequential generation (see bench/batch_bench.c).
+$(BUILD)/batch-bench: bench/batch_bench.c $(BUILD)/libpocketlm.a
+	$(CC) $(ALLFLAGS) -o $@ $< $(BUILD)/libpocketlm.a $(LDLIBS)
+
 clean:
 	rm -rf build build-asan build-fuzz build-vg $(VENV) $(ASAN_VENV) lua/pocketlm/core.so
 
