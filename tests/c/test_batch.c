@@ -75,8 +75,8 @@ static void make_prompt(int i, char *buf, size_t cap) {
     char extra[256] = "";
     for (int k = 0; k < i % 5; k++) strncat(extra, " Please be precise.", sizeof extra - strlen(extra) - 1);
     char body[512];
-    snprintf(body, sizeof body, forms[(i / 16) % 4], topics[i % 16]);
-    snprintf(buf, cap, "%s%s", body, (i / 16) % 4 == 2 ? "" : extra);
+    snprintf(body, sizeof body, forms[i % 4], topics[(i / 4 + i) % 16]);
+    snprintf(buf, cap, "%s%s", body, i % 4 == 2 ? "" : extra);
 }
 
 typedef struct piece_log {
@@ -123,7 +123,7 @@ static void compare_with_alone(int n, const plm_generate_params *base, int vary,
     for (int i = 0; i < n; i++) {
         make_prompt(i, prompts[i], sizeof prompts[i]);
         gp[i] = *base;
-        gp[i].max_tokens = 4 + (i * 7) % 17; /* 4..20: lengths end at different steps */
+        gp[i].max_tokens = 2 + (i * 7) % 11; /* 2..12: lengths end at different steps */
         gp[i].sampling.seed = 1000 + (uint64_t)i;
         if (vary && i % 3 == 1) {
             gp[i].stop = stops_a;
@@ -171,7 +171,7 @@ static void compare_with_alone(int n, const plm_generate_params *base, int vary,
     }
     CHECKF(mismatched == 0, "%d of %d requests differ from their run alone", mismatched, n);
     CHECK(log.bad == 0);
-    CHECKF(t_quick() || shared >= 8, "only %d requests shared a prompt prefix", shared);
+    CHECKF(shared >= (t_quick() ? 2 : 8), "only %d requests shared a prompt prefix", shared);
     CHECK(plm_kv_used(bctx) == 0); /* every sequence's cells freed */
     fprintf(stderr, "  %d requests in %d steps, %d sharing a prefix\n", n, steps, shared);
     plm_batch_gen_free(bg);
