@@ -290,22 +290,32 @@ static int64_t cells_free(const plm_batch_gen *bg) {
 }
 
 /* The admitted request whose cached prompt shares the longest prefix with r's
- * (at most r's prompt less one token, whose logits r needs); its length in *len. */
-static int32_t best_donor(const plm_batch_gen *bg, const request *r, int32_t *len) {
-    int32_t best = -1, best_len = 0;
+ * (at most r's prompt less one token, whose logits r needs); its length in
+ * *len. *later: the longest prefix an admitted request still evaluating its
+ * prompt will have cached once it gets there. */
+static int32_t best_donor(const plm_batch_gen *bg, const request *r, int32_t *len, int32_t *later) {
+    int32_t best = -1, best_len = 0, best_later = 0;
     for (int32_t i = 0; i < bg->n_active; i++) {
         const request *d = bg->rq[bg->active[i]];
-        const int32_t lim = PLM_MIN(PLM_MIN(d->n_done, r->n_prompt - 1), d->n_prompt);
+        const int32_t lim = PLM_MIN(d->n_prompt, r->n_prompt - 1);
         int32_t k = 0;
         while (k < lim && d->prompt[k] == r->prompt[k]) k++;
+        if (d->state == RQ_PREFILL && k > d->n_done && k > best_later) best_later = k;
+        k = PLM_MIN(k, d->n_done);
         if (k > best_len) {
             best_len = k;
             best = i;
         }
     }
     *len = best_len;
+    *later = best_later;
     return best;
 }
+
+/* A request whose prompt begins like one still being evaluated waits for it
+ * when that saves at least this many tokens: prompts that arrive together
+ * with a common system prompt evaluate it once. */
+#define SHARE_WAIT_MIN 8
 
 /* Ends an admitted request: lets out its held text (unless cancelled), frees
  * its sequence, sampler and the cells only it held. */
@@ -355,8 +365,9 @@ static plm_status admit(plm_batch_gen *bg) {
             continue;
         }
         if (bg->n_active == bg->p.n_parallel) break;
-        int32_t shared = 0;
-        const int32_t donor = bg->p.share_prefix ? best_donor(bg, r, &shared) : -1;
+        int32_t shared = 0, later = 0;
+        const int32_t donor = bg->p.share_prefix ? best_donor(bg, r, &shared, &later) : -1;
+        if (later - shared >= SHARE_WAIT_MIN) break; /* admitted once the common part is cached */
         const int32_t need = cells_needed(bg, r) - shared;
         if (need > cells_free(bg)) {
             if (bg->n_active > 0) break; /* waits for cells to free up */
