@@ -101,9 +101,10 @@ int main(int argc, char **argv) {
     gp.keep_cache = false;
     const int seq_len = 256 + n_gen;
 
-    /* sequential */
+    /* sequential, after one untimed generation that pages the weights in */
     plm_context *ctx;
     if ((st = make_ctx(m, threads, seq_len, 1, &ctx))) return die("context", st);
+    if ((st = plm_generate(ctx, prompts[0], strlen(prompts[0]), &gp, NULL, NULL, NULL, NULL))) return die("generate", st);
     double t0 = now_s(), c0 = cpu_s();
     for (int i = 0; i < N; i++) {
         plm_kv_clear(ctx);
