@@ -73,7 +73,11 @@ int main(int argc, char **argv) {
     const char *path = NULL;
     int threads = 2, N = 64, n_gen = 32, cached = 500;
     int par[8] = {1, 4, 8, 16, 32}, n_par = 5;
-    for (int i = 1; i + 1 < argc; i += 2) {
+    for (int i = 1; i < argc; i += 2) {
+        if (i + 1 == argc) {
+            fprintf(stderr, "usage: batch-bench [-m FILE] [-t 2] [-N 64] [-n 32] [-P 1,4,8,16,32] [-c 500]\n");
+            return 2;
+        }
         if (!strcmp(argv[i], "-m")) path = argv[i + 1];
         else if (!strcmp(argv[i], "-t")) threads = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "-N")) N = atoi(argv[i + 1]);
