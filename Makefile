@@ -203,6 +203,10 @@ $(BUILD)/plm-bench: bench/plm_bench.c $(BUILD)/libpocketlm.a
 $(BUILD)/plm-kernel-bench: bench/kernel_bench.c $(BUILD)/libpocketlm.a
 	$(CC) $(ALLFLAGS) -o $@ $< $(BUILD)/libpocketlm.a $(LDLIBS)
 
+# Aggregate tokens/s of the batch generator at parallel 1..32 against sequential generation (see bench/batch_bench.c).
+$(BUILD)/batch-bench: bench/batch_bench.c $(BUILD)/libpocketlm.a
+	$(CC) $(ALLFLAGS) -o $@ $< $(BUILD)/libpocketlm.a $(LDLIBS)
+
 clean:
 	rm -rf build build-asan build-fuzz build-vg $(VENV) $(ASAN_VENV) lua/pocketlm/core.so python/*.egg-info
 

@@ -776,6 +776,7 @@ PLMLUA_HANDLE_IN(plm_model, "Model")
 PLMLUA_HANDLE_IN(plm_context, "Context")
 PLMLUA_HANDLE_IN(plm_sampler, "Sampler")
 PLMLUA_HANDLE_IN(plm_generator, "Generator")
+PLMLUA_HANDLE_IN(plm_batch_gen, "BatchGen")
 
 /* ------------------------------------------------------------- outputs */
 
@@ -793,6 +794,7 @@ PLMLUA_HANDLE_OUT(plm_model, 0)
 PLMLUA_HANDLE_OUT(plm_context, 1)
 PLMLUA_HANDLE_OUT(plm_sampler, 0)
 PLMLUA_HANDLE_OUT(plm_generator, 1)
+PLMLUA_HANDLE_OUT(plm_batch_gen, 1)
 
 /* A malloc'd token array becomes an int32 view that owns it (no copy). The
  * view is made before the call (in "check": after SWIG has counted the
@@ -976,8 +978,9 @@ static int plmlua_close(lua_State *L) {
     swig_lua_userdata *u = NULL;
     if (lua_type(L, 1) == LUA_TUSERDATA && lua_rawlen(L, 1) >= sizeof(swig_lua_userdata)) u = lua_touserdata(L, 1);
     if (!u || !(u->type == SWIGTYPE_p_plm_model || u->type == SWIGTYPE_p_plm_context ||
-                u->type == SWIGTYPE_p_plm_sampler || u->type == SWIGTYPE_p_plm_generator))
-        return luaL_argerror(L, 1, "Model, Context, Sampler or Generator handle expected");
+                u->type == SWIGTYPE_p_plm_sampler || u->type == SWIGTYPE_p_plm_generator ||
+                u->type == SWIGTYPE_p_plm_batch_gen))
+        return luaL_argerror(L, 1, "Model, Context, Sampler, Generator or BatchGen handle expected");
     void *p = u->ptr;
     int own = u->own;
     u->ptr = NULL;
@@ -992,6 +995,8 @@ static int plmlua_close(lua_State *L) {
         plm_context_free(p);
     } else if (u->type == SWIGTYPE_p_plm_sampler) {
         plm_sampler_free(p);
+    } else if (u->type == SWIGTYPE_p_plm_batch_gen) {
+        plm_batch_gen_free(p);
     } else {
         plm_generator_free(p);
     }

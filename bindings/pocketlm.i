@@ -162,6 +162,23 @@ static const char *plmb_error_message(void) {
 %ignore plm_chat_detect;
 %ignore plm_chat_detect_model;
 %ignore plm_chat_render;
+/* The batch generator goes through the plmb_batch_gen_ helpers below (ids,
+ * text and results as plain values); cancel and the counts are bound as they are. */
+%rename(BatchGen) plm_batch_gen;
+%ignore plm_batch_gen_params;
+%ignore plm_batch_gen_default_params;
+%ignore plm_batch_gen_create;
+%ignore plm_batch_gen_free;
+%ignore plm_batch_gen_submit;
+%ignore plm_batch_gen_submit_tokens;
+%ignore plm_batch_gen_set_callback;
+%ignore plm_batch_piece_fn;
+%ignore plm_batch_gen_step;
+%ignore plm_batch_gen_take;
+%ignore plm_batch_gen_updated;
+%ignore plm_batch_result;
+%ignore plm_batch_gen_result;
+%ignore plm_batch_gen_tokens;
 /* Pointer fields are set through helper arguments instead. */
 %ignore plm_sampler_params::logit_bias;
 %ignore plm_sampler_params::n_logit_bias;
@@ -174,6 +191,9 @@ static const char *plmb_error_message(void) {
 %nodefaultctor plm_context;
 %nodefaultctor plm_sampler;
 %nodefaultctor plm_generator;
+%nodefaultctor plm_batch_gen;
+struct plm_batch_gen {};
+%extend plm_batch_gen { ~plm_batch_gen() { plm_batch_gen_free($self); } }
 struct plm_model {};
 struct plm_context {};
 struct plm_sampler {};
@@ -193,6 +213,7 @@ struct plm_generator {};
 /* plm_sampler_sample's result. */
 %apply plm_token *out_token { plm_token *out };
 %apply plm_token *out_token { int32_t *out_family };
+%apply plm_token *out_token { int32_t *out_id };
 
 /* plmb_classify_prompt's other token arrays out. */
 %apply (plm_token **out_tokens, int32_t *out_n) {
@@ -521,6 +542,98 @@ plm_status plmb_chat_render(int32_t family, const char *text, size_t len, bool h
     }
     *out_bytes = buf;
     *out_len = need;
+    return PLM_OK;
+}
+
+/* ------------------------------------------------------ batch generation */
+
+/* A batch generator over ctx (see plm_batch_gen_params; 0 means the default). */
+plm_status plmb_batch_gen_create(plm_context *ctx, int32_t n_parallel, int32_t prefill_chunk, int32_t n_ctx_seq,
+                                 bool share_prefix, plm_batch_gen **out) {
+    plm_batch_gen_params p = plm_batch_gen_default_params();
+    p.n_parallel = n_parallel;
+    if (prefill_chunk) p.prefill_chunk = prefill_chunk;
+    p.n_ctx_seq = n_ctx_seq;
+    p.share_prefix = share_prefix;
+    return plm_batch_gen_create(ctx, &p, out);
+}
+
+/* Queues a request from tokens, with stop strings and a logit bias; its id out. */
+plm_status plmb_batch_gen_submit(plm_batch_gen *bg, const plm_token *tokens, int32_t n_tokens,
+                                 const plm_generate_params *params, const char *const *strs, int32_t n_strs,
+                                 const plm_logit_bias *bias, int32_t n_bias, int32_t *out_id) {
+    plm_generate_params p = params ? *params : plm_generate_default_params();
+    p.stop = strs;
+    p.n_stop = n_strs;
+    p.sampling.logit_bias = bias;
+    p.sampling.n_logit_bias = n_bias;
+    return plm_batch_gen_submit_tokens(bg, tokens, n_tokens, &p, out_id);
+}
+
+/* One step; the number of requests not ended yet out. */
+plm_status plmb_batch_gen_step(plm_batch_gen *bg, int32_t *out_id) { return plm_batch_gen_step(bg, out_id); }
+
+/* Text of request id let out since the last take (borrowed). */
+plm_status plmb_batch_gen_take(plm_batch_gen *bg, int32_t id, const char **piece, size_t *piece_len) {
+    return plm_batch_gen_take(bg, id, piece, piece_len);
+}
+
+/* Ids of the requests that got text or ended in the last step (free()). */
+plm_status plmb_batch_gen_updated(const plm_batch_gen *bg, plm_token **out_tokens, int32_t *out_n) {
+    int32_t n = plm_batch_gen_updated(bg, NULL, 0);
+    *out_n = 0;
+    *out_tokens = malloc((size_t)(n > 0 ? n : 1) * sizeof(plm_token));
+    if (!*out_tokens) return plmb_fail(PLM_ERR_OOM, "out of memory");
+    *out_n = plm_batch_gen_updated(bg, *out_tokens, n);
+    return PLM_OK;
+}
+
+/* Request id's result as [reason, status, n_prompt, n_shared, n_generated] (free()). */
+plm_status plmb_batch_gen_result(const plm_batch_gen *bg, int32_t id, plm_token **out_tokens, int32_t *out_n) {
+    plm_batch_result r;
+    *out_tokens = NULL;
+    *out_n = 0;
+    plm_status st = plm_batch_gen_result(bg, id, &r);
+    if (st) return st;
+    if (!(*out_tokens = malloc(5 * sizeof(plm_token)))) return plmb_fail(PLM_ERR_OOM, "out of memory");
+    (*out_tokens)[0] = (plm_token)r.reason;
+    (*out_tokens)[1] = (plm_token)r.status;
+    (*out_tokens)[2] = r.n_prompt;
+    (*out_tokens)[3] = r.n_shared;
+    (*out_tokens)[4] = r.n_generated;
+    *out_n = 5;
+    return PLM_OK;
+}
+
+/* Request id's error message ("" if none) and whole text so far (borrowed). */
+plm_status plmb_batch_gen_error(const plm_batch_gen *bg, int32_t id, const char **piece, size_t *piece_len) {
+    plm_batch_result r;
+    plm_status st = plm_batch_gen_result(bg, id, &r);
+    *piece = st ? "" : r.error;
+    *piece_len = strlen(*piece);
+    return st;
+}
+
+plm_status plmb_batch_gen_text(const plm_batch_gen *bg, int32_t id, const char **piece, size_t *piece_len) {
+    plm_batch_result r;
+    plm_status st = plm_batch_gen_result(bg, id, &r);
+    *piece = st ? "" : r.text;
+    *piece_len = st ? 0 : r.text_len;
+    return st;
+}
+
+/* A copy of request id's generated tokens (free()). */
+plm_status plmb_batch_gen_tokens(const plm_batch_gen *bg, int32_t id, plm_token **out_tokens, int32_t *out_n) {
+    int32_t n = 0;
+    const plm_token *t = plm_batch_gen_tokens(bg, id, &n);
+    *out_n = 0;
+    *out_tokens = NULL;
+    if (!t && n == 0 && (id < 0 || id >= plm_batch_gen_n_requests(bg)))
+        return plmb_fail(PLM_ERR_ARG, "no such request");
+    *out_tokens = malloc((size_t)(n > 0 ? n : 1) * sizeof(plm_token));
+    if (!*out_tokens) return plmb_fail(PLM_ERR_OOM, "out of memory for tokens");
+    if (n > 0) memcpy(*out_tokens, t, (size_t)n * sizeof(plm_token));
+    *out_n = n;
     return PLM_OK;
 }
 %}

@@ -15,7 +15,10 @@
 #define PLM_ATTN_ROWS 16 /* query rows (heads x tokens) of one attention pass, each with n_ctx scores */
 
 /* The KV cache: n_ctx cells shared by all sequences. A cell holds one position;
- * several sequences may share it (a common prefix evaluated once). */
+ * several sequences may share it (a common prefix evaluated once). Each
+ * sequence also lists its own cells in position order, so that attention and
+ * every per-sequence query visit that sequence's cells only. Only kvcache.c
+ * writes these fields; the others read them. */
 typedef struct plm_kv {
     int32_t n_ctx;
     int32_t kv_dim;     /* n_head_kv * head_dim */
@@ -25,7 +28,9 @@ typedef struct plm_kv {
     uint64_t *seq;      /* (n_ctx) bit s set: the cell belongs to sequence s */
     plm_token *tok;     /* (n_ctx) token that produced the cell */
     int32_t used;       /* cells with at least one sequence */
-    int32_t n_active;   /* 1 + highest cell in use: attention scans [0, n_active) */
+    int32_t n_active;   /* 1 + highest cell in use */
+    int32_t *cells[PLM_MAX_SEQ]; /* (n_cells[s]) sequence s's cells, positions increasing */
+    int32_t n_cells[PLM_MAX_SEQ], cap_cells[PLM_MAX_SEQ];
 } plm_kv;
 
 struct plm_context {
@@ -47,6 +52,7 @@ struct plm_context {
     uint8_t *act;  /* (n_batch, row bytes) quantized activations */
     size_t act_row_cap;
     float *scores; /* (n_threads, PLM_ATTN_ROWS, n_ctx) attention scores */
+    int32_t *attn_blk; /* (n_batch + 1) token blocks of the attention items (models/blocks.c) */
 
     /* outputs of the last plm_decode */
     float *logits;        /* (n_logits, n_vocab) */
@@ -64,17 +70,30 @@ struct plm_context {
 
 plm_status plm_kv_init(plm_kv *kv, const plm_hparams *hp, int32_t n_ctx);
 void plm_kv_release(plm_kv *kv);
-/* Frees a cell (all sequences). */
-void plm_kv_cell_clear(plm_kv *kv, int32_t c);
-/* Recomputes used and n_active. */
-void plm_kv_recount(plm_kv *kv);
-/* Finds n free cells (lowest first) and writes their indices; PLM_ERR_CONTEXT_FULL if too few. */
-plm_status plm_kv_find_free(const plm_kv *kv, int32_t n, int32_t *cells);
-/* Fills pos_max[s] for every sequence (-1 when empty). */
-void plm_kv_pos_max_all(const plm_kv *kv, int32_t *pos_max);
+/* Gives n tokens (token tok[i] at position pos[i] of sequence seq[i]; a
+ * sequence's positions increase along the batch and are above the ones it
+ * holds) free cells, lowest first, writes their indices into cells and records
+ * them. All or nothing: PLM_ERR_CONTEXT_FULL if too few cells are free,
+ * PLM_ERR_OOM, and the cache is unchanged. */
+plm_status plm_kv_place(plm_kv *kv, int32_t n, const plm_token *tok, const int32_t *pos, const int32_t *seq,
+                        int32_t *cells);
+/* Undoes the last plm_kv_place of these n cells. */
+void plm_kv_unplace(plm_kv *kv, int32_t n, const int32_t *cells);
+/* Loading a state (state.c): the cache is emptied, cells are set one by one
+ * (keys and values are the caller's), then plm_kv_load_end lists each
+ * sequence's cells (PLM_ERR_OOM leaves the cache empty). */
+void plm_kv_load_cell(plm_kv *kv, int32_t c, int32_t pos, uint64_t seq, plm_token tok);
+plm_status plm_kv_load_end(plm_kv *kv);
+/* Largest position of sequence s (-1 when empty). */
+static inline int32_t plm_kv_pos_max_of(const plm_kv *kv, int32_t s) {
+    return kv->n_cells[s] ? kv->pos[kv->cells[s][kv->n_cells[s] - 1]] : -1;
+}
+/* Number of sequence s's cells at positions <= p (a prefix of its cell list). */
+int32_t plm_kv_n_upto(const plm_kv *kv, int32_t s, int32_t p);
 /* Number of leading tokens of toks that sequence seq already holds at positions 0, 1, ... */
 int32_t plm_kv_common_prefix(const plm_context *ctx, int32_t seq, const plm_token *toks, int32_t n);
-/* Decodes toks at positions pos0... in sequence seq, in chunks of n_batch; logits for the last only. */
+/* Decodes toks at positions pos0... in sequence seq, in chunks of n_batch; logits for the last only
+ * (forward.c). */
 plm_status plm_eval_sequence(plm_context *ctx, const plm_token *toks, int32_t n, int32_t pos0, int32_t seq);
 
 #endif

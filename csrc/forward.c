@@ -21,7 +21,8 @@
  *
  * Matrix products quantize the activations once per micro-batch into the
  * weight's dot partner type and split output rows across the thread pool
- * (matmul.c). Cell bookkeeping is in kvcache.c.
+ * (matmul.c). Cell bookkeeping is kvcache.c's: plm_decode asks it for cells
+ * and hands them back when a batch fails.
  */
 #include "context.h"
 #include "models/models.h"
@@ -88,11 +89,13 @@ static plm_status context_memory(const plm_hparams *hp, const plm_context_params
     const uint64_t KV = (uint64_t)hp->n_head_kv * (uint64_t)hp->head_dim, F = (uint64_t)hp->n_ff;
     uint64_t kv_row = 0, floats = 0;
     bool ok = add_mul(&kv_row, 2 * (uint64_t)hp->n_layer * sizeof(plm_f16), KV) && /* K and V of every layer */
-              add_mul(&kv_row, 1, sizeof(int32_t) + sizeof(uint64_t) + sizeof(plm_token)) && /* pos, seq, tok */
+              /* pos, seq, tok, and the cell's place in its sequence's list */
+              add_mul(&kv_row, 1, 2 * sizeof(int32_t) + sizeof(uint64_t) + sizeof(plm_token)) &&
               add_mul(&m->kv, C, kv_row) &&
               /* x, xn, q, kn, vn, gate, up, tmp */
               add_mul(&floats, 1, 2 * E + PLM_MAX(E, Q) + Q + 2 * KV + 2 * F) &&
               add_mul(&m->scratch, B, floats * sizeof(float)) && add_mul(&m->scratch, B, act_row_bytes(hp)) &&
+              add_mul(&m->scratch, B + 1, sizeof(int32_t)) && /* attention's token blocks */
               add_mul(&m->scores, (uint64_t)p->n_threads * PLM_ATTN_ROWS * sizeof(float), C) &&
               add_mul(&m->logits, (uint64_t)hp->n_vocab, sizeof(float)) && add_mul(&m->logits, B, sizeof(int32_t)) &&
               add_mul(&m->total, 1, m->kv) && add_mul(&m->total, 1, m->scratch) && add_mul(&m->total, 1, m->scores) &&
@@ -153,6 +156,7 @@ void plm_context_free(plm_context *ctx) {
     plm_afree(ctx->tmp);
     plm_afree(ctx->act);
     plm_afree(ctx->scores);
+    free(ctx->attn_blk);
     plm_afree(ctx->logits);
     free(ctx->logits_idx);
     free(ctx);
@@ -204,7 +208,9 @@ plm_status plm_context_create(plm_model *model, const plm_context_params *params
     ctx->up = plm_amalloc(B * (size_t)F * sizeof(float));
     ctx->tmp = plm_amalloc(B * (size_t)E * sizeof(float));
     ctx->act = plm_amalloc(B * ctx->act_row_cap);
-    if (!ctx->x || !ctx->xn || !ctx->q || !ctx->kn || !ctx->vn || !ctx->gate || !ctx->up || !ctx->tmp || !ctx->act) {
+    ctx->attn_blk = malloc((B + 1) * sizeof(int32_t));
+    if (!ctx->x || !ctx->xn || !ctx->q || !ctx->kn || !ctx->vn || !ctx->gate || !ctx->up || !ctx->tmp || !ctx->act ||
+        !ctx->attn_blk) {
         st = plm_fail(PLM_ERR_OOM, "out of memory for a batch of %d tokens", p.n_batch);
         goto fail;
     }
@@ -288,7 +294,7 @@ plm_status plm_decode(plm_context *ctx, const plm_batch *batch) {
         goto done;
     }
     int32_t pos_max[PLM_MAX_SEQ];
-    plm_kv_pos_max_all(&ctx->kv, pos_max);
+    for (int s = 0; s < PLM_MAX_SEQ; s++) pos_max[s] = plm_kv_pos_max_of(&ctx->kv, s);
     int32_t n_want = 0;
     for (int32_t i = 0; i < n; i++) {
         plm_token t = batch->token[i];
@@ -317,9 +323,7 @@ plm_status plm_decode(plm_context *ctx, const plm_batch *batch) {
         want[i] = batch->logits ? (batch->logits[i] != 0) : (i == n - 1);
         n_want += want[i];
     }
-    if ((st = plm_kv_find_free(&ctx->kv, n, cells))) goto done;
-
-    /* Output buffers. */
+    /* Output buffers first: once cells are placed, only the forward pass can fail. */
     if (n_want > ctx->logits_cap) {
         plm_afree(ctx->logits);
         ctx->logits = plm_amalloc((size_t)n_want * (size_t)hp->n_vocab * sizeof(float));
@@ -339,25 +343,19 @@ plm_status plm_decode(plm_context *ctx, const plm_batch *batch) {
         }
     }
 
+    /* Every token's cell is placed up front: a token sees only cells of its own
+     * sequence at positions up to its own, so a later micro-batch's cells (whose
+     * keys are not written yet) stay out of sight of an earlier one. */
+    if ((st = plm_kv_place(&ctx->kv, n, batch->token, pos, seq, cells))) goto done;
     int32_t n_out = 0;
     for (int32_t i0 = 0; i0 < n && !st; i0 += ctx->params.n_batch) {
         int32_t T = PLM_MIN(ctx->params.n_batch, n - i0);
-        plm_kv *kv = &ctx->kv;
-        for (int32_t t = 0; t < T; t++) {
-            int32_t c = cells[i0 + t];
-            kv->pos[c] = pos[i0 + t];
-            kv->seq[c] = (uint64_t)1 << seq[i0 + t];
-            kv->tok[c] = batch->token[i0 + t];
-            if (c + 1 > kv->n_active) kv->n_active = c + 1;
-        }
-        kv->used += T;
         plm_ubatch ub = {.i0 = i0, .T = T, .tok = batch->token + i0, .pos = pos + i0, .seq = seq + i0,
                          .cells = cells + i0, .want = want + i0, .n_out = &n_out};
         st = ctx->model->family->forward(ctx, &ub);
     }
     if (st) {
-        for (int32_t i = 0; i < n; i++) plm_kv_cell_clear(&ctx->kv, cells[i]);
-        plm_kv_recount(&ctx->kv);
+        plm_kv_unplace(&ctx->kv, n, cells);
         goto done;
     }
     int32_t r = 0;
@@ -387,3 +385,26 @@ float *plm_context_logits(plm_context *ctx, int32_t i) {
 }
 
 int32_t plm_context_n_logits(const plm_context *ctx) { return ctx ? ctx->n_logits : 0; }
+
+plm_status plm_eval_sequence(plm_context *ctx, const plm_token *toks, int32_t n, int32_t pos0, int32_t seq) {
+    int32_t chunk = ctx->params.n_batch;
+    int32_t *pos = malloc((size_t)chunk * sizeof(int32_t)), *sq = malloc((size_t)chunk * sizeof(int32_t));
+    int8_t *lg = malloc((size_t)chunk);
+    if (!pos || !sq || !lg) {
+        free(pos); free(sq); free(lg);
+        return plm_fail(PLM_ERR_OOM, "out of memory");
+    }
+    plm_status st = PLM_OK;
+    for (int32_t i = 0; i < n && !st; i += chunk) {
+        int32_t T = PLM_MIN(chunk, n - i);
+        for (int32_t t = 0; t < T; t++) {
+            pos[t] = pos0 + i + t;
+            sq[t] = seq;
+            lg[t] = (i + t == n - 1);
+        }
+        plm_batch b = {.n_tokens = T, .token = toks + i, .pos = pos, .seq_id = sq, .logits = lg};
+        st = plm_decode(ctx, &b);
+    }
+    free(pos); free(sq); free(lg);
+    return st;
+}

@@ -5,10 +5,11 @@
  * longest cached prefix of the prompt, evaluates the rest in batches, then
  * samples and decodes one token per step. Text leaves in pieces that are safe to
  * show: whole UTF-8 characters only, and never a byte that could begin a stop
- * string (those are held back until they can no longer match). Sampling is
- * sampler.c's; the forward pass is forward.c's.
+ * string (textstream.c holds those back until they can no longer match).
+ * Sampling is sampler.c's; the forward pass is forward.c's.
  */
 #include "context.h"
+#include "textstream.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -17,18 +18,11 @@ struct plm_generator {
     plm_context *ctx;
     plm_generate_params p;
     plm_sampler *smp;
-    char **stop;
-    size_t *stop_len;
-    int32_t n_stop;
-    size_t max_stop;
+    plm_textstream text;
     plm_token *toks;           /* generated tokens */
     int32_t n_toks, cap_toks;
     int32_t n_prompt;          /* prompt tokens evaluated */
     int32_t seq;
-    char *pend;                /* bytes decoded but not yet emitted */
-    size_t n_pend, cap_pend;
-    char *outbuf;              /* what the last call returned */
-    size_t cap_out;
     plm_stop_reason reason;
     bool finished;             /* reason set and the tail flushed */
     plm_token last;            /* last evaluated token (its logits are current) */
@@ -45,12 +39,8 @@ plm_generate_params plm_generate_default_params(void) {
 void plm_generator_free(plm_generator *g) {
     if (!g) return;
     plm_sampler_free(g->smp);
-    for (int32_t i = 0; i < g->n_stop; i++) free(g->stop[i]);
-    free(g->stop);
-    free(g->stop_len);
+    plm_textstream_release(&g->text);
     free(g->toks);
-    free(g->pend);
-    free(g->outbuf);
     free(g);
 }
 
@@ -62,65 +52,6 @@ static plm_status reserve(char **buf, size_t *cap, size_t need) {
     if (!nb) return plm_fail(PLM_ERR_OOM, "out of memory for generated text");
     *buf = nb;
     *cap = nc;
-    return PLM_OK;
-}
-
-/* Length of the prefix of s[0, n) that ends on a UTF-8 character boundary: a
- * trailing sequence that is incomplete but could still become valid is held. */
-static size_t utf8_safe_prefix(const char *s, size_t n) {
-    size_t start = n;
-    for (size_t back = 1; back <= 4 && back <= n; back++) {
-        unsigned char c = (unsigned char)s[n - back];
-        if ((c & 0xC0) == 0x80) continue; /* continuation byte: keep looking for the lead */
-        size_t need = c >= 0xF0 && c <= 0xF4 ? 4 : c >= 0xE0 ? 3 : c >= 0xC2 && c < 0xE0 ? 2 : 1;
-        if (need > back) start = n - back; /* lead byte whose sequence is not complete yet */
-        break;
-    }
-    return start;
-}
-
-/* Decides how much of the pending bytes can be emitted; sets *hit if a stop
- * string occurs (then only the text before it is emitted). */
-static size_t emittable(plm_generator *g, bool *hit) {
-    *hit = false;
-    size_t n = g->n_pend;
-    size_t first = n;
-    for (int32_t i = 0; i < g->n_stop; i++) {
-        size_t L = g->stop_len[i];
-        if (L == 0 || L > n) continue;
-        for (size_t at = 0; at + L <= n && at < first; at++)
-            if (memcmp(g->pend + at, g->stop[i], L) == 0) {
-                first = at;
-                break;
-            }
-    }
-    if (first < n) {
-        *hit = true;
-        return first;
-    }
-    /* Hold back the longest suffix that is a prefix of some stop string. */
-    size_t keep = n;
-    for (int32_t i = 0; i < g->n_stop; i++) {
-        size_t L = g->stop_len[i];
-        for (size_t k = PLM_MIN(L - 1, n); k > 0; k--)
-            if (memcmp(g->pend + n - k, g->stop[i], k) == 0) {
-                if (n - k < keep) keep = n - k;
-                break;
-            }
-    }
-    return utf8_safe_prefix(g->pend, keep);
-}
-
-/* Moves the first k pending bytes to the output buffer. */
-static plm_status take(plm_generator *g, size_t k, const char **piece, size_t *len) {
-    plm_status st = reserve(&g->outbuf, &g->cap_out, k + 1);
-    if (st) return st;
-    memcpy(g->outbuf, g->pend, k);
-    g->outbuf[k] = 0;
-    memmove(g->pend, g->pend + k, g->n_pend - k);
-    g->n_pend -= k;
-    *piece = g->outbuf;
-    *len = k;
     return PLM_OK;
 }
 
@@ -148,20 +79,7 @@ plm_status plm_generator_create_tokens(plm_context *ctx, const plm_token *tokens
     g->seq = p.seq_id;
     g->p.stop = NULL;
     plm_status st = plm_sampler_create(&p.sampling, n_vocab, &g->smp);
-    if (st) goto fail;
-    if (p.n_stop) {
-        g->stop = calloc((size_t)p.n_stop, sizeof(char *));
-        g->stop_len = calloc((size_t)p.n_stop, sizeof(size_t));
-        if (!g->stop || !g->stop_len) { st = plm_fail(PLM_ERR_OOM, "out of memory"); goto fail; }
-        g->n_stop = p.n_stop;
-        for (int32_t i = 0; i < p.n_stop; i++) {
-            if (!p.stop[i]) { st = plm_fail(PLM_ERR_ARG, "stop string %d is NULL", i); goto fail; }
-            g->stop[i] = strdup(p.stop[i]);
-            if (!g->stop[i]) { st = plm_fail(PLM_ERR_OOM, "out of memory"); goto fail; }
-            g->stop_len[i] = strlen(p.stop[i]);
-            if (g->stop_len[i] > g->max_stop) g->max_stop = g->stop_len[i];
-        }
-    }
+    if (st || (st = plm_textstream_init(&g->text, p.stop, p.n_stop))) goto fail;
     g->cap_toks = 64;
     g->toks = malloc((size_t)g->cap_toks * sizeof(plm_token));
     if (!g->toks) { st = plm_fail(PLM_ERR_OOM, "out of memory"); goto fail; }
@@ -228,16 +146,8 @@ plm_status plm_generator_next(plm_generator *g, const char **piece, size_t *len,
             }
             g->toks[g->n_toks++] = t;
             plm_sampler_accept(g->smp, t);
-            size_t k;
-            st = plm_vocab_piece(ctx->model->vocab, t, false, NULL, 0, &k);
-            if (st && st != PLM_ERR_BUFFER) return st;
-            if ((st = reserve(&g->pend, &g->cap_pend, g->n_pend + k + 1))) return st;
-            if ((st = plm_vocab_piece(ctx->model->vocab, t, false, g->pend + g->n_pend, k, &k))) return st;
-            g->n_pend += k;
-            bool hit;
-            size_t e = emittable(g, &hit);
-            if (hit) {
-                g->n_pend = e; /* drop the stop string and what follows */
+            if ((st = plm_textstream_push_token(&g->text, ctx->model->vocab, t))) return st;
+            if (g->text.stopped) {
                 g->reason = PLM_STOP_STRING;
             } else {
                 if (g->p.max_tokens > 0 && g->n_toks >= g->p.max_tokens) g->reason = PLM_STOP_LENGTH;
@@ -249,14 +159,14 @@ plm_status plm_generator_next(plm_generator *g, const char **piece, size_t *len,
                     else if (st) return st;
                     g->last = t;
                 }
-                if (g->reason == PLM_STOP_NONE) return take(g, e, piece, len);
+                if (g->reason == PLM_STOP_NONE) return plm_textstream_take(&g->text, false, piece, len);
             }
         }
     }
     /* Ended: flush everything still held back. */
     g->finished = true;
     *reason = g->reason;
-    return take(g, g->n_pend, piece, len);
+    return plm_textstream_take(&g->text, true, piece, len);
 }
 
 const plm_token *plm_generator_tokens(const plm_generator *g, int32_t *n) {

@@ -1,11 +1,16 @@
 /*
  * kvcache.c — the KV cache cells: which sequence holds which position.
  *
- * Keys and values are stored in F16 per layer and cell. A cell belongs to a set
- * of sequences (a bit mask), which is how a prompt evaluated once is shared by
- * several continuations (plm_kv_seq_cp adds a sequence to cells without
- * copying). Attention (models/blocks.c) scans cells [0, n_active) and keeps those of
- * its sequence at positions not after its own.
+ * Owns the cell bookkeeping, and nothing else writes it: forward.c asks for
+ * cells for a batch (plm_kv_place) and gives them back when the batch fails,
+ * state.c loads saved cells through plm_kv_load_cell. Keys and values are
+ * stored in F16 per layer and cell (written by models/blocks.c into the cells
+ * placed here). A cell belongs to a set of sequences (a bit mask), which is how
+ * a prompt evaluated once is shared by several continuations (plm_kv_seq_cp
+ * adds a sequence to cells without copying). Each sequence also keeps the list
+ * of its cells in position order: attention visits a sequence's own cells
+ * through it, so a token's work does not grow with other sequences' cells, and
+ * a sequence's numbers do not depend on where its cells lie.
  */
 #include "context.h"
 
@@ -39,87 +44,141 @@ void plm_kv_release(plm_kv *kv) {
     free(kv->pos);
     free(kv->seq);
     free(kv->tok);
+    for (int s = 0; s < PLM_MAX_SEQ; s++) free(kv->cells[s]);
     memset(kv, 0, sizeof(*kv));
 }
 
-void plm_kv_cell_clear(plm_kv *kv, int32_t c) {
-    kv->pos[c] = -1;
-    kv->seq[c] = 0;
-}
-
-void plm_kv_recount(plm_kv *kv) {
-    int32_t used = 0, active = 0;
-    for (int32_t c = 0; c < kv->n_ctx; c++) {
-        if (kv->seq[c]) {
-            used++;
-            active = c + 1;
-        } else {
-            kv->pos[c] = -1;
-        }
-    }
-    kv->used = used;
-    kv->n_active = active;
-}
-
-plm_status plm_kv_find_free(const plm_kv *kv, int32_t n, int32_t *cells) {
-    if (n > kv->n_ctx - kv->used)
-        return plm_fail(PLM_ERR_CONTEXT_FULL, "context full: %d tokens do not fit (%d of %d cells in use)", n, kv->used, kv->n_ctx);
-    int32_t k = 0;
-    for (int32_t c = 0; c < kv->n_ctx && k < n; c++)
-        if (!kv->seq[c]) cells[k++] = c;
-    if (k < n) return plm_fail(PLM_ERR_INTERNAL, "KV cache bookkeeping is inconsistent");
+/* Room for need cells in sequence s's list (contents kept). */
+static plm_status reserve_list(plm_kv *kv, int s, int32_t need) {
+    if (need <= kv->cap_cells[s]) return PLM_OK;
+    int32_t nc = kv->cap_cells[s] ? kv->cap_cells[s] : 64;
+    while (nc < need) nc = nc > kv->n_ctx / 2 ? kv->n_ctx : 2 * nc;
+    int32_t *nl = realloc(kv->cells[s], (size_t)nc * sizeof(int32_t));
+    if (!nl) return plm_fail(PLM_ERR_OOM, "out of memory for the cell list of sequence %d (%d cells)", s, nc);
+    kv->cells[s] = nl;
+    kv->cap_cells[s] = nc;
     return PLM_OK;
 }
 
-void plm_kv_pos_max_all(const plm_kv *kv, int32_t *pos_max) {
-    for (int s = 0; s < PLM_MAX_SEQ; s++) pos_max[s] = -1;
-    for (int32_t c = 0; c < kv->n_active; c++) {
-        uint64_t m = kv->seq[c];
-        while (m) {
-            int s = __builtin_ctzll(m);
-            m &= m - 1;
-            if (kv->pos[c] > pos_max[s]) pos_max[s] = kv->pos[c];
-        }
-    }
+static void free_cell(plm_kv *kv, int32_t c) {
+    kv->pos[c] = -1;
+    kv->seq[c] = 0;
+    kv->used--;
 }
 
-plm_status plm_eval_sequence(plm_context *ctx, const plm_token *toks, int32_t n, int32_t pos0, int32_t seq) {
-    int32_t chunk = ctx->params.n_batch;
-    int32_t *pos = malloc((size_t)chunk * sizeof(int32_t)), *sq = malloc((size_t)chunk * sizeof(int32_t));
-    int8_t *lg = malloc((size_t)chunk);
-    if (!pos || !sq || !lg) {
-        free(pos); free(sq); free(lg);
-        return plm_fail(PLM_ERR_OOM, "out of memory");
+/* n_active after cells at the top were freed. */
+static void shrink_active(plm_kv *kv) {
+    while (kv->n_active > 0 && !kv->seq[kv->n_active - 1]) kv->n_active--;
+}
+
+plm_status plm_kv_place(plm_kv *kv, int32_t n, const plm_token *tok, const int32_t *pos, const int32_t *seq,
+                        int32_t *cells) {
+    if (n > kv->n_ctx - kv->used)
+        return plm_fail(PLM_ERR_CONTEXT_FULL, "context full: %d tokens do not fit (%d of %d cells in use)", n, kv->used, kv->n_ctx);
+    int32_t add[PLM_MAX_SEQ] = {0};
+    for (int32_t i = 0; i < n; i++) add[seq[i]]++;
+    for (int s = 0; s < PLM_MAX_SEQ; s++) {
+        plm_status st = add[s] ? reserve_list(kv, s, kv->n_cells[s] + add[s]) : PLM_OK;
+        if (st) return st; /* only capacities grew */
     }
-    plm_status st = PLM_OK;
-    for (int32_t i = 0; i < n && !st; i += chunk) {
-        int32_t T = PLM_MIN(chunk, n - i);
-        for (int32_t t = 0; t < T; t++) {
-            pos[t] = pos0 + i + t;
-            sq[t] = seq;
-            lg[t] = (i + t == n - 1);
+    int32_t c = 0;
+    for (int32_t i = 0; i < n; i++, c++) {
+        while (kv->seq[c]) c++; /* n free cells exist: used + n <= n_ctx */
+        const int s = seq[i];
+        kv->pos[c] = pos[i];
+        kv->seq[c] = (uint64_t)1 << s;
+        kv->tok[c] = tok[i];
+        kv->cells[s][kv->n_cells[s]++] = c;
+        cells[i] = c;
+        if (c + 1 > kv->n_active) kv->n_active = c + 1;
+    }
+    kv->used += n;
+    return PLM_OK;
+}
+
+void plm_kv_unplace(plm_kv *kv, int32_t n, const int32_t *cells) {
+    /* Each placed cell is the last of its (only) sequence's list, newest last. */
+    for (int32_t i = n - 1; i >= 0; i--) {
+        const int32_t c = cells[i];
+        const int s = __builtin_ctzll(kv->seq[c]);
+        kv->n_cells[s]--;
+        free_cell(kv, c);
+    }
+    shrink_active(kv);
+}
+
+
+/* Lists sequence s's cells from the masks, in position order (insertion sort
+ * by position: cells mostly come in position order already). */
+static plm_status rebuild_list(plm_kv *kv, int s) {
+    const uint64_t bit = (uint64_t)1 << s;
+    int32_t n = 0;
+    for (int32_t c = 0; c < kv->n_active; c++) n += (kv->seq[c] & bit) != 0;
+    plm_status st = reserve_list(kv, s, n);
+    if (st) return st;
+    int32_t *l = kv->cells[s], k = 0;
+    for (int32_t c = 0; c < kv->n_active; c++) {
+        if (!(kv->seq[c] & bit)) continue;
+        int32_t j = k++;
+        while (j > 0 && kv->pos[l[j - 1]] > kv->pos[c]) {
+            l[j] = l[j - 1];
+            j--;
         }
-        plm_batch b = {.n_tokens = T, .token = toks + i, .pos = pos, .seq_id = sq, .logits = lg};
-        st = plm_decode(ctx, &b);
+        l[j] = c;
     }
-    free(pos); free(sq); free(lg);
-    return st;
+    kv->n_cells[s] = n;
+    return PLM_OK;
+}
+
+void plm_kv_load_cell(plm_kv *kv, int32_t c, int32_t pos, uint64_t seq, plm_token tok) {
+    kv->pos[c] = pos;
+    kv->seq[c] = seq;
+    kv->tok[c] = tok;
+    if (seq && c + 1 > kv->n_active) kv->n_active = c + 1;
+}
+
+static void clear_all(plm_kv *kv) {
+    for (int32_t c = 0; c < kv->n_ctx; c++) {
+        kv->pos[c] = -1;
+        kv->seq[c] = 0;
+    }
+    for (int s = 0; s < PLM_MAX_SEQ; s++) kv->n_cells[s] = 0;
+    kv->used = kv->n_active = 0;
+}
+
+plm_status plm_kv_load_end(plm_kv *kv) {
+    kv->used = 0;
+    for (int32_t c = 0; c < kv->n_active; c++) {
+        if (kv->seq[c]) kv->used++;
+        else kv->pos[c] = -1;
+    }
+    for (int s = 0; s < PLM_MAX_SEQ; s++) {
+        plm_status st = rebuild_list(kv, s);
+        if (st) {
+            clear_all(kv);
+            return st;
+        }
+    }
+    return PLM_OK;
+}
+
+int32_t plm_kv_n_upto(const plm_kv *kv, int32_t s, int32_t p) {
+    const int32_t *l = kv->cells[s];
+    int32_t lo = 0, hi = kv->n_cells[s];
+    while (lo < hi) {
+        int32_t mid = lo + (hi - lo) / 2;
+        if (kv->pos[l[mid]] <= p) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
 }
 
 int32_t plm_kv_common_prefix(const plm_context *ctx, int32_t seq, const plm_token *toks, int32_t n) {
     const plm_kv *kv = &ctx->kv;
-    int32_t pm = plm_kv_seq_pos_max(ctx, seq);
-    if (pm < 0) return 0;
-    int32_t len = PLM_MIN(pm + 1, n);
-    plm_token *at = malloc((size_t)len * sizeof(plm_token));
-    if (!at) return 0;
-    for (int32_t i = 0; i < len; i++) at[i] = -1;
-    uint64_t bit = (uint64_t)1 << seq;
-    for (int32_t c = 0; c < kv->n_active; c++)
-        if ((kv->seq[c] & bit) && kv->pos[c] < len) at[kv->pos[c]] = kv->tok[c];
+    if (seq < 0 || seq >= PLM_MAX_SEQ) return 0;
+    const int32_t *l = kv->cells[seq];
     int32_t k = 0;
-    while (k < len && at[k] == toks[k]) k++;
-    free(at);
+    while (k < n && k < kv->n_cells[seq] && kv->pos[l[k]] == k && kv->tok[l[k]] == toks[k]) k++;
     return k;
 }
 
@@ -129,8 +188,23 @@ static bool seq_ok(const plm_context *ctx, int32_t s) { return s >= 0 && s < ctx
 
 void plm_kv_clear(plm_context *ctx) {
     if (!ctx) return;
-    for (int32_t c = 0; c < ctx->kv.n_ctx; c++) plm_kv_cell_clear(&ctx->kv, c);
-    ctx->kv.used = ctx->kv.n_active = 0;
+    clear_all(&ctx->kv);
+}
+
+/* Removes positions [p0, p1) from sequence s (its list and the cells' masks). */
+static void seq_remove(plm_kv *kv, int s, int32_t p0, int32_t p1) {
+    const uint64_t bit = (uint64_t)1 << s;
+    int32_t *l = kv->cells[s], k = 0;
+    for (int32_t i = 0; i < kv->n_cells[s]; i++) {
+        const int32_t c = l[i];
+        if (kv->pos[c] >= p0 && kv->pos[c] < p1) {
+            kv->seq[c] &= ~bit;
+            if (!kv->seq[c]) free_cell(kv, c);
+        } else {
+            l[k++] = c;
+        }
+    }
+    kv->n_cells[s] = k;
 }
 
 plm_status plm_kv_seq_rm(plm_context *ctx, int32_t seq_id, int32_t p0, int32_t p1) {
@@ -139,11 +213,10 @@ plm_status plm_kv_seq_rm(plm_context *ctx, int32_t seq_id, int32_t p0, int32_t p
         return plm_fail(PLM_ERR_ARG, "sequence id %d out of range [0, %d) (-1 means all)", seq_id, ctx->params.n_seq_max);
     if (p0 < 0) p0 = 0;
     if (p1 < 0) p1 = INT32_MAX;
-    uint64_t bit = seq_id < 0 ? ~(uint64_t)0 : (uint64_t)1 << seq_id;
     plm_kv *kv = &ctx->kv;
-    for (int32_t c = 0; c < kv->n_active; c++)
-        if ((kv->seq[c] & bit) && kv->pos[c] >= p0 && kv->pos[c] < p1) kv->seq[c] &= ~bit;
-    plm_kv_recount(kv);
+    for (int s = 0; s < PLM_MAX_SEQ; s++)
+        if (seq_id < 0 || s == seq_id) seq_remove(kv, s, p0, p1);
+    shrink_active(kv);
     return PLM_OK;
 }
 
@@ -155,22 +228,31 @@ plm_status plm_kv_seq_cp(plm_context *ctx, int32_t src, int32_t dst, int32_t p0,
     if (p0 < 0) p0 = 0;
     if (p1 < 0) p1 = INT32_MAX;
     plm_kv *kv = &ctx->kv;
-    uint64_t sb = (uint64_t)1 << src, db = (uint64_t)1 << dst;
-    for (int32_t c = 0; c < kv->n_active; c++)
-        if ((kv->seq[c] & db) && kv->pos[c] >= p0 && kv->pos[c] < p1) kv->seq[c] &= ~db; /* replace what dst had there */
-    for (int32_t c = 0; c < kv->n_active; c++)
-        if ((kv->seq[c] & sb) && kv->pos[c] >= p0 && kv->pos[c] < p1) kv->seq[c] |= db;
-    plm_kv_recount(kv);
+    /* src's cells in [p0, p1) are one stretch of its list */
+    const int32_t a = p0 > 0 ? plm_kv_n_upto(kv, src, p0 - 1) : 0;
+    const int32_t b = p1 < INT32_MAX ? plm_kv_n_upto(kv, src, p1 - 1) : kv->n_cells[src];
+    const int32_t k = b - a;
+    plm_status st = reserve_list(kv, dst, kv->n_cells[dst] + k);
+    if (st) return st;
+    seq_remove(kv, dst, p0, p1); /* replace what dst had there */
+    /* dst now has nothing in [p0, p1): the stretch goes between its cells before p0 and from p1 on */
+    int32_t *l = kv->cells[dst];
+    const int32_t at = p0 > 0 ? plm_kv_n_upto(kv, dst, p0 - 1) : 0;
+    memmove(l + at + k, l + at, (size_t)(kv->n_cells[dst] - at) * sizeof(int32_t));
+    const uint64_t db = (uint64_t)1 << dst;
+    for (int32_t i = 0; i < k; i++) {
+        const int32_t c = kv->cells[src][a + i];
+        l[at + i] = c;
+        kv->seq[c] |= db;
+    }
+    kv->n_cells[dst] += k;
+    shrink_active(kv);
     return PLM_OK;
 }
 
 int32_t plm_kv_seq_pos_max(const plm_context *ctx, int32_t seq_id) {
     if (!ctx || !seq_ok(ctx, seq_id)) return -1;
-    int32_t m = -1;
-    uint64_t bit = (uint64_t)1 << seq_id;
-    for (int32_t c = 0; c < ctx->kv.n_active; c++)
-        if ((ctx->kv.seq[c] & bit) && ctx->kv.pos[c] > m) m = ctx->kv.pos[c];
-    return m;
+    return plm_kv_pos_max_of(&ctx->kv, seq_id);
 }
 
 int32_t plm_kv_used(const plm_context *ctx) { return ctx ? ctx->kv.used : 0; }

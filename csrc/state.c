@@ -134,9 +134,13 @@ plm_status plm_context_state_load(plm_context *ctx, const void *buf, size_t len)
     const size_t row = (size_t)kv->kv_dim * sizeof(plm_f16);
     for (uint32_t c = 0; c < h.n_cells; c++) {
         const uint8_t *q = p + c * cb;
-        memcpy(&kv->pos[c], q, sizeof(int32_t));
-        memcpy(&kv->seq[c], q + sizeof(int32_t), sizeof(uint64_t));
-        memcpy(&kv->tok[c], q + sizeof(int32_t) + sizeof(uint64_t), sizeof(plm_token));
+        int32_t pos;
+        uint64_t seq;
+        plm_token t;
+        memcpy(&pos, q, sizeof pos);
+        memcpy(&seq, q + sizeof pos, sizeof seq);
+        memcpy(&t, q + sizeof pos + sizeof seq, sizeof t);
+        plm_kv_load_cell(kv, (int32_t)c, pos, seq, t);
         q += sizeof(int32_t) + sizeof(uint64_t) + sizeof(plm_token);
         for (int il = 0; il < hp->n_layer; il++) {
             size_t off = ((size_t)il * (size_t)kv->n_ctx + (size_t)c) * (size_t)kv->kv_dim;
@@ -145,7 +149,8 @@ plm_status plm_context_state_load(plm_context *ctx, const void *buf, size_t len)
             q += 2 * row;
         }
     }
-    plm_kv_recount(kv);
+    plm_status st = plm_kv_load_end(kv);
+    if (st) return st;
     if (h.last_batch_n) memcpy(ctx->logits_idx, idx, (size_t)h.last_batch_n * sizeof(int32_t));
     if (h.n_logits) memcpy(ctx->logits, idx + (size_t)h.last_batch_n * sizeof(int32_t), (size_t)h.n_logits * (size_t)hp->n_vocab * sizeof(float));
     ctx->n_logits = (int32_t)h.n_logits;
@@ -159,8 +164,10 @@ int32_t plm_kv_seq_tokens(const plm_context *ctx, int32_t seq, plm_token *out, i
     if (!out || cap <= 0) return n;
     int32_t m = PLM_MIN(n, cap);
     for (int32_t i = 0; i < m; i++) out[i] = -1;
-    const uint64_t bit = (uint64_t)1 << seq;
-    for (int32_t c = 0; c < ctx->kv.n_active; c++)
-        if ((ctx->kv.seq[c] & bit) && ctx->kv.pos[c] < m) out[ctx->kv.pos[c]] = ctx->kv.tok[c];
+    const plm_kv *kv = &ctx->kv;
+    for (int32_t i = 0; i < kv->n_cells[seq]; i++) {
+        const int32_t c = kv->cells[seq][i];
+        if (kv->pos[c] < m) out[kv->pos[c]] = kv->tok[c];
+    }
     return n;
 }

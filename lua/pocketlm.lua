@@ -669,6 +669,183 @@ function Model:chat(messages, opts) return self:_gen_context():chat(messages, op
 --- m:start_chat(messages, opts) -> Generator
 function Model:start_chat(messages, opts) return self:_gen_context():start_chat(messages, opts) end
 
+-- ------------------------------------------------------------------- Batch
+
+--- Many generations at once on a context of their own (continuous batching): made by m:start_many.
+-- Each b:step() is one batched decode holding the next token of every running prompt plus a chunk of newly
+-- admitted ones; a prompt is admitted as soon as another ends. With temperature 0 or a fixed seed, each text
+-- equals m:generate(prompt, opts) for that prompt alone.
+local Batch = {}
+Batch.__index = Batch
+M.Batch = Batch
+
+local BATCH_ITEM_ALLOWED = keyset(SAMPLING_KEYS, {"max_tokens", "stop", "ignore_eos", "add_special", "parse_special"})
+local BATCH_ALLOWED = keyset(SAMPLING_KEYS, {"max_tokens", "stop", "ignore_eos", "add_special", "parse_special",
+                                             "parallel", "prefill_chunk"})
+local BATCH_MAX_CELLS = 32768
+
+-- The n_ctx of the model's own contexts: what m:generate runs on, and so the most cells of one request.
+local function context_length(model)
+    if model.n_ctx and model.n_ctx > 0 then return model.n_ctx end
+    local n = model.info.n_ctx_train
+    return (n > 0 and n < 4096) and n or 4096
+end
+
+--- m:start_many(prompts, opts) -> Batch. prompts: a list whose items are a text, tokens (a table or an int32
+-- view), or a table {prompt = text or tokens, <options for this item>}. opts: the options of Context:start
+-- (but seq_id) for every item, and parallel (most prompts running at once; default min(16, #prompts), at
+-- most 64) and prefill_chunk (most prompt tokens evaluated per step; 128).
+function Model:start_many(prompts, opts)
+    opts = check_keys(opts, BATCH_ALLOWED, "start_many")
+    if type(prompts) ~= "table" then fail("start_many: prompts must be a list, got " .. type(prompts)) end
+    local h = self:_handle()
+    local n = #prompts
+    local parallel = opt_int(opts, "parallel", math.max(1, math.min(16, n)), 1, 64)
+    local chunk = opt_int(opts, "prefill_chunk", 128, 1, INT32_MAX)
+    local seq_len = context_length(self)
+    local items, needs = {}, {}
+    for i = 1, n do
+        local item, o = prompts[i], {}
+        for k, v in pairs(opts) do
+            if k ~= "parallel" and k ~= "prefill_chunk" then o[k] = v end
+        end
+        local prompt = item
+        if type(item) == "table" and (item.prompt ~= nil or #item == 0) then
+            if item.prompt == nil then fail(("start_many: item %d needs a prompt"):format(i)) end
+            for k, v in pairs(item) do
+                if k ~= "prompt" then
+                    if not BATCH_ITEM_ALLOWED[k] then fail(("start_many: item %d: unknown option %s"):format(i, describe(k))) end
+                    o[k] = v
+                end
+            end
+            prompt = item.prompt
+        end
+        local gp, stop, bias = generate_params(o, 1)
+        local tokens
+        if type(prompt) == "string" then
+            tokens = core.tokenize(h, prompt, gp.add_special, gp.parse_special)
+        elseif type(prompt) == "table" or type(prompt) == "userdata" then
+            tokens = prompt
+        else
+            fail(("start_many: item %d must be a string, tokens or a table with a prompt, got %s"):format(i, type(prompt)))
+        end
+        if #tokens == 0 then fail(("start_many: item %d: the prompt is empty"):format(i)) end
+        items[i] = {tokens = tokens, gp = gp, stop = stop, bias = bias}
+        needs[i] = math.min(gp.max_tokens > 0 and #tokens + gp.max_tokens or seq_len, seq_len)
+    end
+    table.sort(needs, function(a, b) return a > b end)
+    local sum = 8
+    for i = 1, math.min(parallel, #needs) do sum = sum + needs[i] end
+    local ctx = self:context({n_ctx = math.max(needs[1] or 16, math.min(sum, BATCH_MAX_CELLS)), n_seq_max = parallel})
+    local b = setmetatable({
+        model = self,
+        ctx = ctx,
+        n = n,
+        done = n == 0,
+        _texts = {},
+    }, Batch)
+    b._h = core.batch_gen_create(ctx._h, parallel, chunk, math.min(seq_len, ctx:n_ctx()), true)
+    for i = 1, n do
+        local it = items[i]
+        core.batch_gen_submit(b._h, it.tokens, it.gp, it.stop, it.bias)
+        b._texts[i] = {}
+    end
+    b.done = core.batch_gen_n_left(b._h) == 0
+    return b
+end
+
+function Batch:_handle()
+    if not self._h or core.is_closed(self._h) then fail("the Batch is closed") end
+    return self._h
+end
+
+--- b:step(budget) -> new, done. Runs up to budget steps (batched decodes; default 1) and returns a table
+-- {[index] = new text} of the prompts that produced text (whole UTF-8 characters, never part of a stop string),
+-- and whether every prompt has ended.
+function Batch:step(budget)
+    local h = self:_handle()
+    budget = budget == nil and 1 or to_int(budget, "budget", 0, INT32_MAX)
+    local new = {}
+    for _ = 1, budget do
+        if self.done then break end
+        local left = core.batch_gen_step(h)
+        local ids = core.batch_gen_updated(h)
+        for k = 1, #ids do
+            local i = ids[k] + 1
+            local piece = core.batch_gen_take(h, ids[k])
+            if #piece > 0 then
+                new[i] = (new[i] or "") .. piece
+                local t = self._texts[i]
+                t[#t + 1] = piece
+            end
+        end
+        self.done = left == 0
+    end
+    return new, self.done
+end
+
+--- b:result(i) -> text, reason, err: the text of prompt i so far; reason nil while it runs, else "length",
+-- "eog", "stop", "caller" (cancelled) or "context_full"; err: the message of a prompt that could not run.
+function Batch:result(i)
+    local h = self:_handle()
+    i = to_int(i, "index", 1, self.n)
+    local r = core.batch_gen_result(h, i - 1)
+    local err = nil
+    if r[2] ~= 0 then
+        err = ("%s: %s"):format(core.status_str(r[2]), core.batch_gen_error(h, i - 1))
+    end
+    return core.batch_gen_text(h, i - 1), r[1] ~= 0 and STOP_REASONS[r[1]] or nil, err
+end
+
+--- b:cancel(i): ends prompt i (nil: every prompt not ended yet).
+function Batch:cancel(i)
+    local h = self:_handle()
+    core.batch_gen_cancel(h, i == nil and -1 or to_int(i, "index", 1, self.n) - 1)
+    self.done = core.batch_gen_n_left(h) == 0
+end
+
+--- b:close(): cancels what runs and frees the batch and its context now. Idempotent.
+function Batch:close()
+    if self._h then
+        core.close(self._h)
+        self._h = nil
+        self.ctx:close()
+    end
+end
+
+Batch.__close = Batch.close
+
+function Batch:__tostring()
+    return ("pocketlm.Batch(%d prompts, %s)"):format(self.n, self.done and "done" or "running")
+end
+
+--- m:generate_many(prompts, opts) -> texts, reasons: every prompt's continuation, in order (see start_many
+-- for prompts and opts). A prompt that cannot run (longer than the context) does not stop the others; once
+-- they are done, its error is raised (naming it), unless opts.errors = "return": then its text is false and
+-- its reason "error", and a third result maps its index to the message.
+function Model:generate_many(prompts, opts)
+    opts = opts or {}
+    local mode = opts.errors or "raise"
+    if mode ~= "raise" and mode ~= "return" then fail(("errors must be \"raise\" or \"return\", got %s"):format(describe(mode))) end
+    local o = {}
+    for k, v in pairs(opts) do
+        if k ~= "errors" then o[k] = v end
+    end
+    local b <close> = self:start_many(prompts, o)
+    while not b.done do b:step(1) end
+    local texts, reasons, errs = {}, {}, {}
+    for i = 1, b.n do
+        local text, reason, err = b:result(i)
+        if err then
+            if mode == "raise" then fail(("generate_many: item %d: %s"):format(i, err)) end
+            texts[i], reasons[i], errs[i] = false, "error", err
+        else
+            texts[i], reasons[i] = text, reason
+        end
+    end
+    return texts, reasons, errs
+end
+
 -- ------------------------------------------------------- classification
 
 --- The default instruction (a user turn of the model's chat format); the text comes after the fixed part.

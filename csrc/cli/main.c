@@ -31,6 +31,8 @@ typedef struct opts {
     plm_sampler_params sp;
     const char *stop[16];
     int n_stop;
+    const char *batch_file; /* generate --batch FILE */
+    int parallel;
 } opts;
 
 static double now_s(void) {
@@ -73,7 +75,13 @@ static void help_generate(void) {
            "      --frequency-penalty F, --presence-penalty F (default 0)\n"
            "      --stop TEXT         stop before TEXT (repeatable)\n"
            "      --echo              print the prompt before the continuation\n"
-           "      --no-bos            do not add the BOS token even if the model asks for it\n");
+           "      --no-bos            do not add the BOS token even if the model asks for it\n"
+           "      --batch FILE        many prompts at once ('-' reads standard input): one prompt per line, or\n"
+           "                          JSON lines {\"prompt\": ..., and any of max_tokens, temperature, top_k, top_p,\n"
+           "                          min_p, seed, stop (a string or a list), ignore_eos}; writes one JSON line\n"
+           "                          per prompt, in input order: {\"index\", \"text\", \"stop_reason\",\n"
+           "                          \"n_prompt\", \"n_generated\"} or {\"index\", \"error\"}\n"
+           "      --parallel N        prompts generated at once with --batch (default 16)\n");
 }
 
 static void help_info(void) {
@@ -158,6 +166,8 @@ static int parse_args(int argc, char **argv, opts *o, void (*help)(void)) {
         else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) INTV(o->n_predict);
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) INTV(o->n_threads);
         else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) { INTV(o->n_ctx); o->n_ctx_given = true; }
+        else if (!strcmp(a, "--batch") && help == help_generate) { NEEDV(); o->batch_file = v; }
+        else if (!strcmp(a, "--parallel")) INTV(o->parallel);
         else if (!strcmp(a, "-b") || !strcmp(a, "--batch")) INTV(o->n_batch);
         else if (!strcmp(a, "--chunks")) INTV(o->max_chunks);
         else if (!strcmp(a, "--temp")) FLTV(o->sp.temperature);
@@ -223,7 +233,396 @@ static int print_piece(const char *piece, size_t len, void *user) {
     return 0;
 }
 
+/* ------------------------------------------------------------ generate --batch */
+
+/* A JSON value of a batch line: the few shapes the options take. */
+typedef struct jval {
+    enum { J_NULL, J_BOOL, J_NUM, J_STR, J_STRS } kind;
+    double num;
+    bool b;
+    char *str;        /* J_STR (malloc'd, NUL-terminated; embedded NULs end it) */
+    char **strs;      /* J_STRS */
+    int n_strs;
+} jval;
+
+static void jval_free(jval *v) {
+    free(v->str);
+    for (int i = 0; i < v->n_strs; i++) free(v->strs[i]);
+    free(v->strs);
+    memset(v, 0, sizeof(*v));
+}
+
+static void skip_ws(const char **p) {
+    while (**p == ' ' || **p == '\t' || **p == '\r' || **p == '\n') (*p)++;
+}
+
+static void put_utf8(char *out, size_t *n, unsigned cp) {
+    if (cp < 0x80) out[(*n)++] = (char)cp;
+    else if (cp < 0x800) { out[(*n)++] = (char)(0xC0 | cp >> 6); out[(*n)++] = (char)(0x80 | (cp & 0x3F)); }
+    else if (cp < 0x10000) {
+        out[(*n)++] = (char)(0xE0 | cp >> 12); out[(*n)++] = (char)(0x80 | (cp >> 6 & 0x3F)); out[(*n)++] = (char)(0x80 | (cp & 0x3F));
+    } else {
+        out[(*n)++] = (char)(0xF0 | cp >> 18); out[(*n)++] = (char)(0x80 | (cp >> 12 & 0x3F));
+        out[(*n)++] = (char)(0x80 | (cp >> 6 & 0x3F)); out[(*n)++] = (char)(0x80 | (cp & 0x3F));
+    }
+}
+
+static bool hex4(const char *p, unsigned *out) {
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = p[i];
+        v <<= 4;
+        if (c >= '0' && c <= '9') v |= (unsigned)(c - '0');
+        else if (c >= 'a' && c <= 'f') v |= (unsigned)(c - 'a' + 10);
+        else if (c >= 'A' && c <= 'F') v |= (unsigned)(c - 'A' + 10);
+        else return false;
+    }
+    *out = v;
+    return true;
+}
+
+/* A JSON string at *p (which is at the opening quote); NULL if malformed. */
+static char *parse_jstr(const char **p) {
+    const char *s = *p + 1;
+    char *out = malloc(strlen(s) * 2 + 1);
+    size_t n = 0;
+    if (!out) return NULL;
+    while (*s && *s != '"') {
+        if (*s != '\\') { out[n++] = *s++; continue; }
+        s++;
+        switch (*s) {
+        case '"': case '\\': case '/': out[n++] = *s++; break;
+        case 'n': out[n++] = '\n'; s++; break;
+        case 't': out[n++] = '\t'; s++; break;
+        case 'r': out[n++] = '\r'; s++; break;
+        case 'b': out[n++] = '\b'; s++; break;
+        case 'f': out[n++] = '\f'; s++; break;
+        case 'u': {
+            unsigned cp, lo;
+            if (!hex4(s + 1, &cp)) goto bad;
+            s += 5;
+            if (cp >= 0xD800 && cp < 0xDC00 && s[0] == '\\' && s[1] == 'u' && hex4(s + 2, &lo) && lo >= 0xDC00 && lo < 0xE000) {
+                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                s += 6;
+            }
+            put_utf8(out, &n, cp);
+            break;
+        }
+        default: goto bad;
+        }
+    }
+    if (*s != '"') goto bad;
+    out[n] = 0;
+    *p = s + 1;
+    return out;
+bad:
+    free(out);
+    return NULL;
+}
+
+/* A value: string, number, true/false/null, or a list of strings. */
+static bool parse_jval(const char **p, jval *v) {
+    memset(v, 0, sizeof(*v));
+    skip_ws(p);
+    if (**p == '"') {
+        v->kind = J_STR;
+        return (v->str = parse_jstr(p)) != NULL;
+    }
+    if (**p == '[') {
+        v->kind = J_STRS;
+        (*p)++;
+        skip_ws(p);
+        if (**p == ']') { (*p)++; return true; }
+        for (;;) {
+            skip_ws(p);
+            if (**p != '"') return false;
+            char **ns = realloc(v->strs, (size_t)(v->n_strs + 1) * sizeof(char *));
+            if (!ns) return false;
+            v->strs = ns;
+            if (!(v->strs[v->n_strs] = parse_jstr(p))) return false;
+            v->n_strs++;
+            skip_ws(p);
+            if (**p == ',') { (*p)++; continue; }
+            if (**p == ']') { (*p)++; return true; }
+            return false;
+        }
+    }
+    if (!strncmp(*p, "true", 4)) { v->kind = J_BOOL; v->b = true; *p += 4; return true; }
+    if (!strncmp(*p, "false", 5)) { v->kind = J_BOOL; *p += 5; return true; }
+    if (!strncmp(*p, "null", 4)) { v->kind = J_NULL; *p += 4; return true; }
+    char *end;
+    v->num = strtod(*p, &end);
+    if (end == *p) return false;
+    v->kind = J_NUM;
+    *p = end;
+    return true;
+}
+
+/* One prompt of a batch file and its own options. */
+typedef struct batch_item {
+    char *prompt;
+    plm_generate_params gp;
+    char **stop;
+    int n_stop;
+    char *error; /* a line that could not be read */
+} batch_item;
+
+static bool jnum_int(const jval *v, int64_t lo, int64_t hi, int64_t *out) {
+    if (v->kind != J_NUM || v->num != floor(v->num) || v->num < (double)lo || v->num > (double)hi) return false;
+    *out = (int64_t)v->num;
+    return true;
+}
+
+/* Reads a JSON object line into item (its options over the command line's). */
+static void parse_json_line(const char *line, batch_item *it) {
+    char msg[256];
+    const char *p = line + 1;
+    for (;;) {
+        skip_ws(&p);
+        if (*p == '}') { p++; break; }
+        if (*p != '"') { snprintf(msg, sizeof msg, "expected a key at column %d", (int)(p - line) + 1); goto bad; }
+        char *key = parse_jstr(&p);
+        if (!key) { snprintf(msg, sizeof msg, "malformed key at column %d", (int)(p - line) + 1); goto bad; }
+        skip_ws(&p);
+        jval v;
+        memset(&v, 0, sizeof v);
+        bool ok = *p == ':';
+        if (ok) {
+            p++;
+            ok = parse_jval(&p, &v);
+        }
+        if (!ok) {
+            snprintf(msg, sizeof msg, "malformed value of \"%s\"", key);
+            free(key);
+            jval_free(&v);
+            goto bad;
+        }
+        int64_t i64;
+        bool good = true;
+        if (!strcmp(key, "prompt")) {
+            good = v.kind == J_STR;
+            if (good) { free(it->prompt); it->prompt = v.str; v.str = NULL; }
+        } else if (!strcmp(key, "max_tokens")) {
+            good = jnum_int(&v, 0, INT32_MAX, &i64);
+            if (good) it->gp.max_tokens = (int32_t)i64;
+        } else if (!strcmp(key, "top_k")) {
+            good = jnum_int(&v, -INT32_MAX, INT32_MAX, &i64);
+            if (good) it->gp.sampling.top_k = (int32_t)i64;
+        } else if (!strcmp(key, "seed")) {
+            good = jnum_int(&v, 0, (int64_t)1 << 53, &i64);
+            if (good) it->gp.sampling.seed = (uint64_t)i64;
+        } else if (!strcmp(key, "temperature") || !strcmp(key, "top_p") || !strcmp(key, "min_p")) {
+            good = v.kind == J_NUM;
+            float f = (float)v.num;
+            if (good) *(key[0] == 't' && key[1] == 'e' ? &it->gp.sampling.temperature
+                        : key[0] == 't' ? &it->gp.sampling.top_p : &it->gp.sampling.min_p) = f;
+        } else if (!strcmp(key, "ignore_eos")) {
+            good = v.kind == J_BOOL;
+            if (good) it->gp.ignore_eos = v.b;
+        } else if (!strcmp(key, "stop")) {
+            good = v.kind == J_STR || v.kind == J_STRS || v.kind == J_NULL;
+            for (int i = 0; good && i < it->n_stop; i++) free(it->stop[i]);
+            if (good) { free(it->stop); it->stop = NULL; it->n_stop = 0; }
+            if (good && v.kind == J_STR) {
+                it->stop = malloc(sizeof(char *));
+                good = it->stop != NULL;
+                if (good) { it->stop[0] = v.str; v.str = NULL; it->n_stop = 1; }
+            } else if (good && v.kind == J_STRS) {
+                it->stop = v.strs; it->n_stop = v.n_strs; v.strs = NULL; v.n_strs = 0;
+            }
+        } else {
+            snprintf(msg, sizeof msg, "unknown key \"%s\" (known: prompt, max_tokens, temperature, top_k, top_p, min_p, seed, stop, ignore_eos)", key);
+            free(key);
+            jval_free(&v);
+            goto bad;
+        }
+        jval_free(&v);
+        if (!good) {
+            snprintf(msg, sizeof msg, "\"%s\" has a value of the wrong type or range", key);
+            free(key);
+            goto bad;
+        }
+        free(key);
+        skip_ws(&p);
+        if (*p == ',') { p++; continue; }
+        if (*p == '}') { p++; break; }
+        snprintf(msg, sizeof msg, "expected ',' or '}' at column %d", (int)(p - line) + 1);
+        goto bad;
+    }
+    skip_ws(&p);
+    if (*p) { snprintf(msg, sizeof msg, "text after the object at column %d", (int)(p - line) + 1); goto bad; }
+    if (!it->prompt) { snprintf(msg, sizeof msg, "no \"prompt\""); goto bad; }
+    return;
+bad:
+    it->error = strdup(msg);
+}
+
+static void write_json_string(FILE *f, const char *s, size_t n) {
+    fputc('"', f);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
+        else if (c == '\n') fputs("\\n", f);
+        else if (c == '\r') fputs("\\r", f);
+        else if (c == '\t') fputs("\\t", f);
+        else if (c < 0x20) fprintf(f, "\\u%04x", c);
+        else fputc(c, f);
+    }
+    fputc('"', f);
+}
+
+static const char *STOP_NAMES[] = {"running", "length", "eog", "stop", "caller", "context_full"};
+
+/* Writes request id's result line (index is its place in the input). */
+static void write_result(plm_batch_gen *bg, int32_t id, int index) {
+    plm_batch_result r;
+    plm_batch_gen_result(bg, id, &r);
+    printf("{\"index\": %d, ", index);
+    if (r.status) {
+        fputs("\"error\": ", stdout);
+        write_json_string(stdout, r.error, strlen(r.error));
+        fputs("}\n", stdout);
+        return;
+    }
+    fputs("\"text\": ", stdout);
+    write_json_string(stdout, r.text, r.text_len);
+    printf(", \"stop_reason\": \"%s\", \"n_prompt\": %d, \"n_generated\": %d}\n",
+           STOP_NAMES[r.reason >= 0 && r.reason <= PLM_STOP_CONTEXT ? r.reason : 0], r.n_prompt, r.n_generated);
+}
+
+static int cmd_generate_batch(opts *o) {
+    FILE *f = !strcmp(o->batch_file, "-") ? stdin : fopen(o->batch_file, "rb");
+    if (!f) {
+        fprintf(stderr, "pocketlm generate: cannot open %s: %s\n", o->batch_file, strerror(errno));
+        return 1;
+    }
+    size_t len = 0;
+    char *all = read_all(f, &len);
+    if (f != stdin) fclose(f);
+    if (!all) {
+        fprintf(stderr, "pocketlm generate: out of memory reading %s\n", o->batch_file);
+        return 1;
+    }
+    int parallel = o->parallel ? o->parallel : 16;
+    if (parallel < 1 || parallel > 64) {
+        fprintf(stderr, "pocketlm generate: --parallel must be in [1, 64] (got %d)\n", parallel);
+        free(all);
+        return 1;
+    }
+    plm_generate_params base = plm_generate_default_params();
+    base.max_tokens = o->n_predict;
+    base.sampling = o->sp;
+    base.add_special = !o->no_bos;
+    /* the items: one per non-blank line */
+    batch_item *items = NULL;
+    int n = 0, cap = 0;
+    for (char *line = all, *next; line && *line; line = next) {
+        next = strchr(line, '\n');
+        if (next) *next++ = 0;
+        size_t l = strlen(line);
+        if (l && line[l - 1] == '\r') line[--l] = 0;
+        const char *t = line;
+        skip_ws(&t);
+        if (!*t) continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 64;
+            batch_item *ni = realloc(items, (size_t)cap * sizeof(*items));
+            if (!ni) { fprintf(stderr, "pocketlm generate: out of memory\n"); free(all); free(items); return 1; }
+            items = ni;
+        }
+        batch_item *it = &items[n++];
+        memset(it, 0, sizeof(*it));
+        it->gp = base;
+        if (*t == '{') parse_json_line(t, it);
+        else it->prompt = strdup(line);
+    }
+    free(all);
+
+    plm_model *m = NULL;
+    plm_context *ctx = NULL;
+    plm_batch_gen *bg = NULL;
+    int rc = 0;
+    plm_status st = open_model(o, &m);
+    /* cells: each running prompt's prompt and tokens, up to the model's context length */
+    int32_t seq_len = o->n_ctx;
+    plm_model_info info;
+    if (!st) st = plm_model_get_info(m, &info);
+    if (!st && seq_len <= 0) seq_len = info.n_ctx_train > 0 && info.n_ctx_train < 4096 ? info.n_ctx_train : 4096;
+    if (!st) {
+        plm_context_params cp = plm_context_default_params();
+        cp.n_threads = o->n_threads;
+        cp.n_seq_max = parallel;
+        int64_t want = (int64_t)parallel * (o->n_predict > 0 ? (seq_len < 512 + o->n_predict ? seq_len : 512 + o->n_predict) : seq_len);
+        cp.n_ctx = (int32_t)(want > 32768 ? (seq_len > 32768 ? seq_len : 32768) : (want < seq_len ? seq_len : want));
+        if (o->n_batch) cp.n_batch = o->n_batch;
+        st = plm_context_create(m, &cp, &ctx);
+    }
+    if (!st) {
+        plm_batch_gen_params bp = plm_batch_gen_default_params();
+        bp.n_parallel = parallel;
+        bp.n_ctx_seq = seq_len < plm_context_n_ctx(ctx) ? seq_len : plm_context_n_ctx(ctx);
+        st = plm_batch_gen_create(ctx, &bp, &bg);
+    }
+    int32_t *ids = n ? malloc((size_t)n * sizeof(int32_t)) : NULL;
+    if (!st && n && !ids) st = PLM_ERR_OOM;
+    for (int i = 0; !st && i < n; i++) {
+        batch_item *it = &items[i];
+        ids[i] = -1;
+        if (it->error) continue;
+        it->gp.stop = (const char *const *)it->stop;
+        it->gp.n_stop = it->n_stop;
+        st = plm_batch_gen_submit(bg, it->prompt, strlen(it->prompt), &it->gp, &ids[i]);
+        if (st == PLM_ERR_ARG) { /* an empty prompt: this line's error */
+            it->error = strdup(plm_last_error());
+            st = PLM_OK;
+        }
+    }
+    double t0 = now_s();
+    int printed = 0;
+    int64_t n_tokens = 0;
+    while (!st) {
+        int32_t left;
+        if ((st = plm_batch_gen_step(bg, &left))) break;
+        /* print, in input order, every result that is complete */
+        for (; printed < n; printed++) {
+            batch_item *it = &items[printed];
+            if (it->error) {
+                printf("{\"index\": %d, \"error\": ", printed);
+                write_json_string(stdout, it->error, strlen(it->error));
+                fputs("}\n", stdout);
+                continue;
+            }
+            plm_batch_result r;
+            plm_batch_gen_result(bg, ids[printed], &r);
+            if (r.reason == PLM_STOP_NONE && r.status == PLM_OK) break;
+            n_tokens += r.n_generated;
+            write_result(bg, ids[printed], printed);
+        }
+        fflush(stdout);
+        if (left == 0 && printed == n) break;
+    }
+    if (st) rc = fail(st);
+    else {
+        double dt = now_s() - t0;
+        fprintf(stderr, "%d prompts, %lld tokens generated in %.2f s (%.1f tokens/s at parallel %d)\n", n,
+                (long long)n_tokens, dt, dt > 0 ? (double)n_tokens / dt : 0.0, parallel);
+    }
+    for (int i = 0; i < n; i++) {
+        free(items[i].prompt);
+        for (int k = 0; k < items[i].n_stop; k++) free(items[i].stop[k]);
+        free(items[i].stop);
+        free(items[i].error);
+    }
+    free(items);
+    free(ids);
+    plm_batch_gen_free(bg);
+    plm_context_free(ctx);
+    plm_model_free(m);
+    return rc;
+}
+
 static int cmd_generate(opts *o) {
+    if (o->batch_file) return cmd_generate_batch(o);
     size_t len;
     char *owned;
     const char *prompt = prompt_text(o, &owned, &len);

@@ -356,6 +356,97 @@ PLM_API plm_status plm_generate(plm_context *ctx, const char *prompt, size_t len
                                 const plm_generate_params *params, plm_piece_fn on_piece, void *user,
                                 char **out, plm_stop_reason *reason);
 
+/* ------------------------------------------------------ batch generation */
+
+/* A batch generator runs many generations on one context at once (continuous
+ * batching). Requests are submitted with their own plm_generate_params
+ * (sampler and seed, stop strings, max_tokens, ignore_eos); each step is one
+ * plm_decode holding the next token of every running request plus chunks of
+ * the prompts of newly admitted ones (at most prefill_chunk prompt tokens per
+ * step, so running requests keep moving). A request is admitted, in
+ * submission order, when a sequence id and the cells it may need are free:
+ * min(prompt + max_tokens, n_ctx_seq) cells, fewer by a prefix it shares with
+ * a prompt already evaluated (those cells are shared, not recomputed). Its
+ * sequence's cells are freed when it ends. With a fixed seed or greedy
+ * sampling, each request's tokens and text equal what plm_generate gives for
+ * it alone on a context of n_ctx_seq cells (the forward pass gives each row
+ * the same numbers whatever else is in the batch). Text comes out as
+ * plm_generator's does: whole UTF-8 characters, never part of a stop string,
+ * through a callback during plm_batch_gen_step and/or by polling
+ * (plm_batch_gen_take). A request that cannot run (a prompt that can never fit,
+ * a bad parameter) ends alone with its status and message in its result while
+ * the others go on. The generator uses sequence ids [0, n_parallel) of the
+ * context (it empties them when created and as requests end) and holds the
+ * context until freed. Requests are numbered 0, 1, ... in submission order. */
+typedef struct plm_batch_gen plm_batch_gen;
+
+typedef struct plm_batch_gen_params {
+    int32_t n_parallel;    /* most requests running at once, 1..n_seq_max; 0 = the context's n_seq_max */
+    int32_t prefill_chunk; /* most prompt tokens evaluated per step over all admitted prompts (default 128) */
+    int32_t n_ctx_seq;     /* most cells of one request (prompt and generated tokens); 0 = the context's n_ctx */
+    bool share_prefix;     /* share the cells of a common prompt prefix (default true) */
+} plm_batch_gen_params;
+
+PLM_API plm_batch_gen_params plm_batch_gen_default_params(void);
+
+/* Called during plm_batch_gen_step with a new piece of request id's text (len
+ * > 0), and once more with len 0 when the request ends; a nonzero return
+ * ends the request (PLM_STOP_CALLER). */
+typedef int (*plm_batch_piece_fn)(int32_t id, const char *piece, size_t len, void *user);
+
+/* A new batch generator over ctx (params NULL: defaults). ctx must outlive it
+ * and not be used by anything else until it is freed. Free with
+ * plm_batch_gen_free. */
+PLM_API plm_status plm_batch_gen_create(plm_context *ctx, const plm_batch_gen_params *params, plm_batch_gen **out);
+/* Frees the generator and every request (their sequences are emptied). NULL is a no-op. */
+PLM_API void plm_batch_gen_free(plm_batch_gen *bg);
+/* Queues a request: prompt text (len bytes, tokenized with params' add_special
+ * and parse_special) or tokens (copied). params NULL: plm_generate_default_params()
+ * (params->seq_id and keep_cache are ignored). *id receives the request's number.
+ * Fails (nothing queued) on a NULL argument, an empty prompt or out of memory;
+ * problems of the request itself (bad sampler parameters, tokens outside the
+ * vocabulary, a prompt longer than n_ctx_seq) end it alone, in its result. */
+PLM_API plm_status plm_batch_gen_submit(plm_batch_gen *bg, const char *prompt, size_t len,
+                                        const plm_generate_params *params, int32_t *id);
+PLM_API plm_status plm_batch_gen_submit_tokens(plm_batch_gen *bg, const plm_token *tokens, int32_t n,
+                                               const plm_generate_params *params, int32_t *id);
+/* Sets the piece callback (NULL: none). */
+PLM_API void plm_batch_gen_set_callback(plm_batch_gen *bg, plm_batch_piece_fn fn, void *user);
+/* Admits what fits, runs one decode, samples every request whose logits came
+ * out and hands out their text. *n_left (may be NULL) receives the number of
+ * requests not yet ended (0: all done; a step then does nothing). On an error
+ * of the decode (PLM_ERR_CANCELLED from the abort callback, PLM_ERR_OOM) the
+ * requests are as before the step, which may be retried. */
+PLM_API plm_status plm_batch_gen_step(plm_batch_gen *bg, int32_t *n_left);
+/* Text of request id that was let out since the last take (borrowed until the
+ * next call on bg; *len may be 0). */
+PLM_API plm_status plm_batch_gen_take(plm_batch_gen *bg, int32_t id, const char **text, size_t *len);
+/* Ids of the requests that got text or ended during the last step, in
+ * admission order: writes min(count, cap) ids, returns the count. */
+PLM_API int32_t plm_batch_gen_updated(const plm_batch_gen *bg, int32_t *ids, int32_t cap);
+
+typedef struct plm_batch_result {
+    plm_stop_reason reason; /* PLM_STOP_NONE while queued or running; cancelled: PLM_STOP_CALLER */
+    plm_status status;      /* PLM_OK, or why the request could not run (see error) */
+    const char *error;      /* "" or the message of status; borrowed while bg lives */
+    const char *text;       /* everything let out so far (NUL-terminated); borrowed until the next step */
+    size_t text_len;
+    int32_t n_prompt;       /* prompt tokens */
+    int32_t n_shared;       /* of which taken from another request's cells */
+    int32_t n_generated;    /* tokens generated (an end-of-generation token is not counted) */
+} plm_batch_result;
+
+/* Result of request id so far. PLM_ERR_ARG for an unknown id. */
+PLM_API plm_status plm_batch_gen_result(const plm_batch_gen *bg, int32_t id, plm_batch_result *out);
+/* Generated tokens of request id (borrowed until the next step) and their count. */
+PLM_API const plm_token *plm_batch_gen_tokens(const plm_batch_gen *bg, int32_t id, int32_t *n);
+/* Ends request id (-1: every request not ended yet) with PLM_STOP_CALLER; text
+ * held back is dropped. Ended requests are left as they are. */
+PLM_API plm_status plm_batch_gen_cancel(plm_batch_gen *bg, int32_t id);
+/* Requests submitted so far, and those not ended yet. */
+PLM_API int32_t plm_batch_gen_n_requests(const plm_batch_gen *bg);
+PLM_API int32_t plm_batch_gen_n_left(const plm_batch_gen *bg);
+
 /* -------------------------------------------------------- classification */
 
 typedef enum plm_score_mode {

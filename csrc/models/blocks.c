@@ -73,6 +73,8 @@ typedef struct attn_job {
     plm_context *ctx;
     const plm_ubatch *ub;
     const plm_attn *a;
+    const int32_t *blk; /* (n_blk + 1) token blocks of attention items: tokens [blk[b], blk[b + 1]), one sequence each */
+    int32_t n_blk;
 } attn_job;
 
 /* Rotates pairs of each head's first n_rot dimensions by pos * base^(-2i/n_rot)
@@ -133,18 +135,32 @@ static void rope_store_worker(void *arg, int ith, int nth) {
     }
 }
 
-/* A work item is (KV head hk, a few tokens): the query heads that share hk's
- * keys and values (at most ATTN_HEADS of them) for up to PLM_ATTN_ROWS / heads
- * tokens form the rows of one pass over the cache, 8 cells at a time
- * (kq8_f16 / pv8_f16), so each cached row is converted once for all of them.
- * Blocks of cells that no row may see (other sequences, the causal future) are
- * skipped. Each row's numbers depend only on its own query and the cache, not
- * on the other rows of the item. */
+/* A work item is (KV head hk, a few tokens of one sequence): the query heads
+ * that share hk's keys and values (at most ATTN_HEADS of them) for up to
+ * PLM_ATTN_ROWS / heads consecutive tokens of the micro-batch form the rows of
+ * one pass over that sequence's cells, in position order (kvcache.c's list),
+ * 8 at a time (kq8_f16 / pv8_f16), so each cached row is converted once for all
+ * of them. The pass covers the list from the first cell the window lets any
+ * row see to the last one the causal mask does: its cost follows the
+ * sequence's own length, not the cache's. Each row's numbers depend only on its
+ * own query and its sequence's visible cells in position order, not on the
+ * other rows of the item, on other sequences or on where the cells lie. */
 #define ATTN_HEADS 8
 #define ATTN_HD_MAX 256 /* q and output rows of an item stay on the stack (16 KB each) */
 
-static bool cell_visible(const plm_kv *kv, int32_t c, uint64_t bit, int32_t p, int32_t window) {
-    return (kv->seq[c] & bit) && kv->pos[c] <= p && !(window > 0 && p - kv->pos[c] >= window);
+/* Rows of cells l[i0..i0+nc) of the layer's slice X (stride kv_dim): in place
+ * when the cells are consecutive, else gathered into buf (stride hd). */
+static const plm_f16 *gather_rows(const plm_kv *kv, const plm_f16 *X, const int32_t *l, int nc, int hd, plm_f16 *buf,
+                                  int64_t *stride) {
+    bool run = true;
+    for (int c = 1; c < nc && run; c++) run = l[c] == l[0] + c;
+    if (run || !buf) {
+        *stride = kv->kv_dim;
+        return X + (size_t)l[0] * (size_t)kv->kv_dim;
+    }
+    for (int c = 0; c < nc; c++) memcpy(buf + (size_t)c * (size_t)hd, X + (size_t)l[c] * (size_t)kv->kv_dim, (size_t)hd * sizeof(plm_f16));
+    *stride = hd;
+    return buf;
 }
 
 static void attn_worker(void *arg, int ith, int nth) {
@@ -158,26 +174,39 @@ static void attn_worker(void *arg, int ith, int nth) {
     const int hd = hp->head_dim, group = hp->n_head / hp->n_head_kv;
     const int64_t Q = (int64_t)hp->n_head * hd;
     const float scale = a->kq_scale, cap = a->softcap, inv_cap = cap > 0 ? 1.0f / cap : 0.0f;
-    const int32_t window = a->n_swa, n = kv->n_active;
+    const int32_t window = a->n_swa;
     const size_t layer_off = (size_t)a->il * (size_t)kv->n_ctx * (size_t)kv->kv_dim;
-    /* rows: heads x tokens of an item, bounded so q and the output fit the stack buffers */
+    /* rows: heads x tokens of an item (plm_blk_attention made the token blocks of this size) */
     const int nqc = PLM_MIN(group, ATTN_HEADS);
     const int rows_cap = hd <= ATTN_HD_MAX ? PLM_ATTN_ROWS : 1;
-    const int heads = PLM_MIN(nqc, rows_cap), tpi = PLM_MAX(1, rows_cap / heads);
+    const int heads = PLM_MIN(nqc, rows_cap);
     const int chunks = (group + heads - 1) / heads;
-    const int64_t blocks = (ub->T + tpi - 1) / tpi;
-    /* scores of the item's rows, n_ctx apart (forward.c reserves PLM_ATTN_ROWS rows per thread) */
+    const int64_t blocks = job->n_blk;
+    /* scores of the item's rows, n_ctx apart, indexed by place in the sequence's list
+     * (forward.c reserves PLM_ATTN_ROWS rows per thread) */
     float *scores = ctx->scores + (size_t)ith * (size_t)kv->n_ctx * PLM_ATTN_ROWS;
     float qbuf[PLM_ATTN_ROWS * ATTN_HD_MAX], obuf[PLM_ATTN_ROWS * ATTN_HD_MAX];
+    plm_f16 kvbuf[8 * ATTN_HD_MAX];
     float *qr = hd <= ATTN_HD_MAX ? qbuf : NULL, *orow = hd <= ATTN_HD_MAX ? obuf : NULL;
+    plm_f16 *gbuf = hd <= ATTN_HD_MAX ? kvbuf : NULL;
     int64_t w0, w1;
     plm_split_range((int64_t)hp->n_head_kv * chunks * blocks, ith, nth, &w0, &w1);
     for (int64_t w = w0; w < w1; w++) {
         const int hk = (int)(w / ((int64_t)chunks * blocks));
         const int hc = (int)(w / blocks % chunks);
-        const int64_t t0 = w % blocks * tpi;
+        const int64_t t0 = job->blk[w % blocks];
         const int h0 = hk * group + hc * heads, nh = PLM_MIN(heads, (hk + 1) * group - h0);
-        const int nt = (int)PLM_MIN((int64_t)tpi, ub->T - t0), nr = nt * nh;
+        const int nt = (int)(job->blk[w % blocks + 1] - t0), nr = nt * nh;
+        const int32_t s = ub->seq[t0];
+        const int32_t *l = kv->cells[s];
+        /* token ti sees list places [lo[ti], hi[ti]); both grow with ti (positions increase) */
+        int32_t lo[PLM_ATTN_ROWS], hi[PLM_ATTN_ROWS];
+        for (int ti = 0; ti < nt; ti++) {
+            const int32_t p = ub->pos[t0 + ti];
+            hi[ti] = plm_kv_n_upto(kv, s, p);
+            lo[ti] = window > 0 ? plm_kv_n_upto(kv, s, p - window) : 0;
+        }
+        const int32_t c_beg = lo[0] & ~7, c_end = hi[nt - 1];
         /* row r = token t0 + r / nh, head h0 + r % nh; a big head works in place in its output row */
         float *q_rows = qr ? qr : ctx->xn + t0 * Q + (int64_t)h0 * hd;
         float *o_rows = orow ? orow : q_rows;
@@ -188,26 +217,16 @@ static void attn_worker(void *arg, int ith, int nth) {
         kern->round_f16(q_rows, (int64_t)nr * hd);
         const plm_f16 *K = kv->k + layer_off + (size_t)hk * (size_t)hd;
         const plm_f16 *V = kv->v + layer_off + (size_t)hk * (size_t)hd;
-        int32_t n_use = 0; /* cells past the last block any row sees add nothing: the causal future in prefill */
-        for (int32_t c0 = 0; c0 < n; c0 += 8) {
-            const int nc = PLM_MIN(8, n - c0);
-            bool any = false;
-            for (int ti = 0; ti < nt && !any; ti++)
-                for (int c = 0; c < nc && !any; c++)
-                    any = cell_visible(kv, c0 + c, (uint64_t)1 << ub->seq[t0 + ti], ub->pos[t0 + ti], window);
-            if (!any) {
-                for (int r = 0; r < nr; r++)
-                    for (int c = 0; c < nc; c++) scores[(size_t)r * (size_t)kv->n_ctx + c0 + c] = -INFINITY;
-                continue;
-            }
-            n_use = c0 + nc;
-            kern->kq8_f16(hd, K + (size_t)c0 * (size_t)kv->kv_dim, kv->kv_dim, nc, q_rows, hd, nr, scores + c0, kv->n_ctx);
+        for (int32_t c0 = c_beg; c0 < c_end; c0 += 8) {
+            const int nc = PLM_MIN(8, c_end - c0);
+            int64_t ks;
+            const plm_f16 *kb = gather_rows(kv, K, l + c0, nc, hd, gbuf, &ks);
+            kern->kq8_f16(hd, kb, ks, nc, q_rows, hd, nr, scores + c0, kv->n_ctx);
             for (int r = 0; r < nr; r++) {
-                const int64_t t = t0 + r / nh;
-                const uint64_t bit = (uint64_t)1 << ub->seq[t];
+                const int ti = r / nh;
                 float *sr = scores + (size_t)r * (size_t)kv->n_ctx + c0;
                 for (int c = 0; c < nc; c++) {
-                    if (!cell_visible(kv, c0 + c, bit, ub->pos[t], window)) {
+                    if (c0 + c < lo[ti] || c0 + c >= hi[ti]) {
                         sr[c] = -INFINITY;
                         continue;
                     }
@@ -220,22 +239,25 @@ static void attn_worker(void *arg, int ith, int nth) {
         for (int r = 0; r < nr; r++) {
             float *sr = scores + (size_t)r * (size_t)kv->n_ctx;
             float mx = -INFINITY;
-            for (int32_t c = 0; c < n_use; c++) mx = sr[c] > mx ? sr[c] : mx;
+            for (int32_t c = c_beg; c < c_end; c++) mx = sr[c] > mx ? sr[c] : mx;
             double sum = 0.0;
-            for (int32_t c = 0; c < n_use; c++) {
+            for (int32_t c = c_beg; c < c_end; c++) {
                 float e = sr[c] == -INFINITY ? 0.0f : expf(sr[c] - mx);
                 sr[c] = e;
                 sum += (double)e;
             }
             float inv = sum > 0 ? (float)(1.0 / sum) : 0.0f;
             /* Probabilities are rounded to F16 before the V product, as llama.cpp does. */
-            for (int32_t c = 0; c < n_use; c++) sr[c] *= inv;
-            kern->round_f16(sr, n_use);
+            for (int32_t c = c_beg; c < c_end; c++) sr[c] *= inv;
+            kern->round_f16(sr + c_beg, c_end - c_beg);
         }
         memset(o_rows, 0, (size_t)nr * (size_t)hd * sizeof(float));
-        for (int32_t c0 = 0; c0 < n_use; c0 += 8)
-            kern->pv8_f16(hd, V + (size_t)c0 * (size_t)kv->kv_dim, kv->kv_dim, PLM_MIN(8, n_use - c0), scores + c0, kv->n_ctx,
-                          nr, o_rows, hd);
+        for (int32_t c0 = c_beg; c0 < c_end; c0 += 8) {
+            const int nc = PLM_MIN(8, c_end - c0);
+            int64_t vs;
+            const plm_f16 *vb = gather_rows(kv, V, l + c0, nc, hd, gbuf, &vs);
+            kern->pv8_f16(hd, vb, vs, nc, scores + c0, kv->n_ctx, nr, o_rows, hd);
+        }
         if (orow)
             for (int r = 0; r < nr; r++)
                 memcpy(ctx->xn + (t0 + r / nh) * Q + (int64_t)(h0 + r % nh) * hd, o_rows + (int64_t)r * hd,
@@ -244,7 +266,16 @@ static void attn_worker(void *arg, int ith, int nth) {
 }
 
 void plm_blk_attention(plm_context *ctx, const plm_ubatch *ub, const plm_attn *a) {
-    attn_job job = {.ctx = ctx, .ub = ub, .a = a};
+    /* Token blocks of the items: runs of one sequence, cut every tpi tokens. */
+    const plm_hparams *hp = &ctx->model->hp;
+    const int group = hp->n_head / hp->n_head_kv;
+    const int rows_cap = hp->head_dim <= ATTN_HD_MAX ? PLM_ATTN_ROWS : 1;
+    const int tpi = PLM_MAX(1, rows_cap / PLM_MIN(PLM_MIN(group, ATTN_HEADS), rows_cap));
+    int32_t *blk = ctx->attn_blk, n_blk = 0;
+    for (int32_t t = 0; t < ub->T; t++)
+        if (t == 0 || ub->seq[t] != ub->seq[t - 1] || t - blk[n_blk - 1] >= tpi) blk[n_blk++] = t;
+    blk[n_blk] = ub->T;
+    attn_job job = {.ctx = ctx, .ub = ub, .a = a, .blk = blk, .n_blk = n_blk};
     plm_run(ctx, rope_store_worker, &job, ub->T >= 4);
     plm_run(ctx, attn_worker, &job, true);
 }

@@ -20,7 +20,7 @@ import os
 import threading
 from array import array
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Literal, Optional, Sequence, Tuple, Union, overload
+from typing import Any, Dict, Iterator, List, Literal, Optional, Sequence, Tuple, Union, overload
 
 from . import _core
 from . import classify as _classify
@@ -292,6 +292,59 @@ class Model:
             return s
         with s:
             return "".join(s)
+
+    # -- many sequences at once ------------------------------------------------------------------
+
+    def generate_many(self, prompts: Sequence[Any], *, parallel: Optional[int] = None, progress: bool = True,
+                      errors: str = "raise", **options: Any) -> List[Optional[str]]:
+        """The continuations of many prompts, in input order, computed together (continuous batching: one
+        batched decode per step, ``parallel`` prompts at a time — default up to 16 — a new one admitted as soon
+        as another ends). ``options`` are those of :meth:`generate` (max_tokens, temperature, stop, seed...) for
+        every prompt; an item may instead be a dict with ``"prompt"`` and its own options. With
+        ``temperature=0`` or a fixed ``seed``, each text equals ``generate(prompt, ...)``. ``progress`` shows a
+        bar on long lists. A prompt that cannot run (say, longer than the context) does not stop the others:
+        with ``errors="raise"`` its exception is raised once they are done (with ``.results``, the list, None
+        where a prompt failed); with ``errors="none"`` its place holds None. The interpreter lock is released
+        while C computes; Ctrl-C cancels them all (KeyboardInterrupt) and leaves the model usable.
+
+            >>> import pocketlm
+            >>> pocketlm.Model().generate_many(["1, 2, 3,", "a, b, c,"], max_tokens=3, temperature=0, progress=False)
+            [' 4,', ' d, e']
+        """
+        from . import batch as _batch
+        items = _batch._plan(self, prompts, options, "prompt")
+        return _batch.collect(self, items, parallel, progress, errors)
+
+    def stream_many(self, prompts: Sequence[Any], *, parallel: Optional[int] = None, progress: bool = False,
+                    **options: Any) -> Iterator[Tuple[int, str]]:
+        """Yields ``(index, piece)`` as the prompts of :meth:`generate_many` produce text (pieces are whole
+        UTF-8 characters, never part of a stop string). Closing the iterator early cancels the rest."""
+        from . import batch as _batch
+        items = _batch._plan(self, prompts, options, "prompt")
+        return _batch.stream_items(self, items, parallel, progress)
+
+    def chat_many(self, conversations: Sequence[Any], *, template: Optional[str] = None,
+                  parallel: Optional[int] = None, progress: bool = True, errors: str = "raise",
+                  **options: Any) -> List[Optional[str]]:
+        """The assistant's replies to many conversations (each as :meth:`chat` takes it: a list of messages or
+        one user string; or a dict with ``"messages"`` and its own options), computed together as
+        :meth:`generate_many` does; equal to ``[chat(c, ...) for c in conversations]`` with greedy or seeded
+        sampling. Conversations that share a beginning (a system prompt) evaluate it once."""
+        from . import batch as _batch
+        fmt = get_format(template) if template is not None else self.chat_format
+
+        def render(messages: Any, opts: Dict[str, Any]) -> Tuple[Any, Dict[str, Any]]:
+            stop = opts.get("stop")
+            stops: List[str] = list(fmt.stop)
+            if stop is not None:
+                stops += [stop] if isinstance(stop, str) else list(stop)
+            opts = dict(opts, stop=stops)
+            opts.setdefault("add_special", True)
+            opts.setdefault("parse_special", True)
+            return fmt.render(messages, add_generation_prompt=True), opts
+
+        items = _batch._plan(self, conversations, options, "messages", render)
+        return _batch.collect(self, items, parallel, progress, errors)
 
     # -- classification and embeddings ---------------------------------------------------------
 

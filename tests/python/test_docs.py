@@ -5,6 +5,7 @@ import doctest
 import pytest
 
 import pocketlm
+import pocketlm.batch
 import pocketlm.chat
 import pocketlm.classify
 import pocketlm.context
@@ -13,7 +14,7 @@ import pocketlm.model
 import pocketlm.probe
 import pocketlm.sampling
 
-MODULES = [pocketlm, pocketlm.model, pocketlm.context, pocketlm.chat, pocketlm.errors, pocketlm.sampling,
+MODULES = [pocketlm, pocketlm.batch, pocketlm.model, pocketlm.context, pocketlm.chat, pocketlm.errors, pocketlm.sampling,
            pocketlm.classify, pocketlm.probe]
 
 

@@ -1,0 +1,195 @@
+/*
+ * bench/batch_bench.c — aggregate generation throughput of the batch generator.
+ *
+ * Through the public API (it includes only pocketlm.h), on one model and thread
+ * count, it runs one workload — -N prompts of varied length (8 to 24 words
+ * of text), -n generated tokens each, greedy, end-of-generation ignored
+ * so that every prompt yields exactly -n tokens — in two ways:
+ *   sequential   plm_generate for one prompt after the other
+ *   batched      plm_batch_gen at parallel 1, 4, 8, 16, 32 (-P)
+ * and reports generated tokens per second of wall time for each (prompt
+ * evaluation included: it is part of the job), and the ratio to sequential.
+ * Then one step's cost: a single running sequence's decode step with and
+ * without -c tokens in each of 30 finished-but-cached sequences beside it
+ * (attention visits a sequence's own cells only, so they should cost nothing).
+ * Each figure also per CPU second of the process (see cpu_s). One JSON object
+ * on stdout; a table on stderr.
+ *
+ *   build/batch-bench [-m FILE] [-t 2] [-N 64] [-n 32] [-P 1,4,8,16,32] [-c 500]
+ */
+#include "pocketlm.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* CPU seconds of the process: on a machine shared with other work, tokens per
+ * CPU second at one thread is the figure that the others' load disturbs least
+ * (with more threads, workers spinning while they wait count too). */
+static double cpu_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int die(const char *what, plm_status st) {
+    fprintf(stderr, "batch-bench: %s: %s (%s)\n", what, plm_last_error(), plm_status_str(st));
+    return 1;
+}
+
+static const char *WORDS[] = {"the", "river", "carried", "small", "boats", "past", "old", "mills", "while",
+                              "children", "watched", "from", "a", "stone", "bridge", "and", "counted", "sails"};
+
+/* Prompt i: 8 to 24 words of text (the counts differ from one prompt to the next). */
+static char *make_prompt(int i) {
+    const int words = 8 + (i * 5) % 17;
+    char *s = malloc((size_t)words * 12 + 1);
+    if (!s) return NULL;
+    s[0] = 0;
+    for (int w = 0; w < words; w++) {
+        strcat(s, w ? " " : "");
+        strcat(s, WORDS[(w * 7 + i) % (int)(sizeof WORDS / sizeof *WORDS)]);
+    }
+    return s;
+}
+
+static plm_status make_ctx(plm_model *m, int threads, int n_ctx, int n_seq, plm_context **ctx) {
+    plm_context_params cp = plm_context_default_params();
+    cp.n_threads = threads;
+    cp.n_ctx = n_ctx;
+    cp.n_seq_max = n_seq;
+    return plm_context_create(m, &cp, ctx);
+}
+
+int main(int argc, char **argv) {
+    const char *path = NULL;
+    int threads = 2, N = 64, n_gen = 32, cached = 500;
+    int par[8] = {1, 4, 8, 16, 32}, n_par = 5;
+    for (int i = 1; i < argc; i += 2) {
+        if (i + 1 == argc) {
+            fprintf(stderr, "usage: batch-bench [-m FILE] [-t 2] [-N 64] [-n 32] [-P 1,4,8,16,32] [-c 500]\n");
+            return 2;
+        }
+        if (!strcmp(argv[i], "-m")) path = argv[i + 1];
+        else if (!strcmp(argv[i], "-t")) threads = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "-N")) N = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "-n")) n_gen = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "-c")) cached = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "-P")) {
+            n_par = 0;
+            for (char *t = strtok(argv[i + 1], ","); t && n_par < 8; t = strtok(NULL, ",")) par[n_par++] = atoi(t);
+        } else {
+            fprintf(stderr, "usage: batch-bench [-m FILE] [-t 2] [-N 64] [-n 32] [-P 1,4,8,16,32] [-c 500]\n");
+            return 2;
+        }
+    }
+    if (N < 1 || n_gen < 1 || threads < 1) return die("arguments", PLM_ERR_ARG);
+    plm_model *m;
+    plm_status st = plm_model_load(path, NULL, &m);
+    if (st) return die("load", st);
+    char **prompts = calloc((size_t)N, sizeof(char *));
+    for (int i = 0; i < N; i++)
+        if (!(prompts[i] = make_prompt(i))) return die("prompts", PLM_ERR_OOM);
+    plm_generate_params gp = plm_generate_default_params();
+    gp.max_tokens = n_gen;
+    gp.sampling.temperature = 0;
+    gp.ignore_eos = true;
+    gp.keep_cache = false;
+    const int seq_len = 256 + n_gen;
+
+    /* sequential, after one untimed generation that pages the weights in */
+    plm_context *ctx;
+    if ((st = make_ctx(m, threads, seq_len, 1, &ctx))) return die("context", st);
+    if ((st = plm_generate(ctx, prompts[0], strlen(prompts[0]), &gp, NULL, NULL, NULL, NULL))) return die("generate", st);
+    double t0 = now_s(), c0 = cpu_s();
+    for (int i = 0; i < N; i++) {
+        plm_kv_clear(ctx);
+        if ((st = plm_generate(ctx, prompts[i], strlen(prompts[i]), &gp, NULL, NULL, NULL, NULL))) return die("generate", st);
+    }
+    const double seq_tps = (double)N * n_gen / (now_s() - t0), seq_cps = (double)N * n_gen / (cpu_s() - c0);
+    plm_context_free(ctx);
+    fprintf(stderr, "%d prompts x %d tokens, %d threads, %s\n", N, n_gen, threads, plm_kernels_name());
+    fprintf(stderr, "  sequential      %8.1f tokens/s  %8.1f tokens/CPU-s\n", seq_tps, seq_cps);
+
+    double tps[8], cps[8];
+    for (int k = 0; k < n_par; k++) {
+        if ((st = make_ctx(m, threads, par[k] * seq_len, par[k], &ctx))) return die("context", st);
+        plm_batch_gen_params bp = plm_batch_gen_default_params();
+        bp.n_parallel = par[k];
+        bp.n_ctx_seq = seq_len;
+        plm_batch_gen *bg;
+        if ((st = plm_batch_gen_create(ctx, &bp, &bg))) return die("batch", st);
+        t0 = now_s();
+        c0 = cpu_s();
+        int32_t id, left = 1;
+        for (int i = 0; i < N; i++)
+            if ((st = plm_batch_gen_submit(bg, prompts[i], strlen(prompts[i]), &gp, &id))) return die("submit", st);
+        while (left > 0)
+            if ((st = plm_batch_gen_step(bg, &left))) return die("step", st);
+        tps[k] = (double)N * n_gen / (now_s() - t0);
+        cps[k] = (double)N * n_gen / (cpu_s() - c0);
+        fprintf(stderr, "  parallel %-6d %8.1f tokens/s  %8.1f tokens/CPU-s  (%.2fx, %.2fx per CPU-s, sequential)\n", par[k],
+                tps[k], cps[k], tps[k] / seq_tps, cps[k] / seq_cps);
+        plm_batch_gen_free(bg);
+        plm_context_free(ctx);
+    }
+
+    /* one running sequence's step, alone and beside 30 cached sequences of `cached` tokens */
+    double step_alone = 0, step_beside = 0;
+    if (cached > 0) {
+        if ((st = make_ctx(m, threads, 31 * cached + 1024, 32, &ctx))) return die("context", st);
+        plm_token *toks = malloc((size_t)cached * sizeof(plm_token));
+        for (int i = 0; i < cached; i++) toks[i] = 100 + (i * 37) % 5000;
+        int32_t *pos = malloc((size_t)cached * sizeof(int32_t)), *sq = malloc((size_t)cached * sizeof(int32_t));
+        for (int i = 0; i < cached; i++) pos[i] = i;
+        for (int pass = 0; pass < 2; pass++) {
+            plm_kv_clear(ctx);
+            if (pass == 1)
+                for (int s = 1; s <= 30; s++) {
+                    for (int i = 0; i < cached; i++) sq[i] = s;
+                    plm_batch b = {.n_tokens = cached, .token = toks, .pos = pos, .seq_id = sq, .logits = NULL};
+                    if ((st = plm_decode(ctx, &b))) return die("fill", st);
+                }
+            /* the running sequence: a 64-token prompt, then single-token steps */
+            for (int i = 0; i < 64; i++) sq[i] = 0;
+            plm_batch b = {.n_tokens = 64, .token = toks, .pos = pos, .seq_id = sq, .logits = NULL};
+            if ((st = plm_decode(ctx, &b))) return die("prompt", st);
+            const int steps = 64;
+            t0 = cpu_s();
+            for (int i = 0; i < steps; i++) {
+                int32_t p = 64 + i, s0 = 0;
+                plm_token t = toks[i];
+                plm_batch one = {.n_tokens = 1, .token = &t, .pos = &p, .seq_id = &s0, .logits = NULL};
+                if ((st = plm_decode(ctx, &one))) return die("step", st);
+            }
+            *(pass ? &step_beside : &step_alone) = (cpu_s() - t0) / steps * 1e3;
+        }
+        fprintf(stderr, "  one step (CPU time): %.2f ms alone, %.2f ms beside 30 cached sequences of %d tokens (%+.1f%%)\n",
+                step_alone, step_beside, cached, (step_beside / step_alone - 1) * 100);
+        free(toks);
+        free(pos);
+        free(sq);
+        plm_context_free(ctx);
+    }
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("{\"threads\": %d, \"kernels\": \"%s\", \"prompts\": %d, \"tokens\": %d, \"sequential_tps\": %.2f, "
+           "\"sequential_tokens_per_cpu_s\": %.2f, \"batched\": {", threads, plm_kernels_name(), N, n_gen, seq_tps, seq_cps);
+    for (int k = 0; k < n_par; k++) printf("%s\"%d\": %.2f", k ? ", " : "", par[k], tps[k]);
+    printf("}, \"batched_tokens_per_cpu_s\": {");
+    for (int k = 0; k < n_par; k++) printf("%s\"%d\": %.2f", k ? ", " : "", par[k], cps[k]);
+    printf("}, \"step_ms_alone\": %.3f, \"step_ms_beside_cached\": %.3f, \"cached_tokens\": %d, \"peak_rss_mib\": %.1f}\n",
+           step_alone, step_beside, cached, (double)ru.ru_maxrss / 1024.0);
+    for (int i = 0; i < N; i++) free(prompts[i]);
+    free(prompts);
+    plm_model_free(m);
+    return 0;
+}
