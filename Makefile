@@ -19,7 +19,8 @@ BASEFLAGS := -std=c11 -D_GNU_SOURCE -fPIC -fvisibility=hidden -pthread $(WARN) -
 ALLFLAGS = $(BASEFLAGS) $(OPT) $(CFLAGS)
 LDLIBS  := -lm -pthread
 
-LIB_SRC := $(wildcard csrc/*.c) $(wildcard csrc/tokenizer/*.c) $(wildcard csrc/kernels/*.c) $(wildcard csrc/models/*.c)
+LIB_SRC := $(wildcard csrc/*.c) $(wildcard csrc/tokenizer/*.c) $(wildcard csrc/kernels/*.c) $(wildcard csrc/models/*.c) \
+           $(wildcard csrc/grammar/*.c)
 CLI_SRC := $(wildcard csrc/cli/*.c)
 TEST_SRC := $(wildcard tests/c/test_*.c)
 

@@ -164,6 +164,16 @@ static const char *plmb_error_message(void) {
 %ignore plm_sampler_params::n_logit_bias;
 %ignore plm_generate_params::stop;
 %ignore plm_generate_params::n_stop;
+/* Grammars cross through the plmb_grammar_* helpers below. */
+%ignore plm_grammar_parse;
+%ignore plm_grammar_from_json_schema;
+%ignore plm_json_schema_to_gbnf;
+%ignore plm_grammar_from_regex;
+%ignore plm_grammar_from_choices;
+%ignore plm_grammar_free;
+%ignore plm_sampler_set_grammar;
+%ignore plm_sampler_accept_prompt;
+%ignore plm_generate_params::grammar;
 
 /* The handles are opaque in C; giving SWIG an empty definition makes each a
  * class, so the handle objects it returns free themselves. */
