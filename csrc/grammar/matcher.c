@@ -12,7 +12,9 @@
  * walking a vocabulary trie (mask.c) is then mostly table look-ups. A partial
  * character stays alive only while some top class holds a code point it can
  * still become, so a state is dead exactly when no continuation can match.
- * Left recursion is refused by gbnf.c, so expanding a rule always ends.
+ * Left recursion is refused by gbnf.c, so expanding a rule always ends. A rule
+ * referenced last in an alternative returns straight to the caller's caller
+ * (a tail call), so repetitions (right recursion) keep the stack flat.
  */
 #include "grammar/grammar.h"
 
@@ -198,8 +200,11 @@ static bool expand(plm_gmatch_universe *u, bool *accept) {
             if (!grow32((void **)&u->out, &u->cap_out, (int64_t)u->n_out + 1, sizeof(int32_t))) return false;
             u->out[u->n_out++] = id;
         } else if (e.type == PLM_GE_REF) {
-            int32_t ret = cons(u, pos + 1, parent);
-            if (ret < 0) return false;
+            /* A reference at the end of its alternative returns straight to the parent (a tail call),
+             * so a right-recursive repetition does not grow the stack: its states recur and are cached. */
+            int32_t after = g->elems[pos + 1].type;
+            int32_t ret = after == PLM_GE_ALT || after == PLM_GE_END ? parent : cons(u, pos + 1, parent);
+            if (ret < 0 && parent >= 0) return false;
             for (int32_t k = g->alt_n[e.v] - 1; k >= 0; k--)
                 if (!push_work(u, g->alts[g->alt_off[e.v] + k], ret)) return false;
         } else if (parent < 0) {
