@@ -201,6 +201,143 @@ static void test_errors(void) {
     plm_grammar_free(g);
 }
 
+/* ----------------------------------------------------------- schema, regex, choices */
+
+static plm_grammar *schema(const char *text) {
+    plm_grammar *g = NULL;
+    if (plm_grammar_from_json_schema(text, strlen(text), &g)) fprintf(stderr, "  %s\n", plm_last_error());
+    return g;
+}
+
+/* Integer bounds against arithmetic: every integer near the bounds, and non-canonical forms. */
+static void test_schema_integers(void) {
+    int64_t cases[][2] = {{0, 0}, {18, 120}, {-5, 5}, {-120, -18}, {7, 7}, {0, 9}, {1, 10}, {99, 1000}, {-1000, -99},
+                          {123, 4567}, {-4567, 123}, {10, 99}, {100, 199}, {5, 50005}};
+    for (int u = 0; u < 4; u++)
+        for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+            int64_t lo = cases[k][0], hi = cases[k][1];
+            bool has_lo = u != 1 && u != 3, has_hi = u != 2 && u != 3;
+            char text[200];
+            snprintf(text, sizeof text, "{\"type\":\"integer\"%s%.0lld%s%.0lld}", has_lo ? ",\"minimum\":" : "",
+                     has_lo ? (long long)lo : 0LL, has_hi ? ",\"maximum\":" : "", has_hi ? (long long)hi : 0LL);
+            if (has_lo && lo == 0) snprintf(text, sizeof text, "{\"type\":\"integer\",\"minimum\":0%s%.0lld}",
+                                            has_hi ? ",\"maximum\":" : "", has_hi ? (long long)hi : 0LL);
+            if (has_hi && hi == 0 && !(has_lo && lo == 0))
+                snprintf(text, sizeof text, "{\"type\":\"integer\"%s%.0lld,\"maximum\":0}", has_lo ? ",\"minimum\":" : "",
+                         has_lo ? (long long)lo : 0LL);
+            if (has_hi && hi == 0 && has_lo && lo == 0) snprintf(text, sizeof text, "{\"type\":\"integer\",\"minimum\":0,\"maximum\":0}");
+            plm_grammar *g = schema(text);
+            CHECKF(g, "%s", text);
+            if (!g) continue;
+            for (int64_t x = lo - 1100; x <= hi + 1100; x++) {
+                char num[32];
+                snprintf(num, sizeof num, "%lld", (long long)x);
+                bool want = (!has_lo || x >= lo) && (!has_hi || x <= hi);
+                int m = M(g, num);
+                CHECKF((m == 1) == want, "%s: %s gives %d", text, num, m);
+            }
+            CHECK(M(g, "-0") != 1);
+            CHECK(M(g, "007") != 1);
+            plm_grammar_free(g);
+        }
+    plm_grammar *g = schema("{\"type\":\"integer\",\"exclusiveMinimum\":2.5,\"exclusiveMaximum\":6}");
+    REQUIRE(g);
+    CHECK(M(g, "2") == 0 && M(g, "3") == 1 && M(g, "5") == 1 && M(g, "6") == 0);
+    plm_grammar_free(g);
+}
+
+static void test_schema_keywords(void) {
+    plm_grammar *g = schema("{\"$defs\":{\"node\":{\"type\":\"object\",\"properties\":{\"v\":{\"type\":\"integer\"},"
+                            "\"kids\":{\"type\":\"array\",\"items\":{\"$ref\":\"#/$defs/node\"}}},\"required\":[\"v\"]}},"
+                            "\"$ref\":\"#/$defs/node\"}");
+    REQUIRE(g);
+    CHECK(M(g, "{\"v\":1,\"kids\":[{\"v\":2},{\"v\":3,\"kids\":[]}]}") == 1);
+    CHECK(M(g, "{\"kids\":[]}") == 0);
+    plm_grammar_free(g);
+    g = schema("{\"anyOf\":[{\"type\":\"null\"},{\"type\":\"string\",\"format\":\"date\"}]}");
+    REQUIRE(g);
+    CHECK(M(g, "null") == 1 && M(g, "\"2024-02-29\"") == 1 && M(g, "\"2024-13-01\"") == 0);
+    plm_grammar_free(g);
+    g = schema("{\"type\":\"array\",\"prefixItems\":[{\"type\":\"boolean\"},{\"const\":\"x\"}],\"items\":{\"type\":\"number\"},\"maxItems\":3}");
+    REQUIRE(g);
+    CHECK(M(g, "[true,\"x\"]") == 1 && M(g, "[false, \"x\", -1.5e3]") == 1 && M(g, "[true,\"x\",1,2]") == 0);
+    plm_grammar_free(g);
+    g = schema("{\"allOf\":[{\"properties\":{\"a\":{\"type\":\"integer\"}},\"required\":[\"a\"]},"
+               "{\"properties\":{\"b\":{\"type\":\"boolean\"}},\"required\":[\"b\"]}]}");
+    REQUIRE(g);
+    CHECK(M(g, "{\"a\":1,\"b\":true}") == 1 && M(g, "{\"a\":1}") == 0);
+    plm_grammar_free(g);
+    g = schema("{\"type\":\"string\",\"pattern\":\"^[A-Z]{2}-\\\\d{3}(x|\\\"q\\\")?$\"}");
+    REQUIRE(g);
+    CHECK(M(g, "\"AB-123\"") == 1 && M(g, "\"AB-123x\"") == 1 && M(g, "\"AB-123\\\"q\\\"\"") == 1 && M(g, "\"A-123\"") == 0);
+    plm_grammar_free(g);
+    g = schema("{\"type\":\"object\",\"properties\":{\"id\":{\"type\":\"string\",\"format\":\"uuid\"},"
+               "\"at\":{\"type\":\"string\",\"format\":\"date-time\"},\"mail\":{\"type\":\"string\",\"format\":\"email\"}},"
+               "\"additionalProperties\":{\"type\":\"integer\"}}");
+    REQUIRE(g);
+    CHECK(M(g, "{\"id\":\"123e4567-e89b-12d3-a456-426614174000\",\"at\":\"2024-01-02T03:04:05Z\",\"mail\":\"a.b@c.org\",\"n\":5}") == 1);
+    CHECK(M(g, "{\"x\":\"no\"}") == 0);
+    plm_grammar_free(g);
+}
+
+static void bad_schema(const char *text, const char *want1, const char *want2) {
+    plm_grammar *g = NULL;
+    plm_status st = plm_grammar_from_json_schema(text, strlen(text), &g);
+    CHECKF(st == PLM_ERR_ARG && !g, "schema %s was accepted", text);
+    const char *m = plm_last_error();
+    CHECKF(!want1 || strstr(m, want1), "'%s' not in: %s", want1, m);
+    CHECKF(!want2 || strstr(m, want2), "'%s' not in: %s", want2, m);
+    plm_grammar_free(g);
+}
+
+static void bad_regex(const char *text, const char *want1, const char *want2) {
+    plm_grammar *g = NULL;
+    plm_status st = plm_grammar_from_regex(text, strlen(text), &g);
+    CHECKF(st == PLM_ERR_ARG && !g, "regex %s was accepted", text);
+    const char *m = plm_last_error();
+    CHECKF(!want1 || strstr(m, want1), "'%s' not in: %s", want1, m);
+    CHECKF(!want2 || strstr(m, want2), "'%s' not in: %s", want2, m);
+    plm_grammar_free(g);
+}
+
+static void test_schema_errors(void) {
+    bad_schema("{\"type\":\"object\",\n \"properties\":{\"a\":{\"type\":\"integer\",\"multipleOf\":3}}}", "line 2:51", "unsupported keyword 'multipleOf'");
+    bad_schema("{\"type\":\"strin\"}", "line 1:1", "unknown type 'strin'");
+    bad_schema("{\"type\":\"object\",}", "line 1:18", "property name");
+    bad_schema("{\"$ref\":\"#/$defs/nope\"}", "line 1:9", "points to no definition");
+    bad_schema("{\"$ref\":\"http://x/y.json\"}", "unsupported $ref", NULL);
+    bad_schema("{\"type\":\"string\",\"format\":\"ipv4\"}", "line 1:27", "unsupported format 'ipv4'");
+    bad_schema("{\"type\":\"number\",\"minimum\":1.5}", "integers only", NULL);
+    bad_schema("{\"type\":\"string\",\"pattern\":\"a(b\"}", "pattern line 1:2", "not closed");
+    bad_schema("{\"enum\":[]}", "empty", NULL);
+    bad_schema("[1,2", "line 1:5", "expected ',' or ']'");
+    bad_schema("{\"type\":\"object\",\"properties\":{\"a\":{\"$ref\":\"#\"}},\"required\":[\"a\"]}", "never finish", NULL);
+    bad_schema("{\"type\":\"integer\",\"minimum\":5,\"maximum\":4}", "no integer", NULL);
+    bad_regex("a(b", "regex line 1:2", "not closed");
+    bad_regex("a+?", "line 1:3", "lazy");
+    bad_regex("(a)\\1", "line 1:4", "backreferences");
+    bad_regex("(?=a)", "line 1:1", "groups");
+    bad_regex("a^b", "line 1:2", "only at the start");
+    bad_regex("[b-a]", "line 1:1", "out of order");
+    bad_regex("*a", "line 1:1", "repeats nothing");
+    plm_grammar *g = NULL;
+    CHECK(plm_grammar_from_choices(NULL, NULL, 0, &g) == PLM_ERR_ARG && strstr(plm_last_error(), "at least one"));
+}
+
+static void test_regex_choices(void) {
+    plm_grammar *g = NULL;
+    const char *re = "^(\\d{3}-\\d{4}|[A-Fa-f]+\\.?|caf\xc3\xa9|\\(x\\)|[^\\sa-z]{2})$";
+    REQUIRE(plm_grammar_from_regex(re, strlen(re), &g) == PLM_OK);
+    CHECK(M(g, "555-1234") == 1 && M(g, "abC.") == 1 && M(g, "caf\xc3\xa9") == 1 && M(g, "(x)") == 1);
+    CHECK(M(g, "Q!") == 1 && M(g, "q!") == 0 && M(g, "55-1234") == 0 && M(g, "G") == -1 && M(g, "\t!") == 0 && M(g, "GG.") == 0);
+    plm_grammar_free(g);
+    const char *choices[] = {"red", "green", "blue \"sky\"", ""};
+    size_t lens[] = {3, 5, 10, 0};
+    REQUIRE(plm_grammar_from_choices(choices, lens, 4, &g) == PLM_OK);
+    CHECK(M(g, "red") == 1 && M(g, "blue \"sky\"") == 1 && M(g, "") == 1 && M(g, "gree") == -1 && M(g, "redd") == 0);
+    plm_grammar_free(g);
+}
+
 /* ----------------------------------------------------------- masks */
 
 static plm_model *model;
@@ -401,6 +538,10 @@ int main(void) {
     RUN(test_sentences);
     RUN(test_repetitions);
     RUN(test_errors);
+    RUN(test_schema_integers);
+    RUN(test_schema_keywords);
+    RUN(test_schema_errors);
+    RUN(test_regex_choices);
     char path[4096];
     if (plm_default_model_path(path, sizeof path) == PLM_OK && plm_model_load(path, NULL, &model) == PLM_OK) {
         RUN(test_mask_exact);
