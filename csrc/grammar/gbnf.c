@@ -511,7 +511,9 @@ static bool parse_sequence(parser *ps, int32_t rule, bool nested) {
             ps->depth--;
             if (ps->p >= ps->end || *ps->p != ')') {
                 char buf[16];
-                return fail_at(ps, ps->p, "expected ')' closing the group opened at %s, found %s", "its '('",
+                int ol, oc;
+                position(ps, at, &ol, &oc);
+                return fail_at(ps, ps->p, "expected ')' closing the group opened at %d:%d, found %s", ol, oc,
                                what_at(ps, ps->p, buf)), false;
             }
             ps->p++;

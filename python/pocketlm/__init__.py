@@ -25,6 +25,7 @@ from .errors import (CancelledError, ContextFullError, Error, FormatError, Inter
 from .chat import ChatFormat, detect_format, get_format
 from .classify import Classification
 from .context import STOP_REASONS, Context, LogitsProcessor, State, Stream
+from .grammar import Grammar, IncompleteOutputError, json_schema_to_gbnf
 from .model import Model, ModelInfo, default_model_path
 from .probe import LinearProbe
 from .sampling import Sampler
@@ -36,7 +37,7 @@ __version__ = _core.version()
 
 __all__ = [
     "Model", "ModelInfo", "Context", "Stream", "State", "Sampler", "Buffer", "ChatFormat", "LogitsProcessor",
-    "Classification", "LinearProbe",
+    "Classification", "LinearProbe", "Grammar", "IncompleteOutputError", "json_schema_to_gbnf",
     "STOP_REASONS", "default_model_path", "detect_format", "get_format", "kernels_name", "__version__",
     "Error", "ModelFileError", "FormatError", "UnsupportedError", "OutOfMemoryError", "InvalidArgumentError",
     "ContextFullError", "CancelledError", "InternalError",

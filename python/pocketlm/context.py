@@ -32,6 +32,7 @@ from array import array
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, List, Optional, Sequence, Union
 
 from . import _core
+from . import grammar as _grammar
 from .errors import InvalidArgumentError
 from .sampling import LogitBias, Sampler, sampler_params
 
@@ -553,7 +554,9 @@ class Context:
                frequency_penalty: float = 0.0, presence_penalty: float = 0.0, penalty_last_n: int = 64,
                stop: Union[str, Sequence[str], None] = None, seed: Optional[int] = None,
                logit_bias: Optional[LogitBias] = None, logits_processor: Optional[LogitsProcessor] = None,
-               ignore_eos: bool = False, add_special: bool = True, parse_special: bool = True) -> "Stream":
+               ignore_eos: bool = False, add_special: bool = True, parse_special: bool = True,
+               json_schema: Any = None, grammar: Any = None, regex: Optional[str] = None,
+               choices: Optional[Sequence[str]] = None) -> "Stream":
         """Generates a continuation of ``prompt`` and yields it in pieces of text (whole UTF-8 characters).
 
         The prompt (text, or tokens) is the whole sequence: the longest prefix already in the cache is
@@ -562,8 +565,15 @@ class Context:
         is full), or before any of the ``stop`` strings (never emitted, even in part). ``logits_processor``
         edits the logits before each token is sampled (see :data:`LogitsProcessor`).
 
+        Structured output (at most one of): ``json_schema`` (a dict, JSON text or a pydantic model class),
+        ``grammar`` (GBNF text or a :class:`pocketlm.Grammar`), ``regex`` (the whole output matches it),
+        ``choices`` (the output is one of these strings). The output is then constrained token by token in C and
+        ends where the structure is complete (stop reason ``"eog"``); ``"length"`` means ``max_tokens`` cut it
+        short. See :mod:`pocketlm.grammar`.
+
         Ctrl-C raises KeyboardInterrupt within one token; the context stays usable.
         """
+        constraint = _grammar.resolve(json_schema=json_schema, grammar=grammar, regex=regex, choices=choices)
         if isinstance(prompt, str):
             tokens = self.model.tokenize(prompt, add_special=add_special, parse_special=parse_special)
         else:
@@ -571,6 +581,8 @@ class Context:
         sp = sampler_params(temperature, top_k, top_p, min_p, repeat_penalty, frequency_penalty,
                             presence_penalty, penalty_last_n, seed)
         gp = _generate_params(max_tokens, ignore_eos, sp)
+        if constraint is not None:
+            _core.generate_params_set_grammar(gp, constraint._h)   # referenced here until the C generator holds it
         return Stream(self, tokens, gp, _stop_list(stop), logit_bias, logits_processor)
 
     def generate(self, prompt: Union[str, Tokens], *, max_tokens: int = 256, temperature: float = 0.8,
@@ -578,13 +590,16 @@ class Context:
                  frequency_penalty: float = 0.0, presence_penalty: float = 0.0, penalty_last_n: int = 64,
                  stop: Union[str, Sequence[str], None] = None, seed: Optional[int] = None,
                  logit_bias: Optional[LogitBias] = None, logits_processor: Optional[LogitsProcessor] = None,
-                 ignore_eos: bool = False, add_special: bool = True, parse_special: bool = True) -> str:
+                 ignore_eos: bool = False, add_special: bool = True, parse_special: bool = True,
+                 json_schema: Any = None, grammar: Any = None, regex: Optional[str] = None,
+                 choices: Optional[Sequence[str]] = None) -> str:
         """The whole continuation of ``prompt`` as one string; arguments as for :meth:`stream`."""
         with self.stream(prompt, max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                          min_p=min_p, repeat_penalty=repeat_penalty, frequency_penalty=frequency_penalty,
                          presence_penalty=presence_penalty, penalty_last_n=penalty_last_n, stop=stop, seed=seed,
                          logit_bias=logit_bias, logits_processor=logits_processor, ignore_eos=ignore_eos,
-                         add_special=add_special, parse_special=parse_special) as s:
+                         add_special=add_special, parse_special=parse_special, json_schema=json_schema,
+                         grammar=grammar, regex=regex, choices=choices) as s:
             return "".join(s)
 
     # -- lifetime ----------------------------------------------------------------------------
