@@ -554,7 +554,13 @@ static bool compile_string(compiler *c, const jval *s, int32_t rule) {
     }
     if (fmt) {
         if (fmt->type != JSTR) return cfail(c, fmt, "'format' must be a string");
-        static const char *const DATE = "[0-9]{4} \"-\" (\"0\" [1-9] | \"1\" [0-2]) \"-\" (\"0\" [1-9] | [12] [0-9] | \"3\" [01])";
+        /* Real calendar dates: 30- and 31-day months, February 29 in leap years (Gregorian), years 0001-9999. */
+        static const char *const DATE =
+            "(([1-9] [0-9]{3} | \"0\" [1-9] [0-9]{2} | \"00\" [1-9] [0-9] | \"000\" [1-9]) \"-\" ("
+            "(\"0\" [13578] | \"1\" [02]) \"-\" (\"0\" [1-9] | [12] [0-9] | \"3\" [01]) | "
+            "(\"0\" [469] | \"11\") \"-\" (\"0\" [1-9] | [12] [0-9] | \"30\") | "
+            "\"02-\" (\"0\" [1-9] | \"1\" [0-9] | \"2\" [0-8])) | "
+            "([0-9]{2} (\"0\" [48] | [2468] [048] | [13579] [26]) | (\"0\" [48] | [2468] [048] | [13579] [26]) \"00\") \"-02-29\")";
         static const char *const TIME =
             "([01] [0-9] | \"2\" [0-3]) \":\" [0-5] [0-9] \":\" [0-5] [0-9] (\".\" [0-9]{1,6})? (\"Z\" | [+\\-] ([01] [0-9] | \"2\" [0-3]) \":\" [0-5] [0-9])";
         plm_gbuf_printf(b, "r%d ::= \"\\\"\" ", rule);
@@ -564,7 +570,7 @@ static bool compile_string(compiler *c, const jval *s, int32_t rule) {
         else if (!strcmp(fmt->s, "uuid"))
             plm_gbuf_puts(b, "[0-9a-f]{8} \"-\" [0-9a-f]{4} \"-\" [0-9a-f]{4} \"-\" [0-9a-f]{4} \"-\" [0-9a-f]{12}");
         else if (!strcmp(fmt->s, "email"))
-            plm_gbuf_puts(b, "[a-zA-Z0-9_+\\-]{1,32} (\".\" [a-zA-Z0-9_+\\-]{1,32}){0,4} \"@\" [a-zA-Z0-9\\-]{1,32} (\".\" [a-zA-Z0-9\\-]{1,32}){1,4}");
+            plm_gbuf_puts(b, "[a-zA-Z0-9_+\\-]{1,24} (\".\" [a-zA-Z0-9_+\\-]{1,24}){0,2} \"@\" [a-zA-Z0-9] [a-zA-Z0-9\\-]{0,23} (\".\" [a-zA-Z]{2,12}){1,2}");
         else return cfail(c, fmt, "unsupported format '%.40s' (supported: date, time, date-time, uuid, email)", fmt->s);
         plm_gbuf_puts(b, " \"\\\"\"\n");
         return true;
