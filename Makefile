@@ -188,6 +188,15 @@ bench-suite: $(BUILD)/plm-bench
 $(BUILD)/plm-bench: bench/plm_bench.c $(BUILD)/libpocketlm.a
 	$(CC) $(ALLFLAGS) -o $@ $< $(BUILD)/libpocketlm.a $(LDLIBS)
 
+# Structured output: schema compile time, token-mask time per step, constrained vs free generation
+# (bench/grammar_bench.c; about a minute).
+.PHONY: bench-grammar
+bench-grammar: $(BUILD)/plm-grammar-bench
+	$(BUILD)/plm-grammar-bench tests/data/json_schemas.json
+
+$(BUILD)/plm-grammar-bench: bench/grammar_bench.c $(BUILD)/libpocketlm.a
+	$(CC) $(ALLFLAGS) -o $@ $< $(BUILD)/libpocketlm.a $(LDLIBS)
+
 clean:
 	rm -rf build build-asan build-fuzz build-vg $(VENV) $(ASAN_VENV) lua/pocketlm/core.so
 

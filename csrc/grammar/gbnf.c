@@ -819,6 +819,13 @@ bool plm_grammar_class_has(const plm_grammar *g, int32_t c, uint32_t cp) {
     return false;
 }
 
+bool plm_grammar_class_range_covers(const plm_grammar *g, int32_t c, uint32_t lo, uint32_t hi) {
+    const uint32_t *r = g->ranges + 2 * g->class_off[c];
+    for (int32_t k = 0; k < g->class_n[c]; k++)
+        if (r[2 * k] <= lo && r[2 * k + 1] >= hi) return true;
+    return false;
+}
+
 bool plm_grammar_class_meets(const plm_grammar *g, int32_t c, uint32_t lo, uint32_t hi) {
     const uint32_t *r = g->ranges + 2 * g->class_off[c];
     for (int32_t k = 0; k < g->class_n[c]; k++)

@@ -50,6 +50,8 @@ plm_status plm_grammar_parse_gbnf(const char *text, size_t len, const char *root
 bool plm_grammar_class_has(const plm_grammar *g, int32_t c, uint32_t cp);
 /* Does class c contain some code point in [lo, hi]? */
 bool plm_grammar_class_meets(const plm_grammar *g, int32_t c, uint32_t lo, uint32_t hi);
+/* Does one range of class c hold all of [lo, hi]? */
+bool plm_grammar_class_range_covers(const plm_grammar *g, int32_t c, uint32_t lo, uint32_t hi);
 plm_grammar *plm_grammar_ref(const plm_grammar *g);
 
 /* A growing text buffer for the compilers (out of memory is remembered and
@@ -84,6 +86,11 @@ int32_t plm_gmu_start(plm_gmatch_universe *u);
 /* The state after byte b from state s: -1 when no parse continues with it,
  * -2 on out of memory. */
 int32_t plm_gmu_step(plm_gmatch_universe *u, int32_t s, uint8_t b);
+/* The step table of state s (256 entries, -3 where not computed yet), or NULL: the inlined fast path of
+ * plm_gmu_step for tight loops. */
+const int32_t *plm_gmu_table(const plm_gmatch_universe *u, int32_t s);
+/* The bytes that lead from s back to s (a 256-bit set, computed once per state; NULL on out of memory). */
+const uint64_t *plm_gmu_loops(plm_gmatch_universe *u, int32_t s);
 /* True when the bytes that led to s form a complete sentence of the grammar. */
 bool plm_gmu_accepts(const plm_gmatch_universe *u, int32_t s);
 /* True when no byte can follow s (it accepts and nothing else). */

@@ -26,6 +26,9 @@ struct plm_token_trie {
     int32_t *skip;     /* (n_nodes) first node after the subtree */
     int32_t *tok;      /* (n_nodes) first token ending here, -1 */
     int32_t *tok_next; /* (n_vocab) next token with the same bytes, -1 */
+    uint64_t (*desc)[4];/* (n_nodes) the bytes of the nodes below each node (a 256-bit set) */
+    int32_t *tok_begin;/* (n_nodes + 1) the tokens at and below node i are order[tok_begin[i], tok_begin[skip[i]]) */
+    int32_t *order;    /* tokens in trie order */
     uint32_t *off;     /* (n_vocab + 1) token bytes in pool */
     char *pool;
     uint8_t *eog;      /* (n_vocab) */
@@ -40,6 +43,9 @@ void plm_token_trie_free(plm_token_trie *t) {
     free(t->skip);
     free(t->tok);
     free(t->tok_next);
+    free(t->desc);
+    free(t->tok_begin);
+    free(t->order);
     free(t->off);
     free(t->pool);
     free(t->eog);
@@ -151,6 +157,22 @@ plm_status plm_token_trie_build(const plm_model *model, plm_token_trie **out) {
     t->skip[0] = nn;
     t->n_nodes = nn;
     free(path);
+    /* Tokens in trie order, each node's first one, and the bytes below each node. */
+    t->desc = calloc((size_t)nn, sizeof(*t->desc));
+    t->tok_begin = malloc(((size_t)nn + 1) * sizeof(int32_t));
+    t->order = malloc(((size_t)n_order + 1) * sizeof(int32_t));
+    if (!t->desc || !t->tok_begin || !t->order) goto nomem;
+    int32_t k = 0;
+    for (int32_t i = 0; i < nn; i++) {
+        t->tok_begin[i] = k;
+        for (int32_t x = t->tok[i]; x >= 0; x = t->tok_next[x]) t->order[k++] = x;
+    }
+    t->tok_begin[nn] = k;
+    for (int32_t i = nn - 1; i >= 0; i--)
+        for (int32_t c = i + 1; c < t->skip[i]; c = t->skip[c]) {
+            t->desc[i][t->byte[c] >> 6] |= 1ull << (t->byte[c] & 63);
+            for (int w = 0; w < 4; w++) t->desc[i][w] |= t->desc[c][w];
+        }
     free(order);
     *out = t;
     return PLM_OK;
@@ -219,7 +241,10 @@ plm_status plm_token_mask(plm_gmatch_universe *u, const plm_token_trie *t, int32
     const uint16_t *depth = t->depth;
     const int32_t *skip = t->skip, *tok = t->tok;
     for (int32_t i = 1; i < t->n_nodes;) {
-        int32_t r = plm_gmu_step(u, at[depth[i] - 1], byte[i]);
+        int32_t from = at[depth[i] - 1];
+        const int32_t *nx = plm_gmu_table(u, from);
+        int32_t r = nx ? nx[byte[i]] : -3;
+        if (r == -3) r = plm_gmu_step(u, from, byte[i]);
         if (r < 0) {
             if (r == -2) {
                 if (at != stack_buf) free(at);
@@ -227,6 +252,18 @@ plm_status plm_token_mask(plm_gmatch_universe *u, const plm_token_trie *t, int32
             }
             i = skip[i];
             continue;
+        }
+        /* A large subtree whose bytes all lead from r back to r: every token in it is allowed, unwalked
+         * (the body of a JSON string, say). */
+        if (skip[i] - i > 16) {
+            const uint64_t *loops = plm_gmu_loops(u, r);
+            const uint64_t *d = t->desc[i];
+            if (loops && !(d[0] & ~loops[0]) && !(d[1] & ~loops[1]) && !(d[2] & ~loops[2]) && !(d[3] & ~loops[3])) {
+                for (int32_t k = t->tok_begin[i], e = t->tok_begin[skip[i]]; k < e; k++)
+                    mask[t->order[k] >> 6] |= 1ull << (t->order[k] & 63);
+                i = skip[i];
+                continue;
+            }
         }
         at[depth[i]] = r;
         for (int32_t k = tok[i]; k >= 0; k = t->tok_next[k]) mask[k >> 6] |= 1ull << (k & 63);

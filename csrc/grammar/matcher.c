@@ -11,7 +11,11 @@
  * from a state by a byte is computed once and then read from a 256-entry table:
  * walking a vocabulary trie (mask.c) is then mostly table look-ups. A partial
  * character stays alive only while some top class holds a code point it can
- * still become, so a state is dead exactly when no continuation can match.
+ * still become, so a state is dead exactly when no continuation can match; and
+ * when every top class treats all the code points it can become alike, the
+ * state takes the stacks after the character at once ("pending"), so states
+ * that differ only in the bits of a character inside, say, a JSON string are
+ * one state and their tables are shared.
  * Left recursion is refused by gbnf.c, so expanding a rule always ends. A rule
  * referenced last in an alternative returns straight to the caller's caller
  * (a tail call), so repetitions (right recursion) keep the stack flat.
@@ -35,10 +39,13 @@ typedef struct gstate {
     uint32_t partial;     /* bits of a partial UTF-8 character */
     uint8_t need;         /* bytes it still needs (0: none pending) */
     uint8_t blo, bhi;     /* range of the next byte while need > 0 */
-    uint8_t accept;
+    uint8_t accept;       /* need == 0: the input so far is a sentence; pending: it will be once the character ends */
+    uint8_t pending;      /* need > 0 and every top class treats every completion alike: the stacks are already
+                           * those after the character (so states differing only in its bits are one state) */
     uint32_t hash;
     int32_t *next;        /* (256) step by byte, UNKNOWN until computed; NULL until first used */
     uint64_t *mask;       /* cached token mask or NULL */
+    uint64_t *loops;      /* (4 words) the bytes that lead back to this state, once computed */
 } gstate;
 
 struct plm_gmatch_universe {
@@ -97,6 +104,7 @@ void plm_gmu_free(plm_gmatch_universe *u) {
     for (int32_t i = 0; i < u->n_states; i++) {
         free(u->states[i].next);
         free(u->states[i].mask);
+        free(u->states[i].loops);
     }
     free(u->states);
     free(u->state_ht);
@@ -230,16 +238,18 @@ static uint32_t state_hash(const int32_t *ids, int32_t n, uint32_t partial, uint
 
 /* Interns the state (ids[0, n) sorted; they may point into u->ids). */
 static int32_t intern(plm_gmatch_universe *u, const int32_t *ids, int32_t n, uint32_t partial, uint8_t need, uint8_t blo,
-                      uint8_t bhi, bool accept) {
+                      uint8_t bhi, bool accept, bool pending) {
     if (n == 0 && !accept) return DEAD;
-    uint32_t meta = (uint32_t)need | (uint32_t)blo << 8 | (uint32_t)bhi << 16 | (uint32_t)accept << 24;
+    uint32_t meta = (uint32_t)need | (uint32_t)blo << 8 | (uint32_t)bhi << 16 | (uint32_t)accept << 24 |
+                    (uint32_t)pending << 25;
     uint32_t h = state_hash(ids, n, partial, meta), m = u->state_ht_cap - 1;
     for (uint32_t i = h & m;; i = (i + 1) & m) {
         int32_t s = u->state_ht[i];
         if (s < 0) break;
         const gstate *st = &u->states[s];
         if (st->hash == h && st->n == n && st->partial == partial && st->need == need && st->blo == blo &&
-            st->bhi == bhi && st->accept == accept && memcmp(u->ids + st->off, ids, (size_t)n * sizeof(int32_t)) == 0)
+            st->bhi == bhi && st->accept == accept && st->pending == pending &&
+            memcmp(u->ids + st->off, ids, (size_t)n * sizeof(int32_t)) == 0)
             return s;
     }
     /* ids may live in u->ids: copy by offset after growing. */
@@ -250,7 +260,7 @@ static int32_t intern(plm_gmatch_universe *u, const int32_t *ids, int32_t n, uin
     memmove(u->ids + u->n_ids, ids, (size_t)n * sizeof(int32_t));
     int32_t s = u->n_states++;
     u->states[s] = (gstate){.off = (int32_t)u->n_ids, .n = n, .partial = partial, .need = need, .blo = blo, .bhi = bhi,
-                            .accept = accept, .hash = h};
+                            .accept = accept, .pending = pending, .hash = h};
     u->n_ids += n;
     if ((uint32_t)u->n_states * 2 > u->state_ht_cap) {
         uint32_t nc = u->state_ht_cap * 2;
@@ -282,7 +292,7 @@ int32_t plm_gmu_start(plm_gmatch_universe *u) {
     bool accept = false;
     if (!expand(u, &accept)) goto nomem;
     qsort(u->out, (size_t)u->n_out, sizeof(int32_t), cmp_i32);
-    u->start = intern(u, u->out, u->n_out, 0, 0, 0, 0, accept);
+    u->start = intern(u, u->out, u->n_out, 0, 0, 0, 0, accept, false);
     if (u->start == NOMEM) goto nomem;
     return u->start;
 nomem:
@@ -291,22 +301,29 @@ nomem:
     return -1;
 }
 
-/* Whole code point cp from state s. */
-static int32_t advance(plm_gmatch_universe *u, int32_t s, uint32_t cp) {
+/* The stacks after code point cp from state s's stacks, sorted into u->out. */
+static bool advance_set(plm_gmatch_universe *u, int32_t s, uint32_t cp, bool *accept) {
     const plm_grammar *g = u->g;
     new_round(u);
     const gstate *st = &u->states[s];
     for (int32_t i = 0; i < st->n; i++) {
         gnode nd = u->nodes[u->ids[st->off + i]];
-        if (plm_grammar_class_has(g, g->elems[nd.pos].v, cp) && !push_work(u, nd.pos + 1, nd.parent)) return NOMEM;
+        if (plm_grammar_class_has(g, g->elems[nd.pos].v, cp) && !push_work(u, nd.pos + 1, nd.parent)) return false;
     }
-    bool accept = false;
-    if (!expand(u, &accept)) {
+    *accept = false;
+    if (!expand(u, accept)) {
         u->n_work = 0;
-        return NOMEM;
+        return false;
     }
     if (u->n_out > 1) qsort(u->out, (size_t)u->n_out, sizeof(int32_t), cmp_i32);
-    return intern(u, u->out, u->n_out, 0, 0, 0, 0, accept);
+    return true;
+}
+
+/* Whole code point cp from state s. */
+static int32_t advance(plm_gmatch_universe *u, int32_t s, uint32_t cp) {
+    bool accept;
+    if (!advance_set(u, s, cp, &accept)) return NOMEM;
+    return intern(u, u->out, u->n_out, 0, 0, 0, 0, accept, false);
 }
 
 /* s's stacks with a partial character: alive if some top class holds a code
@@ -316,11 +333,21 @@ static int32_t partial_state(plm_gmatch_universe *u, int32_t s, uint32_t partial
     const gstate *st = &u->states[s];
     unsigned sh = 6u * (need - 1u);
     uint32_t lo = ((partial << 6) | (blo & 0x3Fu)) << sh, hi = (((partial << 6) | (bhi & 0x3Fu)) << sh) | ((1u << sh) - 1);
-    bool alive = false;
-    for (int32_t i = 0; i < st->n && !alive; i++)
-        alive = plm_grammar_class_meets(g, g->elems[u->nodes[u->ids[st->off + i]].pos].v, lo, hi);
+    bool alive = false, uniform = true;
+    for (int32_t i = 0; i < st->n; i++) {
+        int32_t c = g->elems[u->nodes[u->ids[st->off + i]].pos].v;
+        if (!plm_grammar_class_meets(g, c, lo, hi)) continue;
+        alive = true;
+        /* Every completion lands in this class (a range of it covers [lo, hi]) or in none. */
+        if (uniform && !(plm_grammar_class_has(g, c, lo) && plm_grammar_class_range_covers(g, c, lo, hi))) uniform = false;
+    }
     if (!alive) return DEAD;
-    return intern(u, u->ids + st->off, st->n, partial, need, blo, bhi, false);
+    if (uniform) { /* the result does not depend on the rest of the character: take it now */
+        bool accept;
+        if (!advance_set(u, s, lo, &accept)) return NOMEM;
+        return intern(u, u->out, u->n_out, 0, need, blo, bhi, accept, true);
+    }
+    return intern(u, u->ids + st->off, st->n, partial, need, blo, bhi, false, false);
 }
 
 static int32_t compute_step(plm_gmatch_universe *u, int32_t s, uint8_t b) {
@@ -335,6 +362,10 @@ static int32_t compute_step(plm_gmatch_universe *u, int32_t s, uint8_t b) {
         return DEAD;
     }
     if (b < st->blo || b > st->bhi) return DEAD;
+    if (st->pending) {
+        uint8_t left = (uint8_t)(st->need - 1);
+        return intern(u, u->ids + st->off, st->n, 0, left, left ? 0x80 : 0, left ? 0xBF : 0, st->accept, left > 0);
+    }
     uint32_t partial = (st->partial << 6) | (b & 0x3Fu);
     uint8_t need = (uint8_t)(st->need - 1);
     if (need == 0) return advance(u, s, partial);
@@ -373,15 +404,35 @@ int32_t plm_gmu_step(plm_gmatch_universe *u, int32_t s, uint8_t b) {
     return r;
 }
 
+const int32_t *plm_gmu_table(const plm_gmatch_universe *u, int32_t s) { return u->states[s].next; }
+
+const uint64_t *plm_gmu_loops(plm_gmatch_universe *u, int32_t s) {
+    if (u->states[s].loops) return u->states[s].loops;
+    uint64_t l[4] = {0};
+    for (int b = 0; b < 256; b++) {
+        int32_t r = plm_gmu_step(u, s, (uint8_t)b);
+        if (r == NOMEM) return NULL;
+        if (r == s) l[b >> 6] |= 1ull << (b & 63);
+    }
+    uint64_t *m = malloc(sizeof l);
+    if (!m) return NULL;
+    memcpy(m, l, sizeof l);
+    u->states[s].loops = m;
+    u->cache_bytes += sizeof l;
+    return m;
+}
+
 int32_t plm_gmu_walk(plm_gmatch_universe *u, int32_t s, const char *p, size_t n) {
     for (size_t i = 0; i < n && s >= 0; i++) s = plm_gmu_step(u, s, (uint8_t)p[i]);
     return s;
 }
 
-bool plm_gmu_accepts(const plm_gmatch_universe *u, int32_t s) { return s >= 0 && u->states[s].accept; }
+bool plm_gmu_accepts(const plm_gmatch_universe *u, int32_t s) {
+    return s >= 0 && u->states[s].accept && u->states[s].need == 0;
+}
 
 bool plm_gmu_finished(const plm_gmatch_universe *u, int32_t s) {
-    return s >= 0 && u->states[s].accept && u->states[s].n == 0;
+    return plm_gmu_accepts(u, s) && u->states[s].n == 0;
 }
 
 size_t plm_gmu_bytes(const plm_gmatch_universe *u) {
