@@ -304,9 +304,12 @@ class Model:
         value was complete (``max_tokens``...), never returning half an object.
 
             >>> import pocketlm
-            >>> pocketlm.Model().generate_json([{"role": "user", "content": "Give a number from 1 to 3."}],
-            ...                                {"type": "integer", "minimum": 1, "maximum": 3}, temperature=0)
-            2
+            >>> ticket = pocketlm.Model().generate_json(
+            ...     [{"role": "user", "content": "My blender broke after two days. I want a refund!"}],
+            ...     {"type": "object", "properties": {"product": {"type": "string", "maxLength": 20},
+            ...      "refund": {"type": "boolean"}}, "required": ["product", "refund"]}, temperature=0)
+            >>> sorted(ticket), type(ticket["refund"]).__name__
+            (['product', 'refund'], 'bool')
         """
         if isinstance(prompt, str):
             s = self.stream(prompt, max_tokens=max_tokens, json_schema=schema, **kwargs)
