@@ -13,6 +13,7 @@
  * here, so the rest of the engine sees only sequences and alternatives.
  */
 #include "grammar/grammar.h"
+#include "tokenizer/unicode.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -252,21 +253,9 @@ static int hexval(char c) {
 
 /* Decodes one UTF-8 character at p; 0 length when invalid. */
 static size_t utf8_decode(const char *p, const char *end, uint32_t *cp) {
-    const unsigned char *s = (const unsigned char *)p;
-    size_t avail = (size_t)(end - p);
-    if (!avail) return 0;
-    unsigned char c = s[0];
-    if (c < 0x80) return *cp = c, 1;
-    size_t n = c >= 0xF0 && c <= 0xF4 ? 4 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xC2 && c <= 0xDF ? 2 : 0;
-    if (!n || avail < n) return 0;
-    uint32_t v = c & (n == 2 ? 0x1F : n == 3 ? 0x0F : 0x07);
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xC0) != 0x80) return 0;
-        v = (v << 6) | (s[i] & 0x3F);
-    }
-    if ((n == 3 && v < 0x800) || (n == 4 && (v < 0x10000 || v > MAX_CP)) || (v >= 0xD800 && v <= 0xDFFF)) return 0;
-    *cp = v;
-    return n;
+    if (p >= end) return 0;
+    size_t n = plm_utf8_decode((const uint8_t *)p, (size_t)(end - p), cp);
+    return *cp == PLM_CP_INVALID ? 0 : n;
 }
 
 /* One character of a literal or class (an escape or a UTF-8 character). */

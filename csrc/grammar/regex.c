@@ -11,6 +11,7 @@
  * \u00XX, and negated classes and '.' leave those characters out.
  */
 #include "grammar/grammar.h"
+#include "tokenizer/unicode.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,15 +64,7 @@ void plm_gbuf_printf(plm_gbuf *b, const char *fmt, ...) {
 
 static void put_cp_utf8(plm_gbuf *b, uint32_t cp) {
     char u[4];
-    size_t n;
-    if (cp < 0x80) u[0] = (char)cp, n = 1;
-    else if (cp < 0x800) u[0] = (char)(0xC0 | (cp >> 6)), u[1] = (char)(0x80 | (cp & 0x3F)), n = 2;
-    else if (cp < 0x10000)
-        u[0] = (char)(0xE0 | (cp >> 12)), u[1] = (char)(0x80 | ((cp >> 6) & 0x3F)), u[2] = (char)(0x80 | (cp & 0x3F)), n = 3;
-    else
-        u[0] = (char)(0xF0 | (cp >> 18)), u[1] = (char)(0x80 | ((cp >> 12) & 0x3F)), u[2] = (char)(0x80 | ((cp >> 6) & 0x3F)),
-        u[3] = (char)(0x80 | (cp & 0x3F)), n = 4;
-    plm_gbuf_put(b, u, n);
+    plm_gbuf_put(b, u, plm_utf8_encode(cp, u));
 }
 
 /* A code point inside a GBNF literal or class. */
@@ -86,20 +79,9 @@ void plm_gbuf_class_char(plm_gbuf *b, uint32_t cp) { put_escaped(b, cp, true); }
 
 /* Decodes UTF-8 (0 length when invalid). */
 static size_t decode(const char *p, size_t avail, uint32_t *cp) {
-    const unsigned char *s = (const unsigned char *)p;
     if (!avail) return 0;
-    unsigned char c = s[0];
-    if (c < 0x80) return *cp = c, 1;
-    size_t n = c >= 0xF0 && c <= 0xF4 ? 4 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xC2 && c <= 0xDF ? 2 : 0;
-    if (!n || avail < n) return 0;
-    uint32_t v = c & (n == 2 ? 0x1F : n == 3 ? 0x0F : 0x07);
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xC0) != 0x80) return 0;
-        v = (v << 6) | (s[i] & 0x3F);
-    }
-    if ((n == 3 && v < 0x800) || (n == 4 && (v < 0x10000 || v > 0x10FFFF)) || (v >= 0xD800 && v <= 0xDFFF)) return 0;
-    *cp = v;
-    return n;
+    size_t n = plm_utf8_decode((const uint8_t *)p, avail, cp);
+    return *cp == PLM_CP_INVALID ? 0 : n;
 }
 
 void plm_gbuf_literal(plm_gbuf *b, const char *s, size_t n) {

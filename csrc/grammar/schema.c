@@ -13,6 +13,7 @@
  * through regex.c in JSON mode.
  */
 #include "grammar/grammar.h"
+#include "tokenizer/unicode.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -141,14 +142,7 @@ static bool jstring(jreader *r, char **out, size_t *n_out) {
             return free(b.s), jfail(r, "unpaired surrogate escape in a string"), false;
         }
         char u[4];
-        size_t k;
-        if (cp < 0x80) u[0] = (char)cp, k = 1;
-        else if (cp < 0x800) u[0] = (char)(0xC0 | (cp >> 6)), u[1] = (char)(0x80 | (cp & 0x3F)), k = 2;
-        else if (cp < 0x10000)
-            u[0] = (char)(0xE0 | (cp >> 12)), u[1] = (char)(0x80 | ((cp >> 6) & 0x3F)), u[2] = (char)(0x80 | (cp & 0x3F)), k = 3;
-        else
-            u[0] = (char)(0xF0 | (cp >> 18)), u[1] = (char)(0x80 | ((cp >> 12) & 0x3F)), u[2] = (char)(0x80 | ((cp >> 6) & 0x3F)),
-            u[3] = (char)(0x80 | (cp & 0x3F)), k = 4;
+        size_t k = plm_utf8_encode(cp, u);
         plm_gbuf_put(&b, u, k);
     }
     if (r->p >= r->end) return free(b.s), jfail(r, "this string is not closed: expected '\"'"), false;
