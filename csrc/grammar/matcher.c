@@ -186,7 +186,7 @@ static bool push_work(plm_gmatch_universe *u, int32_t pos, int32_t parent) {
 
 static void new_round(plm_gmatch_universe *u) {
     if (++u->cur == 0) {
-        memset(u->stamp, 0, (size_t)u->cap_nodes * sizeof(uint32_t));
+        if (u->stamp) memset(u->stamp, 0, (size_t)u->cap_nodes * sizeof(uint32_t));
         u->cur = 1;
     }
     u->n_out = 0;
@@ -249,15 +249,15 @@ static int32_t intern(plm_gmatch_universe *u, const int32_t *ids, int32_t n, uin
         const gstate *st = &u->states[s];
         if (st->hash == h && st->n == n && st->partial == partial && st->need == need && st->blo == blo &&
             st->bhi == bhi && st->accept == accept && st->pending == pending &&
-            memcmp(u->ids + st->off, ids, (size_t)n * sizeof(int32_t)) == 0)
+            (n == 0 || memcmp(u->ids + st->off, ids, (size_t)n * sizeof(int32_t)) == 0))
             return s;
     }
     /* ids may live in u->ids: copy by offset after growing. */
-    int64_t src = (ids >= u->ids && ids < u->ids + u->n_ids) ? ids - u->ids : -1;
+    int64_t src = (n > 0 && u->ids && ids >= u->ids && ids < u->ids + u->n_ids) ? ids - u->ids : -1;
     if (!grow((void **)&u->ids, &u->cap_ids, u->n_ids + n, sizeof(int32_t))) return NOMEM;
     if (src >= 0) ids = u->ids + src;
     if (!grow32((void **)&u->states, &u->cap_states, (int64_t)u->n_states + 1, sizeof(gstate))) return NOMEM;
-    memmove(u->ids + u->n_ids, ids, (size_t)n * sizeof(int32_t));
+    if (n) memmove(u->ids + u->n_ids, ids, (size_t)n * sizeof(int32_t));
     int32_t s = u->n_states++;
     u->states[s] = (gstate){.off = (int32_t)u->n_ids, .n = n, .partial = partial, .need = need, .blo = blo, .bhi = bhi,
                             .accept = accept, .pending = pending, .hash = h};
@@ -291,7 +291,7 @@ int32_t plm_gmu_start(plm_gmatch_universe *u) {
         if (!push_work(u, g->alts[g->alt_off[g->root] + k], -1)) goto nomem;
     bool accept = false;
     if (!expand(u, &accept)) goto nomem;
-    qsort(u->out, (size_t)u->n_out, sizeof(int32_t), cmp_i32);
+    if (u->n_out > 1) qsort(u->out, (size_t)u->n_out, sizeof(int32_t), cmp_i32);
     u->start = intern(u, u->out, u->n_out, 0, 0, 0, 0, accept, false);
     if (u->start == NOMEM) goto nomem;
     return u->start;
@@ -347,7 +347,7 @@ static int32_t partial_state(plm_gmatch_universe *u, int32_t s, uint32_t partial
         if (!advance_set(u, s, lo, &accept)) return NOMEM;
         return intern(u, u->out, u->n_out, 0, need, blo, bhi, accept, true);
     }
-    return intern(u, u->ids + st->off, st->n, partial, need, blo, bhi, false, false);
+    return intern(u, st->n ? u->ids + st->off : NULL, st->n, partial, need, blo, bhi, false, false);
 }
 
 static int32_t compute_step(plm_gmatch_universe *u, int32_t s, uint8_t b) {
@@ -364,7 +364,7 @@ static int32_t compute_step(plm_gmatch_universe *u, int32_t s, uint8_t b) {
     if (b < st->blo || b > st->bhi) return DEAD;
     if (st->pending) {
         uint8_t left = (uint8_t)(st->need - 1);
-        return intern(u, u->ids + st->off, st->n, 0, left, left ? 0x80 : 0, left ? 0xBF : 0, st->accept, left > 0);
+        return intern(u, st->n ? u->ids + st->off : NULL, st->n, 0, left, left ? 0x80 : 0, left ? 0xBF : 0, st->accept, left > 0);
     }
     uint32_t partial = (st->partial << 6) | (b & 0x3Fu);
     uint8_t need = (uint8_t)(st->need - 1);

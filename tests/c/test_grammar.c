@@ -149,6 +149,10 @@ static void test_repetitions(void) {
     CHECK(M(g, "aabbbcdeee") == 0);
     CHECK(M(g, "aabbb") == -1);
     plm_grammar_free(g);
+    g = parse("root ::= \"\"\n"); /* only the empty sentence (found by fuzz_grammar) */
+    REQUIRE(g);
+    CHECK(M(g, "") == 1 && M(g, "a") == 0);
+    plm_grammar_free(g);
     g = parse("root ::= \"\" | x*\nx ::= \"q\" . \"\\U0001F600\" [^a-c\\-]\n");
     REQUIRE(g);
     CHECK(M(g, "") == 1);
