@@ -18,6 +18,7 @@ import random
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Tuple, Union
 
 from . import _core
+from .errors import InvalidArgumentError
 
 if TYPE_CHECKING:
     from .model import Model
@@ -54,13 +55,16 @@ class Sampler:
     repetition/frequency/presence penalties over the last ``penalty_last_n`` accepted tokens, and a logit bias.
 
     ``vocab`` is a :class:`Model` or a vocabulary size. ``seed=None`` draws a random seed; an int makes the
-    choices reproducible.
+    choices reproducible. ``grammar``, ``json_schema``, ``regex`` or ``choices`` (with a Model) constrain the
+    tokens drawn as in :meth:`Model.generate`; :meth:`accept` then advances the constraint (only tokens drawn
+    after the prompt should be accepted).
     """
 
     def __init__(self, vocab: Union["Model", int], *, temperature: float = 0.8, top_k: int = 40,
                  top_p: float = 0.95, min_p: float = 0.05, repeat_penalty: float = 1.0,
                  frequency_penalty: float = 0.0, presence_penalty: float = 0.0, penalty_last_n: int = 64,
-                 seed: Optional[int] = None, logit_bias: Optional[LogitBias] = None) -> None:
+                 seed: Optional[int] = None, logit_bias: Optional[LogitBias] = None, grammar: Any = None,
+                 json_schema: Any = None, regex: Optional[str] = None, choices: Any = None) -> None:
         n_vocab = vocab if isinstance(vocab, int) else vocab.n_vocab
         params = sampler_params(temperature, top_k, top_p, min_p, repeat_penalty, frequency_penalty,
                                 presence_penalty, penalty_last_n, seed)
@@ -68,6 +72,12 @@ class Sampler:
         self._h = _core.sampler_create(params, logit_bias, n_vocab)
         #: The number of logits :meth:`sample` reads (the vocabulary size the C sampler was made for).
         self.n_vocab: int = _core.sampler_n_vocab(self._h)
+        from . import grammar as _grammar
+        constraint = _grammar.resolve(json_schema=json_schema, grammar=grammar, regex=regex, choices=choices)
+        if constraint is not None:
+            if isinstance(vocab, int):
+                raise InvalidArgumentError("a grammar needs the Model (its vocabulary), not a vocabulary size")
+            _core.sampler_set_grammar(self._h, vocab._handle, constraint._h)
 
     def sample(self, logits: Any) -> int:
         """The chosen token for ``logits`` (any float32 buffer or sequence of ``n_vocab`` values; read, not
@@ -78,7 +88,7 @@ class Sampler:
         return _core.sampler_sample_logits(self._h, logits)
 
     def accept(self, token: int) -> None:
-        """Records ``token`` in the penalty history."""
+        """Records ``token`` in the penalty history, and moves the constraint (if any) past it."""
         _core.sampler_accept(self._h, int(token))
 
     def reset(self) -> None:

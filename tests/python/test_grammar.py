@@ -195,3 +195,20 @@ def test_length_stop_mid_structure(model):
     assert s.stop_reason == "length" and text.startswith("[")
     with pytest.raises(ValueError):
         json.loads(text)
+
+
+def test_sampler_with_a_grammar(model):
+    sampler = pocketlm.Sampler(model, temperature=0, choices=["yes", "no"])
+    out = b""
+    with model.context(n_ctx=256) as ctx:
+        ctx.eval(model.tokenize("Is fire hot? Answer:"))
+        for _ in range(8):
+            t = sampler.sample(ctx.logits)
+            if model.is_eog(t):
+                break
+            sampler.accept(t)
+            out += model.token_to_piece(t)
+            ctx.eval([t])
+    assert out in (b"yes", b"no")
+    with pytest.raises(pocketlm.InvalidArgumentError, match="needs the Model"):
+        pocketlm.Sampler(model.n_vocab, regex="a")
