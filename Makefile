@@ -20,7 +20,8 @@ BASEFLAGS := -std=c11 -D_GNU_SOURCE -fPIC -fvisibility=hidden -pthread $(WARN) -
 ALLFLAGS = $(BASEFLAGS) $(OPT) $(CFLAGS)
 LDLIBS  := -lm -pthread
 
-LIB_SRC := $(wildcard csrc/*.c) $(wildcard csrc/tokenizer/*.c) $(wildcard csrc/kernels/*.c) $(wildcard csrc/models/*.c)
+LIB_SRC := $(wildcard csrc/*.c) $(wildcard csrc/tokenizer/*.c) $(wildcard csrc/kernels/*.c) $(wildcard csrc/models/*.c) \
+           $(wildcard csrc/grammar/*.c)
 CLI_SRC := $(wildcard csrc/cli/*.c)
 TEST_SRC := $(wildcard tests/c/test_*.c)
 
@@ -149,13 +150,13 @@ check: model
 	$(MAKE) python-test-asan
 	$(MAKE) lua-test
 
-# Fuzzing with clang's libFuzzer: `make fuzz` builds build-fuzz/fuzz_{gguf,tokenizer,sampler,chat};
-# `make fuzz-smoke` runs each for FUZZ_SECONDS (15 s each: a minute for the four) on a copy of the
+# Fuzzing with clang's libFuzzer: `make fuzz` builds build-fuzz/fuzz_{gguf,tokenizer,sampler,chat,grammar};
+# `make fuzz-smoke` runs each for FUZZ_SECONDS (15 s each: 75 s for the five) on a copy of the
 # seed corpus in tests/fuzz/corpus (plus the tiny models of every family in tests/data/tiny for the
 # loader); `make fuzz-long FUZZ_SECONDS=1800` is the long local run (FUZZERS=chat for one harness).
 FUZZ_CC      ?= clang
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined
-FUZZERS      := gguf tokenizer sampler chat
+FUZZERS      := gguf tokenizer sampler chat grammar
 FUZZ_SECONDS ?= 15
 
 fuzz:
@@ -205,6 +206,15 @@ $(BUILD)/plm-kernel-bench: bench/kernel_bench.c $(BUILD)/libpocketlm.a
 
 # Aggregate tokens/s of the batch generator at parallel 1..32 against sequential generation (see bench/batch_bench.c).
 $(BUILD)/batch-bench: bench/batch_bench.c $(BUILD)/libpocketlm.a
+	$(CC) $(ALLFLAGS) -o $@ $< $(BUILD)/libpocketlm.a $(LDLIBS)
+
+# Structured output: schema compile time, token-mask time per step, constrained vs free generation
+# (bench/grammar_bench.c; about a minute).
+.PHONY: bench-grammar
+bench-grammar: $(BUILD)/plm-grammar-bench
+	$(BUILD)/plm-grammar-bench tests/data/json_schemas.json
+
+$(BUILD)/plm-grammar-bench: bench/grammar_bench.c $(BUILD)/libpocketlm.a
 	$(CC) $(ALLFLAGS) -o $@ $< $(BUILD)/libpocketlm.a $(LDLIBS)
 
 clean:

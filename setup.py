@@ -71,7 +71,7 @@ def library_sources():
     """(source, extra flags) for every C file of the library, in a stable order."""
     isa = isa_flags()
     out = []
-    for pattern in ("csrc/*.c", "csrc/tokenizer/*.c", "csrc/models/*.c", "csrc/kernels/*.c"):
+    for pattern in ("csrc/*.c", "csrc/tokenizer/*.c", "csrc/models/*.c", "csrc/kernels/*.c", "csrc/grammar/*.c"):
         for src in sorted(glob.glob(pattern)):
             name = os.path.splitext(os.path.basename(src))[0]
             extra = isa.get(name, []) if os.path.dirname(src).endswith("kernels") else []

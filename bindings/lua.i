@@ -777,6 +777,7 @@ PLMLUA_HANDLE_IN(plm_context, "Context")
 PLMLUA_HANDLE_IN(plm_sampler, "Sampler")
 PLMLUA_HANDLE_IN(plm_generator, "Generator")
 PLMLUA_HANDLE_IN(plm_batch_gen, "BatchGen")
+PLMLUA_HANDLE_IN(plm_grammar, "Grammar")
 
 /* ------------------------------------------------------------- outputs */
 
@@ -795,6 +796,7 @@ PLMLUA_HANDLE_OUT(plm_context, 1)
 PLMLUA_HANDLE_OUT(plm_sampler, 0)
 PLMLUA_HANDLE_OUT(plm_generator, 1)
 PLMLUA_HANDLE_OUT(plm_batch_gen, 1)
+PLMLUA_HANDLE_OUT(plm_grammar, 0)
 
 /* A malloc'd token array becomes an int32 view that owns it (no copy). The
  * view is made before the call (in "check": after SWIG has counted the
@@ -970,7 +972,7 @@ static int plmlua_context_set_abort(lua_State *L) {
     return 0;
 }
 
-/* close(handle): frees a Model, Context, Sampler or Generator now (a closed or
+/* close(handle): frees a Model, Context, Sampler, Generator or Grammar now (a closed or
  * nil handle is a no-op). Free children first: the library does not check. */
 static int plmlua_close(lua_State *L) {
     if (plmlua_in_callback) return luaL_error(L, "pocketlm functions cannot be called from an abort callback");
@@ -979,8 +981,8 @@ static int plmlua_close(lua_State *L) {
     if (lua_type(L, 1) == LUA_TUSERDATA && lua_rawlen(L, 1) >= sizeof(swig_lua_userdata)) u = lua_touserdata(L, 1);
     if (!u || !(u->type == SWIGTYPE_p_plm_model || u->type == SWIGTYPE_p_plm_context ||
                 u->type == SWIGTYPE_p_plm_sampler || u->type == SWIGTYPE_p_plm_generator ||
-                u->type == SWIGTYPE_p_plm_batch_gen))
-        return luaL_argerror(L, 1, "Model, Context, Sampler, Generator or BatchGen handle expected");
+                u->type == SWIGTYPE_p_plm_batch_gen || u->type == SWIGTYPE_p_plm_grammar))
+        return luaL_argerror(L, 1, "Model, Context, Sampler, Generator, BatchGen or Grammar handle expected");
     void *p = u->ptr;
     int own = u->own;
     u->ptr = NULL;
@@ -997,6 +999,8 @@ static int plmlua_close(lua_State *L) {
         plm_sampler_free(p);
     } else if (u->type == SWIGTYPE_p_plm_batch_gen) {
         plm_batch_gen_free(p);
+    } else if (u->type == SWIGTYPE_p_plm_grammar) {
+        plm_grammar_free(p);
     } else {
         plm_generator_free(p);
     }

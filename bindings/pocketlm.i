@@ -32,7 +32,8 @@
  *   (float *out_floats, int32_t n_out_floats)       a caller's float32 buffer that C fills (no copy)
  *   (void *out_data, size_t out_size)               a caller's byte buffer that C fills (no copy)
  *   plm_model **out, plm_context **out,
- *   plm_sampler **out, plm_generator **out          a new owned handle out
+ *   plm_sampler **out, plm_generator **out,
+ *   plm_grammar **out                               a new owned handle out
  *   (plm_token **out_tokens, int32_t *out_n)        a malloc'd token array out (free())
  *   (char **out_bytes, size_t *out_len)             malloc'd bytes out (free())
  *   (const char **piece, size_t *piece_len)         borrowed bytes out
@@ -106,6 +107,7 @@ static const char *plmb_error_message(void) {
 %rename(Context) plm_context;
 %rename(Sampler) plm_sampler;
 %rename(Generator) plm_generator;
+%rename(Grammar) plm_grammar;
 %rename(ModelParams) plm_model_params;
 %rename(ContextParams) plm_context_params;
 %rename(SamplerParams) plm_sampler_params;
@@ -184,6 +186,15 @@ static const char *plmb_error_message(void) {
 %ignore plm_sampler_params::n_logit_bias;
 %ignore plm_generate_params::stop;
 %ignore plm_generate_params::n_stop;
+/* Grammars cross through the plmb_grammar_* helpers below. */
+%ignore plm_grammar_parse;
+%ignore plm_grammar_from_json_schema;
+%ignore plm_json_schema_to_gbnf;
+%ignore plm_grammar_from_regex;
+%ignore plm_grammar_from_choices;
+%ignore plm_grammar_free;
+%ignore plm_sampler_accept_prompt;
+%ignore plm_generate_params::grammar;
 
 /* The handles are opaque in C; giving SWIG an empty definition makes each a
  * class, so the handle objects it returns free themselves. */
@@ -194,6 +205,9 @@ static const char *plmb_error_message(void) {
 %nodefaultctor plm_batch_gen;
 struct plm_batch_gen {};
 %extend plm_batch_gen { ~plm_batch_gen() { plm_batch_gen_free($self); } }
+%nodefaultctor plm_grammar;
+struct plm_grammar {};
+%extend plm_grammar { ~plm_grammar() { plm_grammar_free($self); } }
 struct plm_model {};
 struct plm_context {};
 struct plm_sampler {};
@@ -491,6 +505,39 @@ plm_status plmb_classify_head(plm_context *ctx, const plm_token *flat, int32_t n
     st = plm_classify_head(ctx, ptrs, lens, n_lens, out_floats, out_floats ? out_floats + (n_lens > 0 ? n_lens : 0) * k : NULL);
     free(ptrs);
     return st;
+}
+
+/* --------------------------------------------------------------- grammar */
+
+/* A grammar from GBNF text (start rule root: "root" when empty). */
+plm_status plmb_grammar_parse(const char *text, size_t len, const char *root, plm_grammar **out) {
+    return plm_grammar_parse(text, len, root && *root ? root : NULL, out);
+}
+
+/* A grammar from a JSON Schema given as JSON text. */
+plm_status plmb_grammar_from_json_schema(const char *text, size_t len, plm_grammar **out) {
+    return plm_grammar_from_json_schema(text, len, out);
+}
+
+/* The GBNF a JSON Schema compiles to, as malloc'd bytes (free()). */
+plm_status plmb_json_schema_to_gbnf(const char *text, size_t len, char **out_bytes, size_t *out_len) {
+    return plm_json_schema_to_gbnf(text, len, out_bytes, out_len);
+}
+
+/* A grammar for the strings a regular expression matches. */
+plm_status plmb_grammar_from_regex(const char *text, size_t len, plm_grammar **out) {
+    return plm_grammar_from_regex(text, len, out);
+}
+
+/* A grammar for exactly one of the texts. */
+plm_status plmb_grammar_from_choices(const char *const *texts, const size_t *text_lens, int32_t n_texts, plm_grammar **out) {
+    return plm_grammar_from_choices(texts, text_lens, n_texts, out);
+}
+
+/* Sets the grammar of generation parameters (borrowed until the generator is created, which takes its own
+ * reference). */
+void plmb_generate_params_set_grammar(plm_generate_params *params, const plm_grammar *grammar) {
+    if (params) params->grammar = grammar;
 }
 
 /* ------------------------------------------------------------------ chat */

@@ -13,6 +13,7 @@
  * one plm_generate gives for it alone.
  */
 #include "context.h"
+#include "grammar/grammar.h"
 #include "textstream.h"
 
 #include <stdarg.h>
@@ -99,6 +100,7 @@ static void request_free(request *r) {
     if (!r) return;
     free(r->prompt);
     plm_sampler_free(r->smp);
+    plm_grammar_free((plm_grammar *)r->p.grammar);
     plm_textstream_release(&r->ts);
     free(r->gen);
     free(r->text);
@@ -198,6 +200,7 @@ plm_status plm_batch_gen_submit_tokens(plm_batch_gen *bg, const plm_token *token
     request *r = calloc(1, sizeof(*r));
     if (!r) return plm_fail(PLM_ERR_OOM, "out of memory");
     r->p = params ? *params : plm_generate_default_params();
+    r->p.grammar = r->p.grammar ? plm_grammar_ref(r->p.grammar) : NULL; /* the request's own reference */
     r->prompt = malloc((size_t)n * sizeof(plm_token));
     if (!r->prompt) {
         request_free(r);
@@ -379,6 +382,11 @@ static plm_status admit(plm_batch_gen *bg) {
         }
         plm_status st = plm_sampler_create(&r->p.sampling, ctx->model->hp.n_vocab, &r->smp);
         if (st) return st;
+        if (r->p.grammar && (st = plm_sampler_set_grammar(r->smp, ctx->model, r->p.grammar))) {
+            plm_sampler_free(r->smp);
+            r->smp = NULL;
+            return st;
+        }
         int32_t seq = 0;
         while (bg->seq_owner[seq] >= 0) seq++;
         if (donor >= 0 && shared > 0) {
@@ -388,7 +396,7 @@ static plm_status admit(plm_batch_gen *bg) {
                 return st;
             }
         }
-        for (int32_t i = 0; i < r->n_prompt; i++) plm_sampler_accept(r->smp, r->prompt[i]);
+        plm_sampler_accept_prompt(r->smp, r->prompt, r->n_prompt); /* penalties see it; a grammar does not */
         bg->seq_owner[seq] = id;
         bg->active[bg->n_active++] = id;
         r->seq = seq;
@@ -405,7 +413,9 @@ static plm_status advance(plm_batch_gen *bg, int32_t id, plm_token t) {
     request *r = bg->rq[id];
     const plm_model *m = bg->ctx->model;
     plm_status st;
-    if (!r->p.ignore_eos && plm_vocab_is_eog(m->vocab, t)) return finish(bg, id, PLM_STOP_EOG, true);
+    /* A grammar allows an end-of-generation token only where it is complete: that ends it even with ignore_eos. */
+    if ((!r->p.ignore_eos || plm_sampler_grammar_accepts(r->smp)) && plm_vocab_is_eog(m->vocab, t))
+        return finish(bg, id, PLM_STOP_EOG, true);
     if ((st = grow((void **)&r->gen, sizeof(plm_token), &r->cap_gen, r->n_gen + 1))) return st;
     r->gen[r->n_gen++] = t;
     plm_sampler_accept(r->smp, t);

@@ -32,6 +32,7 @@ plm_generate_params plm_generate_default_params(void) {
     plm_generate_params p = {
         .max_tokens = 256, .sampling = plm_sampler_default_params(), .stop = NULL, .n_stop = 0,
         .add_special = true, .parse_special = true, .ignore_eos = false, .seq_id = 0, .keep_cache = true,
+        .grammar = NULL,
     };
     return p;
 }
@@ -80,6 +81,8 @@ plm_status plm_generator_create_tokens(plm_context *ctx, const plm_token *tokens
     g->p.stop = NULL;
     plm_status st = plm_sampler_create(&p.sampling, n_vocab, &g->smp);
     if (st || (st = plm_textstream_init(&g->text, p.stop, p.n_stop))) goto fail;
+    if (p.grammar && (st = plm_sampler_set_grammar(g->smp, ctx->model, p.grammar))) goto fail;
+    g->p.grammar = NULL;
     g->cap_toks = 64;
     g->toks = malloc((size_t)g->cap_toks * sizeof(plm_token));
     if (!g->toks) { st = plm_fail(PLM_ERR_OOM, "out of memory"); goto fail; }
@@ -88,7 +91,7 @@ plm_status plm_generator_create_tokens(plm_context *ctx, const plm_token *tokens
     int32_t keep = p.keep_cache ? plm_kv_common_prefix(ctx, g->seq, tokens, n) : 0;
     if (keep >= n) keep = n - 1;
     if ((st = plm_kv_seq_rm(ctx, g->seq, keep, -1))) goto fail;
-    for (int32_t i = 0; i < n; i++) plm_sampler_accept(g->smp, tokens[i]);
+    plm_sampler_accept_prompt(g->smp, tokens, n);
     if ((st = plm_eval_sequence(ctx, tokens + keep, n - keep, keep, g->seq))) goto fail;
     g->n_prompt = n - keep;
     g->last = tokens[n - 1];
@@ -135,7 +138,8 @@ plm_status plm_generator_next(plm_generator *g, const char **piece, size_t *len,
             return plm_fail(PLM_ERR_CANCELLED, "generation cancelled by the abort callback");
         plm_token t;
         if ((st = plm_sampler_sample(g->smp, ctx, -1, &t))) return st;
-        if (!g->p.ignore_eos && plm_vocab_is_eog(ctx->model->vocab, t)) {
+        /* A grammar allows an end-of-generation token only where it is complete: that ends it even with ignore_eos. */
+        if ((!g->p.ignore_eos || plm_sampler_grammar_accepts(g->smp)) && plm_vocab_is_eog(ctx->model->vocab, t)) {
             g->reason = PLM_STOP_EOG;
         } else {
             if (g->n_toks == g->cap_toks) {

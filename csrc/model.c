@@ -422,6 +422,7 @@ void plm_model_free(plm_model *m) {
     free(m->rope_factors);
     free(m->rope_long);
     free(m->rope_short);
+    plm_token_trie_free(m->trie);
     plm_vocab_free(m->vocab);
     free(m->arch);
     free(m->name);

@@ -101,7 +101,11 @@ struct plm_model {
     uint64_t n_params;
     uint64_t n_bytes;
     char **meta_keys;
+    struct plm_token_trie *trie; /* vocabulary trie for grammar masks (grammar/mask.c): built on first use */
 };
+
+/* Frees a vocabulary trie (grammar/mask.c); NULL is a no-op. */
+void plm_token_trie_free(struct plm_token_trie *t);
 
 /* ------------------------------------------------------------ for family loaders */
 

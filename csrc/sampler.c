@@ -6,8 +6,17 @@
  * top-k -> top-p -> min-p -> temperature -> draw (llama.cpp's default order, so
  * settings mean the same thing in both). The RNG is xoshiro256** seeded by
  * splitmix64: the same seed gives the same choices on every platform.
+ *
+ * The stages run as a chain: logit bias -> penalties -> constraint -> choice.
+ * The constraint (a grammar, csrc/grammar/) is checked lazily: the token the
+ * choice stage picks is walked through the grammar first (a few cached table
+ * look-ups); only when it is refused is the full mask built, the refused
+ * tokens set to -inf and the choice made again. For greedy this is exactly the
+ * argmax of the masked logits. Prompt tokens enter the penalty history only
+ * (plm_sampler_accept_prompt); chosen tokens also advance the grammar.
  */
-#include "internal.h"
+#include "grammar/grammar.h"
+#include "model.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -28,6 +37,12 @@ struct plm_sampler {
     int32_t hist_cap, hist_n, hist_head;
     uint32_t *counts;   /* (n_vocab) occurrences in the window */
     uint64_t rng[4];
+    /* the constraint stage (gmu NULL: none) */
+    plm_gmatch_universe *gmu;
+    const plm_token_trie *trie;
+    int32_t gstate;     /* matcher state after the accepted tokens */
+    uint64_t *gmask;    /* (ceil(n_vocab / 64)) */
+    plm_token gbad;     /* an accepted token the grammar refused, or -1 */
 };
 
 plm_sampler_params plm_sampler_default_params(void) {
@@ -121,6 +136,8 @@ void plm_sampler_free(plm_sampler *smp) {
     free(smp->counts);
     free(smp->hist);
     free(smp->bias);
+    plm_gmu_free(smp->gmu);
+    free(smp->gmask);
     free(smp);
 }
 
@@ -129,10 +146,69 @@ void plm_sampler_reset(plm_sampler *smp) {
     memset(smp->counts, 0, (size_t)smp->n_vocab * sizeof(uint32_t));
     smp->hist_n = smp->hist_head = 0;
     seed_rng(smp);
+    if (smp->gmu) {
+        smp->gstate = plm_gmu_start(smp->gmu);
+        smp->gbad = -1;
+    }
+}
+
+plm_status plm_sampler_set_grammar(plm_sampler *smp, const plm_model *model, const plm_grammar *g) {
+    if (!smp) return plm_fail(PLM_ERR_ARG, "plm_sampler_set_grammar: smp is NULL");
+    plm_gmu_free(smp->gmu);
+    free(smp->gmask);
+    smp->gmu = NULL;
+    smp->gmask = NULL;
+    smp->trie = NULL;
+    if (!g) return PLM_OK;
+    if (!model) return plm_fail(PLM_ERR_ARG, "plm_sampler_set_grammar: model is NULL");
+    if (model->hp.n_vocab != smp->n_vocab)
+        return plm_fail(PLM_ERR_ARG, "the model has %d tokens but the sampler was made for %d", model->hp.n_vocab,
+                        smp->n_vocab);
+    const plm_token_trie *trie;
+    plm_status st = plm_model_token_trie(model, &trie);
+    if (st) return st;
+    if (plm_token_trie_n_vocab(trie) != smp->n_vocab)
+        return plm_fail(PLM_ERR_ARG, "the vocabulary has %d tokens but the sampler was made for %d",
+                        plm_token_trie_n_vocab(trie), smp->n_vocab);
+    if ((st = plm_gmu_create(g, &smp->gmu))) return st;
+    smp->gmask = malloc((size_t)(smp->n_vocab + 63) / 64 * sizeof(uint64_t));
+    smp->gstate = plm_gmu_start(smp->gmu);
+    if (!smp->gmask || smp->gstate < 0) {
+        plm_gmu_free(smp->gmu);
+        free(smp->gmask);
+        smp->gmu = NULL;
+        smp->gmask = NULL;
+        return plm_fail(PLM_ERR_OOM, "out of memory for a grammar over %d tokens", smp->n_vocab);
+    }
+    smp->trie = trie;
+    smp->gbad = -1;
+    return PLM_OK;
+}
+
+bool plm_sampler_grammar_accepts(const plm_sampler *smp) {
+    return smp && smp->gmu && smp->gbad < 0 && plm_gmu_accepts(smp->gmu, smp->gstate);
+}
+
+static void record(plm_sampler *smp, plm_token t);
+
+void plm_sampler_accept_prompt(plm_sampler *smp, const plm_token *tokens, int32_t n) {
+    if (!smp || !tokens) return;
+    for (int32_t i = 0; i < n; i++) record(smp, tokens[i]);
 }
 
 void plm_sampler_accept(plm_sampler *smp, plm_token t) {
     if (!smp || t < 0 || t >= smp->n_vocab) return;
+    if (smp->gmu && smp->gbad < 0) {
+        int32_t next;
+        if (plm_token_allowed(smp->gmu, smp->trie, smp->gstate, t, &next) == 1) smp->gstate = next;
+        else smp->gbad = t;
+    }
+    record(smp, t);
+}
+
+/* The penalty history. */
+static void record(plm_sampler *smp, plm_token t) {
+    if (t < 0 || t >= smp->n_vocab) return;
     if (smp->p.penalty_last_n == 0) return;
     if (smp->hist_n == smp->hist_cap) {
         plm_token old = smp->hist[smp->hist_head];
@@ -176,12 +252,9 @@ static void top_k_sorted(cand *c, int32_t n, int32_t k) {
     qsort(c, (size_t)k, sizeof(cand), cand_desc);
 }
 
-plm_status plm_sampler_sample_logits(plm_sampler *smp, const float *logits, plm_token *out) {
-    if (!smp || !logits || !out) return plm_fail(PLM_ERR_ARG, "plm_sampler_sample_logits: NULL argument");
-    const int32_t n = smp->n_vocab;
+/* Stage: the logit bias and the penalties, on w (n_vocab). */
+static void adjust(plm_sampler *smp, float *w) {
     const plm_sampler_params *p = &smp->p;
-    float *w = smp->work;
-    memcpy(w, logits, (size_t)n * sizeof(float));
     for (int32_t i = 0; i < p->n_logit_bias; i++) w[p->logit_bias[i].token] += p->logit_bias[i].bias;
     if (smp->hist_n > 0 && (p->repeat_penalty != 1.0f || p->frequency_penalty != 0.0f || p->presence_penalty != 0.0f)) {
         for (int32_t k = 0; k < smp->hist_n; k++) {
@@ -199,6 +272,13 @@ plm_status plm_sampler_sample_logits(plm_sampler *smp, const float *logits, plm_
             smp->counts[smp->hist[idx]] &= 0x7fffffffu;
         }
     }
+}
+
+/* Stage: the choice, greedy or top-k -> top-p -> min-p -> temperature -> draw,
+ * from w (not modified). */
+static plm_status choose(plm_sampler *smp, const float *w, plm_token *out) {
+    const int32_t n = smp->n_vocab;
+    const plm_sampler_params *p = &smp->p;
     int32_t best = -1;
     for (int32_t i = 0; i < n; i++) {
         if (w[i] != w[i]) return plm_fail(PLM_ERR_ARG, "logit of token %d is NaN", i);
@@ -255,6 +335,44 @@ plm_status plm_sampler_sample_logits(plm_sampler *smp, const float *logits, plm_
     }
     *out = c[m - 1].id;
     return PLM_OK;
+}
+
+/* Stage: the constraint. t was chosen from w; if the grammar refuses it, the
+ * refused tokens of w become -inf and the choice is made again. */
+static plm_status constrain(plm_sampler *smp, float *w, plm_token *t) {
+    int32_t next;
+    int ok = plm_token_allowed(smp->gmu, smp->trie, smp->gstate, *t, &next);
+    if (ok == 1) return PLM_OK;
+    if (ok < 0) return plm_fail(PLM_ERR_OOM, "out of memory in the grammar matcher");
+    plm_status st = plm_token_mask(smp->gmu, smp->trie, smp->gstate, smp->gmask);
+    if (st) return st == PLM_ERR_OOM ? plm_fail(PLM_ERR_OOM, "out of memory building a token mask") : st;
+    const uint64_t *m = smp->gmask;
+    bool any = false;
+    for (int32_t i = 0; i < smp->n_vocab; i++) {
+        if (!((m[i >> 6] >> (i & 63)) & 1)) w[i] = -INFINITY;
+        else if (w[i] != -INFINITY) any = true;
+    }
+    if (!any) {
+        for (int32_t i = 0; i < smp->n_vocab; i++)
+            if ((m[i >> 6] >> (i & 63)) & 1)
+                return plm_fail(PLM_ERR_ARG, "every token the grammar allows here is banned (logit -inf)");
+        return plm_fail(PLM_ERR_ARG, "the grammar allows no token of this vocabulary here");
+    }
+    return choose(smp, w, t);
+}
+
+plm_status plm_sampler_sample_logits(plm_sampler *smp, const float *logits, plm_token *out) {
+    if (!smp || !logits || !out) return plm_fail(PLM_ERR_ARG, "plm_sampler_sample_logits: NULL argument");
+    if (smp->gmu && smp->gbad >= 0)
+        return plm_fail(PLM_ERR_ARG, "token %d was accepted but the grammar does not allow it there", smp->gbad);
+    float *w = smp->work;
+    memcpy(w, logits, (size_t)smp->n_vocab * sizeof(float));
+    adjust(smp, w);
+    plm_token t;
+    plm_status st = choose(smp, w, &t);
+    if (!st && smp->gmu) st = constrain(smp, w, &t);
+    if (!st) *out = t;
+    return st;
 }
 
 /* The context's logits are used in place (read-only here). */

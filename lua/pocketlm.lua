@@ -145,11 +145,38 @@ end
 
 local SAMPLING_KEYS = {"temperature", "top_k", "top_p", "min_p", "repeat_penalty", "frequency_penalty",
                        "presence_penalty", "penalty_last_n", "seed", "logit_bias"}
-local GENERATE_KEYS = {"max_tokens", "stop", "ignore_eos", "add_special", "parse_special", "seq_id"}
+local GENERATE_KEYS = {"max_tokens", "stop", "ignore_eos", "add_special", "parse_special", "seq_id",
+                       "json_schema", "grammar", "regex", "choices"}
 local GEN_ALLOWED = keyset(SAMPLING_KEYS, GENERATE_KEYS)
 local CHAT_ALLOWED = keyset(SAMPLING_KEYS, GENERATE_KEYS, {"stream", "template"})
 
--- Fills the C generation parameters from an options table (the C defaults for what is absent).
+-- The constraint an options table asks for (json_schema: JSON text; grammar: GBNF text; regex: a pattern;
+-- choices: a list of strings; at most one of them), compiled in C, or nil.
+local function constraint(opts)
+    local given, grammar = nil, nil
+    for _, key in ipairs({"json_schema", "grammar", "regex", "choices"}) do
+        local v = opts[key]
+        if v ~= nil then
+            if given then fail(("give one of json_schema, grammar, regex and choices, not both %s and %s"):format(given, key)) end
+            given = key
+            if key == "choices" then
+                local list = string_list(v, "choices")
+                if #list == 0 then fail("choices must list at least one string") end
+                grammar = core.grammar_from_choices(list)
+            else
+                check_text(v, key)
+                if key == "json_schema" then grammar = core.grammar_from_json_schema(v)
+                elseif key == "grammar" then grammar = core.grammar_parse(v, "root")
+                else grammar = core.grammar_from_regex(v) end
+            end
+        end
+    end
+    return grammar
+end
+M.compile_constraint = constraint
+
+-- Fills the C generation parameters from an options table (the C defaults for what is absent). The
+-- grammar, when one is asked for, must stay referenced until the C generator is created.
 local function generate_params(opts, n_seq_max)
     local gp = core.generate_default_params()
     gp.max_tokens = opt_int(opts, "max_tokens", 256, -INT32_MAX - 1, INT32_MAX)   -- <= 0: until the context is full
@@ -173,7 +200,9 @@ local function generate_params(opts, n_seq_max)
     if bias ~= nil and type(bias) ~= "table" then
         fail(("logit_bias must be a table {[token] = bias}, got %s"):format(type(bias)))
     end
-    return gp, string_list(opts.stop, "stop"), bias
+    local grammar = constraint(opts)
+    if grammar then core.generate_params_set_grammar(gp, grammar) end
+    return gp, string_list(opts.stop, "stop"), bias, grammar
 end
 
 local STOP_REASONS = {"length", "eog", "stop", "caller", "context_full"}
@@ -365,7 +394,7 @@ end
 function Context:_generator(prompt, opts, what, extra_allowed)
     opts = check_keys(opts, extra_allowed or GEN_ALLOWED, what)
     self:_idle()
-    local gp, stop, bias = generate_params(opts, self.n_seq_max)
+    local gp, stop, bias, grammar = generate_params(opts, self.n_seq_max)
     local tokens = self:_tokens(prompt, gp.add_special, gp.parse_special, "prompt")
     if type(tokens) == "table" then
         local v = core.view_new("int32", #tokens)
@@ -378,6 +407,7 @@ function Context:_generator(prompt, opts, what, extra_allowed)
             #tokens, core.context_n_ctx(self._h)))
     end
     local g = new_generator(self, tokens, gp, stop, bias)
+    g._grammar = grammar   -- gp points to it until the C generator takes its own reference
     self._active[1] = g
     return g
 end
@@ -397,6 +427,10 @@ end
 -- top_k (40), top_p (0.95), min_p (0.05), repeat_penalty, frequency_penalty, presence_penalty, penalty_last_n,
 -- seed (an integer; default random), stop (a string or list: generation ends before it, never emitting it),
 -- logit_bias ({[token] = bias}), ignore_eos, add_special (true), parse_special (true), seq_id (0).
+-- Structured output (at most one): json_schema (a JSON Schema as JSON text), grammar (GBNF text), regex (a
+-- pattern the whole output matches), choices (a list of strings, one of which is the output); the output is
+-- then constrained token by token and ends where the structure is complete (reason "eog"; "length" when
+-- max_tokens cut it short). A malformed one raises an error naming line:column.
 -- The part of the prompt the cache already holds (a conversation so far) is not evaluated again.
 function Context:start(prompt, opts)
     local g = self:_generator(prompt, opts, "start")

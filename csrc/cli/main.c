@@ -33,6 +33,8 @@ typedef struct opts {
     int n_stop;
     const char *batch_file; /* generate --batch FILE */
     int parallel;
+    const char *json_schema; /* file of a JSON Schema the output must follow */
+    const char *grammar;     /* file of a GBNF grammar the output must follow */
 } opts;
 
 static double now_s(void) {
@@ -74,6 +76,8 @@ static void help_generate(void) {
            "      --repeat-penalty R  (default 1.0)     --repeat-last-n N (default 64)\n"
            "      --frequency-penalty F, --presence-penalty F (default 0)\n"
            "      --stop TEXT         stop before TEXT (repeatable)\n"
+           "      --json-schema FILE  the output is JSON that follows the JSON Schema in FILE\n"
+           "      --grammar FILE      the output follows the GBNF grammar in FILE (start rule: root)\n"
            "      --echo              print the prompt before the continuation\n"
            "      --no-bos            do not add the BOS token even if the model asks for it\n"
            "      --batch FILE        many prompts at once ('-' reads standard input): one prompt per line, or\n"
@@ -188,7 +192,9 @@ static int parse_args(int argc, char **argv, opts *o, void (*help)(void)) {
             NEEDV();
             if (o->n_stop == 16) { fprintf(stderr, "pocketlm: at most 16 --stop strings\n"); return 1; }
             o->stop[o->n_stop++] = v;
-        } else if (!strcmp(a, "--echo")) o->echo = true;
+        } else if (!strcmp(a, "--json-schema")) { NEEDV(); o->json_schema = v; }
+        else if (!strcmp(a, "--grammar")) { NEEDV(); o->grammar = v; }
+        else if (!strcmp(a, "--echo")) o->echo = true;
         else if (!strcmp(a, "--special")) o->special = true;
         else if (!strcmp(a, "--no-bos")) o->no_bos = true;
         else if (!strcmp(a, "--ids")) o->ids_only = true;
@@ -621,6 +627,36 @@ static int cmd_generate_batch(opts *o) {
     return rc;
 }
 
+/* The constraint of --json-schema / --grammar, or NULL in *out. Returns nonzero (a message printed) on failure. */
+static int load_constraint(const opts *o, plm_grammar **out) {
+    *out = NULL;
+    if (!o->json_schema && !o->grammar) return 0;
+    if (o->json_schema && o->grammar) {
+        fprintf(stderr, "pocketlm generate: give --json-schema or --grammar, not both\n");
+        return 1;
+    }
+    const char *path = o->json_schema ? o->json_schema : o->grammar;
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "pocketlm generate: cannot open %s: %s\n", path, strerror(errno));
+        return 1;
+    }
+    size_t n;
+    char *text = read_all(f, &n);
+    fclose(f);
+    if (!text) {
+        fprintf(stderr, "pocketlm generate: out of memory reading %s\n", path);
+        return 1;
+    }
+    plm_status st = o->json_schema ? plm_grammar_from_json_schema(text, n, out) : plm_grammar_parse(text, n, NULL, out);
+    free(text);
+    if (st) {
+        fprintf(stderr, "pocketlm generate: %s: %s (%s)\n", path, plm_last_error(), plm_status_str(st));
+        return 1;
+    }
+    return 0;
+}
+
 static int cmd_generate(opts *o) {
     if (o->batch_file) return cmd_generate_batch(o);
     size_t len;
@@ -628,6 +664,11 @@ static int cmd_generate(opts *o) {
     const char *prompt = prompt_text(o, &owned, &len);
     if (!prompt) {
         fprintf(stderr, "pocketlm generate: a prompt is required (-p TEXT); see --help\n");
+        return 1;
+    }
+    plm_grammar *constraint = NULL;
+    if (load_constraint(o, &constraint)) {
+        free(owned);
         return 1;
     }
     plm_model *m = NULL;
@@ -642,6 +683,7 @@ static int cmd_generate(opts *o) {
     gp.stop = o->stop;
     gp.n_stop = o->n_stop;
     gp.add_special = !o->no_bos;
+    gp.grammar = constraint;
     double t0 = now_s(), t1 = 0;
     if (!st) st = plm_generator_create(ctx, prompt, len, &gp, &g);
     if (!st) {
@@ -667,6 +709,7 @@ static int cmd_generate(opts *o) {
     }
     if (st) rc = fail(st);
     plm_generator_free(g);
+    plm_grammar_free(constraint);
     plm_context_free(ctx);
     plm_model_free(m);
     free(owned);

@@ -259,6 +259,50 @@ PLM_API plm_status plm_context_state_load(plm_context *ctx, const void *buf, siz
 typedef int (*plm_abort_fn)(void *user);
 PLM_API void plm_context_set_abort_callback(plm_context *ctx, plm_abort_fn fn, void *user);
 
+/* --------------------------------------------------------------- grammar */
+
+/* A constraint on generated text: a grammar over bytes (UTF-8), enforced token
+ * by token by a sampler (plm_sampler_set_grammar, plm_generate_params.grammar).
+ * Immutable once made: any number of samplers and threads may use one at once.
+ * Every plm_grammar_* maker returns a new grammar (free with plm_grammar_free;
+ * samplers keep their own reference, so it may be freed while they use it) and
+ * fails with PLM_ERR_ARG and a message naming line:column (of the grammar,
+ * schema or expression) and what was expected. */
+typedef struct plm_grammar plm_grammar;
+
+/* Reads a grammar in GBNF, the format of llama.cpp's grammars: rules
+ * `name ::= alternatives`; "literals", [character classes] with ranges and ^,
+ * `.`, rule names, (groups), repetition * + ? {m} {m,} {m,n}, escapes \xHH
+ * \uHHHH \UHHHHHHHH \t \r \n, # comments. root names the start rule (NULL:
+ * "root"). Left-recursive rules are refused (with the cycle named). */
+PLM_API plm_status plm_grammar_parse(const char *text, size_t len, const char *root, plm_grammar **out);
+/* A grammar for the JSON documents a JSON Schema (text, len bytes of JSON)
+ * accepts: type, properties, required, additionalProperties, items,
+ * prefixItems, enum, const, anyOf, oneOf (as anyOf), allOf (of objects),
+ * $ref to #/$defs or #/definitions (recursion allowed), minItems, maxItems,
+ * minLength, maxLength, pattern, minimum / maximum (integers, and exclusive
+ * forms), format date, time, date-time, uuid, email. Annotations (title,
+ * description, examples, default, $schema, $id, $comment) are ignored; any
+ * other keyword is an error naming it. Output is compact JSON (no spaces between
+ * tokens); properties come in the schema's order. */
+PLM_API plm_status plm_grammar_from_json_schema(const char *schema, size_t len, plm_grammar **out);
+/* The same compilation as GBNF text (malloc'd, NUL-terminated; free with
+ * plm_free): what plm_grammar_from_json_schema parses. */
+PLM_API plm_status plm_json_schema_to_gbnf(const char *schema, size_t len, char **out, size_t *n_out);
+/* A grammar for the strings a regular expression matches, whole (anchors ^ $
+ * at the ends are allowed and change nothing). The subset: literals, escapes
+ * (\n \t \r \f \v \xHH \uHHHH and escaped punctuation), `.` (any
+ * character but a line break), [classes] with ranges and ^, \d \w \s \D \W
+ * \S, groups ( ) and (?: ), alternation |, quantifiers * + ? {m} {m,} {m,n}.
+ * Lazy or possessive quantifiers, backreferences, lookaround and other group
+ * kinds are errors naming them. */
+PLM_API plm_status plm_grammar_from_regex(const char *re, size_t len, plm_grammar **out);
+/* A grammar for exactly one of n strings (choices[i], lens[i] bytes). */
+PLM_API plm_status plm_grammar_from_choices(const char *const *choices, const size_t *lens, int32_t n,
+                                            plm_grammar **out);
+/* Releases the caller's reference (NULL is a no-op). */
+PLM_API void plm_grammar_free(plm_grammar *g);
+
 /* --------------------------------------------------------------- sampler */
 
 typedef struct plm_logit_bias {
@@ -290,10 +334,27 @@ PLM_API void plm_sampler_free(plm_sampler *smp);
 PLM_API plm_status plm_sampler_sample_logits(plm_sampler *smp, const float *logits, plm_token *out);
 /* Picks a token from the logits of batch entry i (-1: last) of ctx. */
 PLM_API plm_status plm_sampler_sample(plm_sampler *smp, plm_context *ctx, int32_t i, plm_token *out);
-/* Records a token in the penalty history. */
+/* Records a chosen token: in the penalty history, and through the grammar if
+ * one is set (a token the grammar does not allow there makes the next sample
+ * fail with PLM_ERR_ARG naming it). */
 PLM_API void plm_sampler_accept(plm_sampler *smp, plm_token token);
-/* Clears history and reseeds. */
+/* Records prompt tokens in the penalty history only: they never advance a grammar. */
+PLM_API void plm_sampler_accept_prompt(plm_sampler *smp, const plm_token *tokens, int32_t n);
+/* Clears history, reseeds, and restarts the grammar (if any) from its start. */
 PLM_API void plm_sampler_reset(plm_sampler *smp);
+/* Constrains the sampler to grammar g (NULL removes the constraint) over
+ * model's vocabulary, which must be the sampler's size: from now on only
+ * tokens whose bytes continue a valid sentence of g are drawn, and
+ * end-of-generation tokens only where the text so far is a whole sentence.
+ * The constraint is one stage of the chain: after the logit bias and the
+ * penalties, before greedy or top-k / top-p / min-p / temperature; the drawn
+ * token is checked first and the full mask built only when it is refused.
+ * The sampler keeps its own reference to g; the model must outlive the
+ * sampler. The grammar starts from its beginning. */
+PLM_API plm_status plm_sampler_set_grammar(plm_sampler *smp, const plm_model *model, const plm_grammar *g);
+/* True when a grammar is set and the tokens accepted so far form a whole
+ * sentence of it (false without a grammar). */
+PLM_API bool plm_sampler_grammar_accepts(const plm_sampler *smp);
 /* The vocabulary size the sampler was made for (length of the logits it reads). */
 PLM_API int32_t plm_sampler_n_vocab(const plm_sampler *smp);
 
@@ -309,6 +370,9 @@ typedef struct plm_generate_params {
     bool ignore_eos;           /* keep going past end-of-generation tokens (default false) */
     int32_t seq_id;            /* sequence to use (default 0) */
     bool keep_cache;           /* reuse the longest cached prefix of the prompt (default true) */
+    const plm_grammar *grammar;/* constrain the output (NULL: free text); the generator keeps a reference.
+                                  Generation then ends where the grammar is complete (PLM_STOP_EOG); a
+                                  PLM_STOP_LENGTH ending may cut a structure short. */
 } plm_generate_params;
 
 PLM_API plm_generate_params plm_generate_default_params(void);

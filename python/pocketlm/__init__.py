@@ -30,6 +30,7 @@ from .chat import ChatFormat, detect_format, get_format
 from .batch import Batch, BatchResult
 from .classify import Classification
 from .context import STOP_REASONS, Context, LogitsProcessor, State, Stream
+from .grammar import Grammar, IncompleteOutputError, json_schema_to_gbnf
 from .model import Model, ModelInfo, default_model_path
 from .probe import LinearProbe
 from .registry import MODELS, DownloadError, download
@@ -42,9 +43,9 @@ __version__ = _core.version()
 
 __all__ = [
     "Model", "ModelInfo", "Context", "Stream", "State", "Sampler", "Buffer", "ChatFormat", "LogitsProcessor",
-    "Classification", "LinearProbe", "Batch", "BatchResult",
-    "STOP_REASONS", "MODELS", "default_model_path", "detect_format", "download", "get_format", "kernels_name",
-    "__version__", "Error", "ModelFileError", "FormatError", "UnsupportedError", "OutOfMemoryError",
+    "Classification", "LinearProbe", "Batch", "BatchResult", "Grammar", "IncompleteOutputError",
+    "json_schema_to_gbnf", "STOP_REASONS", "MODELS", "default_model_path", "detect_format", "download", "get_format",
+    "kernels_name", "__version__", "Error", "ModelFileError", "FormatError", "UnsupportedError", "OutOfMemoryError",
     "InvalidArgumentError", "ContextFullError", "CancelledError", "InternalError", "DownloadError",
 ]
 

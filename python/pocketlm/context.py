@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, List, Optio
 from . import _core
 from . import _args
 from ._args import int_arg, token_arg
+from . import grammar as _grammar
 from .errors import InvalidArgumentError
 from .sampling import LogitBias, Sampler, logit_bias_arg, sampler_params
 
@@ -608,7 +609,9 @@ class Context:
                penalty_last_n: Optional[int] = None,
                stop: Union[str, Sequence[str], None] = None, seed: Optional[int] = None,
                logit_bias: Optional[LogitBias] = None, logits_processor: Optional[LogitsProcessor] = None,
-               ignore_eos: bool = False, add_special: bool = True, parse_special: bool = True) -> "Stream":
+               ignore_eos: bool = False, add_special: bool = True, parse_special: bool = True,
+               json_schema: Any = None, grammar: Any = None, regex: Optional[str] = None,
+               choices: Optional[Sequence[str]] = None) -> "Stream":
         """Generates a continuation of ``prompt`` and yields it in pieces of text (whole UTF-8 characters).
 
         The prompt (text, or tokens) is the whole sequence: the longest prefix already in the cache is
@@ -622,11 +625,20 @@ class Context:
         A parameter of the wrong type raises ``TypeError``, one out of range :class:`InvalidArgumentError` (a
         ``ValueError``), both naming it, before anything is evaluated.
 
+        Structured output (at most one of): ``json_schema`` (a dict, JSON text or a pydantic model class),
+        ``grammar`` (GBNF text or a :class:`pocketlm.Grammar`), ``regex`` (the whole output matches it),
+        ``choices`` (the output is one of these strings). The output is then constrained token by token in C and
+        ends where the structure is complete (stop reason ``"eog"``); ``"length"`` means ``max_tokens`` cut it
+        short. See :mod:`pocketlm.grammar`.
+
         Ctrl-C raises KeyboardInterrupt within one token; the context stays usable.
         """
+        constraint = _grammar.resolve(json_schema=json_schema, grammar=grammar, regex=regex, choices=choices)
         sp = sampler_params(temperature, top_k, top_p, min_p, repeat_penalty, frequency_penalty,
                             presence_penalty, penalty_last_n, seed)
         gp = _generate_params(max_tokens, ignore_eos, sp)
+        if constraint is not None:
+            _core.generate_params_set_grammar(gp, constraint._h)   # referenced here until the C generator holds it
         bias = logit_bias_arg(logit_bias)
         if isinstance(prompt, str):
             tokens = self.model.tokenize(prompt, add_special=add_special, parse_special=parse_special)
@@ -641,13 +653,16 @@ class Context:
                  penalty_last_n: Optional[int] = None,
                  stop: Union[str, Sequence[str], None] = None, seed: Optional[int] = None,
                  logit_bias: Optional[LogitBias] = None, logits_processor: Optional[LogitsProcessor] = None,
-                 ignore_eos: bool = False, add_special: bool = True, parse_special: bool = True) -> str:
+                 ignore_eos: bool = False, add_special: bool = True, parse_special: bool = True,
+                 json_schema: Any = None, grammar: Any = None, regex: Optional[str] = None,
+                 choices: Optional[Sequence[str]] = None) -> str:
         """The whole continuation of ``prompt`` as one string; arguments as for :meth:`stream`."""
         with self.stream(prompt, max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                          min_p=min_p, repeat_penalty=repeat_penalty, frequency_penalty=frequency_penalty,
                          presence_penalty=presence_penalty, penalty_last_n=penalty_last_n, stop=stop, seed=seed,
                          logit_bias=logit_bias, logits_processor=logits_processor, ignore_eos=ignore_eos,
-                         add_special=add_special, parse_special=parse_special) as s:
+                         add_special=add_special, parse_special=parse_special, json_schema=json_schema,
+                         grammar=grammar, regex=regex, choices=choices) as s:
             return "".join(s)
 
     # -- lifetime ----------------------------------------------------------------------------

@@ -16,6 +16,7 @@ give each thread its own :meth:`Model.context`.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from array import array
@@ -24,10 +25,12 @@ from typing import Any, Dict, Iterator, List, Literal, Optional, Sequence, Tuple
 
 from . import _core
 from . import classify as _classify
+from . import grammar as _grammar
 from .chat import ChatFormat, Message, detect_format, get_format
 from .classify import Classification
 from ._args import int_arg, token_arg
 from .context import Context, LogitsProcessor, Stream, Tokens, as_tokens, check_n_ctx, check_n_threads
+from .errors import InvalidArgumentError
 from .sampling import LogitBias
 
 __all__ = ["Model", "ModelInfo", "default_model_path"]
@@ -205,7 +208,9 @@ class Model:
                penalty_last_n: Optional[int] = None,
                stop: Union[str, Sequence[str], None] = None, seed: Optional[int] = None,
                logit_bias: Optional[LogitBias] = None, logits_processor: Optional[LogitsProcessor] = None,
-               ignore_eos: bool = False, add_special: bool = True, parse_special: bool = True) -> Stream:
+               ignore_eos: bool = False, add_special: bool = True, parse_special: bool = True,
+               json_schema: Any = None, grammar: Any = None, regex: Optional[str] = None,
+               choices: Optional[Sequence[str]] = None) -> Stream:
         """Yields the continuation of ``prompt`` in pieces of text; see :meth:`Context.stream`.
 
             >>> import pocketlm
@@ -222,7 +227,7 @@ class Model:
             repeat_penalty=repeat_penalty, frequency_penalty=frequency_penalty, presence_penalty=presence_penalty,
             penalty_last_n=penalty_last_n, stop=stop, seed=seed, logit_bias=logit_bias,
             logits_processor=logits_processor, ignore_eos=ignore_eos, add_special=add_special,
-            parse_special=parse_special)
+            parse_special=parse_special, json_schema=json_schema, grammar=grammar, regex=regex, choices=choices)
 
     def generate(self, prompt: Union[str, Tokens], *, max_tokens: Optional[int] = None,
                  temperature: Optional[float] = None, top_k: Optional[int] = None, top_p: Optional[float] = None,
@@ -231,7 +236,9 @@ class Model:
                  penalty_last_n: Optional[int] = None,
                  stop: Union[str, Sequence[str], None] = None, seed: Optional[int] = None,
                  logit_bias: Optional[LogitBias] = None, logits_processor: Optional[LogitsProcessor] = None,
-                 ignore_eos: bool = False, add_special: bool = True, parse_special: bool = True) -> str:
+                 ignore_eos: bool = False, add_special: bool = True, parse_special: bool = True,
+                 json_schema: Any = None, grammar: Any = None, regex: Optional[str] = None,
+                 choices: Optional[Sequence[str]] = None) -> str:
         """The continuation of ``prompt`` as one string; see :meth:`Context.stream` for the arguments
         (``max_tokens``: default 256, ``<= 0`` until the context is full; None: the C library's defaults).
 
@@ -244,7 +251,7 @@ class Model:
             repeat_penalty=repeat_penalty, frequency_penalty=frequency_penalty, presence_penalty=presence_penalty,
             penalty_last_n=penalty_last_n, stop=stop, seed=seed, logit_bias=logit_bias,
             logits_processor=logits_processor, ignore_eos=ignore_eos, add_special=add_special,
-            parse_special=parse_special)
+            parse_special=parse_special, json_schema=json_schema, grammar=grammar, regex=regex, choices=choices)
 
     @property
     def chat_format(self) -> ChatFormat:
@@ -267,17 +274,25 @@ class Model:
              max_tokens: Optional[int] = ..., **kwargs: Any) -> Stream: ...
 
     def chat(self, messages: Union[str, Sequence[Message]], *, stream: bool = False, template: Optional[str] = None,
-             max_tokens: Optional[int] = None, **kwargs: Any) -> Union[str, Stream]:
+             max_tokens: Optional[int] = None, response_format: Any = None, **kwargs: Any) -> Union[str, Stream]:
         """The assistant's reply to ``messages`` (dicts with ``role`` — ``system``, ``user`` or ``assistant`` —
         and ``content``; a string is one user message). With ``stream=True``, a :class:`Stream` of pieces.
-        Other keyword arguments are those of :meth:`generate` (temperature, top_p, stop, seed...);
-        ``max_tokens`` too (default 256; ``<= 0``: until the context is full).
+        Other keyword arguments are those of :meth:`generate` (temperature, top_p, stop, seed, json_schema,
+        grammar, regex, choices...); ``max_tokens`` too (default 256; ``<= 0``: until the context is full).
+        ``response_format`` asks for JSON as llama-cpp-python (``{"type": "json_object", "schema": {...}}``) or
+        OpenAI (``{"type": "json_schema", "json_schema": {"name": ..., "schema": {...}}}``) do; see
+        :mod:`pocketlm.grammar`.
 
             >>> import pocketlm
             >>> reply = pocketlm.Model().chat([{"role": "user", "content": "Say hi"}], max_tokens=8, temperature=0)
             >>> isinstance(reply, str) and len(reply) > 0
             True
         """
+        schema = _grammar.from_response_format(response_format)
+        if schema is not None:
+            if kwargs.get("json_schema") is not None:
+                raise InvalidArgumentError("give response_format or json_schema, not both")
+            kwargs["json_schema"] = schema
         prompt = self.apply_chat_template(messages, template=template)
         stop = kwargs.pop("stop", None)
         fmt = get_format(template) if template is not None else self.chat_format
@@ -345,6 +360,39 @@ class Model:
 
         items = _batch._plan(self, conversations, options, "messages", render)
         return _batch.collect(self, items, parallel, progress, errors)
+
+    def generate_json(self, prompt: Union[str, Sequence[Message]], schema: Any, *, max_tokens: int = 512,
+                      **kwargs: Any) -> Any:
+        """The JSON value the model writes for ``prompt`` under ``schema`` (a dict, JSON text, or a pydantic
+        model class: then an instance of it is returned; pydantic itself is optional). A string prompt is
+        continued as is; a list of messages goes through the chat template. Other keyword arguments are those
+        of :meth:`generate`. Raises :class:`pocketlm.IncompleteOutputError` when generation stopped before the
+        value was complete (``max_tokens``...), never returning half an object.
+
+            >>> import pocketlm
+            >>> ticket = pocketlm.Model().generate_json(
+            ...     [{"role": "user", "content": "My blender broke after two days. I want a refund!"}],
+            ...     {"type": "object", "properties": {"product": {"type": "string", "maxLength": 20},
+            ...      "refund": {"type": "boolean"}}, "required": ["product", "refund"]}, temperature=0)
+            >>> sorted(ticket), type(ticket["refund"]).__name__
+            (['product', 'refund'], 'bool')
+        """
+        if isinstance(prompt, str):
+            s = self.stream(prompt, max_tokens=max_tokens, json_schema=schema, **kwargs)
+        else:
+            s = self.chat(prompt, stream=True, max_tokens=max_tokens, json_schema=schema, **kwargs)
+        with s:
+            text = "".join(s)
+        if s.stop_reason != "eog":
+            raise _grammar.IncompleteOutputError(
+                f"generation stopped ({s.stop_reason}) before the JSON value was complete: {text[:80]!r}"
+                + ("..." if len(text) > 80 else ""), text, s.stop_reason)
+        value = json.loads(text)
+        if isinstance(schema, type) and hasattr(schema, "model_validate"):
+            return schema.model_validate(value)
+        if isinstance(schema, type) and hasattr(schema, "parse_obj"):
+            return schema.parse_obj(value)
+        return value
 
     # -- classification and embeddings ---------------------------------------------------------
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Tuple, Union
 
 from . import _core
 from ._args import UINT64_MAX, float_arg, int_arg, token_arg
+from .errors import InvalidArgumentError
 
 if TYPE_CHECKING:
     from .model import Model
@@ -97,14 +98,17 @@ class Sampler:
     (:data:`DEFAULTS`: temperature 0.8, top_k 40, top_p 0.95, min_p 0.05, repeat_penalty 1.0 (off),
     frequency_penalty and presence_penalty 0.0 (off), penalty_last_n 64). ``seed=None`` draws a random seed; an int
     makes the choices reproducible. A wrong type is a ``TypeError``, a value out of range an
-    :class:`InvalidArgumentError`, both naming the parameter.
+    :class:`InvalidArgumentError`, both naming the parameter. ``grammar``, ``json_schema``, ``regex`` or
+    ``choices`` (with a Model) constrain the tokens drawn as in :meth:`Model.generate`; :meth:`accept` then
+    advances the constraint (only tokens drawn after the prompt should be accepted).
     """
 
     def __init__(self, vocab: Union["Model", int], *, temperature: Optional[float] = None, top_k: Optional[int] = None,
                  top_p: Optional[float] = None, min_p: Optional[float] = None, repeat_penalty: Optional[float] = None,
                  frequency_penalty: Optional[float] = None, presence_penalty: Optional[float] = None,
                  penalty_last_n: Optional[int] = None, seed: Optional[int] = None,
-                 logit_bias: Optional[LogitBias] = None) -> None:
+                 logit_bias: Optional[LogitBias] = None, grammar: Any = None,
+                 json_schema: Any = None, regex: Optional[str] = None, choices: Any = None) -> None:
         n_vocab = getattr(vocab, "n_vocab", None)
         if n_vocab is None:
             n_vocab = int_arg("vocab", vocab, 1)
@@ -116,6 +120,12 @@ class Sampler:
         self._h = _core.sampler_create(params, logit_bias_arg(logit_bias), n_vocab)
         #: The number of logits :meth:`sample` reads (the vocabulary size the C sampler was made for).
         self.n_vocab: int = _core.sampler_n_vocab(self._h)
+        from . import grammar as _grammar
+        constraint = _grammar.resolve(json_schema=json_schema, grammar=grammar, regex=regex, choices=choices)
+        if constraint is not None:
+            if isinstance(vocab, int):
+                raise InvalidArgumentError("a grammar needs the Model (its vocabulary), not a vocabulary size")
+            _core.sampler_set_grammar(self._h, vocab._handle, constraint._h)
 
     def sample(self, logits: Any) -> int:
         """The chosen token for ``logits`` (any float32 buffer or sequence of ``n_vocab`` values; read, not
@@ -126,7 +136,7 @@ class Sampler:
         return _core.sampler_sample_logits(self._h, logits)
 
     def accept(self, token: int) -> None:
-        """Records ``token`` in the penalty history."""
+        """Records ``token`` in the penalty history, and moves the constraint (if any) past it."""
         _core.sampler_accept(self._h, token_arg("token", token))
 
     def reset(self) -> None:

@@ -10,12 +10,13 @@ import pocketlm.chat
 import pocketlm.classify
 import pocketlm.context
 import pocketlm.errors
+import pocketlm.grammar
 import pocketlm.model
 import pocketlm.probe
 import pocketlm.sampling
 
 MODULES = [pocketlm, pocketlm.batch, pocketlm.model, pocketlm.context, pocketlm.chat, pocketlm.errors, pocketlm.sampling,
-           pocketlm.classify, pocketlm.probe]
+           pocketlm.classify, pocketlm.probe, pocketlm.grammar]
 
 
 @pytest.mark.parametrize("module", MODULES, ids=lambda m: m.__name__)
