@@ -65,6 +65,8 @@ $(BUILD)/pocketlm: $(CLI_OBJ) $(BUILD)/libpocketlm.a
 # Helper sources a test links besides its own file: TEST_EXTRA_<test name>.
 TEST_EXTRA_test_gguf := tests/c/malformed_gguf.c
 $(BUILD)/tests/test_gguf: tests/c/malformed_gguf.c tests/c/malformed_gguf.h
+TEST_EXTRA_test_vocab_only := tests/c/malformed_gguf.c
+$(BUILD)/tests/test_vocab_only: tests/c/malformed_gguf.c tests/c/malformed_gguf.h
 
 $(BUILD)/tests/%: tests/c/%.c tests/c/test.h $(BUILD)/libpocketlm.a
 	@mkdir -p $(dir $@)

@@ -81,6 +81,11 @@ typedef struct plm_model plm_model;
 typedef struct plm_model_params {
     bool use_mmap;      /* map the file (default true); false reads it into memory */
     bool check_tensors; /* validate tensor data (NaN/Inf in float tensors); default false */
+    bool vocab_only;    /* load the vocabulary and metadata alone (default false): no tensors are read, any
+                         * architecture is accepted, and the model serves tokenize/detokenize, info, metadata
+                         * and chat templates; plm_context_create (so decoding, generation, classification and
+                         * embeddings) fails with PLM_ERR_ARG saying the model was loaded vocabulary-only.
+                         * For vocabulary files such as llama.cpp's ggml-vocab-*.gguf. */
 } plm_model_params;
 
 PLM_API plm_model_params plm_model_default_params(void);

@@ -52,6 +52,7 @@ class Generator:
 class ModelParams:
     use_mmap: bool
     check_tensors: bool
+    vocab_only: bool
 
 class ContextParams:
     n_ctx: int
