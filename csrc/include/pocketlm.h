@@ -506,6 +506,25 @@ PLM_API plm_status plm_chat_detect_model(const plm_model *model, plm_chat_format
 PLM_API plm_status plm_chat_render(const plm_chat_format *fmt, const plm_chat_message *msgs, int32_t n,
                                    bool add_generation_prompt, char *buf, size_t cap, size_t *n_out);
 
+/* Renders a Jinja chat template (tmpl_len bytes) with a subset of Jinja2:
+ * if/elif/else, for (loop variables, else, an if filter, break/continue), set
+ * (namespace attributes, blocks), macro, raw, the filters and tests chat
+ * templates use (trim, tojson, length, upper, lower, replace, join, map,
+ * selectattr, rejectattr, default, first, last, list, items, dictsort, sort,
+ * indent, ...), slicing, and str/dict methods. The environment is Hugging
+ * Face's: trim_blocks and lstrip_blocks, raise_exception, strftime_now,
+ * namespace, range, and tojson as Python's json.dumps(ensure_ascii=False).
+ * vars_json (vars_len bytes) is a JSON object of the variables: messages,
+ * add_generation_prompt, bos_token, eos_token, tools, ... On success *out is a
+ * new NUL-terminated string of *out_len bytes: free with plm_free. A construct
+ * it does not implement gives PLM_ERR_UNSUPPORTED naming it and its line; a
+ * raise_exception call PLM_ERR_ARG with the template's message; bad JSON
+ * PLM_ERR_ARG. Templates are untrusted: work, nesting and output size are
+ * bounded. Thread-safe. (Not yet used by plm_chat_render, which renders the
+ * families above.) */
+PLM_API plm_status plm_chat_template_render(const char *tmpl, size_t tmpl_len, const char *vars_json, size_t vars_len,
+                                            char **out, size_t *out_len);
+
 /* Frees memory returned by pocketlm (NULL is a no-op). */
 PLM_API void plm_free(void *p);
 
