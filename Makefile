@@ -9,7 +9,7 @@
 #   make python-test-asan  the same with the extension under ASan + UBSan (in .venv-asan), leaks reported
 #   make lua-test   build the Lua module (lua/) and run its busted specs
 #   make check      everything CI runs: the models, the C tests, the C tests under sanitizers,
-#                   a 60-second fuzz smoke run, pytest, pytest under sanitizers, busted
+#                   a 75-second fuzz smoke run, pytest, pytest under sanitizers, busted
 
 CC      ?= cc
 BUILD   ?= build
@@ -143,13 +143,14 @@ check: model
 	$(MAKE) python-test-asan
 	$(MAKE) lua-test
 
-# Fuzzing with clang's libFuzzer: `make fuzz` builds build-fuzz/fuzz_{gguf,tokenizer,sampler,chat};
-# `make fuzz-smoke` runs each for FUZZ_SECONDS (15 s each: a minute for the four) on a copy of the
+# Fuzzing with clang's libFuzzer: `make fuzz` builds build-fuzz/fuzz_{gguf,tokenizer,sampler,chat,jinja};
+# `make fuzz-smoke` runs each for FUZZ_SECONDS (15 s each: 75 s for the five) on a copy of the
 # seed corpus in tests/fuzz/corpus (plus the tiny models of every family in tests/data/tiny for the
-# loader); `make fuzz-long FUZZ_SECONDS=1800` is the long local run (FUZZERS=chat for one harness).
+# loader, and the chat templates of llama.cpp's corpus for the template interpreter);
+# `make fuzz-long FUZZ_SECONDS=1800` is the long local run (FUZZERS=chat for one harness).
 FUZZ_CC      ?= clang
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined
-FUZZERS      := gguf tokenizer sampler chat
+FUZZERS      := gguf tokenizer sampler chat jinja
 FUZZ_SECONDS ?= 15
 
 fuzz:
@@ -162,6 +163,7 @@ fuzz-smoke fuzz-long: fuzz
 	for f in $(FUZZERS); do \
 	    rm -rf build-fuzz/corpus/$$f && mkdir -p build-fuzz/corpus/$$f && cp tests/fuzz/corpus/$$f/* build-fuzz/corpus/$$f/ && \
 	    if [ $$f = gguf ]; then cp tests/data/tiny/*.gguf build-fuzz/corpus/$$f/; fi && \
+	    if [ $$f = jinja ]; then cp "$$($(PYTHON) tools/fetch_vocab_suite.py)"/templates/*.jinja build-fuzz/corpus/$$f/; fi && \
 	    build-fuzz/fuzz_$$f -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -max_len=65536 -print_final_stats=1 \
 	        -artifact_prefix=build-fuzz/crash-$$f- build-fuzz/corpus/$$f > build-fuzz/fuzz_$$f.log 2>&1; rc=$$?; \
 	    echo "fuzz_$$f: $$(grep -E 'stat::number_of_executed_units' build-fuzz/fuzz_$$f.log | tr -s ' ' | cut -d' ' -f2) executions in $(FUZZ_SECONDS) s, exit $$rc"; \

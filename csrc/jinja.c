@@ -132,6 +132,8 @@ typedef struct obuf {
 struct jx {
     ablock *arena;
     size_t arena_bytes;
+    const char *lc_pos; /* line_at's last position and its line */
+    int lc_line;
     const char *src;
     size_t src_len;
     /* lexer */
@@ -715,7 +717,7 @@ static bool jp_value(jp *P, val *out) {
         char b[64];
         size_t n = 0;
         bool fl = false;
-        while (P->p < P->e && n < sizeof b - 1 && strchr("+-0123456789.eE", *P->p)) {
+        while (P->p < P->e && n < sizeof b - 1 && *P->p && strchr("+-0123456789.eE", *P->p)) {
             if (strchr(".eE", *P->p)) fl = true;
             b[n++] = *P->p++;
         }
@@ -739,10 +741,14 @@ typedef struct seg {
     int line;
 } seg;
 
-static int line_at(const jx *J, const char *p) {
-    int l = 1;
-    for (const char *q = J->src; q < p; q++) l += *q == '\n';
-    return l;
+/* Line of p; the lexer asks in increasing order, so counting resumes from the last answer. */
+static int line_at(jx *J, const char *p) {
+    if (!J->lc_pos || p < J->lc_pos) {
+        J->lc_pos = J->src;
+        J->lc_line = 1;
+    }
+    for (; J->lc_pos < p; J->lc_pos++) J->lc_line += *J->lc_pos == '\n';
+    return J->lc_line;
 }
 
 static bool push_seg(jx *J, size_t *cap, segk k, const char *p, size_t n, int line) {
@@ -841,8 +847,9 @@ static bool lex(jx *J) {
                     if (f + 2 < e && f[2] == '-')
                         while (re > rs && is_ws(re[-1])) re--;
                     if (re > rs) CK(push_seg(J, &cap, SEG_TEXT, rs, (size_t)(re - rs), line_at(J, rs)));
-                    const char *fc = strstr(f, "%}");
-                    if (!fc || fc >= e) return jfail(J, line_at(J, f), "{%% endraw %%} is never closed");
+                    const char *fc = f + 2;
+                    while (fc + 1 < e && !(fc[0] == '%' && fc[1] == '}')) fc++;
+                    if (fc + 1 >= e) return jfail(J, line_at(J, f), "{%% endraw %%} is never closed");
                     rminus = fc > f && fc[-1] == '-';
                     rplus = fc > f && fc[-1] == '+';
                     c = fc;
