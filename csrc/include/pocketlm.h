@@ -435,8 +435,9 @@ PLM_API plm_status plm_classify_head(plm_context *ctx, const plm_token *const *t
 
 /* Chat formats turn a list of messages into the prompt text a model was
  * trained on. A GGUF stores its chat template as Jinja source
- * (tokenizer.chat_template); pocketlm does not run Jinja but recognizes the
- * template's family by its markers and renders that family:
+ * (tokenizer.chat_template); plm_chat_render does not run Jinja but recognizes
+ * the template's family by its markers and renders that family (the Jinja
+ * interpreter, plm_chat_template_render below, runs the template itself):
  *
  *   family  recognized by              a user turn
  *   chatml  <|im_start|>               <|im_start|>user\nHi<|im_end|>\n
