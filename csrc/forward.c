@@ -41,7 +41,9 @@ plm_context_params plm_context_default_params(void) {
 #define MAX_THREADS PLM_N_THREADS_MAX
 
 /* Checks params and fills in their defaults (n_ctx, n_threads, n_batch <= n_ctx). */
-static plm_status resolve_params(const plm_model *model, const plm_context_params *params, plm_context_params *out) {
+static plm_status resolve_params(const plm_model *model, const plm_context_params *params, const char *what, plm_context_params *out) {
+    plm_status st = plm_model_check_weights(model, what);
+    if (st) return st;
     plm_context_params p = params ? *params : plm_context_default_params();
     const plm_hparams *hp = &model->hp;
     if (p.n_ctx < 0) return plm_fail(PLM_ERR_ARG, "n_ctx must be >= 0 (got %d)", p.n_ctx);
@@ -134,7 +136,7 @@ plm_status plm_context_memory_needed(const plm_model *model, const plm_context_p
     plm_clear_error();
     plm_context_params p;
     ctx_memory m;
-    plm_status st = resolve_params(model, params, &p);
+    plm_status st = resolve_params(model, params, "plm_context_memory_needed", &p);
     if (!st) st = context_memory(&model->hp, &p, &m);
     if (!st) *out = (size_t)m.total;
     return st;
@@ -181,7 +183,7 @@ plm_status plm_context_create(plm_model *model, const plm_context_params *params
     const plm_hparams *hp = &model->hp;
     plm_context_params p;
     ctx_memory mem;
-    plm_status st = resolve_params(model, params, &p);
+    plm_status st = resolve_params(model, params, "plm_context_create", &p);
     if (st) return st;
     /* Sized before anything is allocated: an oversized context is refused with
      * both figures instead of taking the host down half-built (or, with

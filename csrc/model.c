@@ -27,7 +27,7 @@
 #define DEFAULT_MODEL_FILE "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 plm_model_params plm_model_default_params(void) {
-    plm_model_params p = {.use_mmap = true, .check_tensors = false};
+    plm_model_params p = {.use_mmap = true, .check_tensors = false, .vocab_only = false};
     return p;
 }
 
@@ -544,6 +544,16 @@ plm_status plm_model_load(const char *path, const plm_model_params *params, plm_
     if ((st = plm_gguf_get_str(m->g, "tokenizer.chat_template", false, &m->chat_template))) goto fail;
     for (size_t i = 0; i < sizeof FAMILIES / sizeof FAMILIES[0]; i++)
         if (strcmp(m->arch, FAMILIES[i]->name) == 0) m->family = FAMILIES[i];
+    m->vocab_only = p.vocab_only;
+    if (p.vocab_only) {
+        /* Any architecture: nothing of the family is read, and the tensors
+         * (llama.cpp's vocabulary files have none) are left alone. */
+        if ((st = plm_vocab_load(m->g, &m->vocab))) goto fail;
+        m->hp.n_vocab = plm_vocab_n_tokens(m->vocab);
+        m->file_type = "none";
+        *out = m;
+        return PLM_OK;
+    }
     if (!m->family) {
         char names[256] = "";
         for (size_t i = 0; i < sizeof FAMILIES / sizeof FAMILIES[0]; i++)
@@ -565,6 +575,14 @@ plm_status plm_model_load(const char *path, const plm_model_params *params, plm_
 fail:
     plm_model_free(m);
     return st;
+}
+
+plm_status plm_model_check_weights(const plm_model *m, const char *what) {
+    if (!m->vocab_only) return PLM_OK;
+    return plm_fail(PLM_ERR_ARG,
+                    "%s: model %s was loaded vocabulary-only (plm_model_params.vocab_only): it has no weights to run; "
+                    "load it without vocab_only",
+                    what, m->g->path);
 }
 
 plm_status plm_model_get_info(const plm_model *m, plm_model_info *out) {

@@ -102,6 +102,7 @@ struct plm_model {
     uint64_t n_bytes;
     char **meta_keys;
     struct plm_token_trie *trie; /* vocabulary trie for grammar masks (grammar/mask.c): built on first use */
+    bool vocab_only;          /* loaded with plm_model_params.vocab_only: no family, hyperparameters or weights */
 };
 
 /* Frees a vocabulary trie (grammar/mask.c); NULL is a no-op. */
@@ -135,6 +136,11 @@ plm_status plm_model_bind_layer(plm_model *m, int il);
  * <arch>.classifier.output_labels), for every family; called by plm_model_load
  * after the family's loader. */
 plm_status plm_model_load_cls_head(plm_model *m);
+
+/* PLM_OK when m has its weights; PLM_ERR_ARG naming `what` (the caller's
+ * function) when it was loaded vocabulary-only. */
+plm_status plm_model_check_weights(const plm_model *m, const char *what);
+
 /* "blk.<il>.<what>.<suffix>" into buf. */
 const char *plm_layer_tensor(char *buf, size_t cap, int il, const char *what, const char *suffix);
 

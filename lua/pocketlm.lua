@@ -579,14 +579,17 @@ function M.default_model_path() return core.default_model_path() end
 
 --- plm.load(path | nil, opts) -> Model. path nil: the default model.
 -- opts: n_threads (default $POCKETLM_THREADS, else the physical cores) and n_ctx (default: the model's context
--- length, at most 4096) for the contexts made from it; use_mmap (true).
+-- length, at most 4096) for the contexts made from it; use_mmap (true); vocab_only (false): the vocabulary and
+-- metadata alone (any architecture, no tensors read): tokenize, detokenize, info and chat templates work, and
+-- anything that runs the model raises an error saying it was loaded vocabulary-only.
 function M.load(path, opts)
-    opts = check_keys(opts, keyset({"n_threads", "n_ctx", "use_mmap"}), "load")
+    opts = check_keys(opts, keyset({"n_threads", "n_ctx", "use_mmap", "vocab_only"}), "load")
     if path ~= nil and type(path) ~= "string" then fail("load: path must be a string or nil, got " .. type(path)) end
     local n_threads = opt_int(opts, "n_threads", nil, 0, 1024)
     local n_ctx = opt_int(opts, "n_ctx", nil, 0, INT32_MAX)
     local mp = core.model_default_params()
     mp.use_mmap = opt_bool(opts, "use_mmap", true)
+    mp.vocab_only = opt_bool(opts, "vocab_only", false)
     local h = core.model_load(path, mp)
     return setmetatable({
         info = core.model_get_info(h),

@@ -97,8 +97,9 @@ static void help_info(void) {
 
 static void help_tokenize(void) {
     printf("usage: pocketlm tokenize -p TEXT [options]\n\n"
-           "Prints one line per token: id and its text.\n"
-           "  -m, --model FILE   GGUF model (default: the default model)\n"
+           "Prints one line per token: id and its text. Only the vocabulary is loaded,\n"
+           "so a vocabulary-only GGUF works too.\n"
+           "  -m, --model FILE   GGUF model or vocabulary (default: the default model)\n"
            "  -p, --prompt TEXT  text ('-' reads standard input)\n"
            "      --special      match special tokens such as <|im_start|> in the text\n"
            "      --no-bos       do not add BOS/EOS\n"
@@ -757,8 +758,12 @@ static int cmd_tokenize(opts *o) {
         fprintf(stderr, "pocketlm tokenize: a text is required (-p TEXT); see --help\n");
         return 1;
     }
+    /* Only the vocabulary: no tensors are read, and vocabulary files
+     * (llama.cpp's ggml-vocab-*.gguf) load as well as models. */
+    plm_model_params mp = plm_model_default_params();
+    mp.vocab_only = true;
     plm_model *m = NULL;
-    plm_status st = open_model(o, &m);
+    plm_status st = plm_model_load(o->model, &mp, &m);
     int32_t n = 0;
     plm_token *toks = NULL;
     if (!st) {

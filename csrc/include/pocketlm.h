@@ -86,6 +86,11 @@ typedef struct plm_model_params {
                          * tensor and the element or block. Reads the whole file (the mapping's pages all
                          * come in), so loading takes longer. The loader always checks the small vectors it
                          * converts (norms, biases); NaN elsewhere otherwise shows as NaN logits. */
+    bool vocab_only;    /* load the vocabulary and metadata alone (default false): no tensors are read, any
+                         * architecture is accepted, and the model serves tokenize/detokenize, info, metadata
+                         * and chat templates; plm_context_create (so decoding, generation, classification and
+                         * embeddings) fails with PLM_ERR_ARG saying the model was loaded vocabulary-only.
+                         * For vocabulary files such as llama.cpp's ggml-vocab-*.gguf. */
 } plm_model_params;
 
 PLM_API plm_model_params plm_model_default_params(void);
@@ -643,8 +648,9 @@ PLM_API plm_status plm_classify_head(plm_context *ctx, const plm_token *const *t
 
 /* Chat formats turn a list of messages into the prompt text a model was
  * trained on. A GGUF stores its chat template as Jinja source
- * (tokenizer.chat_template); pocketlm does not run Jinja but recognizes the
- * template's family by its markers and renders that family:
+ * (tokenizer.chat_template); plm_chat_render does not run Jinja but recognizes
+ * the template's family by its markers and renders that family (the Jinja
+ * interpreter, plm_chat_template_render below, runs the template itself):
  *
  *   family  recognized by              a user turn
  *   chatml  <|im_start|>               <|im_start|>user\nHi<|im_end|>\n
@@ -713,6 +719,25 @@ PLM_API plm_status plm_chat_detect_model(const plm_model *model, plm_chat_format
  * gives PLM_ERR_ARG naming the message's index (from 0). */
 PLM_API plm_status plm_chat_render(const plm_chat_format *fmt, const plm_chat_message *msgs, int32_t n,
                                    bool add_generation_prompt, char *buf, size_t cap, size_t *n_out);
+
+/* Renders a Jinja chat template (tmpl_len bytes) with a subset of Jinja2:
+ * if/elif/else, for (loop variables, else, an if filter, break/continue), set
+ * (namespace attributes, blocks), macro, raw, the filters and tests chat
+ * templates use (trim, tojson, length, upper, lower, replace, join, map,
+ * selectattr, rejectattr, default, first, last, list, items, dictsort, sort,
+ * indent, ...), slicing, and str/dict methods. The environment is Hugging
+ * Face's: trim_blocks and lstrip_blocks, raise_exception, strftime_now,
+ * namespace, range, and tojson as Python's json.dumps(ensure_ascii=False).
+ * vars_json (vars_len bytes) is a JSON object of the variables: messages,
+ * add_generation_prompt, bos_token, eos_token, tools, ... On success *out is a
+ * new NUL-terminated string of *out_len bytes: free with plm_free. A construct
+ * it does not implement gives PLM_ERR_UNSUPPORTED naming it and its line; a
+ * raise_exception call PLM_ERR_ARG with the template's message; bad JSON
+ * PLM_ERR_ARG. Templates are untrusted: work, nesting and output size are
+ * bounded. Thread-safe. (Not yet used by plm_chat_render, which renders the
+ * families above.) */
+PLM_API plm_status plm_chat_template_render(const char *tmpl, size_t tmpl_len, const char *vars_json, size_t vars_len,
+                                            char **out, size_t *out_len);
 
 /* Frees memory returned by pocketlm (NULL is a no-op). */
 PLM_API void plm_free(void *p);

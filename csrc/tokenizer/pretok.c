@@ -101,8 +101,12 @@ static void split_gpt2(const units *u, size_t ini, size_t end, bvec *o) {
 }
 
 /* Llama 3 (digit_group 3) and Qwen2 (digit_group 1):
- * (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+ */
-static void split_llama3(const units *u, size_t ini, size_t end, bvec *o, size_t digit_group) {
+ * (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
+ * Qwen 3.5 (marks, digit_group 1) reads \p{L} as [\p{L}\p{M}] in the word
+ * alternatives: [^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+ and  ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*. */
+static void split_llama3(const units *u, size_t ini, size_t end, bvec *o, size_t digit_group, bool marks) {
+    const uint16_t LETTER = marks ? (PLM_UCAT_LETTER | PLM_UCAT_MARK) : PLM_UCAT_LETTER;
+    const uint16_t WORDISH = LNS | LETTER;
     size_t pos = ini;
     while (pos < end) {
         size_t n = contraction(u, pos, end, true);
@@ -115,9 +119,9 @@ static void split_llama3(const units *u, size_t ini, size_t end, bvec *o, size_t
         uint16_t f = u->fl[pos];
         bool newline = c == '\r' || c == '\n';
         /* [^\r\n\p{L}\p{N}]?\p{L}+ : one optional leading unit of any other kind */
-        if (!newline && !(f & PLM_UCAT_NUMBER) && ((f & PLM_UCAT_LETTER) || (fl_at(u, pos + 1, end) & PLM_UCAT_LETTER))) {
+        if (!newline && !(f & PLM_UCAT_NUMBER) && ((f & LETTER) || (fl_at(u, pos + 1, end) & LETTER))) {
             pos++;
-            while (fl_at(u, pos, end) & PLM_UCAT_LETTER) pos++;
+            while (fl_at(u, pos, end) & LETTER) pos++;
             emit(o, pos);
             continue;
         }
@@ -136,9 +140,9 @@ static void split_llama3(const units *u, size_t ini, size_t end, bvec *o, size_t
         /* ' ?[^\s\p{L}\p{N}]+[\r\n]*'. Like llama.cpp, a lone space at the end
          * of the piece is taken here too (the result is the same word). */
         uint16_t f2 = c == ' ' ? fl_at(u, pos + 1, end) : f;
-        if (!(f2 & LNS)) {
+        if (!(f2 & WORDISH)) {
             pos += (c == ' ');
-            while (is_other(fl_at(u, pos, end))) pos++;
+            for (uint16_t f3 = fl_at(u, pos, end); f3 && !(f3 & WORDISH); f3 = fl_at(u, pos, end)) pos++;
             for (uint32_t c2 = cp_at(u, pos, end); c2 == '\r' || c2 == '\n'; c2 = cp_at(u, pos, end)) pos++;
             emit(o, pos);
             continue;
@@ -187,6 +191,89 @@ static void split_isolate_runs(const units *u, size_t ini, size_t end, bvec *o, 
     }
 }
 
+/* Classes given as code-point ranges, as llama.cpp matches them (std::wregex
+ * over code points, where every non-ASCII White_Space character reads as
+ * U+000B and so belongs to no range below). Sorted, disjoint. */
+typedef struct cp_range {
+    uint32_t lo, hi;
+} cp_range;
+
+/* DeepSeek LLM's letters: \s?[A-Za-zµÀ-ÖØ-öø-ƺ...𞤀-𞥃]+ (its tokenizer.json spells the class out). */
+static const cp_range DS_LETTERS[] = {
+    {0x41, 0x5A}, {0x61, 0x7A}, {0xB5, 0xB5}, {0xC0, 0xD6}, {0xD8, 0xF6}, {0xF8, 0x1BA}, {0x1BC, 0x1BF},
+    {0x1C4, 0x293}, {0x295, 0x2AF}, {0x370, 0x373}, {0x376, 0x377}, {0x37B, 0x37D}, {0x37F, 0x37F},
+    {0x386, 0x386}, {0x388, 0x38A}, {0x38C, 0x38C}, {0x38E, 0x3A1}, {0x3A3, 0x3F5}, {0x3F7, 0x481},
+    {0x48A, 0x52F}, {0x531, 0x556}, {0x10A0, 0x10C5}, {0x13A0, 0x13F5}, {0x13F8, 0x13FD}, {0x1C90, 0x1CBA},
+    {0x1CBD, 0x1CBF}, {0x1D00, 0x1D2B}, {0x1D6B, 0x1D77}, {0x1D79, 0x1D9A}, {0x1E00, 0x1F15}, {0x1F18, 0x1F1D},
+    {0x1F20, 0x1F45}, {0x1F48, 0x1F4D}, {0x1F50, 0x1F57}, {0x1F59, 0x1F59}, {0x1F5B, 0x1F5B}, {0x1F5D, 0x1F5D},
+    {0x1F5F, 0x1F7D}, {0x1F80, 0x1FB4}, {0x1FB6, 0x1FBC}, {0x1FBE, 0x1FBE}, {0x1FC2, 0x1FC4}, {0x1FC6, 0x1FCC},
+    {0x1FD0, 0x1FD3}, {0x1FD6, 0x1FDB}, {0x1FE0, 0x1FEC}, {0x1FF2, 0x1FF4}, {0x1FF6, 0x1FFC}, {0x2102, 0x2102},
+    {0x2107, 0x2107}, {0x210A, 0x2113}, {0x2115, 0x2115}, {0x2119, 0x211D}, {0x2124, 0x2124}, {0x2126, 0x2126},
+    {0x2128, 0x2128}, {0x212A, 0x212D}, {0x212F, 0x2134}, {0x2139, 0x2139}, {0x213C, 0x213F}, {0x2145, 0x2149},
+    {0x214E, 0x214E}, {0x2183, 0x2184}, {0x2C00, 0x2C7B}, {0x2C7E, 0x2CE4}, {0x2CEB, 0x2CEE}, {0x2CF2, 0x2CF3},
+    {0xA640, 0xA66D}, {0xA680, 0xA69B}, {0xA722, 0xA76F}, {0xA771, 0xA787}, {0xA78B, 0xA78E}, {0xAB70, 0xABBF},
+    {0xFB00, 0xFB06}, {0xFB13, 0xFB17}, {0xFF21, 0xFF3A}, {0xFF41, 0xFF5A}, {0x10400, 0x1044F}, {0x104B0, 0x104D3},
+    {0x104D8, 0x104FB}, {0x10C80, 0x10CB2}, {0x10CC0, 0x10CF2}, {0x118A0, 0x118DF}, {0x1E900, 0x1E943},
+};
+/* DeepSeek LLM's punctuation: \s?[!-/:-~！-／：-～‘-‟　-。]+ (ASCII letters included: they are already apart). */
+static const cp_range DS_PUNCT[] = {{0x21, 0x2F}, {0x3A, 0x7E}, {0x2018, 0x201F}, {0x3000, 0x3002}, {0xFF01, 0xFF0F}, {0xFF1A, 0xFF5E}};
+/* DeepSeek's CJK runs: [一-龥ࠀ-一가-퟿]+. */
+static const cp_range DS_CJK[] = {{0x800, 0x9FA5}, {0xAC00, 0xD7FF}};
+
+typedef struct cls {
+    const cp_range *r; /* ranges, or NULL: flags */
+    size_t n;
+    uint16_t flags;    /* any of these PLM_UCAT_* bits (White_Space excluded) */
+    const char *ascii; /* and these ASCII characters (NULL: none) */
+} cls;
+
+static bool in_cls(const cls *c, const units *u, size_t p) {
+    uint32_t cp = u->cps[p] == PLM_CP_INVALID ? 0xFFFD : u->cps[p];
+    if (c->r) {
+        if (cp > 0x7F && (u->fl[p] & PLM_UCAT_SPACE)) return false;
+        size_t lo = 0, hi = c->n;
+        while (lo < hi) {
+            size_t mid = (lo + hi) / 2;
+            if (cp < c->r[mid].lo) hi = mid;
+            else if (cp > c->r[mid].hi) lo = mid + 1;
+            else return true;
+        }
+        return false;
+    }
+    if (u->fl[p] & PLM_UCAT_SPACE) return false;
+    return (u->fl[p] & c->flags) || (c->ascii && cp > 0 && cp < 0x80 && strchr(c->ascii, (int)cp));
+}
+
+/* Isolates every match of C (one), C+ (runs) or \s?C+ (runs, space_prefix),
+ * leftmost first, as a regex split with "Isolated" behaviour does: the
+ * matches are pieces, and so are the gaps between them. */
+static void split_class(const units *u, size_t ini, size_t end, bvec *o, const cls *c, bool runs, bool space_prefix) {
+    size_t p = ini;
+    while (p < end) {
+        size_t q;
+        if (space_prefix && (u->fl[p] & PLM_UCAT_SPACE) && p + 1 < end && in_cls(c, u, p + 1)) q = p + 1;
+        else if (in_cls(c, u, p)) q = p;
+        else {
+            p++;
+            continue;
+        }
+        q++;
+        while (runs && q < end && in_cls(c, u, q)) q++;
+        emit(o, p);
+        emit(o, q);
+        p = q;
+    }
+    emit(o, end);
+}
+
+/* \s+$ : the whitespace that ends the piece. */
+static void split_trailing_space(const units *u, size_t ini, size_t end, bvec *o) {
+    size_t p = end;
+    while (p > ini && (u->fl[p - 1] & PLM_UCAT_SPACE)) p--;
+    emit(o, p);
+    emit(o, end);
+}
+
 /* [0-9][0-9][0-9], leftmost matches first. */
 static void split_ascii_triples(const units *u, size_t ini, size_t end, bvec *o) {
     size_t p = ini;
@@ -204,21 +291,54 @@ static void split_ascii_triples(const units *u, size_t ini, size_t end, bvec *o)
     emit(o, end);
 }
 
-typedef enum pass_kind { PASS_GPT2, PASS_LLAMA3, PASS_QWEN2, PASS_DIGIT_EACH, PASS_PUNCT_RUNS, PASS_NUMBER_RUNS, PASS_ASCII_TRIPLES } pass_kind;
+typedef enum pass_kind {
+    PASS_GPT2,
+    PASS_LLAMA3,
+    PASS_QWEN2,
+    PASS_QWEN35,
+    PASS_DIGIT_EACH,
+    PASS_PUNCT_RUNS,
+    PASS_NUMBER_RUNS,
+    PASS_ASCII_TRIPLES,
+    PASS_FALCON_PUNCT,   /* [\p{P}\$\+<=>\^~\|`]+ */
+    PASS_NEWLINE_EACH,   /* [\r\n] */
+    PASS_DS_LETTERS,     /* \s?[A-Za-z...]+ (DeepSeek LLM) */
+    PASS_DS_PUNCT,       /* \s?[!-/:-~...]+ (DeepSeek LLM) */
+    PASS_TRAILING_SPACE, /* \s+$ */
+    PASS_DS_CJK,         /* [一-龥ࠀ-一가-퟿]+ */
+    PASS_SPACE_LETTERS,  /* \s?\p{L}+ */
+    PASS_SPACE_PUNCT,    /* \s?\p{P}+ */
+} pass_kind;
 
 static void run_pass(pass_kind pk, const units *u, const bvec *in, bvec *out) {
+    static const cls falcon_punct = {NULL, 0, PLM_UCAT_PUNCT, "$+<=>^~|`"};
+    static const cls newline = {NULL, 0, 0, "\r\n"};
+    static const cls letters = {NULL, 0, PLM_UCAT_LETTER, NULL};
+    static const cls punct = {NULL, 0, PLM_UCAT_PUNCT, NULL};
+    static const cls ds_letters = {DS_LETTERS, sizeof DS_LETTERS / sizeof DS_LETTERS[0], 0, NULL};
+    static const cls ds_punct = {DS_PUNCT, sizeof DS_PUNCT / sizeof DS_PUNCT[0], 0, NULL};
+    static const cls ds_cjk = {DS_CJK, sizeof DS_CJK / sizeof DS_CJK[0], 0, NULL};
     out->b[0] = 0;
     out->n = 1;
     for (size_t i = 0; i + 1 < in->n; i++) {
         size_t ini = in->b[i], end = in->b[i + 1];
         switch (pk) {
         case PASS_GPT2: split_gpt2(u, ini, end, out); break;
-        case PASS_LLAMA3: split_llama3(u, ini, end, out, 3); break;
-        case PASS_QWEN2: split_llama3(u, ini, end, out, 1); break;
+        case PASS_LLAMA3: split_llama3(u, ini, end, out, 3, false); break;
+        case PASS_QWEN2: split_llama3(u, ini, end, out, 1, false); break;
+        case PASS_QWEN35: split_llama3(u, ini, end, out, 1, true); break;
         case PASS_DIGIT_EACH: split_isolate_each(u, ini, end, out, PLM_UCAT_NUMBER); break;
         case PASS_PUNCT_RUNS: split_isolate_runs(u, ini, end, out, true, 0); break;
         case PASS_NUMBER_RUNS: split_isolate_runs(u, ini, end, out, false, PLM_UCAT_NUMBER); break;
         case PASS_ASCII_TRIPLES: split_ascii_triples(u, ini, end, out); break;
+        case PASS_FALCON_PUNCT: split_class(u, ini, end, out, &falcon_punct, true, false); break;
+        case PASS_NEWLINE_EACH: split_class(u, ini, end, out, &newline, false, false); break;
+        case PASS_DS_LETTERS: split_class(u, ini, end, out, &ds_letters, true, true); break;
+        case PASS_DS_PUNCT: split_class(u, ini, end, out, &ds_punct, true, true); break;
+        case PASS_TRAILING_SPACE: split_trailing_space(u, ini, end, out); break;
+        case PASS_DS_CJK: split_class(u, ini, end, out, &ds_cjk, true, false); break;
+        case PASS_SPACE_LETTERS: split_class(u, ini, end, out, &letters, true, true); break;
+        case PASS_SPACE_PUNCT: split_class(u, ini, end, out, &punct, true, true); break;
         }
     }
 }
@@ -269,15 +389,25 @@ plm_status plm_pretok_split(plm_pretok_kind kind, const char *text, size_t len, 
     static const pass_kind p_smollm[] = {PASS_DIGIT_EACH, PASS_GPT2};
     static const pass_kind p_llama3[] = {PASS_LLAMA3};
     static const pass_kind p_qwen2[] = {PASS_QWEN2};
+    static const pass_kind p_qwen35[] = {PASS_QWEN35};
+    static const pass_kind p_falcon[] = {PASS_FALCON_PUNCT, PASS_GPT2, PASS_ASCII_TRIPLES};
+    static const pass_kind p_ds_llm[] = {PASS_NEWLINE_EACH, PASS_DS_LETTERS, PASS_DS_PUNCT, PASS_TRAILING_SPACE, PASS_DS_CJK, PASS_NUMBER_RUNS};
+    static const pass_kind p_ds_coder[] = {PASS_NEWLINE_EACH, PASS_SPACE_LETTERS, PASS_SPACE_PUNCT, PASS_DS_CJK, PASS_DIGIT_EACH};
+#define PASSES(a) (passes = (a), n_passes = sizeof(a) / sizeof(a)[0])
     const pass_kind *passes = p_gpt2;
     size_t n_passes = 1;
     switch (kind) {
-    case PLM_PRETOK_DEFAULT: passes = p_default; n_passes = 4; break;
-    case PLM_PRETOK_GPT2: passes = p_gpt2; n_passes = 1; break;
-    case PLM_PRETOK_SMOLLM: passes = p_smollm; n_passes = 2; break;
-    case PLM_PRETOK_LLAMA3: passes = p_llama3; n_passes = 1; break;
-    case PLM_PRETOK_QWEN2: passes = p_qwen2; n_passes = 1; break;
+    case PLM_PRETOK_DEFAULT: PASSES(p_default); break;
+    case PLM_PRETOK_GPT2: PASSES(p_gpt2); break;
+    case PLM_PRETOK_SMOLLM: PASSES(p_smollm); break;
+    case PLM_PRETOK_LLAMA3: PASSES(p_llama3); break;
+    case PLM_PRETOK_QWEN2: PASSES(p_qwen2); break;
+    case PLM_PRETOK_QWEN35: PASSES(p_qwen35); break;
+    case PLM_PRETOK_FALCON: PASSES(p_falcon); break;
+    case PLM_PRETOK_DEEPSEEK_LLM: PASSES(p_ds_llm); break;
+    case PLM_PRETOK_DEEPSEEK_CODER: PASSES(p_ds_coder); break;
     }
+#undef PASSES
     for (size_t i = 0; i < n_passes && n > 0; i++) {
         run_pass(passes[i], &u, &cur, &nxt);
         bvec t = cur;

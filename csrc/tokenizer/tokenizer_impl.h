@@ -16,7 +16,11 @@ typedef enum plm_pretok_kind {
     PLM_PRETOK_GPT2,    /* the GPT-2 pattern alone */
     PLM_PRETOK_SMOLLM,  /* each digit alone, then the GPT-2 pattern (smollm, starcoder, ...) */
     PLM_PRETOK_LLAMA3,  /* the Llama 3 pattern: digits in groups of up to three */
-    PLM_PRETOK_QWEN2    /* the Llama 3 pattern with single digits */
+    PLM_PRETOK_QWEN2,   /* the Llama 3 pattern with single digits */
+    PLM_PRETOK_QWEN35,  /* the Qwen2 pattern with combining marks inside words */
+    PLM_PRETOK_FALCON,  /* punctuation and symbol runs, GPT-2, ASCII digit triples */
+    PLM_PRETOK_DEEPSEEK_LLM,  /* line breaks, letter runs, punctuation runs, trailing spaces, CJK runs, digit runs */
+    PLM_PRETOK_DEEPSEEK_CODER /* line breaks, letter runs, punctuation runs, CJK runs, single digits */
 } plm_pretok_kind;
 
 /* The tokenizer algorithm, from tokenizer.ggml.model. */

@@ -55,6 +55,10 @@ static const pre_info pre_table[] = {
     {"stablelm2", PLM_PRETOK_QWEN2, false, false},
     {"hunyuan", PLM_PRETOK_QWEN2, false, false},
     {"solar-open", PLM_PRETOK_QWEN2, false, false},
+    {"qwen35", PLM_PRETOK_QWEN35, false, false},
+    {"falcon", PLM_PRETOK_FALCON, false, false},
+    {"deepseek-llm", PLM_PRETOK_DEEPSEEK_LLM, false, false},
+    {"deepseek-coder", PLM_PRETOK_DEEPSEEK_CODER, false, false},
     /* single digits, then GPT-2 */
     {"smollm", PLM_PRETOK_SMOLLM, false, false},
     {"starcoder", PLM_PRETOK_SMOLLM, false, false},

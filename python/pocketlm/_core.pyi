@@ -55,6 +55,7 @@ class BatchGen:
 class ModelParams:
     use_mmap: bool
     check_tensors: bool
+    vocab_only: bool
 
 class ContextParams:
     n_ctx: int

@@ -227,7 +227,7 @@ def cmd_chat(a: argparse.Namespace) -> int:
 
 def cmd_tokenize(a: argparse.Namespace) -> int:
     text = _text_arg(a.text, a.text_opt, "a text")
-    model = Model(a.model)
+    model = Model(a.model, vocab_only=True)  # the vocabulary alone: vocabulary-only GGUFs work too
     toks = model.tokenize(text, add_special=not a.no_bos, parse_special=a.special)
     out = sys.stdout.buffer
     if a.ids:

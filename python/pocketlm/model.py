@@ -78,14 +78,20 @@ class Model:
     ``n_threads`` in [0, 512]). Raises :class:`ModelFileError` if the file cannot be read (for the default model:
     fetch it first with ``python -m pocketlm download`` or :func:`pocketlm.download`), :class:`FormatError` if it is
     malformed, :class:`UnsupportedError` for an architecture or tensor type pocketlm does not run.
+
+    ``vocab_only=True`` loads the vocabulary and metadata alone (any architecture, no tensors read): tokenizing,
+    :attr:`info`, :attr:`metadata` and chat templates work, anything that runs the model (contexts, generation,
+    classification, embeddings) raises an error saying the model was loaded vocabulary-only. llama.cpp's
+    ``ggml-vocab-*.gguf`` vocabulary files load this way.
     """
 
     def __init__(self, path: Union[str, "os.PathLike[str]", None] = None, *, n_threads: Optional[int] = None,
-                 n_ctx: Optional[int] = None, use_mmap: bool = True) -> None:
+                 n_ctx: Optional[int] = None, use_mmap: bool = True, vocab_only: bool = False) -> None:
         n_threads = check_n_threads(n_threads)
         n_ctx = check_n_ctx(n_ctx)
         params = _core.model_default_params()
         params.use_mmap = bool(use_mmap)
+        params.vocab_only = bool(vocab_only)
         self._h: Any = _core.model_load(None if path is None else os.fspath(path), params)
         self.info = ModelInfo(**_core.model_get_info(self._h))
         self.n_threads = n_threads

@@ -4,7 +4,10 @@
  * tools/make_chat_fixtures.py), the rules kept from the original Python
  * implementation (default system message, Gemma's system turn, Unicode
  * whitespace), the caller-sized buffer, and the errors for bad roles, NULL
- * contents and invalid UTF-8.
+ * contents and invalid UTF-8. The Jinja interpreter (plm_chat_template_render)
+ * renders the same fixture, the default model's stored template as the
+ * pattern renderer does, constructs as jinja2 prints them, and refuses what it
+ * does not implement.
  */
 #include "pocketlm.h"
 #include "test.h"
@@ -199,6 +202,170 @@ static void test_fixture_rendering_equals_jinja(void) {
     for (int k = 0; k < PLM_CHAT_N_FAMILIES; k++) CHECKF(per_family[k] >= 20, "%s: %d cases", plm_chat_family_name(k), per_family[k]);
 }
 
+/* ------------------------------------------------ the Jinja interpreter */
+
+/* Appends s (n bytes) as a JSON string. */
+static void json_put(char **buf, size_t *len, size_t *cap, const char *s, size_t n) {
+    if (*len + 6 * n + 8 > *cap) {
+        *cap = 2 * (*len + 6 * n + 8);
+        *buf = realloc(*buf, *cap);
+    }
+    char *o = *buf + *len;
+    *o++ = '"';
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') {
+            *o++ = '\\';
+            *o++ = (char)c;
+        } else if (c < 0x20) o += sprintf(o, "\\u%04x", c);
+        else *o++ = (char)c;
+    }
+    *o++ = '"';
+    *len = (size_t)(o - *buf);
+}
+
+static void json_raw(char **buf, size_t *len, size_t *cap, const char *s) {
+    size_t n = strlen(s);
+    if (*len + n + 1 > *cap) {
+        *cap = 2 * (*len + n + 1);
+        *buf = realloc(*buf, *cap);
+    }
+    memcpy(*buf + *len, s, n);
+    *len += n;
+}
+
+/* {"messages": [...], "add_generation_prompt": gen, "bos_token": "", "eos_token": ""}, as the fixture was rendered. */
+static char *vars_json(const plm_chat_message *m, int32_t n, bool gen, size_t *len) {
+    char *b = NULL;
+    size_t cap = 0;
+    *len = 0;
+    json_raw(&b, len, &cap, "{\"messages\": [");
+    for (int32_t i = 0; i < n; i++) {
+        json_raw(&b, len, &cap, i ? ", {\"role\": " : "{\"role\": ");
+        json_put(&b, len, &cap, m[i].role, m[i].role_len);
+        json_raw(&b, len, &cap, ", \"content\": ");
+        json_put(&b, len, &cap, m[i].content, m[i].content_len);
+        json_raw(&b, len, &cap, "}");
+    }
+    json_raw(&b, len, &cap, gen ? "], \"add_generation_prompt\": true" : "], \"add_generation_prompt\": false");
+    json_raw(&b, len, &cap, ", \"bos_token\": \"\", \"eos_token\": \"\"}");
+    return b;
+}
+
+/* Every fixture conversation through the interpreter equals jinja2's rendering,
+ * and so equals what the pattern renderer gives for the same template. */
+static void test_interpreter_equals_jinja(void) {
+    REQUIRE(load_fixture());
+    int ok = 0;
+    for (int i = 0; i < n_cases; i++) {
+        const fx_case *c = &cases[i];
+        plm_chat_message m[MAX_MSGS];
+        for (int k = 0; k < c->n; k++) m[k] = (plm_chat_message){c->role[k], strlen(c->role[k]), c->content[k], c->content_len[k]};
+        size_t jl = 0, len = 0;
+        char *js = vars_json(m, c->n, c->gen, &jl), *out = NULL;
+        plm_status st = plm_chat_template_render(c->tmpl->text, c->tmpl->len, js, jl, &out, &len);
+        if (st || !same(out, len, c->expected, c->expected_len)) {
+            char what[200];
+            snprintf(what, sizeof what, "interpreter, case %d (%s): %s", i, c->tmpl->name, st ? plm_last_error() : "differs");
+            show_diff(what, out, len, c->expected, c->expected_len);
+            t_checks_failed++;
+        } else ok++;
+        CHECK(!out || out[len] == 0);
+        plm_free(out);
+        free(js);
+    }
+    CHECKF(ok == n_cases && n_cases >= 80, "%d of %d cases", ok, n_cases);
+}
+
+/* The default model's stored template (loaded vocabulary-only) through the
+ * interpreter gives exactly what plm_chat_render gives. */
+static void test_interpreter_default_model(void) {
+    plm_model *m = NULL;
+    plm_model_params mp = plm_model_default_params();
+    mp.vocab_only = true;
+    REQUIRE(plm_model_load(NULL, &mp, &m) == PLM_OK);
+    plm_model_info info;
+    plm_chat_format f;
+    REQUIRE(plm_model_get_info(m, &info) == PLM_OK && plm_chat_detect_model(m, &f) == PLM_OK);
+    plm_chat_message conv[] = {msg("system", "Be brief."), msg("user", "Hi"), msg("assistant", "Hello!"), msg("user", "2+2?")};
+    for (int start = 0; start < 2; start++)
+        for (int32_t n = 1; n + start <= 4; n++)
+            for (int gen = 0; gen < 2; gen++) {
+                size_t want_len = 0, got_len = 0, jl = 0;
+                char *want = render(&f, conv + start, n, gen, &want_len), *got = NULL;
+                char *js = vars_json(conv + start, n, gen, &jl);
+                CHECKF(plm_chat_template_render(info.chat_template, strlen(info.chat_template), js, jl, &got, &got_len) == PLM_OK, "%s",
+                       plm_last_error());
+                CHECKF(same(got, got_len, want, want_len), "start %d, %d messages, gen %d", start, n, gen);
+                plm_free(got);
+                free(want);
+                free(js);
+            }
+    plm_model_free(m);
+}
+
+static plm_status jinja(const char *tmpl, const char *vars, char **out) {
+    size_t len;
+    *out = NULL;
+    return plm_chat_template_render(tmpl, strlen(tmpl), vars, vars ? strlen(vars) : 0, out, &len);
+}
+
+/* Constructs, checked against what Python's jinja2 prints for them (values as Python prints them). */
+static void test_interpreter_constructs(void) {
+    static const struct {
+        const char *tmpl, *vars, *want;
+    } cc[] = {
+        {"{{ 1 + 2 }} {{ 7 // 2 }} {{ -7 // 2 }} {{ 7 / 2 }} {{ 7 % 3 }} {{ 2 ** 10 }} {{ 'a' ~ 1 }}", NULL, "3 3 -4 3.5 1 1024 a1"},
+        {"{{ true }} {{ none }} {{ [1, 'a', none] }} {{ {'k': 1.0} }} {{ x }}|", NULL, "True None [1, 'a', None] {'k': 1.0} |"},
+        {"{% for m in xs %}{{ loop.index }}{{ m }}{% if not loop.last %},{% endif %}{% endfor %}", "{\"xs\": [\"a\", \"b\"]}", "1a,2b"},
+        {"{% set ns = namespace(n=0) %}{% for i in range(5) if i is odd %}{% set ns.n = ns.n + i %}{% endfor %}{{ ns.n }}", NULL, "4"},
+        {"{% macro f(a, b='y') %}[{{ a }}{{ b }}]{% endmacro %}{{ f('x') }}{{ f(1, b=2) }}", NULL, "[xy][12]"},
+        {"{{ 'Hello'[1:3] }}{{ [1,2,3][::-1] }}{{ '  t  ' | trim }}{{ 'a,b' .split(',') }}", NULL, "el[3, 2, 1]t['a', 'b']"},
+        {"{{ xs | selectattr('r', 'equalto', 'u') | map(attribute='c') | join('+') }}",
+         "{\"xs\": [{\"r\": \"u\", \"c\": \"1\"}, {\"r\": \"a\", \"c\": \"2\"}, {\"r\": \"u\", \"c\": \"3\"}]}", "1+3"},
+        {"{{ d | tojson }} {{ d | tojson(indent=2) }}", "{\"d\": {\"a\": [1, \"\u00e9\\n\"], \"b\": null}}",
+         "{\"a\": [1, \"\u00e9\\n\"], \"b\": null} {\n  \"a\": [\n    1,\n    \"\u00e9\\n\"\n  ],\n  \"b\": null\n}"},
+        {"  {% if x %}\nA{% elif y %}\nB{% else %}\nC{% endif %}\n", "{\"y\": 1}", "B"},
+        {"{%- for k, v in d.items() -%} {{ k }}={{ v }} {%- endfor %}", "{\"d\": {\"a\": 1, \"b\": 2}}", "a=1b=2"},
+        {"{{ 'x' if 0 else 'y' }}{{ 'abc' | upper | replace('B', '-') }}{{ [3,1] | length }}", NULL, "yA-C2"},
+        {"{% for i in range(3) %}{% if i == 1 %}{% continue %}{% endif %}{{ i }}{% endfor %}", NULL, "02"},
+    };
+    for (size_t i = 0; i < sizeof cc / sizeof cc[0]; i++) {
+        char *out;
+        plm_status st = jinja(cc[i].tmpl, cc[i].vars, &out);
+        CHECKF(st == PLM_OK && out && strcmp(out, cc[i].want) == 0, "case %zu: got '%s' want '%s' (%s)", i, out ? out : "",
+               cc[i].want, st ? plm_last_error() : "");
+        plm_free(out);
+    }
+}
+
+static void test_interpreter_errors(void) {
+    char *out = (char *)1;
+    CHECK(jinja("a\n{% filter upper %}x{% endfilter %}", NULL, &out) == PLM_ERR_UNSUPPORTED && out == NULL);
+    CHECKF(strstr(plm_last_error(), "line 2") && strstr(plm_last_error(), "'filter'"), "%s", plm_last_error());
+    CHECK(jinja("{{ x | frobnicate }}", NULL, &out) == PLM_ERR_UNSUPPORTED);
+    CHECKF(strstr(plm_last_error(), "'frobnicate'"), "%s", plm_last_error());
+    CHECK(jinja("{{ raise_exception('Only user and assistant roles') }}", NULL, &out) == PLM_ERR_ARG);
+    CHECKF(strstr(plm_last_error(), "Only user and assistant roles"), "%s", plm_last_error());
+    CHECK(jinja("{{ x }}", "{\"x\": [1,}", &out) == PLM_ERR_ARG);
+    CHECK(jinja("{{ x }}", "[1]", &out) == PLM_ERR_ARG);
+    CHECK(jinja("{% if x %}never closed", NULL, &out) == PLM_ERR_UNSUPPORTED);
+    CHECKF(strstr(plm_last_error(), "endif"), "%s", plm_last_error());
+    CHECK(jinja("{{ 1 +", NULL, &out) == PLM_ERR_UNSUPPORTED);
+    CHECK(jinja("{{ 'x' ", NULL, &out) == PLM_ERR_UNSUPPORTED);
+    /* untrusted templates: work, recursion and output are bounded (seconds under valgrind: full runs only) */
+    if (!t_quick()) {
+        CHECK(jinja("{% for i in range(100000) %}{% for j in range(1000) %}{% endfor %}{% endfor %}", NULL, &out) == PLM_ERR_UNSUPPORTED);
+        CHECKF(strstr(plm_last_error(), "too long"), "%s", plm_last_error());
+        CHECK(jinja("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", NULL, &out) == PLM_ERR_UNSUPPORTED);
+        CHECK(jinja("{% set s = 'xxxxxxxxxxxxxxxx' * 1000000 %}{% for i in range(10) %}{{ s }}{% endfor %}", NULL, &out) == PLM_ERR_UNSUPPORTED);
+    }
+    size_t len;
+    CHECK(plm_chat_template_render(NULL, 0, NULL, 0, &out, &len) == PLM_OK && len == 0 && out && !*out);
+    plm_free(out);
+    CHECK(plm_chat_template_render("x", 1, NULL, 0, NULL, &len) == PLM_ERR_ARG);
+}
+
 static void test_default_model_template(void) {
     plm_model *m = NULL;
     plm_model_params mp = plm_model_default_params();
@@ -371,6 +538,10 @@ static void test_names_and_stops(void) {
 int main(void) {
     RUN(test_fixture_detection);
     RUN(test_fixture_rendering_equals_jinja);
+    RUN(test_interpreter_equals_jinja);
+    RUN(test_interpreter_default_model);
+    RUN(test_interpreter_constructs);
+    RUN(test_interpreter_errors);
     RUN(test_default_model_template);
     RUN(test_python_rules);
     RUN(test_buffer_and_nul_bytes);

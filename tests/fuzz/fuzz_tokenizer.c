@@ -4,9 +4,11 @@
  * (or $POCKETLM_FUZZ_MODEL, e.g. a SentencePiece vocabulary). The first byte
  * picks add_special / parse_special; the tokens are detokenized again, and the
  * input is also read as token ids. Valid UTF-8 text without specials must
- * round-trip exactly.
+ * round-trip exactly. Every pre-tokenizer (pretok.c, whatever the model's) also
+ * splits the text: the words must tile it, each boundary on a character.
  */
 #include "pocketlm.h"
+#include "tokenizer/tokenizer_impl.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -47,8 +49,30 @@ static int valid_utf8(const uint8_t *s, size_t n) {
     return 1;
 }
 
+/* Splits text with every pre-tokenizer; aborts unless the words tile it
+ * with no empty word and no boundary inside a UTF-8 sequence. */
+static void check_pretokenizers(const char *text, size_t len) {
+    static const plm_pretok_kind kinds[] = {PLM_PRETOK_DEFAULT, PLM_PRETOK_GPT2, PLM_PRETOK_SMOLLM, PLM_PRETOK_LLAMA3,
+                                            PLM_PRETOK_QWEN2, PLM_PRETOK_QWEN35, PLM_PRETOK_FALCON,
+                                            PLM_PRETOK_DEEPSEEK_LLM, PLM_PRETOK_DEEPSEEK_CODER};
+    const int valid = valid_utf8((const uint8_t *)text, len);
+    plm_pretok_buf b = {0};
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+        const size_t *w = NULL;
+        size_t n = 0;
+        if (plm_pretok_split(kinds[k], text, len, &b, &w, &n) != PLM_OK) abort();
+        if (w[0] != 0 || w[n] != len || (len && !n)) abort();
+        for (size_t i = 0; i < n; i++) {
+            if (w[i + 1] <= w[i]) abort();
+            if (valid && ((uint8_t)text[w[i]] & 0xC0) == 0x80) abort(); /* a cut inside a character */
+        }
+    }
+    plm_pretok_free(&b);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size == 0) return 0;
+    check_pretokenizers((const char *)data + 1, size - 1);
     const bool add_special = data[0] & 1, parse_special = data[0] & 2;
     const char *text = (const char *)data + 1;
     const size_t len = size - 1;
