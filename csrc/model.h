@@ -101,6 +101,8 @@ struct plm_model {
     uint64_t n_params;
     uint64_t n_bytes;
     char **meta_keys;
+    void *family_data;                   /* a family's own weights (models/bert.c), or NULL */
+    void (*family_data_free)(void *);    /* frees family_data */
 };
 
 /* ------------------------------------------------------------ for family loaders */
