@@ -5,8 +5,9 @@
  * Owns plm_wpm_tokenize: plain text (special tokens already cut out by vocab.c)
  * -> token ids, as Hugging Face's BertNormalizer + BertPreTokenizer + WordPiece
  * do it:
- *   - clean: NUL, U+FFFD, invalid UTF-8 bytes and control characters (general
- *     category C, except tab, newline and carriage return) are dropped;
+ *   - clean: NUL, U+FFFD, invalid UTF-8 bytes and control characters (Cc, Cf,
+ *     Co, Cs, except tab, newline and carriage return; unassigned code points
+ *     stay, as in Hugging Face's tables) are dropped;
  *     whitespace becomes a space;
  *   - CJK ideographs stand alone as words (when the vocabulary says so);
  *   - accents stripped (NFD without the Mn marks) and lower-cased, character by
@@ -161,10 +162,11 @@ plm_status plm_wpm_tokenize(const plm_vocab *v, const char *text, size_t len, pl
         uint32_t cp;
         i += plm_utf8_decode(s + i, len - i, &cp);
         if (cp == 0 || cp == 0xFFFD || cp == PLM_CP_INVALID) continue;
-        uint16_t fl = plm_unicode_flags(cp);
-        bool space = cp == '\t' || cp == '\n' || cp == '\r' || (fl & PLM_UCAT_SPACE);
-        if (!space && (fl & (PLM_UCAT_CONTROL | PLM_UCAT_UNDEFINED))) continue;
-        if (space) {
+        /* control characters (Cc, Cf, Co, Cs: U+0085 too, though it is White_Space) go, unassigned ones stay */
+        const uint16_t fl = plm_unicode_flags(cp);
+        const bool tnr = cp == '\t' || cp == '\n' || cp == '\r';
+        if (!tnr && (fl & PLM_UCAT_CONTROL)) continue;
+        if (tnr || (fl & PLM_UCAT_SPACE)) {
             word_flush(v, b, o);
             continue;
         }
