@@ -290,3 +290,26 @@ def test_convert_cli_and_errors(tmp_path):
     r = subprocess.run([sys.executable, "-m", "pocketlm.convert", str(tmp_path), "-o", str(tmp_path / "x.gguf")],
                        capture_output=True, text=True)
     assert r.returncode == 1 and "only BERT" in r.stderr
+
+
+def test_tiny_bert_against_transformers():
+    """tests/data/tiny/bert.gguf (random weights, a 2,799-token subset of MiniLM's vocabulary) against
+    transformers' BertModel and BertTokenizerFast (tools/make_tiny_bert.py): needs no download."""
+    tiny = os.path.join(DATA, "tiny")
+    cases, cur = [], {}
+    for line in open(os.path.join(tiny, "bert.txt"), encoding="utf-8"):
+        word, _, rest = line.rstrip("\n").partition(" ")
+        if word == "text":
+            cur = {"text": bytes.fromhex(rest).decode()}
+            cases.append(cur)
+        elif word == "ids":
+            cur["ids"] = [int(x) for x in rest.split()]
+        elif word == "emb":
+            cur["emb"] = np.array([float(x) for x in rest.split()], dtype=np.float32)
+    assert len(cases) == 5
+    with pocketlm.Model(os.path.join(tiny, "bert.gguf"), n_threads=1) as m:
+        for c in cases:
+            assert list(m.tokenize(c["text"])) == c["ids"], c["text"]
+        got = m.embed([c["text"] for c in cases], normalize=False)
+    for g, c in zip(got, cases):
+        assert np.abs(g - c["emb"]).max() < 2e-3, (c["text"], np.abs(g - c["emb"]).max())  # measured 7e-6
