@@ -140,13 +140,13 @@ check: model
 	$(MAKE) python-test-asan
 	$(MAKE) lua-test
 
-# Fuzzing with clang's libFuzzer: `make fuzz` builds build-fuzz/fuzz_{gguf,tokenizer,sampler,chat};
+# Fuzzing with clang's libFuzzer: `make fuzz` builds build-fuzz/fuzz_{gguf,tokenizer,sampler,chat,wordpiece};
 # `make fuzz-smoke` runs each for FUZZ_SECONDS (15 s each: a minute for the four) on a copy of the
 # seed corpus in tests/fuzz/corpus (plus the tiny models of every family in tests/data/tiny for the
 # loader); `make fuzz-long FUZZ_SECONDS=1800` is the long local run (FUZZERS=chat for one harness).
 FUZZ_CC      ?= clang
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined
-FUZZERS      := gguf tokenizer sampler chat
+FUZZERS      := gguf tokenizer sampler chat wordpiece
 FUZZ_SECONDS ?= 15
 
 fuzz:
