@@ -16,6 +16,8 @@
  *   hidden state = x (no output norm, no output head)
  *
  * LN is LayerNorm with weight and bias; gelu is the exact (erf) GELU of BERT.
+ * k and v are rounded to F16 for the product, as llama.cpp's cache holds them,
+ * so that the kernel table's SIMD attention kernels do the work.
  * Attention needs each sequence whole: the keys are this micro-batch's own, the
  * KV cache is not read (plm_decode still gives the tokens cells, which
  * plm_embed clears). A decode whose sequence is split over two micro-batches
@@ -70,6 +72,8 @@ static plm_status load(plm_model *m) {
     if ((st = plm_model_load_hparams(m))) return st;
     if ((st = plm_model_key_f32(m, "attention.layer_norm_epsilon", true, &hp->norm_eps))) return st;
     if (!(hp->norm_eps > 0)) return plm_fail(PLM_ERR_FORMAT, "%s: bert.attention.layer_norm_epsilon must be positive", m->g->path);
+    if (hp->n_ff < hp->n_embd)
+        return plm_fail(PLM_ERR_UNSUPPORTED, "%s: bert with feed_forward_length %d below embedding_length %d", m->g->path, hp->n_ff, hp->n_embd);
     if (hp->n_head_kv != hp->n_head || hp->head_dim * hp->n_head != hp->n_embd)
         return plm_fail(PLM_ERR_UNSUPPORTED, "%s: bert with %d key/value heads for %d heads of %d (plain multi-head attention over n_embd %d is supported)",
                         m->g->path, hp->n_head_kv, hp->n_head, hp->head_dim, hp->n_embd);
@@ -192,51 +196,55 @@ static void add_bias(plm_context *ctx, float *y, const float *b, int64_t n, int3
     plm_run(ctx, bias_worker, &j, T >= 4);
 }
 
-/* Bidirectional attention within each sequence. span[t] = [first, end) of the
- * tokens of t's sequence in the micro-batch (contiguous). */
+/* Bidirectional attention within each sequence, with the SIMD attention
+ * kernels of the kernel table (the ones the decoders' cache attention uses):
+ * k and v are rounded to F16 into kf, vf (T, E) as a cache would hold them. A
+ * work item is (block of up to PLM_ATTN_ROWS tokens of one sequence, head);
+ * its scores are the thread's PLM_ATTN_ROWS rows of n_ctx. */
 typedef struct battn_job {
     plm_context *ctx;
-    const int32_t *span;
-    int32_t T;
+    const int32_t *span;    /* (T, 2) [first, end) of each token's sequence */
+    const int32_t *blocks;  /* (n_blocks, 2) first token and count of each block */
+    int32_t n_blocks;
+    const plm_f16 *kf, *vf; /* (T, E) */
 } battn_job;
 
 static void battn_worker(void *arg, int ith, int nth) {
     const battn_job *j = arg;
     plm_context *ctx = j->ctx;
+    const plm_kernels *kern = ctx->kern;
     const plm_hparams *hp = &ctx->model->hp;
     const int H = hp->n_head, hd = hp->head_dim;
-    const int64_t E = hp->n_embd;
+    const int64_t E = hp->n_embd, ss = ctx->kv.n_ctx;
     const float scale = hp->attn_scale;
-    float *sc = ctx->scores + (size_t)ith * (size_t)ctx->kv.n_ctx * PLM_ATTN_ROWS; /* one row of n_ctx */
+    float *sc = ctx->scores + (size_t)ith * (size_t)ss * PLM_ATTN_ROWS;
     int64_t w0, w1;
-    plm_split_range((int64_t)j->T * H, ith, nth, &w0, &w1);
+    plm_split_range((int64_t)j->n_blocks * H, ith, nth, &w0, &w1);
     for (int64_t w = w0; w < w1; w++) {
-        const int64_t t = w / H;
+        const int32_t t0 = j->blocks[2 * (w / H)], nt = j->blocks[2 * (w / H) + 1];
         const int h = (int)(w % H);
-        const int32_t s0 = j->span[2 * t], s1 = j->span[2 * t + 1];
-        const float *q = ctx->q + t * E + (int64_t)h * hd;
-        float mx = -INFINITY;
-        for (int32_t u = s0; u < s1; u++) {
-            const float *k = ctx->kn + (int64_t)u * E + (int64_t)h * hd;
-            float d = 0.0f;
-            for (int i = 0; i < hd; i++) d += q[i] * k[i];
-            d *= scale;
-            sc[u - s0] = d;
-            mx = d > mx ? d : mx;
+        const int32_t s0 = j->span[2 * t0], s1 = j->span[2 * t0 + 1], n = s1 - s0;
+        const float *q = ctx->q + (int64_t)t0 * E + (int64_t)h * hd;           /* nt rows, E apart */
+        for (int32_t c = 0; c < n; c += 8)
+            kern->kq8_f16(hd, j->kf + (int64_t)(s0 + c) * E + (int64_t)h * hd, E, PLM_MIN(8, n - c), q, E, nt, sc + c, ss);
+        for (int32_t r = 0; r < nt; r++) {
+            float *sr = sc + (int64_t)r * ss, mx = -INFINITY;
+            for (int32_t c = 0; c < n; c++) {
+                sr[c] *= scale;
+                mx = sr[c] > mx ? sr[c] : mx;
+            }
+            double sum = 0.0;
+            for (int32_t c = 0; c < n; c++) {
+                sr[c] = expf(sr[c] - mx);
+                sum += sr[c];
+            }
+            const float inv = (float)(1.0 / sum);
+            for (int32_t c = 0; c < n; c++) sr[c] *= inv;
         }
-        double sum = 0.0;
-        for (int32_t u = 0; u < s1 - s0; u++) {
-            sc[u] = expf(sc[u] - mx);
-            sum += sc[u];
-        }
-        const float inv = (float)(1.0 / sum);
-        float *o = ctx->xn + t * E + (int64_t)h * hd;
-        memset(o, 0, (size_t)hd * sizeof(float));
-        for (int32_t u = s0; u < s1; u++) {
-            const float p = sc[u - s0] * inv;
-            const float *v = ctx->vn + (int64_t)u * E + (int64_t)h * hd;
-            for (int i = 0; i < hd; i++) o[i] += p * v[i];
-        }
+        float *o = ctx->xn + (int64_t)t0 * E + (int64_t)h * hd;                /* nt rows, E apart */
+        for (int32_t r = 0; r < nt; r++) memset(o + (int64_t)r * E, 0, (size_t)hd * sizeof(float));
+        for (int32_t c = 0; c < n; c += 8)
+            kern->pv8_f16(hd, j->vf + (int64_t)(s0 + c) * E + (int64_t)h * hd, E, PLM_MIN(8, n - c), sc + c, ss, nt, o, E);
     }
 }
 
@@ -276,9 +284,15 @@ static plm_status forward(plm_context *ctx, const plm_ubatch *ub) {
         if (ub->want[t])
             return plm_fail(PLM_ERR_UNSUPPORTED, "'%s' is an encoder (bert): it gives embeddings, not next-token logits (use embed, not generate, chat or classify)",
                             m->name ? m->name : m->arch);
-    int32_t *span = malloc((size_t)T * 2 * sizeof(int32_t));
+    int32_t *span = malloc((size_t)T * 4 * sizeof(int32_t)), *blocks = span + 2 * T, n_blocks = 0;
     if (!span) return plm_fail(PLM_ERR_OOM, "out of memory");
     if ((st = sequence_spans(ctx, ub, span))) goto done;
+    for (int32_t t = 0; t < T; t += blocks[2 * n_blocks++ + 1]) { /* blocks of PLM_ATTN_ROWS within a sequence */
+        blocks[2 * n_blocks] = t;
+        blocks[2 * n_blocks + 1] = PLM_MIN(PLM_ATTN_ROWS, span[2 * t + 1] - t);
+    }
+    /* F16 keys and values in the FFN's gate buffer, which bert does not use: (T, E) each, E <= n_ff (load) */
+    plm_f16 *kf = (plm_f16 *)(void *)ctx->gate, *vf = kf + (int64_t)T * E;
 
     /* x (T, E) = tok_embd[token] + position_embd[pos] + token_types[0] */
     plm_blk_embed(ctx, ub, 1.0f);
@@ -300,7 +314,9 @@ static plm_status forward(plm_context *ctx, const plm_ubatch *ub) {
         add_bias(ctx, ctx->q, L->bq, E, T, false);
         add_bias(ctx, ctx->kn, L->bk, E, T, false);
         add_bias(ctx, ctx->vn, L->bv, E, T, false);
-        battn_job aj = {.ctx = ctx, .span = span, .T = T};
+        ctx->kern->quantize[PLM_TYPE_F16](ctx->kn, kf, (int64_t)T * E);
+        ctx->kern->quantize[PLM_TYPE_F16](ctx->vn, vf, (int64_t)T * E);
+        battn_job aj = {.ctx = ctx, .span = span, .blocks = blocks, .n_blocks = n_blocks, .kf = kf, .vf = vf};
         plm_run(ctx, battn_worker, &aj, true);                                  /* xn (T, E) */
         if ((st = plm_blk_mm(ctx, &L->wo, ctx->tmp, E, ctx->xn, E, T, false))) goto done; /* tmp = Wo xn */
         layer_norm(ctx, ctx->x, ctx->tmp, B->bo, B->attn_norm_w, B->attn_norm_b, T);  /* x = LN(x + tmp + bo) */
