@@ -445,10 +445,12 @@ typedef enum plm_pooling {
 } plm_pooling;
 
 /* Embeds n_texts token sequences: the final hidden states (after the output
- * norm) pooled per text, optionally L2-normalized, written row by row into out
+ * norm; an encoder's last layer output) pooled per text, optionally
+ * L2-normalized, written row by row into out
  * (n_texts x n_embd floats, caller-owned). Texts are evaluated several at a time
  * as separate sequences and removed from the cache afterwards. Uses every
- * sequence id of ctx. */
+ * sequence id of ctx. An encoder (plm_model_is_encoder) sees each text whole:
+ * a text of more than n_batch tokens gives PLM_ERR_CONTEXT_FULL. */
 PLM_API plm_status plm_embed(plm_context *ctx, const plm_token *const *texts, const int32_t *lens, int32_t n_texts,
                              plm_pooling pooling, bool normalize, float *out);
 
