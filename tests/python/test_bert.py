@@ -271,19 +271,14 @@ def test_convert_vocab_txt_model(tmp_path, kind):
     assert m.embed("hello").shape == (32,)
 
 
-def test_convert_cli_and_errors(tmp_path):
-    import subprocess
-    import sys
+def test_convert_cli_and_errors(tmp_path, capsys):
     from pocketlm.convert import ConvertError, convert
+    from pocketlm.convert.__main__ import main
 
+    # the command's main() in-process: a child would need the ASan preload under make python-test-asan
     src = _hf_dir(tmp_path)
-    # the converter is Python and numpy: under `make python-test-asan` its child gets a plain environment, so
-    # that the allocations CPython and numpy keep at exit are not reported (as test_download does for pip)
-    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "ASAN_OPTIONS", "LSAN_OPTIONS",
-                                                              "UBSAN_OPTIONS")}
-    r = subprocess.run([sys.executable, "-m", "pocketlm.convert", str(src), "-o", str(tmp_path / "c.gguf"),
-                        "--type", "f32"], capture_output=True, text=True, env=env)
-    assert r.returncode == 0, r.stderr
+    assert main([str(src), "-o", str(tmp_path / "c.gguf"), "--type", "f32"]) == 0
+    assert capsys.readouterr().out == f"{tmp_path / 'c.gguf'}\n"
     assert os.path.isfile(tmp_path / "c.gguf")
     with pytest.raises(ConvertError, match="no such file"):
         convert(str(tmp_path / "nope"), str(tmp_path / "x.gguf"))
@@ -291,9 +286,9 @@ def test_convert_cli_and_errors(tmp_path):
     with pytest.raises(ConvertError, match="only BERT"):
         convert(str(tmp_path), str(tmp_path / "x.gguf"))
     assert not os.path.exists(tmp_path / "x.gguf")
-    r = subprocess.run([sys.executable, "-m", "pocketlm.convert", str(tmp_path), "-o", str(tmp_path / "x.gguf")],
-                       capture_output=True, text=True, env=env)
-    assert r.returncode == 1 and "only BERT" in r.stderr
+    assert main([str(tmp_path), "-o", str(tmp_path / "x.gguf")]) == 1
+    assert "only BERT" in capsys.readouterr().err
+
 
 
 def test_tiny_bert_against_transformers():
