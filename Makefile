@@ -153,14 +153,14 @@ check: model
 	$(MAKE) python-test-asan
 	$(MAKE) lua-test
 
-# Fuzzing with clang's libFuzzer: `make fuzz` builds build-fuzz/fuzz_{gguf,tokenizer,sampler,chat,grammar,jinja};
-# `make fuzz-smoke` runs each for FUZZ_SECONDS (15 s each: 75 s for the five) on a copy of the
+# Fuzzing with clang's libFuzzer: `make fuzz` builds build-fuzz/fuzz_{gguf,tokenizer,sampler,chat,grammar,jinja,wordpiece};
+# `make fuzz-smoke` runs each for FUZZ_SECONDS (15 s each: 90 s for the six) on a copy of the
 # seed corpus in tests/fuzz/corpus (plus the tiny models of every family in tests/data/tiny for the
 # loader, and the chat templates of llama.cpp's corpus for the template interpreter);
 # `make fuzz-long FUZZ_SECONDS=1800` is the long local run (FUZZERS=chat for one harness).
 FUZZ_CC      ?= clang
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined
-FUZZERS      := gguf tokenizer sampler chat grammar jinja
+FUZZERS      := gguf tokenizer sampler chat grammar jinja wordpiece
 FUZZ_SECONDS ?= 15
 
 fuzz:

@@ -473,11 +473,13 @@ static plm_status pool_texts(plm_context *ctx, const plm_token *const *texts, co
     const int64_t E = ctx->model->hp.n_embd;
     plm_status st = PLM_OK;
     plm_kv_clear(ctx);
+    /* an encoder sees each text whole: one micro-batch (n_batch tokens) per decode */
+    const int32_t room = plm_model_is_encoder(ctx->model) ? PLM_MIN(ctx->kv.n_ctx, ctx->params.n_batch) : ctx->kv.n_ctx;
     int32_t i0 = 0;
     while (i0 < n_texts && !st) {
         /* as many texts as fit: one sequence each */
         int32_t i1 = i0, total = 0;
-        while (i1 < n_texts && i1 - i0 < ctx->params.n_seq_max && total + lens[i1] <= ctx->kv.n_ctx) total += lens[i1++];
+        while (i1 < n_texts && i1 - i0 < ctx->params.n_seq_max && total + lens[i1] <= room) total += lens[i1++];
         plm_token *bt = malloc((size_t)total * sizeof(plm_token));
         int32_t *bp = malloc((size_t)total * sizeof(int32_t)), *bs = malloc((size_t)total * sizeof(int32_t));
         int8_t *bl = calloc((size_t)total, 1);
@@ -539,6 +541,9 @@ static plm_status check_texts(const plm_context *ctx, const plm_token *const *te
         if (lens[i] <= 0 || !texts[i]) return plm_fail(PLM_ERR_ARG, "%s: text %d is empty", fn, i);
         if (lens[i] > ctx->kv.n_ctx)
             return plm_fail(PLM_ERR_CONTEXT_FULL, "text %d has %d tokens; the context holds %d", i, lens[i], ctx->kv.n_ctx);
+        if (plm_model_is_encoder(ctx->model) && lens[i] > ctx->params.n_batch)
+            return plm_fail(PLM_ERR_CONTEXT_FULL, "text %d has %d tokens; an encoder sees a text whole, in one batch of at most n_batch = %d", i,
+                            lens[i], ctx->params.n_batch);
         if ((st = check_tokens(ctx, texts[i], lens[i], "text", i))) return st;
     }
     return PLM_OK;

@@ -418,6 +418,7 @@ void plm_model_free(plm_model *m) {
         free(m->layers);
     }
     cls_head_free(&m->cls);
+    if (m->family_data_free) m->family_data_free(m->family_data);
     free(m->output_norm);
     free(m->rope_factors);
     free(m->rope_long);
@@ -520,7 +521,7 @@ static plm_status check_tensor_values(const plm_gguf *g) {
 
 /* general.architecture -> family; Mistral files say "llama". */
 static const plm_arch *const FAMILIES[] = {
-    &plm_arch_llama, &plm_arch_qwen2, &plm_arch_qwen3, &plm_arch_phi3, &plm_arch_gemma2, &plm_arch_gemma3,
+    &plm_arch_llama, &plm_arch_qwen2, &plm_arch_qwen3, &plm_arch_phi3, &plm_arch_gemma2, &plm_arch_gemma3, &plm_arch_bert,
 };
 
 plm_status plm_model_load(const char *path, const plm_model_params *params, plm_model **out) {
@@ -619,6 +620,20 @@ const char *plm_model_cls_label(const plm_model *m, int32_t i) {
 }
 
 plm_pooling plm_model_cls_pooling(const plm_model *m) { return m && m->cls.n_out ? m->cls.pooling : PLM_POOL_LAST; }
+
+plm_pooling plm_model_embed_pooling(const plm_model *m) {
+    if (!m) return PLM_POOL_MEAN;
+    char key[256];
+    snprintf(key, sizeof key, "%s.pooling_type", m->arch);
+    uint32_t type = 0;
+    if (plm_gguf_get_u32(m->g, key, false, &type)) {
+        plm_clear_error();
+        return PLM_POOL_MEAN;
+    }
+    return type == 2 ? PLM_POOL_CLS : type == 3 ? PLM_POOL_LAST : PLM_POOL_MEAN;
+}
+
+bool plm_model_is_encoder(const plm_model *m) { return m && m->family->encoder; }
 
 int32_t plm_model_meta_count(const plm_model *m) { return m ? (int32_t)m->g->n_kv : 0; }
 

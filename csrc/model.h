@@ -103,6 +103,8 @@ struct plm_model {
     char **meta_keys;
     struct plm_token_trie *trie; /* vocabulary trie for grammar masks (grammar/mask.c): built on first use */
     bool vocab_only;          /* loaded with plm_model_params.vocab_only: no family, hyperparameters or weights */
+    void *family_data;                   /* a family's own weights (models/bert.c), or NULL */
+    void (*family_data_free)(void *);    /* frees family_data */
 };
 
 /* Frees a vocabulary trie (grammar/mask.c); NULL is a no-op. */

@@ -1055,15 +1055,28 @@ function Model:classify(text, labels, opts, ctx)
     return result
 end
 
---- m:embed(text | texts, {pooling = "mean", normalize = true}) -> a float32 view of n_embd items for a string,
--- or a list of them for a list of strings (rows of one buffer that C wrote in place). pooling: "mean" of the
--- token states, the "last" token's, or the first ("cls"); normalize: unit length. Items may also be tokens.
+--- m:embed_pooling() -> "mean", "cls" or "last": the pooling m:embed uses by default (the file's pooling type,
+-- as a sentence-transformers model was trained; "mean" when the file names none).
+function Model:embed_pooling()
+    local p = core.model_embed_pooling(self:_handle())
+    for name, id in pairs(POOLINGS) do
+        if id == p then return name end
+    end
+    return "mean"
+end
+
+--- m:is_encoder() -> true for an encoder (a BERT sentence embedder): it embeds; generate and chat raise errors.
+function Model:is_encoder() return core.model_is_encoder(self:_handle()) end
+
+--- m:embed(text | texts, {pooling = m:embed_pooling(), normalize = true}) -> a float32 view of n_embd items for a
+-- string, or a list of them for a list of strings (rows of one buffer that C wrote in place). pooling: "mean" of
+-- the token states, the "last" token's, or the first ("cls"); normalize: unit length. Items may also be tokens.
 function Model:embed(texts, opts, ctx)
     opts = check_keys(opts, keyset({"pooling", "normalize"}), "embed")
     local single = type(texts) == "string"
     local items = single and {texts} or texts
     if type(items) ~= "table" then fail("embed: expected a string or a list of strings, got " .. type(texts)) end
-    local pooling = opt_choice(opts, "pooling", "mean", POOLINGS)
+    local pooling = opt_choice(opts, "pooling", self:embed_pooling(), POOLINGS)
     local normalize = opt_bool(opts, "normalize", true)
     ctx = ctx or self:_task_context()
     local h = ctx:_idle()

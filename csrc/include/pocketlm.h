@@ -605,12 +605,22 @@ typedef enum plm_pooling {
 } plm_pooling;
 
 /* Embeds n_texts token sequences: the final hidden states (after the output
- * norm) pooled per text, optionally L2-normalized, written row by row into out
+ * norm; an encoder's last layer output) pooled per text, optionally
+ * L2-normalized, written row by row into out
  * (n_texts x n_embd floats, caller-owned). Texts are evaluated several at a time
  * as separate sequences and removed from the cache afterwards. Uses every
- * sequence id of ctx. */
+ * sequence id of ctx. An encoder (plm_model_is_encoder) sees each text whole:
+ * a text of more than n_batch tokens gives PLM_ERR_CONTEXT_FULL. */
 PLM_API plm_status plm_embed(plm_context *ctx, const plm_token *const *texts, const int32_t *lens, int32_t n_texts,
                              plm_pooling pooling, bool normalize, float *out);
+
+/* The pooling plm_embed should use for this model: the file's <arch>.pooling_type
+ * when it is mean (1), cls (2) or last (3), else PLM_POOL_MEAN. */
+PLM_API plm_pooling plm_model_embed_pooling(const plm_model *model);
+/* True for an encoder (bert): it gives embeddings (plm_embed) and no logits;
+ * plm_decode then needs each sequence whole in one call of at most n_batch
+ * tokens and refuses batches that ask for logits. */
+PLM_API bool plm_model_is_encoder(const plm_model *model);
 
 /* Classification heads. A GGUF may carry a sequence-classification head in
  * llama.cpp's layout: tensors cls.weight (+ cls.bias) and/or cls.output.weight

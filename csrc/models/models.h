@@ -36,9 +36,11 @@ struct plm_arch {
     const char *name;                                            /* general.architecture */
     plm_status (*load)(plm_model *m);                            /* hyperparameters and weights */
     plm_status (*forward)(plm_context *ctx, const plm_ubatch *ub); /* block stack and output head */
+    bool encoder; /* bidirectional, no logits: each sequence whole in one micro-batch (bert) */
 };
 
-extern const plm_arch plm_arch_llama, plm_arch_qwen2, plm_arch_qwen3, plm_arch_phi3, plm_arch_gemma2, plm_arch_gemma3;
+extern const plm_arch plm_arch_llama, plm_arch_qwen2, plm_arch_qwen3, plm_arch_phi3, plm_arch_gemma2, plm_arch_gemma3,
+    plm_arch_bert;
 
 /* ------------------------------------------------------------ building blocks */
 

@@ -26,7 +26,8 @@ typedef enum plm_pretok_kind {
 /* The tokenizer algorithm, from tokenizer.ggml.model. */
 typedef enum plm_vocab_kind {
     PLM_VOCAB_BPE, /* "gpt2": byte-level BPE over merges (bpe.c) */
-    PLM_VOCAB_SPM  /* "llama": SentencePiece, score-driven merges with byte fallback (spm.c) */
+    PLM_VOCAB_SPM, /* "llama": SentencePiece, score-driven merges with byte fallback (spm.c) */
+    PLM_VOCAB_WPM  /* "bert": WordPiece, BERT's normalizer and greedy longest pieces (wordpiece.c) */
 } plm_vocab_kind;
 
 typedef struct plm_tok_info {
@@ -82,6 +83,10 @@ struct plm_vocab {
      * (other than "▁"), sorted; spm.c cuts words before every other "▁". */
     uint32_t *spm_glue;
     size_t n_spm_glue;
+
+    /* WordPiece: tokenizer.wordpiece.* (true and 100 when absent, as llama.cpp assumes) */
+    bool wpm_lowercase, wpm_strip_accents, wpm_chinese_chars;
+    uint32_t wpm_max_chars; /* a longer word is one [UNK] */
 };
 
 /* U+2581 LOWER ONE EIGHTH BLOCK, SentencePiece's space. */
@@ -142,5 +147,14 @@ void plm_spm_buf_free(plm_spm_buf *b);
 plm_status plm_spm_tokenize(const plm_vocab *v, const char *text, size_t len, bool space_prefix, plm_spm_buf *b,
                             plm_tok_out *o);
 
+/* Scratch memory of WordPiece tokenization (wordpiece.c); reused across fragments. */
+typedef struct plm_wpm_buf plm_wpm_buf;
+plm_wpm_buf *plm_wpm_buf_new(void);
+void plm_wpm_buf_free(plm_wpm_buf *b);
+
+/* WordPiece of one piece of plain text (no special tokens in it): BERT's
+ * normalizer and pre-tokenizer, then each word's greedy longest pieces, [UNK]
+ * for a word that cannot be covered. Appends the tokens to o. */
+plm_status plm_wpm_tokenize(const plm_vocab *v, const char *text, size_t len, plm_wpm_buf *b, plm_tok_out *o);
 
 #endif

@@ -10,7 +10,8 @@
  * follow llama.cpp's llama-vocab.cpp, so that a GGUF means the same thing here
  * as there; where pocketlm differs it says so below.
  *
- * Two algorithms: byte-level BPE ("gpt2": bpe.c, with pretok.c) and
+ * Three algorithms: byte-level BPE ("gpt2": bpe.c, with pretok.c), WordPiece
+ * ("bert": wordpiece.c) and
  * SentencePiece ("llama": spm.c; scores instead of merges, <0xNN> byte
  * fallback, U+2581 for spaces, the add_space_prefix rule).
  */
@@ -468,7 +469,7 @@ static plm_status build_pieces(plm_vocab *v) {
             *p = (char)byte;
             t->piece = p++;
             t->piece_len = 1;
-        } else if (v->kind == PLM_VOCAB_SPM && (t->type == PLM_TOKEN_TYPE_NORMAL || t->type == PLM_TOKEN_TYPE_BYTE)) {
+        } else if ((v->kind == PLM_VOCAB_SPM || v->kind == PLM_VOCAB_WPM) && (t->type == PLM_TOKEN_TYPE_NORMAL || t->type == PLM_TOKEN_TYPE_BYTE)) {
             char *start = p;
             for (size_t k = 0; k < t->len;) {
                 if (t->len - k >= 3 && memcmp(t->text + k, PLM_SPM_SPACE, 3) == 0) {
@@ -595,6 +596,36 @@ static plm_status load_spm(const plm_gguf *g, plm_vocab **out) {
     return PLM_OK;
 }
 
+/* WordPiece ("bert"): llama.cpp's phantom-space spelling (wordpiece.c), [CLS]
+ * and [SEP] as BOS and EOS, both added by default; [UNK] is required. */
+static plm_status load_wpm(const plm_gguf *g, plm_vocab **out) {
+    plm_vocab *v = calloc(1, sizeof *v);
+    if (!v) return plm_fail(PLM_ERR_OOM, "out of memory");
+    v->kind = PLM_VOCAB_WPM;
+    v->bos = v->eos = v->eot = v->eom = v->unk = v->pad = -1;
+    v->pretok = PLM_PRETOK_DEFAULT;
+    v->add_bos = v->add_eos = true;
+    v->wpm_lowercase = v->wpm_strip_accents = v->wpm_chinese_chars = true;
+    v->wpm_max_chars = 100;
+    plm_status st;
+    if ((st = plm_gguf_get_bool(g, "tokenizer.wordpiece.lowercase", false, &v->wpm_lowercase)) ||
+        (st = plm_gguf_get_bool(g, "tokenizer.wordpiece.strip_accents", false, &v->wpm_strip_accents)) ||
+        (st = plm_gguf_get_bool(g, "tokenizer.wordpiece.chinese_chars", false, &v->wpm_chinese_chars)) ||
+        (st = plm_gguf_get_u32(g, "tokenizer.wordpiece.max_word_chars", false, &v->wpm_max_chars)) || (st = load_tokens(g, v)) ||
+        (st = load_specials(g, v)) || (st = build_specials(v)) || (st = build_pieces(v))) {
+        plm_vocab_free(v);
+        return st;
+    }
+    if (v->unk < 0) {
+        st = plm_fail(PLM_ERR_FORMAT, "%s: the WordPiece vocabulary names no unknown token (tokenizer.ggml.unknown_token_id), which words it cannot cover need",
+                      g->path);
+        plm_vocab_free(v);
+        return st;
+    }
+    *out = v;
+    return PLM_OK;
+}
+
 plm_status plm_vocab_load(const plm_gguf *g, plm_vocab **out) {
     if (!g || !out) return plm_fail(PLM_ERR_ARG, "plm_vocab_load: NULL argument");
     *out = NULL;
@@ -605,9 +636,13 @@ plm_status plm_vocab_load(const plm_gguf *g, plm_vocab **out) {
         free(model);
         return load_spm(g, out);
     }
+    if (strcmp(model, "bert") == 0) {
+        free(model);
+        return load_wpm(g, out);
+    }
     if (strcmp(model, "gpt2") != 0) {
         st = plm_fail(PLM_ERR_UNSUPPORTED,
-                      "%s: tokenizer.ggml.model '%s' is not supported (only 'gpt2', byte-level BPE, and 'llama', SentencePiece)", g->path,
+                      "%s: tokenizer.ggml.model '%s' is not supported (only 'gpt2', byte-level BPE, 'llama', SentencePiece, and 'bert', WordPiece)", g->path,
                       model);
         free(model);
         return st;
@@ -808,10 +843,12 @@ plm_status plm_vocab_tokenize(const plm_vocab *v, const char *text, size_t len, 
     frags cur = {0}, nxt = {0};
     plm_bpe_buf *bpe = NULL;
     plm_spm_buf *spm = NULL;
+    plm_wpm_buf *wpm = NULL;
     if (v->kind == PLM_VOCAB_SPM) spm = plm_spm_buf_new();
+    else if (v->kind == PLM_VOCAB_WPM) wpm = plm_wpm_buf_new();
     else bpe = plm_bpe_buf_new();
     plm_status st = PLM_OK;
-    if (!bpe && !spm) return plm_fail(PLM_ERR_OOM, "out of memory");
+    if (!bpe && !spm && !wpm) return plm_fail(PLM_ERR_OOM, "out of memory");
 
     if (add_special && v->add_bos) plm_tok_push(&o, v->bos);
     if (len) {
@@ -823,6 +860,7 @@ plm_status plm_vocab_tokenize(const plm_vocab *v, const char *text, size_t len, 
         for (size_t i = 0; !st && i < cur.n; i++) {
             const frag *f = &cur.a[i];
             if (f->tok >= 0) plm_tok_push(&o, f->tok);
+            else if (wpm) st = plm_wpm_tokenize(v, text + f->off, f->len, wpm, &o);
             else if (spm) st = plm_spm_tokenize(v, text + f->off, f->len, v->add_space_prefix && after_special, spm, &o);
             else st = plm_bpe_tokenize(v, text + f->off, f->len, bpe, &o);
             after_special = f->tok >= 0;
@@ -833,6 +871,7 @@ plm_status plm_vocab_tokenize(const plm_vocab *v, const char *text, size_t len, 
     free(nxt.a);
     plm_bpe_buf_free(bpe);
     plm_spm_buf_free(spm);
+    plm_wpm_buf_free(wpm);
     if (st) return st;
     if (o.n > INT32_MAX) return plm_fail(PLM_ERR_ARG, "plm_tokenize: the text needs %" PRId64 " tokens, more than an int32_t counts", o.n);
     *n_out = (int32_t)o.n;

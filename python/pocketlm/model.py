@@ -456,11 +456,25 @@ class Model:
                                        calibrate=calibrate, batch_size=batch_size, progress=progress,
                                        context=context, use_head=use_head)
 
-    def embed(self, texts: Union[str, Sequence[Any]], *, pooling: str = "mean", normalize: bool = True,
+    @property
+    def embed_pooling(self) -> str:
+        """The pooling :meth:`embed` uses by default: the file's pooling type (``"mean"`` or ``"cls"``, as a
+        sentence-transformers model was trained), else ``"mean"``."""
+        p = _core.model_embed_pooling(self._handle)
+        return {_core.POOL_MEAN: "mean", _core.POOL_LAST: "last", _core.POOL_CLS: "cls"}[p]
+
+    @property
+    def is_encoder(self) -> bool:
+        """True for an encoder (a BERT sentence embedder): it gives embeddings, not text (generate and chat
+        raise :class:`UnsupportedError`)."""
+        return bool(_core.model_is_encoder(self._handle))
+
+    def embed(self, texts: Union[str, Sequence[Any]], *, pooling: Optional[str] = None, normalize: bool = True,
               batch_size: int = 32, progress: bool = False, context: Optional[Context] = None,
               out: Any = None) -> Any:
         """Embeddings of ``texts``: the model's final hidden states (after the output norm), pooled per text
-        (``"mean"`` over its tokens, the ``"last"`` token's, or the first one's: ``"cls"``) and, with
+        (``"mean"`` over its tokens, the ``"last"`` token's, or the first one's: ``"cls"``; by default the
+        model file's pooling, see :attr:`embed_pooling`) and, with
         ``normalize``, scaled to unit length. A list of texts gives a numpy array of shape ``(n, n_embd)``
         that C writes into directly (no copy); one string gives one row. Items may also be token sequences.
 
@@ -475,6 +489,8 @@ class Model:
             ((2, 576), 'float32')
         """
         batch_size = int_arg("batch_size", batch_size, 1)
+        if pooling is None:
+            pooling = self.embed_pooling
         return _classify.embed(self, texts, pooling=pooling, normalize=normalize, batch_size=batch_size,
                                progress=progress, context=context, out=out)
 

