@@ -5,7 +5,9 @@ killed with SIGKILL in the middle of a job must cost neither a row nor a duplica
 when Ray or Dask is not installed: `pip install "pocketlm[ray,dask]"`.
 """
 
+import importlib.util
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -219,3 +221,37 @@ def test_dask_killed_worker_loses_and_duplicates_nothing(dask_client, model_path
     out = df.map_partitions(_classify_or_die, marker, labels=LABELS, model_path=model_path, meta=meta).compute()
     assert os.path.exists(marker), "a worker was killed"
     _check_classes(list(zip(out["id"], out["label"], out["scores"])), expected_classes[:n])
+
+
+def _load_example(name):
+    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "examples", name + ".py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_ray_classify_example(ray_cluster, model):
+    """The example, run as a user would against a running cluster (this module's, by its address)."""
+    ex = _load_example("ray_classify")
+    address = ray_cluster.get_runtime_context().gcs_address
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "ray_classify.py"), "--address", address,
+                        "--workers", "2"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    rows = re.findall(r"^\[\s*(.+?) (\d\.\d\d)\] (.*)$", r.stdout, re.M)
+    expected = model.classify_many(ex.SAMPLE_TICKETS, ex.LABELS, progress=False)
+    assert rows == [(e.label, f"{e.score:.2f}", t) for e, t in zip(expected, ex.SAMPLE_TICKETS)]
+    assert re.search(r"classified 8 texts on 2 Ray workers x 1 threads in [\d.]+ s", r.stdout)
+
+
+def test_dask_embed_example(dask_client, model):
+    """The example as a user runs it first: it starts its own local cluster (under its __main__ guard)."""
+    import numpy as np
+
+    ex = _load_example("dask_embed")
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "dask_embed.py")],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    sims = model.embed(ex.SAMPLE_CORPUS) @ model.embed("I want a refund")
+    best = [f"  {sims[i]:.3f}  {ex.SAMPLE_CORPUS[i]}" for i in np.argsort(-sims, kind="stable")[:3]]
+    assert r.stdout.splitlines()[-4:] == ["nearest to 'I want a refund':"] + best
+    assert re.search(r"embedded 10 texts \(576 dimensions\) on 2 Dask workers", r.stdout)
