@@ -255,3 +255,43 @@ def test_dask_embed_example(dask_client, model):
     best = [f"  {sims[i]:.3f}  {ex.SAMPLE_CORPUS[i]}" for i in np.argsort(-sims, kind="stable")[:3]]
     assert r.stdout.splitlines()[-4:] == ["nearest to 'I want a refund':"] + best
     assert re.search(r"embedded 10 texts \(576 dimensions\) on 2 Dask workers", r.stdout)
+
+
+PROMPTS = ["The capital of France is", "Water boils at", "One, two, three,", "The opposite of hot is"]
+
+
+def test_generate_texts_takes_the_batch_generator_when_there_is_one(model):
+    class Batched:
+        def __init__(self):
+            self.calls = []
+
+        def generate_many(self, prompts, **kw):
+            self.calls.append((prompts, kw))
+            return [p.upper() for p in prompts]
+
+    b = Batched()
+    assert pdist.generate_texts(b, ("a", "b"), max_tokens=3) == ["A", "B"]
+    assert b.calls == [(["a", "b"], {"max_tokens": 3})]
+    if not hasattr(model, "generate_many"):   # one generate() per prompt meanwhile
+        assert pdist.generate_texts(model, PROMPTS[:2], max_tokens=4, temperature=0) == \
+            [model.generate(p, max_tokens=4, temperature=0) for p in PROMPTS[:2]]
+
+
+def test_ray_generate(ray_cluster, model_path, model):
+    ds = ray_cluster.data.from_items([{"prompt": p} for p in PROMPTS])
+    out = ds.map_batches(pdist.RayGenerator, fn_constructor_kwargs={"model_path": model_path, "max_tokens": 8,
+                                                                     "temperature": 0},
+                         compute=_actors(ray_cluster, 2), num_cpus=1, batch_size=2).take_all()
+    got = {r["prompt"]: r["text"] for r in out}
+    assert len(out) == len(PROMPTS)
+    assert got == {p: model.generate(p, max_tokens=8, temperature=0) for p in PROMPTS}
+
+
+def test_dask_generate(dask_client, model_path, model):
+    import dask.bag as db
+
+    out = pdist.dask_generate(db.from_sequence([{"prompt": p, "n": i} for i, p in enumerate(PROMPTS)],
+                                               npartitions=2),
+                              model_path=model_path, max_tokens=8, temperature=0).compute()
+    assert out == [{"prompt": p, "n": i, "text": model.generate(p, max_tokens=8, temperature=0)}
+                   for i, p in enumerate(PROMPTS)]
