@@ -11,7 +11,7 @@ row. A worker that dies is restarted and its batch redone: no row is lost or rep
     python examples/ray_classify.py --workers 8 --threads 4  # 8 actors of 4 CPUs each (32 CPUs in all)
 
 Needs ``pip install "pocketlm[ray]"``. On a cluster, ``--model`` must name a GGUF file readable at that path on
-every node (by default the default model, which ``python -m pocketlm download`` puts in each node's cache).
+every node (by default the default model: ``$POCKETLM_MODEL`` or the cache, ``~/.cache/pocketlm``, of each node).
 """
 
 from __future__ import annotations

@@ -16,27 +16,30 @@ generate   ``text``          the continuation of the prompt (input column ``prom
 Ray Data: callable classes for ``map_batches`` (the model is loaded in ``__init__``, once per actor; any batch
 format: numpy dicts, pandas, pyarrow)::
 
-    import ray, pocketlm.distributed as pd_
+    import ray
+    from pocketlm.distributed import RayClassifier
     ds = ray.data.from_items([{"text": t} for t in texts])
-    out = ds.map_batches(pd_.RayClassifier, fn_constructor_kwargs={"labels": ["billing", "bug", "other"]},
-                         concurrency=4, num_cpus=2, batch_size=64)
+    out = ds.map_batches(RayClassifier, fn_constructor_kwargs={"labels": ["billing", "bug", "other"]},
+                         compute=ray.data.ActorPoolStrategy(size=4), num_cpus=2, batch_size=64)
 
 Dask: functions for ``map_partitions`` on a DataFrame (pandas partitions) or a Bag (partitions of strings or of
 dicts with the text under ``column``); :func:`dask_classify`, :func:`dask_embed` and :func:`dask_generate` call
 ``map_partitions`` with the right ``meta``::
 
+    import dask.dataframe as dd
     from dask.distributed import Client
-    import dask.dataframe as dd, pocketlm.distributed as pd_
+    from pocketlm.distributed import dask_embed
     client = Client("scheduler:8786")
-    out = pd_.dask_embed(dd.read_parquet("corpus/")).compute()
+    out = dask_embed(dd.read_parquet("corpus/")).compute()
 
 ``n_threads`` (the C thread pool of each worker's model) defaults to the CPUs the engine gives the worker: the
-actor's ``num_cpus`` on Ray, the worker's ``nthreads`` on Dask. The model file is opened by path on every worker
-(``model_path=None``: the default model, which ``python -m pocketlm download`` puts in each machine's cache), so
-the path must be readable on every node. Results do not depend on the thread count or on how rows are batched:
-they equal :meth:`Model.classify_many` and :meth:`Model.embed` in one process, value for value.
+actor's ``num_cpus`` on Ray, the worker's ``nthreads`` on Dask (a worker's tasks take turns on its model). The
+model file is opened by path on every worker (``model_path=None``: the default model, found on each machine as
+:class:`Model` finds it: ``$POCKETLM_MODEL``, else the cache), so the file must be readable at that path on every
+node. Results do not depend on the thread count or on how rows are batched: they equal
+:meth:`Model.classify_many` and :meth:`Model.embed` in one process, value for value.
 
-Importing this module imports neither Ray nor Dask; the Dask helpers import ``dask`` when called.
+Importing this module imports neither Ray, Dask nor pandas.
 """
 
 from __future__ import annotations

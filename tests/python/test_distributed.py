@@ -44,20 +44,18 @@ def expected_vectors(model):
     return model.embed(TEXTS[:N_EMBED])
 
 
-@pytest.fixture(scope="module")
-def by_value():
+def _send_by_value():
     """Functions and classes of this module travel to the workers by value (the workers cannot import it)."""
-    import cloudpickle
+    import cloudpickle   # Ray and Dask both depend on it
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    yield
-    cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
 
 
 @pytest.fixture(scope="module")
-def ray_cluster(by_value):
+def ray_cluster():
     ray = _import_or_skip("ray")
     _import_or_skip("ray.data")
+    _send_by_value()
     ray.init(num_cpus=2, include_dashboard=False, object_store_memory=100 << 20, log_to_driver=False,
              configure_logging=False)
     ctx = ray.data.DataContext.get_current()
@@ -67,9 +65,10 @@ def ray_cluster(by_value):
 
 
 @pytest.fixture(scope="module")
-def dask_client(by_value):
+def dask_client():
     _import_or_skip("dask.dataframe")
     distributed = _import_or_skip("distributed")
+    _send_by_value()
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
     client = distributed.Client(cluster)
     yield client
