@@ -143,7 +143,8 @@ def test_ray_classify_equals_classify_many(ray_cluster, model_path, expected_cla
                          compute=_actors(ray_cluster, 2), num_cpus=1, batch_size=25, batch_format="pandas").take_all()
     _check_classes([(r["id"], r["label"], r["scores"]) for r in out], expected_classes)
     assert all(r["text"] == TEXTS[r["id"]] for r in out)
-    assert len({r["pid"] for r in out}) == 2, "two actor processes"
+    # two actor processes (more if Ray restarted one: its memory monitor may, on a loaded machine)
+    assert len({r["pid"] for r in out}) >= 2
     assert {r["n_threads"] for r in out} == {1}, "n_threads follows the actor's num_cpus"
 
 
@@ -161,7 +162,7 @@ def test_ray_embed_equals_embed(ray_cluster, model_path, expected_vectors):
 
 
 def test_ray_killed_actor_loses_and_duplicates_nothing(ray_cluster, model_path, expected_classes, tmp_path):
-    n = 120
+    n = 80
     marker = str(tmp_path / "killed")
     ds = ray_cluster.data.from_items([{"id": i, "text": t} for i, t in enumerate(TEXTS[:n])])
     out = ds.map_batches(_Traced, fn_constructor_kwargs={"labels": LABELS, "model_path": model_path,
@@ -213,7 +214,7 @@ def test_dask_killed_worker_loses_and_duplicates_nothing(dask_client, model_path
     import dask.dataframe as dd
     import pandas as pd
 
-    n = 120
+    n = 80
     marker = str(tmp_path / "killed")
     df = dd.from_pandas(pd.DataFrame({"id": range(n), "text": TEXTS[:n]}), npartitions=6)
     meta = pdist.dask_classify(df, LABELS)._meta
