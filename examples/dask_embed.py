@@ -11,7 +11,8 @@ A worker that dies has its tasks rerun elsewhere: no row is lost or repeated.
     python examples/dask_embed.py --save vectors.npy           # keep the embeddings
 
 Needs ``pip install "pocketlm[dask]"``. On a cluster, ``--model`` must name a GGUF file readable at that path on
-every worker (by default the default model: ``$POCKETLM_MODEL`` or the cache, ``~/.cache/pocketlm``, of each machine);
+every worker (by default the default model: ``$POCKETLM_MODEL``, else each machine's cache, which
+``python -m pocketlm download`` fills);
 each worker's model runs as many threads as the worker has (``dask worker --nthreads``). The default 135M model's
 embeddings are a rough measure of similarity; a larger model's are better.
 """

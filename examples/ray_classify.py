@@ -11,7 +11,8 @@ row. A worker that dies is restarted and its batch redone: no row is lost or rep
     python examples/ray_classify.py --workers 8 --threads 4  # 8 actors of 4 CPUs each (32 CPUs in all)
 
 Needs ``pip install "pocketlm[ray]"``. On a cluster, ``--model`` must name a GGUF file readable at that path on
-every node (by default the default model: ``$POCKETLM_MODEL`` or the cache, ``~/.cache/pocketlm``, of each node).
+every node (by default the default model: ``$POCKETLM_MODEL``, else each node's cache, which
+``python -m pocketlm download`` fills).
 """
 
 from __future__ import annotations

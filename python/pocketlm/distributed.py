@@ -35,8 +35,8 @@ dicts with the text under ``column``); :func:`dask_classify`, :func:`dask_embed`
 ``n_threads`` (the C thread pool of each worker's model) defaults to the CPUs the engine gives the worker: the
 actor's ``num_cpus`` on Ray, the worker's ``nthreads`` on Dask (a worker's tasks take turns on its model). The
 model file is opened by path on every worker (``model_path=None``: the default model, found on each machine as
-:class:`Model` finds it: ``$POCKETLM_MODEL``, else the cache), so the file must be readable at that path on every
-node. Results do not depend on the thread count or on how rows are batched: they equal
+:class:`Model` finds it: ``$POCKETLM_MODEL``, else the cache, which ``python -m pocketlm download`` fills), so the
+file must be readable at that path on every node. Results do not depend on the thread count or on how rows are batched: they equal
 :meth:`Model.classify_many` and :meth:`Model.embed` in one process, value for value.
 
 Importing this module imports neither Ray, Dask nor pandas.
@@ -86,11 +86,10 @@ def engine_cpus() -> Optional[int]:
 def load_model(model_path: PathLike = None, *, n_threads: Optional[int] = None,
                n_ctx: Optional[int] = None) -> Model:
     """The Model at ``model_path`` (None: the default model), loaded once per process and kept for the next
-    batches and tasks. ``n_threads=None``: :func:`engine_cpus`, else the Model's default."""
+    batches and tasks. ``n_threads=None``: :func:`engine_cpus`, else the Model's default. The Model checks the
+    arguments."""
     if n_threads is None:
         n_threads = engine_cpus()
-    if n_threads is not None and int(n_threads) < 1:
-        raise InvalidArgumentError(f"n_threads must be at least 1, got {n_threads}")
     key = (None if model_path is None else os.fspath(model_path), n_threads, n_ctx)
     with _models_lock:
         model = _models.get(key)
