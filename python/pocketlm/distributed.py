@@ -49,7 +49,6 @@ import sys
 import threading
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
-from .classify import _check_text
 from .errors import InvalidArgumentError
 from .model import Model
 
