@@ -612,6 +612,9 @@ static plm_status load_wpm(const plm_gguf *g, plm_vocab **out) {
         (st = plm_gguf_get_bool(g, "tokenizer.wordpiece.strip_accents", false, &v->wpm_strip_accents)) ||
         (st = plm_gguf_get_bool(g, "tokenizer.wordpiece.chinese_chars", false, &v->wpm_chinese_chars)) ||
         (st = plm_gguf_get_u32(g, "tokenizer.wordpiece.max_word_chars", false, &v->wpm_max_chars)) || (st = load_tokens(g, v)) ||
+        /* llama.cpp's bert files may name [CLS] and [SEP] only by these keys; bos/eos_token_id, if given, win */
+        (st = read_id(g, v, "tokenizer.ggml.cls_token_id", &v->bos)) ||
+        (st = read_id(g, v, "tokenizer.ggml.seperator_token_id", &v->eos)) ||
         (st = load_specials(g, v)) || (st = build_specials(v)) || (st = build_pieces(v))) {
         plm_vocab_free(v);
         return st;

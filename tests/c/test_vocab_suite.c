@@ -27,7 +27,6 @@
 static const struct {
     const char *name, *needle, *why;
 } UNSUPPORTED[] = {
-    {"bert-bge", "'bert'", "WordPiece (tokenizer.ggml.model 'bert') comes with the encoder family"},
     {"nomic-bert-moe", "'t5'", "Unigram (tokenizer.ggml.model 't5') is not implemented"},
     {"gemma-4", "'gemma4'", "Gemma 4's tokenizer (tokenizer.ggml.model 'gemma4') is not implemented"},
 };
