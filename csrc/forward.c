@@ -325,6 +325,11 @@ plm_status plm_decode(plm_context *ctx, const plm_batch *batch) {
         want[i] = batch->logits ? (batch->logits[i] != 0) : (i == n - 1);
         n_want += want[i];
     }
+    if (n_want > 0 && ctx->model->family && ctx->model->family->encoder) {
+        st = plm_fail(PLM_ERR_UNSUPPORTED, "'%s' is an encoder (%s): it gives embeddings, not next-token logits (use embed, not generate, chat or classify)",
+                      ctx->model->name ? ctx->model->name : ctx->model->arch, ctx->model->arch);
+        goto done;
+    }
     /* Output buffers first: once cells are placed, only the forward pass can fail. */
     if (n_want > ctx->logits_cap) {
         plm_afree(ctx->logits);
