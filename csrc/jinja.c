@@ -1953,7 +1953,7 @@ static bool eval_args(jx *J, scope *sc, node *n, args *a) {
     for (size_t i = 0; i < n->n_kids; i++) {
         val v;
         CK(eval(J, sc, n->kids[i], &v));
-        if (n->kw[i].n) {
+        if (n->kw && n->kw[i].n) { /* no keyword names at all: kw is NULL */
             a->kw[a->n_kw] = n->kw[i];
             a->kwv[a->n_kw++] = v;
         } else a->pos[a->n_pos++] = v;
