@@ -550,6 +550,7 @@ typedef struct jp {
     jx *J;
     const char *p, *e;
     int depth;
+    const char *b; /* the text's first byte (offsets in messages) */
 } jp;
 
 static void jp_ws(jp *P) {
@@ -558,7 +559,7 @@ static void jp_ws(jp *P) {
 
 static bool jp_fail(jp *P, const char *what) {
     P->J->st = PLM_ERR_ARG;
-    snprintf(P->J->err, sizeof P->J->err, "chat template variables: invalid JSON at byte %zu: %s", (size_t)(P->p - (P->e - 0)) + 0, what);
+    snprintf(P->J->err, sizeof P->J->err, "chat template variables: invalid JSON at byte %zu: %s", (size_t)(P->p - P->b), what);
     return false;
 }
 
@@ -3053,7 +3054,7 @@ plm_status plm_chat_template_render(const char *tmpl, size_t tmpl_len, const cha
     if (!root) return plm_fail(PLM_ERR_OOM, "out of memory");
     /* the variables */
     if (vars_len) {
-        jp P = {&J, vars_json, vars_json + vars_len, 0};
+        jp P = {&J, vars_json, vars_json + vars_len, 0, vars_json};
         val v;
         if (jp_value(&P, &v)) {
             jp_ws(&P);
