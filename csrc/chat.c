@@ -399,3 +399,302 @@ plm_status plm_chat_render(const plm_chat_format *fmt, const plm_chat_message *m
     if (w.n < cap) buf[w.n] = 0;
     return PLM_OK;
 }
+
+/* ------------------------------------------------- the model's own template */
+
+/* The families as Jinja templates, for a file that stores no template or a
+ * caller that names a family: each gives what plm_chat_render gives for the
+ * same messages (tests/c/test_chat_model.c compares them). */
+static const char *const FAMILY_JINJA[PLM_CHAT_N_FAMILIES] = {
+    "{%- for m in messages -%}{{ '<|im_start|>' + m.role + '\\n' + m.content + '<|im_end|>\\n' }}{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\\n' }}{%- endif -%}",
+
+    "{%- for m in messages -%}"
+    "{{ '<|start_header_id|>' + m.role + '<|end_header_id|>\\n\\n' + m.content|trim + '<|eot_id|>' }}{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif -%}",
+
+    "{%- set ns = namespace(prefix=none, first=0) -%}"
+    "{%- if messages and messages[0].role == 'system' -%}{%- set ns.prefix = messages[0].content|trim -%}"
+    "{%- set ns.first = 1 -%}{%- endif -%}"
+    "{%- for m in messages[ns.first:] -%}"
+    "{{ '<start_of_turn>' + ('model' if m.role == 'assistant' else m.role) + '\\n' }}"
+    "{%- if ns.prefix is not none -%}{{ ns.prefix + '\\n\\n' }}{%- set ns.prefix = none -%}{%- endif -%}"
+    "{{ m.content|trim + '<end_of_turn>\\n' }}{%- endfor -%}"
+    "{%- if ns.prefix is not none -%}{{ '<start_of_turn>user\\n' + ns.prefix + '<end_of_turn>\\n' }}{%- endif -%}"
+    "{%- if add_generation_prompt -%}{{ '<start_of_turn>model\\n' }}{%- endif -%}",
+
+    "{%- for m in messages -%}{{ '<|' + m.role + '|>\\n' + m.content + '<|end|>\\n' }}{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<|assistant|>\\n' }}{%- endif -%}",
+};
+
+/* What every chat's messages must be, checked before a template runs: its
+ * output is the first problem, empty when there is none. strict (a family
+ * format): the roles and text contents plm_chat_render takes; otherwise also
+ * the role "tool", and contents that are lists of parts or null (an assistant
+ * turn with tool_calls), which templates handle in their own ways. */
+static const char CHECK_JINJA[] =
+    "{%- set roles = ['system', 'user', 'assistant'] if strict else ['system', 'user', 'assistant', 'tool'] -%}"
+    "{%- if messages is string or messages is mapping or messages is not sequence -%}"
+    "messages: a JSON array of messages is expected"
+    "{%- else -%}{%- for m in messages -%}"
+    "{%- if m is not mapping -%}message {{ loop.index0 }}: an object with a role and a content is expected"
+    "{%- break -%}"
+    "{%- elif m.role is not defined or m.role is not string -%}message {{ loop.index0 }}: role is not a string"
+    "{%- break -%}"
+    "{%- elif m.role not in roles -%}"
+    "message {{ loop.index0 }}: role {{ m.role|tojson }} is not one of {{ roles|join(', ') }}"
+    "{%- break -%}"
+    "{%- elif strict and m.content is not string -%}"
+    "message {{ loop.index0 }}: content must be a string (a family format renders roles and texts only)"
+    "{%- break -%}"
+    "{%- elif m.content is defined and m.content is not none and m.content is not string"
+    " and (m.content is mapping or m.content is not sequence) -%}"
+    "message {{ loop.index0 }}: content must be a string, a list of parts or null"
+    "{%- break -%}"
+    "{%- endif -%}{%- endfor -%}{%- endif -%}";
+
+plm_chat_params plm_chat_default_params(void) { return (plm_chat_params){.add_generation_prompt = true}; }
+
+/* A growing text; oom once an allocation failed. */
+typedef struct sbuf {
+    char *p;
+    size_t n, cap;
+    bool oom;
+} sbuf;
+
+static void sb_put(sbuf *b, const char *s, size_t n) {
+    if (b->oom) return;
+    if (n + 1 > b->cap - b->n || !b->p) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap - b->n < n + 1) {
+            if (cap > SIZE_MAX / 2) {
+                b->oom = true;
+                return;
+            }
+            cap *= 2;
+        }
+        char *p = realloc(b->p, cap);
+        if (!p) {
+            b->oom = true;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+    b->p[b->n] = 0;
+}
+
+static void sb_puts(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
+
+/* s[0..n) as a JSON string. */
+static void sb_json_str(sbuf *b, const char *s, size_t n) {
+    sb_puts(b, "\"");
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        char e[8];
+        if (c == '"' || c == '\\') {
+            e[0] = '\\';
+            e[1] = (char)c;
+            sb_put(b, e, 2);
+        } else if (c < 0x20) {
+            snprintf(e, sizeof e, "\\u%04x", c);
+            sb_put(b, e, 6);
+        } else sb_put(b, s + i, 1);
+    }
+    sb_puts(b, "\"");
+}
+
+/* The text of a special token (BOS, EOS) as a JSON string; "" when the
+ * vocabulary has none or its text is not UTF-8. */
+static void sb_token_text(sbuf *b, const plm_model *model, plm_token t) {
+    char text[256];
+    size_t n = 0;
+    if (t < 0 || plm_token_to_piece(model, t, true, text, sizeof text, &n) != PLM_OK || utf8_invalid_at(text, n) < n) n = 0;
+    sb_json_str(b, text, n);
+}
+
+/* The members of a JSON object's text ({...} without its braces), after
+ * checking that it is one; NULL text gives none. */
+static plm_status object_members(const char *s, size_t n, const char *what, const char **inner, size_t *inner_len) {
+    *inner = "";
+    *inner_len = 0;
+    if (!s) return PLM_OK;
+    size_t bad = utf8_invalid_at(s, n);
+    if (bad < n) return plm_fail(PLM_ERR_ARG, "%s: invalid UTF-8 at byte %zu", what, bad);
+    char *out = NULL;
+    size_t out_len = 0;
+    /* The interpreter reads it alone: it must be one JSON object and nothing else. */
+    plm_status st = plm_chat_template_render("", 0, s, n, &out, &out_len);
+    plm_free(out);
+    if (st) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", plm_last_error());
+        return plm_fail(st, "%s: %s", what, msg);
+    }
+    size_t a = 0, z = n;
+    while (a < n && s[a] != '{') a++;
+    while (z > a && s[z - 1] != '}') z--;
+    a++;
+    z--;
+    while (a < z && (s[a] == ' ' || s[a] == '\t' || s[a] == '\n' || s[a] == '\r')) a++;
+    *inner = s + a;
+    *inner_len = z - a; /* nothing but spaces left: {} */
+    return PLM_OK;
+}
+
+/* Offset of the end of the JSON array that s[0..n) starts with (after
+ * leading spaces), or n + 1 when it does not start with '[' or never closes.
+ * Only brackets and strings are followed: the interpreter's reader checks the
+ * rest. Anything after that end would be spliced into the variables' object. */
+static size_t json_array_end(const char *s, size_t n) {
+    size_t i = 0;
+    while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r')) i++;
+    if (i == n || s[i] != '[') return n + 1;
+    size_t depth = 0;
+    for (; i < n; i++) {
+        char c = s[i];
+        if (c == '"') {
+            for (i++; i < n && s[i] != '"'; i++)
+                if (s[i] == '\\') i++;
+        } else if (c == '[' || c == '{') depth++;
+        else if ((c == ']' || c == '}') && --depth == 0) return i + 1;
+    }
+    return n + 1;
+}
+
+/* Which family a chat of model with params renders or stops as; -1: the
+ * model's own template, not recognized as a family. *tmpl: the Jinja source. */
+static plm_status chat_source(const plm_model *model, const plm_chat_params *p, int *family, const char **tmpl,
+                              size_t *tmpl_len, plm_model_info *info) {
+    plm_status st = plm_model_get_info(model, info);
+    if (st) return st;
+    if (p->format && p->template_src) return plm_fail(PLM_ERR_ARG, "plm_chat_apply: give a chat format or a template, not both");
+    if (p->format) {
+        plm_chat_family f;
+        if ((st = plm_chat_family_from_name(p->format, p->format_len, &f))) return st;
+        *family = (int)f;
+        *tmpl = FAMILY_JINJA[f];
+        *tmpl_len = strlen(*tmpl);
+        return PLM_OK;
+    }
+    const char *t = p->template_src ? p->template_src : info->chat_template;
+    size_t n = p->template_src ? p->template_len : strlen(t);
+    if (!n && !p->template_src) {
+        *family = PLM_CHAT_CHATML;
+        *tmpl = FAMILY_JINJA[PLM_CHAT_CHATML];
+        *tmpl_len = strlen(*tmpl);
+        return PLM_OK;
+    }
+    *tmpl = t;
+    *tmpl_len = n;
+    plm_chat_format f;
+    if (p->template_src) {
+        if ((st = detect(t, n, &f, "chat template"))) return st;
+    } else if (detect(t, n, &f, "tokenizer.chat_template"))
+        return plm_fail(PLM_ERR_FORMAT, "%s: %s", info->path, plm_last_error());
+    /* detect() calls a template it does not recognize ChatML: only a real
+     * marker counts here. */
+    *family = f.family != PLM_CHAT_CHATML || find(t, n, "<|im_start|>") ? (int)f.family : -1;
+    return PLM_OK;
+}
+
+plm_status plm_chat_apply(const plm_model *model, const char *messages_json, size_t messages_len,
+                          const plm_chat_params *params, char **out, size_t *out_len) {
+    if (out) *out = NULL;
+    if (out_len) *out_len = 0;
+    if (!model || !out || !out_len)
+        return plm_fail(PLM_ERR_ARG, "plm_chat_apply: %s is NULL", !model ? "model" : !out ? "out" : "out_len");
+    if (!messages_json) return plm_fail(PLM_ERR_ARG, "plm_chat_apply: messages_json is NULL");
+    plm_chat_params p = params ? *params : plm_chat_default_params();
+    if (!p.vars_json && p.vars_len) return plm_fail(PLM_ERR_ARG, "plm_chat_apply: vars_json is NULL but vars_len is %zu", p.vars_len);
+    if (!p.format && p.format_len) return plm_fail(PLM_ERR_ARG, "plm_chat_apply: format is NULL but format_len is %zu", p.format_len);
+    if (!p.template_src && p.template_len)
+        return plm_fail(PLM_ERR_ARG, "plm_chat_apply: template_src is NULL but template_len is %zu", p.template_len);
+    size_t bad = utf8_invalid_at(messages_json, messages_len);
+    if (bad < messages_len) return plm_fail(PLM_ERR_ARG, "chat messages: invalid UTF-8 at byte %zu", bad);
+    size_t end = json_array_end(messages_json, messages_len);
+    if (end > messages_len) return plm_fail(PLM_ERR_ARG, "chat messages: a JSON array of messages is expected");
+    if (space_prefix(messages_json + end, messages_len - end) != messages_len - end)
+        return plm_fail(PLM_ERR_ARG, "chat messages: text after the array at byte %zu", end);
+    const char *extra;
+    size_t extra_len;
+    plm_status st = object_members(p.vars_json, p.vars_len, "chat template variables", &extra, &extra_len);
+    if (st) return st;
+    plm_model_info info;
+    int family;
+    const char *tmpl;
+    size_t tmpl_len;
+    if ((st = chat_source(model, &p, &family, &tmpl, &tmpl_len, &info))) return st;
+
+    /* The messages alone first, so that their problems are named as such. */
+    sbuf v = {0};
+    sb_puts(&v, "{\"messages\": ");
+    sb_put(&v, messages_json, messages_len);
+    sb_puts(&v, p.format ? ", \"strict\": true}" : ", \"strict\": false}");
+    char *r = NULL;
+    size_t rn = 0;
+    if (!v.oom) {
+        st = plm_chat_template_render(CHECK_JINJA, sizeof CHECK_JINJA - 1, v.p, v.n, &r, &rn);
+        if (st == PLM_ERR_ARG) {
+            char msg[1024];
+            snprintf(msg, sizeof msg, "%s", plm_last_error());
+            st = plm_fail(st, "chat messages: %s", msg);
+        } else if (!st && rn) st = plm_fail(PLM_ERR_ARG, "%s", r);
+        plm_free(r);
+        r = NULL;
+    }
+    /* The variables: messages, add_generation_prompt, bos_token, eos_token,
+     * then the caller's (which may replace them). */
+    v.n = 0;
+    sb_puts(&v, "{\"messages\": ");
+    sb_put(&v, messages_json, messages_len);
+    sb_puts(&v, p.add_generation_prompt ? ", \"add_generation_prompt\": true, \"bos_token\": "
+                                        : ", \"add_generation_prompt\": false, \"bos_token\": ");
+    sb_token_text(&v, model, info.bos);
+    sb_puts(&v, ", \"eos_token\": ");
+    sb_token_text(&v, model, info.eos);
+    if (extra_len) {
+        sb_puts(&v, ", ");
+        sb_put(&v, extra, extra_len);
+    }
+    sb_puts(&v, "}");
+    if (!st && v.oom) st = plm_fail(PLM_ERR_OOM, "out of memory for the chat template variables");
+    if (!st) {
+        st = plm_chat_template_render(tmpl, tmpl_len, v.p, v.n, &r, &rn);
+        if (st) {
+            char msg[1024];
+            snprintf(msg, sizeof msg, "%s", plm_last_error());
+            if (p.format) st = plm_fail(st, "the %s chat format: %s", FAMILY_NAMES[family], msg);
+            else if (p.template_src || !*info.chat_template) st = plm_fail(st, "%s", msg);
+            else st = plm_fail(st, "%s: tokenizer.chat_template: %s", info.path, msg);
+        }
+    }
+    free(v.p);
+    if (st) return st;
+    /* Tokenizing the prompt adds BOS when the vocabulary asks for it: the
+     * template's own BOS at the start would be a second one. */
+    char bos[256];
+    size_t bn = 0;
+    if (info.add_bos && info.bos >= 0 && plm_token_to_piece(model, info.bos, true, bos, sizeof bos, &bn) == PLM_OK && bn &&
+        bn <= rn && memcmp(r, bos, bn) == 0) {
+        memmove(r, r + bn, rn - bn + 1);
+        rn -= bn;
+    }
+    *out = r;
+    *out_len = rn;
+    return PLM_OK;
+}
+
+const char *plm_chat_model_stop(const plm_model *model, const plm_chat_params *params, int32_t i) {
+    plm_chat_params p = params ? *params : plm_chat_default_params();
+    plm_model_info info;
+    int family;
+    const char *tmpl;
+    size_t tmpl_len;
+    if (!model || (!p.format && p.format_len) || (!p.template_src && p.template_len) ||
+        chat_source(model, &p, &family, &tmpl, &tmpl_len, &info) || family < 0)
+        return NULL;
+    return plm_chat_stop((plm_chat_family)family, i);
+}

@@ -658,9 +658,11 @@ PLM_API plm_status plm_classify_head(plm_context *ctx, const plm_token *const *t
 
 /* Chat formats turn a list of messages into the prompt text a model was
  * trained on. A GGUF stores its chat template as Jinja source
- * (tokenizer.chat_template); plm_chat_render does not run Jinja but recognizes
- * the template's family by its markers and renders that family (the Jinja
- * interpreter, plm_chat_template_render below, runs the template itself):
+ * (tokenizer.chat_template): plm_chat_apply (below) runs it with the Jinja
+ * interpreter, and is what the Python and Lua chats use. The families below
+ * remain for files without a template, for a caller that names one, and for
+ * stop strings; plm_chat_render renders a family directly, recognized by the
+ * template's markers:
  *
  *   family  recognized by              a user turn
  *   chatml  <|im_start|>               <|im_start|>user\nHi<|im_end|>\n
@@ -744,10 +746,62 @@ PLM_API plm_status plm_chat_render(const plm_chat_format *fmt, const plm_chat_me
  * it does not implement gives PLM_ERR_UNSUPPORTED naming it and its line; a
  * raise_exception call PLM_ERR_ARG with the template's message; bad JSON
  * PLM_ERR_ARG. Templates are untrusted: work, nesting and output size are
- * bounded. Thread-safe. (Not yet used by plm_chat_render, which renders the
- * families above.) */
+ * bounded. Thread-safe. */
 PLM_API plm_status plm_chat_template_render(const char *tmpl, size_t tmpl_len, const char *vars_json, size_t vars_len,
                                             char **out, size_t *out_len);
+
+typedef struct plm_chat_params {
+    bool add_generation_prompt; /* open the assistant's turn at the end (default true) */
+    /* vars_len bytes: a JSON object of further template variables (tools,
+     * enable_thinking, date_string, ...), which may also replace
+     * add_generation_prompt, bos_token and eos_token; NULL: none. */
+    const char *vars_json;
+    size_t vars_len;
+    /* format_len bytes: a family name ("chatml", "llama3", "gemma", "phi3") to
+     * render instead of the model's template; NULL: the model's template. */
+    const char *format;
+    size_t format_len;
+    /* template_len bytes: Jinja source to run instead of the model's template
+     * (as transformers' apply_chat_template(chat_template=...)); NULL: the
+     * model's. Not with format. */
+    const char *template_src;
+    size_t template_len;
+} plm_chat_params;
+
+PLM_API plm_chat_params plm_chat_default_params(void);
+
+/* The prompt text of a chat with model, from its own tokenizer.chat_template
+ * run by the interpreter (plm_chat_template_render), or by the ChatML family
+ * when the file stores none, or by the family params->format names, or by
+ * params->template_src (params NULL: the defaults). messages_json (messages_len bytes of UTF-8) is a JSON
+ * array of messages as Hugging Face's chat templates take them: objects with a
+ * role (system, user, assistant, or tool for a tool's result) and a content
+ * (a string; or a list of parts, or null beside tool_calls, where the template
+ * handles them), plus whatever else the template reads (tool_calls,
+ * tool_call_id, name...). A family format takes system, user and assistant
+ * roles with string contents only, and renders exactly as plm_chat_render.
+ * The template's variables are messages, add_generation_prompt, bos_token
+ * and eos_token (the texts of the vocabulary's BOS and EOS tokens), then
+ * params->vars_json's. Since tokenizing the prompt adds BOS when the
+ * vocabulary asks for it, a BOS text the template writes at the very start is
+ * left out (so the text is the prompt plm_tokenize(add_special, parse_special)
+ * reads). On success *out is a new NUL-terminated string of *out_len bytes:
+ * free with plm_free. PLM_ERR_ARG names a message that breaks the rules above
+ * ("message 2: role \"robot\" is not one of ..."; from 0), invalid JSON or
+ * UTF-8, and a template's raise_exception; PLM_ERR_UNSUPPORTED names a
+ * construct the interpreter does not implement and its line, prefixed by the
+ * file's path: a template is never replaced by a family silently. Touches no
+ * model state; thread-safe. */
+PLM_API plm_status plm_chat_apply(const plm_model *model, const char *messages_json, size_t messages_len,
+                                  const plm_chat_params *params, char **out, size_t *out_len);
+
+/* The i-th stop string (i from 0; static) of chats plm_chat_apply renders
+ * with these params, NULL past the last: the end-of-turn markers of the family
+ * rendered, or recognized by the markers above in the template run (a file
+ * without a template: ChatML's). A template recognized as no family has none:
+ * generation then ends at the vocabulary's end-of-generation tokens (EOS, EOT
+ * and the others plm_token_is_eog names), as every generation does. */
+PLM_API const char *plm_chat_model_stop(const plm_model *model, const plm_chat_params *params, int32_t i);
 
 /* Frees memory returned by pocketlm (NULL is a no-op). */
 PLM_API void plm_free(void *p);
