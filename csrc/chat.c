@@ -687,6 +687,17 @@ plm_status plm_chat_apply(const plm_model *model, const char *messages_json, siz
     return PLM_OK;
 }
 
+plm_status plm_chat_user_prompt(const plm_model *model, const char *text, size_t len, char **out, size_t *out_len) {
+    sbuf js = {0};
+    sb_puts(&js, "[{\"role\": \"user\", \"content\": ");
+    sb_json_str(&js, text, len);
+    sb_puts(&js, "}]");
+    plm_status st = js.oom ? plm_fail(PLM_ERR_OOM, "out of memory for a chat message")
+                           : plm_chat_apply(model, js.p, js.n, NULL, out, out_len);
+    free(js.p);
+    return st;
+}
+
 const char *plm_chat_model_stop(const plm_model *model, const plm_chat_params *params, int32_t i) {
     plm_chat_params p = params ? *params : plm_chat_default_params();
     plm_model_info info;

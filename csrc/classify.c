@@ -291,24 +291,23 @@ static bool has_content(const char *s, size_t n) {
 }
 
 /* The default template: the instruction as a user turn of the model's chat
- * format, the assistant's turn opened, then PLM_CLASSIFY_ANSWER. malloc'd. */
+ * (its own template, plm_chat_apply), the assistant's turn opened, then
+ * PLM_CLASSIFY_ANSWER. malloc'd. */
 static plm_status default_template(const plm_model *m, bool multi_label, char **out, size_t *len) {
-    plm_chat_format fmt;
-    plm_status st = plm_chat_detect_model(m, &fmt);
-    if (st) return st;
     const char *instr = multi_label ? PLM_CLASSIFY_MULTI_LABEL_INSTRUCTION : PLM_CLASSIFY_INSTRUCTION;
-    plm_chat_message msg = {.role = "user", .role_len = 4, .content = instr, .content_len = strlen(instr)};
+    char *turn = NULL;
     size_t n = 0;
-    st = plm_chat_render(&fmt, &msg, 1, true, NULL, 0, &n);
-    if (st && st != PLM_ERR_BUFFER) return st;
+    plm_status st = plm_chat_user_prompt(m, instr, strlen(instr), &turn, &n);
+    if (st) return st;
     const size_t na = strlen(PLM_CLASSIFY_ANSWER);
     char *buf = malloc(n + na + 1);
-    if (!buf) return plm_fail(PLM_ERR_OOM, "out of memory for the classification template");
-    if ((st = plm_chat_render(&fmt, &msg, 1, true, buf, n + 1, &n))) {
-        free(buf);
-        return st;
+    if (!buf) {
+        plm_free(turn);
+        return plm_fail(PLM_ERR_OOM, "out of memory for the classification template");
     }
+    memcpy(buf, turn, n);
     memcpy(buf + n, PLM_CLASSIFY_ANSWER, na + 1);
+    plm_free(turn);
     *out = buf;
     *len = n + na;
     return PLM_OK;

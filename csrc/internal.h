@@ -40,4 +40,8 @@ uint64_t plm_physical_memory(void);
 #define PLM_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define PLM_MAX(a, b) ((a) > (b) ? (a) : (b))
 
+/* chat.c: the prompt of one user message (len bytes of UTF-8) in the model's
+ * chat, the assistant's turn opened (plm_chat_apply); *out: free with plm_free. */
+plm_status plm_chat_user_prompt(const plm_model *model, const char *text, size_t len, char **out, size_t *out_len);
+
 #endif

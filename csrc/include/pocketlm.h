@@ -567,7 +567,7 @@ PLM_API plm_status plm_classify(plm_context *ctx, const plm_token *prompt, int32
  * label, after which plm_classify compares " yes" and " no".
  * The default template (tmpl NULL) is PLM_CLASSIFY_INSTRUCTION (or
  * PLM_CLASSIFY_MULTI_LABEL_INSTRUCTION) as a user turn of the model's chat
- * format (plm_chat_detect_model), the assistant's turn opened, then
+ * (plm_chat_apply: its own template), the assistant's turn opened, then
  * PLM_CLASSIFY_ANSWER. Calibration (Zhao et al. 2021) scores a content-free
  * text such as "N/A" through the same template. */
 #define PLM_CLASSIFY_INSTRUCTION "Classify the text into one of these categories: {labels}.\nText: {text}"
