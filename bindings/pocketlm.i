@@ -164,6 +164,10 @@ static const char *plmb_error_message(void) {
 %ignore plm_chat_detect;
 %ignore plm_chat_detect_model;
 %ignore plm_chat_render;
+%ignore plm_chat_params;
+%ignore plm_chat_default_params;
+%ignore plm_chat_apply;
+%ignore plm_chat_model_stop;
 /* The batch generator goes through the plmb_batch_gen_ helpers below (ids,
  * text and results as plain values); cancel and the counts are bound as they are. */
 %rename(BatchGen) plm_batch_gen;
@@ -236,6 +240,9 @@ struct plm_generator {};
     (plm_token **out_label_tokens, int32_t *out_n_label_tokens),
     (plm_token **out_label_lens, int32_t *out_n_labels)
 };
+
+/* plmb_chat_apply's optional texts: the template variables, and what renders instead of the model's template. */
+%apply (const char *opt_text, size_t opt_len) { (const char *vars, size_t vars_len), (const char *over, size_t over_len) };
 
 %include "pocketlm.h"
 
@@ -592,6 +599,40 @@ plm_status plmb_chat_render(int32_t family, const char *text, size_t len, bool h
     *out_bytes = buf;
     *out_len = need;
     return PLM_OK;
+}
+
+/* The chat parameters: extra variables (JSON text, or none) and what renders
+ * instead of the model's template (a family name when is_template is false,
+ * Jinja source when true; none: the model's template). */
+static plm_chat_params plmb_chat_params(const char *vars, size_t vars_len, const char *over, size_t over_len,
+                                        bool is_template, bool add_generation_prompt) {
+    plm_chat_params p = plm_chat_default_params();
+    p.add_generation_prompt = add_generation_prompt;
+    p.vars_json = vars;
+    p.vars_len = vars_len;
+    if (over && is_template) {
+        p.template_src = over;
+        p.template_len = over_len;
+    } else if (over) {
+        p.format = over;
+        p.format_len = over_len;
+    }
+    return p;
+}
+
+/* The prompt of a chat with model (plm_chat_apply): messages as a JSON array
+ * (text), as malloc'd bytes (free()). */
+plm_status plmb_chat_apply(const plm_model *model, const char *text, size_t len, const char *vars, size_t vars_len,
+                           const char *over, size_t over_len, bool is_template, bool add_generation_prompt,
+                           char **out_bytes, size_t *out_len) {
+    plm_chat_params p = plmb_chat_params(vars, vars_len, over, over_len, is_template, add_generation_prompt);
+    return plm_chat_apply(model, text, len, &p, out_bytes, out_len);
+}
+
+/* The i-th stop string of such a chat, None / nil past the last. */
+const char *plmb_chat_model_stop(const plm_model *model, const char *over, size_t over_len, bool is_template, int32_t i) {
+    plm_chat_params p = plmb_chat_params(NULL, 0, over, over_len, is_template, true);
+    return plm_chat_model_stop(model, &p, i);
 }
 
 /* ------------------------------------------------------ batch generation */

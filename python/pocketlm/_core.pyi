@@ -223,6 +223,11 @@ def chat_family_name(family: int) -> Optional[str]: ...
 def chat_stop(family: int, i: int) -> Optional[str]: ...
 def chat_detect(text: _Text) -> Tuple[int, Optional[bytes]]:
     """The family of a chat template and its default system message (None when it has none)."""
+def chat_apply(model: Model, text: _Text, vars: Optional[_Text], over: Optional[_Text], is_template: bool,
+               add_generation_prompt: bool) -> bytes:
+    """plm_chat_apply: text is the messages as a JSON array, vars further template variables as a JSON object,
+    over a chat format's name (is_template false) or Jinja source (true) to render instead of the model's template."""
+def chat_model_stop(model: Model, over: Optional[_Text], is_template: bool, i: int) -> Optional[str]: ...
 def chat_render(family: int, text: _Text, has_default_system: bool, texts: Sequence[Union[str, bytes]],
                 add_generation_prompt: bool) -> bytes:
     """texts = [role, content, role, content, ...]; text is the default system message (used if has_default_system)."""

@@ -1,9 +1,14 @@
 """Chat formats: turning a list of messages into the prompt text a model was trained on.
 
-GGUF files store a Jinja chat template. Rather than run Jinja, pocketlm
-recognizes the family of the stored template by its markers and renders that
-family's format in its C core (``csrc/chat.c``, shared with the Lua package);
-this module is a thin layer over it. Four families are known:
+GGUF files store a Jinja chat template. :meth:`pocketlm.Model.apply_chat_template` and
+:meth:`pocketlm.Model.chat` run it with pocketlm's Jinja interpreter in C (``csrc/jinja.c``, through
+``plm_chat_apply``, shared with the Lua package): messages may carry ``tool_calls`` and the role ``tool``,
+and ``tools`` and ``chat_template_kwargs`` (``enable_thinking``, ``date_string``...) reach the template. A
+template the interpreter cannot render raises an error naming the construct and its line, never a
+different prompt. A file without a template is rendered as ChatML; a caller may name a family instead.
+
+This module holds those families, rendered by the C core directly, and recognized in a template by its
+markers (which gives a chat its stop strings). Four families are known:
 
 ========  ===================================  ==========================================
 name      recognized by                        turn
@@ -35,7 +40,9 @@ cannot be encoded as UTF-8, raises :class:`pocketlm.InvalidArgumentError` (a
 
 from __future__ import annotations
 
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
+import collections.abc
+import json
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from . import _core
 
@@ -59,6 +66,68 @@ def _normalize(messages: Union[str, Sequence[Message]]) -> List[str]:
             raise TypeError(f"message {i}: role and content must be strings")
         out += (role, content)
     return out
+
+
+def _messages_json(messages: Union[str, Sequence[Mapping[str, Any]]]) -> bytes:
+    """The messages as the JSON array plm_chat_apply takes: each a mapping with a string ``role`` and a ``content``
+    (a string, a list of parts, or None / absent beside ``tool_calls``), other keys passed as they are."""
+    if isinstance(messages, str):
+        messages = [{"role": "user", "content": messages}]
+    out = []
+    for i, m in enumerate(messages):
+        if not isinstance(m, collections.abc.Mapping) or "role" not in m or ("content" not in m and "tool_calls" not in m):
+            raise ValueError(f"message {i} must be a mapping with 'role' and 'content'")
+        content = m.get("content")
+        if not isinstance(m["role"], str) or not (content is None or isinstance(content, (str, list, tuple))):
+            raise TypeError(f"message {i}: role must be a string, content a string, a list of parts or None")
+        out.append(dict(m))
+    try:
+        return json.dumps(out, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("chat messages: text that cannot be encoded as UTF-8 (a lone surrogate)") from None
+
+
+def _vars_json(tools: Optional[Sequence[Any]], chat_template_kwargs: Optional[Mapping[str, Any]]) -> Optional[bytes]:
+    """The template variables beyond messages, add_generation_prompt, bos_token and eos_token, as JSON (or None)."""
+    if chat_template_kwargs is not None and not isinstance(chat_template_kwargs, collections.abc.Mapping):
+        raise TypeError(f"chat_template_kwargs must be a mapping, got {type(chat_template_kwargs).__name__}")
+    v: Dict[str, Any] = dict(chat_template_kwargs or {})
+    if tools is not None:
+        v["tools"] = list(tools)
+    return json.dumps(v, ensure_ascii=False).encode("utf-8") if v else None
+
+
+def _override(template: Optional[str], chat_template: Optional[str]) -> Tuple[Optional[str], bool]:
+    """What renders instead of the model's stored template: a family name, or Jinja source (is_template)."""
+    if template is not None and chat_template is not None:
+        raise ValueError("give template (a chat format's name) or chat_template (Jinja source), not both")
+    if template is not None:
+        get_format(template)  # the names, checked as before
+        return template, False
+    return chat_template, chat_template is not None
+
+
+def apply_model_template(model: Any, messages: Union[str, Sequence[Mapping[str, Any]]], *,
+                         add_generation_prompt: bool = True, template: Optional[str] = None,
+                         chat_template: Optional[str] = None, tools: Optional[Sequence[Any]] = None,
+                         chat_template_kwargs: Optional[Mapping[str, Any]] = None) -> str:
+    """The prompt text of a chat with a model handle (plm_chat_apply); see :meth:`pocketlm.Model.apply_chat_template`."""
+    over, is_template = _override(template, chat_template)
+    text = _core.chat_apply(model, _messages_json(messages), _vars_json(tools, chat_template_kwargs), over, is_template,
+                            bool(add_generation_prompt))
+    return text.decode("utf-8")
+
+
+def model_stops(model: Any, template: Optional[str] = None, chat_template: Optional[str] = None) -> Tuple[str, ...]:
+    """The stop strings of such a chat (plm_chat_model_stop): the end-of-turn markers of the family rendered or
+    recognized in the template; none for a template of no known family (the end-of-generation tokens end it)."""
+    over, is_template = _override(template, chat_template)
+    stops: List[str] = []
+    while True:
+        s = _core.chat_model_stop(model, over, is_template, len(stops))
+        if s is None:
+            return tuple(stops)
+        stops.append(s)
 
 
 def _stops(family: int) -> Tuple[str, ...]:

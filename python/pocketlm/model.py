@@ -26,7 +26,7 @@ from typing import Any, Dict, Iterator, List, Literal, Optional, Sequence, Tuple
 from . import _core
 from . import classify as _classify
 from . import grammar as _grammar
-from .chat import ChatFormat, Message, detect_format, get_format
+from .chat import ChatFormat, Message, apply_model_template, detect_format, model_stops
 from .classify import Classification
 from ._args import int_arg, token_arg
 from .context import Context, LogitsProcessor, Stream, Tokens, as_tokens, check_n_ctx, check_n_threads
@@ -261,15 +261,51 @@ class Model:
 
     @property
     def chat_format(self) -> ChatFormat:
-        """The chat format chosen from the template stored in the file (ChatML, Llama 3, Gemma or Phi-3)."""
+        """The chat family recognized in the template stored in the file by its markers (ChatML, Llama 3, Gemma or
+        Phi-3; ChatML when none match): its end-of-turn markers are a chat's stop strings. The prompt itself comes
+        from the stored template (see :meth:`apply_chat_template`)."""
         return detect_format(self.info.chat_template)
 
     def apply_chat_template(self, messages: Union[str, Sequence[Message]], *, template: Optional[str] = None,
-                            add_generation_prompt: bool = True) -> str:
-        """The prompt text for ``messages`` (dicts with ``role`` and ``content``; a string is one user
-        message), in the model's chat format or the one named by ``template``."""
-        fmt = get_format(template) if template is not None else self.chat_format
-        return fmt.render(messages, add_generation_prompt=add_generation_prompt)
+                            add_generation_prompt: bool = True, tools: Optional[Sequence[Any]] = None,
+                            chat_template_kwargs: Optional[Dict[str, Any]] = None,
+                            chat_template: Optional[str] = None) -> str:
+        """The prompt text for ``messages`` (dicts with ``role`` and ``content``; a string is one user message),
+        rendered by the model's own Jinja chat template in C, as transformers' ``apply_chat_template`` renders it
+        (without a BOS text at the very start: tokenizing the prompt adds BOS). Messages may carry ``tool_calls``,
+        and the role ``tool`` gives a tool's result. ``tools`` (function definitions) and ``chat_template_kwargs``
+        (such as ``{"enable_thinking": False}``) become template variables. ``template`` names a chat format
+        (``chatml``, ``llama3``, ``gemma``, ``phi3``) to use instead; ``chat_template`` gives Jinja source instead.
+        A file without a template is rendered as ChatML. A template that refuses the conversation
+        (``raise_exception``) raises :class:`InvalidArgumentError`; one the interpreter cannot render raises
+        :class:`UnsupportedError` naming the construct and its line.
+
+            >>> import pocketlm
+            >>> print(pocketlm.Model().apply_chat_template([{"role": "user", "content": "Hi"}]), end="")
+            <|im_start|>system
+            You are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>
+            <|im_start|>user
+            Hi<|im_end|>
+            <|im_start|>assistant
+        """
+        return apply_model_template(self._handle, messages, add_generation_prompt=add_generation_prompt,
+                                    template=template, chat_template=chat_template, tools=tools,
+                                    chat_template_kwargs=chat_template_kwargs)
+
+    def _chat_options(self, messages: Any, options: Dict[str, Any], template: Optional[str],
+                      chat_template: Optional[str], tools: Optional[Sequence[Any]],
+                      chat_template_kwargs: Optional[Dict[str, Any]]) -> Tuple[str, Dict[str, Any]]:
+        """A chat's prompt and generation options: the template's stop strings added, special tokens parsed."""
+        prompt = self.apply_chat_template(messages, template=template, chat_template=chat_template, tools=tools,
+                                          chat_template_kwargs=chat_template_kwargs)
+        stop = options.get("stop")
+        stops: List[str] = list(model_stops(self._handle, template, chat_template))
+        if stop is not None:
+            stops += [stop] if isinstance(stop, str) else list(stop)
+        options = dict(options, stop=stops)
+        options.setdefault("add_special", True)
+        options.setdefault("parse_special", True)
+        return prompt, options
 
     @overload
     def chat(self, messages: Union[str, Sequence[Message]], *, stream: Literal[False] = ...,
@@ -280,13 +316,17 @@ class Model:
              max_tokens: Optional[int] = ..., **kwargs: Any) -> Stream: ...
 
     def chat(self, messages: Union[str, Sequence[Message]], *, stream: bool = False, template: Optional[str] = None,
-             max_tokens: Optional[int] = None, response_format: Any = None, **kwargs: Any) -> Union[str, Stream]:
-        """The assistant's reply to ``messages`` (dicts with ``role`` — ``system``, ``user`` or ``assistant`` —
-        and ``content``; a string is one user message). With ``stream=True``, a :class:`Stream` of pieces.
-        Other keyword arguments are those of :meth:`generate` (temperature, top_p, stop, seed, json_schema,
-        grammar, regex, choices...); ``max_tokens`` too (default 256; ``<= 0``: until the context is full).
-        ``response_format`` asks for JSON as llama-cpp-python (``{"type": "json_object", "schema": {...}}``) or
-        OpenAI (``{"type": "json_schema", "json_schema": {"name": ..., "schema": {...}}}``) do; see
+             max_tokens: Optional[int] = None, response_format: Any = None, tools: Optional[Sequence[Any]] = None,
+             chat_template_kwargs: Optional[Dict[str, Any]] = None, chat_template: Optional[str] = None,
+             **kwargs: Any) -> Union[str, Stream]:
+        """The assistant's reply to ``messages`` (dicts with ``role`` — ``system``, ``user``, ``assistant`` or
+        ``tool`` — and ``content``, and ``tool_calls`` where the template reads them; a string is one user
+        message), rendered by the model's chat template (see :meth:`apply_chat_template` for ``template``,
+        ``chat_template``, ``tools`` and ``chat_template_kwargs``). With ``stream=True``, a :class:`Stream` of
+        pieces. Other keyword arguments are those of :meth:`generate` (temperature, top_p, stop, seed,
+        json_schema, grammar, regex, choices...); ``max_tokens`` too (default 256; ``<= 0``: until the context is
+        full). ``response_format`` asks for JSON as llama-cpp-python (``{"type": "json_object", "schema": {...}}``)
+        or OpenAI (``{"type": "json_schema", "json_schema": {"name": ..., "schema": {...}}}``) do; see
         :mod:`pocketlm.grammar`.
 
             >>> import pocketlm
@@ -299,16 +339,9 @@ class Model:
             if kwargs.get("json_schema") is not None:
                 raise InvalidArgumentError("give response_format or json_schema, not both")
             kwargs["json_schema"] = schema
-        prompt = self.apply_chat_template(messages, template=template)
-        stop = kwargs.pop("stop", None)
-        fmt = get_format(template) if template is not None else self.chat_format
-        stops: List[str] = list(fmt.stop)
-        if stop is not None:
-            stops += [stop] if isinstance(stop, str) else list(stop)
+        prompt, kwargs = self._chat_options(messages, kwargs, template, chat_template, tools, chat_template_kwargs)
         ctx = self._default_context()
-        kwargs.setdefault("add_special", True)
-        kwargs.setdefault("parse_special", True)
-        s = ctx.stream(prompt, max_tokens=max_tokens, stop=stops, **kwargs)
+        s = ctx.stream(prompt, max_tokens=max_tokens, **kwargs)
         if stream:
             return s
         with s:
@@ -346,23 +379,17 @@ class Model:
 
     def chat_many(self, conversations: Sequence[Any], *, template: Optional[str] = None,
                   parallel: Optional[int] = None, progress: bool = True, errors: str = "raise",
-                  **options: Any) -> List[Optional[str]]:
+                  tools: Optional[Sequence[Any]] = None, chat_template_kwargs: Optional[Dict[str, Any]] = None,
+                  chat_template: Optional[str] = None, **options: Any) -> List[Optional[str]]:
         """The assistant's replies to many conversations (each as :meth:`chat` takes it: a list of messages or
         one user string; or a dict with ``"messages"`` and its own options), computed together as
         :meth:`generate_many` does; equal to ``[chat(c, ...) for c in conversations]`` with greedy or seeded
-        sampling. Conversations that share a beginning (a system prompt) evaluate it once."""
+        sampling. Conversations that share a beginning (a system prompt) evaluate it once. ``template``,
+        ``chat_template``, ``tools`` and ``chat_template_kwargs`` are :meth:`apply_chat_template`'s, for all."""
         from . import batch as _batch
-        fmt = get_format(template) if template is not None else self.chat_format
 
         def render(messages: Any, opts: Dict[str, Any]) -> Tuple[Any, Dict[str, Any]]:
-            stop = opts.get("stop")
-            stops: List[str] = list(fmt.stop)
-            if stop is not None:
-                stops += [stop] if isinstance(stop, str) else list(stop)
-            opts = dict(opts, stop=stops)
-            opts.setdefault("add_special", True)
-            opts.setdefault("parse_special", True)
-            return fmt.render(messages, add_generation_prompt=True), opts
+            return self._chat_options(messages, opts, template, chat_template, tools, chat_template_kwargs)
 
         items = _batch._plan(self, conversations, options, "messages", render)
         return _batch.collect(self, items, parallel, progress, errors)
