@@ -148,7 +148,9 @@ local SAMPLING_KEYS = {"temperature", "top_k", "top_p", "min_p", "repeat_penalty
 local GENERATE_KEYS = {"max_tokens", "stop", "ignore_eos", "add_special", "parse_special", "seq_id",
                        "json_schema", "grammar", "regex", "choices"}
 local GEN_ALLOWED = keyset(SAMPLING_KEYS, GENERATE_KEYS)
-local CHAT_ALLOWED = keyset(SAMPLING_KEYS, GENERATE_KEYS, {"stream", "template"})
+local CHAT_TEMPLATE_KEYS = {"template", "chat_template", "tools", "chat_template_kwargs"}
+local CHAT_TEMPLATE_SET = keyset(CHAT_TEMPLATE_KEYS)
+local CHAT_ALLOWED = keyset(SAMPLING_KEYS, GENERATE_KEYS, {"stream"}, CHAT_TEMPLATE_KEYS)
 
 -- The constraint an options table asks for (json_schema: JSON text; grammar: GBNF text; regex: a pattern;
 -- choices: a list of strings; at most one of them), compiled in C, or nil.
@@ -672,21 +674,29 @@ function Model:chat_format(name)
     return chat.detect(self.info.chat_template)
 end
 
---- m:apply_chat_template(messages, {add_generation_prompt = true, template = nil}) -> prompt, stop strings.
+--- m:apply_chat_template(messages [, opts]) -> prompt, stop strings: the chat rendered by the model's own Jinja
+-- template (in C; without a BOS text at the very start, which tokenization adds). messages: a list of
+-- {role = "system" | "user" | "assistant" | "tool", content = ..., tool_calls = ...}, or a string (one user turn).
+-- opts: add_generation_prompt (true), tools (a list of function definitions, or JSON text), chat_template_kwargs
+-- (a table of further template variables, e.g. {enable_thinking = false}), template (a format's name: "chatml",
+-- "llama3", "gemma", "phi3", instead), chat_template (Jinja source instead). A file without a template is rendered
+-- as ChatML. Stops: the end-of-turn markers of the family recognized in the template (none for another template:
+-- the end-of-generation tokens end a reply). Errors name the message (from 1), or the template's construct and line.
 function Model:apply_chat_template(messages, opts)
-    opts = check_keys(opts, keyset({"add_generation_prompt", "template"}), "apply_chat_template")
-    local fmt = self:chat_format(opts.template)
-    local ok, prompt = pcall(fmt.render, fmt, messages, opt_bool(opts, "add_generation_prompt", true))
+    opts = check_keys(opts, keyset({"add_generation_prompt"}, CHAT_TEMPLATE_KEYS), "apply_chat_template")
+    opt_bool(opts, "add_generation_prompt", true)
+    local ok, prompt, stops = pcall(chat.apply, self:_handle(), messages, opts)
     if not ok then fail(prompt) end
-    return prompt, fmt.stop
+    return prompt, stops
 end
 
 -- The prompt of a chat and the generation options (the template's end-of-turn marker added to stop).
 function Model:_chat_prompt(messages, opts)
-    local prompt, stops = self:apply_chat_template(messages, {template = opts.template})
+    local prompt, stops = self:apply_chat_template(messages, {template = opts.template, chat_template = opts.chat_template,
+        tools = opts.tools, chat_template_kwargs = opts.chat_template_kwargs})
     local o = {}
     for k, v in pairs(opts) do
-        if k ~= "stream" and k ~= "template" then o[k] = v end
+        if k ~= "stream" and not CHAT_TEMPLATE_SET[k] then o[k] = v end
     end
     local all = {}
     for _, s in ipairs(stops) do all[#all + 1] = s end
