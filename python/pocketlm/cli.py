@@ -18,6 +18,7 @@ with status 2 and one line on standard error; a failure of the library exits wit
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -102,11 +103,14 @@ def _parser() -> argparse.ArgumentParser:
     _add_sampling_args(g, temperature=0.0)
 
     c = sub.add_parser("chat", help="talk with the model (a REPL)",
-                       description="Chat in the terminal with the model's chat template. "
+                       description="Chat in the terminal, rendered by the model's own (Jinja) chat template. "
                                    "Commands: /reset starts over, /exit (or Ctrl-D) quits; Ctrl-C stops a reply.")
     c.add_argument("-s", "--system", metavar="TEXT", help="system message (default: the template's, if any)")
     c.add_argument("--template", choices=["chatml", "llama3", "gemma", "phi3"],
-                   help="chat format (default: chosen from the model's stored template)")
+                   help="a chat format to use instead of the model's stored template")
+    c.add_argument("--chat-template", metavar="FILE", help="a Jinja chat template to use instead of the stored one")
+    c.add_argument("--chat-template-kwargs", metavar="JSON", type=_json_object,
+                   help="template variables as a JSON object, e.g. '{\"enable_thinking\": false}'")
     _add_model_args(c)
     _add_sampling_args(c, temperature=0.7)
 
@@ -182,11 +186,26 @@ def cmd_generate(a: argparse.Namespace) -> int:
     return 0
 
 
+def _json_object(text: str) -> dict:
+    """An argument holding a JSON object."""
+    try:
+        v = json.loads(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"not JSON: {e}") from None
+    if not isinstance(v, dict):
+        raise argparse.ArgumentTypeError("a JSON object is expected")
+    return v
+
+
 def cmd_chat(a: argparse.Namespace) -> int:
     model = _load(a)
     sampling = _sampling(a)
     # The C sampler checks its ranges (top_p >= 0...) when it is made: once here, before the first turn.
     Sampler(model, **{k: v for k, v in sampling.items() if k not in ("max_tokens", "stop")})
+    chat_template = None
+    if a.chat_template is not None:
+        with open(a.chat_template, encoding="utf-8") as f:
+            chat_template = f.read()
     messages: List[dict] = []
     if a.system:
         messages.append({"role": "system", "content": a.system})
@@ -213,7 +232,8 @@ def cmd_chat(a: argparse.Namespace) -> int:
             continue
         messages.append({"role": "user", "content": line})
         reply = []
-        stream = model.chat(messages, stream=True, template=a.template, **sampling)
+        stream = model.chat(messages, stream=True, template=a.template, chat_template=chat_template,
+                            chat_template_kwargs=a.chat_template_kwargs, **sampling)
         try:
             for piece in stream:
                 reply.append(piece)

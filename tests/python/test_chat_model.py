@@ -142,3 +142,25 @@ def test_message_errors(vocab):
         vocab.apply_chat_template("Hi", template="mistral")
     with pytest.raises(TypeError, match="chat_template_kwargs"):
         vocab.apply_chat_template("Hi", chat_template_kwargs=[1])
+
+
+def _cli(*args, stdin=""):
+    import subprocess
+    import sys
+    return subprocess.run([sys.executable, "-m", "pocketlm", *args], input=stdin, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_cli_chat_takes_a_template_and_its_variables(model, model_path, tmp_path):
+    own = tmp_path / "own.jinja"
+    own.write_text("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}{{ suffix }}<|im_end|>\n"
+                   "{% endfor %}<|im_start|>assistant\n", encoding="utf-8")
+    r = _cli("chat", "-m", model_path, "-n", "8", "--temp", "0", "-t", "1", "--chat-template", str(own),
+             "--chat-template-kwargs", '{"suffix": " Answer in one word."}', stdin="What is 2 + 2?\n/exit\n")
+    assert r.returncode == 0, r.stderr
+    want = model.chat("What is 2 + 2?", chat_template=own.read_text(encoding="utf-8"),
+                      chat_template_kwargs={"suffix": " Answer in one word."}, max_tokens=8, temperature=0)
+    assert want.strip() and r.stdout.strip() == want.strip()
+    own.write_text("{{ messages[0].content }}\n{% include 'other.jinja' %}", encoding="utf-8")
+    r = _cli("chat", "-m", model_path, "-n", "8", "--chat-template", str(own), stdin="Hi\n/exit\n")
+    assert r.returncode == 1 and "PLM_ERR_UNSUPPORTED" in r.stderr and "line 2" in r.stderr and "Traceback" not in r.stderr
