@@ -3,13 +3,17 @@
  * trained on.
  *
  * A GGUF stores its chat template as Jinja source (tokenizer.chat_template).
- * pocketlm does not run Jinja: it recognizes the template's family by marker
- * strings and renders that family here, so that the Python and Lua packages
- * share one implementation. It owns the four families (ChatML, Llama 3, Gemma,
- * Phi-3), the default system message a ChatML template may write (SmolLM2's
- * does), the end-of-turn markers, and the checks on what callers pass (roles,
- * UTF-8). It reads the template through plm_model_get_info and leaves tokens
- * (BOS, special-token parsing) to the tokenizer.
+ * plm_chat_apply renders a model's chat with it through the interpreter
+ * (jinja.c), so that the Python and Lua packages and classification share one
+ * implementation: it builds the template's variables (messages, BOS and EOS
+ * texts, the caller's), checks the messages, and falls back to a family when
+ * the file has no template or the caller names one. This file also owns the
+ * four families (ChatML, Llama 3, Gemma, Phi-3): their recognition by marker
+ * strings (which gives a chat its stop strings), their direct renderer
+ * (plm_chat_render), the same as Jinja templates, the default system message
+ * a ChatML template may write (SmolLM2's does), and the end-of-turn markers.
+ * It reads the template through plm_model_get_info and leaves tokens (BOS,
+ * special-token parsing) to the tokenizer.
  *
  * The rules are those of pocketlm's first, Python, implementation, kept byte
  * for byte: whitespace is what Python's str.isspace() calls whitespace (which
