@@ -470,8 +470,9 @@ function Context:generate(prompt, opts)
 end
 
 --- ctx:chat(messages, opts) -> reply, reason (opts.stream = true: an iterator of pieces instead).
--- messages: a list of {role = "system" | "user" | "assistant", content = ...}, or a string (one user turn),
--- rendered with the model's chat template (opts.template: "chatml", "llama3", "gemma" or "phi3" instead).
+-- messages: a list of {role = "system" | "user" | "assistant" | "tool", content = ..., tool_calls = ...}, or a
+-- string (one user turn), rendered by the model's own chat template (see m:apply_chat_template for opts.tools,
+-- opts.chat_template_kwargs, opts.chat_template, and opts.template: "chatml", "llama3", "gemma" or "phi3" instead).
 function Context:chat(messages, opts)
     opts = check_keys(opts, CHAT_ALLOWED, "chat")
     local prompt, o = self.model:_chat_prompt(messages, opts)

@@ -670,7 +670,8 @@ PLM_API plm_status plm_classify_head(plm_context *ctx, const plm_token *const *t
  *   gemma   <start_of_turn>            <start_of_turn>user\nHi<end_of_turn>\n
  *   phi3    <|user|> and <|end|>       <|user|>\nHi<|end|>\n
  *
- * A template that matches none is ChatML. Llama 3 and Gemma strip whitespace
+ * A template that matches none is ChatML to plm_chat_detect (plm_chat_apply
+ * runs it as it is, with no stop strings). Llama 3 and Gemma strip whitespace
  * around each message (as their templates' trim filter does); Gemma has no
  * system role, so a leading system message opens the first turn, and calls
  * the assistant "model". The BOS token is not part of the text: tokenization
