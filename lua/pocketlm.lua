@@ -15,7 +15,11 @@
 -- Options are tables; integer options must be integers (2.7 is an error);
 -- errors are raised with error(), with the C library's message for C failures
 -- ("PLM_ERR_IO: ..."). Models, contexts and generators are freed by close()
--- (or a <close> variable) at once, or by the garbage collector.
+-- (or a Lua 5.4 <close> variable) at once, or by the garbage collector.
+--
+-- The same file runs on Lua 5.4 and on LuaJIT 2.1 (the Lua 5.1 API: LÖVE,
+-- Defold), so it uses no 5.4-only syntax. On LuaJIT numbers are doubles: an
+-- integer option is a number with an integer value within +-2^53.
 --
 -- Logits, tokens and embeddings are pocketlm.view userdata: #v, v[i] (1-based;
 -- nil past the end, so ipairs works), v[i] = x where writable, v:totable(),
@@ -24,6 +28,15 @@
 
 local core = require "pocketlm.core"
 local chat = require "pocketlm.chat"
+
+-- Lua 5.4 has integers; LuaJIT's numbers are doubles, exact as integers up to 2^53.
+local tointeger = math.tointeger or function(v)
+    if type(v) == "number" and v == math.floor(v) and v >= -2 ^ 53 and v <= 2 ^ 53 then return v end
+    return nil
+end
+local MAXINT = math.maxinteger or 2 ^ 53
+local unpack = table.unpack or unpack
+local function pack(...) return {n = select("#", ...), ...} end
 
 local M = {
     _VERSION = "pocketlm " .. core.version(),
@@ -56,6 +69,25 @@ local function fail(msg)
     error(msg, level)
 end
 
+-- Returns f()'s results after closing obj, or closes obj and passes f's error on (what a Lua 5.4 <close>
+-- variable does, written for LuaJIT too).
+local function closing(obj, f)
+    local res = pack(pcall(f))
+    obj:close()
+    if not res[1] then error(res[2], 0) end
+    return unpack(res, 2, res.n)
+end
+
+-- A fresh sampler seed. Lua 5.4 seeds math.random randomly at start-up; LuaJIT's starts from the same
+-- state in every process, so the clock's nanoseconds are mixed in (53 bits).
+local seed_count = 0
+local function fresh_seed()
+    if math.mininteger then return math.random(math.mininteger, math.maxinteger) end
+    seed_count = seed_count + 1
+    local ns = math.floor((core.clock() * 1e9) % 2 ^ 31)
+    return (math.random(0, 2 ^ 22 - 1) * 2 ^ 31 + (ns + seed_count * 7919) % 2 ^ 31)
+end
+
 local function describe(v)
     if type(v) == "string" then return ("%q"):format(v) end
     return tostring(v)
@@ -80,7 +112,7 @@ end
 
 -- An integer (or a float with an integer value, as Lua's own library takes them) in [lo, hi].
 local function to_int(v, name, lo, hi)
-    local i = math.type(v) == "integer" and v or (math.type(v) == "float" and math.tointeger(v))
+    local i = type(v) == "number" and tointeger(v)
     if not i then fail(("%s must be an integer, got %s"):format(name, describe(v))) end
     if (lo and i < lo) or (hi and i > hi) then
         fail(("%s must be in [%s, %s], got %d"):format(name, lo or "-inf", hi or "inf", i))
@@ -194,8 +226,7 @@ local function generate_params(opts, n_seq_max)
     s.frequency_penalty = opt_num(opts, "frequency_penalty", s.frequency_penalty)
     s.presence_penalty = opt_num(opts, "presence_penalty", s.presence_penalty)
     s.penalty_last_n = opt_int(opts, "penalty_last_n", s.penalty_last_n, -1, INT32_MAX)
-    -- No seed: a fresh one (Lua 5.4 seeds math.random randomly at start-up).
-    s.seed = opt_int(opts, "seed", nil) or math.random(math.mininteger, math.maxinteger)
+    s.seed = opt_int(opts, "seed", nil) or fresh_seed()
     local bias = opts.logit_bias
     if bias ~= nil and type(bias) ~= "table" then
         fail(("logit_bias must be a table {[token] = bias}, got %s"):format(type(bias)))
@@ -343,7 +374,7 @@ local CONTEXT_ALLOWED = keyset({"n_ctx", "n_threads", "n_batch", "n_seq_max", "m
 
 local function default_threads()
     local env = tonumber(os.getenv("POCKETLM_THREADS") or "")
-    return env and math.tointeger(env) or 0
+    return env and tointeger(env) or 0
 end
 
 local function new_context(model, opts, what)
@@ -353,7 +384,7 @@ local function new_context(model, opts, what)
     cp.n_threads = opt_int(opts, "n_threads", model.n_threads or default_threads(), 0, 1024)
     cp.n_batch = opt_int(opts, "n_batch", cp.n_batch, 1, INT32_MAX)
     cp.n_seq_max = opt_int(opts, "n_seq_max", cp.n_seq_max, 1, 64)
-    cp.memory_budget = opt_int(opts, "memory_budget", 0, 0, math.maxinteger)
+    cp.memory_budget = opt_int(opts, "memory_budget", 0, 0, MAXINT)
     local ctx = setmetatable({
         model = model,
         n_seq_max = cp.n_seq_max,
@@ -462,9 +493,11 @@ end
 
 --- ctx:generate(prompt, opts) -> text, reason — the whole continuation (see start for opts).
 function Context:generate(prompt, opts)
-    local g <close> = begin(self:_generator(prompt, opts, "generate"))
-    while not g.done do g:_guard(g._next) end
-    return g:text(), g.reason
+    local g = begin(self:_generator(prompt, opts, "generate"))
+    return closing(g, function()
+        while not g.done do g:_guard(g._next) end
+        return g:text(), g.reason
+    end)
 end
 
 --- ctx:chat(messages, opts) -> reply, reason (opts.stream = true: an iterator of pieces instead).
@@ -868,19 +901,21 @@ function Model:generate_many(prompts, opts)
     for k, v in pairs(opts) do
         if k ~= "errors" then o[k] = v end
     end
-    local b <close> = self:start_many(prompts, o)
-    while not b.done do b:step(1) end
-    local texts, reasons, errs = {}, {}, {}
-    for i = 1, b.n do
-        local text, reason, err = b:result(i)
-        if err then
-            if mode == "raise" then fail(("generate_many: item %d: %s"):format(i, err)) end
-            texts[i], reasons[i], errs[i] = false, "error", err
-        else
-            texts[i], reasons[i] = text, reason
+    local b = self:start_many(prompts, o)
+    return closing(b, function()
+        while not b.done do b:step(1) end
+        local texts, reasons, errs = {}, {}, {}
+        for i = 1, b.n do
+            local text, reason, err = b:result(i)
+            if err then
+                if mode == "raise" then fail(("generate_many: item %d: %s"):format(i, err)) end
+                texts[i], reasons[i], errs[i] = false, "error", err
+            else
+                texts[i], reasons[i] = text, reason
+            end
         end
-    end
-    return texts, reasons, errs
+        return texts, reasons, errs
+    end)
 end
 
 -- ------------------------------------------------------- classification
