@@ -956,6 +956,8 @@ PLMLUA_HANDLE_IN(plm_sampler, "Sampler")
 PLMLUA_HANDLE_IN(plm_generator, "Generator")
 PLMLUA_HANDLE_IN(plm_batch_gen, "BatchGen")
 PLMLUA_HANDLE_IN(plm_grammar, "Grammar")
+PLMLUA_HANDLE_IN(plm_jobs, "Jobs")
+PLMLUA_HANDLE_IN(plm_job, "Job")
 
 /* ------------------------------------------------------------- outputs */
 
@@ -975,6 +977,8 @@ PLMLUA_HANDLE_OUT(plm_sampler, 0)
 PLMLUA_HANDLE_OUT(plm_generator, 1)
 PLMLUA_HANDLE_OUT(plm_batch_gen, 1)
 PLMLUA_HANDLE_OUT(plm_grammar, 0)
+PLMLUA_HANDLE_OUT(plm_jobs, 1) /* pins its model */
+PLMLUA_HANDLE_OUT(plm_job, 1)  /* pins its runner */
 
 /* A malloc'd token array becomes an int32 view that owns it (no copy). The
  * view is made before the call (in "check": after SWIG has counted the
@@ -1159,8 +1163,9 @@ static int plmlua_close(lua_State *L) {
     if (lua_type(L, 1) == LUA_TUSERDATA && lua_rawlen(L, 1) >= sizeof(swig_lua_userdata)) u = lua_touserdata(L, 1);
     if (!u || !(u->type == SWIGTYPE_p_plm_model || u->type == SWIGTYPE_p_plm_context ||
                 u->type == SWIGTYPE_p_plm_sampler || u->type == SWIGTYPE_p_plm_generator ||
-                u->type == SWIGTYPE_p_plm_batch_gen || u->type == SWIGTYPE_p_plm_grammar))
-        return luaL_argerror(L, 1, "Model, Context, Sampler, Generator, BatchGen or Grammar handle expected");
+                u->type == SWIGTYPE_p_plm_batch_gen || u->type == SWIGTYPE_p_plm_grammar ||
+                u->type == SWIGTYPE_p_plm_jobs || u->type == SWIGTYPE_p_plm_job))
+        return luaL_argerror(L, 1, "Model, Context, Sampler, Generator, BatchGen, Grammar, Jobs or Job handle expected");
     void *p = u->ptr;
     int own = u->own;
     u->ptr = NULL;
@@ -1179,6 +1184,10 @@ static int plmlua_close(lua_State *L) {
         plm_batch_gen_free(p);
     } else if (u->type == SWIGTYPE_p_plm_grammar) {
         plm_grammar_free(p);
+    } else if (u->type == SWIGTYPE_p_plm_jobs) {
+        plm_jobs_free(p); /* joins its workers: jobs still held end as cancelled */
+    } else if (u->type == SWIGTYPE_p_plm_job) {
+        plm_job_free(p);
     } else {
         plm_generator_free(p);
     }
@@ -1202,4 +1211,54 @@ static int plmlua_is_closed(lua_State *L) {
     lua_pushboolean(L, u->ptr == NULL);
     return 1;
 }
+%}
+
+/* ------------------------------------------------------ background jobs */
+
+/* A job runner pins its model and a job its runner (user values), so a
+ * collected runner has no job left that needs it; a job collected while it
+ * runs is cancelled (its worker drops it), a runner collected joins its
+ * threads. Worker threads never touch a lua_State: the Lua side only polls. */
+%rename(Jobs) plm_jobs;
+%rename(Job) plm_job;
+%nodefaultctor plm_jobs;
+%nodefaultctor plm_job;
+struct plm_jobs {};
+struct plm_job {};
+%extend plm_jobs { ~plm_jobs() { plm_jobs_free($self); } }
+%extend plm_job { ~plm_job() { plm_job_free($self); } }
+%apply (const char *text, size_t len) { (const char *job_prompt, size_t job_len) };
+
+%inline %{
+/* A runner over model (see plm_jobs_params; 0 means the default). */
+plm_status plmb_jobs_create(plm_model *model, int32_t n_workers, int32_t n_threads, int32_t n_ctx, int32_t n_parallel,
+                            plm_jobs **out) {
+    plm_jobs_params p = plm_jobs_default_params();
+    if (n_workers) p.n_workers = n_workers;
+    if (n_threads) p.n_threads = n_threads;
+    p.n_ctx = n_ctx;
+    if (n_parallel) p.n_parallel = n_parallel;
+    return plm_jobs_create(model, &p, out);
+}
+
+/* Queues a job of prompt text, with stop strings and a logit bias (copied). */
+plm_status plmb_jobs_submit(plm_jobs *jobs, const char *job_prompt, size_t job_len, const plm_generate_params *params,
+                            const char *const *strs, int32_t n_strs, const plm_logit_bias *bias, int32_t n_bias,
+                            plm_job **out) {
+    plm_generate_params p = params ? *params : plm_generate_default_params();
+    p.stop = strs;
+    p.n_stop = n_strs;
+    p.sampling.logit_bias = bias;
+    p.sampling.n_logit_bias = n_bias;
+    return plm_jobs_submit(jobs, job_prompt, job_len, &p, out);
+}
+
+/* The job's text since the last poll and its stop reason (0 while it runs); a failed job raises its error. */
+plm_status plmb_job_poll(plm_job *job, char **out_bytes, size_t *out_len, plm_stop_reason *out_reason) {
+    return plm_job_poll(job, out_bytes, out_len, out_reason);
+}
+bool plmb_job_done(plm_job *job) { return plm_job_done(job); }
+int32_t plmb_job_n_generated(plm_job *job) { return plm_job_n_generated(job); }
+void plmb_job_cancel(plm_job *job) { plm_job_cancel(job); }
+void plmb_job_wait(plm_job *job) { plm_job_wait(job); }
 %}

@@ -630,6 +630,7 @@ function M.load(path, opts)
         n_ctx = n_ctx,
         _h = h,
         _contexts = setmetatable({}, {__mode = "k"}),
+        _runners = setmetatable({}, {__mode = "k"}), -- job runners (C handles): closed before the model
     }, Model)
 end
 
@@ -918,6 +919,121 @@ function Model:generate_many(prompts, opts)
     end)
 end
 
+-- -------------------------------------------------------------------- Jobs
+
+--- A generation running on a worker thread (made by m:spawn / m:spawn_chat): the frame loop polls it and
+-- never waits for the model. The worker threads (C, in csrc/jobs.c) never touch the Lua state.
+local Job = {}
+Job.__index = Job
+M.Job = Job
+
+local JOB_REASONS = {"length", "eog", "stop", "cancelled", "context_full"}
+local JOBS_ALLOWED = keyset({"workers", "n_threads", "n_parallel", "n_ctx"})
+
+--- m:configure_jobs(opts): the worker threads later spawns run on. opts: workers (1: worker threads, each with a
+-- context of its own; the cap that leaves a game its other cores), n_threads (1: compute threads per worker),
+-- n_parallel (4: jobs decoded together on one worker, sharing each step), n_ctx (cells per worker; default the
+-- model's n_ctx). Jobs already running keep their runner.
+function Model:configure_jobs(opts)
+    opts = check_keys(opts, JOBS_ALLOWED, "configure_jobs")
+    self._jobs_opts = {
+        workers = opt_int(opts, "workers", 1, 1, 64),
+        n_threads = opt_int(opts, "n_threads", 1, 1, 512),
+        n_parallel = opt_int(opts, "n_parallel", 4, 1, 64),
+        n_ctx = opt_int(opts, "n_ctx", self.n_ctx or 0, 0, INT32_MAX),
+    }
+    self._jobs = nil
+end
+
+function Model:_job_runner()
+    if not self._jobs or core.is_closed(self._jobs) then
+        if not self._jobs_opts then self:configure_jobs() end
+        local o = self._jobs_opts
+        self._jobs = core.jobs_create(self:_handle(), o.workers, o.n_threads, o.n_ctx, o.n_parallel)
+        self._runners[self._jobs] = true
+    end
+    return self._jobs
+end
+
+--- m:spawn(prompt, opts) -> Job: generates prompt (text) in the background; returns at once. opts: those of
+-- m:generate (max_tokens, temperature, stop, seed, ...; no constraints). Several jobs run at once, sharing the
+-- model (and each decode, on one worker). See Job:poll.
+function Model:spawn(prompt, opts)
+    opts = check_keys(opts, GEN_ALLOWED, "spawn")
+    check_text(prompt, "prompt")
+    if #prompt == 0 then fail("the prompt is empty: nothing to generate from") end
+    for _, key in ipairs({"json_schema", "grammar", "regex", "choices"}) do
+        if opts[key] ~= nil then fail(("spawn: %s is not supported in a background job"):format(key)) end
+    end
+    local gp, stop, bias = generate_params(opts, 1)
+    local runner = self:_job_runner()
+    local h = core.jobs_submit(runner, prompt, gp, stop, bias)
+    return setmetatable({_h = h, _parts = {}, done = false, reason = nil, model = self}, Job)
+end
+
+--- m:spawn_chat(messages, opts) -> Job: m:spawn over the model's chat template (see m:chat).
+function Model:spawn_chat(messages, opts)
+    opts = check_keys(opts, CHAT_ALLOWED, "spawn_chat")
+    local prompt, o = self:_chat_prompt(messages, opts)
+    return self:spawn(prompt, o)
+end
+
+--- job:poll() -> text, done, reason: the text produced since the last poll (maybe ""), whether the job has ended
+-- and why ("length", "eog", "stop", "cancelled", "context_full"). Never waits for the model. An error of the
+-- job (a prompt longer than the context, ...) is raised here.
+function Job:poll()
+    if not self._h then return "", true, self.reason end
+    local ok, text, reason = pcall(core.job_poll, self._h)
+    if not ok then
+        self.done, self.reason, self.error = true, "error", text
+        core.close(self._h)
+        self._h = nil
+        fail(text)
+    end
+    if #text > 0 then self._parts[#self._parts + 1] = text end
+    if reason ~= 0 then
+        self.done, self.reason = true, JOB_REASONS[reason]
+        self.n_generated = core.job_n_generated(self._h)
+        core.close(self._h)
+        self._h = nil
+    end
+    return text, self.done, self.reason
+end
+
+--- job:wait() -> text, done, reason: blocks until the job has ended, then polls.
+function Job:wait()
+    if self._h then core.job_wait(self._h) end
+    return self:poll()
+end
+
+--- job:cancel(): asks the job to end; returns at once (it ends, "cancelled", at its worker's next step).
+function Job:cancel()
+    if self._h then core.job_cancel(self._h) end
+end
+
+--- job:close(): cancels a running job and frees it now (the garbage collector does the same).
+function Job:close()
+    if self._h then
+        core.close(self._h)
+        self._h = nil
+        if not self.done then self.done, self.reason = true, "cancelled" end
+    end
+end
+Job.__close = Job.close
+
+--- job:text() -> all the text polled so far.
+function Job:text() return table.concat(self._parts) end
+
+--- job:generated() -> tokens generated so far (as of its worker's last step).
+function Job:generated()
+    if self._h then return core.job_n_generated(self._h) end
+    return self.n_generated or 0
+end
+
+function Job:__tostring()
+    return ("pocketlm.Job(%s)"):format(self.done and ("done: " .. tostring(self.reason)) or "running")
+end
+
 -- ------------------------------------------------------- classification
 
 --- The default instruction (a user turn of the model's chat format); the text comes after the fixed part.
@@ -1139,6 +1255,7 @@ end
 
 --- m:close(): frees the model now, and every context made from it. Idempotent.
 function Model:close()
+    for runner in pairs(self._runners) do core.close(runner) end -- joins their worker threads
     for ctx in pairs(self._contexts) do ctx:close() end
     core.close(self._h)
 end

@@ -56,20 +56,28 @@ typedef struct polled {
     size_t n;
     plm_stop_reason reason;
     int polls;
-    double max_poll_s;
+    double median_poll_s;
 } polled;
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
 
 /* Polls until the job ends, appending its pieces. */
 static plm_status poll_all(plm_job *job, polled *p) {
+    static double times[100000];
     memset(p, 0, sizeof *p);
     for (;;) {
         char *s = NULL;
         size_t n = 0;
         double t0 = now_s();
         plm_status st = plm_job_poll(job, &s, &n, &p->reason);
-        double dt = now_s() - t0;
-        if (dt > p->max_poll_s) p->max_poll_s = dt;
+        if (p->polls < 100000) times[p->polls] = now_s() - t0;
         p->polls++;
+        int k = p->polls < 100000 ? p->polls : 100000;
+        qsort(times, (size_t)k, sizeof times[0], cmp_double);
+        p->median_poll_s = times[k / 2];
         if (st) return st;
         if (p->n + n < sizeof p->text) {
             memcpy(p->text + p->n, s, n);
@@ -106,7 +114,9 @@ static void test_one_job_equals_generate(void) {
     CHECKF(strcmp(want, p.text) == 0, "job %s | alone %s", p.text, want);
     CHECK(p.reason == want_reason);
     CHECK(p.polls > 2); /* it came in pieces, the caller running meanwhile */
-    CHECKF(p.max_poll_s < 0.005, "a poll took %.1f ms", p.max_poll_s * 1e3);
+    /* The median poll: on a shared machine one poll may be preempted; polls that waited for decodes
+     * (tens of ms each) would be most of them. */
+    CHECKF(p.median_poll_s < 0.001, "the median poll took %.2f ms", p.median_poll_s * 1e3);
     CHECK(plm_job_done(job));
     CHECK(plm_job_n_generated(job) == 16);
     /* after the end: empty text, the same reason */
