@@ -21,6 +21,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 /* Ended requests the batch generator keeps before an idle worker replaces it
  * (a long-running game submits jobs without end). */
@@ -80,6 +83,7 @@ plm_jobs_params plm_jobs_default_params(void) {
     p.n_threads = 1;
     p.n_ctx = 0;
     p.n_parallel = 4;
+    p.nice = 10;
     return p;
 }
 
@@ -169,6 +173,14 @@ static void worker_collect(worker *w, plm_status step_st, const char *step_msg) 
 static void *worker_main(void *arg) {
     worker *w = arg;
     plm_jobs *J = w->owner;
+    /* Below the caller's priority, so that the frame loop wins when both want a core. Linux keeps a nice
+     * value per thread; elsewhere (or if refused) this does nothing. */
+    if (J->params.nice > 0) {
+#ifdef SYS_gettid
+        id_t tid = (id_t)syscall(SYS_gettid);
+        (void)setpriority(PRIO_PROCESS, tid, getpriority(PRIO_PROCESS, tid) + J->params.nice);
+#endif
+    }
     plm_job **sub = NULL;
     int32_t cap_sub = 0;
     char msg[512];
@@ -297,6 +309,7 @@ plm_status plm_jobs_create(plm_model *model, const plm_jobs_params *params, plm_
     if (p.n_parallel < 1 || p.n_parallel > PLM_N_SEQ_MAX)
         return plm_fail(PLM_ERR_ARG, "jobs: n_parallel must be in [1, %d], got %d", PLM_N_SEQ_MAX, (int)p.n_parallel);
     if (p.n_ctx < 0) return plm_fail(PLM_ERR_ARG, "jobs: n_ctx must be >= 0, got %d", (int)p.n_ctx);
+    if (p.nice < 0 || p.nice > 19) return plm_fail(PLM_ERR_ARG, "jobs: nice must be in [0, 19], got %d", (int)p.nice);
 
     plm_jobs *J = calloc(1, sizeof *J);
     if (!J) return plm_fail(PLM_ERR_OOM, "out of memory creating a job runner");
@@ -432,7 +445,14 @@ plm_status plm_job_poll(plm_job *j, char **out_bytes, size_t *out_len, plm_stop_
     *out_len = 0;
     *out_reason = PLM_STOP_NONE;
     if (!j) return plm_fail(PLM_ERR_ARG, "plm_job_poll: the job is NULL");
-    job_lock(j);
+    /* Never wait, not even for the lock: a worker preempted while it holds it (it runs at a lower priority)
+     * would stall the caller's frame. Busy: nothing new this time. */
+    if (j->owner && pthread_mutex_trylock(&j->owner->mu) != 0) {
+        *out_bytes = malloc(1);
+        if (!*out_bytes) return plm_fail(PLM_ERR_OOM, "out of memory polling a job");
+        (*out_bytes)[0] = '\0';
+        return PLM_OK;
+    }
     size_t n = j->n_text - j->n_taken;
     char *s = malloc(n + 1);
     if (!s) {

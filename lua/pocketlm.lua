@@ -1000,10 +1000,15 @@ function Job:poll()
     return text, self.done, self.reason
 end
 
---- job:wait() -> text, done, reason: blocks until the job has ended, then polls.
+--- job:wait() -> text, done, reason: blocks until the job has ended; the text not polled before.
 function Job:wait()
     if self._h then core.job_wait(self._h) end
-    return self:poll()
+    local parts = {}
+    while true do -- a poll may find a worker holding the lock for a moment: it then returns nothing yet
+        local text, done, reason = self:poll()
+        parts[#parts + 1] = text
+        if done then return table.concat(parts), done, reason end
+    end
 end
 
 --- job:cancel(): asks the job to end; returns at once (it ends, "cancelled", at its worker's next step).

@@ -538,6 +538,8 @@ typedef struct plm_jobs_params {
     int32_t n_threads;  /* compute threads of each worker's context (default 1) */
     int32_t n_ctx;      /* cells of each worker's context; 0 = the context default */
     int32_t n_parallel; /* jobs decoded together per worker (1..PLM_N_SEQ_MAX; default 4) */
+    int32_t nice;       /* how much lower than the caller's the workers' priority is (0..19; default 10; Linux
+                         * threads: the compute threads of n_threads > 1 keep the caller's) */
 } plm_jobs_params;
 
 PLM_API plm_jobs_params plm_jobs_default_params(void);
@@ -560,7 +562,9 @@ PLM_API plm_status plm_jobs_submit(plm_jobs *jobs, const char *prompt, size_t le
  * string of *out_len bytes, free with plm_free), and *out_reason: PLM_STOP_NONE
  * while it runs, why it ended once it has (all its text then polled). A job
  * that failed returns its status and message instead (text not polled before
- * is dropped). Never waits for the workers' computation. */
+ * is dropped). Never waits, not even for the runner's lock: if a worker holds
+ * it at that moment, the poll returns "" and PLM_STOP_NONE (poll again; after
+ * plm_job_wait, a poll loop ends at once). */
 PLM_API plm_status plm_job_poll(plm_job *job, char **out_bytes, size_t *out_len, plm_stop_reason *out_reason);
 /* Whether the job has ended (its text may still wait for a poll). */
 PLM_API bool plm_job_done(plm_job *job);
