@@ -250,3 +250,11 @@ lua-test: lua $(BUILD)/pocketlm $(BUILD)/plm-malformed
 lua-test-luajit: $(BUILD)/pocketlm $(BUILD)/plm-malformed
 	$(MAKE) -f lua/Makefile BUILD=$(BUILD) LUA=$(LUAJIT)
 	$(MALFORMED) LUA=$(LUAJIT) $(LUAJIT) $(BUSTED) tests/lua
+
+# The LÖVE example run headless (xvfb-run love examples/love) for a fixed number of frames: no Lua error, the NPC's
+# reply arrived and shows in the screenshot (build/love-test/shot.png, status.txt). About 15 s.
+# Debian: love xvfb xauth.
+.PHONY: love-test
+love-test: $(BUILD)/libpocketlm.a
+	$(MAKE) -f lua/Makefile BUILD=$(BUILD) LUA=$(LUAJIT)
+	sh tests/love/run_example.sh $(BUILD)/love-test
