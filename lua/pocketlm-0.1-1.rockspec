@@ -33,7 +33,7 @@ build = {
       CFLAGS = "$(CFLAGS)",
       LIBFLAG = "$(LIBFLAG)",
       LUA_INCDIR = "$(LUA_INCDIR)",
-      CORE = "lua/pocketlm/core.so",
+      CORE = "build/rock/pocketlm/core.so", -- apart from the checkout's own builds (make lua)
    },
    install_pass = false,
    install = {
@@ -42,7 +42,7 @@ build = {
          ["pocketlm.chat"] = "lua/pocketlm/chat.lua",
       },
       lib = {
-         ["pocketlm.core"] = "lua/pocketlm/core.so",
+         ["pocketlm.core"] = "build/rock/pocketlm/core.so",
       },
    },
 }
