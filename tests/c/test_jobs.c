@@ -5,6 +5,7 @@
  * spread over two; polling never waits for a decode; cancel, wait, an error
  * reported at poll (a prompt longer than the context), a runner or a job freed
  * while jobs run (no leak, no hang: run it under ASan), and bad arguments.
+ * Under POCKETLM_TEST_QUICK=1 (make test-valgrind) fewer tokens and one worker.
  */
 #include "pocketlm.h"
 #include "test.h"
@@ -12,6 +13,7 @@
 #include <time.h>
 
 static plm_model *model;
+static int32_t n_short = 12, n_one = 16, max_workers = 2;
 
 static double now_s(void) {
     struct timespec ts;
@@ -102,11 +104,11 @@ static plm_jobs *runner(int32_t n_workers, int32_t n_parallel, int32_t n_ctx) {
 
 static void test_one_job_equals_generate(void) {
     plm_stop_reason want_reason;
-    char *want = alone(prompts[0], 16, &want_reason);
+    char *want = alone(prompts[0], n_one, &want_reason);
     REQUIRE(want != NULL);
     plm_jobs *J = runner(1, 4, 512);
     REQUIRE(J != NULL);
-    plm_generate_params gp = greedy(16);
+    plm_generate_params gp = greedy(n_one);
     plm_job *job = NULL;
     CHECK(plm_jobs_submit(J, prompts[0], strlen(prompts[0]), &gp, &job) == PLM_OK);
     polled p;
@@ -118,7 +120,7 @@ static void test_one_job_equals_generate(void) {
      * (tens of ms each) would be most of them. */
     CHECKF(p.median_poll_s < 0.001, "the median poll took %.2f ms", p.median_poll_s * 1e3);
     CHECK(plm_job_done(job));
-    CHECK(plm_job_n_generated(job) == 16);
+    CHECK(plm_job_n_generated(job) == n_one);
     /* after the end: empty text, the same reason (the worker is idle: the lock is free) */
     char *s = NULL;
     size_t n = 1;
@@ -134,12 +136,12 @@ static void test_several_jobs_share_and_spread(void) {
     enum { N = 3 };
     char *want[N];
     plm_stop_reason wr[N];
-    for (int i = 0; i < N; i++) want[i] = alone(prompts[i], 12, &wr[i]);
-    for (int workers = 1; workers <= 2; workers++) {
+    for (int i = 0; i < N; i++) want[i] = alone(prompts[i], n_short, &wr[i]);
+    for (int workers = 1; workers <= max_workers; workers++) {
         plm_jobs *J = runner(workers, 4, 512);
         REQUIRE(J != NULL);
         plm_job *jobs[N] = {0};
-        plm_generate_params gp = greedy(12);
+        plm_generate_params gp = greedy(n_short);
         for (int i = 0; i < N; i++) CHECK(plm_jobs_submit(J, prompts[i], strlen(prompts[i]), &gp, &jobs[i]) == PLM_OK);
         for (int i = 0; i < N; i++) {
             polled p;
@@ -249,6 +251,12 @@ static void test_free_while_running(void) {
 }
 
 int main(void) {
+    const char *quick = getenv("POCKETLM_TEST_QUICK");
+    if (quick && *quick && strcmp(quick, "0") != 0) {
+        n_short = 3;
+        n_one = 6;
+        max_workers = 1;
+    }
     if (plm_model_load(NULL, NULL, &model)) {
         fprintf(stderr, "cannot load the default model: %s\n", plm_last_error());
         return 1;
