@@ -1230,14 +1230,15 @@ struct plm_job {};
 %apply (const char *text, size_t len) { (const char *job_prompt, size_t job_len) };
 
 %inline %{
-/* A runner over model (see plm_jobs_params; 0 means the default). */
+/* A runner over model (see plm_jobs_params; 0 means the default, and a negative nice). */
 plm_status plmb_jobs_create(plm_model *model, int32_t n_workers, int32_t n_threads, int32_t n_ctx, int32_t n_parallel,
-                            plm_jobs **out) {
+                            int32_t nice, plm_jobs **out) {
     plm_jobs_params p = plm_jobs_default_params();
     if (n_workers) p.n_workers = n_workers;
     if (n_threads) p.n_threads = n_threads;
     p.n_ctx = n_ctx;
     if (n_parallel) p.n_parallel = n_parallel;
+    if (nice >= 0) p.nice = nice;
     return plm_jobs_create(model, &p, out);
 }
 

@@ -928,12 +928,13 @@ Job.__index = Job
 M.Job = Job
 
 local JOB_REASONS = {"length", "eog", "stop", "cancelled", "context_full"}
-local JOBS_ALLOWED = keyset({"workers", "n_threads", "n_parallel", "n_ctx"})
+local JOBS_ALLOWED = keyset({"workers", "n_threads", "n_parallel", "n_ctx", "nice"})
 
 --- m:configure_jobs(opts): the worker threads later spawns run on. opts: workers (1: worker threads, each with a
 -- context of its own; the cap that leaves a game its other cores), n_threads (1: compute threads per worker),
 -- n_parallel (4: jobs decoded together on one worker, sharing each step), n_ctx (cells per worker; default the
--- model's n_ctx). Jobs already running keep their runner.
+-- model's n_ctx), nice (10: how much lower than the game's the workers' priority is, 0..19; Linux). Jobs
+-- already running keep their runner.
 function Model:configure_jobs(opts)
     opts = check_keys(opts, JOBS_ALLOWED, "configure_jobs")
     self._jobs_opts = {
@@ -941,6 +942,7 @@ function Model:configure_jobs(opts)
         n_threads = opt_int(opts, "n_threads", 1, 1, 512),
         n_parallel = opt_int(opts, "n_parallel", 4, 1, 64),
         n_ctx = opt_int(opts, "n_ctx", self.n_ctx or 0, 0, INT32_MAX),
+        nice = opt_int(opts, "nice", -1, 0, 19),
     }
     self._jobs = nil
 end
@@ -949,7 +951,7 @@ function Model:_job_runner()
     if not self._jobs or core.is_closed(self._jobs) then
         if not self._jobs_opts then self:configure_jobs() end
         local o = self._jobs_opts
-        self._jobs = core.jobs_create(self:_handle(), o.workers, o.n_threads, o.n_ctx, o.n_parallel)
+        self._jobs = core.jobs_create(self:_handle(), o.workers, o.n_threads, o.n_ctx, o.n_parallel, o.nice)
         self._runners[self._jobs] = true
     end
     return self._jobs

@@ -95,6 +95,7 @@ describe("jobs", function()
             "spawn: choices is not supported in a background job")
         assert.has_error(function() m:configure_jobs({workers = 0}) end)
         assert.has_error(function() m:configure_jobs({n_threads = 1.5}) end)
+        assert.has_error(function() m:configure_jobs({nice = 20}) end)
     end)
 
     it("dropped while running are cancelled; a closed model ends its jobs", function()
