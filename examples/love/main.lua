@@ -14,6 +14,7 @@
 --                            Lua error, which also ends the run with exit status 1
 --   POCKETLM_LOVE_NPC=0      no generation at all (the benchmark's baseline)
 --   POCKETLM_LOVE_REPEAT=1   ask the next question as soon as a reply ends (generation all the time)
+--   POCKETLM_LOVE_NICE=N     the worker thread's priority below the game's (0..19, default 10)
 
 local OUT = os.getenv("POCKETLM_LOVE_OUT")
 local MAX_FRAMES = tonumber(os.getenv("POCKETLM_LOVE_FRAMES") or "")
@@ -71,7 +72,7 @@ function love.load()
     if NPC_ON then
         -- One worker thread with one compute thread: the frame loop keeps the other core.
         model = plm.load(nil, {n_ctx = 1024})
-        model:configure_jobs({workers = 1, n_threads = 1})
+        model:configure_jobs({workers = 1, n_threads = 1, nice = tonumber(os.getenv("POCKETLM_LOVE_NICE") or "10")})
         ask()
     end
 end
