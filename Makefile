@@ -9,6 +9,8 @@
 #   make python-test  pip install the package (and test extras) into .venv, run pytest
 #   make python-test-asan  the same with the extension under ASan + UBSan (in .venv-asan), leaks reported
 #   make lua-test   build the Lua module (lua/) and run its busted specs
+#   make lua-test-luajit  the same for LuaJIT 2.1 (make lua LUA=luajit builds that module)
+#   make love-test  the LÖVE example (examples/love) headless under xvfb-run: a reply shows in its screenshot
 #   make check      everything CI runs: the models, the C tests, the C tests under sanitizers,
 #                   a 75-second fuzz smoke run, pytest, pytest under sanitizers, busted
 
