@@ -9,6 +9,8 @@
 #   make python-test  pip install the package (and test extras) into .venv, run pytest
 #   make python-test-asan  the same with the extension under ASan + UBSan (in .venv-asan), leaks reported
 #   make lua-test   build the Lua module (lua/) and run its busted specs
+#   make lua-test-luajit  the same for LuaJIT 2.1 (make lua LUA=luajit builds that module)
+#   make love-test  the LÖVE example (examples/love) headless under xvfb-run: a reply shows in its screenshot
 #   make check      everything CI runs: the models, the C tests, the C tests under sanitizers,
 #                   a 75-second fuzz smoke run, pytest, pytest under sanitizers, busted
 
@@ -228,17 +230,33 @@ $(BUILD)/plm-grammar-bench: bench/grammar_bench.c $(BUILD)/libpocketlm.a
 	$(CC) $(ALLFLAGS) -o $@ $< $(BUILD)/libpocketlm.a $(LDLIBS)
 
 clean:
-	rm -rf build build-asan build-fuzz build-vg $(VENV) $(ASAN_VENV) lua/pocketlm/core.so python/*.egg-info
+	rm -rf build build-asan build-fuzz build-vg $(VENV) $(ASAN_VENV) lua/pocketlm/core.so lua/luajit python/*.egg-info
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
 
-# Lua 5.4 module pocketlm (lua/pocketlm.lua over lua/pocketlm/core.so, built by lua/Makefile with the system
-# SWIG) and its busted tests on the default model. Debian: lua5.4 liblua5.4-dev lua-busted swig.
+# Lua module pocketlm (lua/pocketlm.lua over pocketlm/core.so, built by lua/Makefile with the system SWIG) and
+# its busted tests on the default model. `make lua` builds for Lua 5.4 (lua/pocketlm/core.so), `make lua
+# LUA=luajit` for LuaJIT 2.1 (lua/luajit/pocketlm/core.so); lua-test runs busted under $(LUA), lua-test-luajit
+# under luajit (Debian's busted is a Lua script whose modules are installed for 5.1 too).
+# Debian: lua5.4 liblua5.4-dev luajit libluajit-5.1-dev lua-busted swig.
 LUA    ?= lua5.4
+LUAJIT ?= luajit
 BUSTED ?= /usr/bin/busted
-.PHONY: lua lua-test
+.PHONY: lua lua-test lua-test-luajit
 lua:
-	$(MAKE) -f lua/Makefile BUILD=$(BUILD)
+	$(MAKE) -f lua/Makefile BUILD=$(BUILD) LUA=$(LUA)
 
 lua-test: lua $(BUILD)/pocketlm $(BUILD)/plm-malformed
 	$(MALFORMED) $(LUA) $(BUSTED) tests/lua
+
+lua-test-luajit: $(BUILD)/pocketlm $(BUILD)/plm-malformed
+	$(MAKE) -f lua/Makefile BUILD=$(BUILD) LUA=$(LUAJIT)
+	$(MALFORMED) LUA=$(LUAJIT) $(LUAJIT) $(BUSTED) tests/lua
+
+# The LÖVE example run headless (xvfb-run love examples/love) for a fixed number of frames: no Lua error, the NPC's
+# reply arrived and shows in the screenshot (build/love-test/shot.png, status.txt). About 15 s.
+# Debian: love xvfb xauth.
+.PHONY: love-test
+love-test: $(BUILD)/libpocketlm.a
+	$(MAKE) -f lua/Makefile BUILD=$(BUILD) LUA=$(LUAJIT)
+	sh tests/love/run_example.sh $(BUILD)/love-test

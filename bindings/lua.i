@@ -1,7 +1,8 @@
 /*
- * lua.i — the Lua 5.4 side of pocketlm.i: typemaps, the view type, and a few
- * Lua-only helpers. The idiomatic API (lua/pocketlm.lua) is written over the
- * module this makes (pocketlm.core).
+ * lua.i — the Lua side of pocketlm.i: typemaps, the view type, and a few
+ * Lua-only helpers, for Lua 5.4 and for LuaJIT 2.1 (the Lua 5.1 API, see the
+ * compatibility block below). The idiomatic API (lua/pocketlm.lua) is written
+ * over the module this makes (pocketlm.core).
  *
  * - A plm_status other than PLM_OK raises a Lua error whose message is
  *   "PLM_ERR_<NAME>: <what was wrong>" (the C library's message).
@@ -14,7 +15,7 @@
  *   bytes survive both ways (chat messages too). Paths, keys and stop strings
  *   are C strings: a NUL byte in them is an error.
  * - Views (pocketlm.view): a full userdata over float32, int32 or byte memory
- *   with #v, 1-based v[i] (nil past the end, so ipairs works) and, where the
+ *   with #v, 1-based v[i] (nil past the end, so 5.4's ipairs works) and, where the
  *   memory may be written, v[i] = x. Its owner is kept in its user value, so
  *   it lives as long as the view: C-allocated arrays are freed by the view's
  *   finalizer; a logits view pins its context handle and looks its row up
@@ -34,12 +35,189 @@
  */
 
 %{
-#if LUA_VERSION_NUM < 504
-#error "pocketlm's Lua binding needs Lua 5.4 (user values, <close>)"
-#endif
-
 #include <limits.h>
+#include <math.h>
+#include <stdarg.h>
 #include <time.h>
+
+/* Lua 5.1 (LuaJIT 2.1, what LÖVE and Defold embed) next to Lua 5.4: the
+ * few 5.2+ calls this file makes, written over the 5.1 API, so the code
+ * below reads the same for both. What differs for users:
+ * - 5.1 numbers are doubles: an integer parameter takes a number with an
+ *   integer value in [-2^53, 2^53] (each one exact), so 2.7 is still an
+ *   error and 2^60 is one too (its neighbours have the same double); the
+ *   64-bit seed takes the same range. Integers come back as numbers.
+ * - A userdata's user value is kept in its environment table (under a
+ *   private key), which 5.1 gives every userdata.
+ * - "%I" in messages is formatted here (5.1's lua_pushfstring lacks it). */
+#if LUA_VERSION_NUM >= 504
+#define plmlua_tointegerx lua_tointegerx
+#elif LUA_VERSION_NUM == 501
+#undef lua_rawsetp
+#undef lua_rawgetp
+#undef LUA_MININTEGER
+#undef LUA_MAXINTEGER
+#define LUA_MAXINTEGER ((lua_Integer)9007199254740992LL) /* 2^53 */
+#define LUA_MININTEGER (-LUA_MAXINTEGER)
+
+static lua_Integer plmlua_tointegerx(lua_State *L, int idx, int *isnum) {
+    lua_Number n = lua_tonumber(L, idx);
+    int ok = lua_type(L, idx) == LUA_TNUMBER && n == floor(n) && n >= (lua_Number)LUA_MININTEGER &&
+             n <= (lua_Number)LUA_MAXINTEGER;
+    if (isnum) *isnum = ok;
+    return ok ? (lua_Integer)n : 0;
+}
+
+static int plmlua_absindex(lua_State *L, int idx) {
+    return idx > 0 || idx <= LUA_REGISTRYINDEX ? idx : lua_gettop(L) + idx + 1;
+}
+
+static int lua_rawgetp(lua_State *L, int idx, const void *p) {
+    idx = plmlua_absindex(L, idx);
+    lua_pushlightuserdata(L, (void *)(uintptr_t)p);
+    lua_rawget(L, idx);
+    return lua_type(L, -1);
+}
+
+static void lua_rawsetp(lua_State *L, int idx, const void *p) {
+    idx = plmlua_absindex(L, idx);
+    lua_pushlightuserdata(L, (void *)(uintptr_t)p);
+    lua_insert(L, -2);
+    lua_rawset(L, idx);
+}
+
+static int lua_geti(lua_State *L, int idx, lua_Integer i) {
+    idx = plmlua_absindex(L, idx);
+    lua_pushnumber(L, (lua_Number)i);
+    lua_gettable(L, idx);
+    return lua_type(L, -1);
+}
+
+static lua_Integer luaL_len(lua_State *L, int idx) { return (lua_Integer)lua_objlen(L, idx); }
+
+/* The user value: a private key in the userdata's environment table (a
+ * userdata made by lua_newuserdata has its creator's environment, which
+ * lacks the key: nil, as a 5.4 user value starts). */
+static char plmlua_uv_key;
+
+static void *lua_newuserdatauv(lua_State *L, size_t size, int nuv) {
+    (void)nuv;
+    return lua_newuserdata(L, size);
+}
+
+static int lua_getiuservalue(lua_State *L, int idx, int n) {
+    (void)n;
+    lua_getfenv(L, idx);
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        lua_pushnil(L);
+        return LUA_TNIL;
+    }
+    lua_pushlightuserdata(L, &plmlua_uv_key);
+    lua_rawget(L, -2);
+    lua_remove(L, -2);
+    return lua_type(L, -1);
+}
+
+/* Pops the value on top into user value n of the userdata at idx. */
+static int lua_setiuservalue(lua_State *L, int idx, int n) {
+    (void)n;
+    idx = plmlua_absindex(L, idx);
+    lua_createtable(L, 0, 1);
+    lua_pushlightuserdata(L, &plmlua_uv_key);
+    lua_pushvalue(L, -3);
+    lua_rawset(L, -3);
+    lua_setfenv(L, idx);
+    lua_pop(L, 1);
+    return 1;
+}
+
+static const char *luaL_tolstring(lua_State *L, int idx, size_t *len) {
+    idx = plmlua_absindex(L, idx);
+    if (!luaL_callmeta(L, idx, "__tostring")) {
+        switch (lua_type(L, idx)) {
+        case LUA_TNUMBER:
+        case LUA_TSTRING: lua_pushvalue(L, idx); break;
+        case LUA_TBOOLEAN: lua_pushstring(L, lua_toboolean(L, idx) ? "true" : "false"); break;
+        case LUA_TNIL: lua_pushliteral(L, "nil"); break;
+        default: lua_pushfstring(L, "%s: %p", luaL_typename(L, idx), lua_topointer(L, idx)); break;
+        }
+    }
+    return lua_tolstring(L, -1, len);
+}
+
+/* lua_pushvfstring with 5.4's %I (a lua_Integer): each directive is pushed
+ * on its own, then all are concatenated. */
+static const char *plmlua_pushvfstring(lua_State *L, const char *fmt, va_list ap) {
+    int n = 0;
+    const char *p;
+    while ((p = strchr(fmt, '%')) != NULL) {
+        lua_pushlstring(L, fmt, (size_t)(p - fmt));
+        n++;
+        switch (p[1]) {
+        case 's': {
+            const char *s = va_arg(ap, const char *);
+            lua_pushstring(L, s ? s : "(null)");
+            break;
+        }
+        case 'd': lua_pushfstring(L, "%d", va_arg(ap, int)); break;
+        case 'c': lua_pushfstring(L, "%c", va_arg(ap, int)); break;
+        case 'f': lua_pushnumber(L, va_arg(ap, lua_Number)); lua_tostring(L, -1); break;
+        case 'p': lua_pushfstring(L, "%p", va_arg(ap, void *)); break;
+        case 'I': {
+            char buf[32];
+            snprintf(buf, sizeof buf, "%lld", (long long)va_arg(ap, lua_Integer));
+            lua_pushstring(L, buf);
+            break;
+        }
+        default: lua_pushlstring(L, p + 1, p[1] ? 1 : 0); break;
+        }
+        n++;
+        fmt = p[1] ? p + 2 : p + 1;
+    }
+    lua_pushstring(L, fmt);
+    lua_concat(L, n + 1);
+    return lua_tostring(L, -1);
+}
+
+static const char *plmlua_pushfstring(lua_State *L, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    const char *s = plmlua_pushvfstring(L, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+static int plmlua_error(lua_State *L, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    luaL_where(L, 1);
+    plmlua_pushvfstring(L, fmt, ap);
+    va_end(ap);
+    lua_concat(L, 2);
+    return lua_error(L);
+}
+
+static lua_Integer plmlua_checkinteger(lua_State *L, int idx) {
+    int isnum = 0;
+    lua_Integer v = plmlua_tointegerx(L, idx, &isnum);
+    if (!isnum) luaL_argerror(L, idx, lua_type(L, idx) == LUA_TNUMBER ? "number has no integer representation"
+                                                                       : "integer expected");
+    return v;
+}
+
+static lua_Integer plmlua_optinteger(lua_State *L, int idx, lua_Integer def) {
+    return lua_isnoneornil(L, idx) ? def : plmlua_checkinteger(L, idx);
+}
+
+#define lua_pushfstring plmlua_pushfstring
+#define lua_pushvfstring plmlua_pushvfstring
+#define luaL_error plmlua_error
+#define luaL_checkinteger plmlua_checkinteger
+#define luaL_optinteger plmlua_optinteger
+#else
+#error "pocketlm's Lua binding is for Lua 5.4 or Lua 5.1 (LuaJIT 2.1)"
+#endif
 
 /* The Lua thread running the current wrapped call (the abort callback runs
  * Lua code on it), and whether an abort callback is running now. */
@@ -90,7 +268,7 @@ static void plmlua_push_status_error(lua_State *L, plm_status st) {
 static int plmlua_int_arg(lua_State *L, int idx, const char *fn, lua_Integer lo, lua_Integer hi, lua_Integer *out) {
     int isnum = 0;
     lua_Integer v = 0;
-    if (lua_type(L, idx) == LUA_TNUMBER) v = lua_tointegerx(L, idx, &isnum);
+    if (lua_type(L, idx) == LUA_TNUMBER) v = plmlua_tointegerx(L, idx, &isnum);
     if (!isnum) {
         if (lua_type(L, idx) == LUA_TNUMBER)
             plmlua_push_argerror(L, idx, fn, "number %f has no integer representation", lua_tonumber(L, idx));
@@ -187,7 +365,7 @@ static int plmlua_view_index(lua_State *L) {
         return 1;
     }
     int isint = 0;
-    lua_Integer i = lua_tointegerx(L, 2, &isint);
+    lua_Integer i = plmlua_tointegerx(L, 2, &isint);
     if (!isint) return luaL_error(L, "view index %f is not an integer", lua_tonumber(L, 2));
     if (i < 1 || i > v->n) {
         lua_pushnil(L);
@@ -206,7 +384,7 @@ static int plmlua_view_index(lua_State *L) {
 static int plmlua_view_newindex(lua_State *L) {
     plmlua_view *v = luaL_checkudata(L, 1, PLMLUA_VIEW);
     int isint = 0;
-    lua_Integer i = lua_tointegerx(L, 2, &isint);
+    lua_Integer i = plmlua_tointegerx(L, 2, &isint);
     if (!isint) return luaL_error(L, "view index must be an integer, got %s", luaL_typename(L, 2));
     if (i < 1 || i > v->n) return luaL_error(L, "view index %I outside [1, %d]", i, (int)v->n);
     if (!v->writable) return luaL_error(L, "this view is read-only");
@@ -217,7 +395,7 @@ static int plmlua_view_newindex(lua_State *L) {
         ((float *)p)[i - 1] = (float)lua_tonumber(L, 3);
     } else {
         int isnum = 0;
-        lua_Integer x = lua_type(L, 3) == LUA_TNUMBER ? lua_tointegerx(L, 3, &isnum) : 0;
+        lua_Integer x = lua_type(L, 3) == LUA_TNUMBER ? plmlua_tointegerx(L, 3, &isnum) : 0;
         if (!isnum) return luaL_error(L, "view item %I: integer expected, got %s", i, luaL_tolstring(L, 3, NULL));
         lua_Integer lo = v->type == 'i' ? INT32_MIN : 0, hi = v->type == 'i' ? INT32_MAX : 255;
         if (x < lo || x > hi) return luaL_error(L, "%I does not fit in a %s view", x, plmlua_type_name(v->type));
@@ -348,7 +526,7 @@ static int plmlua_array_arg(lua_State *L, int idx, const char *fn, char type, vo
             ((float *)buf)[i - 1] = (float)lua_tonumber(L, -1);
         } else {
             int isint = 0;
-            lua_Integer x = t == LUA_TNUMBER ? lua_tointegerx(L, -1, &isint) : 0;
+            lua_Integer x = t == LUA_TNUMBER ? plmlua_tointegerx(L, -1, &isint) : 0;
             if (!isint) {
                 if (t == LUA_TNUMBER)
                     plmlua_push_argerror(L, idx, fn, "item %I (%f) is not an integer", i, lua_tonumber(L, -1));
@@ -479,7 +657,7 @@ static int plmlua_bias_arg(lua_State *L, int idx, const char *fn, plm_logit_bias
     lua_pushnil(L);
     while (k < count && lua_next(L, idx)) {
         int isint = 0;
-        lua_Integer t = lua_type(L, -2) == LUA_TNUMBER ? lua_tointegerx(L, -2, &isint) : 0;
+        lua_Integer t = lua_type(L, -2) == LUA_TNUMBER ? plmlua_tointegerx(L, -2, &isint) : 0;
         if (!isint || t < INT32_MIN || t > INT32_MAX) {
             plmlua_push_argerror(L, idx, fn, "logit bias keys must be int32 tokens, got %s", luaL_typename(L, -2));
             return 0;
@@ -778,6 +956,8 @@ PLMLUA_HANDLE_IN(plm_sampler, "Sampler")
 PLMLUA_HANDLE_IN(plm_generator, "Generator")
 PLMLUA_HANDLE_IN(plm_batch_gen, "BatchGen")
 PLMLUA_HANDLE_IN(plm_grammar, "Grammar")
+PLMLUA_HANDLE_IN(plm_jobs, "Jobs")
+PLMLUA_HANDLE_IN(plm_job, "Job")
 
 /* ------------------------------------------------------------- outputs */
 
@@ -797,6 +977,8 @@ PLMLUA_HANDLE_OUT(plm_sampler, 0)
 PLMLUA_HANDLE_OUT(plm_generator, 1)
 PLMLUA_HANDLE_OUT(plm_batch_gen, 1)
 PLMLUA_HANDLE_OUT(plm_grammar, 0)
+PLMLUA_HANDLE_OUT(plm_jobs, 1) /* pins its model */
+PLMLUA_HANDLE_OUT(plm_job, 1)  /* pins its runner */
 
 /* A malloc'd token array becomes an int32 view that owns it (no copy). The
  * view is made before the call (in "check": after SWIG has counted the
@@ -981,8 +1163,9 @@ static int plmlua_close(lua_State *L) {
     if (lua_type(L, 1) == LUA_TUSERDATA && lua_rawlen(L, 1) >= sizeof(swig_lua_userdata)) u = lua_touserdata(L, 1);
     if (!u || !(u->type == SWIGTYPE_p_plm_model || u->type == SWIGTYPE_p_plm_context ||
                 u->type == SWIGTYPE_p_plm_sampler || u->type == SWIGTYPE_p_plm_generator ||
-                u->type == SWIGTYPE_p_plm_batch_gen || u->type == SWIGTYPE_p_plm_grammar))
-        return luaL_argerror(L, 1, "Model, Context, Sampler, Generator, BatchGen or Grammar handle expected");
+                u->type == SWIGTYPE_p_plm_batch_gen || u->type == SWIGTYPE_p_plm_grammar ||
+                u->type == SWIGTYPE_p_plm_jobs || u->type == SWIGTYPE_p_plm_job))
+        return luaL_argerror(L, 1, "Model, Context, Sampler, Generator, BatchGen, Grammar, Jobs or Job handle expected");
     void *p = u->ptr;
     int own = u->own;
     u->ptr = NULL;
@@ -1001,6 +1184,10 @@ static int plmlua_close(lua_State *L) {
         plm_batch_gen_free(p);
     } else if (u->type == SWIGTYPE_p_plm_grammar) {
         plm_grammar_free(p);
+    } else if (u->type == SWIGTYPE_p_plm_jobs) {
+        plm_jobs_free(p); /* joins its workers: jobs still held end as cancelled */
+    } else if (u->type == SWIGTYPE_p_plm_job) {
+        plm_job_free(p);
     } else {
         plm_generator_free(p);
     }
@@ -1024,4 +1211,55 @@ static int plmlua_is_closed(lua_State *L) {
     lua_pushboolean(L, u->ptr == NULL);
     return 1;
 }
+%}
+
+/* ------------------------------------------------------ background jobs */
+
+/* A job runner pins its model and a job its runner (user values), so a
+ * collected runner has no job left that needs it; a job collected while it
+ * runs is cancelled (its worker drops it), a runner collected joins its
+ * threads. Worker threads never touch a lua_State: the Lua side only polls. */
+%rename(Jobs) plm_jobs;
+%rename(Job) plm_job;
+%nodefaultctor plm_jobs;
+%nodefaultctor plm_job;
+struct plm_jobs {};
+struct plm_job {};
+%extend plm_jobs { ~plm_jobs() { plm_jobs_free($self); } }
+%extend plm_job { ~plm_job() { plm_job_free($self); } }
+%apply (const char *text, size_t len) { (const char *job_prompt, size_t job_len) };
+
+%inline %{
+/* A runner over model (see plm_jobs_params; 0 means the default, and a negative nice). */
+plm_status plmb_jobs_create(plm_model *model, int32_t n_workers, int32_t n_threads, int32_t n_ctx, int32_t n_parallel,
+                            int32_t nice, plm_jobs **out) {
+    plm_jobs_params p = plm_jobs_default_params();
+    if (n_workers) p.n_workers = n_workers;
+    if (n_threads) p.n_threads = n_threads;
+    p.n_ctx = n_ctx;
+    if (n_parallel) p.n_parallel = n_parallel;
+    if (nice >= 0) p.nice = nice;
+    return plm_jobs_create(model, &p, out);
+}
+
+/* Queues a job of prompt text, with stop strings and a logit bias (copied). */
+plm_status plmb_jobs_submit(plm_jobs *jobs, const char *job_prompt, size_t job_len, const plm_generate_params *params,
+                            const char *const *strs, int32_t n_strs, const plm_logit_bias *bias, int32_t n_bias,
+                            plm_job **out) {
+    plm_generate_params p = params ? *params : plm_generate_default_params();
+    p.stop = strs;
+    p.n_stop = n_strs;
+    p.sampling.logit_bias = bias;
+    p.sampling.n_logit_bias = n_bias;
+    return plm_jobs_submit(jobs, job_prompt, job_len, &p, out);
+}
+
+/* The job's text since the last poll and its stop reason (0 while it runs); a failed job raises its error. */
+plm_status plmb_job_poll(plm_job *job, char **out_bytes, size_t *out_len, plm_stop_reason *out_reason) {
+    return plm_job_poll(job, out_bytes, out_len, out_reason);
+}
+bool plmb_job_done(plm_job *job) { return plm_job_done(job); }
+int32_t plmb_job_n_generated(plm_job *job) { return plm_job_n_generated(job); }
+void plmb_job_cancel(plm_job *job) { plm_job_cancel(job); }
+void plmb_job_wait(plm_job *job) { plm_job_wait(job); }
 %}

@@ -185,6 +185,18 @@ static const char *plmb_error_message(void) {
 %ignore plm_batch_result;
 %ignore plm_batch_gen_result;
 %ignore plm_batch_gen_tokens;
+/* Background jobs: Lua binds them in lua.i (plmb_jobs_ helpers); Python does not yet. */
+%ignore plm_jobs_params;
+%ignore plm_jobs_default_params;
+%ignore plm_jobs_create;
+%ignore plm_jobs_free;
+%ignore plm_jobs_submit;
+%ignore plm_job_free;
+%ignore plm_job_poll;
+%ignore plm_job_done;
+%ignore plm_job_n_generated;
+%ignore plm_job_cancel;
+%ignore plm_job_wait;
 /* The Jinja interpreter is not bound yet (its char ** result needs a typemap); Python's tests reach it with ctypes. */
 %ignore plm_chat_template_render;
 /* Pointer fields are set through helper arguments instead. */

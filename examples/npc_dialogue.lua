@@ -1,6 +1,7 @@
 --- npc_dialogue.lua — an NPC answers the player inside a game loop, a few tokens per 16 ms frame.
 --
 --   lua5.4 examples/npc_dialogue.lua                      (from the repository root, after `make lua`)
+--   luajit examples/npc_dialogue.lua                      (after `make lua LUA=luajit`)
 --   lua5.4 examples/npc_dialogue.lua --frames 40 --max-tokens 8 --budget-ms 8
 --
 -- Each frame the game updates, then gives the NPC a time budget: the generator
@@ -12,18 +13,23 @@
 
 local here = (arg and arg[0] or ""):match("^(.-)[^/]*$")
 package.path = here .. "../lua/?.lua;" .. package.path
-package.cpath = here .. "../lua/?.so;" .. package.cpath
+package.cpath = here .. (jit and "../lua/luajit/?.so;" or "../lua/?.so;") .. package.cpath
 
 local plm = require "pocketlm"
+
+local function toint(v)
+    v = tonumber(v)
+    return v and v == math.floor(v) and v or nil
+end
 
 local opts = {frames = math.huge, max_tokens = 40, budget_ms = 10, frame_ms = 16, threads = 2, quiet = false}
 local i = 1
 while arg and arg[i] do
     local a, v = arg[i], arg[i + 1]
-    if a == "--frames" then opts.frames = assert(math.tointeger(tonumber(v)), "--frames takes an integer")
-    elseif a == "--max-tokens" then opts.max_tokens = assert(math.tointeger(tonumber(v)), "--max-tokens takes an integer")
+    if a == "--frames" then opts.frames = assert(toint(v), "--frames takes an integer")
+    elseif a == "--max-tokens" then opts.max_tokens = assert(toint(v), "--max-tokens takes an integer")
     elseif a == "--budget-ms" then opts.budget_ms = assert(tonumber(v), "--budget-ms takes a number")
-    elseif a == "--threads" then opts.threads = assert(math.tointeger(tonumber(v)), "--threads takes an integer")
+    elseif a == "--threads" then opts.threads = assert(toint(v), "--threads takes an integer")
     elseif a == "--quiet" then opts.quiet, i = true, i - 1
     else
         io.stderr:write("usage: lua5.4 examples/npc_dialogue.lua [--frames N] [--max-tokens N] [--budget-ms MS]",
@@ -36,8 +42,8 @@ end
 local FRAME = opts.frame_ms / 1000
 local BUDGET = opts.budget_ms / 1000
 
-local model <close> = plm.load(nil, {n_threads = opts.threads, n_ctx = 1024})
-local npc <close> = model:context() -- the NPC's own context: its conversation stays cached between turns
+local model = plm.load(nil, {n_threads = opts.threads, n_ctx = 1024})
+local npc = model:context() -- the NPC's own context: its conversation stays cached between turns
 
 local conversation = {
     {role = "system", content = "You are Brom, the gruff blacksmith of Oakvale. Answer in one or two short sentences."},
@@ -69,7 +75,7 @@ for _, line in ipairs(player_lines) do
     if frame_no >= opts.frames then break end
     print(("\nPLAYER: %s"):format(line))
     conversation[#conversation + 1] = {role = "user", content = line}
-    local g <close> = npc:start_chat(conversation, {max_tokens = opts.max_tokens, temperature = 0})
+    local g = npc:start_chat(conversation, {max_tokens = opts.max_tokens, temperature = 0})
     local first_text_frame, first_text_s
     local turn_start = plm.clock()
     while not g.done and frame_no < opts.frames do
@@ -103,7 +109,10 @@ for _, line in ipairs(player_lines) do
     print(("(%d generated tokens, stop: %s, first words at frame %s, %.2f s into the turn)"):format(g.n_generated,
         g.reason or "not yet", tostring(first_text_frame), first_text_s or 0))
     conversation[#conversation + 1] = {role = "assistant", content = reply}
+    g:close()
 end
+npc:close()
+model:close()
 
 local function mean(t)
     local s = 0

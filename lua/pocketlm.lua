@@ -15,7 +15,11 @@
 -- Options are tables; integer options must be integers (2.7 is an error);
 -- errors are raised with error(), with the C library's message for C failures
 -- ("PLM_ERR_IO: ..."). Models, contexts and generators are freed by close()
--- (or a <close> variable) at once, or by the garbage collector.
+-- (or a Lua 5.4 <close> variable) at once, or by the garbage collector.
+--
+-- The same file runs on Lua 5.4 and on LuaJIT 2.1 (the Lua 5.1 API: LÖVE,
+-- Defold), so it uses no 5.4-only syntax. On LuaJIT numbers are doubles: an
+-- integer option is a number with an integer value within +-2^53.
 --
 -- Logits, tokens and embeddings are pocketlm.view userdata: #v, v[i] (1-based;
 -- nil past the end, so ipairs works), v[i] = x where writable, v:totable(),
@@ -24,6 +28,15 @@
 
 local core = require "pocketlm.core"
 local chat = require "pocketlm.chat"
+
+-- Lua 5.4 has integers; LuaJIT's numbers are doubles, exact as integers up to 2^53.
+local tointeger = math.tointeger or function(v)
+    if type(v) == "number" and v == math.floor(v) and v >= -2 ^ 53 and v <= 2 ^ 53 then return v end
+    return nil
+end
+local MAXINT = math.maxinteger or 2 ^ 53
+local unpack = table.unpack or unpack
+local function pack(...) return {n = select("#", ...), ...} end
 
 local M = {
     _VERSION = "pocketlm " .. core.version(),
@@ -56,6 +69,25 @@ local function fail(msg)
     error(msg, level)
 end
 
+-- Returns f()'s results after closing obj, or closes obj and passes f's error on (what a Lua 5.4 <close>
+-- variable does, written for LuaJIT too).
+local function closing(obj, f)
+    local res = pack(pcall(f))
+    obj:close()
+    if not res[1] then error(res[2], 0) end
+    return unpack(res, 2, res.n)
+end
+
+-- A fresh sampler seed. Lua 5.4 seeds math.random randomly at start-up; LuaJIT's starts from the same
+-- state in every process, so the clock's nanoseconds are mixed in (53 bits).
+local seed_count = 0
+local function fresh_seed()
+    if math.mininteger then return math.random(math.mininteger, math.maxinteger) end
+    seed_count = seed_count + 1
+    local ns = math.floor((core.clock() * 1e9) % 2 ^ 31)
+    return (math.random(0, 2 ^ 22 - 1) * 2 ^ 31 + (ns + seed_count * 7919) % 2 ^ 31)
+end
+
 local function describe(v)
     if type(v) == "string" then return ("%q"):format(v) end
     return tostring(v)
@@ -80,7 +112,7 @@ end
 
 -- An integer (or a float with an integer value, as Lua's own library takes them) in [lo, hi].
 local function to_int(v, name, lo, hi)
-    local i = math.type(v) == "integer" and v or (math.type(v) == "float" and math.tointeger(v))
+    local i = type(v) == "number" and tointeger(v)
     if not i then fail(("%s must be an integer, got %s"):format(name, describe(v))) end
     if (lo and i < lo) or (hi and i > hi) then
         fail(("%s must be in [%s, %s], got %d"):format(name, lo or "-inf", hi or "inf", i))
@@ -196,8 +228,7 @@ local function generate_params(opts, n_seq_max)
     s.frequency_penalty = opt_num(opts, "frequency_penalty", s.frequency_penalty)
     s.presence_penalty = opt_num(opts, "presence_penalty", s.presence_penalty)
     s.penalty_last_n = opt_int(opts, "penalty_last_n", s.penalty_last_n, -1, INT32_MAX)
-    -- No seed: a fresh one (Lua 5.4 seeds math.random randomly at start-up).
-    s.seed = opt_int(opts, "seed", nil) or math.random(math.mininteger, math.maxinteger)
+    s.seed = opt_int(opts, "seed", nil) or fresh_seed()
     local bias = opts.logit_bias
     if bias ~= nil and type(bias) ~= "table" then
         fail(("logit_bias must be a table {[token] = bias}, got %s"):format(type(bias)))
@@ -345,7 +376,7 @@ local CONTEXT_ALLOWED = keyset({"n_ctx", "n_threads", "n_batch", "n_seq_max", "m
 
 local function default_threads()
     local env = tonumber(os.getenv("POCKETLM_THREADS") or "")
-    return env and math.tointeger(env) or 0
+    return env and tointeger(env) or 0
 end
 
 local function new_context(model, opts, what)
@@ -355,7 +386,7 @@ local function new_context(model, opts, what)
     cp.n_threads = opt_int(opts, "n_threads", model.n_threads or default_threads(), 0, 1024)
     cp.n_batch = opt_int(opts, "n_batch", cp.n_batch, 1, INT32_MAX)
     cp.n_seq_max = opt_int(opts, "n_seq_max", cp.n_seq_max, 1, 64)
-    cp.memory_budget = opt_int(opts, "memory_budget", 0, 0, math.maxinteger)
+    cp.memory_budget = opt_int(opts, "memory_budget", 0, 0, MAXINT)
     local ctx = setmetatable({
         model = model,
         n_seq_max = cp.n_seq_max,
@@ -464,9 +495,11 @@ end
 
 --- ctx:generate(prompt, opts) -> text, reason — the whole continuation (see start for opts).
 function Context:generate(prompt, opts)
-    local g <close> = begin(self:_generator(prompt, opts, "generate"))
-    while not g.done do g:_guard(g._next) end
-    return g:text(), g.reason
+    local g = begin(self:_generator(prompt, opts, "generate"))
+    return closing(g, function()
+        while not g.done do g:_guard(g._next) end
+        return g:text(), g.reason
+    end)
 end
 
 --- ctx:chat(messages, opts) -> reply, reason (opts.stream = true: an iterator of pieces instead).
@@ -600,6 +633,7 @@ function M.load(path, opts)
         n_ctx = n_ctx,
         _h = h,
         _contexts = setmetatable({}, {__mode = "k"}),
+        _runners = setmetatable({}, {__mode = "k"}), -- job runners (C handles): closed before the model
     }, Model)
 end
 
@@ -879,19 +913,143 @@ function Model:generate_many(prompts, opts)
     for k, v in pairs(opts) do
         if k ~= "errors" then o[k] = v end
     end
-    local b <close> = self:start_many(prompts, o)
-    while not b.done do b:step(1) end
-    local texts, reasons, errs = {}, {}, {}
-    for i = 1, b.n do
-        local text, reason, err = b:result(i)
-        if err then
-            if mode == "raise" then fail(("generate_many: item %d: %s"):format(i, err)) end
-            texts[i], reasons[i], errs[i] = false, "error", err
-        else
-            texts[i], reasons[i] = text, reason
+    local b = self:start_many(prompts, o)
+    return closing(b, function()
+        while not b.done do b:step(1) end
+        local texts, reasons, errs = {}, {}, {}
+        for i = 1, b.n do
+            local text, reason, err = b:result(i)
+            if err then
+                if mode == "raise" then fail(("generate_many: item %d: %s"):format(i, err)) end
+                texts[i], reasons[i], errs[i] = false, "error", err
+            else
+                texts[i], reasons[i] = text, reason
+            end
         end
+        return texts, reasons, errs
+    end)
+end
+
+-- -------------------------------------------------------------------- Jobs
+
+--- A generation running on a worker thread (made by m:spawn / m:spawn_chat): the frame loop polls it and
+-- never waits for the model. The worker threads (C, in csrc/jobs.c) never touch the Lua state.
+local Job = {}
+Job.__index = Job
+M.Job = Job
+
+local JOB_REASONS = {"length", "eog", "stop", "cancelled", "context_full"}
+local JOBS_ALLOWED = keyset({"workers", "n_threads", "n_parallel", "n_ctx", "nice"})
+
+--- m:configure_jobs(opts): the worker threads later spawns run on. opts: workers (1: worker threads, each with a
+-- context of its own; the cap that leaves a game its other cores), n_threads (1: compute threads per worker),
+-- n_parallel (4: jobs decoded together on one worker, sharing each step), n_ctx (cells per worker; default the
+-- model's n_ctx), nice (10: how much lower than the game's the workers' priority is, 0..19; Linux). Jobs
+-- already running keep their runner.
+function Model:configure_jobs(opts)
+    opts = check_keys(opts, JOBS_ALLOWED, "configure_jobs")
+    self._jobs_opts = {
+        workers = opt_int(opts, "workers", 1, 1, 64),
+        n_threads = opt_int(opts, "n_threads", 1, 1, 512),
+        n_parallel = opt_int(opts, "n_parallel", 4, 1, 64),
+        n_ctx = opt_int(opts, "n_ctx", self.n_ctx or 0, 0, INT32_MAX),
+        nice = opt_int(opts, "nice", -1, 0, 19),
+    }
+    self._jobs = nil
+end
+
+function Model:_job_runner()
+    if not self._jobs or core.is_closed(self._jobs) then
+        if not self._jobs_opts then self:configure_jobs() end
+        local o = self._jobs_opts
+        self._jobs = core.jobs_create(self:_handle(), o.workers, o.n_threads, o.n_ctx, o.n_parallel, o.nice)
+        self._runners[self._jobs] = true
     end
-    return texts, reasons, errs
+    return self._jobs
+end
+
+--- m:spawn(prompt, opts) -> Job: generates prompt (text) in the background; returns at once. opts: those of
+-- m:generate (max_tokens, temperature, stop, seed, ...; no constraints). Several jobs run at once, sharing the
+-- model (and each decode, on one worker). See Job:poll.
+function Model:spawn(prompt, opts)
+    opts = check_keys(opts, GEN_ALLOWED, "spawn")
+    check_text(prompt, "prompt")
+    if #prompt == 0 then fail("the prompt is empty: nothing to generate from") end
+    for _, key in ipairs({"json_schema", "grammar", "regex", "choices"}) do
+        if opts[key] ~= nil then fail(("spawn: %s is not supported in a background job"):format(key)) end
+    end
+    local gp, stop, bias = generate_params(opts, 1)
+    local runner = self:_job_runner()
+    local h = core.jobs_submit(runner, prompt, gp, stop, bias)
+    return setmetatable({_h = h, _parts = {}, done = false, reason = nil, model = self}, Job)
+end
+
+--- m:spawn_chat(messages, opts) -> Job: m:spawn over the model's chat template (see m:chat).
+function Model:spawn_chat(messages, opts)
+    opts = check_keys(opts, CHAT_ALLOWED, "spawn_chat")
+    local prompt, o = self:_chat_prompt(messages, opts)
+    return self:spawn(prompt, o)
+end
+
+--- job:poll() -> text, done, reason: the text produced since the last poll (maybe ""), whether the job has ended
+-- and why ("length", "eog", "stop", "cancelled", "context_full"). Never waits for the model. An error of the
+-- job (a prompt longer than the context, ...) is raised here.
+function Job:poll()
+    if not self._h then return "", true, self.reason end
+    local ok, text, reason = pcall(core.job_poll, self._h)
+    if not ok then
+        self.done, self.reason, self.error = true, "error", text
+        core.close(self._h)
+        self._h = nil
+        fail(text)
+    end
+    if #text > 0 then self._parts[#self._parts + 1] = text end
+    if reason ~= 0 then
+        self.done, self.reason = true, JOB_REASONS[reason]
+        self.n_generated = core.job_n_generated(self._h)
+        core.close(self._h)
+        self._h = nil
+    end
+    return text, self.done, self.reason
+end
+
+--- job:wait() -> text, done, reason: blocks until the job has ended; the text not polled before.
+function Job:wait()
+    if self._h then core.job_wait(self._h) end
+    local parts = {}
+    while true do -- a poll may find a worker holding the lock for a moment: it then returns nothing yet
+        local text, done, reason = self:poll()
+        parts[#parts + 1] = text
+        if done then return table.concat(parts), done, reason end
+    end
+end
+
+--- job:cancel(): asks the job to end; returns at once (it ends, "cancelled", at its worker's next step).
+function Job:cancel()
+    if self._h then core.job_cancel(self._h) end
+end
+
+--- job:close(): cancels a running job and frees it now (the garbage collector does the same).
+function Job:close()
+    if self._h then
+        core.close(self._h)
+        self._h = nil
+        if not self.done then self.done, self.reason = true, "cancelled" end
+    end
+end
+Job.__close = Job.close
+
+--- job:text() -> all the text polled so far.
+function Job:text() return table.concat(self._parts) end
+
+--- job:generated() -> tokens generated so far (as of its worker's last step).
+function Job:generated()
+    if self._h then return core.job_n_generated(self._h) end
+    return self.n_generated or 0
+end
+
+function Job:__tostring()
+    return ("pocketlm.Job(%s)"):format(self.done and ("done: " .. tostring(self.reason)) or "running")
 end
 
 -- ------------------------------------------------------- classification
@@ -1115,6 +1273,7 @@ end
 
 --- m:close(): frees the model now, and every context made from it. Idempotent.
 function Model:close()
+    for runner in pairs(self._runners) do core.close(runner) end -- joins their worker threads
     for ctx in pairs(self._contexts) do ctx:close() end
     core.close(self._h)
 end

@@ -516,6 +516,68 @@ PLM_API plm_status plm_batch_gen_cancel(plm_batch_gen *bg, int32_t id);
 PLM_API int32_t plm_batch_gen_n_requests(const plm_batch_gen *bg);
 PLM_API int32_t plm_batch_gen_n_left(const plm_batch_gen *bg);
 
+/* ------------------------------------------------------ background jobs */
+
+/* A job runner generates in the background: plm_jobs_submit returns at once,
+ * worker threads tokenize, evaluate and generate, and the caller polls for the
+ * text (plm_job_poll never waits for a decode: it copies what is ready). Each
+ * of n_workers threads owns a context (n_threads compute threads, n_ctx cells)
+ * and a batch generator running up to n_parallel jobs in one decode per step;
+ * a job goes to the worker with the fewest live jobs, and queues there when
+ * n_parallel are running. So the runner uses n_workers * n_threads cores
+ * (defaults 1 and 1: a game keeps the others). Results are those of the batch
+ * generator (with a fixed seed or greedy sampling, what plm_generate gives for
+ * the prompt alone). No callback runs on a worker thread. Thread-safety: calls
+ * on one runner and its jobs may come from any threads, except plm_jobs_free,
+ * which must not run alongside calls on its jobs. */
+typedef struct plm_jobs plm_jobs;
+typedef struct plm_job plm_job;
+
+typedef struct plm_jobs_params {
+    int32_t n_workers;  /* worker threads, each with its own context (1..64; default 1) */
+    int32_t n_threads;  /* compute threads of each worker's context (default 1) */
+    int32_t n_ctx;      /* cells of each worker's context; 0 = the context default */
+    int32_t n_parallel; /* jobs decoded together per worker (1..PLM_N_SEQ_MAX; default 4) */
+    int32_t nice;       /* how much lower than the caller's the workers' priority is (0..19; default 10; Linux
+                         * threads: the compute threads of n_threads > 1 keep the caller's) */
+} plm_jobs_params;
+
+PLM_API plm_jobs_params plm_jobs_default_params(void);
+/* Starts a runner over model (params NULL: defaults): makes the contexts and
+ * starts the threads. model must outlive it. Free with plm_jobs_free. */
+PLM_API plm_status plm_jobs_create(plm_model *model, const plm_jobs_params *params, plm_jobs **out);
+/* Stops the workers (a decode in progress is cancelled between layers) and
+ * joins them, ends every unfinished job as cancelled (PLM_STOP_CALLER) and
+ * frees the runner. Jobs the caller has not freed stay readable (poll, done)
+ * until plm_job_free. NULL is a no-op. */
+PLM_API void plm_jobs_free(plm_jobs *jobs);
+/* Queues a generation of prompt (len bytes; params NULL: plm_generate_default_params();
+ * seq_id and keep_cache are ignored, stop strings and logit bias are copied, a
+ * grammar is PLM_ERR_UNSUPPORTED). *out is a new job: free with plm_job_free.
+ * An empty prompt is PLM_ERR_ARG here; what goes wrong in the worker (a prompt
+ * longer than the context, bad sampler parameters) is reported by plm_job_poll. */
+PLM_API plm_status plm_jobs_submit(plm_jobs *jobs, const char *prompt, size_t len, const plm_generate_params *params,
+                                   plm_job **out);
+/* The text the job produced since the last poll (*out_bytes: a new NUL-terminated
+ * string of *out_len bytes, free with plm_free), and *out_reason: PLM_STOP_NONE
+ * while it runs, why it ended once it has (all its text then polled). A job
+ * that failed returns its status and message instead (text not polled before
+ * is dropped). Never waits, not even for the runner's lock: if a worker holds
+ * it at that moment, the poll returns "" and PLM_STOP_NONE (poll again; after
+ * plm_job_wait, a poll loop ends at once). */
+PLM_API plm_status plm_job_poll(plm_job *job, char **out_bytes, size_t *out_len, plm_stop_reason *out_reason);
+/* Whether the job has ended (its text may still wait for a poll). */
+PLM_API bool plm_job_done(plm_job *job);
+/* Tokens the job generated so far (as of the worker's last step). */
+PLM_API int32_t plm_job_n_generated(plm_job *job);
+/* Asks the job to end (PLM_STOP_CALLER) at its worker's next step; returns at once. */
+PLM_API void plm_job_cancel(plm_job *job);
+/* Blocks until the job has ended. */
+PLM_API void plm_job_wait(plm_job *job);
+/* Frees the caller's handle; a job still running is cancelled and dropped by its
+ * worker at its next step. NULL is a no-op. */
+PLM_API void plm_job_free(plm_job *job);
+
 /* -------------------------------------------------------- classification */
 
 typedef enum plm_score_mode {

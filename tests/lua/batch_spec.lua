@@ -73,7 +73,7 @@ describe("start_many", function()
 
     it("advances every prompt a few steps per call and returns the new text per index", function()
         local ps = prompts()
-        local b <close> = m:start_many(ps, {max_tokens = 6, temperature = 0, parallel = 4})
+        local b = m:start_many(ps, {max_tokens = 6, temperature = 0, parallel = 4})
         local got, calls = {}, 0
         repeat
             local new, done = b:step(2)
@@ -91,6 +91,7 @@ describe("start_many", function()
             assert.are.equal(alone, text)
             assert.are.equal(why, reason)
         end
+        b:close()
     end)
 
     it("cancels one prompt or all", function()

@@ -6,7 +6,7 @@ local chat = H.plm.chat
 -- The fixture: templates {name = text}, detections {name = {family, default or nil}}, cases.
 local function read_fixture()
     local f = assert(io.open(H.root .. "tests/data/chat_templates.txt", "rb"))
-    local data = f:read("a")
+    local data = f:read("*a")
     f:close()
     local pos = 1
     local function line()
@@ -17,7 +17,7 @@ local function read_fixture()
         return fields
     end
     local function blob(n)
-        n = math.tointeger(tonumber(n))
+        n = H.toint(n)
         assert(data:sub(pos + n, pos + n) == "\n")
         local s = data:sub(pos, pos + n - 1)
         pos = pos + n + 1

@@ -15,7 +15,7 @@ local function reranker_refs()
         if word == "model" then inside = rest:match("^(%S+)") == "qwen3_cls.gguf" end
         if inside and word == "ids" then
             cur = {ids = {}}
-            for x in rest:gmatch("%S+") do cur.ids[#cur.ids + 1] = math.tointeger(tonumber(x)) end
+            for x in rest:gmatch("%S+") do cur.ids[#cur.ids + 1] = H.toint(x) end
             refs[#refs + 1] = cur
         elseif inside and word == "scores" then
             cur.scores = {}
@@ -71,12 +71,13 @@ describe("classification head", function()
         local ok, err = pcall(function() m:classify("hello", {"maybe"}) end)
         assert.is_false(ok)
         assert.is_truthy(err:find("label \"maybe\" is not an output of the model's classification head", 1, true))
-        local plain <close> = plm.load(TINY .. "qwen3.gguf", {n_threads = 1})
+        local plain = plm.load(TINY .. "qwen3.gguf", {n_threads = 1})
         assert.is_false(plain:has_classifier_head())
         assert.are.same({}, plain:classifier_labels())
         ok, err = pcall(function() plain:classify("hello", nil, {use_head = true}) end)
         assert.is_false(ok)
         assert.is_truthy(err:find("no classification head", 1, true))
         assert.has_error(function() plain:classify("hello") end, "labels must be a non-empty list of strings")
+        plain:close()
     end)
 end)

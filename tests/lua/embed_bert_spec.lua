@@ -13,17 +13,29 @@ end
 
 local PATH = cache_dir() .. "/all-MiniLM-L6-v2.F16.gguf"
 
+-- A little-endian float32 at s[i]: string.unpack("<f") where there is one (LuaJIT has none).
+local f32 = string.unpack and function(s, i) return (string.unpack("<f", s, i)) end or function(s, i)
+    local b1, b2, b3, b4 = s:byte(i, i + 3)
+    local sign = b4 >= 128 and -1 or 1
+    local exp = (b4 % 128) * 2 + math.floor(b3 / 128)
+    local mant = ((b3 % 128) * 256 + b2) * 256 + b1
+    if exp == 0 then return sign * mant * 2 ^ -149 end
+    if exp == 255 then return mant == 0 and sign * math.huge or 0 / 0 end
+    return sign * (1 + mant / 2 ^ 23) * 2 ^ (exp - 127)
+end
+
 local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 local function b64decode(s)
     local val = {}
     for i = 1, #B64 do val[B64:sub(i, i)] = i - 1 end
     local out, bits, n = {}, 0, 0
     for c in s:gmatch("[^=]") do
-        bits = (bits << 6) | val[c]
+        bits = bits * 64 + val[c] -- arithmetic, not bit operators: LuaJIT has none
         n = n + 6
         if n >= 8 then
             n = n - 8
-            out[#out + 1] = string.char((bits >> n) & 0xFF)
+            out[#out + 1] = string.char(math.floor(bits / 2 ^ n))
+            bits = bits % 2 ^ n
         end
     end
     return table.concat(out)
@@ -36,7 +48,7 @@ local function cases()
             local hex, b64 = line:match("^(%x+)\t(%S+)$")
             local text = hex:gsub("%x%x", function(x) return string.char(tonumber(x, 16)) end)
             local raw, vec = b64decode(b64), {}
-            for i = 1, #raw, 4 do vec[#vec + 1] = string.unpack("<f", raw, i) end
+            for i = 1, #raw, 4 do vec[#vec + 1] = f32(raw, i) end
             list[#list + 1] = {text = text, vec = vec}
         end
     end

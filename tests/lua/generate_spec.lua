@@ -32,6 +32,11 @@ describe("generation", function()
             assert.are.equal(" Paris", piece)
             break
         end
+        -- Lua 5.4 closes the loop's fourth value at the break; LuaJIT has no such thing: the collector does it.
+        if not H.lua54 then
+            collectgarbage()
+            collectgarbage()
+        end
         assert.are.equal(" Paris", m:generate(PROMPT, {max_tokens = 1, temperature = 0}))
     end)
 
@@ -66,7 +71,7 @@ describe("generation", function()
     it("step-wise generation equals generate and never exceeds its budget", function()
         local want = m:generate(PROMPT, GREEDY)
         for _, n in ipairs({1, 2, 3, 5}) do
-            local ctx <close> = m:context({n_ctx = 256})
+            local ctx = m:context({n_ctx = 256})
             local g = ctx:start(PROMPT, GREEDY)
             assert.are.equal(0, ctx:kv_used()) -- start() does no model work
             local parts, calls = {}, 0
@@ -77,7 +82,7 @@ describe("generation", function()
                 assert.is_true(ctx:kv_used() - used0 <= n, "decoded more tokens than the budget")
                 assert.is_true(g.n_generated - gen0 <= n)
                 assert.is_true(used <= n and used >= 1)
-                assert.are.equal("integer", math.type(used))
+                assert.is_true(H.is_integer(used))
                 parts[#parts + 1] = text
             until done
             assert.are.equal(want, table.concat(parts))
@@ -87,16 +92,18 @@ describe("generation", function()
             assert.are.equal(16, #g:tokens())
             assert.is_true(calls >= math.ceil((#m:tokenize(PROMPT) + 16) / n))
             assert.are.same({"", true, 0}, {g:step(4)})
+            ctx:close()
         end
     end)
 
     it("reuses the cached prefix of a longer prompt", function()
-        local ctx <close> = m:context({n_ctx = 256})
+        local ctx = m:context({n_ctx = 256})
         ctx:generate(PROMPT, {max_tokens = 1, temperature = 0})
         local g = ctx:start(PROMPT .. " Paris, and the capital of Spain is", GREEDY)
         local n_new = #m:tokenize(PROMPT .. " Paris, and the capital of Spain is") - #m:tokenize(PROMPT)
         assert.are.equal(n_new, g:prompt_pending())
         g:cancel()
+        ctx:close()
     end)
 
     it("cancel ends a generation and frees its context", function()
@@ -120,8 +127,8 @@ describe("generation", function()
         for i, p in ipairs(prompts) do want[i] = m:generate(p, {max_tokens = 8, temperature = 0}) end
         for i, p in ipairs(prompts) do
             cos[i] = coroutine.create(function()
-                local ctx <close> = m:context({n_ctx = 128})
-                local g <close> = ctx:start(p, {max_tokens = 8, temperature = 0})
+                local ctx = m:context({n_ctx = 128})
+                local g = ctx:start(p, {max_tokens = 8, temperature = 0})
                 local parts = {}
                 while true do
                     local text, done = g:step(2)
@@ -130,6 +137,8 @@ describe("generation", function()
                     coroutine.yield()
                 end
                 results[i] = table.concat(parts)
+                g:close()
+                ctx:close()
             end)
         end
         local running = #cos
@@ -206,7 +215,7 @@ describe("classification and embeddings", function()
         assert.are.equal(m.info.n_embd, #e)
         assert.are.equal("float32", e:type())
         local ss = 0
-        for _, x in ipairs(e) do ss = ss + x * x end
+        for i = 1, #e do ss = ss + e[i] * e[i] end
         assert.is_true(math.abs(ss - 1) < 1e-3)
         local rows = m:embed({"a cat", "a dog"})
         assert.are.equal(2, #rows)
