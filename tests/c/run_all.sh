@@ -8,7 +8,7 @@ for t in "$@"; do
     start=$(date +%s)
     out=$($RUNNER "$t" 2>&1); rc=$?
     echo "$out" | grep -E "FAIL|passed|ERROR|runtime error|Sanitizer|^==[0-9]+== " || true
-    [ -n "$RUNNER" ] && echo "   ($(( $(date +%s) - start )) s)"
+    echo "   ($(( $(date +%s) - start )) s)"
     line=$(echo "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed$' | tail -n 1)
     if [ -z "$line" ] || [ $rc -ne 0 ]; then
         echo "$out" | tail -n 30
