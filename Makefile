@@ -12,6 +12,13 @@
 #   make check      everything CI runs: the models, the C tests, the C tests under sanitizers,
 #                   a 75-second fuzz smoke run, pytest, pytest under sanitizers, busted
 
+# CROSS=aarch64-linux-gnu- builds with that toolchain into build-aarch64 (`make test-arm` runs its tests under
+# qemu-aarch64).
+CROSS   ?=
+ifneq ($(CROSS),)
+CC      := $(CROSS)gcc
+BUILD   ?= build-$(firstword $(subst -, ,$(CROSS)))
+endif
 CC      ?= cc
 BUILD   ?= build
 OPT     ?= -O2
@@ -21,7 +28,14 @@ BASEFLAGS := -std=c11 -D_GNU_SOURCE -fPIC -fvisibility=hidden -pthread $(WARN) -
 ALLFLAGS = $(BASEFLAGS) $(OPT) $(CFLAGS)
 LDLIBS  := -lm -pthread
 
-LIB_SRC := $(wildcard csrc/*.c) $(wildcard csrc/tokenizer/*.c) $(wildcard csrc/kernels/*.c) $(wildcard csrc/models/*.c) \
+# The target's architecture (x86_64, aarch64, ...) picks the kernel tables compiled besides dispatch.c;
+# setup.py reads the KERNELS_<arch> lines too. Other architectures get the scalar reference alone.
+PLM_ARCH     := $(firstword $(subst -, ,$(shell $(CC) -dumpmachine)))
+KERNELS_x86_64  := avx2 avx512
+KERNELS_aarch64 := neon neon_dotprod
+KERNEL_SRC := csrc/kernels/dispatch.c $(patsubst %,csrc/kernels/%.c,$(KERNELS_$(PLM_ARCH)))
+
+LIB_SRC := $(wildcard csrc/*.c) $(wildcard csrc/tokenizer/*.c) $(KERNEL_SRC) $(wildcard csrc/models/*.c) \
            $(wildcard csrc/grammar/*.c)
 CLI_SRC := $(wildcard csrc/cli/*.c)
 TEST_SRC := $(wildcard tests/c/test_*.c)
@@ -30,12 +44,14 @@ LIB_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(LIB_SRC))
 CLI_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(CLI_SRC))
 TESTS   := $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 
-# Per-ISA kernel files get their instruction set; everything else stays baseline x86-64.
+# Per-ISA kernel files get their instruction set; everything else stays baseline (x86-64, armv8-a).
 # They are built at -O3: the tile kernels need their R x C loops fully unrolled so
 # that the accumulators live in registers (-O2 leaves them on the stack: up to 1.7x
 # slower on K-quants). setup.py reads these lines too.
 ISA_avx2   := -mavx2 -mfma -mf16c -O3
 ISA_avx512 := -mavx512f -mavx512bw -mavx512vl -mavx512vnni -mavx2 -mfma -mf16c -O3
+ISA_neon   := -O3
+ISA_neon_dotprod := -march=armv8.2-a+dotprod -O3
 
 .PHONY: all lib cli test test-asan test-valgrind python-test python-test-asan check clean model corpus fuzz fuzz-smoke fuzz-long
 
@@ -43,13 +59,9 @@ all: $(BUILD)/libpocketlm.a $(BUILD)/libpocketlm.so $(BUILD)/pocketlm
 
 lib: $(BUILD)/libpocketlm.a $(BUILD)/libpocketlm.so
 
-$(BUILD)/csrc/kernels/avx2.o: csrc/kernels/avx2.c
+$(BUILD)/csrc/kernels/%.o: csrc/kernels/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALLFLAGS) $(ISA_avx2) -MMD -MP -c $< -o $@
-
-$(BUILD)/csrc/kernels/avx512.o: csrc/kernels/avx512.c
-	@mkdir -p $(dir $@)
-	$(CC) $(ALLFLAGS) $(ISA_avx512) -MMD -MP -c $< -o $@
+	$(CC) $(ALLFLAGS) $(ISA_$*) -MMD -MP -c $< -o $@
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
