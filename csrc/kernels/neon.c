@@ -12,13 +12,20 @@
  * Weights are unpacked to signed bytes (Q4_0 q-8, Q5_0 q-16, Q6_K q-32; the
  * unsigned formats Q4_1, Q4_K, Q5_K as their values 0..31) and multiplied with
  * the int8 activations into int32 lanes, exactly. The float steps per block are
- * the reference's in the reference's order, so the 32-element formats and the
- * K-quants give the reference's result bit for bit; the float formats sum in
- * four vector lanes (fp32) and agree with the reference to fp32 rounding. The
- * quantizers and the attention helpers are bit-identical to the reference
- * (the same products, rounding to nearest even, the same fused chains).
+ * the AVX2 table's (fused multiply-add chains, the min terms in a chain of
+ * their own, as llama.cpp sums them), so for Q4_0, Q4_1, Q5_0, Q8_0, Q4_K and
+ * Q6_K a dot has the AVX2 table's bits, and a model computes as it does on
+ * x86: the reference's steps (one rounding per product and sum) agree with
+ * them to fp32 rounding, but SmolLM2's outlier activations amplify such
+ * last-bit differences into a greedy continuation of its own (the scalar table
+ * fails test_model's greedy check on one prompt; these pass it). The float
+ * formats sum in four vector lanes and agree with the reference to fp32
+ * rounding. The quantizers and the attention helpers are bit-identical to the
+ * reference (the same products, rounding to nearest even, the same fused
+ * chains).
  * Types without an entry here (Q5_1, Q2_K, Q3_K) keep the reference kernel.
- * There are no gemm tiles yet: matmul.c takes vec_dot entry by entry.
+ * The gemm entries take one weight row against up to 4 tokens, so a weight
+ * block is unpacked once per 4 tokens in prefill.
  */
 #include "quant.h"
 
@@ -70,77 +77,47 @@ static inline uint32_t load_u32le(const uint8_t *p) {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
-/* ------------------------------------------------ 32-element formats
- * One block: isum over 32 products (exact), then the reference's float step. */
+/* ------------------------------------------------------ integer tiles
+ * A tile is one weight row against C <= 4 activation rows: each weight block
+ * is unpacked once into signed bytes (and its scales), then dotted with the
+ * block of every activation row. Entry (r, c) takes the same exact integer sums
+ * and the same float steps, in the same order, whatever C is, so the gemm and
+ * vec_dot (the 1 x 1 tile) agree bit for bit. */
 
-static float dot_q4_0(int64_t n, const void *vw, const void *va) {
-    const plm_block_q4_0 *w = vw;
-    const plm_block_q8_0 *a = va;
-    const uint8x16_t m4 = vdupq_n_u8(0xf);
-    const int8x16_t s8 = vdupq_n_s8(8);
-    float sum = 0.0f;
-    for (int64_t i = 0; i < n / PLM_QK; i++) {
-        const uint8x16_t q = vld1q_u8(w[i].qs);
-        const int8x16_t lo = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(q, m4)), s8);
-        const int8x16_t hi = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(q, 4)), s8);
-        const int32x4_t acc = dot16(dot16(vdupq_n_s32(0), lo, vld1q_s8(a[i].qs)), hi, vld1q_s8(a[i].qs + 16));
-        sum += (float)vaddvq_s32(acc) * (h2f(w[i].d) * h2f(a[i].d));
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+#define TILE_C 4
+
+typedef enum { W_Q4_0, W_Q4_1, W_Q5_0, W_Q8_0, W_Q4_K, W_Q5_K, W_Q6_K } wkind;
+
+/* One unpacked weight block: n16 vectors of 16 signed values, in activation
+ * order; sc[k] the integer scale of vector k (K-quants), m[j] the 6-bit mins. */
+typedef struct {
+    int8x16_t v[16];
+    int32_t sc[16];
+    int32_t m[8];
+    float d, dmin;
+} wblock;
+
+static ALWAYS_INLINE bool is_k(wkind k) { return k == W_Q4_K || k == W_Q5_K || k == W_Q6_K; }
+
+static ALWAYS_INLINE size_t wblock_bytes(wkind k) {
+    switch (k) {
+    case W_Q4_0: return sizeof(plm_block_q4_0);
+    case W_Q4_1: return sizeof(plm_block_q4_1);
+    case W_Q5_0: return sizeof(plm_block_q5_0);
+    case W_Q8_0: return sizeof(plm_block_q8_0);
+    case W_Q4_K: return sizeof(plm_block_q4_K);
+    case W_Q5_K: return sizeof(plm_block_q5_K);
+    default: return sizeof(plm_block_q6_K);
     }
-    return sum;
 }
 
-/* sum((d q + m) * a) = d da sum(q qa) + m s, with s = da * sum(qa) from Q8_1. */
-static float dot_q4_1(int64_t n, const void *vw, const void *va) {
-    const plm_block_q4_1 *w = vw;
-    const plm_block_q8_1 *a = va;
-    const uint8x16_t m4 = vdupq_n_u8(0xf);
-    float sum = 0.0f;
-    for (int64_t i = 0; i < n / PLM_QK; i++) {
-        const uint8x16_t q = vld1q_u8(w[i].qs);
-        const int8x16_t lo = vreinterpretq_s8_u8(vandq_u8(q, m4));
-        const int8x16_t hi = vreinterpretq_s8_u8(vshrq_n_u8(q, 4));
-        const int32x4_t acc = dot16(dot16(vdupq_n_s32(0), lo, vld1q_s8(a[i].qs)), hi, vld1q_s8(a[i].qs + 16));
-        sum += (float)vaddvq_s32(acc) * (h2f(w[i].d) * h2f(a[i].d)) + h2f(w[i].m) * h2f(a[i].s);
-    }
-    return sum;
+static ALWAYS_INLINE size_t ablock_bytes(wkind k) {
+    return is_k(k) ? sizeof(plm_block_q8_K) : k == W_Q4_1 ? sizeof(plm_block_q8_1) : sizeof(plm_block_q8_0);
 }
-
-static float dot_q5_0(int64_t n, const void *vw, const void *va) {
-    const plm_block_q5_0 *w = vw;
-    const plm_block_q8_0 *a = va;
-    const uint8x16_t m4 = vdupq_n_u8(0xf);
-    const int8x16_t s16 = vdupq_n_s8(16);
-    float sum = 0.0f;
-    for (int64_t i = 0; i < n / PLM_QK; i++) {
-        const uint32_t qh = load_u32le(w[i].qh);
-        const uint8x16_t q = vld1q_u8(w[i].qs);
-        const int8x16_t lo = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(vandq_u8(q, m4), bits_to_0x10(qh))), s16);
-        const int8x16_t hi = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(vshrq_n_u8(q, 4), bits_to_0x10(qh >> 16))), s16);
-        const int32x4_t acc = dot16(dot16(vdupq_n_s32(0), lo, vld1q_s8(a[i].qs)), hi, vld1q_s8(a[i].qs + 16));
-        sum += (float)vaddvq_s32(acc) * (h2f(w[i].d) * h2f(a[i].d));
-    }
-    return sum;
-}
-
-static float dot_q8_0(int64_t n, const void *vw, const void *va) {
-    const plm_block_q8_0 *w = vw;
-    const plm_block_q8_0 *a = va;
-    float sum = 0.0f;
-    for (int64_t i = 0; i < n / PLM_QK; i++) {
-        const int32x4_t acc = dot16(dot16(vdupq_n_s32(0), vld1q_s8(w[i].qs), vld1q_s8(a[i].qs)), vld1q_s8(w[i].qs + 16),
-                                    vld1q_s8(a[i].qs + 16));
-        sum += (float)vaddvq_s32(acc) * (h2f(w[i].d) * h2f(a[i].d));
-    }
-    return sum;
-}
-
-/* ------------------------------------------------------------ K-quants
- * Per super-block: sum over sub-blocks of scale * (exact sub-block dot) in
- * int32 lanes (vmla by the scale), the mins from the Q8_K bsums, then the
- * reference's float step. */
 
 /* Q4_K / Q5_K 6-bit scale and min of sub-block j (quant.c's k4_scale_min). */
-static inline void k4_scale_min(const uint8_t *q, int j, int *sc, int *m) {
+static inline void k4_scale_min(const uint8_t *q, int j, int32_t *sc, int32_t *m) {
     if (j < 4) {
         *sc = q[j] & 63;
         *m = q[j + 4] & 63;
@@ -150,105 +127,195 @@ static inline void k4_scale_min(const uint8_t *q, int j, int *sc, int *m) {
     }
 }
 
-/* sum over the 8 sub-blocks of m_j * (bsums of its 32 activations). */
-static inline int k4_min_sum(const uint8_t *scales, const int16_t *bsums) {
-    int msum = 0;
-    for (int j = 0; j < 8; j++) {
-        int sc, m;
-        k4_scale_min(scales, j, &sc, &m);
-        msum += m * (bsums[2 * j] + bsums[2 * j + 1]);
-    }
-    return msum;
-}
-
-static float dot_q4_K(int64_t n, const void *vw, const void *va) {
-    const plm_block_q4_K *w = vw;
-    const plm_block_q8_K *a = va;
-    const uint8x16_t m4 = vdupq_n_u8(0xf);
-    float sum = 0.0f;
-    for (int64_t i = 0; i < n / PLM_QK_K; i++) {
-        int32x4_t isum = vdupq_n_s32(0);
-        for (int j = 0; j < 4; j++) {
-            int sc0, m0, sc1, m1;
-            k4_scale_min(w[i].scales, 2 * j, &sc0, &m0);
-            k4_scale_min(w[i].scales, 2 * j + 1, &sc1, &m1);
-            const uint8_t *q = w[i].qs + 32 * j;
-            const int8_t *qa = a[i].qs + 64 * j;
-            const uint8x16_t q0 = vld1q_u8(q), q1 = vld1q_u8(q + 16);
-            int32x4_t s0 = dot16(vdupq_n_s32(0), vreinterpretq_s8_u8(vandq_u8(q0, m4)), vld1q_s8(qa));
-            s0 = dot16(s0, vreinterpretq_s8_u8(vandq_u8(q1, m4)), vld1q_s8(qa + 16));
-            int32x4_t s1 = dot16(vdupq_n_s32(0), vreinterpretq_s8_u8(vshrq_n_u8(q0, 4)), vld1q_s8(qa + 32));
-            s1 = dot16(s1, vreinterpretq_s8_u8(vshrq_n_u8(q1, 4)), vld1q_s8(qa + 48));
-            isum = vmlaq_n_s32(vmlaq_n_s32(isum, s0, sc0), s1, sc1);
-        }
-        const int msum = k4_min_sum(w[i].scales, a[i].bsums);
-        sum += a[i].d * h2f(w[i].d) * (float)vaddvq_s32(isum) - a[i].d * h2f(w[i].dmin) * (float)msum;
-    }
-    return sum;
-}
-
-static float dot_q5_K(int64_t n, const void *vw, const void *va) {
-    const plm_block_q5_K *w = vw;
-    const plm_block_q8_K *a = va;
+/* Q4_K / Q5_K: sub-block j (32 values) is vectors 2j, 2j+1; the low nibbles of
+ * qs[32 (j/2) ..] for even j, the high ones for odd j; Q5_K's fifth bit is bit
+ * j of qh[l]. */
+static ALWAYS_INLINE void unpack_k4(const uint8_t *qs, const uint8_t *qh, const uint8_t *scales, bool five,
+                                    wblock *o) {
     const uint8x16_t m4 = vdupq_n_u8(0xf), b5 = vdupq_n_u8(0x10);
-    float sum = 0.0f;
-    for (int64_t i = 0; i < n / PLM_QK_K; i++) {
-        const uint8x16_t h0 = vld1q_u8(w[i].qh), h1 = vld1q_u8(w[i].qh + 16);
-        int32x4_t isum = vdupq_n_s32(0);
-        for (int j = 0; j < 4; j++) {
-            int sc0, m0, sc1, m1;
-            k4_scale_min(w[i].scales, 2 * j, &sc0, &m0);
-            k4_scale_min(w[i].scales, 2 * j + 1, &sc1, &m1);
-            const uint8_t *q = w[i].qs + 32 * j;
-            const int8_t *qa = a[i].qs + 64 * j;
-            const uint8x16_t q0 = vld1q_u8(q), q1 = vld1q_u8(q + 16);
-            /* the fifth bit: bit 2j of qh[l] (low nibbles), bit 2j+1 (high nibbles) */
-            const uint8x16_t bl = vdupq_n_u8((uint8_t)(1u << (2 * j))), bh = vdupq_n_u8((uint8_t)(2u << (2 * j)));
-            const uint8x16_t l0 = vorrq_u8(vandq_u8(q0, m4), vandq_u8(vtstq_u8(h0, bl), b5));
-            const uint8x16_t l1 = vorrq_u8(vandq_u8(q1, m4), vandq_u8(vtstq_u8(h1, bl), b5));
-            const uint8x16_t u0 = vorrq_u8(vshrq_n_u8(q0, 4), vandq_u8(vtstq_u8(h0, bh), b5));
-            const uint8x16_t u1 = vorrq_u8(vshrq_n_u8(q1, 4), vandq_u8(vtstq_u8(h1, bh), b5));
-            int32x4_t s0 = dot16(vdupq_n_s32(0), vreinterpretq_s8_u8(l0), vld1q_s8(qa));
-            s0 = dot16(s0, vreinterpretq_s8_u8(l1), vld1q_s8(qa + 16));
-            int32x4_t s1 = dot16(vdupq_n_s32(0), vreinterpretq_s8_u8(u0), vld1q_s8(qa + 32));
-            s1 = dot16(s1, vreinterpretq_s8_u8(u1), vld1q_s8(qa + 48));
-            isum = vmlaq_n_s32(vmlaq_n_s32(isum, s0, sc0), s1, sc1);
+    const uint8x16_t h0 = five ? vld1q_u8(qh) : vdupq_n_u8(0), h1 = five ? vld1q_u8(qh + 16) : vdupq_n_u8(0);
+    for (int j = 0; j < 8; j += 2) {
+        const uint8x16_t q0 = vld1q_u8(qs + 16 * j), q1 = vld1q_u8(qs + 16 * j + 16);
+        uint8x16_t l0 = vandq_u8(q0, m4), l1 = vandq_u8(q1, m4), u0 = vshrq_n_u8(q0, 4), u1 = vshrq_n_u8(q1, 4);
+        if (five) {
+            const uint8x16_t bl = vdupq_n_u8((uint8_t)(1u << j)), bh = vdupq_n_u8((uint8_t)(2u << j));
+            l0 = vorrq_u8(l0, vandq_u8(vtstq_u8(h0, bl), b5));
+            l1 = vorrq_u8(l1, vandq_u8(vtstq_u8(h1, bl), b5));
+            u0 = vorrq_u8(u0, vandq_u8(vtstq_u8(h0, bh), b5));
+            u1 = vorrq_u8(u1, vandq_u8(vtstq_u8(h1, bh), b5));
         }
-        const int msum = k4_min_sum(w[i].scales, a[i].bsums);
-        sum += a[i].d * h2f(w[i].d) * (float)vaddvq_s32(isum) - a[i].d * h2f(w[i].dmin) * (float)msum;
+        o->v[2 * j] = vreinterpretq_s8_u8(l0);
+        o->v[2 * j + 1] = vreinterpretq_s8_u8(l1);
+        o->v[2 * j + 2] = vreinterpretq_s8_u8(u0);
+        o->v[2 * j + 3] = vreinterpretq_s8_u8(u1);
     }
-    return sum;
+    for (int j = 0; j < 8; j++) {
+        k4_scale_min(scales, j, &o->sc[2 * j], &o->m[j]);
+        o->sc[2 * j + 1] = o->sc[2 * j];
+    }
 }
 
 /* Q6_K: element 128c + 32k + l takes the low (k < 2) or high nibble of
  * ql[64c + 32(k & 1) + l] and bits 2k..2k+1 of qh[32c + l] (quant.c's
- * q6k_value); each 16 elements have their own signed scale. */
-static float dot_q6_K(int64_t n, const void *vw, const void *va) {
-    const plm_block_q6_K *w = vw;
-    const plm_block_q8_K *a = va;
+ * q6k_value), minus 32; each 16 elements have their own signed scale. */
+static ALWAYS_INLINE void unpack_q6_K(const plm_block_q6_K *w, wblock *o) {
     const uint8x16_t m4 = vdupq_n_u8(0xf), m3 = vdupq_n_u8(3);
     const int8x16_t s32 = vdupq_n_s8(32);
-    float sum = 0.0f;
-    for (int64_t i = 0; i < n / PLM_QK_K; i++) {
-        int32x4_t isum = vdupq_n_s32(0);
-        for (int c = 0; c < 2; c++)
-            for (int h = 0; h < 2; h++) {
-                const uint8x16_t qh = vld1q_u8(w[i].qh + 32 * c + 16 * h);
-                const uint8x16_t ql0 = vld1q_u8(w[i].ql + 64 * c + 16 * h);
-                const uint8x16_t ql1 = vld1q_u8(w[i].ql + 64 * c + 32 + 16 * h);
-                const uint8x16_t lo[4] = {vandq_u8(ql0, m4), vandq_u8(ql1, m4), vshrq_n_u8(ql0, 4), vshrq_n_u8(ql1, 4)};
-                const uint8x16_t hi[4] = {vshlq_n_u8(vandq_u8(qh, m3), 4), vshlq_n_u8(vandq_u8(vshrq_n_u8(qh, 2), m3), 4),
-                                          vshlq_n_u8(vandq_u8(vshrq_n_u8(qh, 4), m3), 4), vshlq_n_u8(vshrq_n_u8(qh, 6), 4)};
-                for (int k = 0; k < 4; k++) {
-                    const int8x16_t v = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(lo[k], hi[k])), s32);
-                    const int32x4_t s = dot16(vdupq_n_s32(0), v, vld1q_s8(a[i].qs + 128 * c + 32 * k + 16 * h));
-                    isum = vmlaq_n_s32(isum, s, w[i].scales[8 * c + 2 * k + h]);
-                }
+    for (int c = 0; c < 2; c++)
+        for (int h = 0; h < 2; h++) {
+            const uint8x16_t qh = vld1q_u8(w->qh + 32 * c + 16 * h);
+            const uint8x16_t ql0 = vld1q_u8(w->ql + 64 * c + 16 * h), ql1 = vld1q_u8(w->ql + 64 * c + 32 + 16 * h);
+            const uint8x16_t lo[4] = {vandq_u8(ql0, m4), vandq_u8(ql1, m4), vshrq_n_u8(ql0, 4), vshrq_n_u8(ql1, 4)};
+            const uint8x16_t hi[4] = {vshlq_n_u8(vandq_u8(qh, m3), 4), vshlq_n_u8(vandq_u8(vshrq_n_u8(qh, 2), m3), 4),
+                                      vshlq_n_u8(vandq_u8(vshrq_n_u8(qh, 4), m3), 4), vshlq_n_u8(vshrq_n_u8(qh, 6), 4)};
+            for (int k = 0; k < 4; k++) {
+                const int idx = 8 * c + 2 * k + h; /* activations 16 idx .. 16 idx + 15 */
+                o->v[idx] = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(lo[k], hi[k])), s32);
+                o->sc[idx] = w->scales[idx];
             }
-        sum += a[i].d * h2f(w[i].d) * (float)vaddvq_s32(isum);
-    }
-    return sum;
+        }
 }
+
+static ALWAYS_INLINE void unpack(wkind k, const uint8_t *p, wblock *o) {
+    const uint8x16_t m4 = vdupq_n_u8(0xf);
+    switch (k) {
+    case W_Q4_0: {
+        const plm_block_q4_0 *w = (const plm_block_q4_0 *)p;
+        const uint8x16_t q = vld1q_u8(w->qs);
+        o->v[0] = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(q, m4)), vdupq_n_s8(8));
+        o->v[1] = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(q, 4)), vdupq_n_s8(8));
+        o->d = h2f(w->d);
+        break;
+    }
+    case W_Q4_1: {
+        const plm_block_q4_1 *w = (const plm_block_q4_1 *)p;
+        const uint8x16_t q = vld1q_u8(w->qs);
+        o->v[0] = vreinterpretq_s8_u8(vandq_u8(q, m4));
+        o->v[1] = vreinterpretq_s8_u8(vshrq_n_u8(q, 4));
+        o->d = h2f(w->d);
+        o->dmin = h2f(w->m);
+        break;
+    }
+    case W_Q5_0: {
+        const plm_block_q5_0 *w = (const plm_block_q5_0 *)p;
+        const uint32_t qh = load_u32le(w->qh);
+        const uint8x16_t q = vld1q_u8(w->qs);
+        o->v[0] = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(vandq_u8(q, m4), bits_to_0x10(qh))), vdupq_n_s8(16));
+        o->v[1] = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(vshrq_n_u8(q, 4), bits_to_0x10(qh >> 16))), vdupq_n_s8(16));
+        o->d = h2f(w->d);
+        break;
+    }
+    case W_Q8_0: {
+        const plm_block_q8_0 *w = (const plm_block_q8_0 *)p;
+        o->v[0] = vld1q_s8(w->qs);
+        o->v[1] = vld1q_s8(w->qs + 16);
+        o->d = h2f(w->d);
+        break;
+    }
+    case W_Q4_K: {
+        const plm_block_q4_K *w = (const plm_block_q4_K *)p;
+        unpack_k4(w->qs, NULL, w->scales, false, o);
+        o->d = h2f(w->d);
+        o->dmin = h2f(w->dmin);
+        break;
+    }
+    case W_Q5_K: {
+        const plm_block_q5_K *w = (const plm_block_q5_K *)p;
+        unpack_k4(w->qs, w->qh, w->scales, true, o);
+        o->d = h2f(w->d);
+        o->dmin = h2f(w->dmin);
+        break;
+    }
+    default: {
+        const plm_block_q6_K *w = (const plm_block_q6_K *)p;
+        unpack_q6_K(w, o);
+        o->d = h2f(w->d);
+        break;
+    }
+    }
+}
+
+/* One block's contribution to the entry's two float chains, the AVX2
+ * table's steps (llama.cpp's form): acc += isum * (d * da) as one fused
+ * multiply-add; the min terms go to their own chain, macc += m * s (Q4_1, from
+ * Q8_1's s) or macc += msum * (dmin * da) (Q4_K, Q5_K, against the Q8_K bsums),
+ * and are added (Q4_1) or subtracted (K-quants) at the end. */
+static ALWAYS_INLINE void block_step(wkind k, const wblock *b, const uint8_t *y, float *acc, float *macc) {
+    if (!is_k(k)) {
+        const int8_t *qs = k == W_Q4_1 ? ((const plm_block_q8_1 *)y)->qs : ((const plm_block_q8_0 *)y)->qs;
+        const int32_t isum = vaddvq_s32(dot16(dot16(vdupq_n_s32(0), b->v[0], vld1q_s8(qs)), b->v[1], vld1q_s8(qs + 16)));
+        if (k == W_Q4_1) {
+            const plm_block_q8_1 *a = (const plm_block_q8_1 *)y;
+            *acc = fmaf((float)isum, b->d * h2f(a->d), *acc);
+            *macc = fmaf(b->dmin, h2f(a->s), *macc);
+            return;
+        }
+        *acc = fmaf((float)isum, b->d * h2f(((const plm_block_q8_0 *)y)->d), *acc);
+        return;
+    }
+    const plm_block_q8_K *a = (const plm_block_q8_K *)y;
+    int32x4_t sv = vdupq_n_s32(0);
+    for (int i = 0; i < 16; i++) sv = vmlaq_n_s32(sv, dot16(vdupq_n_s32(0), b->v[i], vld1q_s8(a->qs + 16 * i)), b->sc[i]);
+    *acc = fmaf((float)vaddvq_s32(sv), b->d * a->d, *acc);
+    if (k == W_Q6_K) return;
+    int32_t msum = 0;
+    for (int j = 0; j < 8; j++) msum += b->m[j] * (a->bsums[2 * j] + a->bsums[2 * j + 1]);
+    *macc = fmaf((float)msum, b->dmin * a->d, *macc);
+}
+
+/* sum[c] = W_row . A_c for c < C (activation rows `as` bytes apart). */
+static ALWAYS_INLINE void tile(wkind k, const int C, int64_t nb, const uint8_t *w, const uint8_t *a, size_t as,
+                               float *sum) {
+    const size_t wb = wblock_bytes(k), ab = ablock_bytes(k);
+    float acc[TILE_C] = {0}, macc[TILE_C] = {0};
+    for (int64_t i = 0; i < nb; i++) {
+        wblock b;
+        unpack(k, w + (size_t)i * wb, &b);
+        for (int c = 0; c < C; c++) block_step(k, &b, a + (size_t)c * as + (size_t)i * ab, &acc[c], &macc[c]);
+    }
+    for (int c = 0; c < C; c++) sum[c] = k == W_Q4_1 ? acc[c] + macc[c] : is_k(k) ? acc[c] - macc[c] : acc[c];
+}
+
+static ALWAYS_INLINE void gemm(wkind k, int64_t n, const void *vw, size_t ws, int nr, const void *va, size_t as, int nc,
+                               float *out, int64_t ldo, bool accumulate) {
+    const int64_t nb = n / (is_k(k) ? PLM_QK_K : PLM_QK);
+    const uint8_t *w = vw, *a = va;
+    for (int r = 0; r < nr; r++)
+        for (int c0 = 0; c0 < nc; c0 += TILE_C) {
+            float s[TILE_C] = {0};
+            const uint8_t *wr = w + (size_t)r * ws, *ac = a + (size_t)c0 * as;
+            switch (nc - c0 < TILE_C ? nc - c0 : TILE_C) {
+            case 1: tile(k, 1, nb, wr, ac, as, s); break;
+            case 2: tile(k, 2, nb, wr, ac, as, s); break;
+            case 3: tile(k, 3, nb, wr, ac, as, s); break;
+            default: tile(k, 4, nb, wr, ac, as, s); break;
+            }
+            for (int c = 0; c < TILE_C && c0 + c < nc; c++) {
+                float *o = out + (int64_t)(c0 + c) * ldo + r;
+                *o = accumulate ? *o + s[c] : s[c];
+            }
+        }
+}
+
+static ALWAYS_INLINE float dot(wkind k, int64_t n, const void *w, const void *a) {
+    float s;
+    tile(k, 1, n / (is_k(k) ? PLM_QK_K : PLM_QK), w, a, 0, &s);
+    return s;
+}
+
+#define KERNELS(name, kind)                                                                                         \
+    static float dot_##name(int64_t n, const void *w, const void *a) { return dot(kind, n, w, a); }              \
+    static void gemm_##name(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as, int nc,       \
+                            float *out, int64_t ldo, bool accumulate) {                                          \
+        gemm(kind, n, w, ws, nr, a, as, nc, out, ldo, accumulate);                                               \
+    }
+KERNELS(q4_0, W_Q4_0)
+KERNELS(q4_1, W_Q4_1)
+KERNELS(q5_0, W_Q5_0)
+KERNELS(q8_0, W_Q8_0)
+KERNELS(q4_K, W_Q4_K)
+KERNELS(q5_K, W_Q5_K)
+KERNELS(q6_K, W_Q6_K)
 
 /* ------------------------------------------------------- float formats */
 
@@ -502,6 +569,13 @@ static void build_table(void) {
     g_table.vec_dot[PLM_TYPE_Q4_K] = dot_q4_K;
     g_table.vec_dot[PLM_TYPE_Q5_K] = dot_q5_K;
     g_table.vec_dot[PLM_TYPE_Q6_K] = dot_q6_K;
+    g_table.gemm[PLM_TYPE_Q4_0] = gemm_q4_0;
+    g_table.gemm[PLM_TYPE_Q4_1] = gemm_q4_1;
+    g_table.gemm[PLM_TYPE_Q5_0] = gemm_q5_0;
+    g_table.gemm[PLM_TYPE_Q8_0] = gemm_q8_0;
+    g_table.gemm[PLM_TYPE_Q4_K] = gemm_q4_K;
+    g_table.gemm[PLM_TYPE_Q5_K] = gemm_q5_K;
+    g_table.gemm[PLM_TYPE_Q6_K] = gemm_q6_K;
     g_table.quantize[PLM_TYPE_Q8_0] = quant_q8_0;
     g_table.quantize[PLM_TYPE_Q8_1] = quant_q8_1;
     g_table.quantize[PLM_TYPE_Q8_K] = quant_q8_K;

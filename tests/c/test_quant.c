@@ -263,11 +263,10 @@ __attribute__((target("f16c"))) static float hw_f16_to_f32(uint16_t h) { return 
 static bool cpu_has_asimd(void) { return true; } /* part of every aarch64 CPU */
 static bool cpu_has_asimddp(void) { return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0; }
 
-/* The NEON tables have no gemm kernels yet: the driver takes their vec_dot entry by entry. */
 static const simd_table k_simd_tables[] = {
-    {"neon", plm_kernels_neon, plm_kernels_neon_table, cpu_has_asimd, "Advanced SIMD", 0},
+    {"neon", plm_kernels_neon, plm_kernels_neon_table, cpu_has_asimd, "Advanced SIMD", 5},
     {"neon-dotprod", plm_kernels_neon_dotprod, plm_kernels_neon_dotprod_table, cpu_has_asimddp,
-     "the dot-product extension (HWCAP asimddp)", 0},
+     "the dot-product extension (HWCAP asimddp)", 5},
 };
 
 /* FCVT (armv8-a) converts in the FPCR's rounding mode: nearest even by default. */
