@@ -3,7 +3,7 @@
  * OS support, so that one build runs on any CPU of its architecture.
  *
  * This file is compiled without ISA flags: the feature checks here (CPUID and
- * XGETBV on x86-64, the kernel's HWCAP bits on aarch64) must run before any
+ * XGETBV on x86-64, the kernel's HWCAP bits on aarch64 Linux) must run before any
  * code from kernels/<isa>.c (built with their instruction sets) is touched,
  * including the code that builds their tables. The kernels themselves live in
  * quant.c (scalar reference) and kernels/<isa>.c; the Makefile compiles only
@@ -103,10 +103,23 @@ static const forcible k_forcible[] = {
 #define TABLE_NAMES "scalar, avx2, avx512"
 
 #elif defined(__aarch64__)
+#if defined(__linux__)
 #include <sys/auxv.h>
 
 #ifndef HWCAP_ASIMDDP
 #define HWCAP_ASIMDDP (1UL << 20) /* the kernel's bit for SDOT/UDOT (arch/arm64 uapi hwcap.h) */
+#endif
+static bool cpu_has_dotprod(void) { return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0; }
+#elif defined(__APPLE__)
+#include <sys/sysctl.h>
+
+static bool cpu_has_dotprod(void) {
+    int v = 0;
+    size_t n = sizeof v;
+    return sysctlbyname("hw.optional.arm.FEAT_DotProd", &v, &n, NULL, 0) == 0 && v != 0;
+}
+#else
+static bool cpu_has_dotprod(void) { return false; } /* no way to ask: plain NEON */
 #endif
 
 /* Advanced SIMD is part of every aarch64 CPU: the plain table always runs. */
@@ -116,7 +129,7 @@ static const plm_kernels *g_neon_dotprod;
 static pthread_once_t g_neon_dotprod_once = PTHREAD_ONCE_INIT;
 
 static void detect_neon_dotprod(void) {
-    if (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) g_neon_dotprod = plm_kernels_neon_dotprod_table();
+    if (cpu_has_dotprod()) g_neon_dotprod = plm_kernels_neon_dotprod_table();
 }
 
 const plm_kernels *plm_kernels_neon_dotprod(void) {
