@@ -103,6 +103,36 @@ KERNEL_TABLES  ?= avx2 avx512
 test-tables: $(FIDELITY_TESTS) $(BUILD)/tests/test_quant
 	@sh tests/c/run_tables.sh "$(KERNEL_TABLES)" $(BUILD)/tests/test_quant $(FIDELITY_TESTS)
 
+# aarch64 under user-mode QEMU (Debian: gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user): the library and
+# the tests cross-built into $(ARM_BUILD), then on an emulated CPU with the dot-product extension (-cpu max):
+# test_quant (every NEON table's kernels against the scalar reference) and the tokenizer tests, then test_model's
+# greedy and logits checks on the default model with each ARM table forced (neon-dotprod, neon; test_dispatch
+# checks the table in use); last, test_quant on a CPU without the extension (-cpu cortex-a72), where neon-dotprod
+# must be reported as skipped and neon is used. test_model runs only the checks named in ARM_MODEL_TESTS
+# (POCKETLM_TEST_ONLY): a token through the default model costs about 40x native under QEMU.
+ARM_CROSS ?= aarch64-linux-gnu-
+ARM_BUILD ?= build-aarch64
+ARM_QEMU  ?= QEMU_LD_PREFIX=/usr/aarch64-linux-gnu qemu-aarch64
+ARM_MODEL_TESTS := test_info,test_logits_match_references,test_greedy_matches_llama_cpp
+ARM_TESTS := $(patsubst %,$(ARM_BUILD)/tests/%,test_quant test_model test_tokenizer test_tokenizer_spm)
+.PHONY: test-arm
+test-arm:
+	$(MAKE) CROSS=$(ARM_CROSS) BUILD=$(ARM_BUILD) $(ARM_TESTS) $(ARM_BUILD)/pocketlm
+	@RUNNER="$(ARM_QEMU) -cpu max" sh tests/c/run_all.sh "" $(ARM_BUILD)/tests/test_quant \
+	    $(ARM_BUILD)/tests/test_tokenizer $(ARM_BUILD)/tests/test_tokenizer_spm
+	@RUNNER="$(ARM_QEMU) -cpu max" POCKETLM_TEST_ONLY=test_dispatch,$(ARM_MODEL_TESTS) sh tests/c/run_tables.sh \
+	    "neon-dotprod neon" $(ARM_BUILD)/tests/test_quant $(ARM_BUILD)/tests/test_quant $(ARM_BUILD)/tests/test_model
+	@RUNNER="$(ARM_QEMU) -cpu cortex-a72" sh tests/c/run_tables.sh "neon-dotprod neon" $(ARM_BUILD)/tests/test_quant \
+	    $(ARM_BUILD)/tests/test_quant
+
+# The Python extension compiled and linked by setup.py with the cross compiler (no wheel: the host's Python headers
+# serve, as both are LP64): shows that an aarch64 `pip install .` gets only the aarch64 kernel files and flags.
+.PHONY: python-ext-arm
+python-ext-arm:
+	CC=$(ARM_CROSS)gcc LDSHARED="$(ARM_CROSS)gcc -shared" _PYTHON_HOST_PLATFORM=linux-aarch64 $(PYTHON) setup.py -q \
+	    build_ext --build-temp $(ARM_BUILD)/python/temp --build-lib $(ARM_BUILD)/python/lib
+	$(ARM_CROSS)readelf -h $(ARM_BUILD)/python/lib/pocketlm/_core_c*.so | grep "Machine:.*AArch64"
+
 # -O2 keeps the model tests to about a minute each under the sanitizers.
 test-asan:
 	$(MAKE) BUILD=build-asan OPT="-O2 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" test
