@@ -32,6 +32,7 @@ LDLIBS  := -lm -pthread
 # setup.py reads the KERNELS_<arch> lines too. Other architectures get the scalar reference alone.
 PLM_ARCH     := $(firstword $(subst -, ,$(shell $(CC) -dumpmachine)))
 KERNELS_x86_64  := avx2 avx512
+KERNELS_i686    := avx2 avx512
 KERNELS_aarch64 := neon neon_dotprod
 KERNEL_SRC := csrc/kernels/dispatch.c $(patsubst %,csrc/kernels/%.c,$(KERNELS_$(PLM_ARCH)))
 

@@ -48,9 +48,9 @@ FALLBACK_ISA = {
     "neon": ["-O3"],
     "neon_dotprod": ["-march=armv8.2-a+dotprod", "-O3"],
 }
-FALLBACK_KERNELS = {"x86_64": ["avx2", "avx512"], "aarch64": ["neon", "neon_dotprod"]}
+FALLBACK_KERNELS = {"x86_64": ["avx2", "avx512"], "i686": ["avx2", "avx512"], "aarch64": ["neon", "neon_dotprod"]}
 # Other spellings of an architecture (macOS's clang says arm64).
-ARCH_ALIASES = {"arm64": "aarch64", "amd64": "x86_64"}
+ARCH_ALIASES = {"arm64": "aarch64", "amd64": "x86_64", "i386": "i686", "i586": "i686"}
 
 
 def read_version():
