@@ -106,27 +106,32 @@ test-tables: $(FIDELITY_TESTS) $(BUILD)/tests/test_quant
 
 # aarch64 under user-mode QEMU (Debian: gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user): the library and
 # the tests cross-built into $(ARM_BUILD), then on an emulated CPU with the dot-product extension (-cpu max):
-# test_quant (every NEON table's kernels against the scalar reference) and the tokenizer tests; then with each ARM
-# table forced (neon-dotprod, neon; test_dispatch checks the table in use) test_model's logits check on its 5
-# prompts and its greedy check in quick mode (the shortest prompt, 4 tokens: 48 tokens x 5 prompts take about 6
-# minutes per table under QEMU; ARM_GREEDY_QUICK=0 runs them all); last, test_quant on a CPU without the extension
-# (-cpu cortex-a72), where neon-dotprod must be reported as skipped and neon is used.
+# test_quant (every NEON table's kernels against the scalar reference), the tokenizer tests and test_families (the
+# tiny model of every architecture); then with each ARM table forced (neon-dotprod, neon; test_dispatch checks the
+# table in use) test_model's logits check on its 5 prompts and its greedy check in quick mode (the shortest prompt,
+# 4 tokens: 48 tokens x 5 prompts take about 6 minutes per table under QEMU; ARM_GREEDY_QUICK=0 runs them all), and
+# test_gemma3's logits and greedy checks in quick mode; last, test_quant on a CPU without the extension (-cpu
+# cortex-a72), where neon-dotprod must be reported as skipped and neon is used. About 3.5 minutes on 2 cores.
 ARM_CROSS ?= aarch64-linux-gnu-
 ARM_BUILD ?= build-aarch64
 ARM_QEMU  ?= qemu-aarch64 -L /usr/aarch64-linux-gnu
 ARM_GREEDY_QUICK ?= 1
-ARM_TESTS := $(patsubst %,$(ARM_BUILD)/tests/%,test_quant test_model test_tokenizer test_tokenizer_spm)
+ARM_TESTS := $(patsubst %,$(ARM_BUILD)/tests/%,test_quant test_model test_gemma3 test_families test_tokenizer test_tokenizer_spm)
+ARM_TABLES := neon-dotprod neon
 .PHONY: test-arm
 test-arm:
 	$(MAKE) CROSS=$(ARM_CROSS) BUILD=$(ARM_BUILD) $(ARM_TESTS) $(ARM_BUILD)/pocketlm
 	@RUNNER="$(ARM_QEMU) -cpu max" sh tests/c/run_all.sh "" $(ARM_BUILD)/tests/test_quant \
-	    $(ARM_BUILD)/tests/test_tokenizer $(ARM_BUILD)/tests/test_tokenizer_spm
+	    $(ARM_BUILD)/tests/test_tokenizer $(ARM_BUILD)/tests/test_tokenizer_spm $(ARM_BUILD)/tests/test_families
 	@RUNNER="$(ARM_QEMU) -cpu max" POCKETLM_TEST_ONLY=test_dispatch,test_info,test_logits_match_references \
-	    sh tests/c/run_tables.sh "neon-dotprod neon" $(ARM_BUILD)/tests/test_quant $(ARM_BUILD)/tests/test_model
+	    sh tests/c/run_tables.sh "$(ARM_TABLES)" $(ARM_BUILD)/tests/test_quant $(ARM_BUILD)/tests/test_model
 	@RUNNER="$(ARM_QEMU) -cpu max" POCKETLM_TEST_ONLY=test_dispatch,test_greedy_matches_llama_cpp \
 	    POCKETLM_TEST_QUICK=$(ARM_GREEDY_QUICK) \
-	    sh tests/c/run_tables.sh "neon-dotprod neon" $(ARM_BUILD)/tests/test_quant $(ARM_BUILD)/tests/test_model
-	@RUNNER="$(ARM_QEMU) -cpu cortex-a72" sh tests/c/run_tables.sh "neon-dotprod neon" $(ARM_BUILD)/tests/test_quant \
+	    sh tests/c/run_tables.sh "$(ARM_TABLES)" $(ARM_BUILD)/tests/test_quant $(ARM_BUILD)/tests/test_model
+	@RUNNER="$(ARM_QEMU) -cpu max" POCKETLM_TEST_QUICK=1 \
+	    POCKETLM_TEST_ONLY=test_dispatch,test_info,test_logits_match_references,test_greedy_matches_llama_cpp \
+	    sh tests/c/run_tables.sh "$(ARM_TABLES)" $(ARM_BUILD)/tests/test_quant $(ARM_BUILD)/tests/test_gemma3
+	@RUNNER="$(ARM_QEMU) -cpu cortex-a72" sh tests/c/run_tables.sh "$(ARM_TABLES)" $(ARM_BUILD)/tests/test_quant \
 	    $(ARM_BUILD)/tests/test_quant
 
 # The Python extension compiled and linked by setup.py with the cross compiler (no wheel: the host's Python headers
