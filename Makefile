@@ -109,7 +109,7 @@ test-tables: $(FIDELITY_TESTS) $(BUILD)/tests/test_quant
 # test_quant (every NEON table's kernels against the scalar reference), the tokenizer tests and test_families (the
 # tiny model of every architecture); then with each ARM table forced (neon-dotprod, neon; test_dispatch checks the
 # table in use) test_model's logits check on its 5 prompts and its greedy check in quick mode (the shortest prompt,
-# 4 tokens: 48 tokens x 5 prompts take about 6 minutes per table under QEMU; ARM_GREEDY_QUICK=0 runs them all), and
+# 4 tokens: 48 tokens x 5 prompts take 4-6 minutes per table under QEMU; ARM_GREEDY_QUICK=0 runs them all), and
 # test_gemma3's logits and greedy checks in quick mode; last, test_quant on a CPU without the extension (-cpu
 # cortex-a72), where neon-dotprod must be reported as skipped and neon is used. About 3.5 minutes on 2 cores.
 ARM_CROSS ?= aarch64-linux-gnu-
