@@ -279,7 +279,7 @@ $(BUILD)/plm-grammar-bench: bench/grammar_bench.c $(BUILD)/libpocketlm.a
 	$(CC) $(ALLFLAGS) -o $@ $< $(BUILD)/libpocketlm.a $(LDLIBS)
 
 clean:
-	rm -rf build build-asan build-fuzz build-vg $(VENV) $(ASAN_VENV) lua/pocketlm/core.so python/*.egg-info
+	rm -rf build build-asan build-fuzz build-vg build-aarch64 $(VENV) $(ASAN_VENV) lua/pocketlm/core.so python/*.egg-info
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
 
