@@ -14,6 +14,13 @@
 #   make check      everything CI runs: the models, the C tests, the C tests under sanitizers,
 #                   a 75-second fuzz smoke run, pytest, pytest under sanitizers, busted
 
+# CROSS=aarch64-linux-gnu- builds with that toolchain into build-aarch64 (`make test-arm` runs its tests under
+# qemu-aarch64).
+CROSS   ?=
+ifneq ($(CROSS),)
+CC      := $(CROSS)gcc
+BUILD   ?= build-$(firstword $(subst -, ,$(CROSS)))
+endif
 CC      ?= cc
 BUILD   ?= build
 OPT     ?= -O2
@@ -23,7 +30,15 @@ BASEFLAGS := -std=c11 -D_GNU_SOURCE -fPIC -fvisibility=hidden -pthread $(WARN) -
 ALLFLAGS = $(BASEFLAGS) $(OPT) $(CFLAGS)
 LDLIBS  := -lm -pthread
 
-LIB_SRC := $(wildcard csrc/*.c) $(wildcard csrc/tokenizer/*.c) $(wildcard csrc/kernels/*.c) $(wildcard csrc/models/*.c) \
+# The target's architecture (x86_64, aarch64, ...) picks the kernel tables compiled besides dispatch.c;
+# setup.py reads the KERNELS_<arch> lines too. Other architectures get the scalar reference alone.
+PLM_ARCH     := $(firstword $(subst -, ,$(shell $(CC) -dumpmachine)))
+KERNELS_x86_64  := avx2 avx512
+KERNELS_i686    := avx2 avx512
+KERNELS_aarch64 := neon neon_dotprod
+KERNEL_SRC := csrc/kernels/dispatch.c $(patsubst %,csrc/kernels/%.c,$(KERNELS_$(PLM_ARCH)))
+
+LIB_SRC := $(wildcard csrc/*.c) $(wildcard csrc/tokenizer/*.c) $(KERNEL_SRC) $(wildcard csrc/models/*.c) \
            $(wildcard csrc/grammar/*.c)
 CLI_SRC := $(wildcard csrc/cli/*.c)
 TEST_SRC := $(wildcard tests/c/test_*.c)
@@ -32,12 +47,14 @@ LIB_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(LIB_SRC))
 CLI_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(CLI_SRC))
 TESTS   := $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 
-# Per-ISA kernel files get their instruction set; everything else stays baseline x86-64.
+# Per-ISA kernel files get their instruction set; everything else stays baseline (x86-64, armv8-a).
 # They are built at -O3: the tile kernels need their R x C loops fully unrolled so
 # that the accumulators live in registers (-O2 leaves them on the stack: up to 1.7x
 # slower on K-quants). setup.py reads these lines too.
 ISA_avx2   := -mavx2 -mfma -mf16c -O3
 ISA_avx512 := -mavx512f -mavx512bw -mavx512vl -mavx512vnni -mavx2 -mfma -mf16c -O3
+ISA_neon   := -O3
+ISA_neon_dotprod := -march=armv8.2-a+dotprod -O3
 
 .PHONY: all lib cli test test-asan test-valgrind python-test python-test-asan check clean model corpus fuzz fuzz-smoke fuzz-long
 
@@ -45,13 +62,9 @@ all: $(BUILD)/libpocketlm.a $(BUILD)/libpocketlm.so $(BUILD)/pocketlm
 
 lib: $(BUILD)/libpocketlm.a $(BUILD)/libpocketlm.so
 
-$(BUILD)/csrc/kernels/avx2.o: csrc/kernels/avx2.c
+$(BUILD)/csrc/kernels/%.o: csrc/kernels/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALLFLAGS) $(ISA_avx2) -MMD -MP -c $< -o $@
-
-$(BUILD)/csrc/kernels/avx512.o: csrc/kernels/avx512.c
-	@mkdir -p $(dir $@)
-	$(CC) $(ALLFLAGS) $(ISA_avx512) -MMD -MP -c $< -o $@
+	$(CC) $(ALLFLAGS) $(ISA_$*) -MMD -MP -c $< -o $@
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -92,6 +105,44 @@ KERNEL_TABLES  ?= avx2 avx512
 .PHONY: test-tables
 test-tables: $(FIDELITY_TESTS) $(BUILD)/tests/test_quant
 	@sh tests/c/run_tables.sh "$(KERNEL_TABLES)" $(BUILD)/tests/test_quant $(FIDELITY_TESTS)
+
+# aarch64 under user-mode QEMU (Debian: gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user): the library and
+# the tests cross-built into $(ARM_BUILD), then on an emulated CPU with the dot-product extension (-cpu max):
+# test_quant (every NEON table's kernels against the scalar reference), the tokenizer tests and test_families (the
+# tiny model of every architecture); then with each ARM table forced (neon-dotprod, neon; test_dispatch checks the
+# table in use) test_model's logits check on its 5 prompts and its greedy check in quick mode (the shortest prompt,
+# 4 tokens: 48 tokens x 5 prompts take 4-6 minutes per table under QEMU; ARM_GREEDY_QUICK=0 runs them all), and
+# test_gemma3's logits and greedy checks in quick mode; last, test_quant on a CPU without the extension (-cpu
+# cortex-a72), where neon-dotprod must be reported as skipped and neon is used. About 3.5 minutes on 2 cores.
+ARM_CROSS ?= aarch64-linux-gnu-
+ARM_BUILD ?= build-aarch64
+ARM_QEMU  ?= qemu-aarch64 -L /usr/aarch64-linux-gnu
+ARM_GREEDY_QUICK ?= 1
+ARM_TESTS := $(patsubst %,$(ARM_BUILD)/tests/%,test_quant test_model test_gemma3 test_families test_tokenizer test_tokenizer_spm)
+ARM_TABLES := neon-dotprod neon
+.PHONY: test-arm
+test-arm:
+	$(MAKE) CROSS=$(ARM_CROSS) BUILD=$(ARM_BUILD) $(ARM_TESTS) $(ARM_BUILD)/pocketlm
+	@RUNNER="$(ARM_QEMU) -cpu max" sh tests/c/run_all.sh "" $(ARM_BUILD)/tests/test_quant \
+	    $(ARM_BUILD)/tests/test_tokenizer $(ARM_BUILD)/tests/test_tokenizer_spm $(ARM_BUILD)/tests/test_families
+	@RUNNER="$(ARM_QEMU) -cpu max" POCKETLM_TEST_ONLY=test_dispatch,test_info,test_logits_match_references \
+	    sh tests/c/run_tables.sh "$(ARM_TABLES)" $(ARM_BUILD)/tests/test_quant $(ARM_BUILD)/tests/test_model
+	@RUNNER="$(ARM_QEMU) -cpu max" POCKETLM_TEST_ONLY=test_dispatch,test_greedy_matches_llama_cpp \
+	    POCKETLM_TEST_QUICK=$(ARM_GREEDY_QUICK) \
+	    sh tests/c/run_tables.sh "$(ARM_TABLES)" $(ARM_BUILD)/tests/test_quant $(ARM_BUILD)/tests/test_model
+	@RUNNER="$(ARM_QEMU) -cpu max" POCKETLM_TEST_QUICK=1 \
+	    POCKETLM_TEST_ONLY=test_dispatch,test_info,test_logits_match_references,test_greedy_matches_llama_cpp \
+	    sh tests/c/run_tables.sh "$(ARM_TABLES)" $(ARM_BUILD)/tests/test_quant $(ARM_BUILD)/tests/test_gemma3
+	@RUNNER="$(ARM_QEMU) -cpu cortex-a72" sh tests/c/run_tables.sh "$(ARM_TABLES)" $(ARM_BUILD)/tests/test_quant \
+	    $(ARM_BUILD)/tests/test_quant
+
+# The Python extension compiled and linked by setup.py with the cross compiler (no wheel: the host's Python headers
+# serve, as both are LP64): shows that an aarch64 `pip install .` gets only the aarch64 kernel files and flags.
+.PHONY: python-ext-arm
+python-ext-arm:
+	CC=$(ARM_CROSS)gcc LDSHARED="$(ARM_CROSS)gcc -shared" _PYTHON_HOST_PLATFORM=linux-aarch64 $(PYTHON) setup.py -q \
+	    build_ext --build-temp $(ARM_BUILD)/python/temp --build-lib $(ARM_BUILD)/python/lib
+	$(ARM_CROSS)readelf -h $(ARM_BUILD)/python/lib/pocketlm/_core_c*.so | grep "Machine:.*AArch64"
 
 # -O2 keeps the model tests to about a minute each under the sanitizers.
 test-asan:
@@ -230,7 +281,7 @@ $(BUILD)/plm-grammar-bench: bench/grammar_bench.c $(BUILD)/libpocketlm.a
 	$(CC) $(ALLFLAGS) -o $@ $< $(BUILD)/libpocketlm.a $(LDLIBS)
 
 clean:
-	rm -rf build build-asan build-fuzz build-vg $(VENV) $(ASAN_VENV) lua/pocketlm/core.so lua/luajit python/*.egg-info
+	rm -rf build build-asan build-fuzz build-vg build-aarch64 $(VENV) $(ASAN_VENV) lua/pocketlm/core.so lua/luajit python/*.egg-info
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
 

@@ -10,8 +10,11 @@ declaratively:
 * The C sources under csrc/ are compiled by build_ext itself, because they need
   per-file flags: each kernel file csrc/kernels/<isa>.c gets the instruction-set
   flags the Makefile gives it (``ISA_<isa> := ...``) and everything else stays
-  baseline x86-64, so one wheel runs on any x86-64 CPU and picks its kernels at
-  run time.
+  baseline (x86-64, armv8-a), so one wheel runs on any CPU of its architecture
+  and picks its kernels at run time. Which kernel files are compiled depends on
+  the architecture the compiler targets (its ``-dumpmachine``; the Makefile's
+  ``KERNELS_<arch> := ...`` lines), so an aarch64 build never sees an x86 flag
+  and a cross compiler (``CC=aarch64-linux-gnu-gcc``) gets its own target's.
 * build_py runs build_ext first, so the generated ``_core.py`` exists before
   packages are collected.
 * ``POCKETLM_SANITIZE=1`` builds the extension with AddressSanitizer and
@@ -42,7 +45,12 @@ SANITIZE_FLAGS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefin
 FALLBACK_ISA = {
     "avx2": ["-mavx2", "-mfma", "-mf16c", "-O3"],
     "avx512": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512vnni", "-mavx2", "-mfma", "-mf16c", "-O3"],
+    "neon": ["-O3"],
+    "neon_dotprod": ["-march=armv8.2-a+dotprod", "-O3"],
 }
+FALLBACK_KERNELS = {"x86_64": ["avx2", "avx512"], "i686": ["avx2", "avx512"], "aarch64": ["neon", "neon_dotprod"]}
+# Other spellings of an architecture (macOS's clang says arm64).
+ARCH_ALIASES = {"arm64": "aarch64", "amd64": "x86_64", "i386": "i686", "i586": "i686"}
 
 
 def read_version():
@@ -53,29 +61,41 @@ def read_version():
     return m.group(1)
 
 
-def isa_flags():
-    """Instruction-set flags per kernel file, read from the Makefile's ISA_<name> lines."""
+def makefile_vars(prefix, fallback):
+    """{name: words} of the Makefile's ``<prefix>_<name> := words`` lines (the fallback without a Makefile)."""
     path = os.path.join(HERE, "Makefile")
     if not os.path.exists(path):
-        return dict(FALLBACK_ISA)
-    flags = {}
+        return dict(fallback)
+    found = {}
     with open(path, encoding="utf-8") as f:
         for line in f:
-            m = re.match(r"^ISA_(\w+)\s*:?=\s*(.*)$", line)
+            m = re.match(r"^" + prefix + r"_(\w+)\s*:?=\s*(.*)$", line)
             if m:
-                flags[m.group(1)] = m.group(2).split()
-    return flags
+                found[m.group(1)] = m.group(2).split()
+    return found
 
 
-def library_sources():
-    """(source, extra flags) for every C file of the library, in a stable order."""
-    isa = isa_flags()
+def target_arch(compiler):
+    """The architecture a compiler command (a list, as distutils keeps it) builds for: "x86_64", "aarch64"..."""
+    try:
+        out = subprocess.run([compiler[0], "-dumpmachine"], capture_output=True, text=True, check=True).stdout
+        arch = out.strip().split("-")[0]
+    except (OSError, IndexError, subprocess.CalledProcessError):
+        import platform
+
+        arch = platform.machine()
+    return ARCH_ALIASES.get(arch, arch)
+
+
+def library_sources(arch):
+    """(source, extra flags) for every C file of the library for architecture arch, in a stable order: the kernel
+    files are dispatch.c and the tables KERNELS_<arch> names (none but the scalar reference elsewhere)."""
+    isa = makefile_vars("ISA", FALLBACK_ISA)
+    kernels = ["dispatch"] + makefile_vars("KERNELS", FALLBACK_KERNELS).get(arch, [])
     out = []
-    for pattern in ("csrc/*.c", "csrc/tokenizer/*.c", "csrc/models/*.c", "csrc/kernels/*.c", "csrc/grammar/*.c"):
-        for src in sorted(glob.glob(pattern)):
-            name = os.path.splitext(os.path.basename(src))[0]
-            extra = isa.get(name, []) if os.path.dirname(src).endswith("kernels") else []
-            out.append((src, extra))
+    for pattern in ("csrc/*.c", "csrc/tokenizer/*.c", "csrc/models/*.c", "csrc/grammar/*.c"):
+        out += [(src, []) for src in sorted(glob.glob(pattern))]
+    out += [(f"csrc/kernels/{name}.c", isa.get(name, [])) for name in kernels]
     return out
 
 
@@ -126,7 +146,7 @@ class BuildExt(build_ext):
     def build_extension(self, ext):
         if ext.name == "pocketlm._core_c":
             objects = []
-            for src, extra in library_sources():
+            for src, extra in library_sources(target_arch(self.compiler.compiler_so)):
                 objects += self.compiler.compile(
                     [src], output_dir=self.build_temp, include_dirs=["csrc/include", "csrc"],
                     extra_postargs=BASE_CFLAGS + extra + self._debug_flags(), debug=self.debug)

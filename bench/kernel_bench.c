@@ -112,6 +112,8 @@ static const plm_kernels *table_named(const char *name) {
     if (strcmp(name, "scalar") == 0) return plm_kernels_ref();
     if (strcmp(name, "avx2") == 0) return plm_kernels_avx2();
     if (strcmp(name, "avx512") == 0) return plm_kernels_avx512();
+    if (strcmp(name, "neon") == 0) return plm_kernels_neon();
+    if (strcmp(name, "neon-dotprod") == 0) return plm_kernels_neon_dotprod();
     return NULL;
 }
 
@@ -122,11 +124,15 @@ int main(int argc, char **argv) {
         if (strcmp(argv[i], "-t") == 0 && i + 1 < argc && n_names < 8) names[n_names++] = argv[++i];
         else if (strcmp(argv[i], "-r") == 0 && i + 1 < argc) reps = atoi(argv[++i]);
         else {
-            fprintf(stderr, "usage: plm-kernel-bench [-t scalar|avx2|avx512 ...] [-r REPS]\n");
+            fprintf(stderr, "usage: plm-kernel-bench [-t scalar|avx2|avx512|neon|neon-dotprod ...] [-r REPS]\n");
             return 2;
         }
     }
-    if (n_names == 0) names[n_names++] = "avx2", names[n_names++] = "avx512";
+    if (n_names == 0) { /* the SIMD tables of this architecture */
+        static const char *const simd[] = {"avx2", "avx512", "neon", "neon-dotprod"};
+        for (size_t i = 0; i < sizeof simd / sizeof simd[0]; i++)
+            if (table_named(simd[i]) != NULL) names[n_names++] = simd[i];
+    }
     const plm_kernels *tables[8];
     for (int i = 0; i < n_names; i++) {
         tables[i] = table_named(names[i]);
@@ -138,7 +144,7 @@ int main(int argc, char **argv) {
     const plm_type types[] = {PLM_TYPE_Q4_0, PLM_TYPE_Q4_1, PLM_TYPE_Q5_0, PLM_TYPE_Q5_1,
                               PLM_TYPE_Q8_0, PLM_TYPE_Q2_K, PLM_TYPE_Q3_K, PLM_TYPE_Q4_K,
                               PLM_TYPE_Q5_K, PLM_TYPE_Q6_K};
-    printf("%-5s %-7s", "type", "table");
+    printf("%-5s %-12s", "type", "table");
     printf(" %14s %14s %16s\n", "decode-L2 GB/s", "decode GB/s", "prefill GMAC/s");
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
         const plm_type t = types[ti], at = plm_type_traits_get(t)->dot_type;
@@ -166,7 +172,7 @@ int main(int argc, char **argv) {
                 tp[i] = x < tp[i] ? x : tp[i];
             }
         for (int i = 0; i < n_names; i++) {
-            printf("%-5s %-7s %14.2f %14.2f %16.2f\n", plm_type_traits_get(t)->name, tables[i]->name,
+            printf("%-5s %-12s %14.2f %14.2f %16.2f\n", plm_type_traits_get(t)->name, tables[i]->name,
                    (double)prows * (double)plm_type_row_size(t, pn) / tl[i] * 1e-9,
                    (double)drows * (double)plm_type_row_size(t, dn) / td[i] * 1e-9, (double)prows * pn * ptok / tp[i] * 1e-9);
             free(da[i]);

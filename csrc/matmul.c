@@ -4,8 +4,9 @@
  *
  * plm_linear computes y_j = W_j x for one to three weights that read the same
  * input (q, k, v; gate, up): the input rows are RMS-normalized when asked and
- * quantized once into the weights' activation type (quant.h: the type their
- * vec_dot pairs with; weights of different such types get one pass each), then
+ * quantized once into the weights' activation type (quant.h: the type the
+ * table's vec_dot pairs them with; weights of different such types get one
+ * pass each), then
  * the output rows of all the weights are split across the pool in multiples of
  * 8. Each thread walks its rows in tiles of ROW_BLOCK rows by ACT_BLOCK bytes of
  * activations, so that a tile's weights and activations stay in cache, with the
@@ -127,7 +128,7 @@ static void quant_worker(void *arg, int ith, int nth) {
     }
 }
 
-static plm_type dot_type_of(const plm_weight *w) { return plm_type_traits_get(w->type)->dot_type; }
+static plm_type dot_type_of(const plm_context *ctx, const plm_weight *w) { return ctx->kern->dot_type[w->type]; }
 
 void plm_run(plm_context *ctx, plm_pool_fn fn, void *arg, bool parallel) {
     if (parallel) plm_pool_run(ctx->pool, fn, arg);
@@ -138,8 +139,8 @@ void plm_run(plm_context *ctx, plm_pool_fn fn, void *arg, bool parallel) {
 static void prepare_act(plm_context *ctx, const plm_weight *W, const float *x, int64_t ldx, int64_t n, int32_t T,
                         const float *norm_w, float *norm_out) {
     quant_job job = {
-        .kern = ctx->kern, .type = dot_type_of(W), .x = x, .ldx = ldx, .n = n, .T = T,
-        .act = ctx->act, .act_row = plm_type_row_size(dot_type_of(W), n),
+        .kern = ctx->kern, .type = dot_type_of(ctx, W), .x = x, .ldx = ldx, .n = n, .T = T,
+        .act = ctx->act, .act_row = plm_type_row_size(dot_type_of(ctx, W), n),
         .norm_w = norm_w, .norm_out = norm_out, .eps = ctx->model->hp.norm_eps,
     };
     plm_run(ctx, quant_worker, &job, T >= 4);
@@ -149,7 +150,7 @@ static void prepare_act(plm_context *ctx, const plm_weight *W, const float *x, i
 static void matmul(plm_context *ctx, int n_w, const plm_weight *const *w, float *const *out, const int64_t *ldo,
                    int32_t T, bool accumulate) {
     matmul_job job = {.kern = ctx->kern, .n_w = n_w, .accumulate = accumulate, .act = ctx->act,
-                      .act_row = plm_type_row_size(dot_type_of(w[0]), w[0]->n_in), .T = T};
+                      .act_row = plm_type_row_size(dot_type_of(ctx, w[0]), w[0]->n_in), .T = T};
     for (int j = 0; j < n_w; j++) {
         job.w[j] = w[j];
         job.out[j] = out[j];
@@ -164,7 +165,7 @@ plm_status plm_linear(plm_context *ctx, int n_w, const plm_weight *const *w, flo
     if (n_w < 1 || n_w > PLM_LINEAR_MAX_WEIGHTS)
         return plm_fail(PLM_ERR_ARG, "plm_linear: %d weights; one product takes 1 to %d", n_w, PLM_LINEAR_MAX_WEIGHTS);
     bool same = true;
-    for (int j = 1; j < n_w; j++) same = same && dot_type_of(w[j]) == dot_type_of(w[0]);
+    for (int j = 1; j < n_w; j++) same = same && dot_type_of(ctx, w[j]) == dot_type_of(ctx, w[0]);
     if (same) {
         prepare_act(ctx, w[0], x, ldx, w[0]->n_in, T, norm_w, norm_out);
         matmul(ctx, n_w, w, out, ldo, T, accumulate);

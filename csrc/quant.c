@@ -914,6 +914,15 @@ static void pv8_f16(int64_t hd, const plm_f16 *v, int64_t stride, int nc, const 
 
 static const plm_kernels k_ref = {
     .name = "scalar",
+    /* as k_traits pairs them (test_quant checks that the two agree) */
+    .dot_type =
+        {
+            [PLM_TYPE_F32] = PLM_TYPE_F32,   [PLM_TYPE_F16] = PLM_TYPE_F16,   [PLM_TYPE_BF16] = PLM_TYPE_BF16,
+            [PLM_TYPE_Q4_0] = PLM_TYPE_Q8_0, [PLM_TYPE_Q4_1] = PLM_TYPE_Q8_1, [PLM_TYPE_Q5_0] = PLM_TYPE_Q8_0,
+            [PLM_TYPE_Q5_1] = PLM_TYPE_Q8_1, [PLM_TYPE_Q8_0] = PLM_TYPE_Q8_0, [PLM_TYPE_Q2_K] = PLM_TYPE_Q8_K,
+            [PLM_TYPE_Q3_K] = PLM_TYPE_Q8_K, [PLM_TYPE_Q4_K] = PLM_TYPE_Q8_K, [PLM_TYPE_Q5_K] = PLM_TYPE_Q8_K,
+            [PLM_TYPE_Q6_K] = PLM_TYPE_Q8_K,
+        },
     .round_f16 = round_f16,
     .kq8_f16 = kq8_f16,
     .pv8_f16 = pv8_f16,

@@ -74,7 +74,7 @@ typedef struct plm_type_traits {
     const char *name;     /* "Q4_1" */
     int32_t block_size;   /* elements per block */
     uint32_t type_size;   /* bytes per block */
-    plm_type dot_type;    /* type activations are quantized to for the dot kernel */
+    plm_type dot_type;    /* type activations are quantized to for the reference dot kernel */
     bool is_weight;       /* may appear as a model weight (not Q8_1/Q8_K) */
 } plm_type_traits;
 
@@ -96,7 +96,7 @@ void plm_dequantize_row_ref(plm_type type, const void *src, float *dst, int64_t 
 void plm_quantize_row_ref(plm_type type, const float *src, void *dst, int64_t n);
 
 /* w: one weight row of type wtype; a: one activation row of type
- * traits(wtype)->dot_type; returns sum_i w[i] * a[i]. */
+ * kernels->dot_type[wtype] of the same table; returns sum_i w[i] * a[i]. */
 typedef float (*plm_vec_dot_fn)(int64_t n, const void *w, const void *a);
 typedef void (*plm_quantize_fn)(const float *src, void *dst, int64_t n);
 /* A tile of dot products: for r < nr and c < nc,
@@ -114,7 +114,10 @@ typedef void (*plm_gemm_fn)(int64_t n, const void *w, size_t ws, int nr, const v
 bool plm_type_can_quantize(plm_type type);
 
 typedef struct plm_kernels {
-    const char *name;                        /* "scalar", "avx2", "avx512" */
+    const char *name;                        /* "scalar", "avx2", "avx512", "neon", "neon-dotprod" */
+    /* The activation type each weight type is multiplied with in this table (the
+     * table's choice: the reference's is plm_type_traits_get(t)->dot_type). */
+    plm_type dot_type[PLM_TYPE_COUNT];
     plm_vec_dot_fn vec_dot[PLM_TYPE_COUNT];  /* indexed by weight type */
     plm_quantize_fn quantize[PLM_TYPE_COUNT];/* indexed by activation (dot) type */
     plm_gemm_fn gemm[PLM_TYPE_COUNT];        /* indexed by weight type; NULL: use vec_dot per entry */
@@ -148,8 +151,19 @@ const plm_kernels *plm_kernels_avx512(void);
 /* The AVX-512 table itself, without the CPU check (compiled with the Makefile's
  * ISA_avx512 flags: call it only once plm_kernels_avx512 has said yes). */
 const plm_kernels *plm_kernels_avx512_table(void);
-/* The best table for this CPU (avx512, then avx2, then scalar), chosen once
- * (thread-safe). POCKETLM_KERNELS=scalar|avx2|avx512 forces one; a table the
+/* The plain Advanced SIMD table (aarch64; every entry it does not speed up is
+ * the reference's). NULL if not compiled in (other architectures). */
+const plm_kernels *plm_kernels_neon(void);
+/* The same kernels with SDOT (the dot-product extension) for the integer
+ * products. NULL if not compiled in or HWCAP lacks asimddp. */
+const plm_kernels *plm_kernels_neon_dotprod(void);
+/* The tables themselves, without the CPU check (kernels/neon.c, compiled with
+ * the Makefile's ISA_neon / ISA_neon_dotprod flags). */
+const plm_kernels *plm_kernels_neon_table(void);
+const plm_kernels *plm_kernels_neon_dotprod_table(void);
+/* The best table for this CPU (x86-64: avx512, then avx2; aarch64:
+ * neon-dotprod, then neon; then scalar), chosen once (thread-safe).
+ * POCKETLM_KERNELS=scalar|avx2|avx512|neon|neon-dotprod forces one; a table the
  * CPU cannot run is never chosen: the request falls back to the best table
  * that can run (with one line on stderr saying so), so plm_kernels_name()
  * tells which table is really in use. Any other value is "auto". */

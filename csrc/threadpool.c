@@ -16,9 +16,13 @@
 #include <string.h>
 #include <unistd.h>
 
+/* The spin-wait hint: it tells the core that this is a wait loop (a sibling
+ * hyperthread gets the pipeline, the loop exit is not mispredicted). */
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define CPU_RELAX() _mm_pause()
+#elif defined(__aarch64__) || defined(__arm__)
+#define CPU_RELAX() __asm__ __volatile__("yield" ::: "memory")
 #else
 #define CPU_RELAX() ((void)0)
 #endif

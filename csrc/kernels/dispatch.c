@@ -1,18 +1,20 @@
 /*
  * kernels/dispatch.c — picks the kernel table once, from what the CPU and the
- * OS support, so that one build runs on any x86-64.
+ * OS support, so that one build runs on any CPU of its architecture.
  *
- * This file is compiled without ISA flags: the CPUID/XGETBV checks here must
- * run before any code from kernels/avx2.c or kernels/avx512.c (built with their
- * instruction sets) is touched, including the code that builds their tables.
- * The kernels themselves live in quant.c (scalar reference) and
- * kernels/<isa>.c.
+ * This file is compiled without ISA flags: the feature checks here (CPUID and
+ * XGETBV on x86-64, the kernel's HWCAP bits on aarch64 Linux) must run before any
+ * code from kernels/<isa>.c (built with their instruction sets) is touched,
+ * including the code that builds their tables. The kernels themselves live in
+ * quant.c (scalar reference) and kernels/<isa>.c; the Makefile compiles only
+ * the tables of the target architecture.
  *
- * POCKETLM_KERNELS=scalar|avx2|avx512 forces a table (for debugging, tests and
- * benchmarks); unset, empty or "auto" means the best available. A forced table
- * that this CPU cannot run is never used (its first instruction would be an
- * illegal-instruction crash): the best table that can run is used instead and
- * one line on stderr says so; plm_kernels_name() reports the table in use.
+ * POCKETLM_KERNELS=scalar|avx2|avx512 (x86-64) or scalar|neon|neon-dotprod
+ * (aarch64) forces a table (for debugging, tests and benchmarks); unset, empty
+ * or "auto" means the best available. A forced table that this CPU cannot run
+ * is never used (its first instruction would be an illegal-instruction
+ * crash): the best table that can run is used instead and one line on stderr
+ * says so; plm_kernels_name() reports the table in use.
  */
 #include "internal.h"
 #include "quant.h"
@@ -21,6 +23,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* The tables a name may force, in increasing order of preference, with what
+ * each needs (for the message). get() returns NULL when the CPU lacks it. */
+typedef struct forcible {
+    const char *name;
+    const plm_kernels *(*get)(void);
+    const char *needs;
+} forcible;
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
@@ -57,10 +67,6 @@ static bool cpu_has_avx512(void) {
     const unsigned need_b = bit_AVX512F | bit_AVX512BW | bit_AVX512VL;
     return (ebx & need_b) == need_b && (ecx & bit_AVX512VNNI) != 0;
 }
-#else
-static bool cpu_has_avx2(void) { return false; }
-static bool cpu_has_avx512(void) { return false; }
-#endif
 
 static const plm_kernels *g_avx2;
 static pthread_once_t g_avx2_once = PTHREAD_ONCE_INIT;
@@ -86,28 +92,85 @@ const plm_kernels *plm_kernels_avx512(void) {
     return g_avx512;
 }
 
-static const plm_kernels *g_chosen;
-static pthread_once_t g_chosen_once = PTHREAD_ONCE_INIT;
+const plm_kernels *plm_kernels_neon(void) { return NULL; }
+const plm_kernels *plm_kernels_neon_dotprod(void) { return NULL; }
 
-/* The tables a name may force, with what each needs (for the message). */
-static const struct {
-    const char *name;
-    const plm_kernels *(*get)(void);
-    const char *needs;
-} k_forcible[] = {
+static const forcible k_forcible[] = {
     {"scalar", plm_kernels_ref, ""},
     {"avx2", plm_kernels_avx2, "AVX2, FMA and F16C"},
     {"avx512", plm_kernels_avx512, "AVX-512 F/BW/VL/VNNI with OS support for the ZMM state"},
 };
+#define TABLE_NAMES "scalar, avx2, avx512"
+
+#elif defined(__aarch64__)
+#if defined(__linux__)
+#include <sys/auxv.h>
+
+#ifndef HWCAP_ASIMDDP
+#define HWCAP_ASIMDDP (1UL << 20) /* the kernel's bit for SDOT/UDOT (arch/arm64 uapi hwcap.h) */
+#endif
+static bool cpu_has_dotprod(void) { return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0; }
+#elif defined(__APPLE__)
+#include <sys/sysctl.h>
+
+static bool cpu_has_dotprod(void) {
+    int v = 0;
+    size_t n = sizeof v;
+    return sysctlbyname("hw.optional.arm.FEAT_DotProd", &v, &n, NULL, 0) == 0 && v != 0;
+}
+#else
+static bool cpu_has_dotprod(void) { return false; } /* no way to ask: plain NEON */
+#endif
+
+/* Advanced SIMD is part of every aarch64 CPU: the plain table always runs. */
+const plm_kernels *plm_kernels_neon(void) { return plm_kernels_neon_table(); }
+
+static const plm_kernels *g_neon_dotprod;
+static pthread_once_t g_neon_dotprod_once = PTHREAD_ONCE_INIT;
+
+static void detect_neon_dotprod(void) {
+    if (cpu_has_dotprod()) g_neon_dotprod = plm_kernels_neon_dotprod_table();
+}
+
+const plm_kernels *plm_kernels_neon_dotprod(void) {
+    pthread_once(&g_neon_dotprod_once, detect_neon_dotprod);
+    return g_neon_dotprod;
+}
+
+const plm_kernels *plm_kernels_avx2(void) { return NULL; }
+const plm_kernels *plm_kernels_avx512(void) { return NULL; }
+
+static const forcible k_forcible[] = {
+    {"scalar", plm_kernels_ref, ""},
+    {"neon", plm_kernels_neon, "Advanced SIMD"},
+    {"neon-dotprod", plm_kernels_neon_dotprod, "the dot-product extension (HWCAP asimddp: SDOT/UDOT)"},
+};
+#define TABLE_NAMES "scalar, neon, neon-dotprod"
+
+#else
+const plm_kernels *plm_kernels_avx2(void) { return NULL; }
+const plm_kernels *plm_kernels_avx512(void) { return NULL; }
+const plm_kernels *plm_kernels_neon(void) { return NULL; }
+const plm_kernels *plm_kernels_neon_dotprod(void) { return NULL; }
+
+static const forcible k_forcible[] = {
+    {"scalar", plm_kernels_ref, ""},
+};
+#define TABLE_NAMES "scalar"
+#endif
+
+#define N_FORCIBLE (sizeof k_forcible / sizeof k_forcible[0])
+
+static const plm_kernels *g_chosen;
+static pthread_once_t g_chosen_once = PTHREAD_ONCE_INIT;
 
 static void choose(void) {
-    const plm_kernels *best = plm_kernels_avx512();
-    if (best == NULL) best = plm_kernels_avx2();
-    if (best == NULL) best = plm_kernels_ref();
+    const plm_kernels *best = NULL;
+    for (size_t i = N_FORCIBLE; best == NULL && i-- > 0;) best = k_forcible[i].get();
     g_chosen = best;
     const char *env = getenv("POCKETLM_KERNELS");
     if (env == NULL || env[0] == '\0' || strcmp(env, "auto") == 0) return;
-    for (size_t i = 0; i < sizeof k_forcible / sizeof k_forcible[0]; i++) {
+    for (size_t i = 0; i < N_FORCIBLE; i++) {
         if (strcmp(env, k_forcible[i].name) != 0) continue;
         const plm_kernels *k = k_forcible[i].get();
         if (k != NULL) g_chosen = k;
@@ -116,7 +179,7 @@ static void choose(void) {
                     env, k_forcible[i].needs, best->name);
         return;
     }
-    fprintf(stderr, "pocketlm: POCKETLM_KERNELS=%s: no such kernel table in this build (scalar, avx2, avx512); using %s\n",
+    fprintf(stderr, "pocketlm: POCKETLM_KERNELS=%s: no such kernel table in this build (" TABLE_NAMES "); using %s\n",
             env, best->name);
 }
 

@@ -13,9 +13,13 @@
 #include "pocketlm.h"
 #include "test.h"
 
+#include <stdint.h>
+#if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
 #include <immintrin.h>
-#include <stdint.h>
+#elif defined(__aarch64__) && defined(__linux__)
+#include <sys/auxv.h>
+#endif
 
 /* ref vec_dot vs a double dot of the dequantized rows: integer sums are exact,
  * so this covers fp32 accumulation over a few thousand elements. */
@@ -202,8 +206,20 @@ static void test_layout_and_traits(void) {
 
 /* ------------------------------------------------------ fp16 and bf16 */
 
+/* The SIMD tables this build knows, in order, with what each needs; a table
+ * the CPU cannot run is reported as skipped, never silently passed over. */
+typedef struct simd_table {
+    const char *name;
+    const plm_kernels *(*get)(void);   /* NULL: not in this build */
+    const plm_kernels *(*table)(void); /* the table without the CPU check */
+    bool (*cpu_has)(void);
+    const char *needs;
+    int min_gemm; /* weight types with a gemm kernel the table must have */
+} simd_table;
+
 /* CPU features read here independently of kernels/dispatch.c (compilers
  * disagree on which names __builtin_cpu_supports knows). */
+#if defined(__x86_64__) || defined(__i386__)
 static bool cpu_has_f16c(void) {
     unsigned a, b, c, d;
     return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
@@ -229,20 +245,55 @@ static bool cpu_has_amx_int8(void) {
     return __get_cpuid_count(7, 0, &a, &b, &c, &d) && (d & (1u << 24)) && (d & (1u << 25));
 }
 
-/* The SIMD tables this build knows, in order, with what each needs; a table
- * the CPU cannot run is reported as skipped, never silently passed over. */
-typedef struct simd_table {
-    const char *name;
-    const plm_kernels *(*get)(void); /* NULL: not in this build */
-    bool (*cpu_has)(void);
-    const char *needs;
-} simd_table;
+static const simd_table k_simd_tables[] = {
+    {"avx2", plm_kernels_avx2, plm_kernels_avx2_table, cpu_has_avx2_fma_f16c, "AVX2, FMA and F16C", 5},
+    {"avx512", plm_kernels_avx512, plm_kernels_avx512_table, cpu_has_avx512_vnni, "AVX-512 F/BW/VL/VNNI", 5},
+    {"amx", NULL, NULL, cpu_has_amx_int8, "AMX-TILE/AMX-INT8", 5},
+};
+
+#define HW_F16_NAME "F16C"
+static bool cpu_has_hw_f16(void) { return cpu_has_f16c(); }
+__attribute__((target("f16c"))) static uint16_t hw_f32_to_f16(float f) { return (uint16_t)_cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT); }
+__attribute__((target("f16c"))) static float hw_f16_to_f32(uint16_t h) { return _cvtsh_ss(h); }
+
+#elif defined(__aarch64__) && defined(__linux__)
+#ifndef HWCAP_ASIMDDP
+#define HWCAP_ASIMDDP (1UL << 20)
+#endif
+static bool cpu_has_asimd(void) { return true; } /* part of every aarch64 CPU */
+static bool cpu_has_asimddp(void) { return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0; }
 
 static const simd_table k_simd_tables[] = {
-    {"avx2", plm_kernels_avx2, cpu_has_avx2_fma_f16c, "AVX2, FMA and F16C"},
-    {"avx512", plm_kernels_avx512, cpu_has_avx512_vnni, "AVX-512 F/BW/VL/VNNI"},
-    {"amx", NULL, cpu_has_amx_int8, "AMX-TILE/AMX-INT8"},
+    {"neon", plm_kernels_neon, plm_kernels_neon_table, cpu_has_asimd, "Advanced SIMD", 5},
+    {"neon-dotprod", plm_kernels_neon_dotprod, plm_kernels_neon_dotprod_table, cpu_has_asimddp,
+     "the dot-product extension (HWCAP asimddp)", 5},
 };
+
+/* FCVT (armv8-a) converts in the FPCR's rounding mode: nearest even by default. */
+#define HW_F16_NAME "FCVT"
+static bool cpu_has_hw_f16(void) { return true; }
+static uint16_t hw_f32_to_f16(float f) {
+    const __fp16 h = (__fp16)f;
+    uint16_t u;
+    memcpy(&u, &h, sizeof u);
+    return u;
+}
+static float hw_f16_to_f32(uint16_t u) {
+    __fp16 h;
+    memcpy(&h, &u, sizeof h);
+    return (float)h;
+}
+
+#else
+static bool cpu_has_nothing(void) { return false; }
+static const simd_table k_simd_tables[] = {
+    {"simd", NULL, NULL, cpu_has_nothing, "a SIMD kernel table (none for this architecture)", 0},
+};
+#define HW_F16_NAME "hardware"
+static bool cpu_has_hw_f16(void) { return false; }
+static uint16_t hw_f32_to_f16(float f) { return plm_f32_to_f16(f); }
+static float hw_f16_to_f32(uint16_t h) { return plm_f16_to_f32(h); }
+#endif
 #define N_SIMD_TABLES (sizeof k_simd_tables / sizeof k_simd_tables[0])
 
 /* Table i if this CPU runs it, else NULL after printing why it is skipped. */
@@ -259,9 +310,6 @@ static const plm_kernels *simd_table_or_skip(size_t i) {
     }
     return t->get();
 }
-
-__attribute__((target("f16c"))) static uint16_t hw_f32_to_f16(float f) { return (uint16_t)_cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT); }
-__attribute__((target("f16c"))) static float hw_f16_to_f32(uint16_t h) { return _cvtsh_ss(h); }
 
 static uint32_t bits_of(float f) {
     uint32_t u;
@@ -313,8 +361,8 @@ static void test_f16_known_values(void) {
 }
 
 /* Every half survives f16 -> f32 -> f16; every f32 -> f16 agrees with the
- * F16C hardware conversion (when present) on all subnormal-range and many
- * random inputs. */
+ * hardware conversion (F16C on x86-64, FCVT on aarch64) on all
+ * subnormal-range and many random inputs. */
 static void test_f16_exhaustive(void) {
     int bad = 0;
     for (uint32_t h = 0; h < 65536; h++) {
@@ -328,8 +376,8 @@ static void test_f16_exhaustive(void) {
     }
     CHECKF(bad == 0, "%d halves do not round-trip", bad);
 
-    if (!cpu_has_f16c()) {
-        fprintf(stderr, "  note: no F16C, skipping the hardware comparison\n");
+    if (!cpu_has_hw_f16()) {
+        fprintf(stderr, "  note: no " HW_F16_NAME ", skipping the hardware comparison\n");
         return;
     }
     int mism = 0;
@@ -354,7 +402,7 @@ static void test_f16_exhaustive(void) {
             const float f = float_of((e << 23) | (m << 13) | 0x1000u);
             mism += hw_f32_to_f16(f) != plm_f32_to_f16(f);
         }
-    CHECKF(mism == 0, "%d conversions differ from F16C", mism);
+    CHECKF(mism == 0, "%d conversions differ from " HW_F16_NAME, mism);
 }
 
 static void test_bf16(void) {
@@ -791,11 +839,10 @@ static void test_ref_dot_matches_dequantized(void) {
 
 /* An empty row is a dot of 0 and touches no memory. */
 static void test_empty_rows(void) {
-    const plm_kernels *tables[3] = {plm_kernels_ref(), plm_kernels_avx2(), plm_kernels_avx512()};
-    for (int k = 0; k < 3; k++) {
-        if (tables[k] == NULL) continue;
-        for (size_t ti = 0; ti < N_WEIGHT_TYPES; ti++)
-            CHECK(tables[k]->vec_dot[k_weight_types[ti]](0, NULL, NULL) == 0.0f);
+    for (size_t k = 0; k <= N_SIMD_TABLES; k++) {
+        const plm_kernels *t = k == 0 ? plm_kernels_ref() : k_simd_tables[k - 1].get ? k_simd_tables[k - 1].get() : NULL;
+        if (t == NULL) continue;
+        for (size_t ti = 0; ti < N_WEIGHT_TYPES; ti++) CHECK(t->vec_dot[k_weight_types[ti]](0, NULL, NULL) == 0.0f);
     }
 }
 
@@ -807,7 +854,8 @@ static void test_dispatch(void) {
     CHECK(strcmp(ref->name, "scalar") == 0);
     for (size_t ti = 0; ti < N_WEIGHT_TYPES; ti++) {
         const plm_type wt = k_weight_types[ti];
-        CHECK(ref->vec_dot[wt] != NULL && ref->quantize[plm_type_traits_get(wt)->dot_type] != NULL);
+        CHECK(ref->dot_type[wt] == plm_type_traits_get(wt)->dot_type);
+        CHECK(ref->vec_dot[wt] != NULL && ref->quantize[ref->dot_type[wt]] != NULL);
     }
     const plm_kernels *best = ref;
     for (size_t i = 0; i < N_SIMD_TABLES; i++) {
@@ -819,21 +867,26 @@ static void test_dispatch(void) {
         if (k == NULL) continue;
         best = k;
         CHECK(strcmp(k->name, t->name) == 0);
+        CHECK(k == t->table());
         for (int ty = 0; ty < PLM_TYPE_COUNT; ty++) {
             CHECK((k->vec_dot[ty] != NULL) == (ref->vec_dot[ty] != NULL));
             CHECK((k->quantize[ty] != NULL) == (ref->quantize[ty] != NULL));
         }
+        /* the SIMD tables pair each weight type with the reference's activation type, which the
+         * comparisons below rely on (a table that chose another would be compared differently) */
+        for (size_t ti = 0; ti < N_WEIGHT_TYPES; ti++)
+            CHECKF(k->dot_type[k_weight_types[ti]] == ref->dot_type[k_weight_types[ti]], "%s %s", k->name,
+                   plm_type_traits_get(k_weight_types[ti])->name);
     }
-    const plm_kernels *avx2 = plm_kernels_avx2(), *avx512 = plm_kernels_avx512();
-    if (avx2 != NULL) CHECK(avx2 == plm_kernels_avx2_table());
-    if (avx512 != NULL) CHECK(avx512 == plm_kernels_avx512_table());
     const plm_kernels *chosen = plm_kernels_get();
     const char *env = getenv("POCKETLM_KERNELS");
     /* a forced table is used when the CPU runs it; otherwise (and when not forced) the best one */
     const plm_kernels *want = best;
     if (env != NULL && strcmp(env, "scalar") == 0) want = ref;
-    if (env != NULL && strcmp(env, "avx2") == 0 && avx2 != NULL) want = avx2;
-    if (env != NULL && strcmp(env, "avx512") == 0 && avx512 != NULL) want = avx512;
+    for (size_t i = 0; i < N_SIMD_TABLES; i++) {
+        const simd_table *t = &k_simd_tables[i];
+        if (env != NULL && strcmp(env, t->name) == 0 && t->get != NULL && t->get() != NULL) want = t->get();
+    }
     CHECKF(chosen == want, "POCKETLM_KERNELS=%s chose %s, want %s", env ? env : "(unset)", chosen->name, want->name);
     CHECK(plm_kernels_get() == chosen);
     CHECK(strcmp(plm_kernels_name(), chosen->name) == 0);
@@ -844,7 +897,7 @@ static void check_simd_dots(const plm_kernels *simd) {
     const plm_kernels *ref = plm_kernels_ref();
     for (size_t ti = 0; ti < N_WEIGHT_TYPES; ti++) {
         const plm_type wt = k_weight_types[ti];
-        const plm_type at = plm_type_traits_get(wt)->dot_type;
+        const plm_type at = simd->dot_type[wt];
         double worst = 0;
         int bad = 0, rows = 0;
         for (int li = 0; li < N_LENGTHS; li++) {
@@ -900,7 +953,7 @@ static void check_gemm_table(const plm_kernels *k) {
     for (size_t ti = 0; ti < N_WEIGHT_TYPES; ti++) {
         const plm_type wt = k_weight_types[ti];
         if (k->gemm[wt] == NULL) continue;
-        const plm_type at = plm_type_traits_get(wt)->dot_type;
+        const plm_type at = k->dot_type[wt];
         int bad = 0, entries = 0;
         for (int li = 0; li < N_LENGTHS; li++) {
             const int64_t n = test_lengths(wt, li);
@@ -951,8 +1004,9 @@ static void test_gemm_equals_vec_dot(void) {
         if (simd == NULL) continue;
         int with_gemm = 0;
         for (size_t ti = 0; ti < N_WEIGHT_TYPES; ti++) with_gemm += simd->gemm[k_weight_types[ti]] != NULL;
-        CHECKF(with_gemm >= 5, "the %s table has gemm kernels for %d weight types (want Q4_0 Q4_1 Q8_0 Q4_K Q6_K)",
-               simd->name, with_gemm);
+        CHECKF(with_gemm >= k_simd_tables[i].min_gemm,
+               "the %s table has gemm kernels for %d weight types (want at least %d: Q4_0 Q4_1 Q8_0 Q4_K Q6_K)",
+               simd->name, with_gemm, k_simd_tables[i].min_gemm);
         check_gemm_table(simd);
     }
 }
