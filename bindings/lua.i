@@ -778,6 +778,7 @@ PLMLUA_HANDLE_IN(plm_sampler, "Sampler")
 PLMLUA_HANDLE_IN(plm_generator, "Generator")
 PLMLUA_HANDLE_IN(plm_batch_gen, "BatchGen")
 PLMLUA_HANDLE_IN(plm_grammar, "Grammar")
+PLMLUA_HANDLE_IN(plm_adapter, "Adapter")
 
 /* ------------------------------------------------------------- outputs */
 
@@ -797,6 +798,7 @@ PLMLUA_HANDLE_OUT(plm_sampler, 0)
 PLMLUA_HANDLE_OUT(plm_generator, 1)
 PLMLUA_HANDLE_OUT(plm_batch_gen, 1)
 PLMLUA_HANDLE_OUT(plm_grammar, 0)
+PLMLUA_HANDLE_OUT(plm_adapter, 1)
 
 /* A malloc'd token array becomes an int32 view that owns it (no copy). The
  * view is made before the call (in "check": after SWIG has counted the

@@ -263,3 +263,9 @@ plm_status plm_context_set_adapters(plm_context *ctx, int32_t n, plm_adapter *co
 }
 
 int32_t plm_context_n_adapters(const plm_context *ctx) { return ctx ? ctx->n_adapters : 0; }
+
+plm_adapter *plm_context_adapter(const plm_context *ctx, int32_t i, float *scale) {
+    if (!ctx || i < 0 || i >= ctx->n_adapters) return NULL;
+    if (scale) *scale = ctx->adapters[i].scale;
+    return (plm_adapter *)ctx->adapters[i].a;
+}

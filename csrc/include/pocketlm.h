@@ -308,6 +308,8 @@ PLM_API plm_status plm_context_set_adapters(plm_context *ctx, int32_t n, plm_ada
                                             const float *scales);
 /* Number of adapters in ctx's set. */
 PLM_API int32_t plm_context_n_adapters(const plm_context *ctx);
+/* Adapter i of ctx's set (borrowed), its scale in *scale (may be NULL); NULL when i is out of range. */
+PLM_API plm_adapter *plm_context_adapter(const plm_context *ctx, int32_t i, float *scale);
 
 /* --------------------------------------------------------------- grammar */
 
