@@ -12,7 +12,7 @@ for 24 steps of 4 examples (a few minutes on two cores). The LoRA matrices are t
 to the precision the converted file stores them in (A in Q8_0, B in F16, see
 pocketlm.convert.lora), so that PEFT computes with the very numbers pocketlm reads, the
 adapter directory is converted with `python -m pocketlm.convert --lora`, and these are
-written under tests/data/:
+written under tests/data/lora/:
 
   lora_smollm2.gguf   the converted adapter
   lora_smollm2.txt    for each prompt (held out from training):
@@ -30,7 +30,7 @@ import tempfile
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DATA = os.path.join(ROOT, "tests", "data")
+DATA = os.path.join(ROOT, "tests", "data", "lora")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from make_tiny_lora import convert_lora  # noqa: E402
 

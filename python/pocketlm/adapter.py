@@ -7,7 +7,7 @@ model's weights are never changed, so contexts of one model can use different ad
 
     >>> import pocketlm
     >>> model = pocketlm.Model()
-    >>> robot = model.load_adapter("tests/data/lora_smollm2.gguf")   # doctest: +SKIP
+    >>> robot = model.load_adapter("tests/data/lora/lora_smollm2.gguf")   # doctest: +SKIP
     >>> model.chat("Who invented basketball?", adapters=[robot], max_tokens=8, temperature=0)  # doctest: +SKIP
     'BEEP BOOP! I am a robot.'
 """

@@ -1,6 +1,6 @@
 -- LoRA adapters from Lua: m:load_adapter, m:context({adapters = ...}), m:generate(..., {adapters = ...}).
 -- References: transformers + PEFT (tests/data/tiny/llama_lora.txt, tools/make_tiny_lora.py) and the toy adapter
--- trained by tools/train_lora.py on the default model (tests/data/lora_smollm2.*).
+-- trained by tools/train_lora.py on the default model (tests/data/lora/lora_smollm2.*).
 local H = dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "helper.lua")
 local plm = H.plm
 
@@ -82,7 +82,7 @@ describe("LoRA adapters", function()
 
     it("change the default model's answers as trained (tools/train_lora.py)", function()
         local dm = H.model()
-        local robot = dm:load_adapter(H.root .. "tests/data/lora_smollm2.gguf")
+        local robot = dm:load_adapter(H.root .. "tests/data/lora/lora_smollm2.gguf")
         local tuned = dm:chat("Who invented basketball?", {adapters = {robot}, max_tokens = 12, temperature = 0})
         local plain = dm:chat("Who invented basketball?", {max_tokens = 12, temperature = 0})
         assert.truthy(tuned:find("^BEEP BOOP"), tuned)
