@@ -33,7 +33,7 @@ void plm_adapter_free(plm_adapter *a) {
     if (!a) return;
     for (int32_t i = 0; i < a->n_pairs; i++) {
         free(a->pairs[i].a);
-        free(a->pairs[i].b);
+        free(a->pairs[i].bt);
     }
     free(a->pairs);
     free(a->by_tensor);
@@ -134,7 +134,16 @@ static plm_status load_pair(const plm_model *m, const plm_gguf *g, const plm_ggu
     p->rank = (int32_t)rank;
     p->n_in = base->ne[0];
     p->n_out = base->ne[1];
-    if ((st = read_matrix(g, ta, &p->a)) || (st = read_matrix(g, tb, &p->b))) return st;
+    float *b = NULL;
+    if ((st = read_matrix(g, ta, &p->a)) || (st = read_matrix(g, tb, &b))) return st;
+    p->bt = malloc((size_t)rank * (size_t)p->n_out * sizeof(float));
+    if (!p->bt) {
+        free(b);
+        return plm_fail(PLM_ERR_OOM, "out of memory for adapter tensor '%s'", tb->name);
+    }
+    for (int64_t r = 0; r < p->n_out; r++)
+        for (int64_t k = 0; k < rank; k++) p->bt[k * p->n_out + r] = b[r * rank + k];
+    free(b);
     return PLM_OK;
 }
 
@@ -198,7 +207,7 @@ plm_status plm_adapter_load(const plm_model *model, const char *path, plm_adapte
         a->max_rank = PLM_MAX(a->max_rank, p->rank);
         id = fnv1a(id, base_name, base_len + 1);
         id = fnv1a(id, p->a, (size_t)p->rank * (size_t)p->n_in * sizeof(float));
-        id = fnv1a(id, p->b, (size_t)p->rank * (size_t)p->n_out * sizeof(float));
+        id = fnv1a(id, p->bt, (size_t)p->rank * (size_t)p->n_out * sizeof(float));
     }
     if (a->n_pairs == 0) {
         st = plm_fail(PLM_ERR_FORMAT, "%s: the adapter has no lora_a/lora_b tensors", g->path);

@@ -3,7 +3,7 @@
  * matrix-product driver (matmul.c) reads to add an adapter's delta.
  *
  * An adapter targets some of a model's projection tensors; for each, it holds
- * A (rank, n_in) and B (n_out, rank) as floats, and a context applies
+ * A (rank, n_in) and B (n_out, rank, stored transposed) as floats, and a context applies
  *   y = W x + scale * B (A x)
  * on top of the base product, row by row, without touching W.
  */
@@ -17,8 +17,9 @@ typedef struct plm_lora_pair {
     const plm_gguf_tensor *base; /* the model's tensor (all its rows, when weights are views of it) */
     int32_t rank;
     int64_t n_in, n_out;         /* the base tensor's row length and rows */
-    float *a;                    /* (rank, n_in) */
-    float *b;                    /* (n_out, rank) */
+    float *a;                    /* (rank, n_in) A */
+    float *bt;                   /* (rank, n_out) B transposed: the delta of an output row range is a few
+                                  * contiguous runs, added as out += (scale u_k) * bt_k for each k */
 } plm_lora_pair;
 
 struct plm_adapter {

@@ -13,8 +13,9 @@
  * entry. When the context has adapters (lora.c), each weight an adapter targets
  * gets its delta scale * B (A x) added to its own output rows by the thread
  * that computed them, after A x was computed for every token in a pass of its
- * own; both are F32 dot products of one row each, so a token's result does not
- * depend on the batch around it or on the number of threads.
+ * own (F32 dot products of one row each); the delta of a row is a sum over the
+ * rank in a fixed order, so a token's result does not depend on the batch
+ * around it or on the number of threads.
  * The kernel table is the one chosen at start-up (kernels/dispatch.c);
  * the architectures' graphs are forward.c's and models/'.
  */
@@ -22,6 +23,7 @@
 #include "lora.h"
 
 #include <math.h>
+#include <string.h>
 
 void plm_split_range(int64_t n, int ith, int nth, int64_t *a, int64_t *b) {
     int64_t per = (n + nth - 1) / nth;
@@ -43,7 +45,8 @@ void plm_rmsnorm_row(float *out, const float *x, const float *w, int64_t n, floa
 /* One adapter's update of one weight of a product: out_t += scale * B u_t, u_t = A x_t. */
 typedef struct lora_term {
     const float *a;   /* (rank, n_in) */
-    const float *b;   /* (the weight's n_out, rank): B from the weight's first row (row0 of a view) */
+    const float *bt;  /* (rank, ldb) B transposed, from the weight's first row (row0 of a view) */
+    int64_t ldb;
     const float *x;   /* (T, ldx) the product's input (normalized when the product normalizes) */
     int64_t ldx, n_in;
     int32_t rank;
@@ -68,6 +71,33 @@ typedef struct matmul_job {
     const lora_term *lora;
     int first[PLM_LINEAR_MAX_WEIGHTS + 1];
 } matmul_job;
+
+/* Rows [r0, r1) of out_t += scale * B u_t for every token: for k = 0..rank-1 in
+ * order, out[r] += (scale u_t[k]) bt[k][r], the same sum for a row whatever
+ * the batch or the rows' split across threads. Four rows at a time in a
+ * generic vector type (SSE on x86-64, NEON on ARM), with the scalar's exact
+ * operations per element. */
+typedef float lora_v4 __attribute__((vector_size(16)));
+
+static void lora_delta(const lora_term *L, float *out, int64_t ldo, int32_t T, int64_t r0, int64_t r1) {
+    for (int32_t t = 0; t < T; t++) {
+        float *o = out + (int64_t)t * ldo;
+        const float *u = L->u + (int64_t)t * L->rank;
+        for (int32_t k = 0; k < L->rank; k++) {
+            const float c = L->scale * u[k];
+            const float *bt = L->bt + (int64_t)k * L->ldb;
+            int64_t r = r0;
+            for (; r + 4 <= r1; r += 4) {
+                lora_v4 ov, bv;
+                memcpy(&ov, o + r, sizeof ov);
+                memcpy(&bv, bt + r, sizeof bv);
+                ov += c * bv;
+                memcpy(o + r, &ov, sizeof ov);
+            }
+            for (; r < r1; r++) o[r] += c * bt[r];
+        }
+    }
+}
 
 #define ROW_BLOCK 16   /* weight rows kept hot while the tokens pass over them */
 #define ACT_BLOCK 65536 /* bytes of activations per pass over a row block (stays in L2) */
@@ -116,15 +146,7 @@ static void matmul_worker(void *arg, int ith, int nth) {
                 }
             }
         }
-        const plm_vec_dot_fn fdot = job->kern->vec_dot[PLM_TYPE_F32];
-        for (int k = job->first[j]; k < job->first[j + 1]; k++) {
-            const lora_term *L = &job->lora[k];
-            for (int32_t t = 0; t < job->T; t++) {
-                float *o = out + (int64_t)t * ldo;
-                const float *u = L->u + (int64_t)t * L->rank;
-                for (int64_t r = a; r < b; r++) o[r] += L->scale * fdot(L->rank, L->b + r * L->rank, u);
-            }
-        }
+        for (int k = job->first[j]; k < job->first[j + 1]; k++) lora_delta(&job->lora[k], out, ldo, job->T, a, b);
     }
 }
 
@@ -214,7 +236,7 @@ static void lora_terms(plm_context *ctx, int n_w, const plm_weight *const *w, co
             const plm_adapter_use *au = &ctx->adapters[i];
             const plm_lora_pair *p = plm_lora_find(au->a, w[j]);
             if (!p) continue;
-            terms[n++] = (lora_term){.a = p->a, .b = p->b + w[j]->row0 * p->rank, .x = x, .ldx = ldx, .n_in = p->n_in,
+            terms[n++] = (lora_term){.a = p->a, .bt = p->bt + w[j]->row0, .ldb = p->n_out, .x = x, .ldx = ldx, .n_in = p->n_in,
                                      .rank = p->rank, .scale = plm_lora_scale(au->a, p, au->scale), .u = u};
             u += (int64_t)T * p->rank;
             items += p->rank;
