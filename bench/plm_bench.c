@@ -14,7 +14,10 @@
  * process identical tokens. Comparing, tabulating and alternating the engines is
  * bench/run.py's job.
  *
- *   build/plm-bench [-m FILE] [-t THREADS] [-p 512] [-n 128] [-r 3]
+ *   build/plm-bench [-m FILE] [-a ADAPTER] [-t THREADS] [-p 512] [-n 128] [-r 3]
+ *
+ * -a applies a LoRA adapter (GGUF) to the context, to measure what it costs
+ * (tools/make_bench_lora.py writes a random one of any rank).
  */
 #include "pocketlm.h"
 
@@ -39,6 +42,7 @@ enum {
 
 typedef struct bench_opts {
     const char *model;
+    const char *adapter;
     int n_threads;
     int n_prompt;
     int n_gen;
@@ -146,8 +150,9 @@ static int parse_int(const char *flag, const char *s, int min, int *out) {
 }
 
 static const char *USAGE =
-    "usage: plm-bench [-m FILE] [-t THREADS] [-p PROMPT_TOKENS] [-n GEN_TOKENS] [-r REPS]\n"
+    "usage: plm-bench [-m FILE] [-a ADAPTER] [-t THREADS] [-p PROMPT_TOKENS] [-n GEN_TOKENS] [-r REPS]\n"
     "  -m FILE     GGUF model (default: the default model, see `pocketlm info`)\n"
+    "  -a ADAPTER  a GGUF LoRA adapter applied at scale 1 (default: none)\n"
     "  -t THREADS  worker threads (default 2)\n"
     "  -p N        prompt-processing batch size in tokens (default 512)\n"
     "  -n N        tokens generated one at a time (default 128)\n"
@@ -168,6 +173,7 @@ static int parse_args(int argc, char **argv, bench_opts *o) {
         const char *v = argv[++i];
         int bad = 0;
         if (!strcmp(a, "-m")) o->model = v;
+        else if (!strcmp(a, "-a")) o->adapter = v;
         else if (!strcmp(a, "-t")) bad = parse_int(a, v, 1, &o->n_threads);
         else if (!strcmp(a, "-p")) bad = parse_int(a, v, 1, &o->n_prompt);
         else if (!strcmp(a, "-n")) bad = parse_int(a, v, 1, &o->n_gen);
@@ -182,13 +188,14 @@ static int parse_args(int argc, char **argv, bench_opts *o) {
 }
 
 int main(int argc, char **argv) {
-    bench_opts o = {.model = NULL, .n_threads = 2, .n_prompt = 512, .n_gen = 128, .n_rep = 3};
+    bench_opts o = {.model = NULL, .adapter = NULL, .n_threads = 2, .n_prompt = 512, .n_gen = 128, .n_rep = 3};
     int r = parse_args(argc, argv, &o);
     if (r) return r == 2 ? 0 : 2;
 
     const double rss_before_load = peak_rss_mib();
     plm_model *model = NULL;
     plm_context *ctx = NULL;
+    plm_adapter *adapter = NULL;
     plm_token *tokens = NULL;
     double *pp = NULL, *tg = NULL, *ttft = NULL;
     plm_token shown[N_SHOW] = {0}, first = -1;
@@ -216,6 +223,11 @@ int main(int argc, char **argv) {
     cp.n_threads = o.n_threads;
     if ((st = plm_context_create(model, &cp, &ctx))) {
         rc = fail(st, "creating the context");
+        goto out;
+    }
+    if (o.adapter && ((st = plm_adapter_load(model, o.adapter, &adapter)) ||
+                      (st = plm_context_set_adapters(ctx, 1, &adapter, NULL)))) {
+        rc = fail(st, "loading the adapter");
         goto out;
     }
 
@@ -282,6 +294,12 @@ int main(int argc, char **argv) {
            plm_kernels_name());
     printf("\"model\": ");
     print_json_string(info.path);
+    if (adapter) {
+        printf(", \"adapter\": ");
+        print_json_string(o.adapter);
+        printf(", \"adapter_rank\": %d, \"adapter_targets\": %d", plm_adapter_rank(adapter),
+               plm_adapter_n_targets(adapter));
+    }
     printf(", \"model_bytes\": %llu, \"n_threads\": %d, ", (unsigned long long)info.n_bytes,
            plm_context_n_threads(ctx));
     printf("\"n_prompt\": %d, \"n_gen\": %d, \"n_rep\": %d, \"n_ctx\": %d, \"n_batch\": %d, ", o.n_prompt,
@@ -303,6 +321,7 @@ out:
     free(tg);
     free(ttft);
     plm_context_free(ctx);
+    plm_adapter_free(adapter);
     plm_model_free(model);
     return rc;
 }

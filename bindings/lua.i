@@ -958,6 +958,7 @@ PLMLUA_HANDLE_IN(plm_batch_gen, "BatchGen")
 PLMLUA_HANDLE_IN(plm_grammar, "Grammar")
 PLMLUA_HANDLE_IN(plm_jobs, "Jobs")
 PLMLUA_HANDLE_IN(plm_job, "Job")
+PLMLUA_HANDLE_IN(plm_adapter, "Adapter")
 
 /* ------------------------------------------------------------- outputs */
 
@@ -979,6 +980,7 @@ PLMLUA_HANDLE_OUT(plm_batch_gen, 1)
 PLMLUA_HANDLE_OUT(plm_grammar, 0)
 PLMLUA_HANDLE_OUT(plm_jobs, 1) /* pins its model */
 PLMLUA_HANDLE_OUT(plm_job, 1)  /* pins its runner */
+PLMLUA_HANDLE_OUT(plm_adapter, 1)
 
 /* A malloc'd token array becomes an int32 view that owns it (no copy). The
  * view is made before the call (in "check": after SWIG has counted the

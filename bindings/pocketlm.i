@@ -108,6 +108,7 @@ static const char *plmb_error_message(void) {
 %rename(Sampler) plm_sampler;
 %rename(Generator) plm_generator;
 %rename(Grammar) plm_grammar;
+%rename(Adapter) plm_adapter;
 %rename(ModelParams) plm_model_params;
 %rename(ContextParams) plm_context_params;
 %rename(SamplerParams) plm_sampler_params;
@@ -118,6 +119,10 @@ static const char *plmb_error_message(void) {
 /* Freed by the handle destructors, or replaced by a plmb_ helper below. */
 %ignore plm_model_free;
 %ignore plm_context_free;
+%ignore plm_adapter_free;
+/* A context's adapter set is changed through plmb_context_add_adapter (no arrays of handles cross). */
+%ignore plm_context_set_adapters;
+%ignore plm_context_adapter;
 %ignore plm_sampler_free;
 %ignore plm_generator_free;
 %ignore plm_free;
@@ -226,6 +231,9 @@ struct plm_batch_gen {};
 %nodefaultctor plm_grammar;
 struct plm_grammar {};
 %extend plm_grammar { ~plm_grammar() { plm_grammar_free($self); } }
+%nodefaultctor plm_adapter;
+struct plm_adapter {};
+%extend plm_adapter { ~plm_adapter() { plm_adapter_free($self); } }
 struct plm_model {};
 struct plm_context {};
 struct plm_sampler {};
@@ -441,6 +449,22 @@ plm_status plmb_kv_seq_tokens(const plm_context *ctx, int32_t seq, plm_token **o
 
 /* Writes the context's state into the caller's buffer, whose size must be
  * plm_context_state_size(ctx) exactly. */
+/* Removes every adapter of ctx's set. */
+plm_status plmb_context_clear_adapters(plm_context *ctx) { return plm_context_set_adapters(ctx, 0, NULL, NULL); }
+
+/* Appends adapter at scale to ctx's set (the binding keeps the adapter alive while it is in the set). */
+plm_status plmb_context_add_adapter(plm_context *ctx, plm_adapter *adapter, float scale) {
+    if (!ctx || !adapter) return plmb_fail(PLM_ERR_ARG, "context_add_adapter: NULL argument");
+    plm_adapter *list[PLM_N_ADAPTERS_MAX];
+    float scales[PLM_N_ADAPTERS_MAX];
+    int32_t n = plm_context_n_adapters(ctx);
+    if (n >= PLM_N_ADAPTERS_MAX) return plmb_fail(PLM_ERR_ARG, "a context applies at most 16 adapters");
+    for (int32_t i = 0; i < n; i++) list[i] = plm_context_adapter(ctx, i, &scales[i]);
+    list[n] = adapter;
+    scales[n] = scale;
+    return plm_context_set_adapters(ctx, n + 1, list, scales);
+}
+
 plm_status plmb_context_state_save(const plm_context *ctx, void *out_data, size_t out_size) {
     size_t n = 0;
     plm_status st = plm_context_state_save(ctx, out_data, out_size, &n);

@@ -584,6 +584,7 @@ PLMPY_HANDLE_OUT(plm_sampler)
 PLMPY_HANDLE_OUT(plm_generator)
 PLMPY_HANDLE_OUT(plm_batch_gen)
 PLMPY_HANDLE_OUT(plm_grammar)
+PLMPY_HANDLE_OUT(plm_adapter)
 
 %typemap(in, numinputs=0) (plm_token **out_tokens, int32_t *out_n) (plm_token *toks = NULL, int32_t n = 0) {
     $1 = &toks;

@@ -66,6 +66,13 @@ struct plm_context {
 
     plm_abort_fn abort_fn;
     void *abort_user;
+
+    /* LoRA adapters applied to this context's products (lora.c); the model
+     * itself is shared and never changed by them */
+    struct plm_adapter_use *adapters; /* (n_adapters) borrowed adapters with their scales */
+    int32_t n_adapters;
+    uint32_t adapters_id;  /* fingerprint of the set (adapters and scales) for saved states; 0 = none */
+    float *lora_u;         /* (n_batch, PLM_LINEAR_MAX_WEIGHTS * sum of the adapters' largest ranks) A x */
 };
 
 plm_status plm_kv_init(plm_kv *kv, const plm_hparams *hp, int32_t n_ctx);

@@ -161,6 +161,8 @@ void plm_context_free(plm_context *ctx) {
     free(ctx->attn_blk);
     plm_afree(ctx->logits);
     free(ctx->logits_idx);
+    free(ctx->adapters);
+    plm_afree(ctx->lora_u);
     free(ctx);
 }
 

@@ -59,6 +59,31 @@ plm_status plm_default_model_path(char *buf, size_t cap) {
     return PLM_OK;
 }
 
+static const char *const ROLE_NAMES[PLM_ROLE_COUNT] = {
+    [PLM_ROLE_Q] = "attn_q", [PLM_ROLE_K] = "attn_k", [PLM_ROLE_V] = "attn_v", [PLM_ROLE_QKV] = "attn_qkv",
+    [PLM_ROLE_O] = "attn_output", [PLM_ROLE_GATE] = "ffn_gate", [PLM_ROLE_UP] = "ffn_up", [PLM_ROLE_DOWN] = "ffn_down",
+};
+
+const char *plm_role_name(plm_role r) { return r > PLM_ROLE_NONE && r < PLM_ROLE_COUNT ? ROLE_NAMES[r] : NULL; }
+
+/* "blk.<il>.<role>.weight" -> layer and role; anything else is (-1, NONE). */
+static void weight_place(const char *name, int32_t *layer, plm_role *role) {
+    *layer = -1;
+    *role = PLM_ROLE_NONE;
+    unsigned il;
+    int n = 0;
+    if (sscanf(name, "blk.%u.%n", &il, &n) != 1 || n == 0 || il > 1u << 20) return;
+    const char *rest = name + n;
+    for (int r = PLM_ROLE_NONE + 1; r < PLM_ROLE_COUNT; r++) {
+        size_t len = strlen(ROLE_NAMES[r]);
+        if (strncmp(rest, ROLE_NAMES[r], len) == 0 && strcmp(rest + len, ".weight") == 0) {
+            *layer = (int32_t)il;
+            *role = (plm_role)r;
+            return;
+        }
+    }
+}
+
 plm_status plm_model_bind(plm_model *m, const char *name, int64_t n_in, int64_t n_out, bool required, plm_weight *w) {
     memset(w, 0, sizeof(*w));
     const plm_gguf_tensor *t = plm_gguf_tensor_find(m->g, name);
@@ -78,6 +103,7 @@ plm_status plm_model_bind(plm_model *m, const char *name, int64_t n_in, int64_t 
     w->n_in = n_in;
     w->n_out = n_out;
     w->row_bytes = plm_type_row_size(w->type, n_in);
+    weight_place(name, &w->layer, &w->role);
     return PLM_OK;
 }
 
@@ -126,6 +152,7 @@ plm_weight plm_weight_rows(const plm_weight *w, int64_t r0, int64_t n) {
     plm_weight v = *w;
     v.data = (const uint8_t *)w->data + (size_t)r0 * w->row_bytes;
     v.n_out = n;
+    v.row0 = w->row0 + r0;
     return v;
 }
 

@@ -14,8 +14,22 @@
 #include "quant.h"
 #include "tokenizer/tokenizer.h"
 
+/* What a layer's weight projects: the part of "blk.<il>.<role>.weight" its
+ * tensor's name gives (plm_model_bind reads it). Adapters (lora.c) name their
+ * targets the same way. */
+typedef enum plm_role {
+    PLM_ROLE_NONE = 0, /* not a layer's projection (token_embd, output, a family's own) */
+    PLM_ROLE_Q, PLM_ROLE_K, PLM_ROLE_V, PLM_ROLE_QKV, PLM_ROLE_O,
+    PLM_ROLE_GATE, PLM_ROLE_UP, PLM_ROLE_DOWN,
+    PLM_ROLE_COUNT
+} plm_role;
+
+/* "attn_q", ...: the tensor name part of a role; NULL for PLM_ROLE_NONE. */
+const char *plm_role_name(plm_role r);
+
 /* A weight matrix W (n_out rows of n_in elements) in its file block format. A
- * weight may be a view of some rows of a fused tensor (Phi-3's attn_qkv). */
+ * weight may be a view of some rows of a fused tensor (Phi-3's attn_qkv): rows
+ * [row0, row0 + n_out) of t. */
 typedef struct plm_weight {
     const plm_gguf_tensor *t;
     const void *data;  /* first row */
@@ -23,6 +37,9 @@ typedef struct plm_weight {
     int64_t n_in;      /* ne[0]: row length */
     int64_t n_out;     /* rows */
     size_t row_bytes;
+    int64_t row0;      /* first row of t this weight covers (views), else 0 */
+    int32_t layer;     /* the block it belongs to, -1 for none */
+    plm_role role;     /* what it projects, from t's name */
 } plm_weight;
 
 /* One block. Optional parts are NULL (vectors) or have t == NULL (weights). */

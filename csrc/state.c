@@ -2,7 +2,8 @@
  * state.c — saving and restoring a context's state, and reading a sequence's
  * token history.
  *
- * Owns the state format: a header (magic, version, the model's shape), the
+ * Owns the state format: a header (magic, version, the model's shape, the
+ * fingerprint of the adapter set the keys and values were computed with), the
  * cells in use (position, sequence mask, token, then each layer's F16 key and
  * value rows) and the last decode's logits rows. Loading treats the buffer as
  * untrusted: every count and field is checked before the context is touched.
@@ -22,7 +23,7 @@ typedef struct state_header {
     uint32_t n_cells;      /* cells saved */
     uint32_t n_logits;     /* logits rows saved */
     uint32_t last_batch_n; /* entries of the batch those rows came from */
-    uint32_t reserved;
+    uint32_t adapters;     /* the context's adapters_id (lora.c): 0 = no adapters */
 } state_header;
 
 static size_t cell_bytes(const plm_context *ctx) {
@@ -51,7 +52,7 @@ plm_status plm_context_state_save(const plm_context *ctx, void *buf, size_t cap,
     const plm_hparams *hp = &ctx->model->hp;
     state_header h = {STATE_MAGIC, STATE_VERSION, (uint32_t)hp->n_layer, (uint32_t)kv->kv_dim, (uint32_t)hp->n_vocab,
                       (uint32_t)ctx->params.n_seq_max, (uint32_t)kv->used, (uint32_t)ctx->n_logits,
-                      (uint32_t)ctx->last_batch_n, 0};
+                      (uint32_t)ctx->last_batch_n, ctx->adapters_id};
     uint8_t *p = buf;
     put(&p, &h, sizeof h);
     const size_t row = (size_t)kv->kv_dim * sizeof(plm_f16);
@@ -82,6 +83,11 @@ plm_status plm_context_state_load(plm_context *ctx, const void *buf, size_t len)
         return plm_fail(PLM_ERR_FORMAT, "state: not a pocketlm state (bad magic or version %u)", h.version);
     if (h.n_layer != (uint32_t)hp->n_layer || h.kv_dim != (uint32_t)kv->kv_dim || h.n_vocab != (uint32_t)hp->n_vocab)
         return plm_fail(PLM_ERR_FORMAT, "state: saved for another model (%u layers, kv %u, vocab %u)", h.n_layer, h.kv_dim, h.n_vocab);
+    if (h.adapters != ctx->adapters_id)
+        return plm_fail(PLM_ERR_FORMAT, "state: saved with %s, but this context has %s (%d); set the same adapters "
+                        "at the same scales (plm_context_set_adapters) before loading it",
+                        h.adapters ? "LoRA adapters" : "no adapters",
+                        ctx->n_adapters ? "a different adapter set" : "none", ctx->n_adapters);
     if (h.n_cells > (uint32_t)kv->n_ctx)
         return plm_fail(PLM_ERR_CONTEXT_FULL, "state: %u cells do not fit a context of %d", h.n_cells, kv->n_ctx);
     if (h.n_logits > h.last_batch_n || h.last_batch_n > (1u << 24))

@@ -372,7 +372,7 @@ local Context = {}
 Context.__index = Context
 M.Context = Context
 
-local CONTEXT_ALLOWED = keyset({"n_ctx", "n_threads", "n_batch", "n_seq_max", "memory_budget"})
+local CONTEXT_ALLOWED = keyset({"n_ctx", "n_threads", "n_batch", "n_seq_max", "memory_budget", "adapters"})
 
 local function default_threads()
     local env = tonumber(os.getenv("POCKETLM_THREADS") or "")
@@ -394,6 +394,7 @@ local function new_context(model, opts, what)
         _active = setmetatable({}, {__mode = "v"}), -- the running generator, if any
     }, Context)
     model._contexts[ctx] = true
+    if opts.adapters ~= nil then ctx:set_adapters(opts.adapters) end
     return ctx
 end
 
@@ -584,6 +585,47 @@ function Context:classify(text, labels, opts) return self.model:classify(text, l
 function Context:embed(texts, opts) return self.model:embed(texts, opts, self) end
 
 --- ctx:close(): frees the context now (ending its generation, if any). Idempotent.
+--- ctx:set_adapters(list) — the LoRA adapters applied from now on: a list of adapters (m:load_adapter) or
+-- {adapter, scale} pairs (scale 1 by default); nil or {} for none. When the set changes the cache is emptied
+-- (it was computed with the former set). An adapter of another model, a scale that is not a finite number or
+-- more than 16 adapters raise an error and leave the set as it was.
+function Context:set_adapters(list)
+    if list ~= nil and type(list) ~= "table" then fail("adapters must be a list, got " .. type(list)) end
+    if getmetatable(list) == M.Adapter then list = {list} end
+    local pairs_ = {}
+    for i, item in ipairs(list or {}) do
+        local a, scale = item, 1.0
+        if getmetatable(item) ~= M.Adapter then
+            if type(item) ~= "table" or getmetatable(item[1]) ~= M.Adapter then
+                fail(("adapters[%d]: expected an adapter or {adapter, scale}, got %s"):format(i, describe(item)))
+            end
+            a, scale = item[1], item[2] == nil and 1.0 or item[2]
+        end
+        if math.type(scale) == nil or scale ~= scale or scale == math.huge or scale == -math.huge then
+            fail(("adapters[%d]: the scale must be a finite number, got %s"):format(i, describe(scale)))
+        end
+        if a.model ~= self.model then fail(("adapters[%d] was loaded for another model"):format(i)) end
+        pairs_[i] = {a, scale + 0.0}
+    end
+    if #pairs_ > 16 then fail(("%d adapters given; a context applies at most 16"):format(#pairs_)) end
+    local old = self._adapters or {}
+    local same = #old == #pairs_
+    for i = 1, #pairs_ do same = same and old[i][1] == pairs_[i][1] and old[i][2] == pairs_[i][2] end
+    if same then return end
+    local h = self:_idle()
+    core.context_clear_adapters(h)
+    for _, p in ipairs(pairs_) do core.context_add_adapter(h, p[1]:_handle(), p[2]) end
+    self._adapters = pairs_   -- keeps the adapters alive while the C context uses them
+    core.kv_clear(h)
+end
+
+--- ctx:adapters() -> a list of {adapter, scale}.
+function Context:adapters()
+    local out = {}
+    for i, p in ipairs(self._adapters or {}) do out[i] = {p[1], p[2]} end
+    return out
+end
+
 function Context:close()
     local g = self._active[1]
     if g then g:_finish("cancelled") end
@@ -642,10 +684,33 @@ function Model:_handle()
     return self._h
 end
 
+--- A LoRA adapter loaded for one model (m:load_adapter); contexts apply it (opts.adapters, ctx:set_adapters).
+local Adapter = {}
+Adapter.__index = Adapter
+M.Adapter = Adapter
+
+--- m:load_adapter(path) -> Adapter: a GGUF LoRA adapter (llama.cpp's layout; `python -m pocketlm.convert --lora`
+-- makes one from a PEFT directory) for this model. A file that does not fit the model (architecture, tensor
+-- names or shapes) raises an error naming what differs.
+function Model:load_adapter(path)
+    if type(path) ~= "string" then fail("load_adapter: path must be a string, got " .. type(path)) end
+    return setmetatable({model = self, path = path, _h = core.adapter_load(self:_handle(), path)}, Adapter)
+end
+
+function Adapter:_handle()
+    if core.is_closed(self._h) then fail("the Adapter is closed") end
+    return self._h
+end
+--- a:rank(), a:alpha() (0 when the file has none), a:n_targets() (matrices it changes)
+function Adapter:rank() return core.adapter_rank(self:_handle()) end
+function Adapter:alpha() return core.adapter_alpha(self:_handle()) end
+function Adapter:n_targets() return core.adapter_n_targets(self:_handle()) end
+function Adapter:__tostring() return ("pocketlm.Adapter(%s)"):format(self.path) end
+
 --- m:context(opts) -> a new Context. opts: n_ctx, n_threads (defaults from load), n_batch (512),
 -- n_seq_max (8: how many sequences it holds at once), memory_budget (bytes the context may allocate,
 -- checked before allocating: a larger one is a PLM_ERR_OOM error naming both figures; 0, the default:
--- the machine's memory).
+-- the machine's memory), adapters (LoRA adapters it applies: see Context:set_adapters).
 function Model:context(opts)
     self:_handle()
     return new_context(self, opts, "context")
@@ -741,15 +806,29 @@ function Model:_chat_prompt(messages, opts)
 end
 
 --- m:generate(prompt, opts) -> text, reason — see Context:start for opts (runs on the model's own context).
-function Model:generate(prompt, opts) return self:_gen_context():generate(prompt, opts) end
+-- The generation context with opts.adapters applied (none when absent), and opts without that key.
+function Model:_gen_with(opts)
+    local ctx = self:_gen_context()
+    if type(opts) ~= "table" or opts.adapters == nil then
+        ctx:set_adapters(nil)
+        return ctx, opts
+    end
+    local rest = {}
+    for k, v in pairs(opts) do if k ~= "adapters" then rest[k] = v end end
+    ctx:set_adapters(opts.adapters)
+    return ctx, rest
+end
+
+--- The calls below take opts.adapters too: LoRA adapters applied for this call (see Context:set_adapters).
+function Model:generate(prompt, opts) local c, o = self:_gen_with(opts); return c:generate(prompt, o) end
 --- for piece in m:stream(prompt, opts) do ... end
-function Model:stream(prompt, opts) return self:_gen_context():stream(prompt, opts) end
+function Model:stream(prompt, opts) local c, o = self:_gen_with(opts); return c:stream(prompt, o) end
 --- m:start(prompt, opts) -> Generator (step-wise; see Generator:step)
-function Model:start(prompt, opts) return self:_gen_context():start(prompt, opts) end
+function Model:start(prompt, opts) local c, o = self:_gen_with(opts); return c:start(prompt, o) end
 --- m:chat(messages, opts) -> reply, reason
-function Model:chat(messages, opts) return self:_gen_context():chat(messages, opts) end
+function Model:chat(messages, opts) local c, o = self:_gen_with(opts); return c:chat(messages, o) end
 --- m:start_chat(messages, opts) -> Generator
-function Model:start_chat(messages, opts) return self:_gen_context():start_chat(messages, opts) end
+function Model:start_chat(messages, opts) local c, o = self:_gen_with(opts); return c:start_chat(messages, o) end
 
 -- ------------------------------------------------------------------- Batch
 

@@ -250,7 +250,9 @@ PLM_API int32_t plm_kv_seq_tokens(const plm_context *ctx, int32_t seq, plm_token
 
 /* Context state: the KV cache cells in use (positions, sequences, tokens, keys
  * and values) and the logits of the last plm_decode. A saved state loads into a
- * context over the same model whose n_ctx and n_seq_max can hold it. */
+ * context over the same model whose n_ctx and n_seq_max can hold it, and whose
+ * adapter set (plm_context_set_adapters: the same adapters at the same scales)
+ * is the one the state was saved with. */
 PLM_API size_t plm_context_state_size(const plm_context *ctx);
 /* Writes the state into buf; *n_out is the size needed (PLM_ERR_BUFFER if cap is smaller). */
 PLM_API plm_status plm_context_state_save(const plm_context *ctx, void *buf, size_t cap, size_t *n_out);
@@ -263,6 +265,51 @@ PLM_API plm_status plm_context_state_load(plm_context *ctx, const void *buf, siz
  * that called plm_decode. */
 typedef int (*plm_abort_fn)(void *user);
 PLM_API void plm_context_set_abort_callback(plm_context *ctx, plm_abort_fn fn, void *user);
+
+/* -------------------------------------------------------------- adapters */
+
+/* A LoRA adapter loaded against one model: for each projection tensor it
+ * targets, low-rank matrices A (rank, n_in) and B (n_out, rank) that a context
+ * applies as y = W x + scale * B (A x), with scale = the context's scale for
+ * the adapter times adapter.lora.alpha / rank. The model's weights are never
+ * changed, so contexts of one model can use different adapters at once. */
+typedef struct plm_adapter plm_adapter;
+
+/* Loads a GGUF LoRA adapter in llama.cpp's layout (general.type = "adapter",
+ * adapter.type = "lora", optional adapter.lora.alpha; tensors "<base>.lora_a"
+ * of shape [n_in, rank] and "<base>.lora_b" of [rank, n_out] in F32, F16 or
+ * Q8_0, where <base> names a layer projection of the model, e.g.
+ * blk.0.attn_q.weight). Its general.architecture must be the model's. A
+ * mismatch of names, shapes or types is PLM_ERR_FORMAT or PLM_ERR_UNSUPPORTED
+ * naming the tensor. The adapter is read into memory (the file is closed).
+ * *out is new: free with plm_adapter_free after every context using it has
+ * been freed or given another set; the model must outlive it. */
+PLM_API plm_status plm_adapter_load(const plm_model *model, const char *path, plm_adapter **out);
+PLM_API void plm_adapter_free(plm_adapter *adapter);
+/* The model it was loaded against, the tensors it targets, its largest rank and its alpha (0 when absent). */
+PLM_API const plm_model *plm_adapter_model(const plm_adapter *adapter);
+PLM_API int32_t plm_adapter_n_targets(const plm_adapter *adapter);
+PLM_API int32_t plm_adapter_rank(const plm_adapter *adapter);
+PLM_API float plm_adapter_alpha(const plm_adapter *adapter);
+
+/* Most adapters one context applies at once. */
+#define PLM_N_ADAPTERS_MAX 16
+
+/* Replaces ctx's adapter set with adapters[0..n) at scales[0..n) (scales NULL:
+ * 1 each); n = 0 removes them all. Each adapter must have been loaded against
+ * ctx's model and is borrowed: it must stay alive while it is in the set.
+ * Keys and values already in the cache were computed with the former set;
+ * plm_kv_clear (or plm_kv_seq_rm) what should be recomputed. A saved state
+ * records the set it was computed with, and plm_context_state_load refuses a
+ * state saved under another set. PLM_ERR_ARG for another model's adapter, a
+ * non-finite scale or n outside [0, PLM_N_ADAPTERS_MAX]; on error the set is
+ * unchanged. */
+PLM_API plm_status plm_context_set_adapters(plm_context *ctx, int32_t n, plm_adapter *const *adapters,
+                                            const float *scales);
+/* Number of adapters in ctx's set. */
+PLM_API int32_t plm_context_n_adapters(const plm_context *ctx);
+/* Adapter i of ctx's set (borrowed), its scale in *scale (may be NULL); NULL when i is out of range. */
+PLM_API plm_adapter *plm_context_adapter(const plm_context *ctx, int32_t i, float *scale);
 
 /* --------------------------------------------------------------- grammar */
 

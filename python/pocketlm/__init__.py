@@ -27,6 +27,7 @@ from . import _core
 from .errors import (CancelledError, ContextFullError, Error, FormatError, InternalError, InvalidArgumentError,
                      ModelFileError, OutOfMemoryError, UnsupportedError)
 from .chat import ChatFormat, detect_format, get_format
+from .adapter import Adapter
 from .batch import Batch, BatchResult
 from .classify import Classification
 from .context import STOP_REASONS, Context, LogitsProcessor, State, Stream
@@ -42,7 +43,7 @@ Buffer = _core.Buffer
 __version__ = _core.version()
 
 __all__ = [
-    "Model", "ModelInfo", "Context", "Stream", "State", "Sampler", "Buffer", "ChatFormat", "LogitsProcessor",
+    "Model", "ModelInfo", "Adapter", "Context", "Stream", "State", "Sampler", "Buffer", "ChatFormat", "LogitsProcessor",
     "Classification", "LinearProbe", "Batch", "BatchResult", "Grammar", "IncompleteOutputError",
     "json_schema_to_gbnf", "STOP_REASONS", "MODELS", "default_model_path", "detect_format", "download", "get_format",
     "kernels_name", "__version__", "Error", "ModelFileError", "FormatError", "UnsupportedError", "OutOfMemoryError",

@@ -211,7 +211,7 @@ class Context:
 
     def __init__(self, model: "Model", *, n_ctx: Optional[int] = None, n_threads: Optional[int] = None,
                  n_batch: Optional[int] = None, n_seq_max: Optional[int] = None,
-                 memory_budget: Optional[int] = None) -> None:
+                 memory_budget: Optional[int] = None, adapters: Optional[Sequence[Any]] = None) -> None:
         p = _core.context_default_params()
         n_ctx = check_n_ctx(n_ctx)
         n_threads = check_n_threads(n_threads)
@@ -249,6 +249,9 @@ class Context:
         self._views: List[weakref.ref] = []   # logits views handed out (Buffers are unhashable: no WeakSet)
         self._rows = 0                      # logits rows the C buffer is known to hold (a lower bound)
         self._last_batch = 0
+        self._adapters: List[Any] = []      # (Adapter, scale) pairs the C context applies (kept alive here)
+        if adapters:
+            self.set_adapters(adapters)
 
     # -- serialization between threads -------------------------------------------------
 
@@ -446,6 +449,38 @@ class Context:
             self._history = array("i")
             self._last_batch = 0
 
+    @property
+    def adapters(self) -> List[Any]:
+        """The LoRA adapters this context applies, as (:class:`~pocketlm.Adapter`, scale) pairs."""
+        return list(self._adapters)
+
+    def set_adapters(self, adapters: Optional[Sequence[Any]]) -> None:
+        """Applies ``adapters`` from now on: :class:`~pocketlm.Adapter` objects (scale 1) or (adapter, scale)
+        pairs, loaded for this context's model (:meth:`pocketlm.Model.load_adapter`); ``None`` or ``[]``: none.
+        When the set changes, the cache is emptied, since what it holds was computed with the former set.
+        Raises :class:`InvalidArgumentError` for another model's adapter, a scale that is not a finite number or
+        more than 16 adapters; the context's set is then unchanged."""
+        from .adapter import check_adapters
+
+        pairs = check_adapters(self.model, adapters)
+        same = [(id(a), s) for a, s in pairs] == [(id(a), s) for a, s in self._adapters]
+        if same:
+            return
+        with self._using() as h:
+            _core.context_clear_adapters(h)
+            try:
+                for a, scale in pairs:
+                    _core.context_add_adapter(h, a._handle, scale)
+            except BaseException:
+                _core.context_clear_adapters(h)
+                for a, scale in self._adapters:
+                    _core.context_add_adapter(h, a._handle, scale)
+                raise
+            self._adapters = pairs
+            _core.kv_clear(h)
+            self._history = array("i")
+            self._last_batch = 0
+
     def save_state(self) -> State:
         """A snapshot of the context for :meth:`load_state`: the KV cache of its tokens and the current logits
         (copied out of C memory into a :class:`State`; its size is :attr:`State.nbytes`)."""
@@ -456,8 +491,9 @@ class Context:
 
     def load_state(self, state: State) -> None:
         """Makes the context hold ``state``: its cache (nothing is re-evaluated) and its logits. The state may
-        come from another Context of the same model. Raises :class:`FormatError` for a damaged state or one of
-        another model, :class:`ContextFullError` if it does not fit; the context is then unchanged."""
+        come from another Context of the same model with the same adapters. Raises :class:`FormatError` for a
+        damaged state, one of another model or one computed with other adapters, :class:`ContextFullError` if it
+        does not fit; the context is then unchanged."""
         if not isinstance(state, State):
             raise TypeError(f"expected a pocketlm.State, got {type(state).__name__}")
         rows = int(state.n_logits)

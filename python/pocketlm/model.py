@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Literal, Optional, Sequence, Tuple, Union, overload
 
 from . import _core
+from .adapter import Adapter, AdapterSpec
 from . import classify as _classify
 from . import grammar as _grammar
 from .chat import ChatFormat, Message, apply_model_template, detect_format, model_stops
@@ -182,16 +183,23 @@ class Model:
 
     # -- contexts and generation -------------------------------------------------------------
 
+    def load_adapter(self, path: Union[str, "os.PathLike[str]"]) -> Adapter:
+        """Loads the GGUF LoRA adapter at ``path`` for this model (see :mod:`pocketlm.adapter`); apply it with
+        ``model.context(adapters=[adapter])``, ``[(adapter, scale)]``, or ``generate(..., adapters=[adapter])``.
+        Raises :class:`FormatError` if it is not an adapter for this model (the message names what differs)."""
+        return Adapter(self, path)
+
     def context(self, *, n_ctx: Optional[int] = None, n_threads: Optional[int] = None,
                 n_batch: Optional[int] = None, n_seq_max: Optional[int] = None,
-                memory_budget: Optional[int] = None) -> Context:
+                memory_budget: Optional[int] = None, adapters: Optional[Sequence[AdapterSpec]] = None) -> Context:
         """A new :class:`Context` on this model (defaults from the Model's ``n_ctx`` and ``n_threads``;
         ``n_seq_max``: sequences it can hold at once, default 8, which is how many labels or texts
         :meth:`classify` and :meth:`embed` put in one batched decode, less one for classification;
         ``memory_budget``: most bytes it may allocate, else :class:`OutOfMemoryError` before allocating,
-        default the machine's memory)."""
+        default the machine's memory; ``adapters``: LoRA adapters it applies, each an :class:`Adapter` or an
+        ``(Adapter, scale)`` pair, see :meth:`Context.set_adapters`)."""
         return Context(self, n_ctx=n_ctx, n_threads=n_threads, n_batch=n_batch, n_seq_max=n_seq_max,
-                       memory_budget=memory_budget)
+                       memory_budget=memory_budget, adapters=adapters)
 
     def _default_context(self) -> Context:
         with self._ctx_lock:
@@ -216,7 +224,8 @@ class Model:
                logit_bias: Optional[LogitBias] = None, logits_processor: Optional[LogitsProcessor] = None,
                ignore_eos: bool = False, add_special: bool = True, parse_special: bool = True,
                json_schema: Any = None, grammar: Any = None, regex: Optional[str] = None,
-               choices: Optional[Sequence[str]] = None) -> Stream:
+               choices: Optional[Sequence[str]] = None,
+               adapters: Optional[Sequence[AdapterSpec]] = None) -> Stream:
         """Yields the continuation of ``prompt`` in pieces of text; see :meth:`Context.stream`.
 
             >>> import pocketlm
@@ -228,7 +237,9 @@ class Model:
             '\\n'
             'The'
         """
-        return self._default_context().stream(
+        ctx = self._default_context()
+        ctx.set_adapters(adapters)
+        return ctx.stream(
             prompt, max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
             repeat_penalty=repeat_penalty, frequency_penalty=frequency_penalty, presence_penalty=presence_penalty,
             penalty_last_n=penalty_last_n, stop=stop, seed=seed, logit_bias=logit_bias,
@@ -244,15 +255,18 @@ class Model:
                  logit_bias: Optional[LogitBias] = None, logits_processor: Optional[LogitsProcessor] = None,
                  ignore_eos: bool = False, add_special: bool = True, parse_special: bool = True,
                  json_schema: Any = None, grammar: Any = None, regex: Optional[str] = None,
-                 choices: Optional[Sequence[str]] = None) -> str:
+                 choices: Optional[Sequence[str]] = None, adapters: Optional[Sequence[AdapterSpec]] = None) -> str:
         """The continuation of ``prompt`` as one string; see :meth:`Context.stream` for the arguments
-        (``max_tokens``: default 256, ``<= 0`` until the context is full; None: the C library's defaults).
+        (``max_tokens``: default 256, ``<= 0`` until the context is full; None: the C library's defaults;
+        ``adapters``: LoRA adapters to apply, :class:`Adapter` objects or ``(Adapter, scale)`` pairs, none by default).
 
             >>> import pocketlm
             >>> pocketlm.Model().generate("The capital of France is", max_tokens=5, temperature=0)
             ' Paris.\\n\\nThe'
         """
-        return self._default_context().generate(
+        ctx = self._default_context()
+        ctx.set_adapters(adapters)
+        return ctx.generate(
             prompt, max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
             repeat_penalty=repeat_penalty, frequency_penalty=frequency_penalty, presence_penalty=presence_penalty,
             penalty_last_n=penalty_last_n, stop=stop, seed=seed, logit_bias=logit_bias,
@@ -318,7 +332,7 @@ class Model:
     def chat(self, messages: Union[str, Sequence[Message]], *, stream: bool = False, template: Optional[str] = None,
              max_tokens: Optional[int] = None, response_format: Any = None, tools: Optional[Sequence[Any]] = None,
              chat_template_kwargs: Optional[Dict[str, Any]] = None, chat_template: Optional[str] = None,
-             **kwargs: Any) -> Union[str, Stream]:
+             adapters: Optional[Sequence[AdapterSpec]] = None, **kwargs: Any) -> Union[str, Stream]:
         """The assistant's reply to ``messages`` (dicts with ``role`` — ``system``, ``user``, ``assistant`` or
         ``tool`` — and ``content``, and ``tool_calls`` where the template reads them; a string is one user
         message), rendered by the model's chat template (see :meth:`apply_chat_template` for ``template``,
@@ -327,7 +341,7 @@ class Model:
         json_schema, grammar, regex, choices...); ``max_tokens`` too (default 256; ``<= 0``: until the context is
         full). ``response_format`` asks for JSON as llama-cpp-python (``{"type": "json_object", "schema": {...}}``)
         or OpenAI (``{"type": "json_schema", "json_schema": {"name": ..., "schema": {...}}}``) do; see
-        :mod:`pocketlm.grammar`.
+        :mod:`pocketlm.grammar`. ``adapters``: LoRA adapters to apply, as in :meth:`generate`.
 
             >>> import pocketlm
             >>> reply = pocketlm.Model().chat([{"role": "user", "content": "Say hi"}], max_tokens=8, temperature=0)
@@ -341,6 +355,7 @@ class Model:
             kwargs["json_schema"] = schema
         prompt, kwargs = self._chat_options(messages, kwargs, template, chat_template, tools, chat_template_kwargs)
         ctx = self._default_context()
+        ctx.set_adapters(adapters)
         s = ctx.stream(prompt, max_tokens=max_tokens, **kwargs)
         if stream:
             return s

@@ -1,0 +1,56 @@
+/*
+ * lora.h — LoRA adapters inside the library: what lora.c loads and what the
+ * matrix-product driver (matmul.c) reads to add an adapter's delta.
+ *
+ * An adapter targets some of a model's projection tensors; for each, it holds
+ * A (rank, n_in) and B (n_out, rank, stored transposed) as floats, and a context applies
+ *   y = W x + scale * B (A x)
+ * on top of the base product, row by row, without touching W.
+ */
+#ifndef PLM_LORA_H
+#define PLM_LORA_H
+
+#include "model.h"
+
+/* One target of an adapter: the base tensor and its low-rank update. */
+typedef struct plm_lora_pair {
+    const plm_gguf_tensor *base; /* the model's tensor (all its rows, when weights are views of it) */
+    int32_t rank;
+    int64_t n_in, n_out;         /* the base tensor's row length and rows */
+    float *a;                    /* (rank, n_in) A */
+    float *bt;                   /* (rank, n_out) B transposed: the delta of an output row range is a few
+                                  * contiguous runs, added as out += (scale u_k) * bt_k for each k */
+} plm_lora_pair;
+
+struct plm_adapter {
+    const plm_model *model;
+    char *path;
+    float alpha;         /* adapter.lora.alpha; 0 = absent: the scale is the caller's alone */
+    int32_t n_pairs;
+    plm_lora_pair *pairs;
+    int32_t *by_tensor;  /* (model's tensors) index of the pair targeting tensor i, or -1 */
+    int32_t max_rank;
+    uint32_t id;         /* fingerprint of the contents (names, shapes, values, alpha) */
+};
+
+/* An adapter in a context's set, with the caller's scale. */
+typedef struct plm_adapter_use {
+    const struct plm_adapter *a;
+    float scale;
+} plm_adapter_use;
+
+/* The pair of adapter a targeting w's tensor, or NULL. */
+static inline const plm_lora_pair *plm_lora_find(const struct plm_adapter *a, const plm_weight *w) {
+    if (!w->t) return NULL;
+    const int64_t i = w->t - a->model->g->tensors;
+    if (i < 0 || (uint64_t)i >= a->model->g->n_tensors) return NULL;
+    const int32_t k = a->by_tensor[i];
+    return k < 0 ? NULL : &a->pairs[k];
+}
+
+/* The scale a pair's delta is multiplied by: the caller's times alpha / rank (PEFT's and llama.cpp's rule). */
+static inline float plm_lora_scale(const struct plm_adapter *a, const plm_lora_pair *p, float user) {
+    return a->alpha != 0.0f ? user * a->alpha / (float)p->rank : user;
+}
+
+#endif
