@@ -198,13 +198,17 @@ python-test-asan: $(BUILD)/plm-malformed
 	cd tests/python && $(ASAN_ENV) $(MALFORMED) $(abspath $(ASAN_VENV))/bin/python -m pytest -q -p no:cacheprovider $(ASAN_PYTEST_ARGS); \
 	    rc=$$?; if [ -n "$$(ls -A $(abspath $(ASAN_REPORTS)))" ]; then cat $(abspath $(ASAN_REPORTS))/*; echo "python-test-asan: sanitizer reports above"; exit 1; fi; exit $$rc
 
+# check keeps CI under 30 minutes on 2 cores: the full-size fidelity runs are in `make test`; under the sanitizers
+# the C tests run in their quick mode (same code paths, fewer prompts and tokens), the fuzzers 8 s each.
 check: model
 	$(MAKE) test
-	$(MAKE) test-asan
-	$(MAKE) fuzz-smoke
+	POCKETLM_TEST_QUICK=1 $(MAKE) test-asan
+	$(MAKE) fuzz-smoke FUZZ_SECONDS=8
 	$(MAKE) python-test
 	$(MAKE) python-test-asan
 	$(MAKE) lua-test
+	$(MAKE) lua-test-luajit
+	$(MAKE) love-test
 
 # Fuzzing with clang's libFuzzer: `make fuzz` builds build-fuzz/fuzz_{gguf,tokenizer,sampler,chat,grammar,jinja,wordpiece};
 # `make fuzz-smoke` runs each for FUZZ_SECONDS (15 s each: 90 s for the six) on a copy of the
