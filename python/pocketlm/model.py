@@ -338,8 +338,8 @@ class Model:
         message), rendered by the model's chat template (see :meth:`apply_chat_template` for ``template``,
         ``chat_template``, ``tools`` and ``chat_template_kwargs``). With ``stream=True``, a :class:`Stream` of
         pieces. Other keyword arguments are those of :meth:`generate` (temperature, top_p, stop, seed,
-        json_schema, grammar, regex, choices...); ``max_tokens`` too (default 256; ``<= 0``: until the context is
-        full). ``response_format`` asks for JSON as llama-cpp-python (``{"type": "json_object", "schema": {...}}``)
+        json_schema, grammar, regex, choices...); ``max_tokens`` too (default 256;
+        ``<= 0``: until the context is full). ``response_format`` asks for JSON as llama-cpp-python (``{"type": "json_object", "schema": {...}}``)
         or OpenAI (``{"type": "json_schema", "json_schema": {"name": ..., "schema": {...}}}``) do; see
         :mod:`pocketlm.grammar`. ``adapters``: LoRA adapters to apply, as in :meth:`generate`.
 
