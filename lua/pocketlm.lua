@@ -601,7 +601,7 @@ function Context:set_adapters(list)
             end
             a, scale = item[1], item[2] == nil and 1.0 or item[2]
         end
-        if math.type(scale) == nil or scale ~= scale or scale == math.huge or scale == -math.huge then
+        if type(scale) ~= "number" or scale ~= scale or scale == math.huge or scale == -math.huge then
             fail(("adapters[%d]: the scale must be a finite number, got %s"):format(i, describe(scale)))
         end
         if a.model ~= self.model then fail(("adapters[%d] was loaded for another model"):format(i)) end

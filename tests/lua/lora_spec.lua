@@ -15,7 +15,7 @@ local function read_ref()
         for x in line:gmatch("%S+") do w[#w + 1] = x end
         if w[1] == "cols" then
             cols = {}
-            for i = 2, #w do cols[#cols + 1] = math.tointeger(tonumber(w[i])) end
+            for i = 2, #w do cols[#cols + 1] = tonumber(w[i]) end
         elseif w[1] == "case" then
             case = {seqs = {}}
             cases[w[2]] = case
@@ -24,7 +24,7 @@ local function read_ref()
             case.seqs[#case.seqs + 1] = seq
         elseif w[1] == "ids" then
             seq.ids = {}
-            for i = 2, #w do seq.ids[#seq.ids + 1] = math.tointeger(tonumber(w[i])) end
+            for i = 2, #w do seq.ids[#seq.ids + 1] = tonumber(w[i]) end
         elseif w[1] == "pos" then
             local row = {}
             for i = 3, #w do row[#row + 1] = tonumber(w[i]) end
