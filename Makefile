@@ -25,6 +25,9 @@ CC      ?= cc
 BUILD   ?= build
 OPT     ?= -O2
 CFLAGS  ?=
+# Parallel compile jobs where a target builds before it tests (check, test-asan, fuzz); the tests themselves run
+# one after another.
+JOBS    ?= $(shell nproc 2>/dev/null || echo 2)
 WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wpointer-arith -Wvla
 BASEFLAGS := -std=c11 -D_GNU_SOURCE -fPIC -fvisibility=hidden -pthread $(WARN) -Icsrc/include -Icsrc
 ALLFLAGS = $(BASEFLAGS) $(OPT) $(CFLAGS)
@@ -122,7 +125,7 @@ ARM_TESTS := $(patsubst %,$(ARM_BUILD)/tests/%,test_quant test_model test_gemma3
 ARM_TABLES := neon-dotprod neon
 .PHONY: test-arm
 test-arm:
-	$(MAKE) CROSS=$(ARM_CROSS) BUILD=$(ARM_BUILD) $(ARM_TESTS) $(ARM_BUILD)/pocketlm
+	$(MAKE) -j$(JOBS) CROSS=$(ARM_CROSS) BUILD=$(ARM_BUILD) $(ARM_TESTS) $(ARM_BUILD)/pocketlm
 	@RUNNER="$(ARM_QEMU) -cpu max" sh tests/c/run_all.sh "" $(ARM_BUILD)/tests/test_quant \
 	    $(ARM_BUILD)/tests/test_tokenizer $(ARM_BUILD)/tests/test_tokenizer_spm $(ARM_BUILD)/tests/test_families
 	@RUNNER="$(ARM_QEMU) -cpu max" POCKETLM_TEST_ONLY=test_dispatch,test_info,test_logits_match_references \
@@ -146,7 +149,7 @@ python-ext-arm:
 
 # -O2 keeps the model tests to about a minute each under the sanitizers.
 test-asan:
-	$(MAKE) BUILD=build-asan OPT="-O2 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" test
+	$(MAKE) -j$(JOBS) BUILD=build-asan OPT="-O2 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" test
 
 # The C tests under valgrind memcheck, in their quick mode (POCKETLM_TEST_QUICK=1:
 # fewer prompts, tokens and cycles; a token through the default model costs
@@ -201,7 +204,7 @@ python-test-asan: $(BUILD)/plm-malformed
 # check keeps CI under 30 minutes on 2 cores: the full-size fidelity runs are in `make test`; under the sanitizers
 # the C tests run in their quick mode (same code paths, fewer prompts and tokens), the fuzzers 8 s each.
 check: model
-	$(MAKE) test
+	$(MAKE) -j$(JOBS) test
 	POCKETLM_TEST_QUICK=1 $(MAKE) test-asan
 	$(MAKE) fuzz-smoke FUZZ_SECONDS=8
 	$(MAKE) python-test
@@ -221,7 +224,7 @@ FUZZERS      := gguf tokenizer sampler chat grammar jinja wordpiece
 FUZZ_SECONDS ?= 15
 
 fuzz:
-	$(MAKE) BUILD=build-fuzz CC=$(FUZZ_CC) OPT="-O1 -g -fsanitize=fuzzer-no-link $(FUZZ_SAN)" build-fuzz/libpocketlm.a
+	$(MAKE) -j$(JOBS) BUILD=build-fuzz CC=$(FUZZ_CC) OPT="-O1 -g -fsanitize=fuzzer-no-link $(FUZZ_SAN)" build-fuzz/libpocketlm.a
 	for f in $(FUZZERS); do \
 	    $(FUZZ_CC) $(BASEFLAGS) -O1 -g -fsanitize=fuzzer $(FUZZ_SAN) -o build-fuzz/fuzz_$$f tests/fuzz/fuzz_$$f.c build-fuzz/libpocketlm.a $(LDLIBS) || exit 1; \
 	done

@@ -22,6 +22,7 @@ declaratively:
   of its own; the interpreter then needs the ASan runtime preloaded.
 """
 
+import concurrent.futures
 import glob
 import os
 import re
@@ -145,13 +146,23 @@ class BuildExt(build_ext):
 
     def build_extension(self, ext):
         if ext.name == "pocketlm._core_c":
-            objects = []
-            for src, extra in library_sources(target_arch(self.compiler.compiler_so)):
-                objects += self.compiler.compile(
-                    [src], output_dir=self.build_temp, include_dirs=["csrc/include", "csrc"],
-                    extra_postargs=BASE_CFLAGS + extra + self._debug_flags(), debug=self.debug)
-            ext.extra_objects = objects
-            ext.extra_compile_args = ext.extra_compile_args + self._debug_flags()
+            # Every C file (the library's and SWIG's wrapper) is compiled here, on all cores at once; then
+            # build_ext only links. One file per compiler call, each with its own flags.
+            jobs = [(src, ["csrc/include", "csrc"], BASE_CFLAGS + extra + self._debug_flags())
+                    for src, extra in library_sources(target_arch(self.compiler.compiler_so))]
+            jobs += [(src, ext.include_dirs, ext.extra_compile_args + self._debug_flags()) for src in ext.sources]
+            for src, _, _ in jobs:
+                obj = self.compiler.object_filenames([src], output_dir=self.build_temp)[0]
+                os.makedirs(os.path.dirname(obj) or ".", exist_ok=True)
+
+            def compile_one(job):
+                src, include_dirs, flags = job
+                return self.compiler.compile([src], output_dir=self.build_temp, include_dirs=include_dirs,
+                                             extra_postargs=flags, debug=self.debug)
+
+            with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+                ext.extra_objects = [obj for objs in pool.map(compile_one, jobs) for obj in objs]
+            ext.sources = []
         super().build_extension(ext)
 
     def _debug_flags(self):
