@@ -912,10 +912,10 @@ static void pv8_f16(int64_t hd, const plm_f16 *v, int64_t stride, int nc, const 
         }
 }
 
-static void lora_b32(int nb, int32_t rank, const float *c, const int8_t *q, int64_t ldq, float *o) {
+static void lora_b32(int nb, int32_t rank, const float *c, const int8_t *q, int64_t qs, float *o) {
     for (int b = 0; b < nb; b++)
         for (int32_t k = 0; k < rank; k++)
-            for (int i = 0; i < PLM_QK; i++) o[PLM_QK * b + i] += c[b * rank + k] * (float)q[k * ldq + PLM_QK * b + i];
+            for (int i = 0; i < PLM_QK; i++) o[PLM_QK * b + i] += c[b * rank + k] * (float)q[b * qs + PLM_QK * k + i];
 }
 
 static const plm_kernels k_ref = {

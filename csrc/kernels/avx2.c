@@ -1278,7 +1278,7 @@ static void quant_q8_K(const float *src, void *dst, int64_t n) {
 
 /* quant.h's lora_b32, 8 lanes at a time, products and sums apart as the reference; two runs (8 chains of sums)
  * at once, since each element's sum over k is one chain. */
-static ALWAYS_INLINE void lora_b32_runs(const int R, int32_t rank, const float *c, const int8_t *q, int64_t ldq,
+static ALWAYS_INLINE void lora_b32_runs(const int R, int32_t rank, const float *c, const int8_t *q, int64_t qs,
                                         float *o) {
     __m256 acc[2][4];
     for (int b = 0; b < R; b++)
@@ -1286,7 +1286,7 @@ static ALWAYS_INLINE void lora_b32_runs(const int R, int32_t rank, const float *
     for (int32_t k = 0; k < rank; k++)
         for (int b = 0; b < R; b++) {
             const __m256 ck = _mm256_set1_ps(c[b * rank + k]);
-            const int8_t *qk = q + k * ldq + 32 * b;
+            const int8_t *qk = q + b * qs + 32 * k;
             for (int j = 0; j < 4; j++) {
                 const __m256i v = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(qk + 8 * j)));
                 acc[b][j] = _mm256_add_ps(acc[b][j], _mm256_mul_ps(ck, _mm256_cvtepi32_ps(v)));
@@ -1296,10 +1296,10 @@ static ALWAYS_INLINE void lora_b32_runs(const int R, int32_t rank, const float *
         for (int j = 0; j < 4; j++) _mm256_storeu_ps(o + 32 * b + 8 * j, acc[b][j]);
 }
 
-static void lora_b32(int nb, int32_t rank, const float *c, const int8_t *q, int64_t ldq, float *o) {
+static void lora_b32(int nb, int32_t rank, const float *c, const int8_t *q, int64_t qs, float *o) {
     int b = 0;
-    for (; b + 2 <= nb; b += 2) lora_b32_runs(2, rank, c + b * rank, q + 32 * b, ldq, o + 32 * b);
-    if (b < nb) lora_b32_runs(1, rank, c + b * rank, q + 32 * b, ldq, o + 32 * b);
+    for (; b + 2 <= nb; b += 2) lora_b32_runs(2, rank, c + b * rank, q + b * qs, qs, o + 32 * b);
+    if (b < nb) lora_b32_runs(1, rank, c + b * rank, q + b * qs, qs, o + 32 * b);
 }
 
 /* ------------------------------------------------------------- table */

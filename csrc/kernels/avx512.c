@@ -879,7 +879,7 @@ static float dot_q3_K(int64_t n, const void *vw, const void *va) {
 
 /* quant.h's lora_b32, 16 lanes at a time, products and sums apart as the reference; four runs (8 chains of sums)
  * at once, since each element's sum over k is one chain. */
-static ALWAYS_INLINE void lora_b32_runs(const int R, int32_t rank, const float *c, const int8_t *q, int64_t ldq,
+static ALWAYS_INLINE void lora_b32_runs(const int R, int32_t rank, const float *c, const int8_t *q, int64_t qs,
                                         float *o) {
     __m512 acc[4][2];
     for (int b = 0; b < R; b++)
@@ -887,7 +887,7 @@ static ALWAYS_INLINE void lora_b32_runs(const int R, int32_t rank, const float *
     for (int32_t k = 0; k < rank; k++)
         for (int b = 0; b < R; b++) {
             const __m512 ck = _mm512_set1_ps(c[b * rank + k]);
-            const int8_t *qk = q + k * ldq + 32 * b;
+            const int8_t *qk = q + b * qs + 32 * k;
             for (int j = 0; j < 2; j++) {
                 const __m512i v = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(qk + 16 * j)));
                 acc[b][j] = _mm512_add_ps(acc[b][j], _mm512_mul_ps(ck, _mm512_cvtepi32_ps(v)));
@@ -897,10 +897,10 @@ static ALWAYS_INLINE void lora_b32_runs(const int R, int32_t rank, const float *
         for (int j = 0; j < 2; j++) _mm512_storeu_ps(o + 32 * b + 16 * j, acc[b][j]);
 }
 
-static void lora_b32(int nb, int32_t rank, const float *c, const int8_t *q, int64_t ldq, float *o) {
+static void lora_b32(int nb, int32_t rank, const float *c, const int8_t *q, int64_t qs, float *o) {
     int b = 0;
-    for (; b + 4 <= nb; b += 4) lora_b32_runs(4, rank, c + b * rank, q + 32 * b, ldq, o + 32 * b);
-    for (; b < nb; b++) lora_b32_runs(1, rank, c + b * rank, q + 32 * b, ldq, o + 32 * b);
+    for (; b + 4 <= nb; b += 4) lora_b32_runs(4, rank, c + b * rank, q + b * qs, qs, o + 32 * b);
+    for (; b < nb; b++) lora_b32_runs(1, rank, c + b * rank, q + b * qs, qs, o + 32 * b);
 }
 
 /* ------------------------------------------------------------- table */
