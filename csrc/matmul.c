@@ -13,10 +13,14 @@
  * table's gemm for the tile or, where the table has none, vec_dot entry by
  * entry. When the context has adapters (lora.c), each weight an adapter targets
  * gets its delta scale * B (A x) added to its own output rows by the thread
- * that computed them, after A x was computed for every token in a pass of its
- * own (F32 dot products of one row each); the delta of a row is a sum over the
- * rank in a fixed order, so a token's result does not depend on the batch
- * around it or on the number of threads.
+ * that computed them, after u = A x was computed for every token in a pass of
+ * its own: the input quantized once per product for the table's Q8_0 entries
+ * (the base's activations when they are of that type already), A's Q8_0 rows
+ * multiplied by the table's Q8_0 gemm; then each output row adds
+ * (scale u_k d_k) q_k over k = 0..rank-1 in that order, from B^T's int8 values q
+ * and their scales d (lora.h). The gemm's entries do not depend on the tile and
+ * the sum over the rank has one order, so a token's result does not depend on
+ * the batch around it or on the number of threads.
  * The kernel table is the one chosen at start-up (kernels/dispatch.c);
  * the architectures' graphs are forward.c's and models/'.
  */
@@ -45,11 +49,12 @@ void plm_rmsnorm_row(float *out, const float *x, const float *w, int64_t n, floa
 
 /* One adapter's update of one weight of a product: out_t += scale * B u_t, u_t = A x_t. */
 typedef struct lora_term {
-    const float *a;   /* (rank, n_in) */
-    const float *bt;  /* (rank, ldb) B transposed, from the weight's first row (row0 of a view) */
-    int64_t ldb;
-    const float *x;   /* (T, ldx) the product's input (normalized when the product normalizes) */
-    int64_t ldx, n_in;
+    const uint8_t *a; /* (rank, n_in) A, Q8_0 rows of a_row bytes */
+    size_t a_row;
+    const int8_t *bq; /* (ceil(rows / 32), rank, 32) B^T in int8 by runs of 32 of the base tensor's rows (lora.h) */
+    const float *bd;  /* (ceil(rows / 32), rank) its scales */
+    int64_t row0;     /* the weight's first row in the base tensor (views) */
+    int64_t n_in;
     int32_t rank;
     float scale;
     float *u;         /* (T, rank) A x_t, in the context's scratch */
@@ -74,28 +79,43 @@ typedef struct matmul_job {
 } matmul_job;
 
 /* Rows [r0, r1) of out_t += scale * B u_t for every token: for k = 0..rank-1 in
- * order, out[r] += (scale u_t[k]) bt[k][r], the same sum for a row whatever
- * the batch or the rows' split across threads. Four rows at a time in a
- * generic vector type (SSE on x86-64, NEON on ARM), with the scalar's exact
- * operations per element. */
-typedef float lora_v4 __attribute__((vector_size(16)));
+ * order, out[r] += ((scale u_t[k]) d_k) q_k[r] (d_k the scale of q_k[r]'s run of
+ * 32 rows of the base tensor), the same operations for a row whatever the batch
+ * or the rows' split across threads: whole runs through the table's lora_b32,
+ * LORA_RUNS at a time and LORA_K terms of the rank per call (the factors
+ * (scale u_t[k]) d_k in a small buffer), runs cut by r0 or r1 element by
+ * element with the kernel's operations. */
+#define LORA_RUNS 8
+#define LORA_K 64
 
-static void lora_delta(const lora_term *L, float *out, int64_t ldo, int32_t T, int64_t r0, int64_t r1) {
+static void lora_delta(const plm_kernels *kern, const lora_term *L, float *out, int64_t ldo, int32_t T, int64_t r0,
+                       int64_t r1) {
+    float c[LORA_RUNS * LORA_K];
+    const int64_t g1 = L->row0 + r1, qs = (int64_t)L->rank * PLM_QK;
     for (int32_t t = 0; t < T; t++) {
-        float *o = out + (int64_t)t * ldo;
         const float *u = L->u + (int64_t)t * L->rank;
-        for (int32_t k = 0; k < L->rank; k++) {
-            const float c = L->scale * u[k];
-            const float *bt = L->bt + (int64_t)k * L->ldb;
-            int64_t r = r0;
-            for (; r + 4 <= r1; r += 4) {
-                lora_v4 ov, bv;
-                memcpy(&ov, o + r, sizeof ov);
-                memcpy(&bv, bt + r, sizeof bv);
-                ov += c * bv;
-                memcpy(o + r, &ov, sizeof ov);
+        for (int64_t g = L->row0 + r0; g < g1;) {
+            const int64_t blk = g / PLM_QK;
+            const int8_t *q = L->bq + blk * qs;
+            const float *d = L->bd + blk * L->rank;
+            float *o = out + (int64_t)t * ldo + (g - L->row0);
+            if (g % PLM_QK != 0 || g1 - g < PLM_QK) { /* a cut run */
+                const int64_t ge = PLM_MIN(g1, (blk + 1) * PLM_QK);
+                for (int32_t k = 0; k < L->rank; k++) {
+                    const float ck = (L->scale * u[k]) * d[k];
+                    for (int64_t r = g; r < ge; r++) o[r - g] += ck * (float)q[PLM_QK * k + r % PLM_QK];
+                }
+                g = ge;
+                continue;
             }
-            for (; r < r1; r++) o[r] += c * bt[r];
+            const int nb = (int)PLM_MIN(LORA_RUNS, (g1 - g) / PLM_QK);
+            for (int32_t k0 = 0; k0 < L->rank; k0 += LORA_K) {
+                const int32_t nk = PLM_MIN(LORA_K, L->rank - k0);
+                for (int b = 0; b < nb; b++)
+                    for (int32_t k = 0; k < nk; k++) c[b * nk + k] = (L->scale * u[k0 + k]) * d[b * L->rank + k0 + k];
+                kern->lora_b32(nb, nk, c, q + PLM_QK * k0, qs, o);
+            }
+            g += (int64_t)nb * PLM_QK;
         }
     }
 }
@@ -147,32 +167,49 @@ static void matmul_worker(void *arg, int ith, int nth) {
                 }
             }
         }
-        for (int k = job->first[j]; k < job->first[j + 1]; k++) lora_delta(&job->lora[k], out, ldo, job->T, a, b);
+        for (int k = job->first[j]; k < job->first[j + 1]; k++) lora_delta(job->kern, &job->lora[k], out, ldo, job->T, a, b);
     }
 }
 
-/* u = A x for every (term, rank row) item, each over all T tokens. */
+/* u = A x for every (term, rank row) item, each over all T tokens of act (x quantized for the table's Q8_0). */
 typedef struct lora_a_job {
     const plm_kernels *kern;
     const lora_term *terms;
     int n_terms;
     int64_t n_items;
     int32_t T;
+    const uint8_t *act;
+    size_t act_row;
 } lora_a_job;
 
+/* Each thread takes a share of the items; a term's run of rows in that share is one gemm per block of tokens. */
 static void lora_a_worker(void *arg, int ith, int nth) {
     const lora_a_job *job = arg;
-    const plm_vec_dot_fn fdot = job->kern->vec_dot[PLM_TYPE_F32];
+    const plm_gemm_fn gemm = job->kern->gemm[PLM_TYPE_Q8_0];
+    const plm_vec_dot_fn dot = job->kern->vec_dot[PLM_TYPE_Q8_0];
+    const int32_t tok_block = (int32_t)PLM_MAX(1, PLM_MIN(job->T, (int64_t)(ACT_BLOCK / job->act_row)));
     int64_t i0, i1;
     plm_split_range(job->n_items, ith, nth, &i0, &i1);
     int k = 0;
     int64_t base = 0;
-    for (int64_t i = i0; i < i1; i++) {
+    for (int64_t i = i0; i < i1;) {
         while (i - base >= job->terms[k].rank) base += job->terms[k++].rank;
         const lora_term *L = &job->terms[k];
-        const int64_t row = i - base;
-        const float *arow = L->a + row * L->n_in;
-        for (int32_t t = 0; t < job->T; t++) L->u[(int64_t)t * L->rank + row] = fdot(L->n_in, arow, L->x + (int64_t)t * L->ldx);
+        const int64_t row = i - base, nr = PLM_MIN(i1 - i, L->rank - row);
+        const uint8_t *arow = L->a + (size_t)row * L->a_row;
+        for (int32_t t0 = 0; t0 < job->T; t0 += tok_block) {
+            const int32_t nt = PLM_MIN(tok_block, job->T - t0);
+            const uint8_t *act = job->act + (size_t)t0 * job->act_row;
+            float *u = L->u + (int64_t)t0 * L->rank + row;
+            if (gemm) {
+                gemm(L->n_in, arow, L->a_row, (int)nr, act, job->act_row, nt, u, L->rank, false);
+                continue;
+            }
+            for (int32_t t = 0; t < nt; t++)
+                for (int64_t r = 0; r < nr; r++)
+                    u[(int64_t)t * L->rank + r] = dot(L->n_in, arow + (size_t)r * L->a_row, act + (size_t)t * job->act_row);
+        }
+        i += nr;
     }
 }
 
@@ -225,9 +262,12 @@ static void prepare_act(plm_context *ctx, const plm_weight *W, const float *x, i
 }
 
 /* The adapters' terms of weights w[0..n_w) reading x (T rows, ldx apart) into
- * terms, first[j] the first of w[j]'s; computes u = A x for all of them. */
+ * terms, first[j] the first of w[j]'s; computes u = A x for all of them. x is
+ * quantized for the table's Q8_0 entries into the context's scratch, unless
+ * act_is_q8 says that ctx->act holds it so already (the base's weights pair
+ * with the same type). */
 static void lora_terms(plm_context *ctx, int n_w, const plm_weight *const *w, const float *x, int64_t ldx, int32_t T,
-                       lora_term *terms, int *first) {
+                       bool act_is_q8, lora_term *terms, int *first) {
     int n = 0;
     int64_t items = 0;
     float *u = ctx->lora_u;
@@ -237,15 +277,23 @@ static void lora_terms(plm_context *ctx, int n_w, const plm_weight *const *w, co
             const plm_adapter_use *au = &ctx->adapters[i];
             const plm_lora_pair *p = plm_lora_find(au->a, w[j]);
             if (!p) continue;
-            terms[n++] = (lora_term){.a = p->a, .bt = p->bt + w[j]->row0, .ldb = p->n_out, .x = x, .ldx = ldx, .n_in = p->n_in,
-                                     .rank = p->rank, .scale = plm_lora_scale(au->a, p, au->scale), .u = u};
+            terms[n++] = (lora_term){.a = p->a, .a_row = p->a_row, .bq = p->bq, .bd = p->bd, .row0 = w[j]->row0, .n_in = p->n_in, .rank = p->rank,
+                                     .scale = plm_lora_scale(au->a, p, au->scale), .u = u};
             u += (int64_t)T * p->rank;
             items += p->rank;
         }
     }
     first[n_w] = n;
     if (n == 0) return;
-    lora_a_job job = {.kern = ctx->kern, .terms = terms, .n_terms = n, .n_items = items, .T = T};
+    const plm_type q8 = ctx->kern->dot_type[PLM_TYPE_Q8_0];
+    const int64_t n_in = w[0]->n_in;
+    lora_a_job job = {.kern = ctx->kern, .terms = terms, .n_terms = n, .n_items = items, .T = T,
+                      .act = act_is_q8 ? ctx->act : ctx->lora_act, .act_row = plm_type_row_size(q8, n_in)};
+    if (!act_is_q8) {
+        quant_job qj = {.kern = ctx->kern, .type = q8, .x = x, .ldx = ldx, .n = n_in, .T = T, .act = ctx->lora_act,
+                        .act_row = job.act_row};
+        plm_run(ctx, quant_worker, &qj, T >= 4);
+    }
     plm_run(ctx, lora_a_worker, &job, true);
 }
 
@@ -275,20 +323,21 @@ plm_status plm_linear(plm_context *ctx, int n_w, const plm_weight *const *w, flo
     if (same) {
         prepare_act(ctx, w[0], x, ldx, w[0]->n_in, T, norm_w, norm_out);
         if (ctx->n_adapters)
-            lora_terms(ctx, n_w, w, norm_w ? norm_out : x, norm_w ? w[0]->n_in : ldx, T, terms, first);
+            lora_terms(ctx, n_w, w, norm_w ? norm_out : x, norm_w ? w[0]->n_in : ldx, T,
+                       dot_type_of(ctx, w[0]) == ctx->kern->dot_type[PLM_TYPE_Q8_0], terms, first);
         matmul(ctx, n_w, w, out, ldo, T, accumulate, terms, first);
         return PLM_OK;
     }
+    /* one pass per weight; the adapters' A x of all of them at once, after the first pass normalized x */
     for (int j = 0; j < n_w; j++) {
         prepare_act(ctx, w[j], x, ldx, w[j]->n_in, T, j == 0 ? norm_w : NULL, norm_out);
         if (j == 0 && norm_w) {
             x = norm_out;
             ldx = w[0]->n_in;
         }
-        if (ctx->n_adapters) lora_terms(ctx, 1, &w[j], x, ldx, T, terms, first);
-        else first[1] = 0;
-        matmul(ctx, 1, &w[j], &out[j], &ldo[j], T, accumulate, terms, first);
+        if (j == 0 && ctx->n_adapters) lora_terms(ctx, n_w, w, x, ldx, T, false, terms, first);
+        const int own[2] = {0, first[j + 1] - first[j]};
+        matmul(ctx, 1, &w[j], &out[j], &ldo[j], T, accumulate, terms + first[j], own);
     }
     return PLM_OK;
 }
-
