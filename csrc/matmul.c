@@ -28,6 +28,8 @@
 #include "lora.h"
 
 #include <math.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <string.h>
 
 void plm_split_range(int64_t n, int ith, int nth, int64_t *a, int64_t *b) {
@@ -62,8 +64,18 @@ typedef struct lora_term {
 
 #define MAX_TERMS (PLM_LINEAR_MAX_WEIGHTS * PLM_N_ADAPTERS_MAX)
 
+/* The adapters' terms of one product: for weight j, terms[first[j] .. first[j + 1]); their A x is computed
+ * from act, the product's input quantized for the table's Q8_0 entries. */
+typedef struct lora_set {
+    const lora_term *terms;
+    int first[PLM_LINEAR_MAX_WEIGHTS + 1];
+    int64_t n_items;        /* rank rows of all the terms */
+    const uint8_t *act;     /* (T, act_row) */
+    size_t act_row;
+} lora_set;
+
 /* Up to PLM_LINEAR_MAX_WEIGHTS weights that share one quantized activation:
- * y_j = W_j act, plus the adapters' deltas lora[first[j] .. first[j + 1]). */
+ * y_j = W_j act, plus the adapters' deltas. */
 typedef struct matmul_job {
     const plm_kernels *kern;
     int n_w;
@@ -74,8 +86,8 @@ typedef struct matmul_job {
     const uint8_t *act;     /* (T, act_row) */
     size_t act_row;
     int32_t T;
-    const lora_term *lora;
-    int first[PLM_LINEAR_MAX_WEIGHTS + 1];
+    lora_set lora;
+    atomic_int *a_left;     /* threads still computing their share of A x */
 } matmul_job;
 
 /* Rows [r0, r1) of out_t += scale * B u_t for every token: for k = 0..rank-1 in
@@ -138,18 +150,63 @@ static void lora_delta(const plm_kernels *kern, const lora_term *L, float *out, 
 #define ROW_BLOCK 16   /* weight rows kept hot while the tokens pass over them */
 #define ACT_BLOCK 65536 /* bytes of activations per pass over a row block (stays in L2) */
 
+/* This thread's share of u = A x: items (term, rank row) split across the threads, a term's run of rows in the
+ * share one gemm per block of tokens (its entries are vec_dot's whatever the run, so u does not depend on the
+ * split). */
+static void lora_a_share(const plm_kernels *kern, const lora_set *ls, int32_t T, int ith, int nth) {
+    const plm_gemm_fn gemm = kern->gemm[PLM_TYPE_Q8_0];
+    const plm_vec_dot_fn dot = kern->vec_dot[PLM_TYPE_Q8_0];
+    const int32_t tok_block = (int32_t)PLM_MAX(1, PLM_MIN(T, (int64_t)(ACT_BLOCK / ls->act_row)));
+    int64_t i0, i1;
+    plm_split_range(ls->n_items, ith, nth, &i0, &i1);
+    int k = 0;
+    int64_t base = 0;
+    for (int64_t i = i0; i < i1;) { /* all of this thread's rows asked for first (see prefetch_bytes) */
+        while (i - base >= ls->terms[k].rank) base += ls->terms[k++].rank;
+        const int64_t nr = PLM_MIN(i1 - i, ls->terms[k].rank - (i - base));
+        prefetch_bytes(ls->terms[k].a + (size_t)(i - base) * ls->terms[k].a_row, (size_t)nr * ls->terms[k].a_row);
+        i += nr;
+    }
+    k = 0;
+    base = 0;
+    for (int64_t i = i0; i < i1;) {
+        while (i - base >= ls->terms[k].rank) base += ls->terms[k++].rank;
+        const lora_term *L = &ls->terms[k];
+        const int64_t row = i - base, nr = PLM_MIN(i1 - i, L->rank - row);
+        const uint8_t *arow = L->a + (size_t)row * L->a_row;
+        for (int32_t t0 = 0; t0 < T; t0 += tok_block) {
+            const int32_t nt = PLM_MIN(tok_block, T - t0);
+            const uint8_t *act = ls->act + (size_t)t0 * ls->act_row;
+            float *u = L->u + (int64_t)t0 * L->rank + row;
+            if (gemm) {
+                gemm(L->n_in, arow, L->a_row, (int)nr, act, ls->act_row, nt, u, L->rank, false);
+                continue;
+            }
+            for (int32_t t = 0; t < nt; t++)
+                for (int64_t r = 0; r < nr; r++)
+                    u[(int64_t)t * L->rank + r] = dot(L->n_in, arow + (size_t)r * L->a_row, act + (size_t)t * ls->act_row);
+        }
+        i += nr;
+    }
+}
+
 /* Each thread takes a share of the output rows (in multiples of 8, the row
  * group of the x8 kernels) and walks it in ROW_BLOCK rows x (ACT_BLOCK bytes of
  * tokens) pieces, so both the weight rows and the activations of a piece stay
  * in cache while it is computed. */
 static void matmul_worker(void *arg, int ith, int nth) {
     const matmul_job *job = arg;
+    const lora_set *ls = &job->lora;
     int64_t total = 0;
     for (int j = 0; j < job->n_w; j++) total += job->w[j]->n_out;
     int64_t r0, r1;
     plm_split_range((total + 7) / 8, ith, nth, &r0, &r1);
     r0 = PLM_MIN(total, r0 * 8);
     r1 = PLM_MIN(total, r1 * 8);
+    if (ls->n_items) {
+        lora_a_share(job->kern, ls, job->T, ith, nth);
+        atomic_fetch_sub_explicit(job->a_left, 1, memory_order_release);
+    }
     const int32_t tok_block = (int32_t)PLM_MAX(1, PLM_MIN(job->T, (int64_t)(ACT_BLOCK / job->act_row)));
     int64_t base = 0;
     for (int j = 0; j < job->n_w; j++) {
@@ -159,7 +216,7 @@ static void matmul_worker(void *arg, int ith, int nth) {
         if (a >= b) continue;
         const plm_gemm_fn gemm = job->kern->gemm[W->type];
         const plm_vec_dot_fn dot = job->kern->vec_dot[W->type];
-        for (int k = job->first[j]; k < job->first[j + 1]; k++) lora_prefetch(&job->lora[k], a, b);
+        for (int k = ls->first[j]; k < ls->first[j + 1]; k++) lora_prefetch(&ls->terms[k], a, b);
         const uint8_t *wd = W->data;
         float *out = job->out[j];
         const int64_t ldo = job->ldo[j];
@@ -183,57 +240,11 @@ static void matmul_worker(void *arg, int ith, int nth) {
                 }
             }
         }
-        for (int k = job->first[j]; k < job->first[j + 1]; k++) lora_delta(job->kern, &job->lora[k], out, ldo, job->T, a, b);
-    }
-}
-
-/* u = A x for every (term, rank row) item, each over all T tokens of act (x quantized for the table's Q8_0). */
-typedef struct lora_a_job {
-    const plm_kernels *kern;
-    const lora_term *terms;
-    int n_terms;
-    int64_t n_items;
-    int32_t T;
-    const uint8_t *act;
-    size_t act_row;
-} lora_a_job;
-
-/* Each thread takes a share of the items; a term's run of rows in that share is one gemm per block of tokens. */
-static void lora_a_worker(void *arg, int ith, int nth) {
-    const lora_a_job *job = arg;
-    const plm_gemm_fn gemm = job->kern->gemm[PLM_TYPE_Q8_0];
-    const plm_vec_dot_fn dot = job->kern->vec_dot[PLM_TYPE_Q8_0];
-    const int32_t tok_block = (int32_t)PLM_MAX(1, PLM_MIN(job->T, (int64_t)(ACT_BLOCK / job->act_row)));
-    int64_t i0, i1;
-    plm_split_range(job->n_items, ith, nth, &i0, &i1);
-    int k = 0;
-    int64_t base = 0;
-    for (int64_t i = i0; i < i1;) { /* all of this thread's rows asked for first (see prefetch_bytes) */
-        while (i - base >= job->terms[k].rank) base += job->terms[k++].rank;
-        const int64_t nr = PLM_MIN(i1 - i, job->terms[k].rank - (i - base));
-        prefetch_bytes(job->terms[k].a + (size_t)(i - base) * job->terms[k].a_row, (size_t)nr * job->terms[k].a_row);
-        i += nr;
-    }
-    k = 0;
-    base = 0;
-    for (int64_t i = i0; i < i1;) {
-        while (i - base >= job->terms[k].rank) base += job->terms[k++].rank;
-        const lora_term *L = &job->terms[k];
-        const int64_t row = i - base, nr = PLM_MIN(i1 - i, L->rank - row);
-        const uint8_t *arow = L->a + (size_t)row * L->a_row;
-        for (int32_t t0 = 0; t0 < job->T; t0 += tok_block) {
-            const int32_t nt = PLM_MIN(tok_block, job->T - t0);
-            const uint8_t *act = job->act + (size_t)t0 * job->act_row;
-            float *u = L->u + (int64_t)t0 * L->rank + row;
-            if (gemm) {
-                gemm(L->n_in, arow, L->a_row, (int)nr, act, job->act_row, nt, u, L->rank, false);
-                continue;
-            }
-            for (int32_t t = 0; t < nt; t++)
-                for (int64_t r = 0; r < nr; r++)
-                    u[(int64_t)t * L->rank + r] = dot(L->n_in, arow + (size_t)r * L->a_row, act + (size_t)t * job->act_row);
-        }
-        i += nr;
+        if (ls->first[j] == ls->first[j + 1]) continue;
+        /* every thread's share of u first: by now (after the base rows) it is there, or nearly */
+        for (int spins = 1; atomic_load_explicit(job->a_left, memory_order_acquire) > 0; spins++)
+            if (spins % 256 == 0) sched_yield();
+        for (int k = ls->first[j]; k < ls->first[j + 1]; k++) lora_delta(job->kern, &ls->terms[k], out, ldo, job->T, a, b);
     }
 }
 
@@ -286,47 +297,47 @@ static void prepare_act(plm_context *ctx, const plm_weight *W, const float *x, i
 }
 
 /* The adapters' terms of weights w[0..n_w) reading x (T rows, ldx apart) into
- * terms, first[j] the first of w[j]'s; computes u = A x for all of them. x is
- * quantized for the table's Q8_0 entries into the context's scratch, unless
- * act_is_q8 says that ctx->act holds it so already (the base's weights pair
- * with the same type). */
+ * terms and ls (ls->first[j] the first of w[j]'s). x is quantized for the
+ * table's Q8_0 entries into the context's scratch, unless act_is_q8 says that
+ * ctx->act holds it so already (the base's weights pair with the same type). */
 static void lora_terms(plm_context *ctx, int n_w, const plm_weight *const *w, const float *x, int64_t ldx, int32_t T,
-                       bool act_is_q8, lora_term *terms, int *first) {
+                       bool act_is_q8, lora_term *terms, lora_set *ls) {
     int n = 0;
-    int64_t items = 0;
     float *u = ctx->lora_u;
+    ls->terms = terms;
+    ls->n_items = 0;
     for (int j = 0; j < n_w; j++) {
-        first[j] = n;
+        ls->first[j] = n;
         for (int32_t i = 0; i < ctx->n_adapters; i++) {
             const plm_adapter_use *au = &ctx->adapters[i];
             const plm_lora_pair *p = plm_lora_find(au->a, w[j]);
             if (!p) continue;
-            terms[n++] = (lora_term){.a = p->a, .a_row = p->a_row, .bq = p->bq, .bd = p->bd, .row0 = w[j]->row0, .n_in = p->n_in, .rank = p->rank,
-                                     .scale = plm_lora_scale(au->a, p, au->scale), .u = u};
+            terms[n++] = (lora_term){.a = p->a, .a_row = p->a_row, .bq = p->bq, .bd = p->bd, .row0 = w[j]->row0,
+                                     .n_in = p->n_in, .rank = p->rank, .scale = plm_lora_scale(au->a, p, au->scale), .u = u};
             u += (int64_t)T * p->rank;
-            items += p->rank;
+            ls->n_items += p->rank;
         }
     }
-    first[n_w] = n;
+    ls->first[n_w] = n;
     if (n == 0) return;
     const plm_type q8 = ctx->kern->dot_type[PLM_TYPE_Q8_0];
-    const int64_t n_in = w[0]->n_in;
-    lora_a_job job = {.kern = ctx->kern, .terms = terms, .n_terms = n, .n_items = items, .T = T,
-                      .act = act_is_q8 ? ctx->act : ctx->lora_act, .act_row = plm_type_row_size(q8, n_in)};
+    ls->act_row = plm_type_row_size(q8, w[0]->n_in);
+    ls->act = act_is_q8 ? ctx->act : ctx->lora_act;
     if (!act_is_q8) {
-        quant_job qj = {.kern = ctx->kern, .type = q8, .x = x, .ldx = ldx, .n = n_in, .T = T, .act = ctx->lora_act,
-                        .act_row = job.act_row};
+        quant_job qj = {.kern = ctx->kern, .type = q8, .x = x, .ldx = ldx, .n = w[0]->n_in, .T = T, .act = ctx->lora_act,
+                        .act_row = ls->act_row};
         plm_run(ctx, quant_worker, &qj, T >= 4);
     }
-    plm_run(ctx, lora_a_worker, &job, true);
 }
 
 /* out_j (=|+=) W_j act (+ adapters' deltas) for weights sharing the activations prepared by prepare_act. */
 static void matmul(plm_context *ctx, int n_w, const plm_weight *const *w, float *const *out, const int64_t *ldo,
-                   int32_t T, bool accumulate, const lora_term *terms, const int *first) {
+                   int32_t T, bool accumulate, const lora_set *ls) {
+    atomic_int a_left;
+    atomic_init(&a_left, plm_pool_size(ctx->pool));
     matmul_job job = {.kern = ctx->kern, .n_w = n_w, .accumulate = accumulate, .act = ctx->act,
-                      .act_row = plm_type_row_size(dot_type_of(ctx, w[0]), w[0]->n_in), .T = T, .lora = terms};
-    for (int j = 0; j <= n_w; j++) job.first[j] = first[j];
+                      .act_row = plm_type_row_size(dot_type_of(ctx, w[0]), w[0]->n_in), .T = T, .lora = *ls,
+                      .a_left = &a_left};
     for (int j = 0; j < n_w; j++) {
         job.w[j] = w[j];
         job.out[j] = out[j];
@@ -343,25 +354,30 @@ plm_status plm_linear(plm_context *ctx, int n_w, const plm_weight *const *w, flo
     bool same = true;
     for (int j = 1; j < n_w; j++) same = same && dot_type_of(ctx, w[j]) == dot_type_of(ctx, w[0]);
     lora_term terms[MAX_TERMS];
-    int first[PLM_LINEAR_MAX_WEIGHTS + 1] = {0};
+    lora_set ls = {0};
     if (same) {
         prepare_act(ctx, w[0], x, ldx, w[0]->n_in, T, norm_w, norm_out);
         if (ctx->n_adapters)
             lora_terms(ctx, n_w, w, norm_w ? norm_out : x, norm_w ? w[0]->n_in : ldx, T,
-                       dot_type_of(ctx, w[0]) == ctx->kern->dot_type[PLM_TYPE_Q8_0], terms, first);
-        matmul(ctx, n_w, w, out, ldo, T, accumulate, terms, first);
+                       dot_type_of(ctx, w[0]) == ctx->kern->dot_type[PLM_TYPE_Q8_0], terms, &ls);
+        matmul(ctx, n_w, w, out, ldo, T, accumulate, &ls);
         return PLM_OK;
     }
-    /* one pass per weight; the adapters' A x of all of them at once, after the first pass normalized x */
+    /* one pass per weight, each with its own terms; x quantized for A once, after the first pass normalized it */
     for (int j = 0; j < n_w; j++) {
         prepare_act(ctx, w[j], x, ldx, w[j]->n_in, T, j == 0 ? norm_w : NULL, norm_out);
         if (j == 0 && norm_w) {
             x = norm_out;
             ldx = w[0]->n_in;
         }
-        if (j == 0 && ctx->n_adapters) lora_terms(ctx, n_w, w, x, ldx, T, false, terms, first);
-        const int own[2] = {0, first[j + 1] - first[j]};
-        matmul(ctx, 1, &w[j], &out[j], &ldo[j], T, accumulate, terms + first[j], own);
+        if (j == 0 && ctx->n_adapters) lora_terms(ctx, n_w, w, x, ldx, T, false, terms, &ls);
+        lora_set own = ls;
+        own.terms = terms + ls.first[j];
+        own.first[0] = 0;
+        own.first[1] = ls.first[j + 1] - ls.first[j];
+        own.n_items = 0;
+        for (int k = 0; k < own.first[1]; k++) own.n_items += own.terms[k].rank;
+        matmul(ctx, 1, &w[j], &out[j], &ldo[j], T, accumulate, &own);
     }
     return PLM_OK;
 }
