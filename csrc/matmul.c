@@ -13,14 +13,17 @@
  * table's gemm for the tile or, where the table has none, vec_dot entry by
  * entry. When the context has adapters (lora.c), each weight an adapter targets
  * gets its delta scale * B (A x) added to its own output rows by the thread
- * that computed them, after u = A x was computed for every token in a pass of
- * its own: the input quantized once per product for the table's Q8_0 entries
- * (the base's activations when they are of that type already), A's Q8_0 rows
- * multiplied by the table's Q8_0 gemm; then each output row adds
- * (scale u_k d_k) q_k over k = 0..rank-1 in that order, from B^T's int8 values q
- * and their scales d (lora.h). The gemm's entries do not depend on the tile and
- * the sum over the rank has one order, so a token's result does not depend on
- * the batch around it or on the number of threads.
+ * that computed them. The input is quantized once per product for the table's
+ * Q8_0 entries (the base's activations serve when they are of that type
+ * already); inside the product's pass each thread first computes its share of
+ * u = A x (A's Q8_0 rows by the table's Q8_0 gemm), then its rows of W x, then
+ * waits for the other threads' shares (long done by then) and adds its rows'
+ * deltas: (scale u_k d_k) q_k over k = 0..rank-1 in that order, from B^T's int8
+ * values q and their scales d (lora.h), by the table's lora_b32. No pass of its
+ * own for A x: at 2 threads an extra wake-up and wait per product cost more
+ * than the adapter's arithmetic. The gemm's entries do not depend on the tile
+ * and the sum over the rank has one order, so a token's result does not depend
+ * on the batch around it or on the number of threads.
  * The kernel table is the one chosen at start-up (kernels/dispatch.c);
  * the architectures' graphs are forward.c's and models/'.
  */
