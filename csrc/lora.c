@@ -7,8 +7,10 @@
  * "<base tensor>.lora_b" [rank, n_out]); the GGUF itself is parsed and
  * validated by gguf.c. Every pair is checked against the model's tensor it
  * names (a layer projection, matching row length and rows) and read into
- * floats, so the file is closed after loading and A, B may be F32, F16 or
- * Q8_0. The product y = W x + scale * B (A x) is computed by matmul.c, which
+ * the 8-bit forms lora.h describes, so the file is closed after loading and
+ * A, B may be F32, F16 or Q8_0 (a Q8_0 A is kept as the file has it; other
+ * inputs are rounded to 8 bits once, here). The product
+ * y = W x + scale * B (A x) is computed by matmul.c, which
  * finds each weight's pairs through lora.h; the mapped base weights are never
  * written, so one model serves contexts with different adapters at once.
  */
@@ -33,7 +35,8 @@ void plm_adapter_free(plm_adapter *a) {
     if (!a) return;
     for (int32_t i = 0; i < a->n_pairs; i++) {
         free(a->pairs[i].a);
-        free(a->pairs[i].bt);
+        free(a->pairs[i].bq);
+        free(a->pairs[i].bd);
     }
     free(a->pairs);
     free(a->by_tensor);
@@ -102,6 +105,22 @@ done:
     return st;
 }
 
+/* B (n_out, rank) floats into p's B^T in int8 (lora.h's layout): for each run
+ * of 32 outputs (the last one shorter when n_out is not a multiple of 32) and
+ * each k, d = amax / 127 and q = round(B / d), as Q8_0 rounds. */
+static void quantize_bt(const float *b, plm_lora_pair *p) {
+    for (int64_t k = 0; k < p->rank; k++)
+        for (int64_t blk = 0; blk < p->nb_out; blk++) {
+            const int64_t r0 = blk * PLM_QK, r1 = PLM_MIN(p->n_out, r0 + PLM_QK);
+            float amax = 0.0f;
+            for (int64_t r = r0; r < r1; r++) amax = fmaxf(amax, fabsf(b[r * p->rank + k]));
+            const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+            p->bd[blk * p->rank + k] = amax / 127.0f;
+            for (int64_t r = r0; r < r1; r++)
+                p->bq[(blk * p->rank + k) * PLM_QK + r - r0] = (int8_t)nearbyintf(b[r * p->rank + k] * id);
+        }
+}
+
 /* Checks one pair (a, b of the same base) against the model's tensor and reads it. */
 static plm_status load_pair(const plm_model *m, const plm_gguf *g, const plm_gguf_tensor *ta, const plm_gguf_tensor *tb,
                             const char *base_name, plm_lora_pair *p) {
@@ -130,21 +149,33 @@ static plm_status load_pair(const plm_model *m, const plm_gguf *g, const plm_ggu
     if (rank < 1 || rank > RANK_MAX)
         return plm_fail(PLM_ERR_UNSUPPORTED, "%s: adapter tensors of '%s' have rank %" PRId64 " (1 to %d supported)",
                         g->path, base_name, rank, RANK_MAX);
+    if (base->ne[0] % PLM_QK != 0)
+        return plm_fail(PLM_ERR_UNSUPPORTED, "%s: adapter tensors of '%s': the base tensor's rows have %" PRId64
+                        " elements; adapters apply to rows of a multiple of %d elements (A is held as Q8_0)",
+                        g->path, base_name, base->ne[0], PLM_QK);
     p->base = base;
     p->rank = (int32_t)rank;
     p->n_in = base->ne[0];
     p->n_out = base->ne[1];
-    float *b = NULL;
-    if ((st = read_matrix(g, ta, &p->a)) || (st = read_matrix(g, tb, &b))) return st;
-    p->bt = malloc((size_t)rank * (size_t)p->n_out * sizeof(float));
-    if (!p->bt) {
-        free(b);
-        return plm_fail(PLM_ERR_OOM, "out of memory for adapter tensor '%s'", tb->name);
+    p->a_row = plm_type_row_size(PLM_TYPE_Q8_0, p->n_in);
+    p->nb_out = (p->n_out + PLM_QK - 1) / PLM_QK;
+    float *a = NULL, *b = NULL;
+    if ((st = read_matrix(g, ta, &a)) || (st = read_matrix(g, tb, &b))) goto done;
+    p->a = malloc((size_t)rank * p->a_row);
+    p->bq = calloc((size_t)p->nb_out * (size_t)rank, PLM_QK);
+    p->bd = malloc((size_t)rank * (size_t)p->nb_out * sizeof(float));
+    if (!p->a || !p->bq || !p->bd) {
+        st = plm_fail(PLM_ERR_OOM, "out of memory for adapter tensors of '%s'", base_name);
+        goto done;
     }
-    for (int64_t r = 0; r < p->n_out; r++)
-        for (int64_t k = 0; k < rank; k++) p->bt[k * p->n_out + r] = b[r * rank + k];
+    if (ta->type == PLM_TYPE_Q8_0) memcpy(p->a, ta->data, (size_t)rank * p->a_row);
+    else
+        for (int64_t k = 0; k < rank; k++) plm_quantize_row_ref(PLM_TYPE_Q8_0, a + k * p->n_in, p->a + k * p->a_row, p->n_in);
+    quantize_bt(b, p);
+done:
+    free(a);
     free(b);
-    return PLM_OK;
+    return st;
 }
 
 plm_status plm_adapter_load(const plm_model *model, const char *path, plm_adapter **out) {
@@ -206,8 +237,10 @@ plm_status plm_adapter_load(const plm_model *model, const char *path, plm_adapte
         a->by_tensor[bi] = a->n_pairs++;
         a->max_rank = PLM_MAX(a->max_rank, p->rank);
         id = fnv1a(id, base_name, base_len + 1);
-        id = fnv1a(id, p->a, (size_t)p->rank * (size_t)p->n_in * sizeof(float));
-        id = fnv1a(id, p->bt, (size_t)p->rank * (size_t)p->n_out * sizeof(float));
+        a->max_n_in = PLM_MAX(a->max_n_in, p->n_in);
+        id = fnv1a(id, p->a, (size_t)p->rank * p->a_row);
+        id = fnv1a(id, p->bq, (size_t)p->nb_out * (size_t)p->rank * PLM_QK);
+        id = fnv1a(id, p->bd, (size_t)p->rank * (size_t)p->nb_out * sizeof(float));
     }
     if (a->n_pairs == 0) {
         st = plm_fail(PLM_ERR_FORMAT, "%s: the adapter has no lora_a/lora_b tensors", g->path);
@@ -236,7 +269,7 @@ plm_status plm_context_set_adapters(plm_context *ctx, int32_t n, plm_adapter *co
         return plm_fail(PLM_ERR_ARG, "plm_context_set_adapters: %d adapters; a context applies 0 to %d", n, PLM_N_ADAPTERS_MAX);
     if (n > 0 && !adapters) return plm_fail(PLM_ERR_ARG, "plm_context_set_adapters: adapters is NULL");
     plm_clear_error();
-    int64_t ranks = 0;
+    int64_t ranks = 0, n_in = 0;
     uint32_t id = 2166136261u;
     for (int32_t i = 0; i < n; i++) {
         const plm_adapter *a = adapters[i];
@@ -246,15 +279,20 @@ plm_status plm_context_set_adapters(plm_context *ctx, int32_t n, plm_adapter *co
             return plm_fail(PLM_ERR_ARG, "plm_context_set_adapters: adapter %d (%s) was loaded for another model", i, a->path);
         if (!isfinite(s)) return plm_fail(PLM_ERR_ARG, "plm_context_set_adapters: scale %d is not finite", i);
         ranks += a->max_rank;
+        n_in = PLM_MAX(n_in, a->max_n_in);
         id = fnv1a(id, &a->id, sizeof a->id);
         id = fnv1a(id, &s, sizeof s);
     }
     plm_adapter_use *use = NULL;
     float *u = NULL;
+    size_t u_bytes = 0;
     if (n > 0) {
         use = malloc((size_t)n * sizeof(*use));
-        /* A x of every weight of one product for a micro-batch */
-        u = plm_amalloc((size_t)ctx->params.n_batch * PLM_LINEAR_MAX_WEIGHTS * (size_t)ranks * sizeof(float));
+        /* A x of every weight of one product for a micro-batch, then (64-byte aligned) the micro-batch's input
+         * quantized for A */
+        const size_t nb = (size_t)ctx->params.n_batch;
+        u_bytes = (nb * PLM_LINEAR_MAX_WEIGHTS * (size_t)ranks * sizeof(float) + 63) / 64 * 64;
+        u = plm_amalloc(u_bytes + nb * plm_type_row_size(ctx->kern->dot_type[PLM_TYPE_Q8_0], n_in));
         if (!use || !u) {
             free(use);
             plm_afree(u);
@@ -266,6 +304,7 @@ plm_status plm_context_set_adapters(plm_context *ctx, int32_t n, plm_adapter *co
     plm_afree(ctx->lora_u);
     ctx->adapters = use;
     ctx->lora_u = u;
+    ctx->lora_act = u ? (uint8_t *)u + u_bytes : NULL;
     ctx->n_adapters = n;
     ctx->adapters_id = n == 0 ? 0 : id ? id : 1;
     return PLM_OK;

@@ -3,9 +3,16 @@
  * matrix-product driver (matmul.c) reads to add an adapter's delta.
  *
  * An adapter targets some of a model's projection tensors; for each, it holds
- * A (rank, n_in) and B (n_out, rank, stored transposed) as floats, and a context applies
+ * A (rank, n_in) and B (n_out, rank, stored transposed) in 8 bits, and a context applies
  *   y = W x + scale * B (A x)
- * on top of the base product, row by row, without touching W.
+ * on top of the base product, row by row, without touching W. A is Q8_0 rows,
+ * multiplied by the kernel table's Q8_0 entries like a weight; B^T is int8 with
+ * one float scale per 32 consecutive outputs (PLM_QK), stored run after run so
+ * that an output row range reads one contiguous stretch of it (the table's
+ * lora_b32). 8 bits instead of floats: the
+ * adapter's bytes are read once per token, next to the model's, and at F32 a
+ * rank-16 adapter on every projection of SmolLM2-135M read a quarter as many
+ * bytes as the Q4_1 model itself (docs/adapters.md, "What it costs").
  */
 #ifndef PLM_LORA_H
 #define PLM_LORA_H
@@ -17,9 +24,13 @@ typedef struct plm_lora_pair {
     const plm_gguf_tensor *base; /* the model's tensor (all its rows, when weights are views of it) */
     int32_t rank;
     int64_t n_in, n_out;         /* the base tensor's row length and rows */
-    float *a;                    /* (rank, n_in) A */
-    float *bt;                   /* (rank, n_out) B transposed: the delta of an output row range is a few
-                                  * contiguous runs, added as out += (scale u_k) * bt_k for each k */
+    uint8_t *a;                  /* (rank, n_in) A as Q8_0 rows of a_row bytes */
+    size_t a_row;
+    int8_t *bq;                  /* (nb_out, rank, 32) B transposed, quantized, by runs of 32 outputs:
+                                  * B[r][k] = bd[r / 32][k] * bq[r / 32][k][r % 32], nb_out = ceil(n_out / 32)
+                                  * (the last run padded with zeros) */
+    float *bd;                   /* (nb_out, rank) the scales of bq */
+    int64_t nb_out;
 } plm_lora_pair;
 
 struct plm_adapter {
@@ -30,6 +41,7 @@ struct plm_adapter {
     plm_lora_pair *pairs;
     int32_t *by_tensor;  /* (model's tensors) index of the pair targeting tensor i, or -1 */
     int32_t max_rank;
+    int64_t max_n_in;    /* the longest A row (sizes a context's quantized input) */
     uint32_t id;         /* fingerprint of the contents (names, shapes, values, alpha) */
 };
 

@@ -13,10 +13,17 @@
  * table's gemm for the tile or, where the table has none, vec_dot entry by
  * entry. When the context has adapters (lora.c), each weight an adapter targets
  * gets its delta scale * B (A x) added to its own output rows by the thread
- * that computed them, after A x was computed for every token in a pass of its
- * own (F32 dot products of one row each); the delta of a row is a sum over the
- * rank in a fixed order, so a token's result does not depend on the batch
- * around it or on the number of threads.
+ * that computed them. The input is quantized once per product for the table's
+ * Q8_0 entries (the base's activations serve when they are of that type
+ * already); inside the product's pass each thread first computes its share of
+ * u = A x (A's Q8_0 rows by the table's Q8_0 gemm), then its rows of W x, then
+ * waits for the other threads' shares (long done by then) and adds its rows'
+ * deltas: (scale u_k d_k) q_k over k = 0..rank-1 in that order, from B^T's int8
+ * values q and their scales d (lora.h), by the table's lora_b32. No pass of its
+ * own for A x: at 2 threads an extra wake-up and wait per product cost more
+ * than the adapter's arithmetic. The gemm's entries do not depend on the tile
+ * and the sum over the rank has one order, so a token's result does not depend
+ * on the batch around it or on the number of threads.
  * The kernel table is the one chosen at start-up (kernels/dispatch.c);
  * the architectures' graphs are forward.c's and models/'.
  */
@@ -24,6 +31,8 @@
 #include "lora.h"
 
 #include <math.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <string.h>
 
 void plm_split_range(int64_t n, int ith, int nth, int64_t *a, int64_t *b) {
@@ -45,11 +54,12 @@ void plm_rmsnorm_row(float *out, const float *x, const float *w, int64_t n, floa
 
 /* One adapter's update of one weight of a product: out_t += scale * B u_t, u_t = A x_t. */
 typedef struct lora_term {
-    const float *a;   /* (rank, n_in) */
-    const float *bt;  /* (rank, ldb) B transposed, from the weight's first row (row0 of a view) */
-    int64_t ldb;
-    const float *x;   /* (T, ldx) the product's input (normalized when the product normalizes) */
-    int64_t ldx, n_in;
+    const uint8_t *a; /* (rank, n_in) A, Q8_0 rows of a_row bytes */
+    size_t a_row;
+    const int8_t *bq; /* (ceil(rows / 32), rank, 32) B^T in int8 by runs of 32 of the base tensor's rows (lora.h) */
+    const float *bd;  /* (ceil(rows / 32), rank) its scales */
+    int64_t row0;     /* the weight's first row in the base tensor (views) */
+    int64_t n_in;
     int32_t rank;
     float scale;
     float *u;         /* (T, rank) A x_t, in the context's scratch */
@@ -57,8 +67,18 @@ typedef struct lora_term {
 
 #define MAX_TERMS (PLM_LINEAR_MAX_WEIGHTS * PLM_N_ADAPTERS_MAX)
 
+/* The adapters' terms of one product: for weight j, terms[first[j] .. first[j + 1]); their A x is computed
+ * from act, the product's input quantized for the table's Q8_0 entries. */
+typedef struct lora_set {
+    const lora_term *terms;
+    int first[PLM_LINEAR_MAX_WEIGHTS + 1];
+    int64_t n_items;        /* rank rows of all the terms */
+    const uint8_t *act;     /* (T, act_row) */
+    size_t act_row;
+} lora_set;
+
 /* Up to PLM_LINEAR_MAX_WEIGHTS weights that share one quantized activation:
- * y_j = W_j act, plus the adapters' deltas lora[first[j] .. first[j + 1]). */
+ * y_j = W_j act, plus the adapters' deltas. */
 typedef struct matmul_job {
     const plm_kernels *kern;
     int n_w;
@@ -69,33 +89,63 @@ typedef struct matmul_job {
     const uint8_t *act;     /* (T, act_row) */
     size_t act_row;
     int32_t T;
-    const lora_term *lora;
-    int first[PLM_LINEAR_MAX_WEIGHTS + 1];
+    lora_set lora;
+    atomic_int *a_left;     /* threads still computing their share of A x */
 } matmul_job;
 
 /* Rows [r0, r1) of out_t += scale * B u_t for every token: for k = 0..rank-1 in
- * order, out[r] += (scale u_t[k]) bt[k][r], the same sum for a row whatever
- * the batch or the rows' split across threads. Four rows at a time in a
- * generic vector type (SSE on x86-64, NEON on ARM), with the scalar's exact
- * operations per element. */
-typedef float lora_v4 __attribute__((vector_size(16)));
+ * order, out[r] += ((scale u_t[k]) d_k) q_k[r] (d_k the scale of q_k[r]'s run of
+ * 32 rows of the base tensor), the same operations for a row whatever the batch
+ * or the rows' split across threads: whole runs through the table's lora_b32,
+ * LORA_RUNS at a time and LORA_K terms of the rank per call (the factors
+ * (scale u_t[k]) d_k in a small buffer), runs cut by r0 or r1 element by
+ * element with the kernel's operations. */
+#define LORA_RUNS 8
+#define LORA_K 64
 
-static void lora_delta(const lora_term *L, float *out, int64_t ldo, int32_t T, int64_t r0, int64_t r1) {
+/* Asks for n bytes at p at once: an adapter's pieces are small and read once per token, too short a stream for
+ * the hardware prefetcher to reach its pace, so all their cache lines are requested before the first is used. */
+static void prefetch_bytes(const void *p, size_t n) {
+    const char *c = p;
+    for (size_t off = 0; off < n; off += 64) __builtin_prefetch(c + off, 0, 3);
+}
+
+/* Asks for the part of B^T and its scales that rows [r0, r1) read. */
+static void lora_prefetch(const lora_term *L, int64_t r0, int64_t r1) {
+    const int64_t qs = (int64_t)L->rank * PLM_QK;
+    const int64_t blk0 = (L->row0 + r0) / PLM_QK, blk1 = (L->row0 + r1 + PLM_QK - 1) / PLM_QK;
+    prefetch_bytes(L->bq + blk0 * qs, (size_t)((blk1 - blk0) * qs));
+    prefetch_bytes(L->bd + blk0 * L->rank, (size_t)((blk1 - blk0) * L->rank) * sizeof(float));
+}
+
+static void lora_delta(const plm_kernels *kern, const lora_term *L, float *out, int64_t ldo, int32_t T, int64_t r0,
+                       int64_t r1) {
+    float c[LORA_RUNS * LORA_K];
+    const int64_t g1 = L->row0 + r1, qs = (int64_t)L->rank * PLM_QK;
     for (int32_t t = 0; t < T; t++) {
-        float *o = out + (int64_t)t * ldo;
         const float *u = L->u + (int64_t)t * L->rank;
-        for (int32_t k = 0; k < L->rank; k++) {
-            const float c = L->scale * u[k];
-            const float *bt = L->bt + (int64_t)k * L->ldb;
-            int64_t r = r0;
-            for (; r + 4 <= r1; r += 4) {
-                lora_v4 ov, bv;
-                memcpy(&ov, o + r, sizeof ov);
-                memcpy(&bv, bt + r, sizeof bv);
-                ov += c * bv;
-                memcpy(o + r, &ov, sizeof ov);
+        for (int64_t g = L->row0 + r0; g < g1;) {
+            const int64_t blk = g / PLM_QK;
+            const int8_t *q = L->bq + blk * qs;
+            const float *d = L->bd + blk * L->rank;
+            float *o = out + (int64_t)t * ldo + (g - L->row0);
+            if (g % PLM_QK != 0 || g1 - g < PLM_QK) { /* a cut run */
+                const int64_t ge = PLM_MIN(g1, (blk + 1) * PLM_QK);
+                for (int32_t k = 0; k < L->rank; k++) {
+                    const float ck = (L->scale * u[k]) * d[k];
+                    for (int64_t r = g; r < ge; r++) o[r - g] += ck * (float)q[PLM_QK * k + r % PLM_QK];
+                }
+                g = ge;
+                continue;
             }
-            for (; r < r1; r++) o[r] += c * bt[r];
+            const int nb = (int)PLM_MIN(LORA_RUNS, (g1 - g) / PLM_QK);
+            for (int32_t k0 = 0; k0 < L->rank; k0 += LORA_K) {
+                const int32_t nk = PLM_MIN(LORA_K, L->rank - k0);
+                for (int b = 0; b < nb; b++)
+                    for (int32_t k = 0; k < nk; k++) c[b * nk + k] = (L->scale * u[k0 + k]) * d[b * L->rank + k0 + k];
+                kern->lora_b32(nb, nk, c, q + PLM_QK * k0, qs, o);
+            }
+            g += (int64_t)nb * PLM_QK;
         }
     }
 }
@@ -103,18 +153,63 @@ static void lora_delta(const lora_term *L, float *out, int64_t ldo, int32_t T, i
 #define ROW_BLOCK 16   /* weight rows kept hot while the tokens pass over them */
 #define ACT_BLOCK 65536 /* bytes of activations per pass over a row block (stays in L2) */
 
+/* This thread's share of u = A x: items (term, rank row) split across the threads, a term's run of rows in the
+ * share one gemm per block of tokens (its entries are vec_dot's whatever the run, so u does not depend on the
+ * split). */
+static void lora_a_share(const plm_kernels *kern, const lora_set *ls, int32_t T, int ith, int nth) {
+    const plm_gemm_fn gemm = kern->gemm[PLM_TYPE_Q8_0];
+    const plm_vec_dot_fn dot = kern->vec_dot[PLM_TYPE_Q8_0];
+    const int32_t tok_block = (int32_t)PLM_MAX(1, PLM_MIN(T, (int64_t)(ACT_BLOCK / ls->act_row)));
+    int64_t i0, i1;
+    plm_split_range(ls->n_items, ith, nth, &i0, &i1);
+    int k = 0;
+    int64_t base = 0;
+    for (int64_t i = i0; i < i1;) { /* all of this thread's rows asked for first (see prefetch_bytes) */
+        while (i - base >= ls->terms[k].rank) base += ls->terms[k++].rank;
+        const int64_t nr = PLM_MIN(i1 - i, ls->terms[k].rank - (i - base));
+        prefetch_bytes(ls->terms[k].a + (size_t)(i - base) * ls->terms[k].a_row, (size_t)nr * ls->terms[k].a_row);
+        i += nr;
+    }
+    k = 0;
+    base = 0;
+    for (int64_t i = i0; i < i1;) {
+        while (i - base >= ls->terms[k].rank) base += ls->terms[k++].rank;
+        const lora_term *L = &ls->terms[k];
+        const int64_t row = i - base, nr = PLM_MIN(i1 - i, L->rank - row);
+        const uint8_t *arow = L->a + (size_t)row * L->a_row;
+        for (int32_t t0 = 0; t0 < T; t0 += tok_block) {
+            const int32_t nt = PLM_MIN(tok_block, T - t0);
+            const uint8_t *act = ls->act + (size_t)t0 * ls->act_row;
+            float *u = L->u + (int64_t)t0 * L->rank + row;
+            if (gemm) {
+                gemm(L->n_in, arow, L->a_row, (int)nr, act, ls->act_row, nt, u, L->rank, false);
+                continue;
+            }
+            for (int32_t t = 0; t < nt; t++)
+                for (int64_t r = 0; r < nr; r++)
+                    u[(int64_t)t * L->rank + r] = dot(L->n_in, arow + (size_t)r * L->a_row, act + (size_t)t * ls->act_row);
+        }
+        i += nr;
+    }
+}
+
 /* Each thread takes a share of the output rows (in multiples of 8, the row
  * group of the x8 kernels) and walks it in ROW_BLOCK rows x (ACT_BLOCK bytes of
  * tokens) pieces, so both the weight rows and the activations of a piece stay
  * in cache while it is computed. */
 static void matmul_worker(void *arg, int ith, int nth) {
     const matmul_job *job = arg;
+    const lora_set *ls = &job->lora;
     int64_t total = 0;
     for (int j = 0; j < job->n_w; j++) total += job->w[j]->n_out;
     int64_t r0, r1;
     plm_split_range((total + 7) / 8, ith, nth, &r0, &r1);
     r0 = PLM_MIN(total, r0 * 8);
     r1 = PLM_MIN(total, r1 * 8);
+    if (ls->n_items) {
+        lora_a_share(job->kern, ls, job->T, ith, nth);
+        atomic_fetch_sub_explicit(job->a_left, 1, memory_order_release);
+    }
     const int32_t tok_block = (int32_t)PLM_MAX(1, PLM_MIN(job->T, (int64_t)(ACT_BLOCK / job->act_row)));
     int64_t base = 0;
     for (int j = 0; j < job->n_w; j++) {
@@ -124,6 +219,7 @@ static void matmul_worker(void *arg, int ith, int nth) {
         if (a >= b) continue;
         const plm_gemm_fn gemm = job->kern->gemm[W->type];
         const plm_vec_dot_fn dot = job->kern->vec_dot[W->type];
+        for (int k = ls->first[j]; k < ls->first[j + 1]; k++) lora_prefetch(&ls->terms[k], a, b);
         const uint8_t *wd = W->data;
         float *out = job->out[j];
         const int64_t ldo = job->ldo[j];
@@ -147,32 +243,11 @@ static void matmul_worker(void *arg, int ith, int nth) {
                 }
             }
         }
-        for (int k = job->first[j]; k < job->first[j + 1]; k++) lora_delta(&job->lora[k], out, ldo, job->T, a, b);
-    }
-}
-
-/* u = A x for every (term, rank row) item, each over all T tokens. */
-typedef struct lora_a_job {
-    const plm_kernels *kern;
-    const lora_term *terms;
-    int n_terms;
-    int64_t n_items;
-    int32_t T;
-} lora_a_job;
-
-static void lora_a_worker(void *arg, int ith, int nth) {
-    const lora_a_job *job = arg;
-    const plm_vec_dot_fn fdot = job->kern->vec_dot[PLM_TYPE_F32];
-    int64_t i0, i1;
-    plm_split_range(job->n_items, ith, nth, &i0, &i1);
-    int k = 0;
-    int64_t base = 0;
-    for (int64_t i = i0; i < i1; i++) {
-        while (i - base >= job->terms[k].rank) base += job->terms[k++].rank;
-        const lora_term *L = &job->terms[k];
-        const int64_t row = i - base;
-        const float *arow = L->a + row * L->n_in;
-        for (int32_t t = 0; t < job->T; t++) L->u[(int64_t)t * L->rank + row] = fdot(L->n_in, arow, L->x + (int64_t)t * L->ldx);
+        if (ls->first[j] == ls->first[j + 1]) continue;
+        /* every thread's share of u first: by now (after the base rows) it is there, or nearly */
+        for (int spins = 1; atomic_load_explicit(job->a_left, memory_order_acquire) > 0; spins++)
+            if (spins % 256 == 0) sched_yield();
+        for (int k = ls->first[j]; k < ls->first[j + 1]; k++) lora_delta(job->kern, &ls->terms[k], out, ldo, job->T, a, b);
     }
 }
 
@@ -225,36 +300,47 @@ static void prepare_act(plm_context *ctx, const plm_weight *W, const float *x, i
 }
 
 /* The adapters' terms of weights w[0..n_w) reading x (T rows, ldx apart) into
- * terms, first[j] the first of w[j]'s; computes u = A x for all of them. */
+ * terms and ls (ls->first[j] the first of w[j]'s). x is quantized for the
+ * table's Q8_0 entries into the context's scratch, unless act_is_q8 says that
+ * ctx->act holds it so already (the base's weights pair with the same type). */
 static void lora_terms(plm_context *ctx, int n_w, const plm_weight *const *w, const float *x, int64_t ldx, int32_t T,
-                       lora_term *terms, int *first) {
+                       bool act_is_q8, lora_term *terms, lora_set *ls) {
     int n = 0;
-    int64_t items = 0;
     float *u = ctx->lora_u;
+    ls->terms = terms;
+    ls->n_items = 0;
     for (int j = 0; j < n_w; j++) {
-        first[j] = n;
+        ls->first[j] = n;
         for (int32_t i = 0; i < ctx->n_adapters; i++) {
             const plm_adapter_use *au = &ctx->adapters[i];
             const plm_lora_pair *p = plm_lora_find(au->a, w[j]);
             if (!p) continue;
-            terms[n++] = (lora_term){.a = p->a, .bt = p->bt + w[j]->row0, .ldb = p->n_out, .x = x, .ldx = ldx, .n_in = p->n_in,
-                                     .rank = p->rank, .scale = plm_lora_scale(au->a, p, au->scale), .u = u};
+            terms[n++] = (lora_term){.a = p->a, .a_row = p->a_row, .bq = p->bq, .bd = p->bd, .row0 = w[j]->row0,
+                                     .n_in = p->n_in, .rank = p->rank, .scale = plm_lora_scale(au->a, p, au->scale), .u = u};
             u += (int64_t)T * p->rank;
-            items += p->rank;
+            ls->n_items += p->rank;
         }
     }
-    first[n_w] = n;
+    ls->first[n_w] = n;
     if (n == 0) return;
-    lora_a_job job = {.kern = ctx->kern, .terms = terms, .n_terms = n, .n_items = items, .T = T};
-    plm_run(ctx, lora_a_worker, &job, true);
+    const plm_type q8 = ctx->kern->dot_type[PLM_TYPE_Q8_0];
+    ls->act_row = plm_type_row_size(q8, w[0]->n_in);
+    ls->act = act_is_q8 ? ctx->act : ctx->lora_act;
+    if (!act_is_q8) {
+        quant_job qj = {.kern = ctx->kern, .type = q8, .x = x, .ldx = ldx, .n = w[0]->n_in, .T = T, .act = ctx->lora_act,
+                        .act_row = ls->act_row};
+        plm_run(ctx, quant_worker, &qj, T >= 4);
+    }
 }
 
 /* out_j (=|+=) W_j act (+ adapters' deltas) for weights sharing the activations prepared by prepare_act. */
 static void matmul(plm_context *ctx, int n_w, const plm_weight *const *w, float *const *out, const int64_t *ldo,
-                   int32_t T, bool accumulate, const lora_term *terms, const int *first) {
+                   int32_t T, bool accumulate, const lora_set *ls) {
+    atomic_int a_left;
+    atomic_init(&a_left, plm_pool_size(ctx->pool));
     matmul_job job = {.kern = ctx->kern, .n_w = n_w, .accumulate = accumulate, .act = ctx->act,
-                      .act_row = plm_type_row_size(dot_type_of(ctx, w[0]), w[0]->n_in), .T = T, .lora = terms};
-    for (int j = 0; j <= n_w; j++) job.first[j] = first[j];
+                      .act_row = plm_type_row_size(dot_type_of(ctx, w[0]), w[0]->n_in), .T = T, .lora = *ls,
+                      .a_left = &a_left};
     for (int j = 0; j < n_w; j++) {
         job.w[j] = w[j];
         job.out[j] = out[j];
@@ -271,24 +357,30 @@ plm_status plm_linear(plm_context *ctx, int n_w, const plm_weight *const *w, flo
     bool same = true;
     for (int j = 1; j < n_w; j++) same = same && dot_type_of(ctx, w[j]) == dot_type_of(ctx, w[0]);
     lora_term terms[MAX_TERMS];
-    int first[PLM_LINEAR_MAX_WEIGHTS + 1] = {0};
+    lora_set ls = {0};
     if (same) {
         prepare_act(ctx, w[0], x, ldx, w[0]->n_in, T, norm_w, norm_out);
         if (ctx->n_adapters)
-            lora_terms(ctx, n_w, w, norm_w ? norm_out : x, norm_w ? w[0]->n_in : ldx, T, terms, first);
-        matmul(ctx, n_w, w, out, ldo, T, accumulate, terms, first);
+            lora_terms(ctx, n_w, w, norm_w ? norm_out : x, norm_w ? w[0]->n_in : ldx, T,
+                       dot_type_of(ctx, w[0]) == ctx->kern->dot_type[PLM_TYPE_Q8_0], terms, &ls);
+        matmul(ctx, n_w, w, out, ldo, T, accumulate, &ls);
         return PLM_OK;
     }
+    /* one pass per weight, each with its own terms; x quantized for A once, after the first pass normalized it */
     for (int j = 0; j < n_w; j++) {
         prepare_act(ctx, w[j], x, ldx, w[j]->n_in, T, j == 0 ? norm_w : NULL, norm_out);
         if (j == 0 && norm_w) {
             x = norm_out;
             ldx = w[0]->n_in;
         }
-        if (ctx->n_adapters) lora_terms(ctx, 1, &w[j], x, ldx, T, terms, first);
-        else first[1] = 0;
-        matmul(ctx, 1, &w[j], &out[j], &ldo[j], T, accumulate, terms, first);
+        if (j == 0 && ctx->n_adapters) lora_terms(ctx, n_w, w, x, ldx, T, false, terms, &ls);
+        lora_set own = ls;
+        own.terms = terms + ls.first[j];
+        own.first[0] = 0;
+        own.first[1] = ls.first[j + 1] - ls.first[j];
+        own.n_items = 0;
+        for (int k = 0; k < own.first[1]; k++) own.n_items += own.terms[k].rank;
+        matmul(ctx, 1, &w[j], &out[j], &ldo[j], T, accumulate, &own);
     }
     return PLM_OK;
 }
-

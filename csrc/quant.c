@@ -912,6 +912,12 @@ static void pv8_f16(int64_t hd, const plm_f16 *v, int64_t stride, int nc, const 
         }
 }
 
+static void lora_b32(int nb, int32_t rank, const float *c, const int8_t *q, int64_t qs, float *o) {
+    for (int b = 0; b < nb; b++)
+        for (int32_t k = 0; k < rank; k++)
+            for (int i = 0; i < PLM_QK; i++) o[PLM_QK * b + i] += c[b * rank + k] * (float)q[b * qs + PLM_QK * k + i];
+}
+
 static const plm_kernels k_ref = {
     .name = "scalar",
     /* as k_traits pairs them (test_quant checks that the two agree) */
@@ -926,6 +932,7 @@ static const plm_kernels k_ref = {
     .round_f16 = round_f16,
     .kq8_f16 = kq8_f16,
     .pv8_f16 = pv8_f16,
+    .lora_b32 = lora_b32,
     .vec_dot =
         {
             [PLM_TYPE_F32] = dot_f32,   [PLM_TYPE_F16] = dot_f16,   [PLM_TYPE_BF16] = dot_bf16,

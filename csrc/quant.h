@@ -132,6 +132,11 @@ typedef struct plm_kernels {
                     float *s, int64_t ss);
     void (*pv8_f16)(int64_t hd, const plm_f16 *v, int64_t stride, int nc, const float *p, int64_t ps, int nr,
                     float *o, int64_t os);
+    /* A LoRA delta from int8 B^T (matmul.c) over nb runs of 32 outputs: for k = 0..rank-1 in order,
+     *   o[32 b + i] = o[32 b + i] + c[b * rank + k] * (float)q[b * qs + 32 k + i]   (b < nb, i < 32)
+     * (a run's 32-value pieces follow each other, runs are qs bytes apart): a product then a sum (no fused
+     * multiply-add), so that every table and the caller's element-by-element loop for cut runs agree bit for bit. */
+    void (*lora_b32)(int nb, int32_t rank, const float *c, const int8_t *q, int64_t qs, float *o);
 } plm_kernels;
 
 /* The scalar reference table (every supported type filled in). */

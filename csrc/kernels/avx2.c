@@ -1274,6 +1274,34 @@ static void quant_q8_K(const float *src, void *dst, int64_t n) {
     }
 }
 
+/* ------------------------------------------------------------- LoRA */
+
+/* quant.h's lora_b32, 8 lanes at a time, products and sums apart as the reference; two runs (8 chains of sums)
+ * at once, since each element's sum over k is one chain. */
+static ALWAYS_INLINE void lora_b32_runs(const int R, int32_t rank, const float *c, const int8_t *q, int64_t qs,
+                                        float *o) {
+    __m256 acc[2][4];
+    for (int b = 0; b < R; b++)
+        for (int j = 0; j < 4; j++) acc[b][j] = _mm256_loadu_ps(o + 32 * b + 8 * j);
+    for (int32_t k = 0; k < rank; k++)
+        for (int b = 0; b < R; b++) {
+            const __m256 ck = _mm256_set1_ps(c[b * rank + k]);
+            const int8_t *qk = q + b * qs + 32 * k;
+            for (int j = 0; j < 4; j++) {
+                const __m256i v = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(qk + 8 * j)));
+                acc[b][j] = _mm256_add_ps(acc[b][j], _mm256_mul_ps(ck, _mm256_cvtepi32_ps(v)));
+            }
+        }
+    for (int b = 0; b < R; b++)
+        for (int j = 0; j < 4; j++) _mm256_storeu_ps(o + 32 * b + 8 * j, acc[b][j]);
+}
+
+static void lora_b32(int nb, int32_t rank, const float *c, const int8_t *q, int64_t qs, float *o) {
+    int b = 0;
+    for (; b + 2 <= nb; b += 2) lora_b32_runs(2, rank, c + b * rank, q + b * qs, qs, o + 32 * b);
+    if (b < nb) lora_b32_runs(1, rank, c + b * rank, q + b * qs, qs, o + 32 * b);
+}
+
 /* ------------------------------------------------------------- table */
 
 static plm_kernels g_table;
@@ -1308,6 +1336,7 @@ static void build_table(void) {
     g_table.round_f16 = round_f16;
     g_table.kq8_f16 = kq8_f16;
     g_table.pv8_f16 = pv8_f16;
+    g_table.lora_b32 = lora_b32;
 }
 
 const plm_kernels *plm_kernels_avx2_table(void) {

@@ -875,6 +875,34 @@ static float dot_q3_K(int64_t n, const void *vw, const void *va) {
     return acc;
 }
 
+/* ------------------------------------------------------------- LoRA */
+
+/* quant.h's lora_b32, 16 lanes at a time, products and sums apart as the reference; four runs (8 chains of sums)
+ * at once, since each element's sum over k is one chain. */
+static ALWAYS_INLINE void lora_b32_runs(const int R, int32_t rank, const float *c, const int8_t *q, int64_t qs,
+                                        float *o) {
+    __m512 acc[4][2];
+    for (int b = 0; b < R; b++)
+        for (int j = 0; j < 2; j++) acc[b][j] = _mm512_loadu_ps(o + 32 * b + 16 * j);
+    for (int32_t k = 0; k < rank; k++)
+        for (int b = 0; b < R; b++) {
+            const __m512 ck = _mm512_set1_ps(c[b * rank + k]);
+            const int8_t *qk = q + b * qs + 32 * k;
+            for (int j = 0; j < 2; j++) {
+                const __m512i v = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(qk + 16 * j)));
+                acc[b][j] = _mm512_add_ps(acc[b][j], _mm512_mul_ps(ck, _mm512_cvtepi32_ps(v)));
+            }
+        }
+    for (int b = 0; b < R; b++)
+        for (int j = 0; j < 2; j++) _mm512_storeu_ps(o + 32 * b + 16 * j, acc[b][j]);
+}
+
+static void lora_b32(int nb, int32_t rank, const float *c, const int8_t *q, int64_t qs, float *o) {
+    int b = 0;
+    for (; b + 4 <= nb; b += 4) lora_b32_runs(4, rank, c + b * rank, q + b * qs, qs, o + 32 * b);
+    for (; b < nb; b++) lora_b32_runs(1, rank, c + b * rank, q + b * qs, qs, o + 32 * b);
+}
+
 /* ------------------------------------------------------------- table */
 
 static plm_kernels g_table;
@@ -899,6 +927,7 @@ static void build_table(void) {
     g_table.gemm[PLM_TYPE_Q4_K] = gemm_q4_K;
     g_table.gemm[PLM_TYPE_Q5_K] = gemm_q5_K;
     g_table.gemm[PLM_TYPE_Q6_K] = gemm_q6_K;
+    g_table.lora_b32 = lora_b32;
 }
 
 const plm_kernels *plm_kernels_avx512_table(void) {

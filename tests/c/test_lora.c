@@ -11,12 +11,14 @@
 #include <pthread.h>
 #include <stdbool.h>
 
-/* As test_families.c: max |ours - transformers| over every compared logit. The
- * adapters' matrices are stored exactly as PEFT computed with them (F32, or Q8_0
- * and F16 values rounded by the script), so the difference is the base's own
- * rounding (keys and values cached in F16). Measured: at most 0.004. Leaving
- * out alpha / rank gives 5.6. */
-static const float TOL_LOGIT = 0.05f;
+/* Max |ours - transformers| over every compared logit. The base alone is
+ * within test_families.c's 0.05 (keys and values cached in F16); the adapters
+ * add 8-bit rounding: A and B are held in 8 bits and A x is an int8 product
+ * with x quantized to Q8_0 (as llama.cpp multiplies a Q8_0 adapter), about 1%
+ * of the adapter's effect, and these random adapters move logits by up to
+ * 12.2. Measured: 0.119 (a1), 0.051 (a2), 0.121 (both); 0.004 when A and B
+ * were floats. Leaving out alpha / rank gives 5.6. */
+static const float TOL_LOGIT = 0.15f;
 
 #define TINY(name) DATA("tiny/" name)
 #define MAX_CASES 3

@@ -1101,6 +1101,44 @@ static void test_attention_helpers(void) {
     }
 }
 
+/* The LoRA delta kernel, SIMD vs reference: bit-identical for any number of runs and any rank (matmul.c mixes
+ * it with its own element-by-element loop for cut runs, and a token's result must not depend on the cut). */
+static void check_lora_b32(const plm_kernels *simd) {
+    const plm_kernels *ref = plm_kernels_ref();
+    REQUIRE(ref->lora_b32 && simd->lora_b32);
+    enum { MAX_NB = 9, MAX_RANK = 64, QS = 32 * MAX_RANK + 16 };
+    static float c[MAX_NB * MAX_RANK], a[32 * MAX_NB], b[32 * MAX_NB];
+    static int8_t q[MAX_NB * QS];
+    const int32_t ranks[] = {1, 3, 16, 64};
+    int bad = 0;
+    for (size_t ri = 0; ri < sizeof ranks / sizeof ranks[0]; ri++)
+        for (int nb = 1; nb <= MAX_NB; nb++) {
+            const int32_t rank = ranks[ri];
+            for (int i = 0; i < nb * rank; i++) c[i] = rng_normal() * 0.01f;
+            for (int i = 0; i < nb * QS; i++) q[i] = (int8_t)((int)(rng_u64() % 256) - 128);
+            for (int i = 0; i < 32 * nb; i++) a[i] = b[i] = rng_normal();
+            ref->lora_b32(nb, rank, c, q, QS, a);
+            simd->lora_b32(nb, rank, c, q, QS, b);
+            bad += memcmp(a, b, (size_t)(32 * nb) * sizeof(float)) != 0;
+        }
+    CHECKF(bad == 0, "%s lora_b32: %d of 36 cases differ from the reference", simd->name, bad);
+    /* and the reference is the sum it says: o + c q, k in order */
+    for (int i = 0; i < 32; i++) a[i] = 1.0f;
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < 32; i++) q[32 * k + i] = (int8_t)(k == 0 ? i - 16 : -127);
+    c[0] = 0.5f;
+    c[1] = 0.25f;
+    ref->lora_b32(1, 2, c, q, QS, a);
+    for (int i = 0; i < 32; i++) CHECKF(a[i] == 1.0f + 0.5f * (float)(i - 16) - 31.75f, "reference lora_b32 [%d] = %g", i, (double)a[i]);
+}
+
+static void test_lora_b32(void) {
+    for (size_t i = 0; i < N_SIMD_TABLES; i++) {
+        const plm_kernels *k = simd_table_or_skip(i);
+        if (k != NULL) check_lora_b32(k);
+    }
+}
+
 /* plm_linear's job holds PLM_LINEAR_MAX_WEIGHTS weights: more (or none) is an
  * argument error, found before anything is read. */
 static void test_linear_weight_count(void) {
@@ -1118,6 +1156,7 @@ int main(void) {
     RUN(test_layout_and_traits);
     RUN(test_linear_weight_count);
     RUN(test_attention_helpers);
+    RUN(test_lora_b32);
     RUN(test_f16_known_values);
     RUN(test_f16_exhaustive);
     RUN(test_bf16);

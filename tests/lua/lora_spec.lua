@@ -5,7 +5,7 @@ local H = dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "hel
 local plm = H.plm
 
 local TINY = H.root .. "tests/data/tiny/"
-local TOL = 0.05 -- as tests/c/test_lora.c
+local TOL = 0.15 -- as tests/c/test_lora.c (8-bit A and B: about 1% of the random adapters' effect)
 
 -- cols, and for each case its sequences {ids, rows}
 local function read_ref()

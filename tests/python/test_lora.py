@@ -14,7 +14,9 @@ import pocketlm
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.join(HERE, "..", "data")
 TINY = os.path.join(DATA, "tiny")
-TOL_TINY = 0.05   # as tests/c/test_families.c and test_lora.c (measured 0.004)
+# as tests/c/test_lora.c: A, B and A's input in 8 bits, about 1% of the random adapters' effect (up to 12.2 on the
+# logits); measured 0.121
+TOL_TINY = 0.15
 # tests/c/test_model.c's tolerance against transformers on the dequantized GGUF: 0.80 for logits up to 17.4 (the largest
 # top logit of its prompts). The difference comes from quantizing activations to 8 bits, so it grows with the logits;
 # the toy adapter is trained to certainty (top logits 35 to 37), so the bound is scaled by top logit / 17.4.
