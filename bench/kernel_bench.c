@@ -5,10 +5,10 @@
  * A development tool next to plm_bench.c (which times the whole model through
  * the public API): it includes csrc/quant.h to reach the tables directly. Per
  * weight type it times
- *   decode:  W (rows, n) @ one token, walked in 16-row blocks as matmul.c
+ *   decode:  W (rows, n) @ one token, walked in 64-row blocks as matmul.c
  *            does, for a matrix in L2 (1536 x 576: the kernel's own speed) and
  *            one larger than the last-level cache (96 MB: memory-bound);
- *   prefill: W (1536, 576) @ 512 tokens in matmul.c's pieces (16 rows x 64 KB
+ *   prefill: W (1536, 576) @ 512 tokens in matmul.c's pieces (64 rows x 64 KB
  *            of activations),
  * and prints GB/s of weights (decode) and GMAC/s (prefill), best of REPS, per
  * table, timed in thread CPU time. With -b it prints instead, per type and
@@ -80,6 +80,8 @@ static uint8_t *make_acts(const plm_kernels *k, plm_type at, int64_t tokens, int
     return a;
 }
 
+#define ROW_BLOCK 64 /* matmul.c's */
+
 /* out (tokens, rows) = W @ A in matmul.c's pieces; vec_dot per entry where the table has no gemm. */
 static void product(const plm_kernels *k, plm_type t, const uint8_t *w, int64_t rows, int64_t n, const uint8_t *a,
                     int64_t tokens, float *out) {
@@ -88,8 +90,8 @@ static void product(const plm_kernels *k, plm_type t, const uint8_t *w, int64_t 
     if (tb < 1) tb = 1;
     for (int64_t t0 = 0; t0 < tokens; t0 += tb) {
         const int64_t nt = tokens - t0 < tb ? tokens - t0 : tb;
-        for (int64_t r0 = 0; r0 < rows; r0 += 16) {
-            const int nr = (int)(rows - r0 < 16 ? rows - r0 : 16);
+        for (int64_t r0 = 0; r0 < rows; r0 += ROW_BLOCK) {
+            const int nr = (int)(rows - r0 < ROW_BLOCK ? rows - r0 : ROW_BLOCK);
             if (k->gemm[t] != NULL) {
                 k->gemm[t](n, w + (size_t)r0 * ws, ws, nr, a + (size_t)t0 * as, as, (int)nt, out + t0 * rows + r0, rows, false);
                 continue;
