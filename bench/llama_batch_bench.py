@@ -45,7 +45,7 @@ def cpu_s() -> float:
     return time.process_time()
 
 
-def run(model: Path, n_threads: int, n_prompts: int, n_gen: int, parallel: int) -> dict:
+def run(model: Path, n_threads: int, n_prompts: int, n_gen: int, parallel: int, unified: bool = False) -> dict:
     import llama_cpp
     import numpy as np
 
@@ -55,7 +55,7 @@ def run(model: Path, n_threads: int, n_prompts: int, n_gen: int, parallel: int) 
     llm = llama_cpp.Llama(model_path=str(model), n_ctx=512, n_threads=n_threads, verbose=False)
     cp = llama_cpp.llama_context_default_params()
     cp.n_ctx, cp.n_batch, cp.n_ubatch = parallel * seq_len, 2048, 512
-    cp.n_seq_max, cp.kv_unified = parallel, True
+    cp.n_seq_max, cp.kv_unified = parallel, unified
     cp.n_threads = cp.n_threads_batch = n_threads
     ctx = llama_cpp.llama_init_from_model(llm._model.model, cp)
     if not ctx:
@@ -121,12 +121,14 @@ def main() -> int:
     ap.add_argument("-N", "--prompts", type=int, default=64)
     ap.add_argument("-n", "--gen", type=int, default=32)
     ap.add_argument("-P", "--parallel", default="1,4,8,16,32", help="comma-separated parallelism levels")
+    ap.add_argument("--kv-unified", action="store_true",
+                    help="one KV buffer for all sequences (default: a stream per sequence, llama.cpp's default)")
     args = ap.parse_args()
     model = args.model or default_model_path()
-    out = {"engine": "llama.cpp", "threads": args.threads, "prompts": args.prompts, "tokens": args.gen,
+    out = {"engine": "llama.cpp", "kv_unified": args.kv_unified, "threads": args.threads, "prompts": args.prompts, "tokens": args.gen,
            "batched": {}, "batched_tokens_per_cpu_s": {}}
     for p in (int(x) for x in args.parallel.split(",")):
-        r = run(model, args.threads, args.prompts, args.gen, p)
+        r = run(model, args.threads, args.prompts, args.gen, p, args.kv_unified)
         out["batched"][str(p)] = round(r["tps"], 2)
         out["batched_tokens_per_cpu_s"][str(p)] = round(r["tokens_per_cpu_s"], 2)
         print(f"  llama.cpp parallel {p:<4d} {r['tps']:8.1f} tokens/s  {r['tokens_per_cpu_s']:8.1f} tokens/CPU-s",
