@@ -12,6 +12,10 @@
  * Then one step's cost: a single running sequence's decode step with and
  * without -c tokens in each of 30 finished-but-cached sequences beside it
  * (attention visits a sequence's own cells only, so they should cost nothing).
+ * Then the cost per token of one decode of T tokens (CPU time): T = 1 (one
+ * sequence's step), T = 16 (one step of 16 sequences, a token each) and
+ * T = 512 (one 512-token prompt): how much a batched step gains over single
+ * steps is bounded by the ratio of the first two, and the third is prefill's.
  * Each figure also per CPU second of the process (see cpu_s). One JSON object
  * on stdout; a table on stderr.
  *
@@ -179,6 +183,49 @@ int main(int argc, char **argv) {
         free(sq);
         plm_context_free(ctx);
     }
+    /* ms of CPU per token of one decode of T tokens: T sequences after a 32-token prompt each (T = 1, 16;
+     * logits for every token), or one 512-token prompt (logits for the last) */
+    static const int step_T[] = {1, 16, 512};
+    double step_ms[3];
+    {
+        if ((st = make_ctx(m, threads, 2048, 16, &ctx))) return die("context", st);
+        plm_token toks[512];
+        int32_t pos[512], sq[512];
+        int8_t want[16]; /* a step asks for every sequence's logits, as the batch generator does */
+        memset(want, 1, sizeof want);
+        for (int i = 0; i < 512; i++) toks[i] = 100 + (i * 37) % 5000;
+        for (int k = 0; k < 3; k++) {
+            const int T = step_T[k], reps = T == 512 ? 2 : 32;
+            plm_kv_clear(ctx);
+            if (T == 512) {
+                for (int i = 0; i < 512; i++) pos[i] = i, sq[i] = 0;
+                plm_batch b = {.n_tokens = 512, .token = toks, .pos = pos, .seq_id = sq, .logits = NULL};
+                if ((st = plm_decode(ctx, &b))) return die("prompt", st); /* pages in, warms up */
+                t0 = cpu_s();
+                for (int r = 0; r < reps; r++) {
+                    plm_kv_clear(ctx);
+                    if ((st = plm_decode(ctx, &b))) return die("prompt", st);
+                }
+                step_ms[k] = (cpu_s() - t0) / reps / T * 1e3;
+                continue;
+            }
+            for (int s = 0; s < T; s++) {
+                for (int i = 0; i < 32; i++) pos[i] = i, sq[i] = s;
+                plm_batch b = {.n_tokens = 32, .token = toks + s, .pos = pos, .seq_id = sq, .logits = NULL};
+                if ((st = plm_decode(ctx, &b))) return die("prompt", st);
+            }
+            t0 = cpu_s();
+            for (int r = 0; r < reps; r++) {
+                for (int s = 0; s < T; s++) pos[s] = 32 + r, sq[s] = s;
+                plm_batch b = {.n_tokens = T, .token = toks + r, .pos = pos, .seq_id = sq, .logits = want};
+                if ((st = plm_decode(ctx, &b))) return die("step", st);
+            }
+            step_ms[k] = (cpu_s() - t0) / reps / T * 1e3;
+        }
+        plm_context_free(ctx);
+        fprintf(stderr, "  CPU ms per token of one decode of T tokens: %.2f (T = 1), %.2f (T = 16), %.2f (T = 512)\n",
+                step_ms[0], step_ms[1], step_ms[2]);
+    }
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     printf("{\"threads\": %d, \"kernels\": \"%s\", \"prompts\": %d, \"tokens\": %d, \"sequential_tps\": %.2f, "
@@ -186,8 +233,9 @@ int main(int argc, char **argv) {
     for (int k = 0; k < n_par; k++) printf("%s\"%d\": %.2f", k ? ", " : "", par[k], tps[k]);
     printf("}, \"batched_tokens_per_cpu_s\": {");
     for (int k = 0; k < n_par; k++) printf("%s\"%d\": %.2f", k ? ", " : "", par[k], cps[k]);
-    printf("}, \"step_ms_alone\": %.3f, \"step_ms_beside_cached\": %.3f, \"cached_tokens\": %d, \"peak_rss_mib\": %.1f}\n",
-           step_alone, step_beside, cached, (double)ru.ru_maxrss / 1024.0);
+    printf("}, \"step_ms_alone\": %.3f, \"step_ms_beside_cached\": %.3f, \"cached_tokens\": %d, "
+           "\"cpu_ms_per_token\": {\"1\": %.3f, \"16\": %.3f, \"512\": %.3f}, \"peak_rss_mib\": %.1f}\n",
+           step_alone, step_beside, cached, step_ms[0], step_ms[1], step_ms[2], (double)ru.ru_maxrss / 1024.0);
     for (int i = 0; i < N; i++) free(prompts[i]);
     free(prompts);
     plm_model_free(m);

@@ -5,13 +5,18 @@
  * A development tool next to plm_bench.c (which times the whole model through
  * the public API): it includes csrc/quant.h to reach the tables directly. Per
  * weight type it times
- *   decode:  W (rows, n) @ one token, walked in 16-row blocks as matmul.c
+ *   decode:  W (rows, n) @ one token, walked in 64-row blocks as matmul.c
  *            does, for a matrix in L2 (1536 x 576: the kernel's own speed) and
  *            one larger than the last-level cache (96 MB: memory-bound);
- *   prefill: W (1536, 576) @ 512 tokens in matmul.c's pieces (16 rows x 64 KB
+ *   prefill: W (1536, 576) @ 512 tokens in matmul.c's pieces (64 rows x 64 KB
  *            of activations),
  * and prints GB/s of weights (decode) and GMAC/s (prefill), best of REPS, per
- * table, timed in thread CPU time. One thread, so another process on the
+ * table, timed in thread CPU time. With -b it prints instead, per type and
+ * table, the cost per token of W (rows, 576) @ T tokens for T = 1, 2, 4, 8,
+ * 16, 32, 64 and 512 (ns per token: the products a batched decode of T
+ * sequences runs, what the batch generator's speed-up depends on), for a
+ * matrix in L2 (1536 rows) and one of 96 MB (from memory, as a model's
+ * weights are in a decode step; T <= 64 there, to keep the run short). One thread, so another process on the
  * machine disturbs it less than a 2-thread model run (though it still shares
  * caches and memory bandwidth): repeat and alternate on a shared machine.
  */
@@ -75,6 +80,8 @@ static uint8_t *make_acts(const plm_kernels *k, plm_type at, int64_t tokens, int
     return a;
 }
 
+#define ROW_BLOCK 64 /* matmul.c's */
+
 /* out (tokens, rows) = W @ A in matmul.c's pieces; vec_dot per entry where the table has no gemm. */
 static void product(const plm_kernels *k, plm_type t, const uint8_t *w, int64_t rows, int64_t n, const uint8_t *a,
                     int64_t tokens, float *out) {
@@ -83,8 +90,8 @@ static void product(const plm_kernels *k, plm_type t, const uint8_t *w, int64_t 
     if (tb < 1) tb = 1;
     for (int64_t t0 = 0; t0 < tokens; t0 += tb) {
         const int64_t nt = tokens - t0 < tb ? tokens - t0 : tb;
-        for (int64_t r0 = 0; r0 < rows; r0 += 16) {
-            const int nr = (int)(rows - r0 < 16 ? rows - r0 : 16);
+        for (int64_t r0 = 0; r0 < rows; r0 += ROW_BLOCK) {
+            const int nr = (int)(rows - r0 < ROW_BLOCK ? rows - r0 : ROW_BLOCK);
             if (k->gemm[t] != NULL) {
                 k->gemm[t](n, w + (size_t)r0 * ws, ws, nr, a + (size_t)t0 * as, as, (int)nt, out + t0 * rows + r0, rows, false);
                 continue;
@@ -117,14 +124,53 @@ static const plm_kernels *table_named(const char *name) {
     return NULL;
 }
 
+/* ns per token of W (1536, 576) @ T tokens for the batch sizes above, tables taking turns. */
+static void batch_costs(const plm_kernels *const *tables, const char *const *names, int n_names, const plm_type *types,
+                        size_t n_types, int reps, bool big) {
+    static const int64_t sizes[] = {1, 2, 4, 8, 16, 32, 64, 512};
+    enum { NS = sizeof sizes / sizeof sizes[0] };
+    const int64_t n = 576;
+    printf("ns per token of W (%s x %lld) @ T tokens\n%-5s %-12s", big ? "96 MB" : "1536", (long long)n, "type", "table");
+    for (int s = 0; s < NS; s++) printf(" %7s%-3lld", "T=", (long long)sizes[s]);
+    printf("\n");
+    for (size_t ti = 0; ti < n_types; ti++) {
+        const plm_type t = types[ti], at = plm_type_traits_get(t)->dot_type;
+        const int64_t rows = big ? (int64_t)(96u << 20) / (int64_t)plm_type_row_size(t, n) / 16 * 16 : 1536;
+        uint8_t *w = make_weights(t, rows, n);
+        float *out = calloc((size_t)(rows * 512), sizeof(float));
+        double best[8][NS];
+        uint8_t *a[8];
+        for (int i = 0; i < n_names; i++) {
+            a[i] = make_acts(tables[i], at, 512, n);
+            for (int s = 0; s < NS; s++) best[i][s] = 1e30;
+        }
+        for (int rep = 0; rep < reps; rep++)
+            for (int i = 0; i < n_names; i++)
+                for (int s = 0; s < NS - big; s++) {
+                    const double x = best_time(tables[i], t, w, rows, n, a[i], sizes[s], out, sizes[s] >= 64 || big ? 1 : 4);
+                    best[i][s] = x < best[i][s] ? x : best[i][s];
+                }
+        for (int i = 0; i < n_names; i++) {
+            printf("%-5s %-12s", plm_type_traits_get(t)->name, names[i]);
+            for (int s = 0; s < NS - big; s++) printf(" %10.0f", best[i][s] / (double)sizes[s] * 1e9);
+            printf("\n");
+            free(a[i]);
+        }
+        free(w);
+        free(out);
+    }
+}
+
 int main(int argc, char **argv) {
     const char *names[8];
     int n_names = 0, reps = 5;
+    bool batch = false;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-t") == 0 && i + 1 < argc && n_names < 8) names[n_names++] = argv[++i];
         else if (strcmp(argv[i], "-r") == 0 && i + 1 < argc) reps = atoi(argv[++i]);
+        else if (strcmp(argv[i], "-b") == 0) batch = true;
         else {
-            fprintf(stderr, "usage: plm-kernel-bench [-t scalar|avx2|avx512|neon|neon-dotprod ...] [-r REPS]\n");
+            fprintf(stderr, "usage: plm-kernel-bench [-t scalar|avx2|avx512|neon|neon-dotprod ...] [-r REPS] [-b]\n");
             return 2;
         }
     }
@@ -144,6 +190,11 @@ int main(int argc, char **argv) {
     const plm_type types[] = {PLM_TYPE_Q4_0, PLM_TYPE_Q4_1, PLM_TYPE_Q5_0, PLM_TYPE_Q5_1,
                               PLM_TYPE_Q8_0, PLM_TYPE_Q2_K, PLM_TYPE_Q3_K, PLM_TYPE_Q4_K,
                               PLM_TYPE_Q5_K, PLM_TYPE_Q6_K};
+    if (batch) {
+        batch_costs(tables, names, n_names, types, sizeof types / sizeof types[0], reps, false);
+        batch_costs(tables, names, n_names, types, sizeof types / sizeof types[0], reps, true);
+        return 0;
+    }
     printf("%-5s %-12s", "type", "table");
     printf(" %14s %14s %16s\n", "decode-L2 GB/s", "decode GB/s", "prefill GMAC/s");
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {

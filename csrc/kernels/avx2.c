@@ -416,7 +416,10 @@ static ALWAYS_INLINE void x8_gemm(x8_kind kind, int64_t n, const void *vw, size_
                     }
                     continue;
                 }
-                for (int64_t k = 0; k < kc; k++) x8_unpack(kind, w, ws, rows, k0 + k, &blk[k]);
+                for (int64_t k = 0; k < kc; k++) {
+                    prefetch_next_tile(w + (size_t)r0 * ws, ws, 8, x8_wblock(kind), k0 + k);
+                    x8_unpack(kind, w, ws, rows, k0 + k, &blk[k]);
+                }
                 for (int c = 0; c < ncg; c++) {
                     const uint8_t *y = a + (size_t)(c0 + c) * as + (size_t)k0 * x8_ablock(kind);
                     const int32_t *s8 = &sum8[c * nb + k0];
@@ -761,7 +764,10 @@ static void gemm_q4_K(int64_t n, const void *vw, size_t ws, int nr, const void *
             for (int c = 0; c < ncg; c++) acc[c] = macc[c] = _mm256_setzero_ps();
             for (int64_t k0 = 0; k0 < nb; k0 += X8K_CHUNK) {
                 const int64_t kc = nb - k0 < X8K_CHUNK ? nb - k0 : X8K_CHUNK;
-                for (int64_t k = 0; k < kc; k++) x8k_unpack_q4_K(w, ws, rows, k0 + k, &blk[k]);
+                for (int64_t k = 0; k < kc; k++) {
+                    prefetch_next_tile(w + (size_t)r0 * ws, ws, 8, sizeof(plm_block_q4_K), k0 + k);
+                    x8k_unpack_q4_K(w, ws, rows, k0 + k, &blk[k]);
+                }
                 for (int c = 0; c < ncg; c++) {
                     const plm_block_q8_K *y = BLOCK(plm_block_q8_K, a, as, c0 + c, k0);
                     const int32_t *bs = &bsp[4 * (c * nb + k0)];
@@ -972,7 +978,10 @@ static void gemm_q6_K(int64_t n, const void *vw, size_t ws, int nr, const void *
             for (int c = 0; c < ncg; c++) acc[c] = _mm256_setzero_ps();
             for (int64_t k0 = 0; k0 < nb; k0 += X8K_CHUNK) {
                 const int64_t kc = nb - k0 < X8K_CHUNK ? nb - k0 : X8K_CHUNK;
-                for (int64_t k = 0; k < kc; k++) x8k_unpack_q6_K(w, ws, rows, k0 + k, &blk[k]);
+                for (int64_t k = 0; k < kc; k++) {
+                    prefetch_next_tile(w + (size_t)r0 * ws, ws, 8, sizeof(plm_block_q6_K), k0 + k);
+                    x8k_unpack_q6_K(w, ws, rows, k0 + k, &blk[k]);
+                }
                 for (int c = 0; c < ncg; c++) {
                     const plm_block_q8_K *y = BLOCK(plm_block_q8_K, a, as, c0 + c, k0);
                     __m256 ac = acc[c];

@@ -315,7 +315,10 @@ static ALWAYS_INLINE void x16_gemm(x16_kind kind, int64_t n, const void *vw, siz
                     }
                     continue;
                 }
-                for (int64_t k = 0; k < kc; k++) x16_unpack(kind, w, ws, rows, off_lo, off_hi, k0 + k, &blk[k]);
+                for (int64_t k = 0; k < kc; k++) {
+                    prefetch_next_group(w + (size_t)r0 * ws, ws, x16_wblock(kind), k0 + k);
+                    x16_unpack(kind, w, ws, rows, off_lo, off_hi, k0 + k, &blk[k]);
+                }
                 /* here pre holds: only a single token can have a row too long for terms[] */
                 int c = 0;
                 for (; c + X16_CT <= ncg; c += X16_CT)
@@ -618,7 +621,10 @@ static ALWAYS_INLINE void gemm_k45(const bool five, int64_t n, const void *vw, s
             for (int c = 0; c < ncg; c++) acc[c] = macc[c] = _mm512_setzero_ps();
             for (int64_t k0 = 0; k0 < nb; k0 += X16K_CHUNK) {
                 const int64_t kc = nb - k0 < X16K_CHUNK ? nb - k0 : X16K_CHUNK;
-                for (int64_t k = 0; k < kc; k++) x16k_unpack_k45(five, w, ws, rows, k0 + k, &blk[k]);
+                for (int64_t k = 0; k < kc; k++) {
+                    prefetch_next_group(w + (size_t)r0 * ws, ws, k45_size(five), k0 + k);
+                    x16k_unpack_k45(five, w, ws, rows, k0 + k, &blk[k]);
+                }
                 for (int c = 0; c < ncg; c++)
                     for (int64_t k = 0; k < kc; k++)
                         q8_K_pair_sums(BLOCK(plm_block_q8_K, a, as, c0 + c, k0 + k), &bsp[4 * (c * kc + k)]);
@@ -770,7 +776,10 @@ static void gemm_q6_K(int64_t n, const void *vw, size_t ws, int nr, const void *
             for (int c = 0; c < ncg; c++) acc[c] = _mm512_setzero_ps();
             for (int64_t k0 = 0; k0 < nb; k0 += X16K_CHUNK) {
                 const int64_t kc = nb - k0 < X16K_CHUNK ? nb - k0 : X16K_CHUNK;
-                for (int64_t k = 0; k < kc; k++) x16k_unpack_q6_K(w, ws, rows, k0 + k, &blk[k]);
+                for (int64_t k = 0; k < kc; k++) {
+                    prefetch_next_group(w + (size_t)r0 * ws, ws, sizeof(plm_block_q6_K), k0 + k);
+                    x16k_unpack_q6_K(w, ws, rows, k0 + k, &blk[k]);
+                }
                 const uint8_t *y0 = a + (size_t)c0 * as + (size_t)k0 * sizeof(plm_block_q8_K);
                 int c = 0;
                 for (; c + X16_CT <= ncg; c += X16_CT) x16k_pass_q6_K(X16_CT, blk, kc, y0 + (size_t)c * as, as, &acc[c]);

@@ -1091,6 +1091,40 @@ static void check_attention_helpers(const plm_kernels *simd) {
     simd->round_f16(b, N);
     CHECK(memcmp(a, b, sizeof a) == 0);
     CHECK(a[2] == 1.0f);
+    /* kq8_f16 / pv8_f16: every entry is the reference's chain in the same order,
+     * so bit for bit, whatever the number of rows and cells of the call (the
+     * tables work on several rows at once: the batch must not show) */
+    enum { HD = 64, STRIDE = 72, NR = 16 };
+    static plm_f16 kv[8 * STRIDE];
+    static float q[NR * HD], p[NR * 8], s0[NR * 8], s1[NR * 8], o0[NR * HD], o1[NR * HD];
+    for (int i = 0; i < 8 * STRIDE; i++) {
+        r = r * 1664525u + 1013904223u;
+        kv[i] = plm_f32_to_f16((float)(r >> 8) / (float)(1u << 24) - 0.5f);
+    }
+    for (int i = 0; i < NR * HD; i++) {
+        r = r * 1664525u + 1013904223u;
+        q[i] = (float)(r >> 8) / (float)(1u << 24) - 0.5f;
+    }
+    for (int i = 0; i < NR * 8; i++) {
+        r = r * 1664525u + 1013904223u;
+        p[i] = i % 5 == 3 ? 0.0f : (float)(r >> 8) / (float)(1u << 24); /* some cells skipped */
+    }
+    int bad = 0;
+    for (int nr = 1; nr <= NR; nr++)
+        for (int nc = 1; nc <= 8; nc++) {
+            memset(s0, 0, sizeof s0);
+            memset(s1, 0, sizeof s1);
+            ref->kq8_f16(HD, kv, STRIDE, nc, q, HD, nr, s0, 8);
+            simd->kq8_f16(HD, kv, STRIDE, nc, q, HD, nr, s1, 8);
+            bad += memcmp(s0, s1, sizeof s0) != 0;
+            for (int i = 0; i < NR * HD; i++) o0[i] = o1[i] = q[i];
+            ref->pv8_f16(HD, kv, STRIDE, nc, p, 8, nr, o0, HD);
+            simd->pv8_f16(HD, kv, STRIDE, nc, p, 8, nr, o1, HD);
+            bad += memcmp(o0, o1, sizeof o0) != 0;
+        }
+    CHECKF(bad == 0, "%s: %d of %d kq8/pv8 calls differ from the reference", simd->name, bad, 2 * NR * 8);
+    printf("  %-6s kq8_f16, pv8_f16: %d calls (1-%d rows x 1-8 cells) bit-identical to the reference\n", simd->name,
+           2 * NR * 8 - bad, NR);
 }
 
 static void test_attention_helpers(void) {
