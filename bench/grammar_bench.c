@@ -1,7 +1,7 @@
 /*
  * grammar_bench.c — the cost of structured output on the default model's vocabulary.
  *
- *   build/plm-grammar-bench [SCHEMAS.json] [--steps N] [--gen N] [--reps N] [--no-gen]
+ *   build/plm-grammar-bench [SCHEMAS.json] [--steps N] [--gen N] [--reps N] [--threads N] [--no-gen]
  *
  * For each schema of the suite (tests/data/json_schemas.json: an array of
  * {"name", "prompt", "schema"}):
@@ -109,12 +109,13 @@ static void report(const char *what, double *v, int n) {
 
 int main(int argc, char **argv) {
     const char *path = "tests/data/json_schemas.json";
-    int steps = 64, gen = 48, reps = 3;
+    int steps = 64, gen = 48, reps = 3, threads = 0;
     bool do_gen = true;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--gen") && i + 1 < argc) gen = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--no-gen")) do_gen = false;
         else path = argv[i];
     }
@@ -203,6 +204,7 @@ int main(int argc, char **argv) {
         plm_context *ctx;
         plm_context_params cp = plm_context_default_params();
         cp.n_ctx = 1024;
+        if (threads > 0) cp.n_threads = threads;
         if (plm_context_create(model, &cp, &ctx)) return 1;
         const char *picks[] = {"ticket", "invoice", "user_profile", "event", "array_of_objects", "recursive_tree"};
         double tok_free = 0, t_free = 0, tok_con = 0, t_con = 0;
