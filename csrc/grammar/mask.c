@@ -342,11 +342,18 @@ static plm_status walk(plm_gmatch_universe *u, const plm_token_trie *t, int32_t 
     for (int32_t i = 1; i < t->n_nodes;) {
         int32_t d = depth[i];
         const int32_t *nx = tab[d - 1];
-        if (!nx && !(nx = tab[d - 1] = plm_gmu_table(u, at[d - 1]))) return PLM_ERR_OOM;
+        if (!nx) {
+            if (!(nx = plm_gmu_table(u, at[d - 1]))) return PLM_ERR_OOM;
+            if (plm_gmu_epoch(u) != epoch) { /* making it dropped the other tables: fetch them again */
+                epoch = plm_gmu_epoch(u);
+                for (int32_t k = 0; k < d; k++) tab[k] = NULL;
+            }
+            tab[d - 1] = nx;
+        }
         int32_t r = nx[byte[i]];
         if (r == -3) {
             r = plm_gmu_step(u, at[d - 1], byte[i]);
-            if (plm_gmu_epoch(u) != epoch) { /* tables were dropped: fetch them again */
+            if (plm_gmu_epoch(u) != epoch) {
                 epoch = plm_gmu_epoch(u);
                 for (int32_t k = 0; k < d; k++) tab[k] = NULL;
             }
