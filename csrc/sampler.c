@@ -348,9 +348,13 @@ static plm_status constrain(plm_sampler *smp, float *w, plm_token *t) {
     if (st) return st == PLM_ERR_OOM ? plm_fail(PLM_ERR_OOM, "out of memory building a token mask") : st;
     const uint64_t *m = smp->gmask;
     bool any = false;
-    for (int32_t i = 0; i < smp->n_vocab; i++) {
-        if (!((m[i >> 6] >> (i & 63)) & 1)) w[i] = -INFINITY;
-        else if (w[i] != -INFINITY) any = true;
+    for (int32_t base = 0; base < smp->n_vocab; base += 64) {
+        uint64_t bits = m[base >> 6];
+        if (bits == ~0ull && any) continue; /* 64 allowed tokens, and an allowed finite one already seen */
+        for (int32_t i = base, e = PLM_MIN(base + 64, smp->n_vocab); i < e; i++) {
+            if (!((bits >> (i - base)) & 1)) w[i] = -INFINITY;
+            else if (w[i] != -INFINITY) any = true;
+        }
     }
     if (!any) {
         for (int32_t i = 0; i < smp->n_vocab; i++)

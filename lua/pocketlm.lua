@@ -840,9 +840,11 @@ local Batch = {}
 Batch.__index = Batch
 M.Batch = Batch
 
-local BATCH_ITEM_ALLOWED = keyset(SAMPLING_KEYS, {"max_tokens", "stop", "ignore_eos", "add_special", "parse_special"})
+local CONSTRAINT_KEYS = {"json_schema", "grammar", "regex", "choices"}
+local BATCH_ITEM_ALLOWED = keyset(SAMPLING_KEYS, {"max_tokens", "stop", "ignore_eos", "add_special", "parse_special"},
+                                  CONSTRAINT_KEYS)
 local BATCH_ALLOWED = keyset(SAMPLING_KEYS, {"max_tokens", "stop", "ignore_eos", "add_special", "parse_special",
-                                             "parallel", "prefill_chunk"})
+                                             "parallel", "prefill_chunk"}, CONSTRAINT_KEYS)
 local BATCH_MAX_CELLS = 32768
 
 -- The n_ctx of the model's own contexts: what m:generate runs on, and so the most cells of one request.
@@ -881,7 +883,7 @@ function Model:start_many(prompts, opts)
             end
             prompt = item.prompt
         end
-        local gp, stop, bias = generate_params(o, 1)
+        local gp, stop, bias, grammar = generate_params(o, 1)
         local tokens
         if type(prompt) == "string" then
             tokens = core.tokenize(h, prompt, gp.add_special, gp.parse_special)
@@ -891,7 +893,8 @@ function Model:start_many(prompts, opts)
             fail(("start_many: item %d must be a string, tokens or a table with a prompt, got %s"):format(i, type(prompt)))
         end
         if #tokens == 0 then fail(("start_many: item %d: the prompt is empty"):format(i)) end
-        items[i] = {tokens = tokens, gp = gp, stop = stop, bias = bias}
+        -- the grammar stays referenced until its request is submitted (the request then holds its own)
+        items[i] = {tokens = tokens, gp = gp, stop = stop, bias = bias, grammar = grammar}
         needs[i] = math.min(gp.max_tokens > 0 and #tokens + gp.max_tokens or seq_len, seq_len)
     end
     table.sort(needs, function(a, b) return a > b end)

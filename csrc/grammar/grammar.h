@@ -86,11 +86,22 @@ int32_t plm_gmu_start(plm_gmatch_universe *u);
 /* The state after byte b from state s: -1 when no parse continues with it,
  * -2 on out of memory. */
 int32_t plm_gmu_step(plm_gmatch_universe *u, int32_t s, uint8_t b);
-/* The step table of state s (256 entries, -3 where not computed yet), or NULL: the inlined fast path of
- * plm_gmu_step for tight loops. */
-const int32_t *plm_gmu_table(const plm_gmatch_universe *u, int32_t s);
-/* The bytes that lead from s back to s (a 256-bit set, computed once per state; NULL on out of memory). */
-const uint64_t *plm_gmu_loops(plm_gmatch_universe *u, int32_t s);
+/* The step table of state s (256 entries, -3 where not computed yet; made on first use), or NULL on out of
+ * memory: the inlined fast path of plm_gmu_step for tight loops. Valid while plm_gmu_epoch is unchanged (a
+ * step that makes a table may drop every other table when the cache is full). */
+const int32_t *plm_gmu_table(plm_gmatch_universe *u, int32_t s);
+uint32_t plm_gmu_epoch(const plm_gmatch_universe *u);
+/* How many characters drawn from set (256 bits; read as well-formed UTF-8 from a character boundary) s takes
+ * in a row for certain, at most h: n when every such character takes s to one same state, and each state so
+ * reached does the same, n times over (h when it loops). So every string of at most n such characters leads
+ * to a live state. *end receives the state reached after n characters. -2 on out of memory. */
+int32_t plm_gmu_uniform_run(plm_gmatch_universe *u, int32_t s, const uint64_t set[4], int32_t h, int32_t *end);
+/* 1 when no byte of set (continuation bytes aside) continues from s, between characters; else 0 (also when
+ * not known); -2 on out of memory. */
+int plm_gmu_kills(plm_gmatch_universe *u, int32_t s, const uint64_t set[4]);
+/* Reference mode for tests: every step computed on its own, no table filled ahead (an independent check of
+ * the shortcuts). */
+void plm_gmu_set_reference(plm_gmatch_universe *u);
 /* True when the bytes that led to s form a complete sentence of the grammar. */
 bool plm_gmu_accepts(const plm_gmatch_universe *u, int32_t s);
 /* True when no byte can follow s (it accepts and nothing else). */

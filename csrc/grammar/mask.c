@@ -8,10 +8,14 @@
  * array, stepping the matcher state of each node's parent by the node's byte
  * (a cached table look-up in matcher.c) and skipping a whole subtree as soon
  * as a prefix is dead, so tokens that cross grammar boundaries ("}," or "\":")
- * are handled like any other bytes. End-of-generation tokens are allowed only
- * where the grammar accepts; control tokens (no printed bytes) never are.
- * Masks are cached per matcher state. The trie is built once per model and
- * kept with it (model.c frees it).
+ * are handled like any other bytes. A subtree is also taken whole, unwalked,
+ * when the matcher shows that every byte string of its height over the bytes
+ * it holds stays alive (the body of a JSON string, bounded or not: most of the
+ * vocabulary). Tokens are numbered in trie order ("ranks") while walking, so a
+ * subtree's tokens are one range of bits; the mask is then turned into token
+ * ids. End-of-generation tokens are allowed only where the grammar accepts;
+ * control tokens (no printed bytes) never are. Masks are cached per matcher
+ * state. The trie is built once per model and kept with it (model.c frees it).
  */
 #include "grammar/grammar.h"
 #include "model.h"
@@ -27,8 +31,16 @@ struct plm_token_trie {
     int32_t *tok;      /* (n_nodes) first token ending here, -1 */
     int32_t *tok_next; /* (n_vocab) next token with the same bytes, -1 */
     uint64_t (*desc)[4];/* (n_nodes) the bytes of the nodes below each node (a 256-bit set) */
+    uint16_t *height;  /* (n_nodes) depth of the deepest node below, minus the node's own */
+    uint8_t *clean;    /* (n_nodes) 3: the bytes down to the node are well-formed UTF-8 ending on a character
+                        * boundary, and so is every path below it (up to a possibly unfinished last character) */
+    uint16_t *chars;   /* (n_nodes) characters begun on the path down to the node */
+    int32_t max_chars; /* most characters in a token */
+    uint64_t *short_;  /* (max_chars, rank words): row n holds the tokens of at most n characters, by rank */
     int32_t *tok_begin;/* (n_nodes + 1) the tokens at and below node i are order[tok_begin[i], tok_begin[skip[i]]) */
-    int32_t *order;    /* tokens in trie order */
+    int32_t *order;    /* tokens in trie order (rank -> id) */
+    int32_t n_order;   /* tokens in the trie */
+    uint64_t *in_trie; /* (words) id bits of the tokens in the trie */
     uint32_t *off;     /* (n_vocab + 1) token bytes in pool */
     char *pool;
     uint8_t *eog;      /* (n_vocab) */
@@ -44,6 +56,11 @@ void plm_token_trie_free(plm_token_trie *t) {
     free(t->tok);
     free(t->tok_next);
     free(t->desc);
+    free(t->height);
+    free(t->clean);
+    free(t->chars);
+    free(t->short_);
+    free(t->in_trie);
     free(t->tok_begin);
     free(t->order);
     free(t->off);
@@ -51,6 +68,42 @@ void plm_token_trie_free(plm_token_trie *t) {
     free(t->eog);
     free(t->eogs);
     free(t);
+}
+
+/* Marks in t->clean, for each node, bit 1 when the bytes from the root to it are well-formed UTF-8 (the last
+ * character possibly unfinished, with the same byte ranges as the matcher's) and bit 0 when they also end
+ * on a character boundary. The bottom-up pass of plm_token_trie_build then clears bit 1 where some path
+ * below is not well-formed. */
+static bool mark_utf8(plm_token_trie *t) {
+    size_t nd = (size_t)t->max_depth + 1;
+    uint16_t *cc = malloc(nd * (4 + sizeof(uint16_t))); /* per depth on the current path */
+    if (!cc) return false;
+    uint8_t *need = (uint8_t *)(cc + nd), *lo = need + nd, *hi = lo + nd, *ok = hi + nd;
+    need[0] = 0, ok[0] = 1, lo[0] = hi[0] = 0, cc[0] = 0;
+    for (int32_t i = 1; i < t->n_nodes; i++) {
+        int d = t->depth[i], p = d - 1;
+        uint8_t b = t->byte[i], n = need[p], l = 0x80, h = 0xBF, v = ok[p];
+        if (!v) {
+        } else if (n) {
+            if (b < lo[p] || b > hi[p]) v = 0;
+            n--;
+        } else if (b < 0x80) {
+        } else if (b >= 0xC2 && b <= 0xDF) {
+            n = 1;
+        } else if (b >= 0xE0 && b <= 0xEF) {
+            n = 2, l = b == 0xE0 ? 0xA0 : 0x80, h = b == 0xED ? 0x9F : 0xBF;
+        } else if (b >= 0xF0 && b <= 0xF4) {
+            n = 3, l = b == 0xF0 ? 0x90 : 0x80, h = b == 0xF4 ? 0x8F : 0xBF;
+        } else {
+            v = 0;
+        }
+        need[d] = n, lo[d] = l, hi[d] = h, ok[d] = v;
+        cc[d] = (uint16_t)(cc[p] + (b < 0x80 || b >= 0xC0));
+        t->chars[i] = cc[d];
+        t->clean[i] = (uint8_t)(v ? (n ? 2 : 3) : 0);
+    }
+    free(cc);
+    return true;
 }
 
 static _Thread_local const plm_token_trie *sort_trie; /* qsort has no context argument */
@@ -161,18 +214,43 @@ plm_status plm_token_trie_build(const plm_model *model, plm_token_trie **out) {
     t->desc = calloc((size_t)nn, sizeof(*t->desc));
     t->tok_begin = malloc(((size_t)nn + 1) * sizeof(int32_t));
     t->order = malloc(((size_t)n_order + 1) * sizeof(int32_t));
-    if (!t->desc || !t->tok_begin || !t->order) goto nomem;
+    t->height = calloc((size_t)nn, sizeof(uint16_t));
+    t->clean = calloc((size_t)nn, 1);
+    t->chars = calloc((size_t)nn, sizeof(uint16_t));
+    t->in_trie = calloc(((size_t)n + 63) / 64, sizeof(uint64_t));
+    if (!t->desc || !t->tok_begin || !t->order || !t->height || !t->clean || !t->chars || !t->in_trie) goto nomem;
     int32_t k = 0;
     for (int32_t i = 0; i < nn; i++) {
         t->tok_begin[i] = k;
-        for (int32_t x = t->tok[i]; x >= 0; x = t->tok_next[x]) t->order[k++] = x;
+        for (int32_t x = t->tok[i]; x >= 0; x = t->tok_next[x]) {
+            t->order[k++] = x;
+            t->in_trie[x >> 6] |= 1ull << (x & 63);
+        }
     }
     t->tok_begin[nn] = k;
-    for (int32_t i = nn - 1; i >= 0; i--)
+    t->n_order = k;
+    if (!mark_utf8(t)) goto nomem;
+    for (int32_t i = nn - 1; i >= 0; i--) {
+        bool below_ok = true; /* every path below i well-formed so far */
         for (int32_t c = i + 1; c < t->skip[i]; c = t->skip[c]) {
             t->desc[i][t->byte[c] >> 6] |= 1ull << (t->byte[c] & 63);
             for (int w = 0; w < 4; w++) t->desc[i][w] |= t->desc[c][w];
+            if (t->height[c] + 1 > t->height[i]) t->height[i] = (uint16_t)(t->height[c] + 1);
+            below_ok = below_ok && (t->clean[c] & 2);
         }
+        if (!below_ok) t->clean[i] &= (uint8_t)~2u; /* now bit 1: well-formed down to i and everywhere below */
+    }
+    /* Tokens by length in characters, as rank bits (for subtrees taken up to a depth). */
+    for (int32_t i = 0; i < nn; i++)
+        if (t->chars[i] > t->max_chars && t->tok_begin[i + 1] > t->tok_begin[i]) t->max_chars = t->chars[i];
+    int32_t rw = (k + 63) / 64;
+    t->short_ = calloc((size_t)t->max_chars * (size_t)rw + 1, sizeof(uint64_t));
+    if (!t->short_) goto nomem;
+    for (int32_t i = 0; i < nn; i++)
+        for (int32_t r = t->tok_begin[i]; r < t->tok_begin[i + 1] && t->chars[i] < t->max_chars; r++)
+            t->short_[(size_t)t->chars[i] * (size_t)rw + (size_t)(r >> 6)] |= 1ull << (r & 63);
+    for (int32_t m = 1; m < t->max_chars; m++)
+        for (int32_t w = 0; w < rw; w++) t->short_[(size_t)m * (size_t)rw + (size_t)w] |= t->short_[(size_t)(m - 1) * (size_t)rw + (size_t)w];
     free(order);
     *out = t;
     return PLM_OK;
@@ -224,6 +302,95 @@ int plm_token_allowed(plm_gmatch_universe *u, const plm_token_trie *t, int32_t s
     return r >= 0;
 }
 
+/* Sets bits [a, b) of m. */
+static void set_range(uint64_t *m, int32_t a, int32_t b) {
+    if (a >= b) return;
+    int32_t wa = a >> 6, wb = (b - 1) >> 6;
+    uint64_t first = ~0ull << (a & 63), last = ~0ull >> (63 - ((b - 1) & 63));
+    if (wa == wb) {
+        m[wa] |= first & last;
+        return;
+    }
+    m[wa] |= first;
+    for (int32_t w = wa + 1; w < wb; w++) m[w] = ~0ull;
+    m[wb] |= last;
+}
+
+/* Sets the bits of [a, b) that are set in src. */
+static void set_range_in(uint64_t *m, int32_t a, int32_t b, const uint64_t *src) {
+    if (a >= b) return;
+    int32_t wa = a >> 6, wb = (b - 1) >> 6;
+    uint64_t first = ~0ull << (a & 63), last = ~0ull >> (63 - ((b - 1) & 63));
+    if (wa == wb) {
+        m[wa] |= src[wa] & first & last;
+        return;
+    }
+    m[wa] |= src[wa] & first;
+    for (int32_t w = wa + 1; w < wb; w++) m[w] |= src[w];
+    m[wb] |= src[wb] & last;
+}
+
+/* Walks the trie from state s into rank bits (tokens in trie order). */
+static plm_status walk(plm_gmatch_universe *u, const plm_token_trie *t, int32_t s, uint64_t *rank,
+                       int32_t *at, const int32_t **tab) {
+    const uint8_t *byte = t->byte, *clean = t->clean;
+    const uint16_t *depth = t->depth;
+    const int32_t *skip = t->skip, *tb = t->tok_begin;
+    uint32_t epoch = plm_gmu_epoch(u);
+    at[0] = s;
+    tab[0] = NULL;
+    for (int32_t i = 1; i < t->n_nodes;) {
+        int32_t d = depth[i];
+        const int32_t *nx = tab[d - 1];
+        if (!nx) {
+            if (!(nx = plm_gmu_table(u, at[d - 1]))) return PLM_ERR_OOM;
+            if (plm_gmu_epoch(u) != epoch) { /* making it dropped the other tables: fetch them again */
+                epoch = plm_gmu_epoch(u);
+                for (int32_t k = 0; k < d; k++) tab[k] = NULL;
+            }
+            tab[d - 1] = nx;
+        }
+        int32_t r = nx[byte[i]];
+        if (r == -3) {
+            r = plm_gmu_step(u, at[d - 1], byte[i]);
+            if (plm_gmu_epoch(u) != epoch) {
+                epoch = plm_gmu_epoch(u);
+                for (int32_t k = 0; k < d; k++) tab[k] = NULL;
+            }
+        }
+        if (r < 0) {
+            if (r == -2) return PLM_ERR_OOM;
+            i = skip[i];
+            continue;
+        }
+        /* A subtree whose bytes r takes n characters deep for certain, and no deeper: its tokens of at most
+         * n more characters at once, unwalked (the body of a JSON string, bounded or not). */
+        if (skip[i] - i > 1 && clean[i] == 3) {
+            int32_t end, n = plm_gmu_uniform_run(u, r, t->desc[i], t->height[i], &end);
+            if (n < 0) return PLM_ERR_OOM;
+            /* deeper than n, every byte of the subtree dies (or there is no deeper) */
+            int done = n >= t->height[i] ? 1 : plm_gmu_kills(u, end, t->desc[i]);
+            if (done < 0) return PLM_ERR_OOM;
+            if (plm_gmu_epoch(u) != epoch) {
+                epoch = plm_gmu_epoch(u);
+                for (int32_t k = 0; k < d; k++) tab[k] = NULL;
+            }
+            if (done) {
+                int32_t c = t->chars[i] + n;
+                if (n >= t->height[i] || c >= t->max_chars) set_range(rank, tb[i], tb[skip[i]]);
+                else set_range_in(rank, tb[i], tb[skip[i]], t->short_ + (size_t)c * (size_t)((t->n_order + 63) / 64));
+                i = skip[i];
+                continue;
+            }
+        }
+        at[d] = r;
+        tab[d] = NULL;
+        set_range(rank, tb[i], tb[i + 1]);
+        i++;
+    }
+    return PLM_OK;
+}
+
 plm_status plm_token_mask(plm_gmatch_universe *u, const plm_token_trie *t, int32_t s, uint64_t *mask) {
     int32_t words = (t->n_vocab + 63) / 64;
     const uint64_t *cached = plm_gmu_mask(u, s);
@@ -233,45 +400,44 @@ plm_status plm_token_mask(plm_gmatch_universe *u, const plm_token_trie *t, int32
     }
     memset(mask, 0, (size_t)words * sizeof(uint64_t));
     if (s < 0) return PLM_OK;
-    int32_t stack_buf[256];
-    int32_t *at = t->max_depth < 255 ? stack_buf : malloc(((size_t)t->max_depth + 1) * sizeof(int32_t));
-    if (!at) return plm_fail(PLM_ERR_OOM, "out of memory for a token mask");
-    at[0] = s;
-    const uint8_t *byte = t->byte;
-    const uint16_t *depth = t->depth;
-    const int32_t *skip = t->skip, *tok = t->tok;
-    for (int32_t i = 1; i < t->n_nodes;) {
-        int32_t from = at[depth[i] - 1];
-        const int32_t *nx = plm_gmu_table(u, from);
-        int32_t r = nx ? nx[byte[i]] : -3;
-        if (r == -3) r = plm_gmu_step(u, from, byte[i]);
-        if (r < 0) {
-            if (r == -2) {
-                if (at != stack_buf) free(at);
-                return PLM_ERR_OOM;
+    int32_t rwords = (t->n_order + 63) / 64;
+    size_t depth = (size_t)t->max_depth + 1;
+    void *buf_stack[(256 * 2 * sizeof(void *) + 1024 * 8) / sizeof(void *)];
+    size_t need = depth * sizeof(int32_t) + depth * sizeof(void *) + (size_t)rwords * 8;
+    need = (need + 7) & ~(size_t)7;
+    void *buf = need <= sizeof buf_stack ? (void *)buf_stack : malloc(need);
+    if (!buf) return plm_fail(PLM_ERR_OOM, "out of memory for a token mask");
+    uint64_t *rank = buf;
+    const int32_t **tab = (const int32_t **)(rank + rwords);
+    int32_t *at = (int32_t *)(tab + depth);
+    memset(rank, 0, (size_t)rwords * 8);
+    plm_status st = walk(u, t, s, rank, at, tab);
+    if (!st) {
+        /* ranks -> ids: through the refused tokens when most are allowed, else through the allowed ones */
+        int32_t n_set = 0;
+        for (int32_t w = 0; w < rwords; w++) n_set += __builtin_popcountll(rank[w]);
+        const int32_t *order = t->order;
+        if (n_set > t->n_order / 2) {
+            memcpy(mask, t->in_trie, (size_t)words * sizeof(uint64_t));
+            for (int32_t w = 0; w < rwords; w++) {
+                uint64_t m = ~rank[w];
+                if (w == rwords - 1 && (t->n_order & 63)) m &= ~0ull >> (64 - (t->n_order & 63));
+                for (; m; m &= m - 1) {
+                    int32_t id = order[64 * w + __builtin_ctzll(m)];
+                    mask[id >> 6] &= ~(1ull << (id & 63));
+                }
             }
-            i = skip[i];
-            continue;
+        } else {
+            for (int32_t w = 0; w < rwords; w++)
+                for (uint64_t m = rank[w]; m; m &= m - 1) {
+                    int32_t id = order[64 * w + __builtin_ctzll(m)];
+                    mask[id >> 6] |= 1ull << (id & 63);
+                }
         }
-        /* A large subtree whose bytes all lead from r back to r: every token in it is allowed, unwalked
-         * (the body of a JSON string, say). */
-        if (skip[i] - i > 16) {
-            const uint64_t *loops = plm_gmu_loops(u, r);
-            const uint64_t *d = t->desc[i];
-            if (loops && !(d[0] & ~loops[0]) && !(d[1] & ~loops[1]) && !(d[2] & ~loops[2]) && !(d[3] & ~loops[3])) {
-                for (int32_t k = t->tok_begin[i], e = t->tok_begin[skip[i]]; k < e; k++)
-                    mask[t->order[k] >> 6] |= 1ull << (t->order[k] & 63);
-                i = skip[i];
-                continue;
-            }
-        }
-        at[depth[i]] = r;
-        for (int32_t k = tok[i]; k >= 0; k = t->tok_next[k]) mask[k >> 6] |= 1ull << (k & 63);
-        i++;
+        if (plm_gmu_accepts(u, s))
+            for (int32_t k = 0; k < t->n_eogs; k++) mask[t->eogs[k] >> 6] |= 1ull << (t->eogs[k] & 63);
+        plm_gmu_set_mask(u, s, mask, words);
     }
-    if (at != stack_buf) free(at);
-    if (plm_gmu_accepts(u, s))
-        for (int32_t k = 0; k < t->n_eogs; k++) mask[t->eogs[k] >> 6] |= 1ull << (t->eogs[k] & 63);
-    plm_gmu_set_mask(u, s, mask, words);
-    return PLM_OK;
+    if (buf != (void *)buf_stack) free(buf);
+    return st;
 }

@@ -16,6 +16,11 @@
  * state takes the stacks after the character at once ("pending"), so states
  * that differ only in the bits of a character inside, say, a JSON string are
  * one state and their tables are shared.
+ * A state's ASCII row is filled at once when its table is made: bytes that
+ * every top class treats alike (all the letters inside a JSON string, say) are
+ * one step computed once. The row also names the state most ASCII bytes lead
+ * to; mask.c uses that summary to allow a whole subtree of the vocabulary trie
+ * without walking it (plm_gmu_uniform_run).
  * Left recursion is refused by gbnf.c, so expanding a rule always ends. A rule
  * referenced last in an alternative returns straight to the caller's caller
  * (a tail call), so repetitions (right recursion) keep the stack flat.
@@ -45,7 +50,11 @@ typedef struct gstate {
     uint32_t hash;
     int32_t *next;        /* (256) step by byte, UNKNOWN until computed; NULL until first used */
     uint64_t *mask;       /* cached token mask or NULL */
-    uint64_t *loops;      /* (4 words) the bytes that lead back to this state, once computed */
+    int32_t uni;          /* the state most ASCII bytes lead to (DEAD: none; UNKNOWN until the row is filled) */
+    uint64_t uset[4];     /* bytes that lead to uni as (part of) one character: those ASCII bytes, every
+                           * continuation byte, and the lead bytes whose characters all do (bit b - 0xC0) */
+    uint64_t leads_known; /* nonzero once uset[3] is filled (fill_leads) */
+    uint64_t dead[2];     /* ASCII bytes that lead nowhere (once the row is filled) */
 } gstate;
 
 struct plm_gmatch_universe {
@@ -67,8 +76,9 @@ struct plm_gmatch_universe {
     int32_t n_out, cap_out;
     uint32_t cur;
     size_t cache_bytes;
-    int32_t mask_words;
     int32_t start;
+    uint32_t epoch;       /* counts trims: a table pointer held across a step is stale once it changes */
+    bool plain;           /* reference mode: no rows filled ahead, every step computed alone */
 };
 
 static uint32_t mix(uint32_t a, uint32_t b) {
@@ -104,7 +114,6 @@ void plm_gmu_free(plm_gmatch_universe *u) {
     for (int32_t i = 0; i < u->n_states; i++) {
         free(u->states[i].next);
         free(u->states[i].mask);
-        free(u->states[i].loops);
     }
     free(u->states);
     free(u->state_ht);
@@ -260,7 +269,7 @@ static int32_t intern(plm_gmatch_universe *u, const int32_t *ids, int32_t n, uin
     if (n) memmove(u->ids + u->n_ids, ids, (size_t)n * sizeof(int32_t));
     int32_t s = u->n_states++;
     u->states[s] = (gstate){.off = (int32_t)u->n_ids, .n = n, .partial = partial, .need = need, .blo = blo, .bhi = bhi,
-                            .accept = accept, .pending = pending, .hash = h};
+                            .accept = accept, .pending = pending, .hash = h, .uni = UNKNOWN};
     u->n_ids += n;
     if ((uint32_t)u->n_states * 2 > u->state_ht_cap) {
         uint32_t nc = u->state_ht_cap * 2;
@@ -381,45 +390,191 @@ static void trim(plm_gmatch_universe *u) {
         u->states[i].mask = NULL;
     }
     u->cache_bytes = 0;
+    u->epoch++;
+}
+
+/* Fills the ASCII row of state s (between characters): the bytes are split into groups that every top class
+ * holds all of or none of; each group's step is computed once (a group in no class is dead). Then the
+ * summary: uni, the target most bytes share, and the bytes that lead there. False on out of memory. */
+static bool fill_ascii(plm_gmatch_universe *u, int32_t s) {
+    const plm_grammar *g = u->g;
+    uint64_t grp[128][2] = {{~0ull, ~0ull}}, any[2] = {0, 0};
+    int ng = 1;
+    for (int32_t i = 0; i < u->states[s].n; i++) {
+        const uint64_t *c = g->class_ascii[g->elems[u->nodes[u->ids[u->states[s].off + i]].pos].v];
+        any[0] |= c[0], any[1] |= c[1];
+        for (int k = 0, n0 = ng; k < n0; k++) {
+            uint64_t a0 = grp[k][0] & c[0], a1 = grp[k][1] & c[1], b0 = grp[k][0] & ~c[0], b1 = grp[k][1] & ~c[1];
+            if ((a0 | a1) && (b0 | b1)) {
+                grp[k][0] = a0, grp[k][1] = a1;
+                grp[ng][0] = b0, grp[ng][1] = b1;
+                ng++;
+            }
+        }
+    }
+    int32_t target[128];
+    for (int k = 0; k < ng; k++) {
+        int rep = grp[k][0] ? __builtin_ctzll(grp[k][0]) : 64 + __builtin_ctzll(grp[k][1]);
+        int32_t r = DEAD;
+        if ((grp[k][0] & any[0]) | (grp[k][1] & any[1])) r = advance(u, s, (uint32_t)rep);
+        if (r == NOMEM) return false;
+        target[k] = r;
+        int32_t *t = u->states[s].next;
+        for (int w = 0; w < 2; w++)
+            for (uint64_t m = grp[k][w]; m; m &= m - 1) t[64 * w + __builtin_ctzll(m)] = r;
+    }
+    gstate *st = &u->states[s];
+    int best = 0;
+    st->uni = DEAD;
+    for (int k = 0; k < ng; k++) {
+        if (target[k] < 0) continue;
+        int n = 0;
+        for (int j = 0; j < ng; j++)
+            if (target[j] == target[k]) n += __builtin_popcountll(grp[j][0]) + __builtin_popcountll(grp[j][1]);
+        if (n > best) best = n, st->uni = target[k];
+    }
+    memset(st->uset, 0, sizeof st->uset);
+    st->dead[0] = st->dead[1] = 0;
+    for (int k = 0; k < ng; k++)
+        if (target[k] == DEAD) st->dead[0] |= grp[k][0], st->dead[1] |= grp[k][1];
+    if (st->uni >= 0) {
+        for (int k = 0; k < ng; k++)
+            if (target[k] == st->uni) st->uset[0] |= grp[k][0], st->uset[1] |= grp[k][1];
+        st->uset[2] = ~0ull; /* continuation bytes 0x80-0xBF: judged with their lead byte */
+    }
+    return true;
+}
+
+/* Makes s's step table (UNKNOWN everywhere), then fills what is known without a parse: outside a character
+ * the ASCII row (fill_ascii) and the bytes no character starts with; inside one, the bytes out of its range.
+ * False on out of memory. */
+static bool new_table(plm_gmatch_universe *u, int32_t s) {
+    if (u->cache_bytes > CACHE_LIMIT) trim(u);
+    int32_t *t = malloc(256 * sizeof(int32_t));
+    if (!t) return false;
+    for (int i = 0; i < 256; i++) t[i] = UNKNOWN;
+    u->states[s].next = t;
+    u->cache_bytes += 256 * sizeof(int32_t);
+    if (u->plain) return true;
+    const gstate *st = &u->states[s];
+    if (st->need) {
+        for (int i = 0; i < 256; i++)
+            if (i < st->blo || i > st->bhi) t[i] = DEAD;
+        return true;
+    }
+    for (int i = 0x80; i < 0xC2; i++) t[i] = DEAD;
+    for (int i = 0xF5; i < 0x100; i++) t[i] = DEAD;
+    return fill_ascii(u, s);
+}
+
+static int32_t nomem(void) {
+    plm_fail(PLM_ERR_OOM, "out of memory in the grammar matcher");
+    return NOMEM;
 }
 
 int32_t plm_gmu_step(plm_gmatch_universe *u, int32_t s, uint8_t b) {
     if (s < 0) return DEAD;
     gstate *st = &u->states[s];
     if (st->next && st->next[b] != UNKNOWN) return st->next[b];
-    int32_t r = compute_step(u, s, b);
-    if (r == NOMEM) {
-        plm_fail(PLM_ERR_OOM, "out of memory in the grammar matcher");
-        return NOMEM;
-    }
-    st = &u->states[s];
     if (!st->next) {
-        if (u->cache_bytes > CACHE_LIMIT) trim(u);
-        st->next = malloc(256 * sizeof(int32_t));
-        if (!st->next) return r; /* not cached: computed again next time */
-        for (int i = 0; i < 256; i++) st->next[i] = UNKNOWN;
-        u->cache_bytes += 256 * sizeof(int32_t);
+        if (!new_table(u, s)) return nomem();
+        st = &u->states[s];
+        if (st->next[b] != UNKNOWN) return st->next[b];
     }
-    st->next[b] = r;
+    int32_t r = compute_step(u, s, b);
+    if (r == NOMEM) return nomem();
+    u->states[s].next[b] = r;
     return r;
 }
 
-const int32_t *plm_gmu_table(const plm_gmatch_universe *u, int32_t s) { return u->states[s].next; }
-
-const uint64_t *plm_gmu_loops(plm_gmatch_universe *u, int32_t s) {
-    if (u->states[s].loops) return u->states[s].loops;
-    uint64_t l[4] = {0};
-    for (int b = 0; b < 256; b++) {
-        int32_t r = plm_gmu_step(u, s, (uint8_t)b);
-        if (r == NOMEM) return NULL;
-        if (r == s) l[b >> 6] |= 1ull << (b & 63);
+const int32_t *plm_gmu_table(plm_gmatch_universe *u, int32_t s) {
+    if (!u->states[s].next && !new_table(u, s)) {
+        nomem();
+        return NULL;
     }
-    uint64_t *m = malloc(sizeof l);
-    if (!m) return NULL;
-    memcpy(m, l, sizeof l);
-    u->states[s].loops = m;
-    u->cache_bytes += sizeof l;
-    return m;
+    return u->states[s].next;
+}
+
+uint32_t plm_gmu_epoch(const plm_gmatch_universe *u) { return u->epoch; }
+
+void plm_gmu_set_reference(plm_gmatch_universe *u) { u->plain = true; }
+
+/* The code points a character with lead byte b (0xC2-0xF4) can be, as compute_step's byte ranges allow. */
+static void lead_range(uint8_t b, uint32_t *lo, uint32_t *hi) {
+    uint32_t partial = b <= 0xDF ? b & 0x1Fu : b <= 0xEF ? b & 0x0Fu : b & 0x07u;
+    unsigned need = b <= 0xDF ? 1 : b <= 0xEF ? 2 : 3;
+    uint8_t blo = b == 0xE0 ? 0xA0 : b == 0xF0 ? 0x90 : 0x80, bhi = b == 0xED ? 0x9F : b == 0xF4 ? 0x8F : 0xBF;
+    unsigned sh = 6u * (need - 1u);
+    *lo = ((partial << 6) | (blo & 0x3Fu)) << sh;
+    *hi = (((partial << 6) | (bhi & 0x3Fu)) << sh) | ((1u << sh) - 1);
+}
+
+/* Fills uset[3]: the lead bytes every character of which takes s to uni. Such a lead makes a pending state
+ * (every top class holds all of its code points or none: partial_state's test), and the classes holding them
+ * are those holding the ASCII bytes that lead to uni, so the stacks after it are uni's; where the classes
+ * differ, the step is computed. False on out of memory. */
+static bool fill_leads(plm_gmatch_universe *u, int32_t s) {
+    const plm_grammar *g = u->g;
+    u->states[s].leads_known = ~0ull;
+    if (u->states[s].uni < 0) return true;
+    const uint64_t *us = u->states[s].uset;
+    uint32_t rep = us[0] ? (uint32_t)__builtin_ctzll(us[0]) : 64u + (uint32_t)__builtin_ctzll(us[1]);
+    uint64_t ok = 0;
+    for (int b = 0xC2; b <= 0xF4; b++) {
+        uint32_t lo, hi;
+        lead_range((uint8_t)b, &lo, &hi);
+        bool uniform = true, any = false, same = true;
+        const gstate *st = &u->states[s];
+        for (int32_t i = 0; i < st->n && uniform; i++) {
+            int32_t c = g->elems[u->nodes[u->ids[st->off + i]].pos].v;
+            bool m = plm_grammar_class_meets(g, c, lo, hi);
+            if (m && !(plm_grammar_class_has(g, c, lo) && plm_grammar_class_range_covers(g, c, lo, hi))) uniform = false;
+            any = any || m;
+            same = same && m == plm_grammar_class_has(g, c, rep);
+        }
+        if (!uniform || !any) continue;
+        if (!same) {
+            int32_t r = advance(u, s, lo);
+            if (r == NOMEM) return false;
+            if (r != u->states[s].uni) continue;
+        }
+        ok |= 1ull << (b - 0xC0);
+    }
+    u->states[s].uset[3] = ok;
+    return true;
+}
+
+int32_t plm_gmu_uniform_run(plm_gmatch_universe *u, int32_t s, const uint64_t set[4], int32_t h, int32_t *end) {
+    int32_t j = 0;
+    for (; j < h; j++) {
+        *end = s;
+        if (u->states[s].need) return j;
+        if (!u->states[s].next && !new_table(u, s)) return nomem();
+        gstate *st = &u->states[s];
+        if (st->uni < 0 || (set[0] & ~st->uset[0]) || (set[1] & ~st->uset[1])) return j;
+        if (set[3] && !st->leads_known) {
+            if (!fill_leads(u, s)) return nomem();
+            st = &u->states[s];
+        }
+        if (set[3] & ~st->uset[3]) return j;
+        if (st->uni == s) return h;
+        s = st->uni;
+    }
+    *end = s;
+    return h;
+}
+
+int plm_gmu_kills(plm_gmatch_universe *u, int32_t s, const uint64_t set[4]) {
+    if (u->states[s].need) return 0;
+    if (!u->states[s].next && !new_table(u, s)) return nomem();
+    const gstate *st = &u->states[s];
+    if (st->uni == UNKNOWN || (set[0] & ~st->dead[0]) || (set[1] & ~st->dead[1])) return 0;
+    for (uint64_t m = set[3]; m; m &= m - 1) {
+        int32_t r = plm_gmu_step(u, s, (uint8_t)(0xC0 + __builtin_ctzll(m)));
+        if (r == NOMEM) return NOMEM;
+        if (r != DEAD) return 0;
+    }
+    return 1;
 }
 
 int32_t plm_gmu_walk(plm_gmatch_universe *u, int32_t s, const char *p, size_t n) {

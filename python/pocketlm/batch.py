@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional, 
 
 from . import _core
 from . import errors as _errors
+from . import grammar as _grammar
 from .context import STOP_REASONS, Context, Tokens, _generate_params, _stop_list, as_tokens
 from .sampling import sampler_params
 
@@ -32,12 +33,13 @@ __all__ = ["Batch", "BatchResult"]
 #: Options a request may set (the keyword arguments of :meth:`Model.generate`, less the logits processor).
 GENERATE_OPTIONS = ("max_tokens", "temperature", "top_k", "top_p", "min_p", "repeat_penalty", "frequency_penalty",
                     "presence_penalty", "penalty_last_n", "stop", "seed", "logit_bias", "ignore_eos", "add_special",
-                    "parse_special")
+                    "parse_special", "json_schema", "grammar", "regex", "choices")
 
 _DEFAULTS: Dict[str, Any] = {
     "max_tokens": 256, "temperature": 0.8, "top_k": 40, "top_p": 0.95, "min_p": 0.05, "repeat_penalty": 1.0,
     "frequency_penalty": 0.0, "presence_penalty": 0.0, "penalty_last_n": 64, "stop": None, "seed": None,
     "logit_bias": None, "ignore_eos": False, "add_special": True, "parse_special": True,
+    "json_schema": None, "grammar": None, "regex": None, "choices": None,
 }
 
 _STATUS_ERRORS = {
@@ -127,6 +129,10 @@ class Batch:
         sp = sampler_params(o["temperature"], o["top_k"], o["top_p"], o["min_p"], o["repeat_penalty"],
                             o["frequency_penalty"], o["presence_penalty"], o["penalty_last_n"], o["seed"])
         gp = _generate_params(o["max_tokens"], o["ignore_eos"], sp)
+        constraint = _grammar.resolve(json_schema=o["json_schema"], grammar=o["grammar"], regex=o["regex"],
+                                      choices=o["choices"])
+        if constraint is not None:   # the request takes its own reference in C
+            _core.generate_params_set_grammar(gp, constraint._h)
         return int(_core.batch_gen_submit(self._handle, tokens, gp, _stop_list(o["stop"]), o["logit_bias"]))
 
     def step(self) -> List[Tuple[int, str]]:

@@ -13,7 +13,8 @@ lets through tokens whose bytes continue a valid sentence, and ends the output w
     ['city']
 
 ``generate``, ``stream`` and ``chat`` take ``json_schema=``, ``grammar=``, ``regex=`` or ``choices=`` (one of
-them); ``chat`` also takes ``response_format=`` in the llama-cpp-python and OpenAI shapes, and
+them), and so do ``generate_many``, ``chat_many`` and ``Batch.submit`` (a grammar state per request);
+``chat`` also takes ``response_format=`` in the llama-cpp-python and OpenAI shapes, and
 :meth:`pocketlm.Model.generate_json` returns the parsed object. A malformed grammar, schema or expression raises
 :class:`pocketlm.InvalidArgumentError` naming line:column and what was expected; a schema keyword pocketlm does
 not enforce is an error, never ignored.

@@ -364,6 +364,7 @@ static int check_masks(const char *name, const plm_grammar *g, int n_states) {
     int32_t nv = plm_token_trie_n_vocab(trie), words = (nv + 63) / 64;
     plm_gmatch_universe *u, *ub;
     if (plm_gmu_create(g, &u) || plm_gmu_create(g, &ub)) return 0;
+    plm_gmu_set_reference(ub); /* the brute force steps byte by byte, none of the mask's shortcuts */
     uint64_t *mask = malloc((size_t)words * 8);
     int32_t *allowed = malloc((size_t)nv * sizeof(int32_t));
     char *hist = malloc(1 << 16);
@@ -461,6 +462,50 @@ static void test_mask_exact(void) {
             (double)(clock() - t0) / CLOCKS_PER_SEC);
 }
 
+/* The same on grammars compiled from JSON Schema and GBNF with bounded, counted and non-ASCII character
+ * runs: where the mask takes whole subtrees of the trie without walking them. */
+static void test_mask_exact_runs(void) {
+    REQUIRE(model);
+    static const char *schemas[] = {
+        "{\"type\": \"string\", \"minLength\": 3, \"maxLength\": 10}",
+        "{\"type\": \"array\", \"items\": {\"type\": \"string\"}}",
+        "{\"type\": \"object\", \"properties\": {\"title\": {\"type\": \"string\", \"maxLength\": 40}, \"tags\": "
+        "{\"type\": \"array\", \"items\": {\"type\": \"string\", \"maxLength\": 6}, \"maxItems\": 3}}, "
+        "\"required\": [\"title\"]}",
+        "{\"type\": \"string\", \"format\": \"email\"}",
+        "{\"type\": \"string\", \"format\": \"date-time\"}",
+        "{\"enum\": [\"na\u00efve\", \"caf\u00e9\", \"\u65e5\u672c\", \"plain\"]}",
+        "{\"type\": \"string\", \"pattern\": \"^[a-z]{2,5}-[0-9]+$\"}",
+    };
+    static const char *gbnfs[] = {
+        /* a class that holds part of the code points of a lead byte (U+00C0-U+00DF of C3's U+00C0-U+00FF) */
+        "root ::= [a-zA-Z\u00c0-\u00df ]{1,12} \".\"\n",
+        /* letters one way, accented letters another (so their lead bytes do not take the letters' step) */
+        "root ::= ([a-z] | [\u00c0-\u00ff] \"!\" | \" \")* \".\"\n",
+        /* any character but a quote, counted, then anything */
+        "root ::= [^\"]{0,7} \"\\\"\" [^\\x00]*\n",
+    };
+    int total = 0;
+    for (size_t i = 0; i < sizeof schemas / sizeof schemas[0]; i++) {
+        plm_grammar *g = NULL;
+        plm_status st = plm_grammar_from_json_schema(schemas[i], strlen(schemas[i]), &g);
+        CHECKF(st == PLM_OK, "schema %zu: %s", i, plm_last_error());
+        char name[32];
+        snprintf(name, sizeof name, "schema %zu", i);
+        if (g) total += check_masks(name, g, n_mask_states());
+        plm_grammar_free(g);
+    }
+    for (size_t i = 0; i < sizeof gbnfs / sizeof gbnfs[0]; i++) {
+        plm_grammar *g = parse(gbnfs[i]);
+        CHECKF(g != NULL, "gbnf %zu: %s", i, plm_last_error());
+        char name[32];
+        snprintf(name, sizeof name, "gbnf %zu", i);
+        if (g) total += check_masks(name, g, n_mask_states());
+        plm_grammar_free(g);
+    }
+    fprintf(stderr, "  %d states checked against the brute force\n", total);
+}
+
 /* The sampler with a grammar on made-up logits that favour forbidden tokens. */
 static void test_sampler_stage(void) {
     REQUIRE(model);
@@ -549,6 +594,7 @@ int main(void) {
     char path[4096];
     if (plm_default_model_path(path, sizeof path) == PLM_OK && plm_model_load(path, NULL, &model) == PLM_OK) {
         RUN(test_mask_exact);
+        RUN(test_mask_exact_runs);
         RUN(test_sampler_stage);
         RUN(test_generate);
         plm_model_free(model);

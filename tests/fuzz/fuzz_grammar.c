@@ -5,7 +5,9 @@
  * and what follows is input walked through the matcher byte by byte. Reading
  * must either succeed or fail with PLM_ERR_ARG and a message; a walk must give
  * states that are alive (>= 0) or dead (-1), never anything else, and a
- * state that accepts must stay alive.
+ * state that accepts must stay alive. The same walk in a matcher in
+ * reference mode (each step computed alone, no rows filled ahead) must agree
+ * at every byte on alive and accepting.
  */
 #include "grammar/grammar.h"
 #include "pocketlm.h"
@@ -47,17 +49,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (g || (st != PLM_ERR_ARG && st != PLM_ERR_OOM) || !plm_last_error()[0]) abort();
         return 0;
     }
-    plm_gmatch_universe *u = NULL;
-    if (plm_gmu_create(g, &u) == PLM_OK) {
-        int32_t s = plm_gmu_start(u);
-        if (s < 0) abort(); /* a grammar that reads has a start */
+    plm_gmatch_universe *u = NULL, *ref = NULL;
+    if (plm_gmu_create(g, &u) == PLM_OK && plm_gmu_create(g, &ref) == PLM_OK) {
+        plm_gmu_set_reference(ref);
+        int32_t s = plm_gmu_start(u), r = plm_gmu_start(ref);
+        if (s < 0 || r < 0) abort(); /* a grammar that reads has a start */
         for (size_t i = 0; i < ilen && s >= 0; i++) {
             s = plm_gmu_step(u, s, input[i]);
-            if (s < -1) abort();
+            r = plm_gmu_step(ref, r, input[i]);
+            if (s < -1 || r < -1 || (s >= 0) != (r >= 0)) abort();
+            if (s >= 0 && plm_gmu_accepts(u, s) != plm_gmu_accepts(ref, r)) abort();
         }
         if (s >= 0 && plm_gmu_finished(u, s) && !plm_gmu_accepts(u, s)) abort();
-        plm_gmu_free(u);
     }
+    plm_gmu_free(u);
+    plm_gmu_free(ref);
     plm_grammar_free(g);
     return 0;
 }

@@ -36,6 +36,24 @@ describe("structured output", function()
         assert.is_true(#name <= 12 and tonumber(legs) <= 8)
     end)
 
+    it("holds a grammar per request in generate_many", function()
+        local schema = '{"type":"object","properties":{"n":{"type":"integer","minimum":0,"maximum":9}},"required":["n"]}'
+        local prompts = {"A JSON object with one digit:", "Some JSON:", "Pick a number from 0 to 9 as JSON:"}
+        collectgarbage()
+        local texts, reasons = m:generate_many(prompts, {json_schema = schema, temperature = 0, max_tokens = 20})
+        for i, p in ipairs(prompts) do
+            local one, why = m:generate(p, {json_schema = schema, temperature = 0, max_tokens = 20})
+            assert.are.equal(one, texts[i])
+            assert.are.equal(why, reasons[i])
+            assert.truthy(texts[i]:match('^{%s?"n":%s?%d%s?}$'), texts[i])
+        end
+        local mixed = m:generate_many({{prompt = "Review: loved it. Sentiment:", choices = {" positive", " negative"}},
+                                       {prompt = "Call us at", regex = "\\(\\d{3}\\) \\d{3}-\\d{4}"}},
+                                      {temperature = 0, max_tokens = 24})
+        assert.is_true(mixed[1] == " positive" or mixed[1] == " negative", mixed[1])
+        assert.truthy(mixed[2]:match("^%(%d%d%d%) %d%d%d%-%d%d%d%d$"), mixed[2])
+    end)
+
     it("follows a GBNF grammar and streams it", function()
         local g = 'root ::= "The answer is " ("yes" | "no") "."\n'
         local parts = {}

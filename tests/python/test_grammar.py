@@ -161,6 +161,27 @@ def test_generate_json_pydantic(model):
     assert isinstance(t, Ticket) and 1 <= t.severity <= 5
 
 
+def test_generate_many_constrained_equals_generate(model):
+    """The batch generator holds a grammar per request: greedy outputs equal generate()'s, one by one."""
+    schema = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 12},
+                                               "age": {"type": "integer", "minimum": 0, "maximum": 120}},
+              "required": ["name", "age"]}
+    texts = ["Alice is 31 years old.", "Bob, aged 45, lives in Paris.", "The child Carla is 7."]
+    prompts = [f"Text: {t}\nJSON of the person:" for t in texts]
+    many = model.generate_many(prompts, json_schema=schema, temperature=0, max_tokens=40, progress=False)
+    assert many == [model.generate(p, json_schema=schema, temperature=0, max_tokens=40) for p in prompts]
+    for out in many:
+        validate(schema, json.loads(out))
+    items = [{"prompt": "Review: loved it. Sentiment:", "choices": [" positive", " negative"]},
+             {"prompt": "Call us at", "regex": r"\(\d{3}\) \d{3}-\d{4}"},
+             {"prompt": "Free text:"}]
+    got = model.generate_many(items, temperature=0, max_tokens=24, progress=False)
+    assert got[0] in (" positive", " negative") and re.fullmatch(r"\(\d{3}\) \d{3}-\d{4}", got[1])
+    assert got[2] == model.generate("Free text:", temperature=0, max_tokens=24)
+    with pytest.raises(pocketlm.InvalidArgumentError, match="line 1"):
+        model.generate_many(["x"], grammar="root ::= (", progress=False)
+
+
 def test_malformed_inputs_name_line_and_column(model):
     cases = [
         (dict(grammar='root ::= "a" (\n'), r"line 2:1: expected '\)'"),

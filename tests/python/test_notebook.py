@@ -1,6 +1,8 @@
 """examples/quickstart.ipynb runs from top to bottom in a fresh kernel."""
 
+import html
 import os
+import re
 
 import pytest
 
@@ -33,3 +35,8 @@ def test_quickstart_notebook_runs(model_path, tmp_path, monkeypatch):
     assert "shares the C buffer: True" in text(code[4])
     assert "<table>" in text(code[5]) and "Paris" in text(code[5])   # the top-k table
     assert "Paris" not in text(code[6])
+    rows = re.findall(r"<tr>((?:<td>.*?</td>){4})</tr>", text(code[7]))   # the records, one row per message
+    assert len(rows) == 2
+    for row in rows:
+        cells = [html.unescape(c) for c in re.findall(r"<td>(.*?)</td>", row)]
+        assert cells[2] in ("low", "medium", "high") and cells[3] in ("True", "False") and len(cells[1]) <= 30
