@@ -3,6 +3,7 @@ output equals the one-at-a-time generate()/chat() (greedy and seeded, 64 prompts
 streams add up to the texts, per-item options, a prompt that can never fit fails alone, Ctrl-C cancels and leaves the
 model usable."""
 
+import os
 import threading
 import time
 import _thread
@@ -19,7 +20,12 @@ FORMS = ["Write one sentence about {}.", "Here is a short story about {}. Once u
          "List three words related to {}, separated by commas, and explain why each of them fits:"]
 
 
-def prompts(n=64):
+# Under the sanitizers (make python-test-asan sets POCKETLM_TEST_QUICK=1) the equality tests take 24 prompts, still
+# more than the 16 running at once: the same code paths, a third of the tokens (64 there took 11 of its 26 minutes).
+N_PROMPTS = 24 if os.environ.get("POCKETLM_TEST_QUICK") == "1" else 64
+
+
+def prompts(n=N_PROMPTS):
     return [FORMS[(i // 16) % 4].format(TOPICS[i % 16]) + " Be precise." * (i % 5) for i in range(n)]
 
 
@@ -28,7 +34,7 @@ def test_generate_many_greedy_equals_generate(model):
     many = model.generate_many(ps, max_tokens=12, temperature=0, parallel=16, progress=False)
     one = [model.generate(p, max_tokens=12, temperature=0) for p in ps]
     assert many == one
-    assert len(set(many)) > 32   # the prompts really differ
+    assert len(set(many)) > len(ps) // 2   # the prompts really differ
 
 
 def test_generate_many_seeded_equals_generate(model):
