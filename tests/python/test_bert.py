@@ -58,12 +58,14 @@ def _token_cases():
 
 
 def _embed_cases():
+    """(sentence, sentence-transformers' vector as float32) for the sentences of embed_sentences.txt."""
     with open(os.path.join(DATA, "embed_minilm.tsv"), encoding="utf-8") as f:
         for line in f:
             if line.startswith("#") or not line.strip():
                 continue
             hex_text, b64 = line.rstrip("\n").split("\t")
-            yield bytes.fromhex(hex_text).decode("utf-8"), np.frombuffer(base64.b64decode(b64), dtype="<f4")
+            yield (bytes.fromhex(hex_text).decode("utf-8"),
+                   np.frombuffer(base64.b64decode(b64), dtype="<f2").astype(np.float32))
 
 
 def test_info(minilm):
@@ -93,22 +95,35 @@ def _cosines(m, cases, **kw):
     return (got * ref).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(ref, axis=1), got
 
 
+def test_embed_fixture_is_current():
+    """embed_minilm.tsv holds a vector for each line of embed_sentences.txt, in order (else rerun the tool)."""
+    with open(os.path.join(DATA, "embed_sentences.txt"), encoding="utf-8") as f:
+        sentences = [line.rstrip("\n") for line in f if not line.startswith("# ")]
+    cases = list(_embed_cases())
+    assert len(cases) >= 300
+    assert [t for t, _ in cases] == sentences
+    assert all(e.shape == (384,) and abs(float(np.linalg.norm(e)) - 1.0) < 1e-3 for _, e in cases)
+
+
 def test_embeddings_match_sentence_transformers(minilm_any):
     kind, m = minilm_any
     cases = list(_embed_cases())
+    assert len(cases) >= 300
     cos, got = _cosines(m, cases)
     floor = {"f32": 0.9999, "f16": 0.9999, "q8_0": 0.999}[kind]
     assert cos.min() >= floor, (kind, cos.min(), cases[int(cos.argmin())][0])
     assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
 
 
-def test_batches_equal_single_texts(minilm):
-    texts = [t for t, _ in _embed_cases()]
-    together = minilm.embed(texts, batch_size=32)
-    alone = np.stack([minilm.embed(t) for t in texts])
+@pytest.mark.parametrize("kind", ["f16", "q8_0"])  # q8_0: outlier entries are chosen per token, not per batch
+def test_batches_equal_single_texts(kind):
+    m = pocketlm.Model(_converted(kind), n_threads=1)
+    texts = [t for t, _ in _embed_cases()][::8]  # short and long ones, in a few seconds
+    together = m.embed(texts, batch_size=32)
+    alone = np.stack([m.embed(t) for t in texts])
     assert np.abs(together - alone).max() < 1e-5
     # more texts than sequences per decode, in odd batch sizes
-    again = minilm.embed(texts * 2, batch_size=7)
+    again = m.embed(texts * 2, batch_size=7)
     assert np.abs(again[:len(texts)] - together).max() < 1e-5 and np.abs(again[len(texts):] - together).max() < 1e-5
 
 
