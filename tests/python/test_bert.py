@@ -149,11 +149,30 @@ def test_generate_is_refused(minilm):
 def test_too_long_text(minilm):
     with pytest.raises(pocketlm.ContextFullError, match="tokens"):
         minilm.embed("word " * 600)
+    with pytest.raises(pocketlm.ContextFullError, match="tokens"):
+        minilm.embed(["short", "word " * 600], truncate=False)
+
+
+def test_truncate_when_asked(minilm):
+    long = " ".join(f"word{i}" for i in range(400))  # about 1,200 tokens
+    ids = list(minilm.tokenize(long))
+    assert len(ids) > 512
+    cut = minilm.embed([long, "short"], truncate=True)
+    # the first 511 tokens and the closing [SEP], as one token list
+    assert np.abs(cut[0] - minilm.embed([ids[:511] + ids[-1:]])[0]).max() < 1e-6
+    assert np.abs(cut[1] - minilm.embed("short")).max() < 1e-6
+    st = minilm.embed(long, truncate=256)  # sentence-transformers' cut for MiniLM
+    assert np.abs(st - minilm.embed([ids[:255] + ids[-1:]])[0]).max() < 1e-6
+    assert np.abs(minilm.embed("short", truncate=256) - cut[1]).max() < 1e-6  # short texts are left alone
+    with pytest.raises(pocketlm.InvalidArgumentError, match="truncate"):
+        minilm.embed("short", truncate=1)
+    with pytest.raises(TypeError, match="truncate"):
+        minilm.embed("short", truncate="yes")
 
 
 # ---------------------------------------------------------------- small synthetic files
 
-def _write_bert(path, tokens, types=None, unk=1, extra=None, drop=()):
+def _write_bert(path, tokens, types=None, unk=1, extra=None, drop=(), bos=None, eos=None):
     """A tiny random-weight bert GGUF (E=32, 2 heads, 2 layers) with the given vocabulary."""
     rng = np.random.default_rng(0)
     E, F, L, P = 32, 64, 2, 16
@@ -173,8 +192,8 @@ def _write_bert(path, tokens, types=None, unk=1, extra=None, drop=()):
         w.add_token_types(types)
     if unk is not None:
         w.add_unk_token_id(unk)
-    w.add_bos_token_id(2 if len(tokens) > 2 else 0)
-    w.add_eos_token_id(3 if len(tokens) > 3 else 0)
+    w.add_bos_token_id(bos if bos is not None else 2 if len(tokens) > 2 else 0)
+    w.add_eos_token_id(eos if eos is not None else 3 if len(tokens) > 3 else 0)
     for k, v in (extra or {}).items():
         w.add_uint32(k, v)
     V = max(len(tokens), 1)
@@ -223,6 +242,8 @@ def test_tiny_model_tokens_and_embed(tmp_path):
     (dict(tokens=[]), pocketlm.Error, "tokenizer.ggml.tokens"),
     (dict(types=[1, 1]), pocketlm.FormatError, "token_type"),
     (dict(drop=("eps",)), pocketlm.FormatError, "layer_norm_epsilon"),
+    (dict(bos=9), pocketlm.FormatError, "bos_token_id = 9 is not a token id"),
+    (dict(eos=4000), pocketlm.FormatError, "eos_token_id = 4000 is not a token id"),
 ])
 def test_malformed_files(tmp_path, kw, exc, match):
     tokens = kw.pop("tokens", TOKENS)
