@@ -185,11 +185,15 @@ static void bias_worker(void *arg, int ith, int nth) {
     int64_t t0, t1;
     plm_split_range(j->T, ith, nth, &t0, &t1);
     for (int64_t t = t0; t < t1; t++) {
-        float *y = j->y + t * j->n;
-        for (int64_t i = 0; i < j->n; i++) {
-            float v = y[i] + j->b[i];
-            y[i] = j->gelu ? 0.5f * v * (1.0f + erff(v * 0.70710678118654752f)) : v;
-        }
+        float *restrict y = j->y + t * j->n;
+        const float *restrict b = j->b;
+        if (j->gelu) {
+            for (int64_t i = 0; i < j->n; i++) {
+                const float v = y[i] + b[i];
+                y[i] = 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
+            }
+        } else
+            for (int64_t i = 0; i < j->n; i++) y[i] += b[i];
     }
 }
 
@@ -219,6 +223,14 @@ static bool quantizes_input(const plm_context *ctx, const plm_weight *w) {
 
 /* Element c of every row of w (n_out floats) into col. */
 static void weight_column(const plm_weight *w, int64_t c, float *col) {
+    if (w->type == PLM_TYPE_Q8_0) { /* the common case, read in place */
+        const size_t off = (size_t)(c / PLM_QK) * sizeof(plm_block_q8_0);
+        for (int64_t r = 0; r < w->n_out; r++) {
+            const plm_block_q8_0 *blk = (const plm_block_q8_0 *)(const void *)((const uint8_t *)w->data + (size_t)r * w->row_bytes + off);
+            col[r] = plm_f16_to_f32(blk->d) * (float)blk->qs[c % PLM_QK];
+        }
+        return;
+    }
     const int64_t bs = plm_type_traits_get(w->type)->block_size, b0 = c - c % bs;
     const size_t off = plm_type_row_size(w->type, b0);
     float blk[PLM_QK_K];
@@ -226,6 +238,14 @@ static void weight_column(const plm_weight *w, int64_t c, float *col) {
         plm_dequantize_row_ref(w->type, (const uint8_t *)w->data + (size_t)r * w->row_bytes + off, blk, bs);
         col[r] = blk[c - b0];
     }
+}
+
+/* y (n) += a x (n) */
+static void axpy(float *restrict y, float a, const float *restrict x, int64_t n) {
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int k = 0; k < 16; k++) y[i + k] += a * x[i + k];
+    for (; i < n; i++) y[i] += a * x[i];
 }
 
 /* out[j] (T, ldo[j]) = W[j] x for x (T, n): plm_linear, with x's outlier
@@ -249,9 +269,14 @@ static plm_status linear_outliers(plm_context *ctx, int n_w, const plm_weight *c
         const float *xt = x + (int64_t)t * n;
         int32_t *o = oc + (int64_t)t * OUTLIERS_MAX;
         int k = 0;
-        double ss = 0.0;
-        for (int64_t i = 0; i < n; i++) ss += (double)xt[i] * xt[i];
-        const float lim = OUTLIER_RATIO * (float)sqrt(ss / (double)n);
+        float acc[16] = {0}; /* independent partial sums: no chain of dependent adds */
+        int64_t i0 = 0;
+        for (; i0 + 16 <= n; i0 += 16)
+            for (int u = 0; u < 16; u++) acc[u] += xt[i0 + u] * xt[i0 + u];
+        for (; i0 < n; i0++) acc[0] += xt[i0] * xt[i0];
+        float ss = 0.0f;
+        for (int u = 0; u < 16; u++) ss += acc[u];
+        const float lim = OUTLIER_RATIO * sqrtf(ss / (float)n);
         for (int64_t i = 0; i < n; i++) {
             if (!(fabsf(xt[i]) > lim)) continue;
             if (k == OUTLIERS_MAX) { /* full: drop the smallest if it is smaller */
@@ -291,8 +316,7 @@ static plm_status linear_outliers(plm_context *ctx, int n_w, const plm_weight *c
             const float v = x[(int64_t)t * n + c];
             cj = col;
             for (int j = 0; j < n_w; j++) {
-                float *y = out[j] + (int64_t)t * ldo[j];
-                for (int64_t r = 0; r < w[j]->n_out; r++) y[r] += v * cj[r];
+                axpy(out[j] + (int64_t)t * ldo[j], v, cj, w[j]->n_out);
                 cj += w[j]->n_out;
             }
         }
