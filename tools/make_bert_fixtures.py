@@ -4,14 +4,17 @@
   tests/data/tokens_minilm.tsv   WordPiece ids from Hugging Face `tokenizers` loading the model's own
                                  tokenizer.json, for 500+ strings (accents, CJK, Hangul, emoji, code, long words,
                                  control characters, whitespace runs, mixed case, and random mixtures);
-  tests/data/embed_minilm.tsv    sentence-transformers embeddings (CPU torch, normalized) of the sentences in
-                                 SENTENCES, as base64 of little-endian float32.
+  tests/data/embed_minilm.tsv    sentence-transformers embeddings (CPU torch, normalized) of the sentences of
+                                 tests/data/embed_sentences.txt (written by hand: short and long, accents, CJK,
+                                 emoji, code, questions), as base64 of little-endian float16 (rounding to float16
+                                 moves a unit vector's cosine by about 1e-7, far below the tests' 1e-4).
 
 A development tool, not a CI step: it needs `tokenizers`, `sentence-transformers` and torch (CPU), and the model
 zip (python -m pocketlm download all-minilm-l6-v2 keeps it in the cache as all-MiniLM-L6-v2.model.zip).
 
 Columns of tokens_minilm.tsv: name, text as hex of its UTF-8 bytes, ids (with [CLS] and [SEP]).
-Columns of embed_minilm.tsv: text as hex, base64 float32 vector.
+Columns of embed_minilm.tsv: text as hex, base64 float16 vector. The embedding sentences are also token cases
+(named sentence_NNN).
 
 Usage: python3 tools/make_bert_fixtures.py --zip PATH/all-MiniLM-L6-v2.model.zip
 """
@@ -78,31 +81,15 @@ CASES = [
     ("mixed_script_word", "abcабвαβγ"),
 ]
 
-# Sentences for the embedding fixture.
-SENTENCES = [
-    "A man is eating food.",
-    "A man is eating a piece of bread.",
-    "The girl is carrying a baby.",
-    "A man is riding a horse.",
-    "A woman is playing violin.",
-    "Two men pushed carts through the woods.",
-    "A man is riding a white horse on an enclosed ground.",
-    "A monkey is playing drums.",
-    "Someone in a gorilla costume is playing a set of drums.",
-    "The new movie is awesome!",
-    "The cat sits outside.",
-    "Le café est très bon à Paris, n'est-ce pas ?",
-    "北京是中国的首都。",
-    "Python 3.11: def f(x): return x**2  # squares",
-    "I love pizza 🍕 and sushi 🍣!!!",
-    "Supercalifragilisticexpialidocious is a very long word.",
-    "THE QUICK BROWN FOX JUMPS OVER THE LAZY DOG",
-    "naïve coöperation résumé façade",
-    "Machine learning models run on CPUs in-process.",
-    "RAG retrieves passages from local documents and answers with them.",
-    "a",
-    "How do I reset my password if I no longer have access to my email account? " * 3,
-]
+SENTENCES_FILE = os.path.join(REPO, "tests", "data", "embed_sentences.txt")
+ST_MAX_TOKENS = 256  # all-MiniLM-L6-v2's max_seq_length: sentence-transformers truncates longer texts
+
+
+def read_sentences(path=SENTENCES_FILE):
+    """The sentences of the embedding fixture: one per line, lines starting with "# " are comments."""
+    with open(path, encoding="utf-8") as f:
+        return [line.rstrip("\n") for line in f if not line.startswith("# ")]
+
 
 POOL = (list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") * 3 +
         list(" \t\n.,;:!?'\"()[]{}<>-_/\\@#$%^&*+=|~`") +
@@ -139,7 +126,12 @@ def main():
         tok = Tokenizer.from_file(os.path.join(tmp, "tokenizer.json"))
         tok.no_padding()
         tok.no_truncation()
-        cases = CASES + random_cases(480)
+        sentences = read_sentences()
+        lengths = [len(tok.encode(s).ids) for s in sentences]
+        if max(lengths) > ST_MAX_TOKENS:
+            raise SystemExit(f"a sentence has {max(lengths)} tokens: sentence-transformers would truncate it "
+                             f"at {ST_MAX_TOKENS}")
+        cases = CASES + random_cases(480) + [(f"sentence_{i:03d}", s) for i, s in enumerate(sentences)]
         with open(os.path.join(args.out_dir, "tokens_minilm.tsv"), "w", encoding="utf-8") as f:
             f.write("# Reference WordPiece ids for all-MiniLM-L6-v2 (add_special: [CLS] ... [SEP]).\n")
             f.write("# Written by tools/make_bert_fixtures.py with Hugging Face tokenizers "
@@ -156,15 +148,15 @@ def main():
         import torch
 
         model = SentenceTransformer(tmp, device="cpu")
-        emb = model.encode(SENTENCES, normalize_embeddings=True, convert_to_numpy=True).astype("<f4")
+        emb = model.encode(sentences, normalize_embeddings=True, convert_to_numpy=True).astype("<f2")
         with open(os.path.join(args.out_dir, "embed_minilm.tsv"), "w", encoding="utf-8") as f:
-            f.write("# Reference embeddings of all-MiniLM-L6-v2 (mean pooling, normalized), float32 as base64.\n")
+            f.write("# Reference embeddings of all-MiniLM-L6-v2 (mean pooling, normalized), float16 as base64.\n")
             f.write(f"# Written by tools/make_bert_fixtures.py with sentence-transformers "
                     f"{sentence_transformers.__version__}, torch {torch.__version__} (CPU).\n")
             f.write("# text_utf8_hex\tvector_base64\n")
-            for s, e in zip(SENTENCES, emb):
+            for s, e in zip(sentences, emb):
                 f.write(f"{s.encode('utf-8').hex()}\t{base64.b64encode(np.ascontiguousarray(e).tobytes()).decode()}\n")
-        print(f"{len(SENTENCES)} embeddings", file=sys.stderr)
+        print(f"{len(sentences)} embeddings ({sum(lengths)} tokens, at most {max(lengths)})", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -430,22 +430,35 @@ def classify_many(model: "Model", texts: Sequence[str], labels: Optional[Sequenc
     return out
 
 
+def _closing_specials(model: "Model") -> list:
+    """The special tokens the tokenizer puts after a text ([SEP] for BERT; none for most decoders)."""
+    full, bare = list(model.tokenize("a")), list(model.tokenize("a", add_special=False))
+    for h in range(len(full) - len(bare) + 1):
+        if full[h:h + len(bare)] == bare:
+            return full[h + len(bare):]
+    return []
+
+
 def embed(model: "Model", texts: Union[str, Sequence[Any]], *, pooling: str = "mean", normalize: bool = True,
           batch_size: int = 32, progress: bool = False, context: Optional["Context"] = None,
-          out: Any = None) -> Any:
+          out: Any = None, truncate: Optional[int] = None) -> Any:
     single = isinstance(texts, str)
     items = [texts] if single else list(texts)
     if batch_size < 1:
         raise InvalidArgumentError("batch_size must be at least 1")
+    tail = _closing_specials(model) if truncate is not None else []
     toks = []
     for i, t in enumerate(items):
         if isinstance(t, str):
             _check_text(t, None if single else i)
-            toks.append(model.tokenize(t))
+            tt = model.tokenize(t)
+            if truncate is not None and len(tt) > truncate:  # cut the text, keep the closing [SEP]
+                tt = list(tt[:truncate - len(tail)]) + tail
+            toks.append(tt)
         else:
             if len(t) == 0:
                 raise InvalidArgumentError(f"text {i} has no tokens")
-            toks.append(t)
+            toks.append(t if truncate is None or len(t) <= truncate else list(t[:truncate]))
     ctx = context if context is not None else model._task_context()
     d = model.info.n_embd
     n = len(toks)

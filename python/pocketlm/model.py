@@ -513,7 +513,7 @@ class Model:
 
     def embed(self, texts: Union[str, Sequence[Any]], *, pooling: Optional[str] = None, normalize: bool = True,
               batch_size: int = 32, progress: bool = False, context: Optional[Context] = None,
-              out: Any = None) -> Any:
+              out: Any = None, truncate: Union[bool, int] = False) -> Any:
         """Embeddings of ``texts``: the model's final hidden states (after the output norm), pooled per text
         (``"mean"`` over its tokens, the ``"last"`` token's, or the first one's: ``"cls"``; by default the
         model file's pooling, see :attr:`embed_pooling`) and, with
@@ -525,16 +525,27 @@ class Model:
         instead (returned). Without numpy and without ``out``, the rows come back as a list of
         ``array('f')``.
 
+        A text longer than the model takes (an encoder's positions, 512 for MiniLM) raises
+        :class:`ContextFullError` unless ``truncate`` asks to cut it: ``True`` to the model's trained length,
+        an int to that many tokens (256 is what sentence-transformers does for MiniLM). The cut keeps the
+        tokenizer's closing special token ([SEP]).
+
             >>> import pocketlm
             >>> e = pocketlm.Model().embed(["a cat", "a dog"])
             >>> e.shape, e.dtype.name
             ((2, 576), 'float32')
         """
         batch_size = int_arg("batch_size", batch_size, 1)
+        if truncate is True:
+            limit: Optional[int] = self.info.n_ctx_train
+        elif truncate is False or truncate is None:
+            limit = None
+        else:
+            limit = int_arg("truncate", truncate, 2, note=" (or True: the model's trained length)")
         if pooling is None:
             pooling = self.embed_pooling
         return _classify.embed(self, texts, pooling=pooling, normalize=normalize, batch_size=batch_size,
-                               progress=progress, context=context, out=out)
+                               progress=progress, context=context, out=out, truncate=limit)
 
     # -- lifetime ----------------------------------------------------------------------------
 

@@ -58,12 +58,14 @@ def _token_cases():
 
 
 def _embed_cases():
+    """(sentence, sentence-transformers' vector as float32) for the sentences of embed_sentences.txt."""
     with open(os.path.join(DATA, "embed_minilm.tsv"), encoding="utf-8") as f:
         for line in f:
             if line.startswith("#") or not line.strip():
                 continue
             hex_text, b64 = line.rstrip("\n").split("\t")
-            yield bytes.fromhex(hex_text).decode("utf-8"), np.frombuffer(base64.b64decode(b64), dtype="<f4")
+            yield (bytes.fromhex(hex_text).decode("utf-8"),
+                   np.frombuffer(base64.b64decode(b64), dtype="<f2").astype(np.float32))
 
 
 def test_info(minilm):
@@ -93,22 +95,35 @@ def _cosines(m, cases, **kw):
     return (got * ref).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(ref, axis=1), got
 
 
+def test_embed_fixture_is_current():
+    """embed_minilm.tsv holds a vector for each line of embed_sentences.txt, in order (else rerun the tool)."""
+    with open(os.path.join(DATA, "embed_sentences.txt"), encoding="utf-8") as f:
+        sentences = [line.rstrip("\n") for line in f if not line.startswith("# ")]
+    cases = list(_embed_cases())
+    assert len(cases) >= 300
+    assert [t for t, _ in cases] == sentences
+    assert all(e.shape == (384,) and abs(float(np.linalg.norm(e)) - 1.0) < 1e-3 for _, e in cases)
+
+
 def test_embeddings_match_sentence_transformers(minilm_any):
     kind, m = minilm_any
     cases = list(_embed_cases())
+    assert len(cases) >= 300
     cos, got = _cosines(m, cases)
     floor = {"f32": 0.9999, "f16": 0.9999, "q8_0": 0.999}[kind]
     assert cos.min() >= floor, (kind, cos.min(), cases[int(cos.argmin())][0])
     assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
 
 
-def test_batches_equal_single_texts(minilm):
-    texts = [t for t, _ in _embed_cases()]
-    together = minilm.embed(texts, batch_size=32)
-    alone = np.stack([minilm.embed(t) for t in texts])
+@pytest.mark.parametrize("kind", ["f16", "q8_0"])  # q8_0: outlier entries are chosen per token, not per batch
+def test_batches_equal_single_texts(kind):
+    m = pocketlm.Model(_converted(kind), n_threads=1)
+    texts = [t for t, _ in _embed_cases()][::8]  # short and long ones, in a few seconds
+    together = m.embed(texts, batch_size=32)
+    alone = np.stack([m.embed(t) for t in texts])
     assert np.abs(together - alone).max() < 1e-5
     # more texts than sequences per decode, in odd batch sizes
-    again = minilm.embed(texts * 2, batch_size=7)
+    again = m.embed(texts * 2, batch_size=7)
     assert np.abs(again[:len(texts)] - together).max() < 1e-5 and np.abs(again[len(texts):] - together).max() < 1e-5
 
 
@@ -134,11 +149,30 @@ def test_generate_is_refused(minilm):
 def test_too_long_text(minilm):
     with pytest.raises(pocketlm.ContextFullError, match="tokens"):
         minilm.embed("word " * 600)
+    with pytest.raises(pocketlm.ContextFullError, match="tokens"):
+        minilm.embed(["short", "word " * 600], truncate=False)
+
+
+def test_truncate_when_asked(minilm):
+    long = " ".join(f"word{i}" for i in range(400))  # about 1,200 tokens
+    ids = list(minilm.tokenize(long))
+    assert len(ids) > 512
+    cut = minilm.embed([long, "short"], truncate=True)
+    # the first 511 tokens and the closing [SEP], as one token list
+    assert np.abs(cut[0] - minilm.embed([ids[:511] + ids[-1:]])[0]).max() < 1e-6
+    assert np.abs(cut[1] - minilm.embed("short")).max() < 1e-6
+    st = minilm.embed(long, truncate=256)  # sentence-transformers' cut for MiniLM
+    assert np.abs(st - minilm.embed([ids[:255] + ids[-1:]])[0]).max() < 1e-6
+    assert np.abs(minilm.embed("short", truncate=256) - cut[1]).max() < 1e-6  # short texts are left alone
+    with pytest.raises(pocketlm.InvalidArgumentError, match="truncate"):
+        minilm.embed("short", truncate=1)
+    with pytest.raises(TypeError, match="truncate"):
+        minilm.embed("short", truncate="yes")
 
 
 # ---------------------------------------------------------------- small synthetic files
 
-def _write_bert(path, tokens, types=None, unk=1, extra=None, drop=()):
+def _write_bert(path, tokens, types=None, unk=1, extra=None, drop=(), bos=None, eos=None):
     """A tiny random-weight bert GGUF (E=32, 2 heads, 2 layers) with the given vocabulary."""
     rng = np.random.default_rng(0)
     E, F, L, P = 32, 64, 2, 16
@@ -158,8 +192,8 @@ def _write_bert(path, tokens, types=None, unk=1, extra=None, drop=()):
         w.add_token_types(types)
     if unk is not None:
         w.add_unk_token_id(unk)
-    w.add_bos_token_id(2 if len(tokens) > 2 else 0)
-    w.add_eos_token_id(3 if len(tokens) > 3 else 0)
+    w.add_bos_token_id(bos if bos is not None else 2 if len(tokens) > 2 else 0)
+    w.add_eos_token_id(eos if eos is not None else 3 if len(tokens) > 3 else 0)
     for k, v in (extra or {}).items():
         w.add_uint32(k, v)
     V = max(len(tokens), 1)
@@ -208,6 +242,8 @@ def test_tiny_model_tokens_and_embed(tmp_path):
     (dict(tokens=[]), pocketlm.Error, "tokenizer.ggml.tokens"),
     (dict(types=[1, 1]), pocketlm.FormatError, "token_type"),
     (dict(drop=("eps",)), pocketlm.FormatError, "layer_norm_epsilon"),
+    (dict(bos=9), pocketlm.FormatError, "bos_token_id = 9 is not a token id"),
+    (dict(eos=4000), pocketlm.FormatError, "eos_token_id = 4000 is not a token id"),
 ])
 def test_malformed_files(tmp_path, kw, exc, match):
     tokens = kw.pop("tokens", TOKENS)
