@@ -117,7 +117,7 @@ static void quantize_bt(const float *b, plm_lora_pair *p) {
             const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
             p->bd[blk * p->rank + k] = amax / 127.0f;
             for (int64_t r = r0; r < r1; r++)
-                p->bq[(blk * p->rank + k) * PLM_QK + r - r0] = (int8_t)nearbyintf(b[r * p->rank + k] * id);
+                p->bq[(blk * p->rank + k) * PLM_QK + r - r0] = plm_round_even_i8(b[r * p->rank + k] * id);
         }
 }
 

@@ -127,17 +127,6 @@ static inline int nearest_int(float v) {
     return (int)(f32_bits(t) & 0x007fffffu) - 0x00400000;
 }
 
-/* rintf (ties to even in the default rounding mode), clamped to [-127, 127],
- * NaN -> 0: avoids the undefined float-to-int conversion on non-finite input;
- * identical to (int8_t)rintf(v) otherwise. */
-static inline int8_t round_even_i8(float v) {
-    const float r = rintf(v);
-    if (r != r) return 0;
-    if (r > 127.0f) return 127;
-    if (r < -127.0f) return -127;
-    return (int8_t)r;
-}
-
 /* Truncation toward zero clamped to [0, hi] (NaN -> 0), for the weight
  * quantizers' "(int)(x + 0.5)" rounding. */
 static inline int trunc_clamp(float v, int hi) {
@@ -421,7 +410,7 @@ static void quant_q8_0(const float *src, void *dst, int64_t n) {
         const float d = amax / 127.0f;
         const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
         y[i].d = f32_to_f16(d);
-        for (int j = 0; j < PLM_QK; j++) y[i].qs[j] = round_even_i8(src[j] * id);
+        for (int j = 0; j < PLM_QK; j++) y[i].qs[j] = plm_round_even_i8(src[j] * id);
     }
 }
 
@@ -436,7 +425,7 @@ static void quant_q8_1(const float *src, void *dst, int64_t n) {
         const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
         int sum = 0;
         for (int j = 0; j < PLM_QK; j++) {
-            y[i].qs[j] = round_even_i8(src[j] * id);
+            y[i].qs[j] = plm_round_even_i8(src[j] * id);
             sum += y[i].qs[j];
         }
         y[i].d = f32_to_f16(d);

@@ -17,6 +17,19 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <math.h>
+
+/* rintf (ties to even in the default rounding mode), clamped to [-127, 127],
+ * NaN -> 0: avoids the undefined float-to-int conversion on non-finite input
+ * (an amax so small that 127 / amax overflows gives inf); identical to
+ * (int8_t)rintf(v) otherwise. The int8 quantizers' rounding (quant.c, lora.c). */
+static inline int8_t plm_round_even_i8(float v) {
+    const float r = rintf(v);
+    if (r != r) return 0;
+    if (r > 127.0f) return 127;
+    if (r < -127.0f) return -127;
+    return (int8_t)r;
+}
 
 typedef enum plm_type {
     PLM_TYPE_F32 = 0,
