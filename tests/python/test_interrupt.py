@@ -64,15 +64,6 @@ def test_sigint_raises_keyboard_interrupt_quickly(tmp_path, mode):
     assert "after: ' Paris.\\n\\n'" in lines[-1]
 
 
-@pytest.fixture
-def python_sigint_handler():
-    """Python's Ctrl-C handler for the test, whatever this process inherited (_thread.interrupt_main does
-    nothing while SIGINT is ignored)."""
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    yield
-    signal.signal(signal.SIGINT, previous)
-
-
 def test_interrupt_inside_a_c_call_leaves_the_context_as_it_was(model, python_sigint_handler):
     """In-process: an interrupt that lands during a long eval cancels it between layers; nothing is cached."""
     import _thread
