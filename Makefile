@@ -180,7 +180,7 @@ python-test: $(BUILD)/plm-malformed
 # the others do not (the notebook kernel, the ticket-routing and extraction scripts, the naive classification
 # references, a deliberately long call), and the Ctrl-C latency bound, which ASan's slowdown breaks (cancellation itself stays,
 # in test_interrupt's in-process test); POCKETLM_TEST_QUICK=1 gives test_batch's equality tests 24 prompts instead of
-# 64; `make python-test-asan ASAN_PYTEST_ARGS=.` runs everything.
+# 64 and test_grammar's schema suite a third of its generations; `make python-test-asan ASAN_PYTEST_ARGS=.` runs everything.
 ASAN_VENV        ?= .venv-asan
 ASAN_REPORTS     := build-asan/python-reports
 ASAN_PYTEST_ARGS ?= -k "not naive_reference and not test_sigint_raises_keyboard_interrupt_quickly" \
