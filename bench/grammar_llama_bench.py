@@ -25,31 +25,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional
 
+from llama_bench import default_model_path  # bench/ is the script's directory
+from run import cpu_model_name
+
 ROOT = Path(__file__).resolve().parent.parent
 PICKS = ["ticket", "invoice", "user_profile", "event", "array_of_objects", "recursive_tree"]
-DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def default_model_path() -> Path:
-    """The file pocketlm loads when given no path (see plm_default_model_path)."""
-    if os.environ.get("POCKETLM_MODEL"):
-        return Path(os.environ["POCKETLM_MODEL"])
-    if os.environ.get("POCKETLM_CACHE"):
-        cache = Path(os.environ["POCKETLM_CACHE"])
-    elif os.environ.get("XDG_CACHE_HOME"):
-        cache = Path(os.environ["XDG_CACHE_HOME"]) / "pocketlm"
-    else:
-        cache = Path.home() / ".cache" / "pocketlm"
-    return cache / DEFAULT_MODEL_NAME
-
-
 def chat_prompt(text: str) -> str:
     """The prompt grammar_bench.c builds (SmolLM2's chat format).
 
@@ -131,17 +117,6 @@ def best(runs: List[List[float]]) -> Dict[str, Any]:
             "tokens": max(len(x) for x in runs)}
 
 
-def cpu_name() -> str:
-    """The CPU's model name from /proc/cpuinfo, else what platform says."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("-m", "--model", type=Path, default=default_model_path())
@@ -203,7 +178,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         free = summary.get(f"{eng}_free")
         if summary.get(own) and free:
             summary[f"{own}_ratio"] = round(summary[own] / free, 3)
-    out = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cpu": cpu_name(), "n_cpus": os.cpu_count(),
+    out = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cpu": cpu_model_name(), "n_cpus": os.cpu_count(),
            "load_average": os.getloadavg(),
            "settings": {"model": args.model.name, "threads": args.threads, "tokens": args.tokens,
                         "reps": args.reps, "schemas": [r["name"] for r in rows]},
