@@ -1319,16 +1319,45 @@ end
 --- m:is_encoder() -> true for an encoder (a BERT sentence embedder): it embeds; generate and chat raise errors.
 function Model:is_encoder() return core.model_is_encoder(self:_handle()) end
 
---- m:embed(text | texts, {pooling = m:embed_pooling(), normalize = true}) -> a float32 view of n_embd items for a
--- string, or a list of them for a list of strings (rows of one buffer that C wrote in place). pooling: "mean" of
--- the token states, the "last" token's, or the first ("cls"); normalize: unit length. Items may also be tokens.
+-- The special tokens the tokenizer puts after a text ([SEP] for BERT), which a cut text keeps.
+local function closing_specials(model)
+    local full, bare = core.tokenize(model._h, "a", true, false), core.tokenize(model._h, "a", false, false)
+    for h = 1, #full - #bare + 1 do
+        local same = true
+        for k = 1, #bare do
+            if full[h + k - 1] ~= bare[k] then same = false; break end
+        end
+        if same then
+            local tail = {}
+            for k = h + #bare, #full do tail[#tail + 1] = full[k] end
+            return tail
+        end
+    end
+    return {}
+end
+
+--- m:embed(text | texts, {pooling = m:embed_pooling(), normalize = true, truncate = false}) -> a float32 view of
+-- n_embd items for a string, or a list of them for a list of strings (rows of one buffer that C wrote in place).
+-- pooling: "mean" of the token states, the "last" token's, or the first ("cls"); normalize: unit length. Items may
+-- also be tokens. A text longer than the model takes (512 positions for MiniLM) raises an error unless truncate
+-- cuts it: true to the model's trained length, an integer to that many tokens (the closing [SEP] is kept).
 function Model:embed(texts, opts, ctx)
-    opts = check_keys(opts, keyset({"pooling", "normalize"}), "embed")
+    opts = check_keys(opts, keyset({"pooling", "normalize", "truncate"}), "embed")
     local single = type(texts) == "string"
     local items = single and {texts} or texts
     if type(items) ~= "table" then fail("embed: expected a string or a list of strings, got " .. type(texts)) end
     local pooling = opt_choice(opts, "pooling", self:embed_pooling(), POOLINGS)
     local normalize = opt_bool(opts, "normalize", true)
+    local limit
+    if opts.truncate == true then
+        limit = self.info.n_ctx_train
+    elseif opts.truncate ~= nil and opts.truncate ~= false then
+        if type(opts.truncate) ~= "number" then
+            fail(("truncate must be true, false or a number of tokens, got %s"):format(describe(opts.truncate)))
+        end
+        limit = opt_int(opts, "truncate", nil, 2, INT32_MAX)
+    end
+    local tail = limit and closing_specials(self) or {}
     ctx = ctx or self:_task_context()
     local h = ctx:_idle()
     local flat, lens = {}, {}
@@ -1337,8 +1366,19 @@ function Model:embed(texts, opts, ctx)
         if type(t) == "string" then
             if not t:find("%S") then fail(("text %d is empty"):format(i)) end
             toks = core.tokenize(self._h, t, true, false)
+            if limit and #toks > limit then -- cut the text, keep the closing [SEP]
+                local cut = {}
+                for k = 1, limit - #tail do cut[k] = toks[k] end
+                for k = 1, #tail do cut[#cut + 1] = tail[k] end
+                toks = cut
+            end
         else
             toks = t
+            if limit and #toks > limit then
+                local cut = {}
+                for k = 1, limit do cut[k] = toks[k] end
+                toks = cut
+            end
         end
         if #toks == 0 then fail(("text %d has no tokens"):format(i)) end
         lens[i] = #toks

@@ -101,6 +101,37 @@ describe("bert embedder", function()
         assert.is_true(dot < 0.99)
     end)
 
+    it("truncates only when asked", function()
+        local words = {}
+        for i = 1, 400 do words[i] = "word" .. i end
+        local long = table.concat(words, " ") -- about 1,200 tokens
+        local ids = m:tokenize(long)
+        assert.is_true(#ids > 512)
+        local ok, err = pcall(function() return m:embed(long) end)
+        assert.is_false(ok)
+        assert.is_truthy(tostring(err):find("tokens"))
+        local function first_and_last(n) -- the first n-1 tokens and the closing [SEP], as one token list
+            local t = {}
+            for k = 1, n - 1 do t[k] = ids[k] end
+            t[n] = ids[#ids]
+            return t
+        end
+        local function max_diff(a, b)
+            local d = 0
+            for k = 1, #a do d = math.max(d, math.abs(a[k] - b[k])) end
+            return d
+        end
+        local cut = m:embed({long, "short"}, {truncate = true})
+        assert.is_true(max_diff(cut[1], m:embed({first_and_last(512)})[1]) < 1e-6)
+        assert.is_true(max_diff(cut[2], m:embed("short")) < 1e-6) -- short texts are left alone
+        local st = m:embed(long, {truncate = 256}) -- sentence-transformers' cut for MiniLM
+        assert.is_true(max_diff(st, m:embed({first_and_last(256)})[1]) < 1e-6)
+        assert.has_error(function() m:embed("short", {truncate = 1}) end)
+        local ok2, err2 = pcall(function() return m:embed("short", {truncate = "yes"}) end)
+        assert.is_false(ok2)
+        assert.is_truthy(tostring(err2):find("truncate"))
+    end)
+
     it("refuses to generate", function()
         assert.has_error(function() m:generate("Hello", {max_tokens = 2}) end)
         local ok, err = pcall(function() m:generate("Hello", {max_tokens = 2}) end)
