@@ -107,7 +107,7 @@ typedef struct matmul_job {
     atomic_int *a_left;     /* threads still computing their share of A x */
 } matmul_job;
 
-/* Rows [r0, r1) of out_t += scale * B u_t for every token: for k = 0..rank-1 in
+/* Rows [r0, r1) of out_t += scale * B u_t for tokens [t0, t1): for k = 0..rank-1 in
  * order, out[r] += ((scale u_t[k]) d_k) q_k[r] (d_k the scale of q_k[r]'s run of
  * 32 rows of the base tensor), the same operations for a row whatever the batch
  * or the rows' split across threads: whole runs through the table's lora_b32,
@@ -131,11 +131,11 @@ static void lora_prefetch_b(const lora_term *L, int64_t r0, int64_t r1) {
 }
 
 static void lora_delta(const plm_kernels *kern, const lora_set *ls, const lora_term *L, float *out, int64_t ldo,
-                       int32_t T, int64_t r0, int64_t r1) {
+                       int32_t t0, int32_t t1, int64_t r0, int64_t r1) {
     float c[LORA_RUNS * LORA_K];
     const int64_t g1 = L->row0 + r1;
     const size_t qs = plm_lora_run_q(L->rank);
-    for (int32_t t = 0; t < T; t++) {
+    for (int32_t t = t0; t < t1; t++) {
         const float *u = ls->u + (int64_t)t * ls->ldu + L->col;
         for (int64_t g = L->row0 + r0; g < g1;) {
             const int64_t blk = g / PLM_QK;
@@ -262,6 +262,7 @@ static void matmul_worker(void *arg, int ith, int nth) {
     }
     const int32_t tok_block = (int32_t)PLM_MAX(1, PLM_MIN(job->T, (int64_t)(ACT_BLOCK / job->act_row)));
     int64_t base = 0;
+    bool u_ready = false;
     for (int j = 0; j < job->n_w; j++) {
         const plm_weight *W = job->w[j];
         int64_t a = PLM_MAX(r0 - base, 0), b = PLM_MIN(r1 - base, W->n_out);
@@ -272,13 +273,17 @@ static void matmul_worker(void *arg, int ith, int nth) {
         const uint8_t *wd = W->data;
         float *out = job->out[j];
         const int64_t ldo = job->ldo[j];
+        const int k0 = ls->first[j], k1 = ls->first[j + 1];
         for (int32_t t0 = 0; t0 < job->T; t0 += tok_block) {
             const int32_t nt = PLM_MIN(tok_block, job->T - t0);
             const uint8_t *act = job->act + (size_t)t0 * job->act_row;
+            int64_t pend = a; /* rows [pend, rb) have W x but not yet their deltas */
             for (int64_t rb = a; rb < b; rb += ROW_BLOCK) {
                 const int64_t re = PLM_MIN(b, rb + ROW_BLOCK);
+                /* B^T's runs a block ahead of their use (the first block's with it) */
+                for (int k = k0; k < k1; k++)
+                    lora_prefetch_b(&ls->terms[k], rb == a ? rb : re, PLM_MIN(b, re + ROW_BLOCK));
                 if (t0 == 0) {
-                    for (int k = ls->first[j]; k < ls->first[j + 1]; k++) lora_prefetch_b(&ls->terms[k], rb, re);
                     if (next) {
                         const size_t to = next0 + (size_t)((double)(next_end - next0) * (double)(base - W->n_out + re - r0) /
                                                            (double)(r1 - r0));
@@ -290,24 +295,31 @@ static void matmul_worker(void *arg, int ith, int nth) {
                 if (gemm) {
                     gemm(W->n_in, wd + (size_t)rb * W->row_bytes, W->row_bytes, (int)(re - rb), act, job->act_row, nt,
                          out + (int64_t)t0 * ldo + rb, ldo, job->accumulate);
-                    continue;
+                } else {
+                    for (int32_t t = 0; t < nt; t++) {
+                        const uint8_t *at = act + (size_t)t * job->act_row;
+                        float *o = out + (int64_t)(t0 + t) * ldo;
+                        if (job->accumulate)
+                            for (int64_t r = rb; r < re; r++) o[r] += dot(W->n_in, wd + (size_t)r * W->row_bytes, at);
+                        else
+                            for (int64_t r = rb; r < re; r++) o[r] = dot(W->n_in, wd + (size_t)r * W->row_bytes, at);
+                    }
                 }
-                for (int32_t t = 0; t < nt; t++) {
-                    const uint8_t *at = act + (size_t)t * job->act_row;
-                    float *o = out + (int64_t)(t0 + t) * ldo;
-                    if (job->accumulate)
-                        for (int64_t r = rb; r < re; r++) o[r] += dot(W->n_in, wd + (size_t)r * W->row_bytes, at);
-                    else
-                        for (int64_t r = rb; r < re; r++) o[r] = dot(W->n_in, wd + (size_t)r * W->row_bytes, at);
+                /* the deltas of the rows done while they and their runs of B^T are in cache, LORA_RUNS runs at a
+                 * time (the kernel's pace), once every thread's share of u is there (at once with one thread;
+                 * with more, usually from the first block on) */
+                if (k0 < k1 && (re - pend >= LORA_RUNS * PLM_QK || re == b) &&
+                    (u_ready || (u_ready = atomic_load_explicit(job->a_left, memory_order_acquire) == 0))) {
+                    for (int k = k0; k < k1; k++) lora_delta(job->kern, ls, &ls->terms[k], out, ldo, t0, t0 + nt, pend, re);
+                    pend = re;
                 }
             }
+            if (k0 == k1 || pend == b) continue;
+            for (int spins = 1; atomic_load_explicit(job->a_left, memory_order_acquire) > 0; spins++)
+                if (spins % 256 == 0) sched_yield();
+            u_ready = true;
+            for (int k = k0; k < k1; k++) lora_delta(job->kern, ls, &ls->terms[k], out, ldo, t0, t0 + nt, pend, b);
         }
-        if (ls->first[j] == ls->first[j + 1]) continue;
-        /* every thread's share of u first: by now (after the base rows) it is there, or nearly */
-        for (int spins = 1; atomic_load_explicit(job->a_left, memory_order_acquire) > 0; spins++)
-            if (spins % 256 == 0) sched_yield();
-        for (int k = ls->first[j]; k < ls->first[j + 1]; k++)
-            lora_delta(job->kern, ls, &ls->terms[k], out, ldo, job->T, a, b);
     }
 }
 
