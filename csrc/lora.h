@@ -7,9 +7,12 @@
  *   y = W x + scale * B (A x)
  * on top of the base product, row by row, without touching W. A is Q8_0 rows,
  * multiplied by the kernel table's Q8_0 entries like a weight; B^T is int8 with
- * one float scale per 32 consecutive outputs (PLM_QK), stored run after run so
- * that an output row range reads one contiguous stretch of it (the table's
- * lora_b32). 8 bits instead of floats: the
+ * one float scale per 32 consecutive outputs (PLM_QK), stored run after run
+ * (each run's scales after its values) so that an output row range reads one
+ * contiguous stretch of it (the table's lora_b32). All of an adapter's A and B
+ * lie in one block in the order a token reads them (struct plm_adapter), so
+ * the A rows of a product's weights are one matrix and the next product's
+ * pieces are known. 8 bits instead of floats: the
  * adapter's bytes are read once per token, next to the model's, and at F32 a
  * rank-16 adapter on every projection of SmolLM2-135M read a quarter as many
  * bytes as the Q4_1 model itself (docs/adapters.md, "What it costs").

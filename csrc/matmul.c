@@ -16,10 +16,13 @@
  * that computed them. The input is quantized once per product for the table's
  * Q8_0 entries (the base's activations serve when they are of that type
  * already); inside the product's pass each thread first computes its share of
- * u = A x (A's Q8_0 rows by the table's Q8_0 gemm), then its rows of W x, then
- * waits for the other threads' shares (long done by then) and adds its rows'
- * deltas: (scale u_k d_k) q_k over k = 0..rank-1 in that order, from B^T's int8
- * values q and their scales d (lora.h), by the table's lora_b32. No pass of its
+ * u = A x (A's Q8_0 rows by the table's Q8_0 gemm; the A of q, k, v, or gate,
+ * up, of one adapter lie back to back, lora.c, and go through one gemm), then
+ * its rows of W x, adding the deltas of each stretch of rows once it is done
+ * and every thread's share of u is there (at once with one thread; with more,
+ * usually from the first stretch on): (scale u_k d_k) q_k over k = 0..rank-1
+ * in that order, from B^T's int8 values q and their scales d (lora.h), by the
+ * table's lora_b32. No pass of its
  * own for A x: at 2 threads an extra wake-up and wait per product cost more
  * than the adapter's arithmetic. The gemm's entries do not depend on the tile
  * and the sum over the rank has one order, so a token's result does not depend
@@ -219,8 +222,8 @@ static void lora_segments(lora_set *ls, int n_w) {
     const lora_term *prev = NULL;
     for (int k = ls->first[0]; k < ls->first[n_w]; k++) {
         const lora_term *L = &ls->terms[k];
-        lora_seg *S = &ls->segs[ls->n_segs - 1];
-        if (prev && L->a == prev->a + (size_t)prev->rank * prev->a_row && L->a_row == S->a_row && L->n_in == S->n_in &&
+        lora_seg *S = prev ? &ls->segs[ls->n_segs - 1] : NULL;
+        if (S && L->a == prev->a + (size_t)prev->rank * prev->a_row && L->a_row == S->a_row && L->n_in == S->n_in &&
             L->col == S->col + S->rows)
             S->rows += L->rank;
         else
@@ -236,9 +239,8 @@ static void lora_segments(lora_set *ls, int n_w) {
  * tokens) pieces, so both the weight rows and the activations of a piece stay
  * in cache while it is computed. With adapters, the short streams of the
  * adapter's bytes are asked for while the base rows stream, a piece with each
- * row block: the runs of B^T of the block's rows (used once all the rows are
- * done), and the thread's part of the adapter's next group of A rows (the next
- * product's first work). */
+ * row block: the runs of B^T of the next block's rows, and the thread's part
+ * of the adapter's next group of A rows (the next product's first work). */
 static void matmul_worker(void *arg, int ith, int nth) {
     const matmul_job *job = arg;
     const lora_set *ls = job->lora;
