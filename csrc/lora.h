@@ -7,9 +7,12 @@
  *   y = W x + scale * B (A x)
  * on top of the base product, row by row, without touching W. A is Q8_0 rows,
  * multiplied by the kernel table's Q8_0 entries like a weight; B^T is int8 with
- * one float scale per 32 consecutive outputs (PLM_QK), stored run after run so
- * that an output row range reads one contiguous stretch of it (the table's
- * lora_b32). 8 bits instead of floats: the
+ * one float scale per 32 consecutive outputs (PLM_QK), stored run after run
+ * (each run's scales after its values) so that an output row range reads one
+ * contiguous stretch of it (the table's lora_b32). All of an adapter's A and B
+ * lie in one block in the order a token reads them (struct plm_adapter), so
+ * the A rows of a product's weights are one matrix and the next product's
+ * pieces are known. 8 bits instead of floats: the
  * adapter's bytes are read once per token, next to the model's, and at F32 a
  * rank-16 adapter on every projection of SmolLM2-135M read a quarter as many
  * bytes as the Q4_1 model itself (docs/adapters.md, "What it costs").
@@ -23,15 +26,23 @@
 typedef struct plm_lora_pair {
     const plm_gguf_tensor *base; /* the model's tensor (all its rows, when weights are views of it) */
     int32_t rank;
+    int32_t layer;               /* the base tensor's block, and what it projects (the block's order) */
+    plm_role role;
     int64_t n_in, n_out;         /* the base tensor's row length and rows */
-    uint8_t *a;                  /* (rank, n_in) A as Q8_0 rows of a_row bytes */
+    const uint8_t *a;            /* (rank, n_in) A as Q8_0 rows of a_row bytes, in the adapter's block */
     size_t a_row;
-    int8_t *bq;                  /* (nb_out, rank, 32) B transposed, quantized, by runs of 32 outputs:
-                                  * B[r][k] = bd[r / 32][k] * bq[r / 32][k][r % 32], nb_out = ceil(n_out / 32)
-                                  * (the last run padded with zeros) */
-    float *bd;                   /* (nb_out, rank) the scales of bq */
+    const uint8_t *b;            /* (nb_out) runs of B^T, b_run bytes each, in the adapter's block: run i holds
+                                  * q (rank, 32) int8 then d (rank) floats, B[r][k] = d[k] q[k][r % 32] for the
+                                  * 32 outputs r of run i = r / 32 (nb_out = ceil(n_out / 32), the last run padded
+                                  * with zeros) */
+    size_t b_run;
     int64_t nb_out;
+    const uint8_t *next;         /* the next group's A rows in the block (see plm_adapter), next_bytes of them; */
+    size_t next_bytes;           /* 0 after the last group */
 } plm_lora_pair;
+
+/* The bytes of a run of B^T that hold its int8 values, before the scales. */
+static inline size_t plm_lora_run_q(int32_t rank) { return (size_t)rank * PLM_QK; }
 
 struct plm_adapter {
     const plm_model *model;
@@ -43,6 +54,11 @@ struct plm_adapter {
     int32_t max_rank;
     int64_t max_n_in;    /* the longest A row (sizes a context's quantized input) */
     uint32_t id;         /* fingerprint of the contents (names, shapes, values, alpha) */
+    uint8_t *block;      /* every pair's A and B in one allocation, in the order a token uses them: by layer,
+                          * then by group of projections that read one input (q, k, v; o; gate, up; down), the
+                          * group's A matrices back to back, then its B^T runs back to back, so that the
+                          * adapter is one stream a token reads once, a product's pieces are one stretch, and
+                          * the A of a group's products are one matrix (one gemm) */
 };
 
 /* An adapter in a context's set, with the caller's scale. */

@@ -16,10 +16,13 @@
  * that computed them. The input is quantized once per product for the table's
  * Q8_0 entries (the base's activations serve when they are of that type
  * already); inside the product's pass each thread first computes its share of
- * u = A x (A's Q8_0 rows by the table's Q8_0 gemm), then its rows of W x, then
- * waits for the other threads' shares (long done by then) and adds its rows'
- * deltas: (scale u_k d_k) q_k over k = 0..rank-1 in that order, from B^T's int8
- * values q and their scales d (lora.h), by the table's lora_b32. No pass of its
+ * u = A x (A's Q8_0 rows by the table's Q8_0 gemm; the A of q, k, v, or gate,
+ * up, of one adapter lie back to back, lora.c, and go through one gemm), then
+ * its rows of W x, adding the deltas of each stretch of rows once it is done
+ * and every thread's share of u is there (at once with one thread; with more,
+ * usually from the first stretch on): (scale u_k d_k) q_k over k = 0..rank-1
+ * in that order, from B^T's int8 values q and their scales d (lora.h), by the
+ * table's lora_b32. No pass of its
  * own for A x: at 2 threads an extra wake-up and wait per product cost more
  * than the adapter's arithmetic. The gemm's entries do not depend on the tile
  * and the sum over the rank has one order, so a token's result does not depend
@@ -54,25 +57,39 @@ void plm_rmsnorm_row(float *out, const float *x, const float *w, int64_t n, floa
 
 /* One adapter's update of one weight of a product: out_t += scale * B u_t, u_t = A x_t. */
 typedef struct lora_term {
-    const uint8_t *a; /* (rank, n_in) A, Q8_0 rows of a_row bytes */
+    const uint8_t *a;    /* (rank, n_in) A, Q8_0 rows of a_row bytes */
     size_t a_row;
-    const int8_t *bq; /* (ceil(rows / 32), rank, 32) B^T in int8 by runs of 32 of the base tensor's rows (lora.h) */
-    const float *bd;  /* (ceil(rows / 32), rank) its scales */
-    int64_t row0;     /* the weight's first row in the base tensor (views) */
     int64_t n_in;
+    const uint8_t *b;    /* B^T's runs of 32 of the base tensor's rows, b_run bytes each (lora.h) */
+    size_t b_run;
+    int64_t row0;        /* the weight's first row in the base tensor (views) */
     int32_t rank;
     float scale;
-    float *u;         /* (T, rank) A x_t, in the context's scratch */
+    int64_t col;         /* u_t's first column: u_t[k] = u[t * ldu + col + k] */
+    const uint8_t *next; /* the adapter's next group of A rows (lora.h), prefetched during this product */
+    size_t next_bytes;
 } lora_term;
+
+/* Rows of A that lie back to back in memory and whose results are side by side in u (the q, k, v or gate, up
+ * of one adapter: lora.c lays them out so): one gemm, one stream. */
+typedef struct lora_seg {
+    const uint8_t *a;
+    size_t a_row;
+    int64_t n_in, rows, col;
+} lora_seg;
 
 #define MAX_TERMS (PLM_LINEAR_MAX_WEIGHTS * PLM_N_ADAPTERS_MAX)
 
 /* The adapters' terms of one product: for weight j, terms[first[j] .. first[j + 1]); their A x is computed
- * from act, the product's input quantized for the table's Q8_0 entries. */
+ * from act, the product's input quantized for the table's Q8_0 entries, into u. */
 typedef struct lora_set {
     const lora_term *terms;
     int first[PLM_LINEAR_MAX_WEIGHTS + 1];
-    int64_t n_items;        /* rank rows of all the terms */
+    lora_seg segs[MAX_TERMS];
+    int n_segs;
+    int64_t n_items;        /* rank rows of all the terms (the segments' rows) */
+    float *u;               /* (T, ldu) */
+    int64_t ldu;
     const uint8_t *act;     /* (T, act_row) */
     size_t act_row;
 } lora_set;
@@ -89,11 +106,11 @@ typedef struct matmul_job {
     const uint8_t *act;     /* (T, act_row) */
     size_t act_row;
     int32_t T;
-    lora_set lora;
+    const lora_set *lora;
     atomic_int *a_left;     /* threads still computing their share of A x */
 } matmul_job;
 
-/* Rows [r0, r1) of out_t += scale * B u_t for every token: for k = 0..rank-1 in
+/* Rows [r0, r1) of out_t += scale * B u_t for tokens [t0, t1): for k = 0..rank-1 in
  * order, out[r] += ((scale u_t[k]) d_k) q_k[r] (d_k the scale of q_k[r]'s run of
  * 32 rows of the base tensor), the same operations for a row whatever the batch
  * or the rows' split across threads: whole runs through the table's lora_b32,
@@ -103,33 +120,33 @@ typedef struct matmul_job {
 #define LORA_RUNS 8
 #define LORA_K 64
 
-/* Asks for n bytes at p at once: an adapter's pieces are small and read once per token, too short a stream for
- * the hardware prefetcher to reach its pace, so all their cache lines are requested before the first is used. */
+/* Asks for n bytes at p: an adapter's pieces are small and read once per token, too short a stream for the
+ * hardware prefetcher to reach its pace, so their cache lines are requested before they are used. */
 static void prefetch_bytes(const void *p, size_t n) {
     const char *c = p;
     for (size_t off = 0; off < n; off += 64) __builtin_prefetch(c + off, 0, 3);
 }
 
-/* Asks for the part of B^T and its scales that rows [r0, r1) read. */
-static void lora_prefetch(const lora_term *L, int64_t r0, int64_t r1) {
-    const int64_t qs = (int64_t)L->rank * PLM_QK;
+/* Asks for the runs of B^T that rows [r0, r1) read. */
+static void lora_prefetch_b(const lora_term *L, int64_t r0, int64_t r1) {
     const int64_t blk0 = (L->row0 + r0) / PLM_QK, blk1 = (L->row0 + r1 + PLM_QK - 1) / PLM_QK;
-    prefetch_bytes(L->bq + blk0 * qs, (size_t)((blk1 - blk0) * qs));
-    prefetch_bytes(L->bd + blk0 * L->rank, (size_t)((blk1 - blk0) * L->rank) * sizeof(float));
+    prefetch_bytes(L->b + (size_t)blk0 * L->b_run, (size_t)(blk1 - blk0) * L->b_run);
 }
 
-static void lora_delta(const plm_kernels *kern, const lora_term *L, float *out, int64_t ldo, int32_t T, int64_t r0,
-                       int64_t r1) {
+static void lora_delta(const plm_kernels *kern, const lora_set *ls, const lora_term *L, float *out, int64_t ldo,
+                       int32_t t0, int32_t t1, int64_t r0, int64_t r1) {
     float c[LORA_RUNS * LORA_K];
-    const int64_t g1 = L->row0 + r1, qs = (int64_t)L->rank * PLM_QK;
-    for (int32_t t = 0; t < T; t++) {
-        const float *u = L->u + (int64_t)t * L->rank;
+    const int64_t g1 = L->row0 + r1;
+    const size_t qs = plm_lora_run_q(L->rank);
+    for (int32_t t = t0; t < t1; t++) {
+        const float *u = ls->u + (int64_t)t * ls->ldu + L->col;
         for (int64_t g = L->row0 + r0; g < g1;) {
             const int64_t blk = g / PLM_QK;
-            const int8_t *q = L->bq + blk * qs;
-            const float *d = L->bd + blk * L->rank;
+            const uint8_t *run = L->b + (size_t)blk * L->b_run;
+            const int8_t *q = (const int8_t *)run;
             float *o = out + (int64_t)t * ldo + (g - L->row0);
             if (g % PLM_QK != 0 || g1 - g < PLM_QK) { /* a cut run */
+                const float *d = (const float *)(run + qs);
                 const int64_t ge = PLM_MIN(g1, (blk + 1) * PLM_QK);
                 for (int32_t k = 0; k < L->rank; k++) {
                     const float ck = (L->scale * u[k]) * d[k];
@@ -141,9 +158,11 @@ static void lora_delta(const plm_kernels *kern, const lora_term *L, float *out, 
             const int nb = (int)PLM_MIN(LORA_RUNS, (g1 - g) / PLM_QK);
             for (int32_t k0 = 0; k0 < L->rank; k0 += LORA_K) {
                 const int32_t nk = PLM_MIN(LORA_K, L->rank - k0);
-                for (int b = 0; b < nb; b++)
-                    for (int32_t k = 0; k < nk; k++) c[b * nk + k] = (L->scale * u[k0 + k]) * d[b * L->rank + k0 + k];
-                kern->lora_b32(nb, nk, c, q + PLM_QK * k0, qs, o);
+                for (int b = 0; b < nb; b++) {
+                    const float *d = (const float *)(run + (size_t)b * L->b_run + qs);
+                    for (int32_t k = 0; k < nk; k++) c[b * nk + k] = (L->scale * u[k0 + k]) * d[k0 + k];
+                }
+                kern->lora_b32(nb, nk, c, q + PLM_QK * k0, (int64_t)L->b_run, o);
             }
             g += (int64_t)nb * PLM_QK;
         }
@@ -158,65 +177,94 @@ static void lora_delta(const plm_kernels *kern, const lora_term *L, float *out, 
 #define ROW_BLOCK 64
 #define ACT_BLOCK 65536 /* bytes of activations per pass over a row block (stays in L2) */
 
-/* This thread's share of u = A x: items (term, rank row) split across the threads, a term's run of rows in the
- * share one gemm per block of tokens (its entries are vec_dot's whatever the run, so u does not depend on the
- * split). */
+/* This thread's share of u = A x: items (rows of the segments) split across the threads, a segment's run of rows
+ * in the share one gemm per block of tokens (its entries are vec_dot's whatever the run, so u does not depend on
+ * the split). */
 static void lora_a_share(const plm_kernels *kern, const lora_set *ls, int32_t T, int ith, int nth) {
     const plm_gemm_fn gemm = kern->gemm[PLM_TYPE_Q8_0];
     const plm_vec_dot_fn dot = kern->vec_dot[PLM_TYPE_Q8_0];
     const int32_t tok_block = (int32_t)PLM_MAX(1, PLM_MIN(T, (int64_t)(ACT_BLOCK / ls->act_row)));
     int64_t i0, i1;
     plm_split_range(ls->n_items, ith, nth, &i0, &i1);
-    int k = 0;
-    int64_t base = 0;
-    for (int64_t i = i0; i < i1;) { /* all of this thread's rows asked for first (see prefetch_bytes) */
-        while (i - base >= ls->terms[k].rank) base += ls->terms[k++].rank;
-        const int64_t nr = PLM_MIN(i1 - i, ls->terms[k].rank - (i - base));
-        prefetch_bytes(ls->terms[k].a + (size_t)(i - base) * ls->terms[k].a_row, (size_t)nr * ls->terms[k].a_row);
-        i += nr;
-    }
-    k = 0;
-    base = 0;
-    for (int64_t i = i0; i < i1;) {
-        while (i - base >= ls->terms[k].rank) base += ls->terms[k++].rank;
-        const lora_term *L = &ls->terms[k];
-        const int64_t row = i - base, nr = PLM_MIN(i1 - i, L->rank - row);
-        const uint8_t *arow = L->a + (size_t)row * L->a_row;
-        for (int32_t t0 = 0; t0 < T; t0 += tok_block) {
-            const int32_t nt = PLM_MIN(tok_block, T - t0);
-            const uint8_t *act = ls->act + (size_t)t0 * ls->act_row;
-            float *u = L->u + (int64_t)t0 * L->rank + row;
-            if (gemm) {
-                gemm(L->n_in, arow, L->a_row, (int)nr, act, ls->act_row, nt, u, L->rank, false);
+    for (int pass = 0; pass < 2; pass++) { /* all of this thread's rows asked for first (see prefetch_bytes) */
+        int k = 0;
+        int64_t base = 0;
+        for (int64_t i = i0; i < i1;) {
+            while (i - base >= ls->segs[k].rows) base += ls->segs[k++].rows;
+            const lora_seg *S = &ls->segs[k];
+            const int64_t row = i - base, nr = PLM_MIN(i1 - i, S->rows - row);
+            const uint8_t *arow = S->a + (size_t)row * S->a_row;
+            i += nr;
+            if (pass == 0) {
+                prefetch_bytes(arow, (size_t)nr * S->a_row);
                 continue;
             }
-            for (int32_t t = 0; t < nt; t++)
-                for (int64_t r = 0; r < nr; r++)
-                    u[(int64_t)t * L->rank + r] = dot(L->n_in, arow + (size_t)r * L->a_row, act + (size_t)t * ls->act_row);
+            for (int32_t t0 = 0; t0 < T; t0 += tok_block) {
+                const int32_t nt = PLM_MIN(tok_block, T - t0);
+                const uint8_t *act = ls->act + (size_t)t0 * ls->act_row;
+                float *u = ls->u + (int64_t)t0 * ls->ldu + S->col + row;
+                if (gemm) {
+                    gemm(S->n_in, arow, S->a_row, (int)nr, act, ls->act_row, nt, u, ls->ldu, false);
+                    continue;
+                }
+                for (int32_t t = 0; t < nt; t++)
+                    for (int64_t r = 0; r < nr; r++)
+                        u[(int64_t)t * ls->ldu + r] = dot(S->n_in, arow + (size_t)r * S->a_row, act + (size_t)t * ls->act_row);
+            }
         }
-        i += nr;
+    }
+}
+
+/* The segments of ls's terms [first[0], first[n_w]) (ls->terms, ls->first set). */
+static void lora_segments(lora_set *ls, int n_w) {
+    ls->n_segs = 0;
+    ls->n_items = 0;
+    const lora_term *prev = NULL;
+    for (int k = ls->first[0]; k < ls->first[n_w]; k++) {
+        const lora_term *L = &ls->terms[k];
+        lora_seg *S = prev ? &ls->segs[ls->n_segs - 1] : NULL;
+        if (S && L->a == prev->a + (size_t)prev->rank * prev->a_row && L->a_row == S->a_row && L->n_in == S->n_in &&
+            L->col == S->col + S->rows)
+            S->rows += L->rank;
+        else
+            ls->segs[ls->n_segs++] = (lora_seg){.a = L->a, .a_row = L->a_row, .n_in = L->n_in, .rows = L->rank,
+                                                .col = L->col};
+        ls->n_items += L->rank;
+        prev = L;
     }
 }
 
 /* Each thread takes a share of the output rows (in multiples of 8, the row
  * group of the x8 kernels) and walks it in ROW_BLOCK rows x (ACT_BLOCK bytes of
  * tokens) pieces, so both the weight rows and the activations of a piece stay
- * in cache while it is computed. */
+ * in cache while it is computed. With adapters, the short streams of the
+ * adapter's bytes are asked for while the base rows stream, a piece with each
+ * row block: the runs of B^T of the next block's rows, and the thread's part
+ * of the adapter's next group of A rows (the next product's first work). */
 static void matmul_worker(void *arg, int ith, int nth) {
     const matmul_job *job = arg;
-    const lora_set *ls = &job->lora;
+    const lora_set *ls = job->lora;
     int64_t total = 0;
     for (int j = 0; j < job->n_w; j++) total += job->w[j]->n_out;
     int64_t r0, r1;
     plm_split_range((total + 7) / 8, ith, nth, &r0, &r1);
     r0 = PLM_MIN(total, r0 * 8);
     r1 = PLM_MIN(total, r1 * 8);
+    const uint8_t *next = NULL; /* bytes [next_at, next_end) of the next group's A still to ask for */
+    size_t next_at = 0, next_end = 0, next0 = 0;
     if (ls->n_items) {
         lora_a_share(job->kern, ls, job->T, ith, nth);
         atomic_fetch_sub_explicit(job->a_left, 1, memory_order_release);
+        const lora_term *L0 = &ls->terms[ls->first[0]];
+        if (L0->next_bytes && r1 > r0) {
+            next = L0->next;
+            next0 = next_at = L0->next_bytes * (size_t)ith / (size_t)nth / 64 * 64;
+            next_end = ith == nth - 1 ? L0->next_bytes : L0->next_bytes * (size_t)(ith + 1) / (size_t)nth / 64 * 64;
+        }
     }
     const int32_t tok_block = (int32_t)PLM_MAX(1, PLM_MIN(job->T, (int64_t)(ACT_BLOCK / job->act_row)));
     int64_t base = 0;
+    bool u_ready = false;
     for (int j = 0; j < job->n_w; j++) {
         const plm_weight *W = job->w[j];
         int64_t a = PLM_MAX(r0 - base, 0), b = PLM_MIN(r1 - base, W->n_out);
@@ -224,35 +272,56 @@ static void matmul_worker(void *arg, int ith, int nth) {
         if (a >= b) continue;
         const plm_gemm_fn gemm = job->kern->gemm[W->type];
         const plm_vec_dot_fn dot = job->kern->vec_dot[W->type];
-        for (int k = ls->first[j]; k < ls->first[j + 1]; k++) lora_prefetch(&ls->terms[k], a, b);
         const uint8_t *wd = W->data;
         float *out = job->out[j];
         const int64_t ldo = job->ldo[j];
+        const int k0 = ls->first[j], k1 = ls->first[j + 1];
         for (int32_t t0 = 0; t0 < job->T; t0 += tok_block) {
             const int32_t nt = PLM_MIN(tok_block, job->T - t0);
             const uint8_t *act = job->act + (size_t)t0 * job->act_row;
+            int64_t pend = a; /* rows [pend, rb) have W x but not yet their deltas */
             for (int64_t rb = a; rb < b; rb += ROW_BLOCK) {
                 const int64_t re = PLM_MIN(b, rb + ROW_BLOCK);
+                /* B^T's runs a block ahead of their use (the first block's with it) */
+                for (int k = k0; k < k1; k++)
+                    lora_prefetch_b(&ls->terms[k], rb == a ? rb : re, PLM_MIN(b, re + ROW_BLOCK));
+                if (t0 == 0) {
+                    if (next) {
+                        const size_t to = next0 + (size_t)((double)(next_end - next0) * (double)(base - W->n_out + re - r0) /
+                                                           (double)(r1 - r0));
+                        const size_t upto = to >= next_end ? next_end : to / 64 * 64;
+                        if (upto > next_at) prefetch_bytes(next + next_at, upto - next_at);
+                        next_at = PLM_MAX(next_at, upto);
+                    }
+                }
                 if (gemm) {
                     gemm(W->n_in, wd + (size_t)rb * W->row_bytes, W->row_bytes, (int)(re - rb), act, job->act_row, nt,
                          out + (int64_t)t0 * ldo + rb, ldo, job->accumulate);
-                    continue;
+                } else {
+                    for (int32_t t = 0; t < nt; t++) {
+                        const uint8_t *at = act + (size_t)t * job->act_row;
+                        float *o = out + (int64_t)(t0 + t) * ldo;
+                        if (job->accumulate)
+                            for (int64_t r = rb; r < re; r++) o[r] += dot(W->n_in, wd + (size_t)r * W->row_bytes, at);
+                        else
+                            for (int64_t r = rb; r < re; r++) o[r] = dot(W->n_in, wd + (size_t)r * W->row_bytes, at);
+                    }
                 }
-                for (int32_t t = 0; t < nt; t++) {
-                    const uint8_t *at = act + (size_t)t * job->act_row;
-                    float *o = out + (int64_t)(t0 + t) * ldo;
-                    if (job->accumulate)
-                        for (int64_t r = rb; r < re; r++) o[r] += dot(W->n_in, wd + (size_t)r * W->row_bytes, at);
-                    else
-                        for (int64_t r = rb; r < re; r++) o[r] = dot(W->n_in, wd + (size_t)r * W->row_bytes, at);
+                /* the deltas of the rows done while they and their runs of B^T are in cache, LORA_RUNS runs at a
+                 * time (the kernel's pace), once every thread's share of u is there (at once with one thread;
+                 * with more, usually from the first block on) */
+                if (k0 < k1 && (re - pend >= LORA_RUNS * PLM_QK || re == b) &&
+                    (u_ready || (u_ready = atomic_load_explicit(job->a_left, memory_order_acquire) == 0))) {
+                    for (int k = k0; k < k1; k++) lora_delta(job->kern, ls, &ls->terms[k], out, ldo, t0, t0 + nt, pend, re);
+                    pend = re;
                 }
             }
+            if (k0 == k1 || pend == b) continue;
+            for (int spins = 1; atomic_load_explicit(job->a_left, memory_order_acquire) > 0; spins++)
+                if (spins % 256 == 0) sched_yield();
+            u_ready = true;
+            for (int k = k0; k < k1; k++) lora_delta(job->kern, ls, &ls->terms[k], out, ldo, t0, t0 + nt, pend, b);
         }
-        if (ls->first[j] == ls->first[j + 1]) continue;
-        /* every thread's share of u first: by now (after the base rows) it is there, or nearly */
-        for (int spins = 1; atomic_load_explicit(job->a_left, memory_order_acquire) > 0; spins++)
-            if (spins % 256 == 0) sched_yield();
-        for (int k = ls->first[j]; k < ls->first[j + 1]; k++) lora_delta(job->kern, &ls->terms[k], out, ldo, job->T, a, b);
     }
 }
 
@@ -305,28 +374,31 @@ static void prepare_act(plm_context *ctx, const plm_weight *W, const float *x, i
 }
 
 /* The adapters' terms of weights w[0..n_w) reading x (T rows, ldx apart) into
- * terms and ls (ls->first[j] the first of w[j]'s). x is quantized for the
+ * terms and ls (ls->first[j] the first of w[j]'s; u (T, all their ranks) in
+ * the context's scratch). x is quantized for the
  * table's Q8_0 entries into the context's scratch, unless act_is_q8 says that
  * ctx->act holds it so already (the base's weights pair with the same type). */
 static void lora_terms(plm_context *ctx, int n_w, const plm_weight *const *w, const float *x, int64_t ldx, int32_t T,
                        bool act_is_q8, lora_term *terms, lora_set *ls) {
     int n = 0;
-    float *u = ctx->lora_u;
+    int64_t col = 0;
     ls->terms = terms;
-    ls->n_items = 0;
     for (int j = 0; j < n_w; j++) {
         ls->first[j] = n;
         for (int32_t i = 0; i < ctx->n_adapters; i++) {
             const plm_adapter_use *au = &ctx->adapters[i];
             const plm_lora_pair *p = plm_lora_find(au->a, w[j]);
             if (!p) continue;
-            terms[n++] = (lora_term){.a = p->a, .a_row = p->a_row, .bq = p->bq, .bd = p->bd, .row0 = w[j]->row0,
-                                     .n_in = p->n_in, .rank = p->rank, .scale = plm_lora_scale(au->a, p, au->scale), .u = u};
-            u += (int64_t)T * p->rank;
-            ls->n_items += p->rank;
+            terms[n++] = (lora_term){.a = p->a, .a_row = p->a_row, .n_in = p->n_in, .b = p->b, .b_run = p->b_run,
+                                     .row0 = w[j]->row0, .rank = p->rank, .scale = plm_lora_scale(au->a, p, au->scale),
+                                     .col = col, .next = p->next, .next_bytes = p->next_bytes};
+            col += p->rank;
         }
     }
     ls->first[n_w] = n;
+    ls->u = ctx->lora_u;
+    ls->ldu = col;
+    lora_segments(ls, n_w);
     if (n == 0) return;
     const plm_type q8 = ctx->kern->dot_type[PLM_TYPE_Q8_0];
     ls->act_row = plm_type_row_size(q8, w[0]->n_in);
@@ -344,7 +416,7 @@ static void matmul(plm_context *ctx, int n_w, const plm_weight *const *w, float 
     atomic_int a_left;
     atomic_init(&a_left, plm_pool_size(ctx->pool));
     matmul_job job = {.kern = ctx->kern, .n_w = n_w, .accumulate = accumulate, .act = ctx->act,
-                      .act_row = plm_type_row_size(dot_type_of(ctx, w[0]), w[0]->n_in), .T = T, .lora = *ls,
+                      .act_row = plm_type_row_size(dot_type_of(ctx, w[0]), w[0]->n_in), .T = T, .lora = ls,
                       .a_left = &a_left};
     for (int j = 0; j < n_w; j++) {
         job.w[j] = w[j];
@@ -379,12 +451,13 @@ plm_status plm_linear(plm_context *ctx, int n_w, const plm_weight *const *w, flo
             ldx = w[0]->n_in;
         }
         if (j == 0 && ctx->n_adapters) lora_terms(ctx, n_w, w, x, ldx, T, false, terms, &ls);
-        lora_set own = ls;
-        own.terms = terms + ls.first[j];
-        own.first[0] = 0;
-        own.first[1] = ls.first[j + 1] - ls.first[j];
-        own.n_items = 0;
-        for (int k = 0; k < own.first[1]; k++) own.n_items += own.terms[k].rank;
+        lora_set own = ls; /* w[j]'s terms, their u where the whole set has it */
+        if (ctx->n_adapters) {
+            own.terms = terms + ls.first[j];
+            own.first[0] = 0;
+            own.first[1] = ls.first[j + 1] - ls.first[j];
+            lora_segments(&own, 1);
+        }
         matmul(ctx, 1, &w[j], &out[j], &ldo[j], T, accumulate, &own);
     }
     return PLM_OK;
