@@ -148,17 +148,34 @@ static void rope_store_worker(void *arg, int ith, int nth) {
 #define ATTN_HEADS 8
 #define ATTN_HD_MAX 256 /* q and output rows of an item stay on the stack (16 KB each) */
 
-/* Rows of cells l[i0..i0+nc) of the layer's slice X (stride kv_dim): in place
- * when the cells are consecutive, else gathered into buf (stride hd). */
-static const plm_f16 *gather_rows(const plm_kv *kv, const plm_f16 *X, const int32_t *l, int nc, int hd, plm_f16 *buf,
-                                  int64_t *stride) {
+/* The F16 rows of cells l[0..nc) of the layer's slice X (hd values each, stride
+ * kv_dim): in place when the cells are consecutive, else gathered into buf
+ * (stride hd). Either way the rows of the next block's cells (l[nc..nc+n_next))
+ * are prefetched: with several sequences interleaved in the cache a sequence's
+ * cells lie an unpredictable distance apart, which the hardware prefetcher does
+ * not follow. Rows are copied 16 bytes at a time (a fixed-size memcpy the
+ * compiler inlines), not through a libc call per row. */
+static const plm_f16 *gather_rows(const plm_kv *kv, const plm_f16 *X, const int32_t *l, int nc, int n_next, int hd,
+                                  plm_f16 *buf, int64_t *stride) {
+    const size_t ld = (size_t)kv->kv_dim, row_bytes = (size_t)hd * sizeof(plm_f16);
+    for (int c = nc; c < nc + n_next; c++) {
+        const char *p = (const char *)(X + (size_t)l[c] * ld);
+        for (size_t b = 0; b < row_bytes; b += 64) __builtin_prefetch(p + b);
+        __builtin_prefetch(p + row_bytes - 1);
+    }
     bool run = true;
     for (int c = 1; c < nc && run; c++) run = l[c] == l[0] + c;
     if (run || !buf) {
         *stride = kv->kv_dim;
-        return X + (size_t)l[0] * (size_t)kv->kv_dim;
+        return X + (size_t)l[0] * ld;
     }
-    for (int c = 0; c < nc; c++) memcpy(buf + (size_t)c * (size_t)hd, X + (size_t)l[c] * (size_t)kv->kv_dim, (size_t)hd * sizeof(plm_f16));
+    const size_t n16 = row_bytes / 16, tail = row_bytes % 16;
+    for (int c = 0; c < nc; c++) {
+        const char *src = (const char *)(X + (size_t)l[c] * ld);
+        char *dst = (char *)(buf + (size_t)c * (size_t)hd);
+        for (size_t i = 0; i < n16; i++) memcpy(dst + 16 * i, src + 16 * i, 16);
+        if (tail) memcpy(dst + 16 * n16, src + 16 * n16, tail);
+    }
     *stride = hd;
     return buf;
 }
@@ -220,7 +237,7 @@ static void attn_worker(void *arg, int ith, int nth) {
         for (int32_t c0 = c_beg; c0 < c_end; c0 += 8) {
             const int nc = PLM_MIN(8, c_end - c0);
             int64_t ks;
-            const plm_f16 *kb = gather_rows(kv, K, l + c0, nc, hd, gbuf, &ks);
+            const plm_f16 *kb = gather_rows(kv, K, l + c0, nc, PLM_MIN(8, c_end - c0 - nc), hd, gbuf, &ks);
             kern->kq8_f16(hd, kb, ks, nc, q_rows, hd, nr, scores + c0, kv->n_ctx);
             for (int r = 0; r < nr; r++) {
                 const int ti = r / nh;
@@ -255,7 +272,7 @@ static void attn_worker(void *arg, int ith, int nth) {
         for (int32_t c0 = c_beg; c0 < c_end; c0 += 8) {
             const int nc = PLM_MIN(8, c_end - c0);
             int64_t vs;
-            const plm_f16 *vb = gather_rows(kv, V, l + c0, nc, hd, gbuf, &vs);
+            const plm_f16 *vb = gather_rows(kv, V, l + c0, nc, PLM_MIN(8, c_end - c0 - nc), hd, gbuf, &vs);
             kern->pv8_f16(hd, vb, vs, nc, scores + c0, kv->n_ctx, nr, o_rows, hd);
         }
         if (orow)
