@@ -239,34 +239,29 @@ static void attn_worker(void *arg, int ith, int nth) {
             int64_t ks;
             const plm_f16 *kb = gather_rows(kv, K, l + c0, nc, PLM_MIN(8, c_end - c0 - nc), hd, gbuf, &ks);
             kern->kq8_f16(hd, kb, ks, nc, q_rows, hd, nr, scores + c0, kv->n_ctx);
-            for (int r = 0; r < nr; r++) {
-                const int ti = r / nh;
-                float *sr = scores + (size_t)r * (size_t)kv->n_ctx + c0;
-                for (int c = 0; c < nc; c++) {
-                    if (c0 + c < lo[ti] || c0 + c >= hi[ti]) {
-                        sr[c] = -INFINITY;
-                        continue;
-                    }
-                    float sc = sr[c] * scale;
-                    if (cap > 0) sc = cap * tanhf(sc * inv_cap);
-                    sr[c] = sc;
-                }
-            }
         }
+        /* Each row's softmax runs over its own visible places [lo, hi) (the mask is that range: no test
+         * per cell), so its sums do not depend on the item's other rows; the places of the pass outside
+         * it get probability 0, which pv8_f16 skips. */
         for (int r = 0; r < nr; r++) {
+            const int ti = r / nh;
             float *sr = scores + (size_t)r * (size_t)kv->n_ctx;
-            float mx = -INFINITY;
-            for (int32_t c = c_beg; c < c_end; c++) mx = sr[c] > mx ? sr[c] : mx;
-            double sum = 0.0;
-            for (int32_t c = c_beg; c < c_end; c++) {
-                float e = sr[c] == -INFINITY ? 0.0f : expf(sr[c] - mx);
-                sr[c] = e;
-                sum += (double)e;
+            const int32_t n = hi[ti] - lo[ti];
+            float *x = sr + lo[ti];
+            memset(sr + c_beg, 0, (size_t)(lo[ti] - c_beg) * sizeof(float));
+            memset(sr + hi[ti], 0, (size_t)(c_end - hi[ti]) * sizeof(float));
+            float sc = scale;
+            if (cap > 0 || !(scale > 0)) {
+                for (int32_t c = 0; c < n; c++) x[c] = cap > 0 ? cap * tanhf(x[c] * scale * inv_cap) : x[c] * scale;
+                sc = 1.0f;
             }
-            float inv = sum > 0 ? (float)(1.0 / sum) : 0.0f;
+            /* x * sc rounds monotonically for sc > 0, so the largest product is the largest score's */
+            const float mx = kern->max_f32(x, n) * sc;
+            const float sum = kern->exp_sum_f32(x, n, sc, mx);
+            const float inv = sum > 0 ? 1.0f / sum : 0.0f;
             /* Probabilities are rounded to F16 before the V product, as llama.cpp does. */
-            for (int32_t c = c_beg; c < c_end; c++) sr[c] *= inv;
-            kern->round_f16(sr + c_beg, c_end - c_beg);
+            for (int32_t c = 0; c < n; c++) x[c] *= inv;
+            kern->round_f16(x, n);
         }
         memset(o_rows, 0, (size_t)nr * (size_t)hd * sizeof(float));
         for (int32_t c0 = c_beg; c0 < c_end; c0 += 8) {
