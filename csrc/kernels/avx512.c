@@ -3,10 +3,10 @@
  * kernels: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K and Q6_K weights against
  * their 8-bit activation blocks (gemm and vec_dot), Q2_K and Q3_K (vec_dot),
  * each checked against its scalar reference in quant.c by
- * tests/c/test_quant.c, and the softmax's exp (exp_sum_f32). Every other
- * entry (float formats, the quantizers, the other attention helpers) is the
- * AVX2 table's, and so is the one-token product of Q4_0, Q4_1, Q5_0, Q8_0,
- * Q4_K and Q6_K (see g_decode).
+ * tests/c/test_quant.c, and the attention's pv8_f16 and softmax exp
+ * (exp_sum_f32). Every other entry (float formats, the quantizers, the other
+ * attention helpers) is the AVX2 table's, and so is the one-token product of
+ * Q4_0, Q4_1, Q5_0, Q8_0, Q4_K and Q6_K (see g_decode).
  *
  * This file is compiled with the AVX-512 flags (Makefile ISA_avx512), so
  * nothing in it may run before kernels/dispatch.c has checked the CPU and the
@@ -934,6 +934,42 @@ static inline __m512 exp16_ps(__m512 x) {
     return _mm512_mask_mov_ps(_mm512_scalef_ps(p, n), _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), x);
 }
 
+/* pv8_f16 (quant.h) with 16 dimensions per FMA: the block's values converted once, each row's chain over
+ * its nonzero cells in order per lane (the reference's bits, as the AVX2 table's with half the
+ * instructions); head sizes that are not a multiple of 16 or above PV_HD_MAX take the AVX2 table's. */
+#define PV_HD_MAX 512
+static void (*g_pv8_avx2)(int64_t hd, const plm_f16 *v, int64_t stride, int nc, const float *p, int64_t ps, int nr,
+                          float *o, int64_t os);
+
+static void pv8_f16(int64_t hd, const plm_f16 *v, int64_t stride, int nc, const float *p, int64_t ps, int nr, float *o,
+                    int64_t os) {
+    if (hd > PV_HD_MAX || hd % 16) {
+        g_pv8_avx2(hd, v, stride, nc, p, ps, nr, o, os);
+        return;
+    }
+    _Alignas(64) float vf[8 * PV_HD_MAX];
+    for (int c = 0; c < nc; c++)
+        for (int64_t d = 0; d < hd; d += 16)
+            _mm512_store_ps(vf + c * hd + d, f16x16(v + c * stride + d));
+    for (int r = 0; r < nr; r++) {
+        __m512 pc[8];
+        const float *vc[8];
+        int m = 0;
+        for (int c = 0; c < nc; c++)
+            if (p[r * ps + c] != 0.0f) {
+                pc[m] = _mm512_set1_ps(p[r * ps + c]);
+                vc[m++] = vf + c * hd;
+            }
+        if (m == 0) continue;
+        float *y = o + r * os;
+        for (int64_t d = 0; d < hd; d += 16) {
+            __m512 acc = _mm512_loadu_ps(y + d);
+            for (int i = 0; i < m; i++) acc = _mm512_fmadd_ps(pc[i], _mm512_load_ps(vc[i] + d), acc);
+            _mm512_storeu_ps(y + d, acc);
+        }
+    }
+}
+
 /* Lane j of the sum adds the elements j, j + 16, j + 32, ... in order (a tail's missing lanes add 0). */
 static float exp_sum_f32(float *x, int64_t n, float scale, float sub) {
     const __m512 vs = _mm512_set1_ps(scale), vsub = _mm512_set1_ps(sub);
@@ -979,6 +1015,8 @@ static void build_table(void) {
     g_table.gemm[PLM_TYPE_Q6_K] = gemm_q6_K;
     g_table.lora_b32 = lora_b32;
     g_table.exp_sum_f32 = exp_sum_f32;
+    g_pv8_avx2 = avx2->pv8_f16;
+    g_table.pv8_f16 = pv8_f16;
 }
 
 const plm_kernels *plm_kernels_avx512_table(void) {
