@@ -305,19 +305,28 @@ plm_attn plm_attn_default(const plm_model *m, int il) {
 /* ------------------------------------------------------------ feed-forward */
 
 typedef struct glu_job {
+    const plm_kernels *kern;
     float *gate;     /* (T, n) in: gate pre-activation; out: act(gate) * up */
     const float *up; /* (T, n) */
     int64_t n;
     int32_t T;
 } glu_job;
 
+/* SiLU(gate) * up, exp(-gate) from the table's exp_sum_f32 (a vectorized exp on SIMD tables, expf on the
+ * reference) a stack chunk at a time: element by element, so batching cannot show. */
 static void swiglu_worker(void *arg, int ith, int nth) {
     const glu_job *job = arg;
+    const plm_kernels *kern = job->kern;
     int64_t a, b;
     plm_split_range((int64_t)job->T * job->n, ith, nth, &a, &b);
-    for (int64_t i = a; i < b; i++) {
-        float g = job->gate[i];
-        job->gate[i] = g / (1.0f + expf(-g)) * job->up[i];
+    float e[256];
+    for (int64_t i0 = a; i0 < b; i0 += 256) {
+        const int64_t n = PLM_MIN(256, b - i0);
+        float *g = job->gate + i0;
+        const float *u = job->up + i0;
+        memcpy(e, g, (size_t)n * sizeof(float));
+        kern->exp_sum_f32(e, n, -1.0f, 0.0f);
+        for (int64_t i = 0; i < n; i++) g[i] = g[i] / (1.0f + e[i]) * u[i];
     }
 }
 
@@ -342,7 +351,7 @@ plm_status plm_blk_ffn(plm_context *ctx, const plm_layer *L, int32_t T, const fl
     int64_t ld[2] = {F, F};
     plm_status st = plm_linear(ctx, 2, w, o, ld, ctx->x, E, T, false, norm_w, ctx->xn);
     if (st) return st;
-    glu_job job = {.gate = ctx->gate, .up = ctx->up, .n = F, .T = T};
+    glu_job job = {.kern = ctx->kern, .gate = ctx->gate, .up = ctx->up, .n = F, .T = T};
     plm_run(ctx, act == PLM_ACT_GELU_TANH ? geglu_worker : swiglu_worker, &job, true);
     return plm_blk_mm(ctx, &L->w_down, out, E, ctx->gate, F, T, accumulate);
 }
