@@ -901,6 +901,22 @@ static void pv8_f16(int64_t hd, const plm_f16 *v, int64_t stride, int nc, const 
         }
 }
 
+static float max_f32(const float *x, int64_t n) {
+    float m = -INFINITY;
+    for (int64_t i = 0; i < n; i++) m = x[i] > m ? x[i] : m;
+    return m;
+}
+
+static float exp_sum_f32(float *x, int64_t n, float scale, float sub) {
+    double sum = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        const float t = x[i] * scale;
+        x[i] = expf(t - sub);
+        sum += (double)x[i];
+    }
+    return (float)sum;
+}
+
 static void lora_b32(int nb, int32_t rank, const float *c, const int8_t *q, int64_t qs, float *o) {
     for (int b = 0; b < nb; b++)
         for (int32_t k = 0; k < rank; k++)
@@ -921,6 +937,8 @@ static const plm_kernels k_ref = {
     .round_f16 = round_f16,
     .kq8_f16 = kq8_f16,
     .pv8_f16 = pv8_f16,
+    .max_f32 = max_f32,
+    .exp_sum_f32 = exp_sum_f32,
     .lora_b32 = lora_b32,
     .vec_dot =
         {

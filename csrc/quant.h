@@ -145,6 +145,14 @@ typedef struct plm_kernels {
                     float *s, int64_t ss);
     void (*pv8_f16)(int64_t hd, const plm_f16 *v, int64_t stride, int nc, const float *p, int64_t ps, int nr,
                     float *o, int64_t os);
+    /* The softmax of a row of attention scores, in two passes: max_f32 returns the largest of x[0..n)
+     * (-INFINITY for n == 0); exp_sum_f32 sets x[i] = exp(x[i] * scale - sub), the product and the
+     * difference each rounded to float as written, and returns the sum of the results. The reference calls
+     * expf and sums in order in double; a SIMD table's exp is within a few ulp of expf over the whole
+     * float range (0 for -inf and below about -104, inf above about 88.72, NaN for NaN), and its
+     * summation order depends only on n, so a row's result does not depend on how tokens were batched. */
+    float (*max_f32)(const float *x, int64_t n);
+    float (*exp_sum_f32)(float *x, int64_t n, float scale, float sub);
     /* A LoRA delta from int8 B^T (matmul.c) over nb runs of 32 outputs: for k = 0..rank-1 in order,
      *   o[32 b + i] = o[32 b + i] + c[b * rank + k] * (float)q[b * qs + 32 k + i]   (b < nb, i < 32)
      * (a run's 32-value pieces follow each other, runs are qs bytes apart): a product then a sum (no fused

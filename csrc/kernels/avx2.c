@@ -1,6 +1,7 @@
 /*
  * kernels/avx2.c — AVX2 + FMA + F16C versions of the dot kernels and of the
- * activation quantizers, one function per type, each checked against its
+ * activation quantizers, one function per type, and of the attention helpers
+ * (kq8/pv8, F16 rounding, the softmax's max and exp), each checked against its
  * scalar reference in quant.c by tests/c/test_quant.c.
  *
  * This file is compiled with -mavx2 -mfma -mf16c, so nothing in it may run
@@ -1144,6 +1145,72 @@ static void round_f16(float *x, int64_t n) {
     for (; i < n; i++) x[i] = h2f(plm_f32_to_f16(x[i]));
 }
 
+/* exp of 8 floats, within 2 ulp of expf: x = n ln2 + r with |r| <= ln2/2 (ln2 in two parts, the first
+ * product exact under FMA), exp(r) by its Taylor series to r^7 (truncation below 2^-26 relative), then
+ * times 2^n as two powers of two, 2^(n/2) exactly and the rest with one rounding, so that results in the
+ * subnormal range round once and results above FLT_MAX become inf. x is clamped to [-104, 89] first
+ * (exp(-104) rounds to 0, exp(89) to inf), which also makes -inf give 0; NaN stays NaN. */
+static ALWAYS_INLINE __m256 exp8_ps(__m256 x) {
+    const __m256 xc = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-104.0f)), _mm256_set1_ps(89.0f));
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(xc, _mm256_set1_ps(1.44269504089f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693147182464599609375f), xc);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-1.904654299957768e-09f), r);
+    __m256 p = _mm256_set1_ps(1.0f / 5040.0f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    const __m256i ni = _mm256_cvtps_epi32(n), n1 = _mm256_srai_epi32(ni, 1), n2 = _mm256_sub_epi32(ni, n1);
+    const __m256i bias = _mm256_set1_epi32(127);
+    const __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, bias), 23));
+    const __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, bias), 23));
+    const __m256 y = _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
+    return _mm256_blendv_ps(y, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+}
+
+/* The lanes of the first n % 8 elements of a tail (all ones), the rest zero. */
+static ALWAYS_INLINE __m256i tail_mask8(int64_t n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+static float max_f32(const float *x, int64_t n) {
+    __m256 m = _mm256_set1_ps(-INFINITY);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) m = _mm256_max_ps(m, _mm256_loadu_ps(x + i));
+    if (i < n) {
+        const __m256i k = tail_mask8(n - i);
+        const __m256 v = _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), _mm256_maskload_ps(x + i, k), _mm256_castsi256_ps(k));
+        m = _mm256_max_ps(m, v);
+    }
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_movehdup_ps(h));
+    return _mm_cvtss_f32(h);
+}
+
+/* Lane j of the sum adds the elements j, j + 8, j + 16, ... in order (a tail's missing lanes add 0). */
+static float exp_sum_f32(float *x, int64_t n, float scale, float sub) {
+    const __m256 vs = _mm256_set1_ps(scale), vsub = _mm256_set1_ps(sub);
+    __m256 acc = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 e = exp8_ps(_mm256_sub_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), vs), vsub));
+        _mm256_storeu_ps(x + i, e);
+        acc = _mm256_add_ps(acc, e);
+    }
+    if (i < n) {
+        const __m256i k = tail_mask8(n - i);
+        const __m256 e = exp8_ps(_mm256_sub_ps(_mm256_mul_ps(_mm256_maskload_ps(x + i, k), vs), vsub));
+        _mm256_maskstore_ps(x + i, k, e);
+        acc = _mm256_add_ps(acc, _mm256_and_ps(e, _mm256_castsi256_ps(k)));
+    }
+    return hsum_ps(acc);
+}
+
 static inline __m256 load_bf16x8(const plm_bf16 *p) {
     const __m256i u = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
     return _mm256_castsi256_ps(_mm256_slli_epi32(u, 16));
@@ -1345,6 +1412,8 @@ static void build_table(void) {
     g_table.round_f16 = round_f16;
     g_table.kq8_f16 = kq8_f16;
     g_table.pv8_f16 = pv8_f16;
+    g_table.max_f32 = max_f32;
+    g_table.exp_sum_f32 = exp_sum_f32;
     g_table.lora_b32 = lora_b32;
 }
 

@@ -3,7 +3,8 @@
  * kernels: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K and Q6_K weights against
  * their 8-bit activation blocks (gemm and vec_dot), Q2_K and Q3_K (vec_dot),
  * each checked against its scalar reference in quant.c by
- * tests/c/test_quant.c. Every other entry (float formats, the quantizers, the
+ * tests/c/test_quant.c, and the attention's pv8_f16 and softmax exp
+ * (exp_sum_f32). Every other entry (float formats, the quantizers, the other
  * attention helpers) is the AVX2 table's, and so is the one-token product of
  * Q4_0, Q4_1, Q5_0, Q8_0, Q4_K and Q6_K (see g_decode).
  *
@@ -912,6 +913,82 @@ static void lora_b32(int nb, int32_t rank, const float *c, const int8_t *q, int6
     for (; b < nb; b++) lora_b32_runs(1, rank, c + b * rank, q + b * qs, qs, o + 32 * b);
 }
 
+/* ------------------------------------------------------------- softmax */
+
+/* exp of 16 floats as the AVX2 table's exp8_ps (quant.h: within a few ulp of expf), with vscalefps
+ * for the times 2^n, which rounds subnormal results once and overflows to inf by itself. */
+static inline __m512 exp16_ps(__m512 x) {
+    const __m512 xc = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-104.0f)), _mm512_set1_ps(89.0f));
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504089f)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693147182464599609375f), xc);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-1.904654299957768e-09f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 5040.0f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_mask_mov_ps(_mm512_scalef_ps(p, n), _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), x);
+}
+
+/* pv8_f16 (quant.h) with 16 dimensions per FMA: the block's values converted once, each row's chain over
+ * its nonzero cells in order per lane (the reference's bits, as the AVX2 table's with half the
+ * instructions); head sizes that are not a multiple of 16 or above PV_HD_MAX take the AVX2 table's. */
+#define PV_HD_MAX 512
+static void (*g_pv8_avx2)(int64_t hd, const plm_f16 *v, int64_t stride, int nc, const float *p, int64_t ps, int nr,
+                          float *o, int64_t os);
+
+static void pv8_f16(int64_t hd, const plm_f16 *v, int64_t stride, int nc, const float *p, int64_t ps, int nr, float *o,
+                    int64_t os) {
+    if (hd > PV_HD_MAX || hd % 16) {
+        g_pv8_avx2(hd, v, stride, nc, p, ps, nr, o, os);
+        return;
+    }
+    _Alignas(64) float vf[8 * PV_HD_MAX];
+    for (int c = 0; c < nc; c++)
+        for (int64_t d = 0; d < hd; d += 16)
+            _mm512_store_ps(vf + c * hd + d, f16x16(v + c * stride + d));
+    for (int r = 0; r < nr; r++) {
+        __m512 pc[8];
+        const float *vc[8];
+        int m = 0;
+        for (int c = 0; c < nc; c++)
+            if (p[r * ps + c] != 0.0f) {
+                pc[m] = _mm512_set1_ps(p[r * ps + c]);
+                vc[m++] = vf + c * hd;
+            }
+        if (m == 0) continue;
+        float *y = o + r * os;
+        for (int64_t d = 0; d < hd; d += 16) {
+            __m512 acc = _mm512_loadu_ps(y + d);
+            for (int i = 0; i < m; i++) acc = _mm512_fmadd_ps(pc[i], _mm512_load_ps(vc[i] + d), acc);
+            _mm512_storeu_ps(y + d, acc);
+        }
+    }
+}
+
+/* Lane j of the sum adds the elements j, j + 16, j + 32, ... in order (a tail's missing lanes add 0). */
+static float exp_sum_f32(float *x, int64_t n, float scale, float sub) {
+    const __m512 vs = _mm512_set1_ps(scale), vsub = _mm512_set1_ps(sub);
+    __m512 acc = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m512 e = exp16_ps(_mm512_sub_ps(_mm512_mul_ps(_mm512_loadu_ps(x + i), vs), vsub));
+        _mm512_storeu_ps(x + i, e);
+        acc = _mm512_add_ps(acc, e);
+    }
+    if (i < n) {
+        const __mmask16 k = (__mmask16)((1u << (n - i)) - 1);
+        const __m512 e = exp16_ps(_mm512_sub_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(k, x + i), vs), vsub));
+        _mm512_mask_storeu_ps(x + i, k, e);
+        acc = _mm512_mask_add_ps(acc, k, acc, e);
+    }
+    return _mm512_reduce_add_ps(acc);
+}
+
 /* ------------------------------------------------------------- table */
 
 static plm_kernels g_table;
@@ -937,6 +1014,9 @@ static void build_table(void) {
     g_table.gemm[PLM_TYPE_Q5_K] = gemm_q5_K;
     g_table.gemm[PLM_TYPE_Q6_K] = gemm_q6_K;
     g_table.lora_b32 = lora_b32;
+    g_table.exp_sum_f32 = exp_sum_f32;
+    g_pv8_avx2 = avx2->pv8_f16;
+    g_table.pv8_f16 = pv8_f16;
 }
 
 const plm_kernels *plm_kernels_avx512_table(void) {

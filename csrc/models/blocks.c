@@ -148,17 +148,34 @@ static void rope_store_worker(void *arg, int ith, int nth) {
 #define ATTN_HEADS 8
 #define ATTN_HD_MAX 256 /* q and output rows of an item stay on the stack (16 KB each) */
 
-/* Rows of cells l[i0..i0+nc) of the layer's slice X (stride kv_dim): in place
- * when the cells are consecutive, else gathered into buf (stride hd). */
-static const plm_f16 *gather_rows(const plm_kv *kv, const plm_f16 *X, const int32_t *l, int nc, int hd, plm_f16 *buf,
-                                  int64_t *stride) {
+/* The F16 rows of cells l[0..nc) of the layer's slice X (hd values each, stride
+ * kv_dim): in place when the cells are consecutive, else gathered into buf
+ * (stride hd). Either way the rows of the next block's cells (l[nc..nc+n_next))
+ * are prefetched: with several sequences interleaved in the cache a sequence's
+ * cells lie an unpredictable distance apart, which the hardware prefetcher does
+ * not follow. Rows are copied 16 bytes at a time (a fixed-size memcpy the
+ * compiler inlines), not through a libc call per row. */
+static const plm_f16 *gather_rows(const plm_kv *kv, const plm_f16 *X, const int32_t *l, int nc, int n_next, int hd,
+                                  plm_f16 *buf, int64_t *stride) {
+    const size_t ld = (size_t)kv->kv_dim, row_bytes = (size_t)hd * sizeof(plm_f16);
+    for (int c = nc; c < nc + n_next; c++) {
+        const char *p = (const char *)(X + (size_t)l[c] * ld);
+        for (size_t b = 0; b < row_bytes; b += 64) __builtin_prefetch(p + b);
+        __builtin_prefetch(p + row_bytes - 1);
+    }
     bool run = true;
     for (int c = 1; c < nc && run; c++) run = l[c] == l[0] + c;
     if (run || !buf) {
         *stride = kv->kv_dim;
-        return X + (size_t)l[0] * (size_t)kv->kv_dim;
+        return X + (size_t)l[0] * ld;
     }
-    for (int c = 0; c < nc; c++) memcpy(buf + (size_t)c * (size_t)hd, X + (size_t)l[c] * (size_t)kv->kv_dim, (size_t)hd * sizeof(plm_f16));
+    const size_t n16 = row_bytes / 16, tail = row_bytes % 16;
+    for (int c = 0; c < nc; c++) {
+        const char *src = (const char *)(X + (size_t)l[c] * ld);
+        char *dst = (char *)(buf + (size_t)c * (size_t)hd);
+        for (size_t i = 0; i < n16; i++) memcpy(dst + 16 * i, src + 16 * i, 16);
+        if (tail) memcpy(dst + 16 * n16, src + 16 * n16, tail);
+    }
     *stride = hd;
     return buf;
 }
@@ -220,42 +237,37 @@ static void attn_worker(void *arg, int ith, int nth) {
         for (int32_t c0 = c_beg; c0 < c_end; c0 += 8) {
             const int nc = PLM_MIN(8, c_end - c0);
             int64_t ks;
-            const plm_f16 *kb = gather_rows(kv, K, l + c0, nc, hd, gbuf, &ks);
+            const plm_f16 *kb = gather_rows(kv, K, l + c0, nc, PLM_MIN(8, c_end - c0 - nc), hd, gbuf, &ks);
             kern->kq8_f16(hd, kb, ks, nc, q_rows, hd, nr, scores + c0, kv->n_ctx);
-            for (int r = 0; r < nr; r++) {
-                const int ti = r / nh;
-                float *sr = scores + (size_t)r * (size_t)kv->n_ctx + c0;
-                for (int c = 0; c < nc; c++) {
-                    if (c0 + c < lo[ti] || c0 + c >= hi[ti]) {
-                        sr[c] = -INFINITY;
-                        continue;
-                    }
-                    float sc = sr[c] * scale;
-                    if (cap > 0) sc = cap * tanhf(sc * inv_cap);
-                    sr[c] = sc;
-                }
-            }
         }
+        /* Each row's softmax runs over its own visible places [lo, hi) (the mask is that range: no test
+         * per cell), so its sums do not depend on the item's other rows; the places of the pass outside
+         * it get probability 0, which pv8_f16 skips. */
         for (int r = 0; r < nr; r++) {
+            const int ti = r / nh;
             float *sr = scores + (size_t)r * (size_t)kv->n_ctx;
-            float mx = -INFINITY;
-            for (int32_t c = c_beg; c < c_end; c++) mx = sr[c] > mx ? sr[c] : mx;
-            double sum = 0.0;
-            for (int32_t c = c_beg; c < c_end; c++) {
-                float e = sr[c] == -INFINITY ? 0.0f : expf(sr[c] - mx);
-                sr[c] = e;
-                sum += (double)e;
+            const int32_t n = hi[ti] - lo[ti];
+            float *x = sr + lo[ti];
+            memset(sr + c_beg, 0, (size_t)(lo[ti] - c_beg) * sizeof(float));
+            memset(sr + hi[ti], 0, (size_t)(c_end - hi[ti]) * sizeof(float));
+            float sc = scale;
+            if (cap > 0 || !(scale > 0)) {
+                for (int32_t c = 0; c < n; c++) x[c] = cap > 0 ? cap * tanhf(x[c] * scale * inv_cap) : x[c] * scale;
+                sc = 1.0f;
             }
-            float inv = sum > 0 ? (float)(1.0 / sum) : 0.0f;
+            /* x * sc rounds monotonically for sc > 0, so the largest product is the largest score's */
+            const float mx = kern->max_f32(x, n) * sc;
+            const float sum = kern->exp_sum_f32(x, n, sc, mx);
+            const float inv = sum > 0 ? 1.0f / sum : 0.0f;
             /* Probabilities are rounded to F16 before the V product, as llama.cpp does. */
-            for (int32_t c = c_beg; c < c_end; c++) sr[c] *= inv;
-            kern->round_f16(sr + c_beg, c_end - c_beg);
+            for (int32_t c = 0; c < n; c++) x[c] *= inv;
+            kern->round_f16(x, n);
         }
         memset(o_rows, 0, (size_t)nr * (size_t)hd * sizeof(float));
         for (int32_t c0 = c_beg; c0 < c_end; c0 += 8) {
             const int nc = PLM_MIN(8, c_end - c0);
             int64_t vs;
-            const plm_f16 *vb = gather_rows(kv, V, l + c0, nc, hd, gbuf, &vs);
+            const plm_f16 *vb = gather_rows(kv, V, l + c0, nc, PLM_MIN(8, c_end - c0 - nc), hd, gbuf, &vs);
             kern->pv8_f16(hd, vb, vs, nc, scores + c0, kv->n_ctx, nr, o_rows, hd);
         }
         if (orow)
@@ -293,19 +305,28 @@ plm_attn plm_attn_default(const plm_model *m, int il) {
 /* ------------------------------------------------------------ feed-forward */
 
 typedef struct glu_job {
+    const plm_kernels *kern;
     float *gate;     /* (T, n) in: gate pre-activation; out: act(gate) * up */
     const float *up; /* (T, n) */
     int64_t n;
     int32_t T;
 } glu_job;
 
+/* SiLU(gate) * up, exp(-gate) from the table's exp_sum_f32 (a vectorized exp on SIMD tables, expf on the
+ * reference) a stack chunk at a time: element by element, so batching cannot show. */
 static void swiglu_worker(void *arg, int ith, int nth) {
     const glu_job *job = arg;
+    const plm_kernels *kern = job->kern;
     int64_t a, b;
     plm_split_range((int64_t)job->T * job->n, ith, nth, &a, &b);
-    for (int64_t i = a; i < b; i++) {
-        float g = job->gate[i];
-        job->gate[i] = g / (1.0f + expf(-g)) * job->up[i];
+    float e[256];
+    for (int64_t i0 = a; i0 < b; i0 += 256) {
+        const int64_t n = PLM_MIN(256, b - i0);
+        float *g = job->gate + i0;
+        const float *u = job->up + i0;
+        memcpy(e, g, (size_t)n * sizeof(float));
+        kern->exp_sum_f32(e, n, -1.0f, 0.0f);
+        for (int64_t i = 0; i < n; i++) g[i] = g[i] / (1.0f + e[i]) * u[i];
     }
 }
 
@@ -330,7 +351,7 @@ plm_status plm_blk_ffn(plm_context *ctx, const plm_layer *L, int32_t T, const fl
     int64_t ld[2] = {F, F};
     plm_status st = plm_linear(ctx, 2, w, o, ld, ctx->x, E, T, false, norm_w, ctx->xn);
     if (st) return st;
-    glu_job job = {.gate = ctx->gate, .up = ctx->up, .n = F, .T = T};
+    glu_job job = {.kern = ctx->kern, .gate = ctx->gate, .up = ctx->up, .n = F, .T = T};
     plm_run(ctx, act == PLM_ACT_GELU_TANH ? geglu_worker : swiglu_worker, &job, true);
     return plm_blk_mm(ctx, &L->w_down, out, E, ctx->gate, F, T, accumulate);
 }

@@ -13,6 +13,7 @@
 #include "pocketlm.h"
 #include "test.h"
 
+#include <float.h>
 #include <stdint.h>
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
@@ -1135,6 +1136,109 @@ static void test_attention_helpers(void) {
     }
 }
 
+/* Distance in units in the last place between two non-negative floats (their bit patterns are in order). */
+static int64_t ulp_dist_nonneg(float a, float b) {
+    return llabs((int64_t)bits_of(a) - (int64_t)bits_of(b));
+}
+
+/* The softmax helpers: exp_sum_f32's exp within EXP_MAX_ULP of expf over the whole float range
+ * (every 1021st float from -110 to 90, every length's tail, then -inf, inf, NaN, -0, huge values),
+ * its sum against a double sum of expf, x * scale - sub rounded as written (the max scaled score gives
+ * exactly 1), results independent of the row's alignment; max_f32 equal to the reference's. */
+enum { EXP_MAX_ULP = 2 };
+
+static void check_softmax_helpers(const plm_kernels *k) {
+    REQUIRE(k->max_f32 && k->exp_sum_f32);
+    enum { N = 4096 };
+    static float x[N + 1], y[N + 1];
+    int64_t worst = 0, n_vals = 0;
+    float worst_x = 0.0f;
+    int bad_special = 0;
+    /* negatives from -110 up to -0, then positives from +0 to 90, as bit patterns */
+    const uint32_t neg_hi = bits_of(-110.0f), pos_hi = bits_of(90.0f);
+    uint32_t u = neg_hi;
+    bool neg = true;
+    int len = 1;
+    while (neg || u <= pos_hi) {
+        int n = 0;
+        for (; n < len; n++) {
+            x[n] = float_of(u);
+            if (neg) {
+                if (u < 0x80000000u + 1021u) {
+                    neg = false;
+                    u = 0;
+                } else
+                    u -= 1021u;
+            } else
+                u += 1021u;
+            if (!neg && u > pos_hi) {
+                n++;
+                break;
+            }
+        }
+        memcpy(y, x, (size_t)n * sizeof(float));
+        k->exp_sum_f32(y, n, 1.0f, 0.0f);
+        for (int i = 0; i < n; i++) {
+            const float e = expf(x[i]);
+            const int64_t d = ulp_dist_nonneg(y[i], e);
+            if (d > worst) {
+                worst = d;
+                worst_x = x[i];
+            }
+        }
+        n_vals += n;
+        len = len % 37 + 1; /* every tail length of either table */
+    }
+    const float special[] = {-INFINITY, INFINITY, NAN, -0.0f, 0.0f, -FLT_MAX, FLT_MAX, -1e30f, 1e30f,
+                             -103.9f,   -103.98f, -87.34f, -87.33f, 88.72f, 88.7229f, 88.73f, 1e-30f, -1e-30f};
+    const int ns = (int)(sizeof special / sizeof special[0]);
+    memcpy(y, special, sizeof special);
+    k->exp_sum_f32(y, ns, 1.0f, 0.0f);
+    for (int i = 0; i < ns; i++) {
+        const float e = expf(special[i]);
+        const bool ok = isnan(e) ? isnan(y[i]) : isinf(e) ? y[i] == e : ulp_dist_nonneg(y[i], e) <= EXP_MAX_ULP;
+        if (!ok) {
+            fprintf(stderr, "  %s: exp(%g) = %a, expf gives %a\n", k->name, (double)special[i], (double)y[i], (double)e);
+            bad_special++;
+        }
+    }
+    CHECKF(worst <= EXP_MAX_ULP, "%s: exp(%a) is %lld ulp from expf", k->name, (double)worst_x, (long long)worst);
+    CHECK(bad_special == 0);
+    /* a row of scores: the sum, the scaled maximum giving 1, the same bits at another alignment */
+    for (int n = 0; n <= 300; n += n < 40 ? 1 : 37) {
+        for (int i = 0; i < n; i++) x[i] = (float)(rng_u64() >> 40) / (float)(1u << 24) * 40.0f - 20.0f;
+        const float scale = 0.125f * 1.1f, mx = k->max_f32(x, n);
+        CHECK(mx == plm_kernels_ref()->max_f32(x, n));
+        memcpy(y, x, (size_t)n * sizeof(float));
+        const float sum = k->exp_sum_f32(y, n, scale, mx * scale);
+        double want = 0.0;
+        for (int i = 0; i < n; i++) {
+            want += (double)expf(x[i] * scale - mx * scale);
+            if (x[i] == mx) CHECK(y[i] == 1.0f);
+        }
+        CHECKF(fabs((double)sum - want) <= 1e-6 * want + 1e-30, "%s: sum of %d exps %g, expected %g", k->name, n,
+               (double)sum, want);
+        memmove(x + 1, x, (size_t)n * sizeof(float));
+        CHECK(k->exp_sum_f32(x + 1, n, scale, mx * scale) == sum);
+        CHECK(memcmp(x + 1, y, (size_t)n * sizeof(float)) == 0);
+    }
+    CHECK(k->max_f32(x, 0) == -INFINITY);
+    x[0] = -INFINITY;
+    x[1] = -5.0f;
+    x[2] = -INFINITY;
+    CHECK(k->max_f32(x, 3) == -5.0f);
+    printf("  %-6s exp_sum_f32: %lld values, at most %lld ulp from expf; max_f32 as the reference's\n", k->name,
+           (long long)n_vals, (long long)worst);
+}
+
+static void test_softmax_helpers(void) {
+    check_softmax_helpers(plm_kernels_ref());
+    for (size_t i = 0; i < N_SIMD_TABLES; i++) {
+        const plm_kernels *k = simd_table_or_skip(i);
+        if (k != NULL) check_softmax_helpers(k);
+    }
+}
+
 /* The LoRA delta kernel, SIMD vs reference: bit-identical for any number of runs and any rank (matmul.c mixes
  * it with its own element-by-element loop for cut runs, and a token's result must not depend on the cut). */
 static void check_lora_b32(const plm_kernels *simd) {
@@ -1190,6 +1294,7 @@ int main(void) {
     RUN(test_layout_and_traits);
     RUN(test_linear_weight_count);
     RUN(test_attention_helpers);
+    RUN(test_softmax_helpers);
     RUN(test_lora_b32);
     RUN(test_f16_known_values);
     RUN(test_f16_exhaustive);
