@@ -1311,6 +1311,32 @@ static void lora_b32(int nb, int32_t rank, const float *c, const int8_t *q, int6
     if (b < nb) lora_b32_runs(1, rank, c + b * rank, q + b * qs, qs, o + 32 * b);
 }
 
+/* quant.h's gelu_bias, 8 lanes at a time: the reference's operations lane by lane (the piece's coefficients picked
+ * by a lane permute), so bit-identical to it. */
+static inline __m256 gelu8(__m256 v) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    const __m256 x = _mm256_mul_ps(v, _mm256_set1_ps(0.70710678118654752f));
+    const __m256 a = _mm256_min_ps(_mm256_andnot_ps(sign, x), _mm256_set1_ps(4.0f));
+    const __m256i k = _mm256_min_epi32(_mm256_cvttps_epi32(_mm256_mul_ps(a, _mm256_set1_ps(2.0f))),
+                                       _mm256_set1_epi32(PLM_ERF_PIECES - 1));
+    const __m256 t = _mm256_sub_ps(a, _mm256_fmadd_ps(_mm256_cvtepi32_ps(k), _mm256_set1_ps(0.5f), _mm256_set1_ps(0.25f)));
+    __m256 p = _mm256_permutevar8x32_ps(_mm256_loadu_ps(plm_erf_coef[PLM_ERF_DEGREE]), k);
+    for (int j = PLM_ERF_DEGREE - 1; j >= 0; j--)
+        p = _mm256_fmadd_ps(p, t, _mm256_permutevar8x32_ps(_mm256_loadu_ps(plm_erf_coef[j]), k));
+    const __m256 h = _mm256_mul_ps(v, _mm256_set1_ps(0.5f));
+    return _mm256_fmadd_ps(h, _mm256_or_ps(_mm256_andnot_ps(sign, p), _mm256_and_ps(sign, x)), h); /* copysignf */
+}
+
+static void gelu_bias(float *y, const float *b, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(y + i);
+        if (b) v = _mm256_add_ps(v, _mm256_loadu_ps(b + i));
+        _mm256_storeu_ps(y + i, gelu8(v));
+    }
+    if (i < n) plm_kernels_ref()->gelu_bias(y + i, b ? b + i : NULL, n - i);
+}
+
 /* ------------------------------------------------------------- table */
 
 static plm_kernels g_table;
@@ -1346,6 +1372,7 @@ static void build_table(void) {
     g_table.kq8_f16 = kq8_f16;
     g_table.pv8_f16 = pv8_f16;
     g_table.lora_b32 = lora_b32;
+    g_table.gelu_bias = gelu_bias;
 }
 
 const plm_kernels *plm_kernels_avx2_table(void) {

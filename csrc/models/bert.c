@@ -15,7 +15,8 @@
  *     x  = LN(x + Wdown gelu(Wup x + bup) + bdown) layer_output_norm  (T, F) -> (T, E)
  *   hidden state = x (no output norm, no output head)
  *
- * LN is LayerNorm with weight and bias; gelu is the exact (erf) GELU of BERT.
+ * LN is LayerNorm with weight and bias; gelu is the exact (erf) GELU of BERT
+ * (the kernel table's gelu_bias, its erf within 1e-7).
  * For weights whose activations are quantized (Q8_0 ...), the few outlier
  * entries of the inputs of q/k/v, ffn_up and ffn_down are multiplied in float
  * (linear_outliers below).
@@ -173,6 +174,7 @@ static void layer_norm(plm_context *ctx, float *x, const float *y, const float *
 }
 
 typedef struct bias_job {
+    const plm_kernels *kern;
     float *y;
     const float *b;
     int64_t n;
@@ -187,19 +189,15 @@ static void bias_worker(void *arg, int ith, int nth) {
     for (int64_t t = t0; t < t1; t++) {
         float *restrict y = j->y + t * j->n;
         const float *restrict b = j->b;
-        if (j->gelu) {
-            for (int64_t i = 0; i < j->n; i++) {
-                const float v = y[i] + b[i];
-                y[i] = 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
-            }
-        } else
+        if (j->gelu) j->kern->gelu_bias(y, b, j->n);
+        else
             for (int64_t i = 0; i < j->n; i++) y[i] += b[i];
     }
 }
 
-/* y (T, n) += b, then gelu when asked. */
+/* y (T, n) += b, then gelu when asked (the kernel table's gelu_bias: erf within 1e-7). */
 static void add_bias(plm_context *ctx, float *y, const float *b, int64_t n, int32_t T, bool gelu) {
-    bias_job j = {.y = y, .b = b, .n = n, .T = T, .gelu = gelu};
+    bias_job j = {.kern = ctx->kern, .y = y, .b = b, .n = n, .T = T, .gelu = gelu};
     plm_run(ctx, bias_worker, &j, T >= 4);
 }
 
