@@ -176,20 +176,42 @@ typedef struct ln_job {
 
 static void ln_worker(void *arg, int ith, int nth) {
     const ln_job *j = arg;
+    const int64_t E = j->E;
     int64_t t0, t1;
     plm_split_range(j->T, ith, nth, &t0, &t1);
     for (int64_t t = t0; t < t1; t++) {
-        float *x = j->x + t * j->E;
+        float *restrict x = j->x + t * E;
         if (j->y) {
-            const float *y = j->y + t * j->E;
-            for (int64_t i = 0; i < j->E; i++) x[i] += y[i] + (j->b ? j->b[i] : 0.0f);
+            const float *restrict y = j->y + t * E, *restrict b = j->b;
+            int64_t i = 0; /* runs of 16 where the compiler makes vectors of them (the tail apart) */
+            if (b) {
+                for (; i + 16 <= E; i += 16)
+                    for (int u = 0; u < 16; u++) x[i + u] += y[i + u] + b[i + u];
+                for (; i < E; i++) x[i] += y[i] + b[i];
+            } else {
+                for (; i + 16 <= E; i += 16)
+                    for (int u = 0; u < 16; u++) x[i + u] += y[i + u];
+                for (; i < E; i++) x[i] += y[i];
+            }
         }
-        double s = 0.0, ss = 0.0;
-        for (int64_t i = 0; i < j->E; i++) s += x[i];
-        const double mean = s / (double)j->E;
-        for (int64_t i = 0; i < j->E; i++) ss += ((double)x[i] - mean) * ((double)x[i] - mean);
-        const float inv = (float)(1.0 / sqrt(ss / (double)j->E + (double)j->eps)), mu = (float)mean;
-        for (int64_t i = 0; i < j->E; i++) x[i] = (x[i] - mu) * inv * j->w[i] + j->beta[i];
+        /* the mean, then the variance about it, in double over 8 independent partial sums (vectors, no chain) */
+        double acc[8] = {0};
+        int64_t i0 = 0;
+        for (; i0 + 8 <= E; i0 += 8)
+            for (int u = 0; u < 8; u++) acc[u] += (double)x[i0 + u];
+        for (; i0 < E; i0++) acc[0] += (double)x[i0];
+        const double mean = (((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))) / (double)E;
+        double sq[8] = {0};
+        for (i0 = 0; i0 + 8 <= E; i0 += 8)
+            for (int u = 0; u < 8; u++) sq[u] += ((double)x[i0 + u] - mean) * ((double)x[i0 + u] - mean);
+        for (; i0 < E; i0++) sq[0] += ((double)x[i0] - mean) * ((double)x[i0] - mean);
+        const double ss = ((sq[0] + sq[4]) + (sq[1] + sq[5])) + ((sq[2] + sq[6]) + (sq[3] + sq[7]));
+        const float inv = (float)(1.0 / sqrt(ss / (double)E + (double)j->eps)), mu = (float)mean;
+        const float *restrict w = j->w, *restrict beta = j->beta;
+        int64_t i = 0;
+        for (; i + 16 <= E; i += 16)
+            for (int u = 0; u < 16; u++) x[i + u] = (x[i + u] - mu) * inv * w[i + u] + beta[i + u];
+        for (; i < E; i++) x[i] = (x[i] - mu) * inv * w[i] + beta[i];
     }
 }
 
@@ -224,6 +246,32 @@ static void bias_worker(void *arg, int ith, int nth) {
 static void add_bias(plm_context *ctx, float *y, const float *b, int64_t n, int32_t T, bool gelu) {
     bias_job j = {.kern = ctx->kern, .y = y, .b = b, .n = n, .T = T, .gelu = gelu};
     plm_run(ctx, bias_worker, &j, T >= 4);
+}
+
+/* q, k, v (T, E) += their biases; k and v then rounded to F16 into kf, vf. */
+typedef struct qkv_job {
+    const plm_kernels *kern;
+    float *q, *k, *v;
+    const float *bq, *bk, *bv;
+    plm_f16 *kf, *vf;
+    int64_t E;
+    int32_t T;
+} qkv_job;
+
+static void qkv_worker(void *arg, int ith, int nth) {
+    const qkv_job *j = arg;
+    int64_t t0, t1;
+    plm_split_range(j->T, ith, nth, &t0, &t1);
+    for (int64_t t = t0; t < t1; t++) {
+        float *restrict q = j->q + t * j->E, *restrict k = j->k + t * j->E, *restrict v = j->v + t * j->E;
+        for (int64_t i = 0; i < j->E; i++) {
+            q[i] += j->bq[i];
+            k[i] += j->bk[i];
+            v[i] += j->bv[i];
+        }
+        j->kern->quantize[PLM_TYPE_F16](k, j->kf + t * j->E, j->E);
+        j->kern->quantize[PLM_TYPE_F16](v, j->vf + t * j->E, j->E);
+    }
 }
 
 /* Products whose input has outlier channels. BERT's hidden states carry a few
@@ -455,19 +503,31 @@ static void battn_worker(void *arg, int ith, int nth) {
         const float *q = ctx->q + (int64_t)t0 * E + (int64_t)h * hd;           /* nt rows, E apart */
         for (int32_t c = 0; c < n; c += 8)
             kern->kq8_f16(hd, j->kf + (int64_t)(s0 + c) * E + (int64_t)h * hd, E, PLM_MIN(8, n - c), q, E, nt, sc + c, ss);
-        for (int32_t r = 0; r < nt; r++) {
-            float *sr = sc + (int64_t)r * ss, mx = -INFINITY;
-            for (int32_t c = 0; c < n; c++) {
+        for (int32_t r = 0; r < nt; r++) { /* softmax: independent maxima and sums, no chain of dependent ones */
+            float *sr = sc + (int64_t)r * ss, mx[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
+            int32_t c = 0;
+            for (; c + 4 <= n; c += 4)
+                for (int u = 0; u < 4; u++) {
+                    sr[c + u] *= scale;
+                    mx[u] = sr[c + u] > mx[u] ? sr[c + u] : mx[u];
+                }
+            for (; c < n; c++) {
                 sr[c] *= scale;
-                mx = sr[c] > mx ? sr[c] : mx;
+                mx[0] = sr[c] > mx[0] ? sr[c] : mx[0];
             }
-            double sum = 0.0;
-            for (int32_t c = 0; c < n; c++) {
-                sr[c] = expf(sr[c] - mx);
-                sum += sr[c];
+            const float m = PLM_MAX(PLM_MAX(mx[0], mx[1]), PLM_MAX(mx[2], mx[3]));
+            double sum[4] = {0};
+            for (c = 0; c + 4 <= n; c += 4)
+                for (int u = 0; u < 4; u++) {
+                    sr[c + u] = expf(sr[c + u] - m);
+                    sum[u] += sr[c + u];
+                }
+            for (; c < n; c++) {
+                sr[c] = expf(sr[c] - m);
+                sum[0] += sr[c];
             }
-            const float inv = (float)(1.0 / sum);
-            for (int32_t c = 0; c < n; c++) sr[c] *= inv;
+            const float inv = (float)(1.0 / ((sum[0] + sum[2]) + (sum[1] + sum[3])));
+            for (c = 0; c < n; c++) sr[c] *= inv;
         }
         float *o = ctx->xn + (int64_t)t0 * E + (int64_t)h * hd;                /* nt rows, E apart */
         for (int32_t r = 0; r < nt; r++) memset(o + (int64_t)r * E, 0, (size_t)hd * sizeof(float));
@@ -539,11 +599,9 @@ static plm_status forward(plm_context *ctx, const plm_ubatch *ub) {
         float *o[3] = {ctx->q, ctx->kn, ctx->vn};
         int64_t ld[3] = {E, E, E};
         if ((st = linear_outliers(ctx, 3, w, o, ld, ctx->x, E, T, NULL, NULL))) goto done;
-        add_bias(ctx, ctx->q, L->bq, E, T, false);
-        add_bias(ctx, ctx->kn, L->bk, E, T, false);
-        add_bias(ctx, ctx->vn, L->bv, E, T, false);
-        ctx->kern->quantize[PLM_TYPE_F16](ctx->kn, kf, (int64_t)T * E);
-        ctx->kern->quantize[PLM_TYPE_F16](ctx->vn, vf, (int64_t)T * E);
+        qkv_job qj = {.kern = ctx->kern, .q = ctx->q, .k = ctx->kn, .v = ctx->vn, .bq = L->bq, .bk = L->bk, .bv = L->bv,
+                      .kf = kf, .vf = vf, .E = E, .T = T};
+        plm_run(ctx, qkv_worker, &qj, T >= 4);
         battn_job aj = {.ctx = ctx, .span = span, .blocks = blocks, .n_blocks = n_blocks, .kf = kf, .vf = vf};
         plm_run(ctx, battn_worker, &aj, true);                                  /* xn (T, E) */
         if ((st = plm_blk_mm(ctx, &L->wo, ctx->tmp, E, ctx->xn, E, T, false))) goto done; /* tmp = Wo xn */
