@@ -1038,6 +1038,90 @@ static float dot_f16(int64_t n, const void *vw, const void *va) {
     return sum;
 }
 
+/* gemm for F32 and F16 weights: each entry is dot_f32 / dot_f16's sum, same
+ * lanes, same four accumulators, same reduction and tail, so bit for bit the
+ * vec_dot whatever the tile. Up to three tokens share each weight vector (one
+ * load, or one F16 conversion, for three FMAs); for F16 the three tokens'
+ * activations are converted to floats once for all the tile's rows (a
+ * conversion is exact, so the same values as dot_f16's). Rows longer than
+ * GEMM_F_NMAX (the stack buffer) take vec_dot entry by entry. */
+#define GEMM_F_NMAX 2048
+
+static ALWAYS_INLINE void dot_f_rows(const bool f16, const int C, int64_t n, const void *vw, const float *const a[3],
+                                     float res[3]) {
+    const float *w32 = vw;
+    const plm_f16 *w16 = vw;
+    __m256 acc[3][4];
+    for (int c = 0; c < C; c++)
+        for (int j = 0; j < 4; j++) acc[c][j] = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32)
+        for (int j = 0; j < 4; j++) {
+            const __m256 wj = f16 ? load_f16x8(w16 + i + 8 * j) : _mm256_loadu_ps(w32 + i + 8 * j);
+            for (int c = 0; c < C; c++) acc[c][j] = _mm256_fmadd_ps(wj, _mm256_loadu_ps(a[c] + i + 8 * j), acc[c][j]);
+        }
+    for (; i + 8 <= n; i += 8) {
+        const __m256 wj = f16 ? load_f16x8(w16 + i) : _mm256_loadu_ps(w32 + i);
+        for (int c = 0; c < C; c++) acc[c][0] = _mm256_fmadd_ps(wj, _mm256_loadu_ps(a[c] + i), acc[c][0]);
+    }
+    for (int c = 0; c < C; c++) {
+        float sum = hsum_ps(_mm256_add_ps(_mm256_add_ps(acc[c][0], acc[c][1]), _mm256_add_ps(acc[c][2], acc[c][3])));
+        for (int64_t k = i; k < n; k++) sum += (f16 ? h2f(w16[k]) : w32[k]) * a[c][k];
+        res[c] = sum;
+    }
+}
+
+static ALWAYS_INLINE void gemm_f(const bool f16, int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as,
+                                 int nc, float *out, int64_t ldo, bool accumulate) {
+    if (n > GEMM_F_NMAX) {
+        for (int c = 0; c < nc; c++)
+            for (int r = 0; r < nr; r++) {
+                const void *wr = (const uint8_t *)w + (size_t)r * ws, *ac = (const uint8_t *)a + (size_t)c * as;
+                const float v = f16 ? dot_f16(n, wr, ac) : dot_f32(n, wr, ac);
+                out[(int64_t)c * ldo + r] = accumulate ? out[(int64_t)c * ldo + r] + v : v;
+            }
+        return;
+    }
+    float buf[3][GEMM_F_NMAX];
+    for (int c0 = 0; c0 < nc; c0 += 3) {
+        const int C = nc - c0 < 3 ? nc - c0 : 3;
+        const float *ar[3];
+        for (int c = 0; c < C; c++) {
+            const uint8_t *src = (const uint8_t *)a + (size_t)(c0 + c) * as;
+            if (!f16) {
+                ar[c] = (const float *)(const void *)src;
+                continue;
+            }
+            const plm_f16 *h = (const plm_f16 *)(const void *)src;
+            int64_t i = 0;
+            for (; i + 8 <= n; i += 8) _mm256_storeu_ps(buf[c] + i, load_f16x8(h + i));
+            for (; i < n; i++) buf[c][i] = h2f(h[i]);
+            ar[c] = buf[c];
+        }
+        for (int r = 0; r < nr; r++) {
+            float res[3];
+            const void *wr = (const uint8_t *)w + (size_t)r * ws;
+            if (C == 3) dot_f_rows(f16, 3, n, wr, ar, res);
+            else if (C == 2) dot_f_rows(f16, 2, n, wr, ar, res);
+            else dot_f_rows(f16, 1, n, wr, ar, res);
+            for (int c = 0; c < C; c++) {
+                float *o = out + (int64_t)(c0 + c) * ldo + r;
+                *o = accumulate ? *o + res[c] : res[c];
+            }
+        }
+    }
+}
+
+static void gemm_f32(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as, int nc, float *out,
+                     int64_t ldo, bool accumulate) {
+    gemm_f(false, n, w, ws, nr, a, as, nc, out, ldo, accumulate);
+}
+
+static void gemm_f16(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as, int nc, float *out,
+                     int64_t ldo, bool accumulate) {
+    gemm_f(true, n, w, ws, nr, a, as, nc, out, ldo, accumulate);
+}
+
 /* kq8_f16 / pv8_f16 (quant.h): the block's keys are converted and transposed
  * once (lanes = the 8 cells), then each query row is a chain of FMAs over d
  * into one vector of 8 scores, 4 rows at a time; values are converted once and
@@ -1359,6 +1443,8 @@ static void build_table(void) {
     g_table.vec_dot[PLM_TYPE_Q4_K] = dot_q4_K;
     g_table.vec_dot[PLM_TYPE_Q5_K] = dot_q5_K;
     g_table.vec_dot[PLM_TYPE_Q6_K] = dot_q6_K;
+    g_table.gemm[PLM_TYPE_F32] = gemm_f32;
+    g_table.gemm[PLM_TYPE_F16] = gemm_f16;
     g_table.gemm[PLM_TYPE_Q4_0] = gemm_q4_0;
     g_table.gemm[PLM_TYPE_Q4_1] = gemm_q4_1;
     g_table.gemm[PLM_TYPE_Q8_0] = gemm_q8_0;
