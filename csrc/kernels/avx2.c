@@ -1228,6 +1228,16 @@ static void round_f16(float *x, int64_t n) {
     for (; i < n; i++) x[i] = h2f(plm_f32_to_f16(x[i]));
 }
 
+/* F16 activations (F16 weights' dot partner) by vcvtps2ph, which the reference's conversion follows bit for bit
+ * (NaN payloads included). */
+static void quant_f16(const float *src, void *dst, int64_t n) {
+    plm_f16 *h = dst;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(h + i), _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    for (; i < n; i++) h[i] = plm_f32_to_f16(src[i]);
+}
+
 static inline __m256 load_bf16x8(const plm_bf16 *p) {
     const __m256i u = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
     return _mm256_castsi256_ps(_mm256_slli_epi32(u, 16));
@@ -1454,6 +1464,7 @@ static void build_table(void) {
     g_table.quantize[PLM_TYPE_Q8_0] = quant_q8_0;
     g_table.quantize[PLM_TYPE_Q8_1] = quant_q8_1;
     g_table.quantize[PLM_TYPE_Q8_K] = quant_q8_K;
+    g_table.quantize[PLM_TYPE_F16] = quant_f16;
     g_table.round_f16 = round_f16;
     g_table.kq8_f16 = kq8_f16;
     g_table.pv8_f16 = pv8_f16;
