@@ -152,7 +152,8 @@ typedef struct plm_kernels {
     void (*lora_b32)(int nb, int32_t rank, const float *c, const int8_t *q, int64_t qs, float *o);
     /* y[i] = gelu(y[i] + b[i]) for i < n (b NULL: no bias), the exact GELU 0.5 v (1 + erf(v / sqrt 2)) with erf
      * from plm_erf_coef (below, within 1e-7 of erf): every table computes each element with the same
-     * operations (fused multiply-adds where the reference has fmaf), so all tables agree bit for bit. */
+     * operations (fused multiply-adds where the reference has fmaf), so all tables agree bit for bit. AVX2 and
+     * AVX-512 have their own; the NEON tables use the reference's. */
     void (*gelu_bias)(float *y, const float *b, int64_t n);
 } plm_kernels;
 
