@@ -923,6 +923,30 @@ static void lora_b32(int nb, int32_t rank, const float *c, const int8_t *q, int6
             for (int i = 0; i < PLM_QK; i++) o[PLM_QK * b + i] += c[b * rank + k] * (float)q[b * qs + PLM_QK * k + i];
 }
 
+const float plm_erf_coef[PLM_ERF_DEGREE + 1][PLM_ERF_PIECES] = {
+    {2.763263881e-01f, 7.111556530e-01f, 9.229001403e-01f, 9.866716862e-01f, 9.985373020e-01f, 9.998993874e-01f, 9.999957085e-01f, 9.999998808e-01f},
+    {1.060014129e+00f, 6.429310441e-01f, 2.365211248e-01f, 5.277499557e-02f, 7.142319344e-03f, 5.862772814e-04f, 2.918901191e-05f, 8.814288321e-07f},
+    {-2.650029659e-01f, -4.821981490e-01f, -2.956517339e-01f, -9.235620499e-02f, -1.607015729e-02f, -1.612267457e-03f, -9.486933413e-05f, -3.306070994e-06f},
+    {-3.091704845e-01f, 2.678835019e-02f, 1.675358862e-01f, 9.015738964e-02f, 2.172451280e-02f, 2.760380274e-03f, 1.958126231e-04f, 7.970327715e-06f},
+    {1.269345582e-01f, 1.506756246e-01f, -6.132035051e-03f, -4.810552299e-02f, -1.908825710e-02f, -3.257710487e-03f, -2.861694375e-04f, -1.378540946e-05f},
+    {8.003626764e-02f, -5.321709067e-02f, -4.718655348e-02f, 6.618473213e-03f, 1.066005975e-02f, 2.756291069e-03f, 3.136288433e-04f, 1.833005990e-05f},
+    {-3.934079409e-02f, -2.658282965e-02f, 2.059773728e-02f, 9.049494751e-03f, -2.779565053e-03f, -1.667850534e-03f, -2.737584291e-04f, -2.069242146e-05f},
+    {-1.580337062e-02f, 1.788549498e-02f, 3.745110705e-03f, -5.933099426e-03f, -7.215269143e-04f, 6.358154933e-04f, 1.735965488e-04f, 1.714472637e-05f},
+};
+
+/* The kernel table's gelu_bias, element by element: the operations every table repeats lane by lane. */
+static void gelu_bias(float *y, const float *b, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        const float v = b ? y[i] + b[i] : y[i], x = v * 0.70710678118654752f, a = fminf(fabsf(x), 4.0f);
+        const int k = (int)(a * 2.0f) < PLM_ERF_PIECES - 1 ? (int)(a * 2.0f) : PLM_ERF_PIECES - 1;
+        const float t = a - ((float)k * 0.5f + 0.25f);
+        float p = plm_erf_coef[PLM_ERF_DEGREE][k];
+        for (int j = PLM_ERF_DEGREE - 1; j >= 0; j--) p = fmaf(p, t, plm_erf_coef[j][k]);
+        const float h = 0.5f * v;
+        y[i] = fmaf(h, copysignf(p, x), h);
+    }
+}
+
 static const plm_kernels k_ref = {
     .name = "scalar",
     /* as k_traits pairs them (test_quant checks that the two agree) */
@@ -940,6 +964,7 @@ static const plm_kernels k_ref = {
     .max_f32 = max_f32,
     .exp_sum_f32 = exp_sum_f32,
     .lora_b32 = lora_b32,
+    .gelu_bias = gelu_bias,
     .vec_dot =
         {
             [PLM_TYPE_F32] = dot_f32,   [PLM_TYPE_F16] = dot_f16,   [PLM_TYPE_BF16] = dot_bf16,

@@ -158,7 +158,20 @@ typedef struct plm_kernels {
      * (a run's 32-value pieces follow each other, runs are qs bytes apart): a product then a sum (no fused
      * multiply-add), so that every table and the caller's element-by-element loop for cut runs agree bit for bit. */
     void (*lora_b32)(int nb, int32_t rank, const float *c, const int8_t *q, int64_t qs, float *o);
+    /* y[i] = gelu(y[i] + b[i]) for i < n (b NULL: no bias), the exact GELU 0.5 v (1 + erf(v / sqrt 2)) with erf
+     * from plm_erf_coef (below, within 1e-7 of erf): every table computes each element with the same
+     * operations (fused multiply-adds where the reference has fmaf), so all tables agree bit for bit. AVX2 and
+     * AVX-512 have their own; the NEON tables use the reference's. */
+    void (*gelu_bias)(float *y, const float *b, int64_t n);
 } plm_kernels;
+
+/* erf on [0, 4) in eight pieces of width 1/2: for |x| in piece k (k = min(floor(2|x|), 7), |x| clamped to 4),
+ * erf(|x|) = sum_j plm_erf_coef[j][k] t^j with t = |x| - (k / 2 + 1/4), by Horner from j = 7 down with fmaf;
+ * erf(x) takes x's sign. Degree-7 fits (Chebyshev nodes) whose float evaluation is within 7.1e-8 of erf;
+ * erf(4) is 1 in float. Indexed [j][k] so that a SIMD table loads coefficient j of all pieces as one vector. */
+#define PLM_ERF_PIECES 8
+#define PLM_ERF_DEGREE 7
+extern const float plm_erf_coef[PLM_ERF_DEGREE + 1][PLM_ERF_PIECES];
 
 /* The scalar reference table (every supported type filled in). */
 const plm_kernels *plm_kernels_ref(void);

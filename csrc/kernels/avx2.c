@@ -1039,6 +1039,90 @@ static float dot_f16(int64_t n, const void *vw, const void *va) {
     return sum;
 }
 
+/* gemm for F32 and F16 weights: each entry is dot_f32 / dot_f16's sum, same
+ * lanes, same four accumulators, same reduction and tail, so bit for bit the
+ * vec_dot whatever the tile. Up to three tokens share each weight vector (one
+ * load, or one F16 conversion, for three FMAs); for F16 the three tokens'
+ * activations are converted to floats once for all the tile's rows (a
+ * conversion is exact, so the same values as dot_f16's). Rows longer than
+ * GEMM_F_NMAX (the stack buffer) take vec_dot entry by entry. */
+#define GEMM_F_NMAX 2048
+
+static ALWAYS_INLINE void dot_f_rows(const bool f16, const int C, int64_t n, const void *vw, const float *const a[3],
+                                     float res[3]) {
+    const float *w32 = vw;
+    const plm_f16 *w16 = vw;
+    __m256 acc[3][4];
+    for (int c = 0; c < C; c++)
+        for (int j = 0; j < 4; j++) acc[c][j] = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32)
+        for (int j = 0; j < 4; j++) {
+            const __m256 wj = f16 ? load_f16x8(w16 + i + 8 * j) : _mm256_loadu_ps(w32 + i + 8 * j);
+            for (int c = 0; c < C; c++) acc[c][j] = _mm256_fmadd_ps(wj, _mm256_loadu_ps(a[c] + i + 8 * j), acc[c][j]);
+        }
+    for (; i + 8 <= n; i += 8) {
+        const __m256 wj = f16 ? load_f16x8(w16 + i) : _mm256_loadu_ps(w32 + i);
+        for (int c = 0; c < C; c++) acc[c][0] = _mm256_fmadd_ps(wj, _mm256_loadu_ps(a[c] + i), acc[c][0]);
+    }
+    for (int c = 0; c < C; c++) {
+        float sum = hsum_ps(_mm256_add_ps(_mm256_add_ps(acc[c][0], acc[c][1]), _mm256_add_ps(acc[c][2], acc[c][3])));
+        for (int64_t k = i; k < n; k++) sum += (f16 ? h2f(w16[k]) : w32[k]) * a[c][k];
+        res[c] = sum;
+    }
+}
+
+static ALWAYS_INLINE void gemm_f(const bool f16, int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as,
+                                 int nc, float *out, int64_t ldo, bool accumulate) {
+    if (n > GEMM_F_NMAX) {
+        for (int c = 0; c < nc; c++)
+            for (int r = 0; r < nr; r++) {
+                const void *wr = (const uint8_t *)w + (size_t)r * ws, *ac = (const uint8_t *)a + (size_t)c * as;
+                const float v = f16 ? dot_f16(n, wr, ac) : dot_f32(n, wr, ac);
+                out[(int64_t)c * ldo + r] = accumulate ? out[(int64_t)c * ldo + r] + v : v;
+            }
+        return;
+    }
+    float buf[3][GEMM_F_NMAX];
+    for (int c0 = 0; c0 < nc; c0 += 3) {
+        const int C = nc - c0 < 3 ? nc - c0 : 3;
+        const float *ar[3];
+        for (int c = 0; c < C; c++) {
+            const uint8_t *src = (const uint8_t *)a + (size_t)(c0 + c) * as;
+            if (!f16) {
+                ar[c] = (const float *)(const void *)src;
+                continue;
+            }
+            const plm_f16 *h = (const plm_f16 *)(const void *)src;
+            int64_t i = 0;
+            for (; i + 8 <= n; i += 8) _mm256_storeu_ps(buf[c] + i, load_f16x8(h + i));
+            for (; i < n; i++) buf[c][i] = h2f(h[i]);
+            ar[c] = buf[c];
+        }
+        for (int r = 0; r < nr; r++) {
+            float res[3];
+            const void *wr = (const uint8_t *)w + (size_t)r * ws;
+            if (C == 3) dot_f_rows(f16, 3, n, wr, ar, res);
+            else if (C == 2) dot_f_rows(f16, 2, n, wr, ar, res);
+            else dot_f_rows(f16, 1, n, wr, ar, res);
+            for (int c = 0; c < C; c++) {
+                float *o = out + (int64_t)(c0 + c) * ldo + r;
+                *o = accumulate ? *o + res[c] : res[c];
+            }
+        }
+    }
+}
+
+static void gemm_f32(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as, int nc, float *out,
+                     int64_t ldo, bool accumulate) {
+    gemm_f(false, n, w, ws, nr, a, as, nc, out, ldo, accumulate);
+}
+
+static void gemm_f16(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as, int nc, float *out,
+                     int64_t ldo, bool accumulate) {
+    gemm_f(true, n, w, ws, nr, a, as, nc, out, ldo, accumulate);
+}
+
 /* kq8_f16 / pv8_f16 (quant.h): the block's keys are converted and transposed
  * once (lanes = the 8 cells), then each query row is a chain of FMAs over d
  * into one vector of 8 scores, 4 rows at a time; values are converted once and
@@ -1211,6 +1295,16 @@ static float exp_sum_f32(float *x, int64_t n, float scale, float sub) {
     return hsum_ps(acc);
 }
 
+/* F16 activations (F16 weights' dot partner) by vcvtps2ph, which the reference's conversion follows bit for bit
+ * (NaN payloads included). */
+static void quant_f16(const float *src, void *dst, int64_t n) {
+    plm_f16 *h = dst;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(h + i), _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    for (; i < n; i++) h[i] = plm_f32_to_f16(src[i]);
+}
+
 static inline __m256 load_bf16x8(const plm_bf16 *p) {
     const __m256i u = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
     return _mm256_castsi256_ps(_mm256_slli_epi32(u, 16));
@@ -1378,6 +1472,32 @@ static void lora_b32(int nb, int32_t rank, const float *c, const int8_t *q, int6
     if (b < nb) lora_b32_runs(1, rank, c + b * rank, q + b * qs, qs, o + 32 * b);
 }
 
+/* quant.h's gelu_bias, 8 lanes at a time: the reference's operations lane by lane (the piece's coefficients picked
+ * by a lane permute), so bit-identical to it. */
+static inline __m256 gelu8(__m256 v) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    const __m256 x = _mm256_mul_ps(v, _mm256_set1_ps(0.70710678118654752f));
+    const __m256 a = _mm256_min_ps(_mm256_andnot_ps(sign, x), _mm256_set1_ps(4.0f));
+    const __m256i k = _mm256_min_epi32(_mm256_cvttps_epi32(_mm256_mul_ps(a, _mm256_set1_ps(2.0f))),
+                                       _mm256_set1_epi32(PLM_ERF_PIECES - 1));
+    const __m256 t = _mm256_sub_ps(a, _mm256_fmadd_ps(_mm256_cvtepi32_ps(k), _mm256_set1_ps(0.5f), _mm256_set1_ps(0.25f)));
+    __m256 p = _mm256_permutevar8x32_ps(_mm256_loadu_ps(plm_erf_coef[PLM_ERF_DEGREE]), k);
+    for (int j = PLM_ERF_DEGREE - 1; j >= 0; j--)
+        p = _mm256_fmadd_ps(p, t, _mm256_permutevar8x32_ps(_mm256_loadu_ps(plm_erf_coef[j]), k));
+    const __m256 h = _mm256_mul_ps(v, _mm256_set1_ps(0.5f));
+    return _mm256_fmadd_ps(h, _mm256_or_ps(_mm256_andnot_ps(sign, p), _mm256_and_ps(sign, x)), h); /* copysignf */
+}
+
+static void gelu_bias(float *y, const float *b, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(y + i);
+        if (b) v = _mm256_add_ps(v, _mm256_loadu_ps(b + i));
+        _mm256_storeu_ps(y + i, gelu8(v));
+    }
+    if (i < n) plm_kernels_ref()->gelu_bias(y + i, b ? b + i : NULL, n - i);
+}
+
 /* ------------------------------------------------------------- table */
 
 static plm_kernels g_table;
@@ -1400,6 +1520,8 @@ static void build_table(void) {
     g_table.vec_dot[PLM_TYPE_Q4_K] = dot_q4_K;
     g_table.vec_dot[PLM_TYPE_Q5_K] = dot_q5_K;
     g_table.vec_dot[PLM_TYPE_Q6_K] = dot_q6_K;
+    g_table.gemm[PLM_TYPE_F32] = gemm_f32;
+    g_table.gemm[PLM_TYPE_F16] = gemm_f16;
     g_table.gemm[PLM_TYPE_Q4_0] = gemm_q4_0;
     g_table.gemm[PLM_TYPE_Q4_1] = gemm_q4_1;
     g_table.gemm[PLM_TYPE_Q8_0] = gemm_q8_0;
@@ -1409,12 +1531,14 @@ static void build_table(void) {
     g_table.quantize[PLM_TYPE_Q8_0] = quant_q8_0;
     g_table.quantize[PLM_TYPE_Q8_1] = quant_q8_1;
     g_table.quantize[PLM_TYPE_Q8_K] = quant_q8_K;
+    g_table.quantize[PLM_TYPE_F16] = quant_f16;
     g_table.round_f16 = round_f16;
     g_table.kq8_f16 = kq8_f16;
     g_table.pv8_f16 = pv8_f16;
     g_table.max_f32 = max_f32;
     g_table.exp_sum_f32 = exp_sum_f32;
     g_table.lora_b32 = lora_b32;
+    g_table.gelu_bias = gelu_bias;
 }
 
 const plm_kernels *plm_kernels_avx2_table(void) {

@@ -989,6 +989,32 @@ static float exp_sum_f32(float *x, int64_t n, float scale, float sub) {
     return _mm512_reduce_add_ps(acc);
 }
 
+/* quant.h's gelu_bias, 16 lanes at a time (the tail under a mask): the reference's operations lane by lane (the
+ * piece's coefficients picked by a lane permute), so bit-identical to it. */
+static ALWAYS_INLINE __m512 gelu16(__m512 v) {
+    const __m512i sign = _mm512_set1_epi32((int)0x80000000u);
+    const __m512 x = _mm512_mul_ps(v, _mm512_set1_ps(0.70710678118654752f));
+    const __m512 a = _mm512_min_ps(_mm512_castsi512_ps(_mm512_andnot_si512(sign, _mm512_castps_si512(x))), _mm512_set1_ps(4.0f));
+    const __m512i k = _mm512_min_epi32(_mm512_cvttps_epi32(_mm512_mul_ps(a, _mm512_set1_ps(2.0f))),
+                                       _mm512_set1_epi32(PLM_ERF_PIECES - 1));
+    const __m512 t = _mm512_sub_ps(a, _mm512_fmadd_ps(_mm512_cvtepi32_ps(k), _mm512_set1_ps(0.5f), _mm512_set1_ps(0.25f)));
+    __m512 p = _mm512_permutexvar_ps(k, _mm512_castps256_ps512(_mm256_loadu_ps(plm_erf_coef[PLM_ERF_DEGREE])));
+    for (int j = PLM_ERF_DEGREE - 1; j >= 0; j--)
+        p = _mm512_fmadd_ps(p, t, _mm512_permutexvar_ps(k, _mm512_castps256_ps512(_mm256_loadu_ps(plm_erf_coef[j]))));
+    const __m512i e = _mm512_or_si512(_mm512_andnot_si512(sign, _mm512_castps_si512(p)), _mm512_and_si512(sign, _mm512_castps_si512(x)));
+    const __m512 h = _mm512_mul_ps(v, _mm512_set1_ps(0.5f));
+    return _mm512_fmadd_ps(h, _mm512_castsi512_ps(e), h); /* e = copysignf(p, x) */
+}
+
+static void gelu_bias(float *y, const float *b, int64_t n) {
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+        __m512 v = _mm512_maskz_loadu_ps(m, y + i);
+        if (b) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, b + i));
+        _mm512_mask_storeu_ps(y + i, m, gelu16(v));
+    }
+}
+
 /* ------------------------------------------------------------- table */
 
 static plm_kernels g_table;
@@ -1017,6 +1043,7 @@ static void build_table(void) {
     g_table.exp_sum_f32 = exp_sum_f32;
     g_pv8_avx2 = avx2->pv8_f16;
     g_table.pv8_f16 = pv8_f16;
+    g_table.gelu_bias = gelu_bias;
 }
 
 const plm_kernels *plm_kernels_avx512_table(void) {

@@ -15,7 +15,8 @@
  *     x  = LN(x + Wdown gelu(Wup x + bup) + bdown) layer_output_norm  (T, F) -> (T, E)
  *   hidden state = x (no output norm, no output head)
  *
- * LN is LayerNorm with weight and bias; gelu is the exact (erf) GELU of BERT.
+ * LN is LayerNorm with weight and bias; gelu is the exact (erf) GELU of BERT
+ * (the kernel table's gelu_bias, its erf within 1e-7).
  * For weights whose activations are quantized (Q8_0 ...), the few outlier
  * entries of the inputs of q/k/v, ffn_up and ffn_down are multiplied in float
  * (linear_outliers below).
@@ -42,6 +43,8 @@ typedef struct bert_layer {
     float *b_up;               /* (F) ffn_up.bias */
     float *b_down;             /* (E) ffn_down.bias */
     float *out_norm_w, *out_norm_b;   /* (E) layer_output_norm */
+    int8_t *down_qt;           /* (F, E) a Q8_0 ffn_down's values transposed (column c of W is row c), or NULL */
+    float *down_dt;            /* (F / 32, E) their scales: W[r][c] = down_dt[c / 32][r] * down_qt[c][r] */
 } bert_layer;
 
 typedef struct bert_data {
@@ -59,14 +62,36 @@ static void bert_free(void *p) {
     if (d->layers)
         for (int32_t i = 0; i < d->n_layer; i++) {
             bert_layer *L = &d->layers[i];
-            float *v[] = {L->bo, L->attn_norm_w, L->attn_norm_b, L->b_up, L->b_down, L->out_norm_w, L->out_norm_b};
+            float *v[] = {L->bo, L->attn_norm_w, L->attn_norm_b, L->b_up, L->b_down, L->out_norm_w, L->out_norm_b, L->down_dt};
             for (size_t k = 0; k < sizeof v / sizeof v[0]; k++) free(v[k]);
+            free(L->down_qt);
         }
     free(d->layers);
     free(d->embd_norm_w);
     free(d->embd_norm_b);
     free(d->type0);
     free(d);
+}
+
+/* ffn_down's input (GELU's output) has many outlier channels (linear_outliers
+ * below: about 5 a token, 300 distinct ones in a batch of 200 tokens), and
+ * gathering their columns from the rows of the weight missed the cache row
+ * after row: a Q8_0 ffn_down is kept transposed as well (E x F bytes and
+ * F / 32 x E scales, 0.6 MB a layer for MiniLM), so that a column is a row. */
+static plm_status transpose_down(const plm_weight *w, bert_layer *B) {
+    if (w->type != PLM_TYPE_Q8_0) return PLM_OK;
+    const int64_t E = w->n_out, F = w->n_in;
+    B->down_qt = malloc((size_t)E * (size_t)F);
+    B->down_dt = malloc((size_t)(F / PLM_QK) * (size_t)E * sizeof(float));
+    if (!B->down_qt || !B->down_dt) return plm_fail(PLM_ERR_OOM, "out of memory");
+    for (int64_t r = 0; r < E; r++) {
+        const plm_block_q8_0 *blk = (const plm_block_q8_0 *)(const void *)((const uint8_t *)w->data + (size_t)r * w->row_bytes);
+        for (int64_t b = 0; b < F / PLM_QK; b++) {
+            B->down_dt[b * E + r] = plm_f16_to_f32(blk[b].d);
+            for (int i = 0; i < PLM_QK; i++) B->down_qt[(b * PLM_QK + i) * E + r] = blk[b].qs[i];
+        }
+    }
+    return PLM_OK;
 }
 
 static plm_status load(plm_model *m) {
@@ -131,6 +156,7 @@ static plm_status load(plm_model *m) {
             (st = plm_model_vector(m, T("layer_output_norm", "weight"), E, true, &B->out_norm_w)) ||
             (st = plm_model_vector(m, T("layer_output_norm", "bias"), E, true, &B->out_norm_b)))
             return st;
+        if ((st = transpose_down(&L->w_down, B))) return st;
     }
 #undef T
     return PLM_OK;
@@ -150,20 +176,42 @@ typedef struct ln_job {
 
 static void ln_worker(void *arg, int ith, int nth) {
     const ln_job *j = arg;
+    const int64_t E = j->E;
     int64_t t0, t1;
     plm_split_range(j->T, ith, nth, &t0, &t1);
     for (int64_t t = t0; t < t1; t++) {
-        float *x = j->x + t * j->E;
+        float *restrict x = j->x + t * E;
         if (j->y) {
-            const float *y = j->y + t * j->E;
-            for (int64_t i = 0; i < j->E; i++) x[i] += y[i] + (j->b ? j->b[i] : 0.0f);
+            const float *restrict y = j->y + t * E, *restrict b = j->b;
+            int64_t i = 0; /* runs of 16 where the compiler makes vectors of them (the tail apart) */
+            if (b) {
+                for (; i + 16 <= E; i += 16)
+                    for (int u = 0; u < 16; u++) x[i + u] += y[i + u] + b[i + u];
+                for (; i < E; i++) x[i] += y[i] + b[i];
+            } else {
+                for (; i + 16 <= E; i += 16)
+                    for (int u = 0; u < 16; u++) x[i + u] += y[i + u];
+                for (; i < E; i++) x[i] += y[i];
+            }
         }
-        double s = 0.0, ss = 0.0;
-        for (int64_t i = 0; i < j->E; i++) s += x[i];
-        const double mean = s / (double)j->E;
-        for (int64_t i = 0; i < j->E; i++) ss += ((double)x[i] - mean) * ((double)x[i] - mean);
-        const float inv = (float)(1.0 / sqrt(ss / (double)j->E + (double)j->eps)), mu = (float)mean;
-        for (int64_t i = 0; i < j->E; i++) x[i] = (x[i] - mu) * inv * j->w[i] + j->beta[i];
+        /* the mean, then the variance about it, in double over 8 independent partial sums (vectors, no chain) */
+        double acc[8] = {0};
+        int64_t i0 = 0;
+        for (; i0 + 8 <= E; i0 += 8)
+            for (int u = 0; u < 8; u++) acc[u] += (double)x[i0 + u];
+        for (; i0 < E; i0++) acc[0] += (double)x[i0];
+        const double mean = (((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))) / (double)E;
+        double sq[8] = {0};
+        for (i0 = 0; i0 + 8 <= E; i0 += 8)
+            for (int u = 0; u < 8; u++) sq[u] += ((double)x[i0 + u] - mean) * ((double)x[i0 + u] - mean);
+        for (; i0 < E; i0++) sq[0] += ((double)x[i0] - mean) * ((double)x[i0] - mean);
+        const double ss = ((sq[0] + sq[4]) + (sq[1] + sq[5])) + ((sq[2] + sq[6]) + (sq[3] + sq[7]));
+        const float inv = (float)(1.0 / sqrt(ss / (double)E + (double)j->eps)), mu = (float)mean;
+        const float *restrict w = j->w, *restrict beta = j->beta;
+        int64_t i = 0;
+        for (; i + 16 <= E; i += 16)
+            for (int u = 0; u < 16; u++) x[i + u] = (x[i + u] - mu) * inv * w[i + u] + beta[i + u];
+        for (; i < E; i++) x[i] = (x[i] - mu) * inv * w[i] + beta[i];
     }
 }
 
@@ -173,6 +221,7 @@ static void layer_norm(plm_context *ctx, float *x, const float *y, const float *
 }
 
 typedef struct bias_job {
+    const plm_kernels *kern;
     float *y;
     const float *b;
     int64_t n;
@@ -187,20 +236,42 @@ static void bias_worker(void *arg, int ith, int nth) {
     for (int64_t t = t0; t < t1; t++) {
         float *restrict y = j->y + t * j->n;
         const float *restrict b = j->b;
-        if (j->gelu) {
-            for (int64_t i = 0; i < j->n; i++) {
-                const float v = y[i] + b[i];
-                y[i] = 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
-            }
-        } else
+        if (j->gelu) j->kern->gelu_bias(y, b, j->n);
+        else
             for (int64_t i = 0; i < j->n; i++) y[i] += b[i];
     }
 }
 
-/* y (T, n) += b, then gelu when asked. */
+/* y (T, n) += b, then gelu when asked (the kernel table's gelu_bias: erf within 1e-7). */
 static void add_bias(plm_context *ctx, float *y, const float *b, int64_t n, int32_t T, bool gelu) {
-    bias_job j = {.y = y, .b = b, .n = n, .T = T, .gelu = gelu};
+    bias_job j = {.kern = ctx->kern, .y = y, .b = b, .n = n, .T = T, .gelu = gelu};
     plm_run(ctx, bias_worker, &j, T >= 4);
+}
+
+/* q, k, v (T, E) += their biases; k and v then rounded to F16 into kf, vf. */
+typedef struct qkv_job {
+    const plm_kernels *kern;
+    float *q, *k, *v;
+    const float *bq, *bk, *bv;
+    plm_f16 *kf, *vf;
+    int64_t E;
+    int32_t T;
+} qkv_job;
+
+static void qkv_worker(void *arg, int ith, int nth) {
+    const qkv_job *j = arg;
+    int64_t t0, t1;
+    plm_split_range(j->T, ith, nth, &t0, &t1);
+    for (int64_t t = t0; t < t1; t++) {
+        float *restrict q = j->q + t * j->E, *restrict k = j->k + t * j->E, *restrict v = j->v + t * j->E;
+        for (int64_t i = 0; i < j->E; i++) {
+            q[i] += j->bq[i];
+            k[i] += j->bk[i];
+            v[i] += j->bv[i];
+        }
+        j->kern->quantize[PLM_TYPE_F16](k, j->kf + t * j->E, j->E);
+        j->kern->quantize[PLM_TYPE_F16](v, j->vf + t * j->E, j->E);
+    }
 }
 
 /* Products whose input has outlier channels. BERT's hidden states carry a few
@@ -221,22 +292,25 @@ static bool quantizes_input(const plm_context *ctx, const plm_weight *w) {
     return d != PLM_TYPE_F32 && d != PLM_TYPE_F16 && d != PLM_TYPE_BF16;
 }
 
-/* Element c of every row of w (n_out floats) into col. */
-static void weight_column(const plm_weight *w, int64_t c, float *col) {
+/* Columns of w for the nc channels ch[] of the block starting at channel c0,
+ * element c of every row (n_out floats) into dst[i] for channel ch[i]: each
+ * row's block is read (and, past Q8_0, dequantized) once for all of them. */
+static void weight_columns(const plm_weight *w, int64_t c0, int nc, const int32_t *ch, float *const *dst) {
+    const size_t off = plm_type_row_size(w->type, c0);
+    const uint8_t *base = (const uint8_t *)w->data + off;
     if (w->type == PLM_TYPE_Q8_0) { /* the common case, read in place */
-        const size_t off = (size_t)(c / PLM_QK) * sizeof(plm_block_q8_0);
         for (int64_t r = 0; r < w->n_out; r++) {
-            const plm_block_q8_0 *blk = (const plm_block_q8_0 *)(const void *)((const uint8_t *)w->data + (size_t)r * w->row_bytes + off);
-            col[r] = plm_f16_to_f32(blk->d) * (float)blk->qs[c % PLM_QK];
+            const plm_block_q8_0 *blk = (const plm_block_q8_0 *)(const void *)(base + (size_t)r * w->row_bytes);
+            const float d = plm_f16_to_f32(blk->d);
+            for (int i = 0; i < nc; i++) dst[i][r] = d * (float)blk->qs[ch[i] - c0];
         }
         return;
     }
-    const int64_t bs = plm_type_traits_get(w->type)->block_size, b0 = c - c % bs;
-    const size_t off = plm_type_row_size(w->type, b0);
-    float blk[PLM_QK_K];
+    const int64_t bs = plm_type_traits_get(w->type)->block_size;
+    float v[PLM_QK_K];
     for (int64_t r = 0; r < w->n_out; r++) {
-        plm_dequantize_row_ref(w->type, (const uint8_t *)w->data + (size_t)r * w->row_bytes + off, blk, bs);
-        col[r] = blk[c - b0];
+        plm_dequantize_row_ref(w->type, base + (size_t)r * w->row_bytes, v, bs);
+        for (int i = 0; i < nc; i++) dst[i][r] = v[ch[i] - c0];
     }
 }
 
@@ -248,26 +322,32 @@ static void axpy(float *restrict y, float a, const float *restrict x, int64_t n)
     for (; i < n; i++) y[i] += a * x[i];
 }
 
-/* out[j] (T, ldo[j]) = W[j] x for x (T, n): plm_linear, with x's outlier
- * entries (above) computed in float. xs (T, n) is scratch the product may use. */
-static plm_status linear_outliers(plm_context *ctx, int n_w, const plm_weight *const *w, float *const *out, const int64_t *ldo,
-                                  const float *x, int64_t n, int32_t T, float *xs) {
-    if (!quantizes_input(ctx, w[0])) return plm_linear(ctx, n_w, w, out, ldo, x, n, T, false, NULL, NULL);
-    int64_t n_cols = 0;
-    for (int j = 0; j < n_w; j++) n_cols += w[j]->n_out;
-    int32_t *oc = malloc((size_t)T * OUTLIERS_MAX * sizeof(int32_t)); /* (T, OUTLIERS_MAX) channels, -1 after the last */
-    int32_t *start = calloc((size_t)n + 1, sizeof(int32_t));           /* tokens of channel c: by_ch[start[c]..start[c+1]) */
-    int32_t *by_ch = malloc((size_t)T * OUTLIERS_MAX * sizeof(int32_t));
-    float *col = malloc((size_t)n_cols * sizeof(float));              /* column c of each weight */
-    plm_status st = PLM_OK;
-    if (!oc || !start || !by_ch || !col) {
-        st = plm_fail(PLM_ERR_OOM, "out of memory");
-        goto done;
-    }
-    memcpy(xs, x, (size_t)T * (size_t)n * sizeof(float));
-    for (int32_t t = 0; t < T; t++) {
-        const float *xt = x + (int64_t)t * n;
-        int32_t *o = oc + (int64_t)t * OUTLIERS_MAX;
+/* The outliers of token rows [t0, t1) of x, chosen, their values kept and their entries zeroed in x. */
+typedef struct outlier_job {
+    float *x;           /* (T, n) */
+    int64_t n;
+    int32_t T;
+    int32_t *oc;        /* (T, OUTLIERS_MAX) channels in increasing order, -1 after the last */
+    float *ov;          /* (T, OUTLIERS_MAX) their values */
+    /* the adding pass: */
+    int n_w;
+    float *const *out;
+    const int64_t *ldo, *n_out;
+    const int32_t *slot; /* (n) channel -> its columns in col, or -1 */
+    const float *col;    /* (n_slots, n_cols) the weights' columns of each outlier channel, one after the other */
+    int64_t n_cols;
+    const int8_t *qt;    /* one Q8_0 weight kept transposed (transpose_down), or NULL: its columns not in col */
+    const float *dt;
+} outlier_job;
+
+static void outlier_pick_worker(void *arg, int ith, int nth) {
+    const outlier_job *j = arg;
+    const int64_t n = j->n;
+    int64_t t0, t1;
+    plm_split_range(j->T, ith, nth, &t0, &t1);
+    for (int64_t t = t0; t < t1; t++) {
+        float *xt = j->x + t * n;
+        int32_t *o = j->oc + t * OUTLIERS_MAX;
         int k = 0;
         float acc[16] = {0}; /* independent partial sums: no chain of dependent adds */
         int64_t i0 = 0;
@@ -277,55 +357,118 @@ static plm_status linear_outliers(plm_context *ctx, int n_w, const plm_weight *c
         float ss = 0.0f;
         for (int u = 0; u < 16; u++) ss += acc[u];
         const float lim = OUTLIER_RATIO * sqrtf(ss / (float)n);
-        for (int64_t i = 0; i < n; i++) {
-            if (!(fabsf(xt[i]) > lim)) continue;
-            if (k == OUTLIERS_MAX) { /* full: drop the smallest if it is smaller */
-                int s = 0;
-                for (int u = 1; u < k; u++) s = fabsf(xt[o[u]]) < fabsf(xt[o[s]]) ? u : s;
-                if (fabsf(xt[o[s]]) >= fabsf(xt[i])) continue;
-                memmove(o + s, o + s + 1, (size_t)(k - 1 - s) * sizeof *o);
-                k--;
+        for (int64_t c0 = 0; c0 < n; c0 += 16) {
+            const int64_t c1 = PLM_MIN(n, c0 + 16);
+            if (c1 - c0 == 16) { /* a whole run below the limit (nearly all): one vector test */
+                int any = 0;
+                for (int u = 0; u < 16; u++) any |= fabsf(xt[c0 + u]) > lim;
+                if (!any) continue;
             }
-            o[k++] = (int32_t)i;
+            for (int64_t i = c0; i < c1; i++) {
+                if (!(fabsf(xt[i]) > lim)) continue;
+                if (k == OUTLIERS_MAX) { /* full: drop the smallest if it is smaller */
+                    int s = 0;
+                    for (int u = 1; u < k; u++) s = fabsf(xt[o[u]]) < fabsf(xt[o[s]]) ? u : s;
+                    if (fabsf(xt[o[s]]) >= fabsf(xt[i])) continue;
+                    memmove(o + s, o + s + 1, (size_t)(k - 1 - s) * sizeof *o);
+                    k--;
+                }
+                o[k++] = (int32_t)i;
+            }
         }
         for (int u = 0; u < OUTLIERS_MAX; u++) {
             if (u >= k) {
                 o[u] = -1;
                 continue;
             }
-            xs[(int64_t)t * n + o[u]] = 0.0f;
-            start[o[u] + 1]++;
+            j->ov[t * OUTLIERS_MAX + u] = xt[o[u]];
+            xt[o[u]] = 0.0f;
         }
     }
-    for (int64_t c = 0; c < n; c++) start[c + 1] += start[c];
-    for (int32_t t = 0; t < T; t++) /* tokens in order within each channel */
-        for (int u = 0; u < OUTLIERS_MAX && oc[(int64_t)t * OUTLIERS_MAX + u] >= 0; u++)
-            by_ch[start[oc[(int64_t)t * OUTLIERS_MAX + u]]++] = t;
-    for (int64_t c = n; c > 0; c--) start[c] = start[c - 1]; /* the fill moved each start to the next one's */
-    start[0] = 0;
-    if ((st = plm_linear(ctx, n_w, w, out, ldo, xs, n, T, false, NULL, NULL))) goto done;
-    for (int64_t c = 0; c < n; c++) {
-        if (start[c] == start[c + 1]) continue;
-        float *cj = col;
-        for (int j = 0; j < n_w; j++) {
-            weight_column(w[j], c, cj);
-            cj += w[j]->n_out;
-        }
-        for (int32_t i = start[c]; i < start[c + 1]; i++) {
-            const int32_t t = by_ch[i];
-            const float v = x[(int64_t)t * n + c];
-            cj = col;
-            for (int j = 0; j < n_w; j++) {
-                axpy(out[j] + (int64_t)t * ldo[j], v, cj, w[j]->n_out);
-                cj += w[j]->n_out;
+}
+
+/* Token rows [t0, t1): x's outlier entries back, and their products added, channel by channel in increasing order. */
+static void outlier_add_worker(void *arg, int ith, int nth) {
+    const outlier_job *j = arg;
+    int64_t t0, t1;
+    plm_split_range(j->T, ith, nth, &t0, &t1);
+    for (int64_t t = t0; t < t1; t++)
+        for (int u = 0; u < OUTLIERS_MAX && j->oc[t * OUTLIERS_MAX + u] >= 0; u++) {
+            const int32_t c = j->oc[t * OUTLIERS_MAX + u];
+            const float v = j->ov[t * OUTLIERS_MAX + u];
+            j->x[t * j->n + c] = v;
+            if (j->qt) { /* as axpy of the column d * q */
+                float *restrict o = j->out[0] + t * j->ldo[0];
+                const int8_t *restrict q = j->qt + c * j->n_out[0];
+                const float *restrict d = j->dt + (c / PLM_QK) * j->n_out[0];
+                for (int64_t r = 0; r < j->n_out[0]; r++) o[r] += v * (d[r] * (float)q[r]);
+                continue;
+            }
+            const float *cj = j->col + (int64_t)j->slot[c] * j->n_cols;
+            for (int k = 0; k < j->n_w; k++) {
+                axpy(j->out[k] + t * j->ldo[k], v, cj, j->n_out[k]);
+                cj += j->n_out[k];
             }
         }
+}
+
+/* out[j] (T, ldo[j]) = W[j] x for x (T, n): plm_linear, with x's outlier
+ * entries (above) computed in float: they are zeroed in x for the product
+ * (quantized) and put back after it, and their products are added token by
+ * token from the weights' columns, fetched once per outlier channel. */
+static plm_status linear_outliers(plm_context *ctx, int n_w, const plm_weight *const *w, float *const *out, const int64_t *ldo,
+                                  float *x, int64_t n, int32_t T, const int8_t *qt, const float *dt) {
+    if (!quantizes_input(ctx, w[0])) return plm_linear(ctx, n_w, w, out, ldo, x, n, T, false, NULL, NULL);
+    int64_t n_cols = 0, n_out[PLM_LINEAR_MAX_WEIGHTS];
+    for (int k = 0; k < n_w; k++) n_cols += n_out[k] = w[k]->n_out;
+    outlier_job j = {.x = x, .n = n, .T = T, .n_w = n_w, .out = out, .ldo = ldo, .n_out = n_out, .n_cols = n_cols,
+                     .qt = n_w == 1 ? qt : NULL, .dt = dt};
+    int32_t *slot = malloc((size_t)n * sizeof(int32_t));
+    float *col = NULL;
+    j.oc = malloc((size_t)T * OUTLIERS_MAX * sizeof(int32_t));
+    j.ov = malloc((size_t)T * OUTLIERS_MAX * sizeof(float));
+    plm_status st = PLM_OK;
+    if (!slot || !j.oc || !j.ov) {
+        st = plm_fail(PLM_ERR_OOM, "out of memory");
+        goto done;
     }
+    plm_run(ctx, outlier_pick_worker, &j, T >= 4);
+    for (int64_t c = 0; c < n; c++) slot[c] = -1;
+    int32_t n_slots = 0;
+    for (int64_t i = 0; i < (int64_t)T * OUTLIERS_MAX && !j.qt; i++)
+        if (j.oc[i] >= 0 && slot[j.oc[i]] < 0) slot[j.oc[i]] = n_slots++;
+    if (n_slots && !(col = malloc((size_t)n_slots * (size_t)n_cols * sizeof(float)))) {
+        /* x's entries go back before the error */
+        for (int64_t i = 0; i < (int64_t)T * OUTLIERS_MAX; i++)
+            if (j.oc[i] >= 0) x[(i / OUTLIERS_MAX) * n + j.oc[i]] = j.ov[i];
+        st = plm_fail(PLM_ERR_OOM, "out of memory");
+        goto done;
+    }
+    for (int k = 0; k < n_w; k++) { /* weight k's columns of the outlier channels, block by block */
+        const int64_t bs = plm_type_traits_get(w[k]->type)->block_size;
+        int64_t off = 0;
+        for (int m = 0; m < k; m++) off += n_out[m];
+        for (int64_t c0 = 0; c0 < n; c0 += bs) {
+            int32_t ch[PLM_QK_K];
+            float *dst[PLM_QK_K];
+            int nc = 0;
+            for (int64_t c = c0; c < c0 + bs; c++)
+                if (slot[c] >= 0) {
+                    ch[nc] = (int32_t)c;
+                    dst[nc++] = col + (int64_t)slot[c] * n_cols + off;
+                }
+            if (nc) weight_columns(w[k], c0, nc, ch, dst);
+        }
+    }
+    st = plm_linear(ctx, n_w, w, out, ldo, x, n, T, false, NULL, NULL);
+    j.slot = slot;
+    j.col = col;
+    plm_run(ctx, outlier_add_worker, &j, T >= 4); /* x back even if the product failed */
 done:
-    free(oc);
-    free(start);
-    free(by_ch);
+    free(slot);
     free(col);
+    free(j.oc);
+    free(j.ov);
     return st;
 }
 
@@ -360,19 +503,31 @@ static void battn_worker(void *arg, int ith, int nth) {
         const float *q = ctx->q + (int64_t)t0 * E + (int64_t)h * hd;           /* nt rows, E apart */
         for (int32_t c = 0; c < n; c += 8)
             kern->kq8_f16(hd, j->kf + (int64_t)(s0 + c) * E + (int64_t)h * hd, E, PLM_MIN(8, n - c), q, E, nt, sc + c, ss);
-        for (int32_t r = 0; r < nt; r++) {
-            float *sr = sc + (int64_t)r * ss, mx = -INFINITY;
-            for (int32_t c = 0; c < n; c++) {
+        for (int32_t r = 0; r < nt; r++) { /* softmax: independent maxima and sums, no chain of dependent ones */
+            float *sr = sc + (int64_t)r * ss, mx[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
+            int32_t c = 0;
+            for (; c + 4 <= n; c += 4)
+                for (int u = 0; u < 4; u++) {
+                    sr[c + u] *= scale;
+                    mx[u] = sr[c + u] > mx[u] ? sr[c + u] : mx[u];
+                }
+            for (; c < n; c++) {
                 sr[c] *= scale;
-                mx = sr[c] > mx ? sr[c] : mx;
+                mx[0] = sr[c] > mx[0] ? sr[c] : mx[0];
             }
-            double sum = 0.0;
-            for (int32_t c = 0; c < n; c++) {
-                sr[c] = expf(sr[c] - mx);
-                sum += sr[c];
+            const float m = PLM_MAX(PLM_MAX(mx[0], mx[1]), PLM_MAX(mx[2], mx[3]));
+            double sum[4] = {0};
+            for (c = 0; c + 4 <= n; c += 4)
+                for (int u = 0; u < 4; u++) {
+                    sr[c + u] = expf(sr[c + u] - m);
+                    sum[u] += sr[c + u];
+                }
+            for (; c < n; c++) {
+                sr[c] = expf(sr[c] - m);
+                sum[0] += sr[c];
             }
-            const float inv = (float)(1.0 / sum);
-            for (int32_t c = 0; c < n; c++) sr[c] *= inv;
+            const float inv = (float)(1.0 / ((sum[0] + sum[2]) + (sum[1] + sum[3])));
+            for (c = 0; c < n; c++) sr[c] *= inv;
         }
         float *o = ctx->xn + (int64_t)t0 * E + (int64_t)h * hd;                /* nt rows, E apart */
         for (int32_t r = 0; r < nt; r++) memset(o + (int64_t)r * E, 0, (size_t)hd * sizeof(float));
@@ -443,23 +598,21 @@ static plm_status forward(plm_context *ctx, const plm_ubatch *ub) {
         const plm_weight *w[3] = {&L->wq, &L->wk, &L->wv};
         float *o[3] = {ctx->q, ctx->kn, ctx->vn};
         int64_t ld[3] = {E, E, E};
-        if ((st = linear_outliers(ctx, 3, w, o, ld, ctx->x, E, T, ctx->tmp))) goto done;
-        add_bias(ctx, ctx->q, L->bq, E, T, false);
-        add_bias(ctx, ctx->kn, L->bk, E, T, false);
-        add_bias(ctx, ctx->vn, L->bv, E, T, false);
-        ctx->kern->quantize[PLM_TYPE_F16](ctx->kn, kf, (int64_t)T * E);
-        ctx->kern->quantize[PLM_TYPE_F16](ctx->vn, vf, (int64_t)T * E);
+        if ((st = linear_outliers(ctx, 3, w, o, ld, ctx->x, E, T, NULL, NULL))) goto done;
+        qkv_job qj = {.kern = ctx->kern, .q = ctx->q, .k = ctx->kn, .v = ctx->vn, .bq = L->bq, .bk = L->bk, .bv = L->bv,
+                      .kf = kf, .vf = vf, .E = E, .T = T};
+        plm_run(ctx, qkv_worker, &qj, T >= 4);
         battn_job aj = {.ctx = ctx, .span = span, .blocks = blocks, .n_blocks = n_blocks, .kf = kf, .vf = vf};
         plm_run(ctx, battn_worker, &aj, true);                                  /* xn (T, E) */
         if ((st = plm_blk_mm(ctx, &L->wo, ctx->tmp, E, ctx->xn, E, T, false))) goto done; /* tmp = Wo xn */
         layer_norm(ctx, ctx->x, ctx->tmp, B->bo, B->attn_norm_w, B->attn_norm_b, T);  /* x = LN(x + tmp + bo) */
         const plm_weight *wu[1] = {&L->w_up};
         float *ou[1] = {ctx->up};
-        if ((st = linear_outliers(ctx, 1, wu, ou, &F, ctx->x, E, T, ctx->tmp))) goto done;  /* up (T, F) */
+        if ((st = linear_outliers(ctx, 1, wu, ou, &F, ctx->x, E, T, NULL, NULL))) goto done;  /* up (T, F) */
         add_bias(ctx, ctx->up, B->b_up, F, T, true);                            /* gelu(up + b) */
         const plm_weight *wd[1] = {&L->w_down};
         float *od[1] = {ctx->tmp};
-        if ((st = linear_outliers(ctx, 1, wd, od, &E, ctx->up, F, T, ctx->gate))) goto done; /* tmp (T, E) */
+        if ((st = linear_outliers(ctx, 1, wd, od, &E, ctx->up, F, T, B->down_qt, B->down_dt))) goto done; /* tmp (T, E) */
         layer_norm(ctx, ctx->x, ctx->tmp, B->b_down, B->out_norm_w, B->out_norm_b, T);
     }
     if (ctx->hidden_out) memcpy(ctx->hidden_out + (int64_t)ub->i0 * E, ctx->x, (size_t)T * (size_t)E * sizeof(float));

@@ -1277,6 +1277,73 @@ static void test_lora_b32(void) {
     }
 }
 
+/* gelu_bias: the reference against 0.5 v (1 + erf(x)) with libm's double erf at the same x = v / sqrt 2 (in
+ * float, as the kernel rounds it), over a dense grid where erf is not yet 1 and values from 1e-30 to 1e30: the erf
+ * within 1e-7 (measured 7.1e-8; BERT's cosines against sentence-transformers need about that) plus the result's
+ * rounding; the bias added first; infinities and NaN as erff's formula gives them. Then every SIMD table bit for
+ * bit the reference, at lengths 1-67 (their tails) with and without a bias. */
+static void test_gelu_bias(void) {
+    const plm_kernels *ref = plm_kernels_ref();
+    REQUIRE(ref->gelu_bias);
+    enum { N_GRID = 200001, N_WIDE = 20000, N = N_GRID + N_WIDE };
+    float *v = malloc(N * sizeof(float)), *y = malloc(N * sizeof(float)), *bias = malloc(N * sizeof(float));
+    REQUIRE(v && y && bias);
+    for (int i = 0; i < N_GRID; i++) v[i] = -9.0f + 18.0f * (float)i / (float)(N_GRID - 1); /* |x| up to 6.4 */
+    for (int i = N_GRID; i < N; i++) v[i] = (rng_u64() & 1 ? -1.0f : 1.0f) * powf(10.0f, -30.0f + 60.0f * rng_uniform());
+    for (int i = 0; i < N; i++) bias[i] = i % 3 == 0 ? 0.0f : rng_normal();
+    double worst = 0.0, worst_erff = 0.0;
+    int bad = 0;
+    for (int pass = 0; pass < 2; pass++) { /* without, then with the bias */
+        memcpy(y, v, N * sizeof(float));
+        if (pass == 1)
+            for (int i = 0; i < N; i++) y[i] = v[i] - bias[i];
+        ref->gelu_bias(y, pass ? bias : NULL, N);
+        for (int i = 0; i < N; i++) {
+            const float vi = pass ? (v[i] - bias[i]) + bias[i] : v[i], x = vi * 0.70710678118654752f;
+            const double want = 0.5 * (double)vi * (1.0 + erf((double)x));
+            const double err = fabs((double)y[i] - want), tol = 0.5 * fabs((double)vi) * 1e-7 + 6e-8 * fabs(want) + 1e-45;
+            if (!(err <= tol) && bad++ < 5) printf("  gelu(%.9g) = %.9g, want %.9g\n", (double)vi, (double)y[i], want);
+            worst = fmax(worst, err / tol);
+            const float with_erff = 0.5f * vi * (1.0f + erff(x));
+            worst_erff = fmax(worst_erff, fabs((double)y[i] - (double)with_erff) / fmax(1e-30, 0.5 * fabs((double)vi)));
+        }
+    }
+    CHECKF(bad == 0, "gelu_bias: %d of %d values off by more than erf's 1e-7", bad, 2 * N);
+    printf("  scalar gelu_bias: largest error %.2f of the bound; %.2g x v/2 from erff's gelu\n", worst, worst_erff);
+    float sp[6] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, 30.0f};
+    ref->gelu_bias(sp, NULL, 6);
+    CHECK(sp[0] == 0.0f && sp[1] == 0.0f && sp[2] == INFINITY && isnan(sp[3]) && isnan(sp[4]) && sp[5] == 30.0f);
+    float *z = malloc(N * sizeof(float));
+    REQUIRE(z);
+    for (size_t ti = 0; ti < N_SIMD_TABLES; ti++) {
+        const plm_kernels *k = simd_table_or_skip(ti);
+        if (k == NULL) continue;
+        int diff = 0;
+        for (int pass = 0; pass < 2; pass++) {
+            const float *b = pass ? bias : NULL;
+            memcpy(y, v, N * sizeof(float));
+            memcpy(z, v, N * sizeof(float));
+            ref->gelu_bias(y, b, N);
+            k->gelu_bias(z, b, N);
+            diff += memcmp(y, z, N * sizeof(float)) != 0;
+            for (int n = 1; n <= 67; n++) { /* tails; offsets in the grid */
+                memcpy(y, v + 1000 * n, (size_t)n * sizeof(float));
+                memcpy(z, v + 1000 * n, (size_t)n * sizeof(float));
+                z[n] = y[n] = 42.0f; /* not written */
+                ref->gelu_bias(y, b ? b + n : NULL, n);
+                k->gelu_bias(z, b ? b + n : NULL, n);
+                diff += memcmp(y, z, (size_t)(n + 1) * sizeof(float)) != 0 || z[n] != 42.0f;
+            }
+        }
+        CHECKF(diff == 0, "%s gelu_bias: %d of 136 calls differ from the reference", k->name, diff);
+        printf("  %-6s gelu_bias: bit-identical to the reference\n", k->name);
+    }
+    free(v);
+    free(y);
+    free(z);
+    free(bias);
+}
+
 /* plm_linear's job holds PLM_LINEAR_MAX_WEIGHTS weights: more (or none) is an
  * argument error, found before anything is read. */
 static void test_linear_weight_count(void) {
@@ -1296,6 +1363,7 @@ int main(void) {
     RUN(test_attention_helpers);
     RUN(test_softmax_helpers);
     RUN(test_lora_b32);
+    RUN(test_gelu_bias);
     RUN(test_f16_known_values);
     RUN(test_f16_exhaustive);
     RUN(test_bf16);
