@@ -4,7 +4,7 @@
  * their 8-bit activation blocks (gemm and vec_dot), Q2_K and Q3_K (vec_dot),
  * each checked against its scalar reference in quant.c by
  * tests/c/test_quant.c, and the attention's pv8_f16 and softmax exp
- * (exp_sum_f32). Every other entry (float formats, the quantizers, the other
+ * (exp_sum_f32), and BERT's GELU (gelu_bias). Every other entry (float formats, the quantizers, the other
  * attention helpers) is the AVX2 table's, and so is the one-token product of
  * Q4_0, Q4_1, Q5_0, Q8_0, Q4_K and Q6_K (see g_decode).
  *

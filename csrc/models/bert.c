@@ -503,31 +503,18 @@ static void battn_worker(void *arg, int ith, int nth) {
         const float *q = ctx->q + (int64_t)t0 * E + (int64_t)h * hd;           /* nt rows, E apart */
         for (int32_t c = 0; c < n; c += 8)
             kern->kq8_f16(hd, j->kf + (int64_t)(s0 + c) * E + (int64_t)h * hd, E, PLM_MIN(8, n - c), q, E, nt, sc + c, ss);
-        for (int32_t r = 0; r < nt; r++) { /* softmax: independent maxima and sums, no chain of dependent ones */
-            float *sr = sc + (int64_t)r * ss, mx[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
-            int32_t c = 0;
-            for (; c + 4 <= n; c += 4)
-                for (int u = 0; u < 4; u++) {
-                    sr[c + u] *= scale;
-                    mx[u] = sr[c + u] > mx[u] ? sr[c + u] : mx[u];
-                }
-            for (; c < n; c++) {
-                sr[c] *= scale;
-                mx[0] = sr[c] > mx[0] ? sr[c] : mx[0];
+        for (int32_t r = 0; r < nt; r++) { /* softmax through the table's max and exp-sum passes */
+            float *sr = sc + (int64_t)r * ss;
+            float sf = scale;
+            if (!(scale > 0)) {
+                for (int32_t c = 0; c < n; c++) sr[c] *= scale;
+                sf = 1.0f;
             }
-            const float m = PLM_MAX(PLM_MAX(mx[0], mx[1]), PLM_MAX(mx[2], mx[3]));
-            double sum[4] = {0};
-            for (c = 0; c + 4 <= n; c += 4)
-                for (int u = 0; u < 4; u++) {
-                    sr[c + u] = expf(sr[c + u] - m);
-                    sum[u] += sr[c + u];
-                }
-            for (; c < n; c++) {
-                sr[c] = expf(sr[c] - m);
-                sum[0] += sr[c];
-            }
-            const float inv = (float)(1.0 / ((sum[0] + sum[2]) + (sum[1] + sum[3])));
-            for (c = 0; c < n; c++) sr[c] *= inv;
+            /* x * sf rounds monotonically for sf > 0: the largest product is the largest score's */
+            const float m = kern->max_f32(sr, n) * sf;
+            const float sum = kern->exp_sum_f32(sr, n, sf, m);
+            const float inv = sum > 0 ? 1.0f / sum : 0.0f;
+            for (int32_t c = 0; c < n; c++) sr[c] *= inv;
         }
         float *o = ctx->xn + (int64_t)t0 * E + (int64_t)h * hd;                /* nt rows, E apart */
         for (int32_t r = 0; r < nt; r++) memset(o + (int64_t)r * E, 0, (size_t)hd * sizeof(float));
