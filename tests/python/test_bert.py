@@ -28,6 +28,10 @@ def _converted(kind: str) -> str:
 
     if kind == "f16":
         return registry.download(NAME, quiet=True)
+    if kind == "q8_0":  # the registry's own entry for it
+        path = registry.download(NAME + "-q8_0", quiet=True)
+        assert path == os.path.join(registry.cache_dir(), "all-MiniLM-L6-v2.Q8_0.gguf")
+        return path
     path = os.path.join(registry.cache_dir(), f"all-MiniLM-L6-v2.{kind.upper()}.gguf")
     if not os.path.isfile(path):
         convert(registry.source_path(NAME, quiet=True), path, kind)
