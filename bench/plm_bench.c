@@ -17,7 +17,13 @@
  *   build/plm-bench [-m FILE] [-a ADAPTER] [-t THREADS] [-p 512] [-n 128] [-r 3]
  *
  * -a applies a LoRA adapter (GGUF) to the context, to measure what it costs
- * (tools/make_bench_lora.py writes a random one of any rank).
+ * (tools/make_bench_lora.py writes a random one of any rank). With -a, a
+ * paired measurement follows: one context decodes -n x -r tokens two at a
+ * time, one step with the adapter and one without (which goes first
+ * alternates), each step timed, and the cost is the median over the pairs of
+ * (time with / time without) - 1. Both steps of a pair see the same machine
+ * load and the same cache length, so this figure holds on a busy machine where
+ * the separate tokens/s figures swing by 20% from run to run.
  */
 #include "pocketlm.h"
 
@@ -111,6 +117,40 @@ static void print_json_string(const char *s) {
     putchar('"');
 }
 
+static plm_status decode_fresh(plm_context *ctx, const plm_token *tokens, int n);
+
+/* The paired measurement described at the top: cost[i] = t_with / t_without - 1 for n pairs of decode steps
+ * (reps of n_gen pairs after the generation prompt). */
+static plm_status lora_paired(plm_context *ctx, plm_adapter *adapter, const bench_opts *o, double *cost,
+                              double *sum_with, double *sum_without) {
+    plm_token prompt[GEN_PROMPT], next[1];
+    fill_tokens(prompt, GEN_PROMPT, SEED_GEN);
+    *sum_with = *sum_without = 0.0;
+    plm_status st = PLM_OK;
+    for (int r = 0, i = 0; r < o->n_rep && !st; r++) {
+        if ((st = plm_context_set_adapters(ctx, 1, &adapter, NULL)) || (st = decode_fresh(ctx, prompt, GEN_PROMPT)))
+            break;
+        uint32_t seed = SEED_GEN + 1000u * (uint32_t)(r + 1);
+        for (int k = 0; k < o->n_gen && !st; k++, i++) {
+            double t[2];
+            for (int h = 0; h < 2 && !st; h++) {
+                const int with = (h == 0) == (i % 2 == 0); /* with the adapter first on even pairs */
+                if ((st = plm_context_set_adapters(ctx, with, &adapter, NULL))) break;
+                fill_tokens(next, 1, seed++);
+                plm_batch b = {.n_tokens = 1, .token = next};
+                const double t0 = now_s();
+                st = plm_decode(ctx, &b);
+                t[with] = now_s() - t0;
+            }
+            cost[i] = t[1] / t[0] - 1.0;
+            *sum_with += t[1];
+            *sum_without += t[0];
+        }
+    }
+    plm_status st2 = plm_context_set_adapters(ctx, 1, &adapter, NULL);
+    return st ? st : st2;
+}
+
 static int fail(plm_status st, const char *what) {
     fprintf(stderr, "plm-bench: %s: %s (%s)\n", what, plm_last_error(), plm_status_str(st));
     return 1;
@@ -197,7 +237,7 @@ int main(int argc, char **argv) {
     plm_context *ctx = NULL;
     plm_adapter *adapter = NULL;
     plm_token *tokens = NULL;
-    double *pp = NULL, *tg = NULL, *ttft = NULL;
+    double *pp = NULL, *tg = NULL, *ttft = NULL, *cost = NULL, sum_with = 0.0, sum_without = 0.0;
     plm_token shown[N_SHOW] = {0}, first = -1;
     int rc = 1;
     plm_status st;
@@ -213,7 +253,8 @@ int main(int argc, char **argv) {
 
     /* Room for the longest run, rounded up to 256 cells as llama_bench.py does. */
     int n_ctx = o.n_prompt;
-    if (n_ctx < GEN_PROMPT + o.n_gen) n_ctx = GEN_PROMPT + o.n_gen;
+    const int n_gen_cells = o.n_gen * (o.adapter ? 2 : 1); /* the paired measurement decodes 2 tokens a pair */
+    if (n_ctx < GEN_PROMPT + n_gen_cells) n_ctx = GEN_PROMPT + n_gen_cells;
     if (n_ctx < TTFT_PROMPT) n_ctx = TTFT_PROMPT;
     n_ctx = (n_ctx + 255) / 256 * 256;
     plm_context_params cp = plm_context_default_params();
@@ -290,6 +331,18 @@ int main(int argc, char **argv) {
         ttft[i] = 1e3 * (now_s() - t0);
     }
 
+    if (adapter) {
+        cost = malloc((size_t)o.n_gen * (size_t)o.n_rep * sizeof *cost);
+        if (!cost) {
+            fprintf(stderr, "plm-bench: out of memory\n");
+            goto out;
+        }
+        if ((st = lora_paired(ctx, adapter, &o, cost, &sum_with, &sum_without))) {
+            rc = fail(st, "the paired adapter measurement");
+            goto out;
+        }
+    }
+
     printf("{\"engine\": \"pocketlm\", \"version\": \"%s\", \"kernels\": \"%s\", ", plm_version(),
            plm_kernels_name());
     printf("\"model\": ");
@@ -299,6 +352,8 @@ int main(int argc, char **argv) {
         print_json_string(o.adapter);
         printf(", \"adapter_rank\": %d, \"adapter_targets\": %d", plm_adapter_rank(adapter),
                plm_adapter_n_targets(adapter));
+        printf(", \"adapter_cost_paired\": %.4f, \"adapter_cost_paired_total\": %.4f, \"adapter_pairs\": %d",
+               median(cost, o.n_gen * o.n_rep), sum_with / sum_without - 1.0, o.n_gen * o.n_rep);
     }
     printf(", \"model_bytes\": %llu, \"n_threads\": %d, ", (unsigned long long)info.n_bytes,
            plm_context_n_threads(ctx));
@@ -320,6 +375,7 @@ out:
     free(pp);
     free(tg);
     free(ttft);
+    free(cost);
     plm_context_free(ctx);
     plm_adapter_free(adapter);
     plm_model_free(model);

@@ -24,7 +24,6 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#define RANK_MAX 4096 /* far above any LoRA rank in use; bounds the scratch a context needs */
 
 static uint32_t fnv1a(uint32_t h, const void *p, size_t n) {
     const uint8_t *b = p;
@@ -102,22 +101,24 @@ done:
     return st;
 }
 
-/* B (n_out, rank) floats into B^T's runs at out (lora.h's layout, zeroed
- * before): for each run of 32 outputs (the last one shorter when n_out is not
- * a multiple of 32) and each k, d = amax / 127 and q = round(B / d), as Q8_0
- * rounds. */
-static void quantize_bt(const float *b, const plm_lora_pair *p, uint8_t *out) {
-    for (int64_t blk = 0; blk < p->nb_out; blk++) {
-        int8_t *q = (int8_t *)(out + (size_t)blk * p->b_run);
-        float *d = (float *)(out + (size_t)blk * p->b_run + plm_lora_run_q(p->rank));
-        for (int64_t k = 0; k < p->rank; k++) {
-            const int64_t r0 = blk * PLM_QK, r1 = PLM_MIN(p->n_out, r0 + PLM_QK);
-            float amax = 0.0f;
-            for (int64_t r = r0; r < r1; r++) amax = fmaxf(amax, fabsf(b[r * p->rank + k]));
-            const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
-            d[k] = amax / 127.0f;
-            for (int64_t r = r0; r < r1; r++) q[k * PLM_QK + r - r0] = plm_round_even_i8(b[r * p->rank + k] * id);
-        }
+/* B (n_out, rank) floats into its runs at out (lora.h's layout, zeroed before): each output row r gets the
+ * scale amax_r / 127 (amax_r its largest |B[r][k]|), stored as F16 over b_scale (the largest row scale), and
+ * q = round(B / s) with s the scale as stored, as Q8_0 rounds. */
+static void quantize_b(const float *b, plm_lora_pair *p, uint8_t *out) {
+    float smax = 0.0f;
+    for (int64_t i = 0; i < p->n_out * p->rank; i++) smax = fmaxf(smax, fabsf(b[i]));
+    p->b_scale = smax / 127.0f;
+    const size_t qbytes = plm_lora_run_q(p->rank);
+    for (int64_t r = 0; r < p->n_out; r++) {
+        uint8_t *run = out + (size_t)(r / PLM_QK) * p->b_run;
+        const int i = (int)(r % PLM_QK);
+        const float *row = b + r * p->rank;
+        float amax = 0.0f;
+        for (int32_t k = 0; k < p->rank; k++) amax = fmaxf(amax, fabsf(row[k]));
+        const plm_f16 e = plm_f32_to_f16(p->b_scale != 0.0f ? amax / 127.0f / p->b_scale : 0.0f);
+        memcpy(run + qbytes + (size_t)i * sizeof e, &e, sizeof e);
+        const float s = p->b_scale * plm_f16_to_f32(e), id = s != 0.0f ? 1.0f / s : 0.0f;
+        for (int32_t k = 0; k < p->rank; k++) ((int8_t *)run)[128 * (k / 4) + 4 * i + k % 4] = plm_round_even_i8(row[k] * id);
     }
 }
 
@@ -147,9 +148,9 @@ static plm_status load_pair(const plm_model *m, const plm_gguf *g, const plm_ggu
                         "] needs lora_a [%" PRId64 ", rank] and lora_b [rank, %" PRId64 "]",
                         g->path, base_name, ta->ne[0], ta->ne[1], tb->ne[0], tb->ne[1], base->ne[0], base->ne[1],
                         base->ne[0], base->ne[1]);
-    if (rank < 1 || rank > RANK_MAX)
+    if (rank < 1 || rank > PLM_LORA_RANK_MAX)
         return plm_fail(PLM_ERR_UNSUPPORTED, "%s: adapter tensors of '%s' have rank %" PRId64 " (1 to %d supported)",
-                        g->path, base_name, rank, RANK_MAX);
+                        g->path, base_name, rank, PLM_LORA_RANK_MAX);
     if (base->ne[0] % PLM_QK != 0)
         return plm_fail(PLM_ERR_UNSUPPORTED, "%s: adapter tensors of '%s': the base tensor's rows have %" PRId64
                         " elements; adapters apply to rows of a multiple of %d elements (A is held as Q8_0)",
@@ -162,7 +163,7 @@ static plm_status load_pair(const plm_model *m, const plm_gguf *g, const plm_ggu
     p->n_out = base->ne[1];
     p->a_row = plm_type_row_size(PLM_TYPE_Q8_0, p->n_in);
     p->nb_out = (p->n_out + PLM_QK - 1) / PLM_QK;
-    p->b_run = plm_lora_run_q(p->rank) + (size_t)rank * sizeof(float);
+    p->b_run = plm_lora_run_bytes(p->rank);
     return PLM_OK;
 }
 
@@ -176,7 +177,7 @@ static plm_status read_pair(const plm_gguf *g, const plm_gguf_tensor *ta, const 
     else
         for (int64_t k = 0; k < p->rank; k++)
             plm_quantize_row_ref(PLM_TYPE_Q8_0, a + k * p->n_in, a_out + (size_t)k * p->a_row, p->n_in);
-    quantize_bt(b, p, b_out);
+    quantize_b(b, p, b_out);
     p->a = a_out;
     p->b = b_out;
 done:
@@ -247,7 +248,7 @@ static plm_status read_pairs(plm_adapter *ad, const plm_gguf *g, const plm_gguf_
     size_t *b_off = a_off + n, *next_off = a_off + 2 * n;
     for (int32_t i = 0; i < n; i++) ord[i] = (use_key){use_key_of(&ad->pairs[i]), i};
     qsort(ord, (size_t)n, sizeof(*ord), use_key_cmp);
-    /* groups [s, e) of the order: their A matrices back to back, then their B^T back to back */
+    /* groups [s, e) of the order: their A matrices back to back, then their runs of B back to back */
     size_t off = 0;
     for (int32_t s = 0, e, prev = 0; s < n; prev = s, s = e) {
         const int64_t grp = ord[s].key / PLM_ROLE_COUNT;
@@ -358,6 +359,7 @@ plm_status plm_adapter_load(const plm_model *model, const char *path, plm_adapte
         id = fnv1a(id, p->base->name, strlen(p->base->name) + 1);
         id = fnv1a(id, p->a, (size_t)p->rank * p->a_row);
         id = fnv1a(id, p->b, (size_t)p->nb_out * p->b_run);
+        id = fnv1a(id, &p->b_scale, sizeof p->b_scale);
     }
     a->id = id;
     free(src);

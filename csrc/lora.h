@@ -3,13 +3,16 @@
  * matrix-product driver (matmul.c) reads to add an adapter's delta.
  *
  * An adapter targets some of a model's projection tensors; for each, it holds
- * A (rank, n_in) and B (n_out, rank, stored transposed) in 8 bits, and a context applies
+ * A (rank, n_in) and B (n_out, rank) in 8 bits, and a context applies
  *   y = W x + scale * B (A x)
  * on top of the base product, row by row, without touching W. A is Q8_0 rows,
- * multiplied by the kernel table's Q8_0 entries like a weight; B^T is int8 with
- * one float scale per 32 consecutive outputs (PLM_QK), stored run after run
- * (each run's scales after its values) so that an output row range reads one
- * contiguous stretch of it (the table's lora_b32). All of an adapter's A and B
+ * multiplied by the kernel table's Q8_0 entries like a weight; B is int8 with
+ * one scale per output row, stored by runs of 32 consecutive outputs (PLM_QK),
+ * each run's values in groups of 4 of the rank (one 32-bit lane per output, as
+ * int8 dot-product instructions read them) and then its 32 scales, so that an
+ * output row range reads one contiguous stretch of it and u = A x, quantized
+ * to int8 once per token, meets it in integer products (the table's
+ * lora_b32). All of an adapter's A and B
  * lie in one block in the order a token reads them (struct plm_adapter), so
  * the A rows of a product's weights are one matrix and the next product's
  * pieces are known. 8 bits instead of floats: the
@@ -31,18 +34,26 @@ typedef struct plm_lora_pair {
     int64_t n_in, n_out;         /* the base tensor's row length and rows */
     const uint8_t *a;            /* (rank, n_in) A as Q8_0 rows of a_row bytes, in the adapter's block */
     size_t a_row;
-    const uint8_t *b;            /* (nb_out) runs of B^T, b_run bytes each, in the adapter's block: run i holds
-                                  * q (rank, 32) int8 then d (rank) floats, B[r][k] = d[k] q[k][r % 32] for the
-                                  * 32 outputs r of run i = r / 32 (nb_out = ceil(n_out / 32), the last run padded
-                                  * with zeros) */
+    const uint8_t *b;            /* (nb_out) runs of B, b_run bytes each, in the adapter's block: run j holds the 32
+                                  * outputs r = 32 j + i (i < 32): q, plm_lora_rank4(rank) / 4 groups of 128 bytes
+                                  * (q[k][i] at 128 (k / 4) + 4 i + k % 4), then e, 32 F16, so that
+                                  * B[r][k] = b_scale e[i] q[k][i] (nb_out = ceil(n_out / 32); the last run and
+                                  * k >= rank padded with zeros) */
     size_t b_run;
+    float b_scale;               /* B's largest row scale: e holds each row's scale over it (in (0, 1], F16's normal
+                                  * range for all but negligible rows) */
     int64_t nb_out;
     const uint8_t *next;         /* the next group's A rows in the block (see plm_adapter), next_bytes of them; */
     size_t next_bytes;           /* 0 after the last group */
 } plm_lora_pair;
 
-/* The bytes of a run of B^T that hold its int8 values, before the scales. */
-static inline size_t plm_lora_run_q(int32_t rank) { return (size_t)rank * PLM_QK; }
+#define PLM_LORA_RANK_MAX 4096 /* far above any LoRA rank in use; bounds the scratch a context needs */
+
+/* The rank rounded up to a multiple of 4 (the int8 groups of B's runs). */
+static inline int32_t plm_lora_rank4(int32_t rank) { return (rank + 3) & ~3; }
+/* The bytes of a run of B that hold its int8 values, before the scales; a run's size. */
+static inline size_t plm_lora_run_q(int32_t rank) { return (size_t)plm_lora_rank4(rank) * PLM_QK; }
+static inline size_t plm_lora_run_bytes(int32_t rank) { return plm_lora_run_q(rank) + PLM_QK * sizeof(plm_f16); }
 
 struct plm_adapter {
     const plm_model *model;
@@ -56,7 +67,7 @@ struct plm_adapter {
     uint32_t id;         /* fingerprint of the contents (names, shapes, values, alpha) */
     uint8_t *block;      /* every pair's A and B in one allocation, in the order a token uses them: by layer,
                           * then by group of projections that read one input (q, k, v; o; gate, up; down), the
-                          * group's A matrices back to back, then its B^T runs back to back, so that the
+                          * group's A matrices back to back, then its runs of B back to back, so that the
                           * adapter is one stream a token reads once, a product's pieces are one stretch, and
                           * the A of a group's products are one matrix (one gemm) */
 };

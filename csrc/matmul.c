@@ -20,13 +20,13 @@
  * up, of one adapter lie back to back, lora.c, and go through one gemm), then
  * its rows of W x, adding the deltas of each stretch of rows once it is done
  * and every thread's share of u is there (at once with one thread; with more,
- * usually from the first stretch on): (scale u_k d_k) q_k over k = 0..rank-1
- * in that order, from B^T's int8 values q and their scales d (lora.h), by the
- * table's lora_b32. No pass of its
+ * usually from the first stretch on): u in int8 against B's int8 values, an
+ * exact integer sum per row times the row's scale (lora.h), by the table's
+ * lora_b32. No pass of its
  * own for A x: at 2 threads an extra wake-up and wait per product cost more
  * than the adapter's arithmetic. The gemm's entries do not depend on the tile
- * and the sum over the rank has one order, so a token's result does not depend
- * on the batch around it or on the number of threads.
+ * and B's sums are exact integers, so a token's result does not depend on the
+ * batch around it or on the number of threads.
  * The kernel table is the one chosen at start-up (kernels/dispatch.c);
  * the architectures' graphs are forward.c's and models/'.
  */
@@ -60,11 +60,11 @@ typedef struct lora_term {
     const uint8_t *a;    /* (rank, n_in) A, Q8_0 rows of a_row bytes */
     size_t a_row;
     int64_t n_in;
-    const uint8_t *b;    /* B^T's runs of 32 of the base tensor's rows, b_run bytes each (lora.h) */
+    const uint8_t *b;    /* B's runs of 32 of the base tensor's rows, b_run bytes each (lora.h) */
     size_t b_run;
     int64_t row0;        /* the weight's first row in the base tensor (views) */
     int32_t rank;
-    float scale;
+    float scale;         /* the adapter's scale times B's (lora.h's b_scale) */
     int64_t col;         /* u_t's first column: u_t[k] = u[t * ldu + col + k] */
     const uint8_t *next; /* the adapter's next group of A rows (lora.h), prefetched during this product */
     size_t next_bytes;
@@ -110,15 +110,12 @@ typedef struct matmul_job {
     atomic_int *a_left;     /* threads still computing their share of A x */
 } matmul_job;
 
-/* Rows [r0, r1) of out_t += scale * B u_t for tokens [t0, t1): for k = 0..rank-1 in
- * order, out[r] += ((scale u_t[k]) d_k) q_k[r] (d_k the scale of q_k[r]'s run of
- * 32 rows of the base tensor), the same operations for a row whatever the batch
- * or the rows' split across threads: whole runs through the table's lora_b32,
- * LORA_RUNS at a time and LORA_K terms of the rank per call (the factors
- * (scale u_t[k]) d_k in a small buffer), runs cut by r0 or r1 element by
+/* Rows [r0, r1) of out_t += scale * B u_t for tokens [t0, t1): u_t in int8 (uq = round(u_t / su) with
+ * su = max |u_t| / 127, as Q8_0 rounds), then for each row the exact integer sum of q[k][r] uq[k] times
+ * (scale su) e[r] (lora.h's runs, quant.h's lora_b32), the same operations for a row whatever the batch or
+ * the rows' split across threads: whole runs through the table's lora_b32, runs cut by r0 or r1 element by
  * element with the kernel's operations. */
-#define LORA_RUNS 8
-#define LORA_K 64
+#define LORA_RUNS 8 /* runs of deltas given at a time, after the base rows they belong to */
 
 /* Asks for n bytes at p: an adapter's pieces are small and read once per token, too short a stream for the
  * hardware prefetcher to reach its pace, so their cache lines are requested before they are used. */
@@ -127,7 +124,7 @@ static void prefetch_bytes(const void *p, size_t n) {
     for (size_t off = 0; off < n; off += 64) __builtin_prefetch(c + off, 0, 3);
 }
 
-/* Asks for the runs of B^T that rows [r0, r1) read. */
+/* Asks for the runs of B that rows [r0, r1) read. */
 static void lora_prefetch_b(const lora_term *L, int64_t r0, int64_t r1) {
     const int64_t blk0 = (L->row0 + r0) / PLM_QK, blk1 = (L->row0 + r1 + PLM_QK - 1) / PLM_QK;
     prefetch_bytes(L->b + (size_t)blk0 * L->b_run, (size_t)(blk1 - blk0) * L->b_run);
@@ -135,35 +132,35 @@ static void lora_prefetch_b(const lora_term *L, int64_t r0, int64_t r1) {
 
 static void lora_delta(const plm_kernels *kern, const lora_set *ls, const lora_term *L, float *out, int64_t ldo,
                        int32_t t0, int32_t t1, int64_t r0, int64_t r1) {
-    float c[LORA_RUNS * LORA_K];
+    int8_t uq[PLM_LORA_RANK_MAX];
+    const int32_t rank4 = plm_lora_rank4(L->rank);
     const int64_t g1 = L->row0 + r1;
     const size_t qs = plm_lora_run_q(L->rank);
     for (int32_t t = t0; t < t1; t++) {
         const float *u = ls->u + (int64_t)t * ls->ldu + L->col;
+        float amax = 0.0f;
+        for (int32_t k = 0; k < L->rank; k++) amax = fmaxf(amax, fabsf(u[k]));
+        const float id = amax != 0.0f ? 127.0f / amax : 0.0f, c = L->scale * (amax / 127.0f);
+        for (int32_t k = 0; k < rank4; k++) uq[k] = k < L->rank ? plm_round_even_i8(u[k] * id) : 0;
         for (int64_t g = L->row0 + r0; g < g1;) {
             const int64_t blk = g / PLM_QK;
             const uint8_t *run = L->b + (size_t)blk * L->b_run;
-            const int8_t *q = (const int8_t *)run;
             float *o = out + (int64_t)t * ldo + (g - L->row0);
             if (g % PLM_QK != 0 || g1 - g < PLM_QK) { /* a cut run */
-                const float *d = (const float *)(run + qs);
+                const int8_t *q = (const int8_t *)run;
+                const plm_f16 *e = (const plm_f16 *)(run + qs);
                 const int64_t ge = PLM_MIN(g1, (blk + 1) * PLM_QK);
-                for (int32_t k = 0; k < L->rank; k++) {
-                    const float ck = (L->scale * u[k]) * d[k];
-                    for (int64_t r = g; r < ge; r++) o[r - g] += ck * (float)q[PLM_QK * k + r % PLM_QK];
+                for (int64_t r = g; r < ge; r++) {
+                    const int i = (int)(r % PLM_QK);
+                    int32_t s = 0;
+                    for (int32_t k = 0; k < rank4; k++) s += (int32_t)q[128 * (k / 4) + 4 * i + k % 4] * (int32_t)uq[k];
+                    o[r - g] += (float)s * (c * plm_f16_to_f32(e[i]));
                 }
                 g = ge;
                 continue;
             }
-            const int nb = (int)PLM_MIN(LORA_RUNS, (g1 - g) / PLM_QK);
-            for (int32_t k0 = 0; k0 < L->rank; k0 += LORA_K) {
-                const int32_t nk = PLM_MIN(LORA_K, L->rank - k0);
-                for (int b = 0; b < nb; b++) {
-                    const float *d = (const float *)(run + (size_t)b * L->b_run + qs);
-                    for (int32_t k = 0; k < nk; k++) c[b * nk + k] = (L->scale * u[k0 + k]) * d[k0 + k];
-                }
-                kern->lora_b32(nb, nk, c, q + PLM_QK * k0, (int64_t)L->b_run, o);
-            }
+            const int nb = (int)((g1 - g) / PLM_QK);
+            kern->lora_b32(nb, rank4, uq, c, run, (int64_t)L->b_run, o);
             g += (int64_t)nb * PLM_QK;
         }
     }
@@ -239,7 +236,7 @@ static void lora_segments(lora_set *ls, int n_w) {
  * tokens) pieces, so both the weight rows and the activations of a piece stay
  * in cache while it is computed. With adapters, the short streams of the
  * adapter's bytes are asked for while the base rows stream, a piece with each
- * row block: the runs of B^T of the next block's rows, and the thread's part
+ * row block: the runs of B of the next block's rows, and the thread's part
  * of the adapter's next group of A rows (the next product's first work). */
 static void matmul_worker(void *arg, int ith, int nth) {
     const matmul_job *job = arg;
@@ -282,7 +279,7 @@ static void matmul_worker(void *arg, int ith, int nth) {
             int64_t pend = a; /* rows [pend, rb) have W x but not yet their deltas */
             for (int64_t rb = a; rb < b; rb += ROW_BLOCK) {
                 const int64_t re = PLM_MIN(b, rb + ROW_BLOCK);
-                /* B^T's runs a block ahead of their use (the first block's with it) */
+                /* B's runs a block ahead of their use (the first block's with it) */
                 for (int k = k0; k < k1; k++)
                     lora_prefetch_b(&ls->terms[k], rb == a ? rb : re, PLM_MIN(b, re + ROW_BLOCK));
                 if (t0 == 0) {
@@ -307,7 +304,7 @@ static void matmul_worker(void *arg, int ith, int nth) {
                             for (int64_t r = rb; r < re; r++) o[r] = dot(W->n_in, wd + (size_t)r * W->row_bytes, at);
                     }
                 }
-                /* the deltas of the rows done while they and their runs of B^T are in cache, LORA_RUNS runs at a
+                /* the deltas of the rows done while they and their runs of B are in cache, LORA_RUNS runs at a
                  * time (the kernel's pace), once every thread's share of u is there (at once with one thread;
                  * with more, usually from the first block on) */
                 if (k0 < k1 && (re - pend >= LORA_RUNS * PLM_QK || re == b) &&
@@ -390,7 +387,8 @@ static void lora_terms(plm_context *ctx, int n_w, const plm_weight *const *w, co
             const plm_lora_pair *p = plm_lora_find(au->a, w[j]);
             if (!p) continue;
             terms[n++] = (lora_term){.a = p->a, .a_row = p->a_row, .n_in = p->n_in, .b = p->b, .b_run = p->b_run,
-                                     .row0 = w[j]->row0, .rank = p->rank, .scale = plm_lora_scale(au->a, p, au->scale),
+                                     .row0 = w[j]->row0, .rank = p->rank,
+                                     .scale = plm_lora_scale(au->a, p, au->scale) * p->b_scale,
                                      .col = col, .next = p->next, .next_bytes = p->next_bytes};
             col += p->rank;
         }

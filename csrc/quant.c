@@ -917,10 +917,17 @@ static float exp_sum_f32(float *x, int64_t n, float scale, float sub) {
     return (float)sum;
 }
 
-static void lora_b32(int nb, int32_t rank, const float *c, const int8_t *q, int64_t qs, float *o) {
-    for (int b = 0; b < nb; b++)
-        for (int32_t k = 0; k < rank; k++)
-            for (int i = 0; i < PLM_QK; i++) o[PLM_QK * b + i] += c[b * rank + k] * (float)q[b * qs + PLM_QK * k + i];
+static void lora_b32(int nb, int32_t rank4, const int8_t *uq, float c, const uint8_t *run, int64_t run_bytes,
+                     float *o) {
+    for (int b = 0; b < nb; b++, run += run_bytes) {
+        const int8_t *q = (const int8_t *)run;
+        const plm_f16 *e = (const plm_f16 *)(run + (size_t)PLM_QK * (size_t)rank4);
+        for (int i = 0; i < PLM_QK; i++) {
+            int32_t s = 0;
+            for (int32_t k = 0; k < rank4; k++) s += (int32_t)q[128 * (k / 4) + 4 * i + k % 4] * (int32_t)uq[k];
+            o[PLM_QK * b + i] += (float)s * (c * plm_f16_to_f32(e[i]));
+        }
+    }
 }
 
 const float plm_erf_coef[PLM_ERF_DEGREE + 1][PLM_ERF_PIECES] = {

@@ -153,11 +153,14 @@ typedef struct plm_kernels {
      * summation order depends only on n, so a row's result does not depend on how tokens were batched. */
     float (*max_f32)(const float *x, int64_t n);
     float (*exp_sum_f32)(float *x, int64_t n, float scale, float sub);
-    /* A LoRA delta from int8 B^T (matmul.c) over nb runs of 32 outputs: for k = 0..rank-1 in order,
-     *   o[32 b + i] = o[32 b + i] + c[b * rank + k] * (float)q[b * qs + 32 k + i]   (b < nb, i < 32)
-     * (a run's 32-value pieces follow each other, runs are qs bytes apart): a product then a sum (no fused
-     * multiply-add), so that every table and the caller's element-by-element loop for cut runs agree bit for bit. */
-    void (*lora_b32)(int nb, int32_t rank, const float *c, const int8_t *q, int64_t qs, float *o);
+    /* A LoRA delta from int8 B (matmul.c; lora.h's runs) over nb runs of 32 outputs, runs run_bytes apart: run
+     * b holds q, rank4 / 4 groups of 128 bytes (the 32 outputs' 4 values of k = 4 g .. 4 g + 3 each, so
+     * q_b[k][i] = run[128 (k / 4) + 4 i + k % 4]), then e_b, 32 F16 scales. With uq the token's u in int8
+     * (rank4 values, a multiple of 4, zero past the rank) and c its scale:
+     *   s = sum_k q_b[k][i] uq[k] (exact in int32),  o[32 b + i] = o[32 b + i] + (float)s * (c * e_b[i])
+     * a product then a sum (no fused multiply-add), so that every table and the caller's element-by-element
+     * loop for cut runs agree bit for bit (the integer sum is exact in any order). */
+    void (*lora_b32)(int nb, int32_t rank4, const int8_t *uq, float c, const uint8_t *run, int64_t run_bytes, float *o);
     /* y[i] = gelu(y[i] + b[i]) for i < n (b NULL: no bias), the exact GELU 0.5 v (1 + erf(v / sqrt 2)) with erf
      * from plm_erf_coef (below, within 1e-7 of erf): every table computes each element with the same
      * operations (fused multiply-adds where the reference has fmaf), so all tables agree bit for bit. AVX2 and

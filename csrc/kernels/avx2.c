@@ -1446,30 +1446,32 @@ static void quant_q8_K(const float *src, void *dst, int64_t n) {
 
 /* ------------------------------------------------------------- LoRA */
 
-/* quant.h's lora_b32, 8 lanes at a time, products and sums apart as the reference; two runs (8 chains of sums)
- * at once, since each element's sum over k is one chain. */
-static ALWAYS_INLINE void lora_b32_runs(const int R, int32_t rank, const float *c, const int8_t *q, int64_t qs,
-                                        float *o) {
-    __m256 acc[2][4];
-    for (int b = 0; b < R; b++)
-        for (int j = 0; j < 4; j++) acc[b][j] = _mm256_loadu_ps(o + 32 * b + 8 * j);
-    for (int32_t k = 0; k < rank; k++)
-        for (int b = 0; b < R; b++) {
-            const __m256 ck = _mm256_set1_ps(c[b * rank + k]);
-            const int8_t *qk = q + b * qs + 32 * k;
+/* quant.h's lora_b32, 8 outputs at a time: a run's 128-byte group of 4 values of k for 32 outputs is four
+ * registers of 8 lanes; q takes uq's signs (vpsignb), vpmaddubsw multiplies by |uq| and adds pairs (at most
+ * 2 x 127 x 127, no saturation), vpmaddwd adds the pairs into the lane's int32 sum: exact, as the reference's;
+ * then the reference's product and sum. */
+static void lora_b32(int nb, int32_t rank4, const int8_t *uq, float c, const uint8_t *run, int64_t run_bytes, float *o) {
+    const int ng = rank4 / 4;
+    const __m256 cv = _mm256_set1_ps(c);
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int b = 0; b < nb; b++, run += run_bytes, o += PLM_QK) {
+        __m256i s[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
+        for (int g = 0; g < ng; g++) {
+            int32_t u4;
+            memcpy(&u4, uq + 4 * g, 4);
+            const __m256i U = _mm256_set1_epi32(u4), A = _mm256_abs_epi8(U);
             for (int j = 0; j < 4; j++) {
-                const __m256i v = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(qk + 8 * j)));
-                acc[b][j] = _mm256_add_ps(acc[b][j], _mm256_mul_ps(ck, _mm256_cvtepi32_ps(v)));
+                const __m256i q = _mm256_loadu_si256((const __m256i *)(run + 128 * g + 32 * j));
+                const __m256i p = _mm256_maddubs_epi16(A, _mm256_sign_epi8(q, U));
+                s[j] = _mm256_add_epi32(s[j], _mm256_madd_epi16(p, ones));
             }
         }
-    for (int b = 0; b < R; b++)
-        for (int j = 0; j < 4; j++) _mm256_storeu_ps(o + 32 * b + 8 * j, acc[b][j]);
-}
-
-static void lora_b32(int nb, int32_t rank, const float *c, const int8_t *q, int64_t qs, float *o) {
-    int b = 0;
-    for (; b + 2 <= nb; b += 2) lora_b32_runs(2, rank, c + b * rank, q + b * qs, qs, o + 32 * b);
-    if (b < nb) lora_b32_runs(1, rank, c + b * rank, q + b * qs, qs, o + 32 * b);
+        const __m128i *e = (const __m128i *)(run + (size_t)PLM_QK * (size_t)rank4);
+        for (int j = 0; j < 4; j++) {
+            const __m256 ce = _mm256_mul_ps(cv, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint8_t *)e + 16 * j))));
+            _mm256_storeu_ps(o + 8 * j, _mm256_add_ps(_mm256_loadu_ps(o + 8 * j), _mm256_mul_ps(_mm256_cvtepi32_ps(s[j]), ce)));
+        }
+    }
 }
 
 /* quant.h's gelu_bias, 8 lanes at a time: the reference's operations lane by lane (the piece's coefficients picked

@@ -887,30 +887,47 @@ static float dot_q3_K(int64_t n, const void *vw, const void *va) {
 
 /* ------------------------------------------------------------- LoRA */
 
-/* quant.h's lora_b32, 16 lanes at a time, products and sums apart as the reference; four runs (8 chains of sums)
- * at once, since each element's sum over k is one chain. */
-static ALWAYS_INLINE void lora_b32_runs(const int R, int32_t rank, const float *c, const int8_t *q, int64_t qs,
-                                        float *o) {
-    __m512 acc[4][2];
-    for (int b = 0; b < R; b++)
-        for (int j = 0; j < 2; j++) acc[b][j] = _mm512_loadu_ps(o + 32 * b + 16 * j);
-    for (int32_t k = 0; k < rank; k++)
-        for (int b = 0; b < R; b++) {
-            const __m512 ck = _mm512_set1_ps(c[b * rank + k]);
-            const int8_t *qk = q + b * qs + 32 * k;
-            for (int j = 0; j < 2; j++) {
-                const __m512i v = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(qk + 16 * j)));
-                acc[b][j] = _mm512_add_ps(acc[b][j], _mm512_mul_ps(ck, _mm512_cvtepi32_ps(v)));
+/* quant.h's lora_b32 with VNNI: a run's 128-byte group of 4 values of k for 32 outputs is two registers of 16
+ * lanes, each lane's 4 products summed by vpdpbusd (unsigned by signed bytes), so uq goes in as its positive
+ * and negative parts, two sums subtracted (exact: |uq|, |q| <= 127); then the reference's product and sum.
+ * Ranks above 4 LORA_G_MAX take the reference (the same exact sums). */
+#define LORA_G_MAX 64
+static void lora_b32(int nb, int32_t rank4, const int8_t *uq, float c, const uint8_t *run, int64_t run_bytes, float *o) {
+    const int ng = rank4 / 4;
+    if (ng > LORA_G_MAX) {
+        plm_kernels_ref()->lora_b32(nb, rank4, uq, c, run, run_bytes, o);
+        return;
+    }
+    int32_t up[LORA_G_MAX], un[LORA_G_MAX];
+    for (int g = 0; g < ng; g++) {
+        uint32_t p = 0, n = 0;
+        for (int j = 0; j < 4; j++) {
+            const int v = uq[4 * g + j];
+            p |= (uint32_t)(v > 0 ? v : 0) << (8 * j);
+            n |= (uint32_t)(v < 0 ? -v : 0) << (8 * j);
+        }
+        up[g] = (int32_t)p;
+        un[g] = (int32_t)n;
+    }
+    const __m512 cv = _mm512_set1_ps(c);
+    for (int b = 0; b < nb; b++, run += run_bytes, o += PLM_QK) {
+        __m512i sp[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()}, sn[2] = {sp[0], sp[1]};
+        for (int g = 0; g < ng; g++) {
+            const __m512i P = _mm512_set1_epi32(up[g]), N = _mm512_set1_epi32(un[g]);
+            for (int h = 0; h < 2; h++) {
+                const __m512i q = _mm512_loadu_si512((const void *)(run + 128 * g + 64 * h));
+                sp[h] = _mm512_dpbusd_epi32(sp[h], P, q);
+                sn[h] = _mm512_dpbusd_epi32(sn[h], N, q);
             }
         }
-    for (int b = 0; b < R; b++)
-        for (int j = 0; j < 2; j++) _mm512_storeu_ps(o + 32 * b + 16 * j, acc[b][j]);
-}
-
-static void lora_b32(int nb, int32_t rank, const float *c, const int8_t *q, int64_t qs, float *o) {
-    int b = 0;
-    for (; b + 4 <= nb; b += 4) lora_b32_runs(4, rank, c + b * rank, q + b * qs, qs, o + 32 * b);
-    for (; b < nb; b++) lora_b32_runs(1, rank, c + b * rank, q + b * qs, qs, o + 32 * b);
+        const uint8_t *e = run + (size_t)PLM_QK * (size_t)rank4;
+        const __m512 ce[2] = {_mm512_mul_ps(cv, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)e))),
+                              _mm512_mul_ps(cv, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(e + 32))))};
+        for (int h = 0; h < 2; h++) {
+            const __m512 s = _mm512_cvtepi32_ps(_mm512_sub_epi32(sp[h], sn[h]));
+            _mm512_storeu_ps(o + 16 * h, _mm512_add_ps(_mm512_loadu_ps(o + 16 * h), _mm512_mul_ps(s, ce[h])));
+        }
+    }
 }
 
 /* ------------------------------------------------------------- softmax */

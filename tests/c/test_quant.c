@@ -1240,34 +1240,49 @@ static void test_softmax_helpers(void) {
 }
 
 /* The LoRA delta kernel, SIMD vs reference: bit-identical for any number of runs and any rank (matmul.c mixes
- * it with its own element-by-element loop for cut runs, and a token's result must not depend on the cut). */
+ * it with its own element-by-element loop for cut runs, and a token's result must not depend on the cut);
+ * rank 300 is past the AVX-512 table's register path (it hands those to the reference). */
 static void check_lora_b32(const plm_kernels *simd) {
     const plm_kernels *ref = plm_kernels_ref();
     REQUIRE(ref->lora_b32 && simd->lora_b32);
-    enum { MAX_NB = 9, MAX_RANK = 64, QS = 32 * MAX_RANK + 16 };
-    static float c[MAX_NB * MAX_RANK], a[32 * MAX_NB], b[32 * MAX_NB];
-    static int8_t q[MAX_NB * QS];
-    const int32_t ranks[] = {1, 3, 16, 64};
-    int bad = 0;
+    enum { MAX_NB = 9, MAX_RANK4 = 300, RUN = 32 * MAX_RANK4 + 64 + 16 };
+    static float a[32 * MAX_NB], b[32 * MAX_NB];
+    static uint8_t run[MAX_NB * RUN];
+    static int8_t uq[MAX_RANK4];
+    const int32_t ranks[] = {1, 3, 16, 64, 300};
+    int bad = 0, cases = 0;
     for (size_t ri = 0; ri < sizeof ranks / sizeof ranks[0]; ri++)
-        for (int nb = 1; nb <= MAX_NB; nb++) {
-            const int32_t rank = ranks[ri];
-            for (int i = 0; i < nb * rank; i++) c[i] = rng_normal() * 0.01f;
-            for (int i = 0; i < nb * QS; i++) q[i] = (int8_t)((int)(rng_u64() % 256) - 128);
+        for (int nb = 1; nb <= MAX_NB; nb++, cases++) {
+            const int32_t rank = ranks[ri], rank4 = (rank + 3) & ~3;
+            const int64_t run_bytes = 32 * rank4 + 64 + (nb % 2) * 16; /* runs packed, or 16 bytes apart */
+            for (int i = 0; i < nb * run_bytes; i++) run[i] = (uint8_t)(rng_u64() % 255 + 129); /* q in [-127, 127] */
+            for (int r = 0; r < nb; r++)
+                for (int i = 0; i < 32; i++) {
+                    const plm_f16 e = plm_f32_to_f16((float)(rng_u64() % 1000 + 1) / 1000.0f);
+                    memcpy(run + r * run_bytes + 32 * rank4 + 2 * i, &e, 2);
+                }
+            for (int k = 0; k < rank4; k++) uq[k] = k < rank ? (int8_t)((int)(rng_u64() % 255) - 127) : 0;
+            const float c = rng_normal() * 1e-3f;
             for (int i = 0; i < 32 * nb; i++) a[i] = b[i] = rng_normal();
-            ref->lora_b32(nb, rank, c, q, QS, a);
-            simd->lora_b32(nb, rank, c, q, QS, b);
+            ref->lora_b32(nb, rank4, uq, c, run, run_bytes, a);
+            simd->lora_b32(nb, rank4, uq, c, run, run_bytes, b);
             bad += memcmp(a, b, (size_t)(32 * nb) * sizeof(float)) != 0;
         }
-    CHECKF(bad == 0, "%s lora_b32: %d of 36 cases differ from the reference", simd->name, bad);
-    /* and the reference is the sum it says: o + c q, k in order */
-    for (int i = 0; i < 32; i++) a[i] = 1.0f;
-    for (int k = 0; k < 2; k++)
-        for (int i = 0; i < 32; i++) q[32 * k + i] = (int8_t)(k == 0 ? i - 16 : -127);
-    c[0] = 0.5f;
-    c[1] = 0.25f;
-    ref->lora_b32(1, 2, c, q, QS, a);
-    for (int i = 0; i < 32; i++) CHECKF(a[i] == 1.0f + 0.5f * (float)(i - 16) - 31.75f, "reference lora_b32 [%d] = %g", i, (double)a[i]);
+    CHECKF(bad == 0, "%s lora_b32: %d of %d cases differ from the reference", simd->name, bad, cases);
+    /* and the reference is the sum it says: o + (sum_k q[k][i] uq[k]) (c e[i]), q[k][i] at 128 (k / 4) + 4 i + k % 4 */
+    memset(run, 0, 32 * 4 + 64);
+    for (int i = 0; i < 32; i++) {
+        run[4 * i] = (uint8_t)(int8_t)(i - 16);
+        run[4 * i + 1] = (uint8_t)(int8_t)-127;
+        const plm_f16 e = plm_f32_to_f16(i % 2 ? 1.0f : 0.5f);
+        memcpy(run + 128 + 2 * i, &e, 2);
+        a[i] = 1.0f;
+    }
+    uq[0] = 2, uq[1] = 1, uq[2] = uq[3] = 0;
+    ref->lora_b32(1, 4, uq, 0.25f, run, 32 * 4 + 64, a);
+    for (int i = 0; i < 32; i++)
+        CHECKF(a[i] == 1.0f + (float)(2 * (i - 16) - 127) * 0.25f * (i % 2 ? 1.0f : 0.5f), "reference lora_b32 [%d] = %g", i,
+               (double)a[i]);
 }
 
 static void test_lora_b32(void) {
