@@ -31,6 +31,8 @@ typedef struct plm_kv {
     int32_t n_active;   /* 1 + highest cell in use */
     int32_t *cells[PLM_MAX_SEQ]; /* (n_cells[s]) sequence s's cells, positions increasing */
     int32_t n_cells[PLM_MAX_SEQ], cap_cells[PLM_MAX_SEQ];
+    int32_t page_next;  /* where kvcache.c's search for an empty page starts */
+    bool empty_pages;   /* false once a search found none, until a cell is freed */
 } plm_kv;
 
 struct plm_context {

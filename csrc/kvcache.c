@@ -11,6 +11,16 @@
  * of its cells in position order: attention visits a sequence's own cells
  * through it, so a token's work does not grow with other sequences' cells, and
  * a sequence's numbers do not depend on where its cells lie.
+ *
+ * Where a new token's cell goes: right after its sequence's last cell when that
+ * one is free, else at the start of an empty page of KV_PAGE cells, else in the
+ * first free cell. Sequences stepped together (plm_batch_gen) then keep their
+ * cells in runs of their own instead of interleaved one cell each, so that the
+ * attention's 8-cell blocks of a sequence's list are one stretch of the cache,
+ * read in place (models/blocks.c) rather than gathered row by row; a page's
+ * first cell is taken so that a cell's index and its place in the list agree
+ * modulo 8, the blocks' alignment. Where no empty page is left the first free
+ * cell is taken as before, so a cache fills up as far as it did.
  */
 #include "context.h"
 
@@ -20,6 +30,7 @@
 plm_status plm_kv_init(plm_kv *kv, const plm_hparams *hp, int32_t n_ctx) {
     memset(kv, 0, sizeof(*kv));
     kv->n_ctx = n_ctx;
+    kv->empty_pages = true;
     kv->kv_dim = hp->n_head_kv * hp->head_dim;
     uint64_t per_layer, total;
     if (plm_mul_ovf((uint64_t)n_ctx, (uint64_t)kv->kv_dim, &per_layer) ||
@@ -64,6 +75,37 @@ static void free_cell(plm_kv *kv, int32_t c) {
     kv->pos[c] = -1;
     kv->seq[c] = 0;
     kv->used--;
+    kv->empty_pages = true;
+}
+
+#define KV_PAGE 32 /* cells; a multiple of the attention's 8-cell blocks */
+
+static bool page_empty(const plm_kv *kv, int32_t p) {
+    const int32_t c1 = PLM_MIN(kv->n_ctx, (p + 1) * KV_PAGE);
+    for (int32_t c = p * KV_PAGE; c < c1; c++)
+        if (kv->seq[c]) return false;
+    return true;
+}
+
+/* The cell for sequence s's next token (see the top of the file); *first_free: no free cell below it. A free
+ * cell exists. */
+static int32_t pick_cell(plm_kv *kv, int s, int32_t *first_free) {
+    const int32_t nl = kv->n_cells[s];
+    if (nl > 0) {
+        const int32_t c = kv->cells[s][nl - 1] + 1;
+        if (c < kv->n_ctx && !kv->seq[c]) return c;
+    }
+    const int32_t n_pages = (kv->n_ctx + KV_PAGE - 1) / KV_PAGE;
+    for (int32_t k = 0; k < n_pages && kv->empty_pages; k++) {
+        const int32_t p = (kv->page_next + k) % n_pages, c = p * KV_PAGE + nl % 8;
+        if (c < kv->n_ctx && page_empty(kv, p)) {
+            kv->page_next = (p + 1) % n_pages;
+            return c;
+        }
+    }
+    kv->empty_pages = false;
+    while (kv->seq[*first_free]) (*first_free)++;
+    return *first_free;
 }
 
 /* n_active after cells at the top were freed. */
@@ -81,10 +123,10 @@ plm_status plm_kv_place(plm_kv *kv, int32_t n, const plm_token *tok, const int32
         plm_status st = add[s] ? reserve_list(kv, s, kv->n_cells[s] + add[s]) : PLM_OK;
         if (st) return st; /* only capacities grew */
     }
-    int32_t c = 0;
-    for (int32_t i = 0; i < n; i++, c++) {
-        while (kv->seq[c]) c++; /* n free cells exist: used + n <= n_ctx */
+    int32_t first_free = 0;
+    for (int32_t i = 0; i < n; i++) {
         const int s = seq[i];
+        const int32_t c = pick_cell(kv, s, &first_free); /* n free cells exist: used + n <= n_ctx */
         kv->pos[c] = pos[i];
         kv->seq[c] = (uint64_t)1 << s;
         kv->tok[c] = tok[i];
@@ -144,10 +186,13 @@ static void clear_all(plm_kv *kv) {
     }
     for (int s = 0; s < PLM_MAX_SEQ; s++) kv->n_cells[s] = 0;
     kv->used = kv->n_active = 0;
+    kv->page_next = 0;
+    kv->empty_pages = true;
 }
 
 plm_status plm_kv_load_end(plm_kv *kv) {
     kv->used = 0;
+    kv->empty_pages = true;
     for (int32_t c = 0; c < kv->n_active; c++) {
         if (kv->seq[c]) kv->used++;
         else kv->pos[c] = -1;

@@ -6,10 +6,15 @@
  * steps, shared prompt prefixes); pieces through the callback and by polling
  * add up to the text; a request that can never fit fails alone; cancelling;
  * cells are all freed at the end; bad arguments; `pocketlm generate --batch`
- * writes the same texts as JSON lines in input order.
+ * writes the same texts as JSON lines in input order. And where the cache puts
+ * sequences stepped together (kvcache.c, read through the internal header):
+ * each in runs of its own, its list's 8-cell blocks one stretch of the cache,
+ * and a cache sized to the tokens still fills up.
  */
 #include "pocketlm.h"
 #include "test.h"
+
+#include "context.h" /* the cells' placement, which only the library's internals see */
 
 static plm_model *model;
 
@@ -324,6 +329,46 @@ static void test_cli_batch_file(void) {
     plm_context_free(ctx);
 }
 
+/* n_seq sequences of a 5-token prompt each (one decode), then `steps` steps of one token per sequence; the
+ * number of sequences whose list has an 8-cell block (list places 8 j .. 8 j + 7, as attention reads them)
+ * that is not one stretch of cells. */
+static int cells_in_runs(int n_ctx, int n_seq, int steps) {
+    plm_context *ctx = new_ctx(n_ctx, n_seq);
+    CHECK(ctx != NULL);
+    if (!ctx) return n_seq;
+    plm_token tok[64];
+    int32_t pos[64], seq[64];
+    int n = 0;
+    for (int s = 0; s < n_seq; s++)
+        for (int i = 0; i < 5; i++, n++) tok[n] = 100 + 7 * n, pos[n] = i, seq[n] = s;
+    plm_batch b = {.n_tokens = n, .token = tok, .pos = pos, .seq_id = seq};
+    CHECK(plm_decode(ctx, &b) == PLM_OK);
+    for (int k = 0; k < steps; k++) {
+        for (int s = 0; s < n_seq; s++) tok[s] = 200 + s + k, pos[s] = 5 + k, seq[s] = s;
+        b.n_tokens = n_seq;
+        CHECKF(plm_decode(ctx, &b) == PLM_OK, "step %d: %s", k, plm_last_error());
+    }
+    const plm_kv *kv = &ctx->kv;
+    int broken = 0;
+    for (int s = 0; s < n_seq; s++) {
+        CHECK(kv->n_cells[s] == 5 + steps);
+        bool ok = true;
+        for (int i = 0; i < kv->n_cells[s]; i++)
+            if (i % 8 && kv->cells[s][i] != kv->cells[s][i - 1] + 1) ok = false;
+        broken += !ok;
+    }
+    CHECK(kv->used == n_seq * (5 + steps));
+    plm_context_free(ctx);
+    return broken;
+}
+
+static void test_cells_in_runs(void) {
+    /* room to spare: every sequence's blocks are stretches (interleaved one cell each before: none were) */
+    CHECKF(cells_in_runs(1024, 8, 60) == 0, "sequences stepped together share their blocks of cells");
+    /* a cache with exactly the cells the tokens take still takes them all */
+    cells_in_runs(8 * 65, 8, 60);
+}
+
 static void test_bad_arguments_and_abort(void) {
     plm_context *ctx = new_ctx(512, 4);
     REQUIRE(ctx);
@@ -383,6 +428,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     RUN(test_bad_arguments_and_abort);
+    RUN(test_cells_in_runs);
     RUN(test_oversized_fails_alone_and_cancel);
     RUN(test_cli_batch_file);
     RUN(test_greedy_equals_alone);
