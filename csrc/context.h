@@ -76,6 +76,7 @@ struct plm_context {
     uint32_t adapters_id;  /* fingerprint of the set (adapters and scales) for saved states; 0 = none */
     float *lora_u;         /* (n_batch, PLM_LINEAR_MAX_WEIGHTS * sum of the adapters' largest ranks) A x */
     uint8_t *lora_act;     /* (n_batch, longest A row) a product's input quantized for A; inside lora_u's block */
+    size_t lora_bytes;     /* lora_u's block (kept, and reused by later sets that fit in it) */
 };
 
 plm_status plm_kv_init(plm_kv *kv, const plm_hparams *hp, int32_t n_ctx);

@@ -401,27 +401,33 @@ plm_status plm_context_set_adapters(plm_context *ctx, int32_t n, plm_adapter *co
         id = fnv1a(id, &s, sizeof s);
     }
     plm_adapter_use *use = NULL;
-    float *u = NULL;
-    size_t u_bytes = 0;
+    float *u = ctx->lora_u;
+    size_t u_bytes = 0, bytes = ctx->lora_bytes;
     if (n > 0) {
         use = malloc((size_t)n * sizeof(*use));
         /* A x of every weight of one product for a micro-batch, then (64-byte aligned) the micro-batch's input
-         * quantized for A */
+         * quantized for A; the context's block when it is large enough (switching adapters, say per request,
+         * allocates nothing) */
         const size_t nb = (size_t)ctx->params.n_batch;
         u_bytes = (nb * PLM_LINEAR_MAX_WEIGHTS * (size_t)ranks * sizeof(float) + 63) / 64 * 64;
-        u = plm_amalloc(u_bytes + nb * plm_type_row_size(ctx->kern->dot_type[PLM_TYPE_Q8_0], n_in));
+        const size_t need = u_bytes + nb * plm_type_row_size(ctx->kern->dot_type[PLM_TYPE_Q8_0], n_in);
+        if (need > bytes) {
+            u = plm_amalloc(need);
+            bytes = need;
+        }
         if (!use || !u) {
             free(use);
-            plm_afree(u);
+            if (u != ctx->lora_u) plm_afree(u);
             return plm_fail(PLM_ERR_OOM, "out of memory for %d adapters", n);
         }
         for (int32_t i = 0; i < n; i++) use[i] = (plm_adapter_use){adapters[i], scales ? scales[i] : 1.0f};
     }
     free(ctx->adapters);
-    plm_afree(ctx->lora_u);
+    if (u != ctx->lora_u) plm_afree(ctx->lora_u);
     ctx->adapters = use;
     ctx->lora_u = u;
-    ctx->lora_act = u ? (uint8_t *)u + u_bytes : NULL;
+    ctx->lora_bytes = bytes;
+    ctx->lora_act = n > 0 ? (uint8_t *)u + u_bytes : NULL;
     ctx->n_adapters = n;
     ctx->adapters_id = n == 0 ? 0 : id ? id : 1;
     return PLM_OK;
