@@ -22,7 +22,8 @@
 typedef struct plm_kv {
     int32_t n_ctx;
     int32_t kv_dim;     /* n_head_kv * head_dim */
-    plm_f16 *k;         /* (n_layer, n_ctx, kv_dim) */
+    plm_f16 *k;         /* keys: k_layer values per layer, by blocks of PLM_KV_BLOCK cells, transposed (plm_kv_k_at) */
+    size_t k_layer;     /* n_ctx rounded up to PLM_KV_BLOCK, times kv_dim */
     plm_f16 *v;         /* (n_layer, n_ctx, kv_dim) */
     int32_t *pos;       /* (n_ctx) position, -1 when free */
     uint64_t *seq;      /* (n_ctx) bit s set: the cell belongs to sequence s */
@@ -34,6 +35,15 @@ typedef struct plm_kv {
     int32_t page_next;  /* where kvcache.c's search for an empty page starts */
     bool empty_pages;   /* false once a search found none, until a cell is freed */
 } plm_kv;
+
+/* Where value j (head j / head_dim, dimension j % head_dim) of cell c's key lies in layer il: keys are kept by
+ * blocks of PLM_KV_BLOCK cells, each value of the row for all the block's cells side by side, so that the
+ * attention reads a block's dimension d of a head as PLM_KV_BLOCK consecutive values (kqt_f16), no transpose
+ * per token (kvcache.c places a sequence's cells in such blocks). Values are kept one row per cell. */
+static inline size_t plm_kv_k_at(const plm_kv *kv, int il, int32_t c, int64_t j) {
+    return (size_t)il * kv->k_layer + ((size_t)(c / PLM_KV_BLOCK) * (size_t)kv->kv_dim + (size_t)j) * PLM_KV_BLOCK +
+           (size_t)(c % PLM_KV_BLOCK);
+}
 
 struct plm_context {
     plm_model *model;

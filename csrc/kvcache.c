@@ -16,11 +16,12 @@
  * one is free, else at the start of an empty page of KV_PAGE cells, else in the
  * first free cell. Sequences stepped together (plm_batch_gen) then keep their
  * cells in runs of their own instead of interleaved one cell each, so that the
- * attention's 8-cell blocks of a sequence's list are one stretch of the cache,
- * read in place (models/blocks.c) rather than gathered row by row; a page's
- * first cell is taken so that a cell's index and its place in the list agree
- * modulo 8, the blocks' alignment. Where no empty page is left the first free
- * cell is taken as before, so a cache fills up as far as it did.
+ * attention's blocks of a sequence's list (PLM_KV_BLOCK cells) are blocks of
+ * the cache, read in place (models/blocks.c, context.h's transposed keys)
+ * rather than gathered cell by cell; a page's first cell is taken so that a
+ * cell's index and its place in the list agree modulo PLM_KV_BLOCK, the
+ * blocks' alignment. Where no empty page is left the first free cell is taken
+ * as before, so a cache fills up as far as it did.
  */
 #include "context.h"
 
@@ -32,11 +33,15 @@ plm_status plm_kv_init(plm_kv *kv, const plm_hparams *hp, int32_t n_ctx) {
     kv->n_ctx = n_ctx;
     kv->empty_pages = true;
     kv->kv_dim = hp->n_head_kv * hp->head_dim;
-    uint64_t per_layer, total;
+    uint64_t per_layer, total, k_layer, k_total;
+    const uint64_t n_blk = ((uint64_t)n_ctx + PLM_KV_BLOCK - 1) / PLM_KV_BLOCK;
     if (plm_mul_ovf((uint64_t)n_ctx, (uint64_t)kv->kv_dim, &per_layer) ||
-        plm_mul_ovf(per_layer, (uint64_t)hp->n_layer * sizeof(plm_f16), &total) || total > SIZE_MAX / 2)
+        plm_mul_ovf(per_layer, (uint64_t)hp->n_layer * sizeof(plm_f16), &total) || total > SIZE_MAX / 2 ||
+        plm_mul_ovf(n_blk * PLM_KV_BLOCK, (uint64_t)kv->kv_dim, &k_layer) ||
+        plm_mul_ovf(k_layer, (uint64_t)hp->n_layer * sizeof(plm_f16), &k_total) || k_total > SIZE_MAX / 2)
         return plm_fail(PLM_ERR_OOM, "KV cache of %d cells is too large", n_ctx);
-    kv->k = plm_amalloc((size_t)total);
+    kv->k_layer = (size_t)k_layer;
+    kv->k = plm_amalloc((size_t)k_total);
     kv->v = plm_amalloc((size_t)total);
     kv->pos = malloc((size_t)n_ctx * sizeof(int32_t));
     kv->seq = calloc((size_t)n_ctx, sizeof(uint64_t));
@@ -78,7 +83,7 @@ static void free_cell(plm_kv *kv, int32_t c) {
     kv->empty_pages = true;
 }
 
-#define KV_PAGE 32 /* cells; a multiple of the attention's 8-cell blocks */
+#define KV_PAGE 32 /* cells; a multiple of the cache's blocks (PLM_KV_BLOCK) */
 
 static bool page_empty(const plm_kv *kv, int32_t p) {
     const int32_t c1 = PLM_MIN(kv->n_ctx, (p + 1) * KV_PAGE);
@@ -97,7 +102,7 @@ static int32_t pick_cell(plm_kv *kv, int s, int32_t *first_free) {
     }
     const int32_t n_pages = (kv->n_ctx + KV_PAGE - 1) / KV_PAGE;
     for (int32_t k = 0; k < n_pages && kv->empty_pages; k++) {
-        const int32_t p = (kv->page_next + k) % n_pages, c = p * KV_PAGE + nl % 8;
+        const int32_t p = (kv->page_next + k) % n_pages, c = p * KV_PAGE + nl % PLM_KV_BLOCK;
         if (c < kv->n_ctx && page_empty(kv, p)) {
             kv->page_next = (p + 1) % n_pages;
             return c;

@@ -891,6 +891,15 @@ static void kq8_f16(int64_t hd, const plm_f16 *k, int64_t stride, int nc, const 
         }
 }
 
+static void kqt_f16(int64_t hd, const plm_f16 *kt, int nc, const float *q, int64_t qs, int nr, float *s, int64_t ss) {
+    for (int r = 0; r < nr; r++)
+        for (int c = 0; c < nc; c++) {
+            float sum = 0.0f;
+            for (int64_t d = 0; d < hd; d++) sum = fmaf(q[r * qs + d], f16_to_f32(kt[d * PLM_KV_BLOCK + c]), sum);
+            s[r * ss + c] = sum;
+        }
+}
+
 static void pv8_f16(int64_t hd, const plm_f16 *v, int64_t stride, int nc, const float *p, int64_t ps, int nr, float *o,
                     int64_t os) {
     for (int r = 0; r < nr; r++)
@@ -967,6 +976,7 @@ static const plm_kernels k_ref = {
         },
     .round_f16 = round_f16,
     .kq8_f16 = kq8_f16,
+    .kqt_f16 = kqt_f16,
     .pv8_f16 = pv8_f16,
     .max_f32 = max_f32,
     .exp_sum_f32 = exp_sum_f32,

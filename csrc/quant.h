@@ -54,6 +54,7 @@ typedef enum plm_type {
 #define PLM_QK_K 256 /* elements per super-block of the K-quants */
 
 typedef uint16_t plm_f16;  /* IEEE half, stored bits */
+#define PLM_KV_BLOCK 16    /* cells of a block of the KV cache's transposed keys (context.h, kqt_f16) */
 typedef uint16_t plm_bf16; /* bfloat16, stored bits */
 
 /* Block layouts, byte-for-byte as GGUF stores them. */
@@ -145,6 +146,11 @@ typedef struct plm_kernels {
                     float *s, int64_t ss);
     void (*pv8_f16)(int64_t hd, const plm_f16 *v, int64_t stride, int nc, const float *p, int64_t ps, int nr,
                     float *o, int64_t os);
+    /* kq8_f16 over a block of nc <= PLM_KV_BLOCK keys stored transposed, as the KV cache keeps them (context.h):
+     * s[r * ss + c] = sum over d = 0..hd-1, in that order, of q[r * qs + d] * kt[d * PLM_KV_BLOCK + c], the
+     * chain kq8_f16 computes for the same key as a row (so the two agree bit for bit). A table reads all
+     * PLM_KV_BLOCK lanes of kt's rows (those past nc are computed and dropped). */
+    void (*kqt_f16)(int64_t hd, const plm_f16 *kt, int nc, const float *q, int64_t qs, int nr, float *s, int64_t ss);
     /* The softmax of a row of attention scores, in two passes: max_f32 returns the largest of x[0..n)
      * (-INFINITY for n == 0); exp_sum_f32 sets x[i] = exp(x[i] * scale - sub), the product and the
      * difference each rounded to float as written, and returns the sum of the results. The reference calls

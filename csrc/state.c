@@ -63,7 +63,8 @@ plm_status plm_context_state_save(const plm_context *ctx, void *buf, size_t cap,
         put(&p, &kv->tok[c], sizeof(plm_token));
         for (int il = 0; il < hp->n_layer; il++) {
             size_t off = ((size_t)il * (size_t)kv->n_ctx + (size_t)c) * (size_t)kv->kv_dim;
-            put(&p, kv->k + off, row);
+            const plm_f16 *k = kv->k + plm_kv_k_at(kv, il, c, 0); /* the key as a row (context.h: by columns) */
+            for (int32_t j = 0; j < kv->kv_dim; j++) put(&p, k + (size_t)j * PLM_KV_BLOCK, sizeof(plm_f16));
             put(&p, kv->v + off, row);
         }
     }
@@ -150,7 +151,8 @@ plm_status plm_context_state_load(plm_context *ctx, const void *buf, size_t len)
         q += sizeof(int32_t) + sizeof(uint64_t) + sizeof(plm_token);
         for (int il = 0; il < hp->n_layer; il++) {
             size_t off = ((size_t)il * (size_t)kv->n_ctx + (size_t)c) * (size_t)kv->kv_dim;
-            memcpy(kv->k + off, q, row);
+            plm_f16 *k = kv->k + plm_kv_k_at(kv, il, (int32_t)c, 0);
+            for (int32_t j = 0; j < kv->kv_dim; j++) memcpy(k + (size_t)j * PLM_KV_BLOCK, q + j * sizeof(plm_f16), sizeof(plm_f16));
             memcpy(kv->v + off, q + row, row);
             q += 2 * row;
         }

@@ -1196,6 +1196,39 @@ static void kq8_f16(int64_t hd, const plm_f16 *k, int64_t stride, int nc, const 
     }
 }
 
+/* kqt_f16 (quant.h): the block's keys are stored transposed already, 16 cells per dimension: one load and two
+ * conversions per d give 16 lanes, each row a chain of FMAs over d into two vectors, 4 rows at a time. */
+static ALWAYS_INLINE void kqt_rows(const int NR, int64_t hd, const plm_f16 *kt, const float *q, int64_t qs, float *s,
+                                   int64_t ss, int nc) {
+    __m256 acc[4][2];
+    for (int r = 0; r < NR; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+    for (int64_t d = 0; d < hd; d++) {
+        const __m256 k0 = load_f16x8(kt + PLM_KV_BLOCK * d), k1 = load_f16x8(kt + PLM_KV_BLOCK * d + 8);
+        for (int r = 0; r < NR; r++) {
+            const __m256 qd = _mm256_broadcast_ss(q + r * qs + d);
+            acc[r][0] = _mm256_fmadd_ps(qd, k0, acc[r][0]);
+            acc[r][1] = _mm256_fmadd_ps(qd, k1, acc[r][1]);
+        }
+    }
+    for (int r = 0; r < NR; r++) {
+        float v[16];
+        _mm256_storeu_ps(v, acc[r][0]);
+        _mm256_storeu_ps(v + 8, acc[r][1]);
+        memcpy(s + r * ss, v, (size_t)nc * sizeof(float));
+    }
+}
+
+static void kqt_f16(int64_t hd, const plm_f16 *kt, int nc, const float *q, int64_t qs, int nr, float *s, int64_t ss) {
+    int r = 0;
+    for (; r + 4 <= nr; r += 4) kqt_rows(4, hd, kt, q + r * qs, qs, s + r * ss, ss, nc);
+    switch (nr - r) {
+    case 3: kqt_rows(3, hd, kt, q + r * qs, qs, s + r * ss, ss, nc); break;
+    case 2: kqt_rows(2, hd, kt, q + r * qs, qs, s + r * ss, ss, nc); break;
+    case 1: kqt_rows(1, hd, kt, q + r * qs, qs, s + r * ss, ss, nc); break;
+    default: break;
+    }
+}
+
 static void pv8_f16(int64_t hd, const plm_f16 *v, int64_t stride, int nc, const float *p, int64_t ps, int nr, float *o,
                     int64_t os) {
     if (hd > ATT_HD_MAX || hd % 8) {
@@ -1539,6 +1572,7 @@ static void build_table(void) {
     g_table.quantize[PLM_TYPE_F16] = quant_f16;
     g_table.round_f16 = round_f16;
     g_table.kq8_f16 = kq8_f16;
+    g_table.kqt_f16 = kqt_f16;
     g_table.pv8_f16 = pv8_f16;
     g_table.max_f32 = max_f32;
     g_table.exp_sum_f32 = exp_sum_f32;

@@ -129,8 +129,16 @@ static void rope_store_worker(void *arg, int ith, int nth) {
         rope_row(k, hp->n_head_kv, hp->head_dim, hp->n_rot, hp->rope_type, pos, a->rope_base, a->rope_freq_scale, hp->rope_attn_factor, a->rope_factors);
         if (a->q_scale != 1.0f)
             for (int64_t i = 0; i < Q; i++) q[i] *= a->q_scale;
-        size_t off = ((size_t)a->il * (size_t)kv->n_ctx + (size_t)job->ub->cells[t]) * (size_t)kv->kv_dim;
-        ctx->kern->quantize[PLM_TYPE_F16](k, kv->k + off, kv->kv_dim);
+        const int32_t c = job->ub->cells[t];
+        const size_t off = ((size_t)a->il * (size_t)kv->n_ctx + (size_t)c) * (size_t)kv->kv_dim;
+        /* the key into its block's columns (context.h), converted a piece at a time */
+        plm_f16 kh[256];
+        for (int64_t j0 = 0; j0 < kv->kv_dim; j0 += 256) {
+            const int64_t n = PLM_MIN(256, kv->kv_dim - j0);
+            ctx->kern->quantize[PLM_TYPE_F16](k + j0, kh, n);
+            plm_f16 *dst = kv->k + plm_kv_k_at(kv, a->il, c, j0);
+            for (int64_t j = 0; j < n; j++) dst[j * PLM_KV_BLOCK] = kh[j];
+        }
         ctx->kern->quantize[PLM_TYPE_F16](v, kv->v + off, kv->kv_dim);
     }
 }
@@ -180,6 +188,43 @@ static const plm_f16 *gather_rows(const plm_kv *kv, const plm_f16 *X, const int3
     return buf;
 }
 
+/* The keys of head hk (hd values from column hk hd) of cells l[0..nc) of layer il, transposed (PLM_KV_BLOCK
+ * apart per dimension, kqt_f16's layout): in place when the cells are one block of the cache from its first
+ * cell (kvcache.c places a sequence's cells so), else copied into buf (NULL: none, see key_scores). The next
+ * block (cells l[nc..nc+n_next)) is prefetched when it is one too; a sequence's blocks lie a few KB apart. */
+static const plm_f16 *key_block(const plm_kv *kv, int il, int hk, int hd, const int32_t *l, int nc, int n_next,
+                                plm_f16 *buf) {
+    const int64_t col = (int64_t)hk * hd;
+    if (n_next > 0 && l[nc] % PLM_KV_BLOCK == 0) {
+        const char *p = (const char *)(kv->k + plm_kv_k_at(kv, il, l[nc], col));
+        for (size_t b = 0; b < (size_t)hd * PLM_KV_BLOCK * sizeof(plm_f16); b += 64) __builtin_prefetch(p + b);
+    }
+    bool run = l[0] % PLM_KV_BLOCK == 0;
+    for (int c = 1; c < nc && run; c++) run = l[c] == l[0] + c;
+    if (run) return kv->k + plm_kv_k_at(kv, il, l[0], col);
+    if (!buf) return NULL;
+    memset(buf, 0, (size_t)hd * PLM_KV_BLOCK * sizeof(plm_f16)); /* lanes past nc: read by the kernel, dropped */
+    for (int c = 0; c < nc; c++) {
+        const plm_f16 *src = kv->k + plm_kv_k_at(kv, il, l[c], col);
+        for (int d = 0; d < hd; d++) buf[d * PLM_KV_BLOCK + c] = src[(size_t)d * PLM_KV_BLOCK];
+    }
+    return buf;
+}
+
+/* Scores of rows q (nr of them, hd apart) against the keys of cells l[0..nc) when key_block has no room for
+ * them (heads above ATTN_HD_MAX, cells scattered): kqt_f16's chain, cell by cell. */
+static void key_scores(const plm_kv *kv, int il, int hk, int hd, const int32_t *l, int nc, const float *q, int nr,
+                       float *s, int64_t ss) {
+    for (int c = 0; c < nc; c++) {
+        const plm_f16 *k = kv->k + plm_kv_k_at(kv, il, l[c], (int64_t)hk * hd);
+        for (int r = 0; r < nr; r++) {
+            float sum = 0.0f;
+            for (int d = 0; d < hd; d++) sum = fmaf(q[(int64_t)r * hd + d], plm_f16_to_f32(k[(size_t)d * PLM_KV_BLOCK]), sum);
+            s[r * ss + c] = sum;
+        }
+    }
+}
+
 static void attn_worker(void *arg, int ith, int nth) {
     const attn_job *job = arg;
     plm_context *ctx = job->ctx;
@@ -203,7 +248,7 @@ static void attn_worker(void *arg, int ith, int nth) {
      * (forward.c reserves PLM_ATTN_ROWS rows per thread) */
     float *scores = ctx->scores + (size_t)ith * (size_t)kv->n_ctx * PLM_ATTN_ROWS;
     float qbuf[PLM_ATTN_ROWS * ATTN_HD_MAX], obuf[PLM_ATTN_ROWS * ATTN_HD_MAX];
-    plm_f16 kvbuf[8 * ATTN_HD_MAX];
+    plm_f16 kvbuf[PLM_KV_BLOCK * ATTN_HD_MAX]; /* a block of keys (PLM_KV_BLOCK x hd) or 8 rows of values */
     float *qr = hd <= ATTN_HD_MAX ? qbuf : NULL, *orow = hd <= ATTN_HD_MAX ? obuf : NULL;
     plm_f16 *gbuf = hd <= ATTN_HD_MAX ? kvbuf : NULL;
     int64_t w0, w1;
@@ -223,7 +268,7 @@ static void attn_worker(void *arg, int ith, int nth) {
             hi[ti] = plm_kv_n_upto(kv, s, p);
             lo[ti] = window > 0 ? plm_kv_n_upto(kv, s, p - window) : 0;
         }
-        const int32_t c_beg = lo[0] & ~7, c_end = hi[nt - 1];
+        const int32_t c_beg = lo[0] & ~(PLM_KV_BLOCK - 1), c_end = hi[nt - 1];
         /* row r = token t0 + r / nh, head h0 + r % nh; a big head works in place in its output row */
         float *q_rows = qr ? qr : ctx->xn + t0 * Q + (int64_t)h0 * hd;
         float *o_rows = orow ? orow : q_rows;
@@ -232,13 +277,12 @@ static void attn_worker(void *arg, int ith, int nth) {
                    (size_t)hd * sizeof(float));
         /* q is rounded to F16 as the keys are (llama.cpp does the same), then dotted in F32 */
         kern->round_f16(q_rows, (int64_t)nr * hd);
-        const plm_f16 *K = kv->k + layer_off + (size_t)hk * (size_t)hd;
         const plm_f16 *V = kv->v + layer_off + (size_t)hk * (size_t)hd;
-        for (int32_t c0 = c_beg; c0 < c_end; c0 += 8) {
-            const int nc = PLM_MIN(8, c_end - c0);
-            int64_t ks;
-            const plm_f16 *kb = gather_rows(kv, K, l + c0, nc, PLM_MIN(8, c_end - c0 - nc), hd, gbuf, &ks);
-            kern->kq8_f16(hd, kb, ks, nc, q_rows, hd, nr, scores + c0, kv->n_ctx);
+        for (int32_t c0 = c_beg; c0 < c_end; c0 += PLM_KV_BLOCK) {
+            const int nc = PLM_MIN(PLM_KV_BLOCK, c_end - c0);
+            const plm_f16 *kb = key_block(kv, a->il, hk, hd, l + c0, nc, PLM_MIN(PLM_KV_BLOCK, c_end - c0 - nc), gbuf);
+            if (kb) kern->kqt_f16(hd, kb, nc, q_rows, hd, nr, scores + c0, kv->n_ctx);
+            else key_scores(kv, a->il, hk, hd, l + c0, nc, q_rows, nr, scores + c0, kv->n_ctx);
         }
         /* Each row's softmax runs over its own visible places [lo, hi) (the mask is that range: no test
          * per cell), so its sums do not depend on the item's other rows; the places of the pass outside

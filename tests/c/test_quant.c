@@ -1126,6 +1126,32 @@ static void check_attention_helpers(const plm_kernels *simd) {
     CHECKF(bad == 0, "%s: %d of %d kq8/pv8 calls differ from the reference", simd->name, bad, 2 * NR * 8);
     printf("  %-6s kq8_f16, pv8_f16: %d calls (1-%d rows x 1-8 cells) bit-identical to the reference\n", simd->name,
            2 * NR * 8 - bad, NR);
+    /* kqt_f16: the same keys transposed by blocks (the KV cache's layout), lanes past nc holding other values
+     * (the kernel reads them): the reference's chains, and kq8_f16's on the keys as rows */
+    enum { B = PLM_KV_BLOCK };
+    static plm_f16 kt[HD * B], krows[B * STRIDE];
+    static float t0[NR * B], t1[NR * B], t2[NR * B];
+    for (int i = 0; i < B * STRIDE; i++) {
+        r = r * 1664525u + 1013904223u;
+        krows[i] = plm_f32_to_f16((float)(r >> 8) / (float)(1u << 24) - 0.5f);
+    }
+    for (int d = 0; d < HD; d++)
+        for (int c = 0; c < B; c++) kt[d * B + c] = krows[c * STRIDE + d];
+    int bad_t = 0;
+    for (int nr = 1; nr <= NR; nr++)
+        for (int nc = 1; nc <= B; nc++) {
+            memset(t0, 0, sizeof t0);
+            memset(t1, 0, sizeof t1);
+            memset(t2, 0, sizeof t2);
+            ref->kqt_f16(HD, kt, nc, q, HD, nr, t0, B);
+            simd->kqt_f16(HD, kt, nc, q, HD, nr, t1, B);
+            ref->kq8_f16(HD, krows, STRIDE, PLM_MIN(nc, 8), q, HD, nr, t2, B);
+            if (nc > 8) ref->kq8_f16(HD, krows + 8 * STRIDE, STRIDE, nc - 8, q, HD, nr, t2 + 8, B);
+            bad_t += memcmp(t0, t1, sizeof t0) != 0 || memcmp(t0, t2, sizeof t0) != 0;
+        }
+    CHECKF(bad_t == 0, "%s: %d of %d kqt_f16 calls differ from the reference or from kq8_f16", simd->name, bad_t, NR * B);
+    printf("  %-6s kqt_f16: %d calls (1-%d rows x 1-%d cells) bit-identical to the reference and to kq8_f16\n",
+           simd->name, NR * B - bad_t, NR, B);
 }
 
 static void test_attention_helpers(void) {
