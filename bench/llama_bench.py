@@ -6,7 +6,7 @@ prints the same JSON shape on stdout:
 
 * prompt processing: one ``Llama.eval`` of ``-p`` tokens on an empty cache,
   logits for the last token only -> tokens/s;
-* generation: after a 16-token prompt, ``-n`` single-token evals, each fed the
+* generation: after a 16-token prompt (``-d``: a longer history), ``-n`` single-token evals, each fed the
   argmax of the previous logits -> tokens/s;
 * time to first token: a 64-token prompt on an empty cache plus the argmax that
   picks the first token -> ms;
@@ -74,13 +74,14 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def context_size(n_prompt: int, n_gen: int) -> int:
+def context_size(n_prompt: int, n_gen: int, depth: int = GEN_PROMPT) -> int:
     """Cells for the longest run, rounded up to 256 as plm_bench.c does."""
-    n = max(n_prompt, GEN_PROMPT + n_gen, TTFT_PROMPT)
+    n = max(n_prompt, GEN_PROMPT + n_gen, depth + n_gen, TTFT_PROMPT)
     return (n + 255) // 256 * 256
 
 
-def run(model: Path, n_threads: int = 2, n_prompt: int = 512, n_gen: int = 128, n_rep: int = 3) -> dict:
+def run(model: Path, n_threads: int = 2, n_prompt: int = 512, n_gen: int = 128, n_rep: int = 3,
+        depth: int = GEN_PROMPT) -> dict:
     """Loads model with llama-cpp-python, measures, and returns the JSON-ready result."""
     rss_before_load = peak_rss_mib()
     import llama_cpp  # imported here so that importing this module stays cheap
@@ -89,7 +90,7 @@ def run(model: Path, n_threads: int = 2, n_prompt: int = 512, n_gen: int = 128, 
     t0 = time.perf_counter()
     llm = llama_cpp.Llama(
         model_path=str(model),
-        n_ctx=context_size(n_prompt, n_gen),
+        n_ctx=context_size(n_prompt, n_gen, depth),
         n_batch=N_BATCH,
         n_ubatch=N_BATCH,
         n_threads=n_threads,
@@ -118,7 +119,7 @@ def run(model: Path, n_threads: int = 2, n_prompt: int = 512, n_gen: int = 128, 
         pp.append(n_prompt / (time.perf_counter() - t0))
 
     tg, shown = [], []
-    tokens = bench_tokens(GEN_PROMPT, SEED_GEN)
+    tokens = bench_tokens(depth, SEED_GEN)
     for _ in range(n_rep):
         eval_fresh(tokens)
         shown = []
@@ -148,6 +149,7 @@ def run(model: Path, n_threads: int = 2, n_prompt: int = 512, n_gen: int = 128, 
         "n_prompt": n_prompt,
         "n_gen": n_gen,
         "n_rep": n_rep,
+        "depth": depth,
         "n_ctx": llm.n_ctx(),
         "n_batch": N_BATCH,
         "pp_tok_s": statistics.median(pp),
@@ -171,14 +173,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-p", "--prompt", type=int, default=512, help="prompt-processing tokens (default 512)")
     ap.add_argument("-n", "--gen", type=int, default=128, help="tokens generated one at a time (default 128)")
     ap.add_argument("-r", "--reps", type=int, default=3, help="repetitions; medians are reported (default 3)")
+    ap.add_argument("-d", "--depth", type=int, default=GEN_PROMPT,
+                    help="tokens of history before the generation is timed (default %d)" % GEN_PROMPT)
     args = ap.parse_args(argv)
-    if min(args.threads, args.prompt, args.gen, args.reps) < 1:
-        ap.error("-t, -p, -n and -r must be at least 1")
+    if min(args.threads, args.prompt, args.gen, args.reps, args.depth) < 1:
+        ap.error("-t, -p, -n, -r and -d must be at least 1")
     model = args.model or default_model_path()
     if not model.is_file():
         print(f"llama_bench: no model file at {model} (run `make model`)", file=sys.stderr)
         return 1
-    print(json.dumps(run(model, args.threads, args.prompt, args.gen, args.reps)))
+    print(json.dumps(run(model, args.threads, args.prompt, args.gen, args.reps, args.depth)))
     return 0
 
 

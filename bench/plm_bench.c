@@ -5,8 +5,9 @@
  * measures three things, each repeated -r times, reporting the median:
  *   prompt processing  one plm_decode of -p tokens on an empty cache, logits for
  *                      the last token only                          -> tokens/s
- *   generation         after a 16-token prompt, -n single-token decodes, each
- *                      fed the argmax of the previous logits        -> tokens/s
+ *   generation         after a 16-token prompt (-d tokens: a longer history),
+ *                      -n single-token decodes, each fed the argmax of the
+ *                      previous logits                              -> tokens/s
  *   time to first token  a 64-token prompt on an empty cache plus the argmax
  *                      that picks the first token                   -> ms
  * and prints one JSON object on stdout, with the peak RSS (getrusage). Token ids
@@ -14,7 +15,7 @@
  * process identical tokens. Comparing, tabulating and alternating the engines is
  * bench/run.py's job.
  *
- *   build/plm-bench [-m FILE] [-a ADAPTER] [-t THREADS] [-p 512] [-n 128] [-r 3]
+ *   build/plm-bench [-m FILE] [-a ADAPTER] [-t THREADS] [-p 512] [-n 128] [-r 3] [-d 16]
  *
  * -a applies a LoRA adapter (GGUF) to the context, to measure what it costs
  * (tools/make_bench_lora.py writes a random one of any rank). With -a, a
@@ -53,6 +54,7 @@ typedef struct bench_opts {
     int n_prompt;
     int n_gen;
     int n_rep;
+    int depth; /* tokens of history before the generation's timing */
 } bench_opts;
 
 static double now_s(void) {
@@ -156,11 +158,15 @@ static int fail(plm_status st, const char *what) {
     return 1;
 }
 
-/* Decodes tokens [0, n) on an empty cache; only the last token's logits. */
+/* Decodes tokens [0, n) on an empty cache, N_BATCH at a time; only the last token's logits. */
 static plm_status decode_fresh(plm_context *ctx, const plm_token *tokens, int n) {
     plm_kv_clear(ctx);
-    plm_batch b = {.n_tokens = n, .token = tokens};
-    return plm_decode(ctx, &b);
+    for (int i = 0; i < n; i += N_BATCH) {
+        plm_batch b = {.n_tokens = n - i < N_BATCH ? n - i : N_BATCH, .token = tokens + i};
+        plm_status st = plm_decode(ctx, &b);
+        if (st) return st;
+    }
+    return PLM_OK;
 }
 
 /* Decodes the argmax of the current logits, n times; the first N_SHOW chosen ids
@@ -197,6 +203,7 @@ static const char *USAGE =
     "  -p N        prompt-processing batch size in tokens (default 512)\n"
     "  -n N        tokens generated one at a time (default 128)\n"
     "  -r N        repetitions; the medians are reported (default 3)\n"
+    "  -d N        tokens of history before the generation is timed (default 16)\n"
     "Prints one JSON object on stdout.\n";
 
 static int parse_args(int argc, char **argv, bench_opts *o) {
@@ -218,6 +225,7 @@ static int parse_args(int argc, char **argv, bench_opts *o) {
         else if (!strcmp(a, "-p")) bad = parse_int(a, v, 1, &o->n_prompt);
         else if (!strcmp(a, "-n")) bad = parse_int(a, v, 1, &o->n_gen);
         else if (!strcmp(a, "-r")) bad = parse_int(a, v, 1, &o->n_rep);
+        else if (!strcmp(a, "-d")) bad = parse_int(a, v, 1, &o->depth);
         else {
             fprintf(stderr, "plm-bench: unknown option '%s'\n%s", a, USAGE);
             return 1;
@@ -228,7 +236,8 @@ static int parse_args(int argc, char **argv, bench_opts *o) {
 }
 
 int main(int argc, char **argv) {
-    bench_opts o = {.model = NULL, .adapter = NULL, .n_threads = 2, .n_prompt = 512, .n_gen = 128, .n_rep = 3};
+    bench_opts o = {.model = NULL, .adapter = NULL, .n_threads = 2, .n_prompt = 512, .n_gen = 128, .n_rep = 3,
+                    .depth = GEN_PROMPT};
     int r = parse_args(argc, argv, &o);
     if (r) return r == 2 ? 0 : 2;
 
@@ -255,6 +264,7 @@ int main(int argc, char **argv) {
     int n_ctx = o.n_prompt;
     const int n_gen_cells = o.n_gen * (o.adapter ? 2 : 1); /* the paired measurement decodes 2 tokens a pair */
     if (n_ctx < GEN_PROMPT + n_gen_cells) n_ctx = GEN_PROMPT + n_gen_cells;
+    if (n_ctx < o.depth + o.n_gen) n_ctx = o.depth + o.n_gen;
     if (n_ctx < TTFT_PROMPT) n_ctx = TTFT_PROMPT;
     n_ctx = (n_ctx + 255) / 256 * 256;
     plm_context_params cp = plm_context_default_params();
@@ -273,6 +283,7 @@ int main(int argc, char **argv) {
     }
 
     int n_tok = o.n_prompt > TTFT_PROMPT ? o.n_prompt : TTFT_PROMPT;
+    if (n_tok < o.depth) n_tok = o.depth;
     tokens = malloc((size_t)n_tok * sizeof *tokens);
     pp = malloc((size_t)o.n_rep * sizeof *pp);
     tg = malloc((size_t)o.n_rep * sizeof *tg);
@@ -299,9 +310,9 @@ int main(int argc, char **argv) {
         pp[i] = o.n_prompt / (now_s() - t0);
     }
 
-    fill_tokens(tokens, GEN_PROMPT, SEED_GEN);
+    fill_tokens(tokens, o.depth, SEED_GEN);
     for (int i = 0; i < o.n_rep; i++) {
-        if ((st = decode_fresh(ctx, tokens, GEN_PROMPT))) {
+        if ((st = decode_fresh(ctx, tokens, o.depth))) {
             rc = fail(st, "generation prompt");
             goto out;
         }
@@ -357,8 +368,8 @@ int main(int argc, char **argv) {
     }
     printf(", \"model_bytes\": %llu, \"n_threads\": %d, ", (unsigned long long)info.n_bytes,
            plm_context_n_threads(ctx));
-    printf("\"n_prompt\": %d, \"n_gen\": %d, \"n_rep\": %d, \"n_ctx\": %d, \"n_batch\": %d, ", o.n_prompt,
-           o.n_gen, o.n_rep, plm_context_n_ctx(ctx), N_BATCH);
+    printf("\"n_prompt\": %d, \"n_gen\": %d, \"n_rep\": %d, \"depth\": %d, \"n_ctx\": %d, \"n_batch\": %d, ", o.n_prompt,
+           o.n_gen, o.n_rep, o.depth, plm_context_n_ctx(ctx), N_BATCH);
     printf("\"pp_tok_s\": %.3f, \"tg_tok_s\": %.3f, \"ttft_ms\": %.3f, ", median(pp, o.n_rep),
            median(tg, o.n_rep), median(ttft, o.n_rep));
     print_array("pp_tok_s_all", pp, o.n_rep);
