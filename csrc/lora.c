@@ -24,7 +24,6 @@
 #include <string.h>
 #include <sys/mman.h>
 
-
 static uint32_t fnv1a(uint32_t h, const void *p, size_t n) {
     const uint8_t *b = p;
     for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 16777619u;

@@ -55,6 +55,20 @@ typedef enum plm_type {
 
 typedef uint16_t plm_f16;  /* IEEE half, stored bits */
 #define PLM_KV_BLOCK 16    /* cells of a block of the KV cache's transposed keys (context.h, kqt_f16) */
+
+/* For the kernel tables: rows [0, nr) four at a time, then the 3, 2 or 1 left, each piece through ROWS(R, r)
+ * with R a constant, so that a body written for R rows is compiled once per row count. */
+#define PLM_BY_FOURS(nr, ROWS)                                                                                     \
+    do {                                                                                                           \
+        int r_ = 0;                                                                                                \
+        for (; r_ + 4 <= (nr); r_ += 4) ROWS(4, r_);                                                               \
+        switch ((nr) - r_) {                                                                                       \
+        case 3: ROWS(3, r_); break;                                                                                \
+        case 2: ROWS(2, r_); break;                                                                                \
+        case 1: ROWS(1, r_); break;                                                                                \
+        default: break;                                                                                            \
+        }                                                                                                          \
+    } while (0)
 typedef uint16_t plm_bf16; /* bfloat16, stored bits */
 
 /* Block layouts, byte-for-byte as GGUF stores them. */

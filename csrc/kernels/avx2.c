@@ -1186,14 +1186,9 @@ static void kq8_f16(int64_t hd, const plm_f16 *k, int64_t stride, int nc, const 
         transpose8_ps(rows);
         for (int j = 0; j < 8; j++) _mm256_store_ps(kt + 8 * (d0 + j), rows[j]);
     }
-    int r = 0;
-    for (; r + 4 <= nr; r += 4) kq8_rows(4, hd, kt, q + r * qs, qs, s + r * ss, ss, nc);
-    switch (nr - r) {
-    case 3: kq8_rows(3, hd, kt, q + r * qs, qs, s + r * ss, ss, nc); break;
-    case 2: kq8_rows(2, hd, kt, q + r * qs, qs, s + r * ss, ss, nc); break;
-    case 1: kq8_rows(1, hd, kt, q + r * qs, qs, s + r * ss, ss, nc); break;
-    default: break;
-    }
+#define KQ8_ROWS(R, r) kq8_rows(R, hd, kt, q + (r) * qs, qs, s + (r) * ss, ss, nc)
+    PLM_BY_FOURS(nr, KQ8_ROWS);
+#undef KQ8_ROWS
 }
 
 /* kqt_f16 (quant.h): the block's keys are stored transposed already, 16 cells per dimension: one load and two
@@ -1219,14 +1214,9 @@ static ALWAYS_INLINE void kqt_rows(const int NR, int64_t hd, const plm_f16 *kt, 
 }
 
 static void kqt_f16(int64_t hd, const plm_f16 *kt, int nc, const float *q, int64_t qs, int nr, float *s, int64_t ss) {
-    int r = 0;
-    for (; r + 4 <= nr; r += 4) kqt_rows(4, hd, kt, q + r * qs, qs, s + r * ss, ss, nc);
-    switch (nr - r) {
-    case 3: kqt_rows(3, hd, kt, q + r * qs, qs, s + r * ss, ss, nc); break;
-    case 2: kqt_rows(2, hd, kt, q + r * qs, qs, s + r * ss, ss, nc); break;
-    case 1: kqt_rows(1, hd, kt, q + r * qs, qs, s + r * ss, ss, nc); break;
-    default: break;
-    }
+#define KQT_ROWS(R, r) kqt_rows(R, hd, kt, q + (r) * qs, qs, s + (r) * ss, ss, nc)
+    PLM_BY_FOURS(nr, KQT_ROWS);
+#undef KQT_ROWS
 }
 
 static void pv8_f16(int64_t hd, const plm_f16 *v, int64_t stride, int nc, const float *p, int64_t ps, int nr, float *o,

@@ -491,14 +491,9 @@ static ALWAYS_INLINE void rows_k45_R(const bool five, const int R, int64_t nb, c
 
 static ALWAYS_INLINE void rows_k45(const bool five, int64_t nb, const uint8_t *w, size_t ws, int nr, const uint8_t *a,
                                    float *out, bool accumulate) {
-    int r = 0;
-    for (; r + 4 <= nr; r += 4) rows_k45_R(five, 4, nb, w + (size_t)r * ws, ws, a, out + r, accumulate);
-    switch (nr - r) {
-    case 3: rows_k45_R(five, 3, nb, w + (size_t)r * ws, ws, a, out + r, accumulate); break;
-    case 2: rows_k45_R(five, 2, nb, w + (size_t)r * ws, ws, a, out + r, accumulate); break;
-    case 1: rows_k45_R(five, 1, nb, w + (size_t)r * ws, ws, a, out + r, accumulate); break;
-    default: break;
-    }
+#define K45_ROWS(R, r) rows_k45_R(five, R, nb, w + (size_t)(r) * ws, ws, a, out + (r), accumulate)
+    PLM_BY_FOURS(nr, K45_ROWS);
+#undef K45_ROWS
 }
 
 /* Many tokens: the x16 layout, v[8 j + 4 h + g] = sub-block j, elements 16h + 4g..+3 of each row. */
@@ -966,14 +961,9 @@ static ALWAYS_INLINE void kqt_rows(const int NR, int64_t hd, const plm_f16 *kt, 
 }
 
 static void kqt_f16(int64_t hd, const plm_f16 *kt, int nc, const float *q, int64_t qs, int nr, float *s, int64_t ss) {
-    int r = 0;
-    for (; r + 4 <= nr; r += 4) kqt_rows(4, hd, kt, q + r * qs, qs, s + r * ss, ss, nc);
-    switch (nr - r) {
-    case 3: kqt_rows(3, hd, kt, q + r * qs, qs, s + r * ss, ss, nc); break;
-    case 2: kqt_rows(2, hd, kt, q + r * qs, qs, s + r * ss, ss, nc); break;
-    case 1: kqt_rows(1, hd, kt, q + r * qs, qs, s + r * ss, ss, nc); break;
-    default: break;
-    }
+#define KQT_ROWS(R, r) kqt_rows(R, hd, kt, q + (r) * qs, qs, s + (r) * ss, ss, nc)
+    PLM_BY_FOURS(nr, KQT_ROWS);
+#undef KQT_ROWS
 }
 
 /* pv8_f16 (quant.h) with 16 dimensions per FMA: the block's values converted once, each row's chain over
