@@ -891,11 +891,13 @@ static void kq8_f16(int64_t hd, const plm_f16 *k, int64_t stride, int nc, const 
         }
 }
 
-static void kqt_f16(int64_t hd, const plm_f16 *kt, int nc, const float *q, int64_t qs, int nr, float *s, int64_t ss) {
+static void kqt_f16(int64_t hd, const plm_f16 *kt, int64_t kbs, int nc, const float *q, int64_t qs, int nr, float *s,
+                    int64_t ss) {
     for (int r = 0; r < nr; r++)
         for (int c = 0; c < nc; c++) {
+            const plm_f16 *kb = kt + (c / PLM_KV_BLOCK) * kbs + c % PLM_KV_BLOCK;
             float sum = 0.0f;
-            for (int64_t d = 0; d < hd; d++) sum = fmaf(q[r * qs + d], f16_to_f32(kt[d * PLM_KV_BLOCK + c]), sum);
+            for (int64_t d = 0; d < hd; d++) sum = fmaf(q[r * qs + d], f16_to_f32(kb[d * PLM_KV_BLOCK]), sum);
             s[r * ss + c] = sum;
         }
 }

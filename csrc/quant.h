@@ -55,6 +55,7 @@ typedef enum plm_type {
 
 typedef uint16_t plm_f16;  /* IEEE half, stored bits */
 #define PLM_KV_BLOCK 16    /* cells of a block of the KV cache's transposed keys (context.h, kqt_f16) */
+#define PLM_ATTN_CELLS 64  /* cells of one kqt_f16 or pv8_f16 call at most (a run of the cache read in place) */
 
 /* For the kernel tables: rows [0, nr) four at a time, then the 3, 2 or 1 left, each piece through ROWS(R, r)
  * with R a constant, so that a body written for R rows is compiled once per row count. */
@@ -151,20 +152,24 @@ typedef struct plm_kernels {
     plm_gemm_fn gemm[PLM_TYPE_COUNT];        /* indexed by weight type; NULL: use vec_dot per entry */
     /* x[i] = (float)(F16)x[i], round to nearest even: attention probabilities as llama.cpp rounds them. */
     void (*round_f16)(float *x, int64_t n);
-    /* Attention over a block of nc <= 8 cached rows (F16, `stride` values apart) for nr query rows:
-     * kq8: s[r * ss + c] = sum over d = 0..hd-1, in that order, of q[r * qs + d] * k[c * stride + d];
-     * pv8: o[r * os + d] += p[r * ps + c] * v[c * stride + d] for c = 0..nc-1 in order, skipping p == 0.
+    /* Attention over a block of cached rows (F16, `stride` values apart) for nr query rows:
+     * kq8 (nc <= 8): s[r * ss + c] = sum over d = 0..hd-1, in that order, of q[r * qs + d] * k[c * stride + d];
+     * pv8 (nc <= PLM_ATTN_CELLS): o[r * os + d] += p[r * ps + c] * v[c * stride + d] for c = 0..nc-1 in order,
+     * skipping p == 0 (a run of the cache in place: a table keeps the rows' sums in registers across it).
      * Every entry depends only on its own row and cell, never on nr, nc or the
      * block, so attention does not depend on how tokens were batched. */
     void (*kq8_f16)(int64_t hd, const plm_f16 *k, int64_t stride, int nc, const float *q, int64_t qs, int nr,
                     float *s, int64_t ss);
     void (*pv8_f16)(int64_t hd, const plm_f16 *v, int64_t stride, int nc, const float *p, int64_t ps, int nr,
                     float *o, int64_t os);
-    /* kq8_f16 over a block of nc <= PLM_KV_BLOCK keys stored transposed, as the KV cache keeps them (context.h):
-     * s[r * ss + c] = sum over d = 0..hd-1, in that order, of q[r * qs + d] * kt[d * PLM_KV_BLOCK + c], the
-     * chain kq8_f16 computes for the same key as a row (so the two agree bit for bit). A table reads all
-     * PLM_KV_BLOCK lanes of kt's rows (those past nc are computed and dropped). */
-    void (*kqt_f16)(int64_t hd, const plm_f16 *kt, int nc, const float *q, int64_t qs, int nr, float *s, int64_t ss);
+    /* kq8_f16 over nc <= PLM_ATTN_CELLS keys stored transposed by blocks of PLM_KV_BLOCK cells, as the KV cache
+     * keeps them (context.h), block j at kt + j * kbs: with kb = kt + (c / PLM_KV_BLOCK) * kbs,
+     * s[r * ss + c] = sum over d = 0..hd-1, in that order, of q[r * qs + d] * kb[d * PLM_KV_BLOCK + c % PLM_KV_BLOCK],
+     * the chain kq8_f16 computes for the same key as a row (so the two agree bit for bit). A table reads all
+     * PLM_KV_BLOCK lanes of each block's rows (those past nc are computed and dropped); several blocks in one
+     * call let it run their chains side by side (one chain alone waits on each FMA's latency). */
+    void (*kqt_f16)(int64_t hd, const plm_f16 *kt, int64_t kbs, int nc, const float *q, int64_t qs, int nr, float *s,
+                    int64_t ss);
     /* The softmax of a row of attention scores, in two passes: max_f32 returns the largest of x[0..n)
      * (-INFINITY for n == 0); exp_sum_f32 sets x[i] = exp(x[i] * scale - sub), the product and the
      * difference each rounded to float as written, and returns the sum of the results. The reference calls

@@ -1213,14 +1213,21 @@ static ALWAYS_INLINE void kqt_rows(const int NR, int64_t hd, const plm_f16 *kt, 
     }
 }
 
-static void kqt_f16(int64_t hd, const plm_f16 *kt, int nc, const float *q, int64_t qs, int nr, float *s, int64_t ss) {
-#define KQT_ROWS(R, r) kqt_rows(R, hd, kt, q + (r) * qs, qs, s + (r) * ss, ss, nc)
-    PLM_BY_FOURS(nr, KQT_ROWS);
+/* Block by block (each block's chains are the same whatever the others). */
+static void kqt_f16(int64_t hd, const plm_f16 *kt, int64_t kbs, int nc, const float *q, int64_t qs, int nr, float *s,
+                    int64_t ss) {
+    for (int c0 = 0; c0 < nc; c0 += PLM_KV_BLOCK, kt += kbs, s += PLM_KV_BLOCK) {
+        const int n = nc - c0 < PLM_KV_BLOCK ? nc - c0 : PLM_KV_BLOCK;
+#define KQT_ROWS(R, r) kqt_rows(R, hd, kt, q + (r) * qs, qs, s + (r) * ss, ss, n)
+        PLM_BY_FOURS(nr, KQT_ROWS);
 #undef KQT_ROWS
+    }
 }
 
-static void pv8_f16(int64_t hd, const plm_f16 *v, int64_t stride, int nc, const float *p, int64_t ps, int nr, float *o,
-                    int64_t os) {
+/* pv8_f16 (quant.h) for up to 8 cells; the entry below takes a run of them 8 at a time (each row's chain
+ * stays in cell order through o). */
+static void pv8_cells(int64_t hd, const plm_f16 *v, int64_t stride, int nc, const float *p, int64_t ps, int nr,
+                      float *o, int64_t os) {
     if (hd > ATT_HD_MAX || hd % 8) {
         for (int r = 0; r < nr; r++)
             for (int c = 0; c < nc; c++) {
@@ -1246,6 +1253,11 @@ static void pv8_f16(int64_t hd, const plm_f16 *v, int64_t stride, int nc, const 
             _mm256_storeu_ps(y + d, acc);
         }
     }
+}
+
+static void pv8_f16(int64_t hd, const plm_f16 *v, int64_t stride, int nc, const float *p, int64_t ps, int nr, float *o,
+                    int64_t os) {
+    for (int c0 = 0; c0 < nc; c0 += 8) pv8_cells(hd, v + c0 * stride, stride, nc - c0 < 8 ? nc - c0 : 8, p + c0, ps, nr, o, os);
 }
 
 static void round_f16(float *x, int64_t n) {

@@ -946,58 +946,93 @@ static inline __m512 exp16_ps(__m512 x) {
     return _mm512_mask_mov_ps(_mm512_scalef_ps(p, n), _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), x);
 }
 
-/* kqt_f16 (quant.h) with the block's 16 cells in one register per d (one load, one conversion), each row a
- * chain of FMAs over d, 4 rows at a time: the AVX2 table's chains with half the instructions. */
-static ALWAYS_INLINE void kqt_rows(const int NR, int64_t hd, const plm_f16 *kt, const float *q, int64_t qs, float *s,
-                                   int64_t ss, int nc) {
-    __m512 acc[4];
-    for (int r = 0; r < NR; r++) acc[r] = _mm512_setzero_ps();
+/* kqt_f16 (quant.h) with a block's 16 cells in one register per d (one load, one conversion), each row a
+ * chain of FMAs over d per block: up to 4 rows x 4 blocks of chains side by side, so that the FMAs' latency
+ * (4 cycles, one chain is 64 of them at head size 64) is hidden behind the others' work. */
+static ALWAYS_INLINE void kqt_rows(const int NR, const int NB, int64_t hd, const plm_f16 *kt, int64_t kbs,
+                                   const float *q, int64_t qs, float *s, int64_t ss, int nc) {
+    __m512 acc[4][4];
+    for (int r = 0; r < NR; r++)
+        for (int b = 0; b < NB; b++) acc[r][b] = _mm512_setzero_ps();
     for (int64_t d = 0; d < hd; d++) {
-        const __m512 k = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(kt + PLM_KV_BLOCK * d)));
-        for (int r = 0; r < NR; r++) acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(q[r * qs + d]), k, acc[r]);
+        __m512 k[4];
+        for (int b = 0; b < NB; b++) k[b] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(kt + b * kbs + PLM_KV_BLOCK * d)));
+        for (int r = 0; r < NR; r++) {
+            const __m512 qd = _mm512_set1_ps(q[r * qs + d]);
+            for (int b = 0; b < NB; b++) acc[r][b] = _mm512_fmadd_ps(qd, k[b], acc[r][b]);
+        }
     }
-    const __mmask16 m = (__mmask16)((1u << nc) - 1u);
-    for (int r = 0; r < NR; r++) _mm512_mask_storeu_ps(s + r * ss, m, acc[r]);
+    for (int b = 0; b < NB; b++) {
+        const int n = nc - 16 * b < 16 ? nc - 16 * b : 16;
+        const __mmask16 m = (__mmask16)((1u << n) - 1u);
+        for (int r = 0; r < NR; r++) _mm512_mask_storeu_ps(s + r * ss + 16 * b, m, acc[r][b]);
+    }
 }
 
-static void kqt_f16(int64_t hd, const plm_f16 *kt, int nc, const float *q, int64_t qs, int nr, float *s, int64_t ss) {
-#define KQT_ROWS(R, r) kqt_rows(R, hd, kt, q + (r) * qs, qs, s + (r) * ss, ss, nc)
+static ALWAYS_INLINE void kqt_blocks(const int NB, int64_t hd, const plm_f16 *kt, int64_t kbs, int nc, const float *q,
+                                     int64_t qs, int nr, float *s, int64_t ss) {
+#define KQT_ROWS(R, r) kqt_rows(R, NB, hd, kt, kbs, q + (r) * qs, qs, s + (r) * ss, ss, nc)
     PLM_BY_FOURS(nr, KQT_ROWS);
 #undef KQT_ROWS
 }
 
-/* pv8_f16 (quant.h) with 16 dimensions per FMA: the block's values converted once, each row's chain over
- * its nonzero cells in order per lane (the reference's bits, as the AVX2 table's with half the
- * instructions); head sizes that are not a multiple of 16 or above PV_HD_MAX take the AVX2 table's. */
-#define PV_HD_MAX 512
+static void kqt_f16(int64_t hd, const plm_f16 *kt, int64_t kbs, int nc, const float *q, int64_t qs, int nr, float *s,
+                    int64_t ss) {
+    for (; nc > 0; nc -= 64, kt += 4 * kbs, s += 64) { /* PLM_ATTN_CELLS is 64; more would come 64 at a time */
+        switch (((nc < 64 ? nc : 64) + 15) / 16) {
+        case 1: kqt_blocks(1, hd, kt, kbs, nc, q, qs, nr, s, ss); break;
+        case 2: kqt_blocks(2, hd, kt, kbs, nc, q, qs, nr, s, ss); break;
+        case 3: kqt_blocks(3, hd, kt, kbs, nc, q, qs, nr, s, ss); break;
+        default: kqt_blocks(4, hd, kt, kbs, nc < 64 ? nc : 64, q, qs, nr, s, ss); break;
+        }
+    }
+}
+
+/* pv8_f16 (quant.h) with 16 dimensions per FMA and each row's sums in registers across the whole run of cells:
+ * per 64 dimensions and 4 rows, each cell's values are converted once (4 conversions) and meet the 4 rows'
+ * probabilities (up to 16 FMAs); a row's chain over its nonzero cells in order per lane, the reference's bits.
+ * Head sizes that are not a multiple of 16 take the AVX2 table's. */
 static void (*g_pv8_avx2)(int64_t hd, const plm_f16 *v, int64_t stride, int nc, const float *p, int64_t ps, int nr,
                           float *o, int64_t os);
 
+static ALWAYS_INLINE void pv_rows(const int R, const int K, const plm_f16 *v, int64_t stride, int nc, const float *p,
+                                  int64_t ps, float *o, int64_t os) {
+    __m512 acc[4][4];
+    for (int r = 0; r < R; r++)
+        for (int k = 0; k < K; k++) acc[r][k] = _mm512_loadu_ps(o + r * os + 16 * k);
+    for (int c = 0; c < nc; c++) {
+        __m512 x[4];
+        for (int k = 0; k < K; k++) x[k] = f16x16(v + c * stride + 16 * k);
+        for (int r = 0; r < R; r++) {
+            const float pc = p[r * ps + c];
+            if (pc == 0.0f) continue;
+            const __m512 pb = _mm512_set1_ps(pc);
+            for (int k = 0; k < K; k++) acc[r][k] = _mm512_fmadd_ps(pb, x[k], acc[r][k]);
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int k = 0; k < K; k++) _mm512_storeu_ps(o + r * os + 16 * k, acc[r][k]);
+}
+
+static ALWAYS_INLINE void pv_chunk(const int K, const plm_f16 *v, int64_t stride, int nc, const float *p, int64_t ps,
+                                   int nr, float *o, int64_t os) {
+#define PV_ROWS(R, r) pv_rows(R, K, v, stride, nc, p + (r) * ps, ps, o + (r) * os, os)
+    PLM_BY_FOURS(nr, PV_ROWS);
+#undef PV_ROWS
+}
+
 static void pv8_f16(int64_t hd, const plm_f16 *v, int64_t stride, int nc, const float *p, int64_t ps, int nr, float *o,
                     int64_t os) {
-    if (hd > PV_HD_MAX || hd % 16) {
+    if (hd % 16) {
         g_pv8_avx2(hd, v, stride, nc, p, ps, nr, o, os);
         return;
     }
-    _Alignas(64) float vf[8 * PV_HD_MAX];
-    for (int c = 0; c < nc; c++)
-        for (int64_t d = 0; d < hd; d += 16)
-            _mm512_store_ps(vf + c * hd + d, f16x16(v + c * stride + d));
-    for (int r = 0; r < nr; r++) {
-        __m512 pc[8];
-        const float *vc[8];
-        int m = 0;
-        for (int c = 0; c < nc; c++)
-            if (p[r * ps + c] != 0.0f) {
-                pc[m] = _mm512_set1_ps(p[r * ps + c]);
-                vc[m++] = vf + c * hd;
-            }
-        if (m == 0) continue;
-        float *y = o + r * os;
-        for (int64_t d = 0; d < hd; d += 16) {
-            __m512 acc = _mm512_loadu_ps(y + d);
-            for (int i = 0; i < m; i++) acc = _mm512_fmadd_ps(pc[i], _mm512_load_ps(vc[i] + d), acc);
-            _mm512_storeu_ps(y + d, acc);
+    for (int64_t d0 = 0; d0 < hd; d0 += 64) {
+        switch ((hd - d0 < 64 ? hd - d0 : 64) / 16) {
+        case 1: pv_chunk(1, v + d0, stride, nc, p, ps, nr, o + d0, os); break;
+        case 2: pv_chunk(2, v + d0, stride, nc, p, ps, nr, o + d0, os); break;
+        case 3: pv_chunk(3, v + d0, stride, nc, p, ps, nr, o + d0, os); break;
+        default: pv_chunk(4, v + d0, stride, nc, p, ps, nr, o + d0, os); break;
         }
     }
 }

@@ -420,8 +420,10 @@ static void kq8_f16(int64_t hd, const plm_f16 *k, int64_t stride, int nc, const 
     }
 }
 
-static void pv8_f16(int64_t hd, const plm_f16 *v, int64_t stride, int nc, const float *p, int64_t ps, int nr, float *o,
-                    int64_t os) {
+/* pv8_f16 (quant.h) for up to 8 cells; the entry below takes a run of them 8 at a time (each row's chain
+ * stays in cell order through o). */
+static void pv8_cells(int64_t hd, const plm_f16 *v, int64_t stride, int nc, const float *p, int64_t ps, int nr,
+                      float *o, int64_t os) {
     if (hd > ATT_HD_MAX || hd % 4) {
         for (int r = 0; r < nr; r++)
             for (int c = 0; c < nc; c++) {
@@ -446,6 +448,11 @@ static void pv8_f16(int64_t hd, const plm_f16 *v, int64_t stride, int nc, const 
             vst1q_f32(y + d, acc);
         }
     }
+}
+
+static void pv8_f16(int64_t hd, const plm_f16 *v, int64_t stride, int nc, const float *p, int64_t ps, int nr, float *o,
+                    int64_t os) {
+    for (int c0 = 0; c0 < nc; c0 += 8) pv8_cells(hd, v + c0 * stride, stride, nc - c0 < 8 ? nc - c0 : 8, p + c0, ps, nr, o, os);
 }
 
 /* FCVT rounds to nearest even (the FPCR default) and keeps subnormals (Linux

@@ -147,8 +147,9 @@ static void rope_store_worker(void *arg, int ith, int nth) {
  * that share hk's keys and values (at most ATTN_HEADS of them) for up to
  * PLM_ATTN_ROWS / heads consecutive tokens of the micro-batch form the rows of
  * one pass over that sequence's cells, in position order (kvcache.c's list),
- * 8 at a time (kq8_f16 / pv8_f16), so each cached row is converted once for all
- * of them. The pass covers the list from the first cell the window lets any
+ * a run of up to PLM_ATTN_CELLS cells at a time where they lie in order (kqt_f16
+ * / pv8_f16 read them in place), else a block gathered, so each cached row is
+ * converted once for all of them. The pass covers the list from the first cell the window lets any
  * row see to the last one the causal mask does: its cost follows the
  * sequence's own length, not the cache's. Each row's numbers depend only on its
  * own query and its sequence's visible cells in position order, not on the
@@ -156,24 +157,33 @@ static void rope_store_worker(void *arg, int ith, int nth) {
 #define ATTN_HEADS 8
 #define ATTN_HD_MAX 256 /* q and output rows of an item stay on the stack (16 KB each) */
 
-/* The F16 rows of cells l[0..nc) of the layer's slice X (hd values each, stride
- * kv_dim): in place when the cells are consecutive, else gathered into buf
- * (stride hd). Either way the rows of the next block's cells (l[nc..nc+n_next))
- * are prefetched: with several sequences interleaved in the cache a sequence's
- * cells lie an unpredictable distance apart, which the hardware prefetcher does
- * not follow. Rows are copied 16 bytes at a time (a fixed-size memcpy the
- * compiler inlines), not through a libc call per row. */
-static const plm_f16 *gather_rows(const plm_kv *kv, const plm_f16 *X, const int32_t *l, int nc, int n_next, int hd,
-                                  plm_f16 *buf, int64_t *stride) {
+/* Asks for the F16 rows of cells l[0..n) of the layer's slice X (hd values each, stride kv_dim): with several
+ * sequences interleaved in the cache a sequence's cells lie an unpredictable distance apart, which the
+ * hardware prefetcher does not follow, and a run's rows are read hd of kv_dim values at a time. */
+static void prefetch_rows(const plm_kv *kv, const plm_f16 *X, const int32_t *l, int n, int hd) {
     const size_t ld = (size_t)kv->kv_dim, row_bytes = (size_t)hd * sizeof(plm_f16);
-    for (int c = nc; c < nc + n_next; c++) {
+    for (int c = 0; c < n; c++) {
         const char *p = (const char *)(X + (size_t)l[c] * ld);
         for (size_t b = 0; b < row_bytes; b += 64) __builtin_prefetch(p + b);
         __builtin_prefetch(p + row_bytes - 1);
     }
-    bool run = true;
-    for (int c = 1; c < nc && run; c++) run = l[c] == l[0] + c;
-    if (run || !buf) {
+}
+
+/* How many of cells l[0..n) follow l[0] one after another (at least 1). */
+static int cell_run(const int32_t *l, int n) {
+    int c = 1;
+    while (c < n && l[c] == l[0] + c) c++;
+    return c;
+}
+
+/* The F16 rows of cells l[0..nc) of the layer's slice X: in place when the cells are consecutive, else
+ * gathered into buf (stride hd); the rows of the next cells (l[nc..nc+n_next)) are prefetched. Rows are copied
+ * 16 bytes at a time (a fixed-size memcpy the compiler inlines), not through a libc call per row. */
+static const plm_f16 *gather_rows(const plm_kv *kv, const plm_f16 *X, const int32_t *l, int nc, int n_next, int hd,
+                                  plm_f16 *buf, int64_t *stride) {
+    const size_t ld = (size_t)kv->kv_dim, row_bytes = (size_t)hd * sizeof(plm_f16);
+    prefetch_rows(kv, X, l + nc, n_next, hd);
+    if (cell_run(l, nc) == nc) {
         *stride = kv->kv_dim;
         return X + (size_t)l[0] * ld;
     }
@@ -209,6 +219,23 @@ static const plm_f16 *key_block(const plm_kv *kv, int il, int hk, int hd, const 
         for (int d = 0; d < hd; d++) buf[d * PLM_KV_BLOCK + c] = src[(size_t)d * PLM_KV_BLOCK];
     }
     return buf;
+}
+
+/* How many of cells l[0..n) kqt_f16 reads in place: a run from the start of a block of the cache, all n when
+ * it runs to the end, else its whole blocks (0: none, l[0] is not a block's first cell). */
+static int key_run(const int32_t *l, int n) {
+    if (l[0] % PLM_KV_BLOCK != 0) return 0;
+    const int r = cell_run(l, n);
+    return r == n ? n : r / PLM_KV_BLOCK * PLM_KV_BLOCK;
+}
+
+/* Asks for the key blocks of head hk that the run at l[0..) (up to n cells) will read in place. */
+static void prefetch_keys(const plm_kv *kv, int il, int hk, int hd, const int32_t *l, int n) {
+    const int nc = n > 0 ? key_run(l, n) : 0;
+    for (int c = 0; c < nc; c += PLM_KV_BLOCK) {
+        const char *p = (const char *)(kv->k + plm_kv_k_at(kv, il, l[c], (int64_t)hk * hd));
+        for (size_t b = 0; b < (size_t)hd * PLM_KV_BLOCK * sizeof(plm_f16); b += 64) __builtin_prefetch(p + b);
+    }
 }
 
 /* Scores of rows q (nr of them, hd apart) against the keys of cells l[0..nc) when key_block has no room for
@@ -278,11 +305,21 @@ static void attn_worker(void *arg, int ith, int nth) {
         /* q is rounded to F16 as the keys are (llama.cpp does the same), then dotted in F32 */
         kern->round_f16(q_rows, (int64_t)nr * hd);
         const plm_f16 *V = kv->v + layer_off + (size_t)hk * (size_t)hd;
-        for (int32_t c0 = c_beg; c0 < c_end; c0 += PLM_KV_BLOCK) {
-            const int nc = PLM_MIN(PLM_KV_BLOCK, c_end - c0);
-            const plm_f16 *kb = key_block(kv, a->il, hk, hd, l + c0, nc, PLM_MIN(PLM_KV_BLOCK, c_end - c0 - nc), gbuf);
-            if (kb) kern->kqt_f16(hd, kb, nc, q_rows, hd, nr, scores + c0, kv->n_ctx);
+        const int64_t kbs = (int64_t)kv->kv_dim * PLM_KV_BLOCK; /* from a block of keys to the next */
+        for (int32_t c0 = c_beg; c0 < c_end;) {
+            /* a run of whole blocks in place (up to the pass's end), else one block through key_block */
+            int nc = key_run(l + c0, PLM_MIN(PLM_ATTN_CELLS, c_end - c0));
+            const plm_f16 *kb = NULL;
+            if (nc > 0) {
+                kb = kv->k + plm_kv_k_at(kv, a->il, l[c0], (int64_t)hk * hd);
+                prefetch_keys(kv, a->il, hk, hd, l + c0 + nc, PLM_MIN(PLM_ATTN_CELLS, c_end - c0 - nc));
+            } else {
+                nc = PLM_MIN(PLM_KV_BLOCK, c_end - c0);
+                kb = key_block(kv, a->il, hk, hd, l + c0, nc, PLM_MIN(PLM_KV_BLOCK, c_end - c0 - nc), gbuf);
+            }
+            if (kb) kern->kqt_f16(hd, kb, kbs, nc, q_rows, hd, nr, scores + c0, kv->n_ctx);
             else key_scores(kv, a->il, hk, hd, l + c0, nc, q_rows, nr, scores + c0, kv->n_ctx);
+            c0 += nc;
         }
         /* Each row's softmax runs over its own visible places [lo, hi) (the mask is that range: no test
          * per cell), so its sums do not depend on the item's other rows; the places of the pass outside
@@ -308,11 +345,19 @@ static void attn_worker(void *arg, int ith, int nth) {
             kern->round_f16(x, n);
         }
         memset(o_rows, 0, (size_t)nr * (size_t)hd * sizeof(float));
-        for (int32_t c0 = c_beg; c0 < c_end; c0 += 8) {
-            const int nc = PLM_MIN(8, c_end - c0);
-            int64_t vs;
-            const plm_f16 *vb = gather_rows(kv, V, l + c0, nc, PLM_MIN(8, c_end - c0 - nc), hd, gbuf, &vs);
+        for (int32_t c0 = c_beg; c0 < c_end;) {
+            /* a run of consecutive cells in place (one cell is one), else 8 gathered */
+            int nc = cell_run(l + c0, PLM_MIN(PLM_ATTN_CELLS, c_end - c0));
+            int64_t vs = kv->kv_dim;
+            const plm_f16 *vb = V + (size_t)l[c0] * (size_t)kv->kv_dim;
+            if (gbuf && nc < PLM_MIN(8, c_end - c0)) {
+                nc = PLM_MIN(8, c_end - c0);
+                vb = gather_rows(kv, V, l + c0, nc, PLM_MIN(8, c_end - c0 - nc), hd, gbuf, &vs);
+            } else {
+                prefetch_rows(kv, V, l + c0 + nc, PLM_MIN(nc, c_end - c0 - nc), hd);
+            }
             kern->pv8_f16(hd, vb, vs, nc, scores + c0, kv->n_ctx, nr, o_rows, hd);
+            c0 += nc;
         }
         if (orow)
             for (int r = 0; r < nr; r++)

@@ -1095,10 +1095,10 @@ static void check_attention_helpers(const plm_kernels *simd) {
     /* kq8_f16 / pv8_f16: every entry is the reference's chain in the same order,
      * so bit for bit, whatever the number of rows and cells of the call (the
      * tables work on several rows at once: the batch must not show) */
-    enum { HD = 64, STRIDE = 72, NR = 16 };
-    static plm_f16 kv[8 * STRIDE];
-    static float q[NR * HD], p[NR * 8], s0[NR * 8], s1[NR * 8], o0[NR * HD], o1[NR * HD];
-    for (int i = 0; i < 8 * STRIDE; i++) {
+    enum { HD = 64, STRIDE = 72, NR = 16, NC = PLM_ATTN_CELLS };
+    static plm_f16 kv[NC * STRIDE];
+    static float q[NR * HD], p[NR * NC], s0[NR * 8], s1[NR * 8], o0[NR * HD], o1[NR * HD];
+    for (int i = 0; i < NC * STRIDE; i++) {
         r = r * 1664525u + 1013904223u;
         kv[i] = plm_f32_to_f16((float)(r >> 8) / (float)(1u << 24) - 0.5f);
     }
@@ -1106,52 +1106,57 @@ static void check_attention_helpers(const plm_kernels *simd) {
         r = r * 1664525u + 1013904223u;
         q[i] = (float)(r >> 8) / (float)(1u << 24) - 0.5f;
     }
-    for (int i = 0; i < NR * 8; i++) {
+    for (int i = 0; i < NR * NC; i++) {
         r = r * 1664525u + 1013904223u;
         p[i] = i % 5 == 3 ? 0.0f : (float)(r >> 8) / (float)(1u << 24); /* some cells skipped */
     }
-    int bad = 0;
+    int bad = 0, calls = 0;
     for (int nr = 1; nr <= NR; nr++)
-        for (int nc = 1; nc <= 8; nc++) {
-            memset(s0, 0, sizeof s0);
-            memset(s1, 0, sizeof s1);
-            ref->kq8_f16(HD, kv, STRIDE, nc, q, HD, nr, s0, 8);
-            simd->kq8_f16(HD, kv, STRIDE, nc, q, HD, nr, s1, 8);
-            bad += memcmp(s0, s1, sizeof s0) != 0;
+        for (int nc = 1; nc <= NC; nc++) {
+            if (nc <= 8) {
+                memset(s0, 0, sizeof s0);
+                memset(s1, 0, sizeof s1);
+                ref->kq8_f16(HD, kv, STRIDE, nc, q, HD, nr, s0, 8);
+                simd->kq8_f16(HD, kv, STRIDE, nc, q, HD, nr, s1, 8);
+                bad += memcmp(s0, s1, sizeof s0) != 0;
+                calls++;
+            }
             for (int i = 0; i < NR * HD; i++) o0[i] = o1[i] = q[i];
-            ref->pv8_f16(HD, kv, STRIDE, nc, p, 8, nr, o0, HD);
-            simd->pv8_f16(HD, kv, STRIDE, nc, p, 8, nr, o1, HD);
+            ref->pv8_f16(HD, kv, STRIDE, nc, p, NC, nr, o0, HD);
+            simd->pv8_f16(HD, kv, STRIDE, nc, p, NC, nr, o1, HD);
             bad += memcmp(o0, o1, sizeof o0) != 0;
+            calls++;
         }
-    CHECKF(bad == 0, "%s: %d of %d kq8/pv8 calls differ from the reference", simd->name, bad, 2 * NR * 8);
-    printf("  %-6s kq8_f16, pv8_f16: %d calls (1-%d rows x 1-8 cells) bit-identical to the reference\n", simd->name,
-           2 * NR * 8 - bad, NR);
+    CHECKF(bad == 0, "%s: %d of %d kq8/pv8 calls differ from the reference", simd->name, bad, calls);
+    printf("  %-6s kq8_f16, pv8_f16: %d calls (1-%d rows x 1-8 / 1-%d cells) bit-identical to the reference\n",
+           simd->name, calls - bad, NR, NC);
     /* kqt_f16: the same keys transposed by blocks (the KV cache's layout), lanes past nc holding other values
      * (the kernel reads them): the reference's chains, and kq8_f16's on the keys as rows */
-    enum { B = PLM_KV_BLOCK };
-    static plm_f16 kt[HD * B], krows[B * STRIDE];
-    static float t0[NR * B], t1[NR * B], t2[NR * B];
-    for (int i = 0; i < B * STRIDE; i++) {
+    enum { B = PLM_KV_BLOCK, KBS = HD * B + 40 }; /* blocks KBS values apart, as a cache's are kv_dim * B */
+    static plm_f16 kt[(NC / B) * KBS], krows[NC * STRIDE];
+    static float t0[NR * NC], t1[NR * NC], t2[NR * NC];
+    for (int i = 0; i < NC * STRIDE; i++) {
         r = r * 1664525u + 1013904223u;
         krows[i] = plm_f32_to_f16((float)(r >> 8) / (float)(1u << 24) - 0.5f);
     }
+    for (int i = 0; i < (NC / B) * KBS; i++) kt[i] = plm_f32_to_f16(99.0f); /* the gaps: never in a result */
     for (int d = 0; d < HD; d++)
-        for (int c = 0; c < B; c++) kt[d * B + c] = krows[c * STRIDE + d];
+        for (int c = 0; c < NC; c++) kt[(c / B) * KBS + d * B + c % B] = krows[c * STRIDE + d];
     int bad_t = 0;
     for (int nr = 1; nr <= NR; nr++)
-        for (int nc = 1; nc <= B; nc++) {
+        for (int nc = 1; nc <= NC; nc++) {
             memset(t0, 0, sizeof t0);
             memset(t1, 0, sizeof t1);
             memset(t2, 0, sizeof t2);
-            ref->kqt_f16(HD, kt, nc, q, HD, nr, t0, B);
-            simd->kqt_f16(HD, kt, nc, q, HD, nr, t1, B);
-            ref->kq8_f16(HD, krows, STRIDE, PLM_MIN(nc, 8), q, HD, nr, t2, B);
-            if (nc > 8) ref->kq8_f16(HD, krows + 8 * STRIDE, STRIDE, nc - 8, q, HD, nr, t2 + 8, B);
+            ref->kqt_f16(HD, kt, KBS, nc, q, HD, nr, t0, NC);
+            simd->kqt_f16(HD, kt, KBS, nc, q, HD, nr, t1, NC);
+            for (int c = 0; c < nc; c += 8)
+                ref->kq8_f16(HD, krows + c * STRIDE, STRIDE, PLM_MIN(nc - c, 8), q, HD, nr, t2 + c, NC);
             bad_t += memcmp(t0, t1, sizeof t0) != 0 || memcmp(t0, t2, sizeof t0) != 0;
         }
-    CHECKF(bad_t == 0, "%s: %d of %d kqt_f16 calls differ from the reference or from kq8_f16", simd->name, bad_t, NR * B);
-    printf("  %-6s kqt_f16: %d calls (1-%d rows x 1-%d cells) bit-identical to the reference and to kq8_f16\n",
-           simd->name, NR * B - bad_t, NR, B);
+    CHECKF(bad_t == 0, "%s: %d of %d kqt_f16 calls differ from the reference or from kq8_f16", simd->name, bad_t, NR * NC);
+    printf("  %-6s kqt_f16: %d calls (1-%d rows x 1-%d cells in blocks) bit-identical to the reference and to kq8_f16\n",
+           simd->name, NR * NC - bad_t, NR, NC);
 }
 
 static void test_attention_helpers(void) {
