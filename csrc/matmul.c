@@ -108,6 +108,7 @@ typedef struct matmul_job {
     int32_t T;
     const lora_set *lora;
     atomic_int *a_left;     /* threads still computing their share of A x */
+    atomic_llong *next;     /* NULL: a fixed share of the rows per thread; else the next ROW_BLOCK rows to take */
 } matmul_job;
 
 /* Rows [r0, r1) of out_t += scale * B u_t for tokens [t0, t1): u_t in int8 (uq = round(u_t / su) with
@@ -238,11 +239,43 @@ static void lora_segments(lora_set *ls, int n_w) {
  * adapter's bytes are asked for while the base rows stream, a piece with each
  * row block: the runs of B of the next block's rows, and the thread's part
  * of the adapter's next group of A rows (the next product's first work). */
+/* Rows [r0, r1) of the product's weights taken together, the token blocks one after another (no adapters). */
+static void matmul_rows(const matmul_job *job, int64_t r0, int64_t r1) {
+    int64_t base = 0;
+    for (int j = 0; j < job->n_w && base < r1; j++) {
+        const plm_weight *W = job->w[j];
+        const int64_t a = PLM_MAX(r0 - base, 0), b = PLM_MIN(r1 - base, W->n_out);
+        base += W->n_out;
+        if (a >= b) continue;
+        const plm_gemm_fn gemm = job->kern->gemm[W->type];
+        const plm_vec_dot_fn dot = job->kern->vec_dot[W->type];
+        const uint8_t *wd = W->data;
+        float *out = job->out[j];
+        const int64_t ldo = job->ldo[j];
+        for (int32_t t = 0; t < job->T && !gemm; t++) {
+            const uint8_t *at = job->act + (size_t)t * job->act_row;
+            float *o = out + (int64_t)t * ldo;
+            for (int64_t r = a; r < b; r++) {
+                const float v = dot(W->n_in, wd + (size_t)r * W->row_bytes, at);
+                o[r] = job->accumulate ? o[r] + v : v;
+            }
+        }
+        if (gemm)
+            gemm(W->n_in, wd + (size_t)a * W->row_bytes, W->row_bytes, (int)(b - a), job->act, job->act_row, job->T,
+                 out + a, ldo, job->accumulate);
+    }
+}
+
 static void matmul_worker(void *arg, int ith, int nth) {
     const matmul_job *job = arg;
     const lora_set *ls = job->lora;
     int64_t total = 0;
     for (int j = 0; j < job->n_w; j++) total += job->w[j]->n_out;
+    if (job->next) {
+        for (int64_t c; (c = atomic_fetch_add_explicit(job->next, 1, memory_order_relaxed)) * ROW_BLOCK < total;)
+            matmul_rows(job, c * ROW_BLOCK, PLM_MIN(total, (c + 1) * ROW_BLOCK));
+        return;
+    }
     int64_t r0, r1;
     plm_split_range((total + 7) / 8, ith, nth, &r0, &r1);
     r0 = PLM_MIN(total, r0 * 8);
@@ -413,9 +446,16 @@ static void matmul(plm_context *ctx, int n_w, const plm_weight *const *w, float 
                    int32_t T, bool accumulate, const lora_set *ls) {
     atomic_int a_left;
     atomic_init(&a_left, plm_pool_size(ctx->pool));
-    matmul_job job = {.kern = ctx->kern, .n_w = n_w, .accumulate = accumulate, .act = ctx->act,
-                      .act_row = plm_type_row_size(dot_type_of(ctx, w[0]), w[0]->n_in), .T = T, .lora = ls,
-                      .a_left = &a_left};
+    atomic_llong next;
+    atomic_init(&next, 0);
+    const size_t act_row = plm_type_row_size(dot_type_of(ctx, w[0]), w[0]->n_in);
+    /* A few tokens' product (the batch generator's steps) is short enough that threads coming free at different
+     * times show: its rows are taken ROW_BLOCK at a time as threads come free. One token (a stream of weights
+     * best read in one piece per thread), a prompt (token blocks) and adapters keep a fixed share per thread;
+     * the gemm's entries do not depend on the rows around them, so neither do the results. */
+    const bool dynamic = T >= 2 && (int64_t)T * (int64_t)act_row <= ACT_BLOCK && ls->n_items == 0;
+    matmul_job job = {.kern = ctx->kern, .n_w = n_w, .accumulate = accumulate, .act = ctx->act, .act_row = act_row,
+                      .T = T, .lora = ls, .a_left = &a_left, .next = dynamic ? &next : NULL};
     for (int j = 0; j < n_w; j++) {
         job.w[j] = w[j];
         job.out[j] = out[j];

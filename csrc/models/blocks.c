@@ -17,6 +17,7 @@
 #include "matmul.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <string.h>
 
 /* ------------------------------------------------------------ embedding */
@@ -75,6 +76,7 @@ typedef struct attn_job {
     const plm_attn *a;
     const int32_t *blk; /* (n_blk + 1) token blocks of attention items: tokens [blk[b], blk[b + 1]), one sequence each */
     int32_t n_blk;
+    atomic_llong next;  /* attention items handed out so far (attn_worker) */
 } attn_job;
 
 /* Rotates pairs of each head's first n_rot dimensions by pos * base^(-2i/n_rot)
@@ -278,9 +280,12 @@ static void attn_worker(void *arg, int ith, int nth) {
     plm_f16 kvbuf[PLM_KV_BLOCK * ATTN_HD_MAX]; /* a block of keys (PLM_KV_BLOCK x hd) or 8 rows of values */
     float *qr = hd <= ATTN_HD_MAX ? qbuf : NULL, *orow = hd <= ATTN_HD_MAX ? obuf : NULL;
     plm_f16 *gbuf = hd <= ATTN_HD_MAX ? kvbuf : NULL;
-    int64_t w0, w1;
-    plm_split_range((int64_t)hp->n_head_kv * chunks * blocks, ith, nth, &w0, &w1);
-    for (int64_t w = w0; w < w1; w++) {
+    (void)nth;
+    /* items are taken one at a time as threads come free: their costs follow their sequences' lengths, which a
+     * fixed split would leave unequal (each item's numbers do not depend on the thread that computes it) */
+    const int64_t n_items = (int64_t)hp->n_head_kv * chunks * blocks;
+    atomic_llong *next = &((attn_job *)arg)->next;
+    for (int64_t w; (w = atomic_fetch_add_explicit(next, 1, memory_order_relaxed)) < n_items;) {
         const int hk = (int)(w / ((int64_t)chunks * blocks));
         const int hc = (int)(w / blocks % chunks);
         const int64_t t0 = job->blk[w % blocks];
@@ -377,6 +382,7 @@ void plm_blk_attention(plm_context *ctx, const plm_ubatch *ub, const plm_attn *a
         if (t == 0 || ub->seq[t] != ub->seq[t - 1] || t - blk[n_blk - 1] >= tpi) blk[n_blk++] = t;
     blk[n_blk] = ub->T;
     attn_job job = {.ctx = ctx, .ub = ub, .a = a, .blk = blk, .n_blk = n_blk};
+    atomic_init(&job.next, 0);
     plm_run(ctx, rope_store_worker, &job, ub->T >= 4);
     plm_run(ctx, attn_worker, &job, true);
 }
