@@ -45,10 +45,12 @@
 static inline float h2f(plm_f16 h) { return _cvtsh_ss(h); }
 
 /* Four activation bytes starting at p, in every lane. */
-static ALWAYS_INLINE __m512i bcast4(const int8_t *p) {
-    int32_t x;
-    memcpy(&x, p, 4);
-    return _mm512_set1_epi32(x);
+/* acc + dpbusd(u, the 4 bytes at p in every lane), the bytes read by the instruction's own broadcast
+ * ({1to16}): GCC keeps _mm512_set1_epi32 of a load as a separate broadcast, one more vector
+ * operation per product where the products are most of the work (x16_steps). */
+static ALWAYS_INLINE __m512i dpbusd_b4(__m512i acc, __m512i u, const int8_t *p) {
+    __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(u), "m"(*(const int32_t *)(const void *)p));
+    return acc;
 }
 
 /* Decode reads every weight once from memory; the 16 rows of a group are read
@@ -249,12 +251,13 @@ static ALWAYS_INLINE x16_act x16_act_terms(x16_kind kind, const uint8_t *y) {
 static ALWAYS_INLINE void x16_steps(x16_kind kind, const int CT, const x16_block *b, const int8_t *const qs[],
                                     const x16_act t[], __m512 acc[], __m512 macc[]) {
     __m512i s0[X16_CT], s1[X16_CT];
-    for (int c = 0; c < CT; c++) s0[c] = _mm512_set1_epi32(-t[c].off), s1[c] = _mm512_setzero_si512();
+    for (int c = 0; c < CT; c++)
+        s0[c] = x16_offset(kind) ? _mm512_set1_epi32(-t[c].off) : _mm512_setzero_si512(), s1[c] = _mm512_setzero_si512();
     for (int g = 0; g < 4; g++) {
         const __m512i vl = b->v[g], vh = b->v[4 + g];
         for (int c = 0; c < CT; c++) {
-            s0[c] = _mm512_dpbusd_epi32(s0[c], vl, bcast4(qs[c] + 4 * g));
-            s1[c] = _mm512_dpbusd_epi32(s1[c], vh, bcast4(qs[c] + 16 + 4 * g));
+            s0[c] = dpbusd_b4(s0[c], vl, qs[c] + 4 * g);
+            s1[c] = dpbusd_b4(s1[c], vh, qs[c] + 16 + 4 * g);
         }
     }
     for (int c = 0; c < CT; c++) {
@@ -569,7 +572,7 @@ static ALWAYS_INLINE void x16k_steps_k45(const bool five, const int CT, const x1
             for (int c = 0; c < CT; c++) s[c] = _mm512_setzero_si512();
             for (int g = g0; g < g0 + G; g++) {
                 const __m512i vg = v[g];
-                for (int c = 0; c < CT; c++) s[c] = _mm512_dpbusd_epi32(s[c], vg, bcast4(a[c]->qs + 32 * j + 4 * g));
+                for (int c = 0; c < CT; c++) s[c] = dpbusd_b4(s[c], vg, a[c]->qs + 32 * j + 4 * g);
             }
             for (int c = 0; c < CT; c++) isum[c] = _mm512_dpwssd_epi32(isum[c], s[c], b->sc[j]);
         }
@@ -726,7 +729,7 @@ static ALWAYS_INLINE void x16k_steps_q6_K(const int CT, const x16k6_block *b, co
         for (int c = 0; c < CT; c++) s[c] = _mm512_setzero_si512();
         for (int g = 0; g < 4; g++) {
             const __m512i vg = v[g];
-            for (int c = 0; c < CT; c++) s[c] = _mm512_dpbusd_epi32(s[c], vg, bcast4(a[c]->qs + 16 * t + 4 * g));
+            for (int c = 0; c < CT; c++) s[c] = dpbusd_b4(s[c], vg, a[c]->qs + 16 * t + 4 * g);
         }
         for (int c = 0; c < CT; c++) isum[c] = _mm512_add_epi32(isum[c], _mm512_mullo_epi32(s[c], b->sc[t]));
     }
