@@ -19,7 +19,10 @@
  * Each figure also per CPU second of the process (see cpu_s). One JSON object
  * on stdout; a table on stderr.
  *
- *   build/batch-bench [-m FILE] [-t 2] [-N 64] [-n 32] [-P 1,4,8,16,32] [-c 500]
+ *   build/batch-bench [-m FILE] [-t 2] [-N 64] [-n 32] [-P 1,4,8,16,32] [-c 500] [-R 1]
+ *
+ * -R ROUNDS alternates the sequential run and the batched ones ROUNDS times and reports medians (each
+ * round's ratio against its own sequential run).
  */
 #include "pocketlm.h"
 
@@ -42,6 +45,19 @@ static double cpu_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+#define MAX_ROUNDS 16
+
+/* The median of x[0..n) (sorts x). */
+static double median(double *x, int n) {
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && x[j - 1] > x[j]; j--) {
+            const double t = x[j];
+            x[j] = x[j - 1];
+            x[j - 1] = t;
+        }
+    return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
 }
 
 static int die(const char *what, plm_status st) {
@@ -75,11 +91,11 @@ static plm_status make_ctx(plm_model *m, int threads, int n_ctx, int n_seq, plm_
 
 int main(int argc, char **argv) {
     const char *path = NULL;
-    int threads = 2, N = 64, n_gen = 32, cached = 500;
+    int threads = 2, N = 64, n_gen = 32, cached = 500, rounds = 1;
     int par[8] = {1, 4, 8, 16, 32}, n_par = 5;
     for (int i = 1; i < argc; i += 2) {
         if (i + 1 == argc) {
-            fprintf(stderr, "usage: batch-bench [-m FILE] [-t 2] [-N 64] [-n 32] [-P 1,4,8,16,32] [-c 500]\n");
+            fprintf(stderr, "usage: batch-bench [-m FILE] [-t 2] [-N 64] [-n 32] [-P 1,4,8,16,32] [-c 500] [-R 1]\n");
             return 2;
         }
         if (!strcmp(argv[i], "-m")) path = argv[i + 1];
@@ -87,15 +103,16 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "-N")) N = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "-n")) n_gen = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "-c")) cached = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "-R")) rounds = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "-P")) {
             n_par = 0;
             for (char *t = strtok(argv[i + 1], ","); t && n_par < 8; t = strtok(NULL, ",")) par[n_par++] = atoi(t);
         } else {
-            fprintf(stderr, "usage: batch-bench [-m FILE] [-t 2] [-N 64] [-n 32] [-P 1,4,8,16,32] [-c 500]\n");
+            fprintf(stderr, "usage: batch-bench [-m FILE] [-t 2] [-N 64] [-n 32] [-P 1,4,8,16,32] [-c 500] [-R 1]\n");
             return 2;
         }
     }
-    if (N < 1 || n_gen < 1 || threads < 1) return die("arguments", PLM_ERR_ARG);
+    if (N < 1 || n_gen < 1 || threads < 1 || rounds < 1 || rounds > MAX_ROUNDS) return die("arguments", PLM_ERR_ARG);
     plm_model *m;
     plm_status st = plm_model_load(path, NULL, &m);
     if (st) return die("load", st);
@@ -109,41 +126,65 @@ int main(int argc, char **argv) {
     gp.keep_cache = false;
     const int seq_len = 256 + n_gen;
 
-    /* sequential, after one untimed generation that pages the weights in */
+    /* sequential and batched in alternating rounds (-R): on a shared machine a run's speed drifts by more than
+     * the differences measured, so each round's ratio is taken against the sequential run just before it and
+     * the medians are reported; an untimed generation first pages the weights in */
     plm_context *ctx;
+    double t0, c0;
     if ((st = make_ctx(m, threads, seq_len, 1, &ctx))) return die("context", st);
     if ((st = plm_generate(ctx, prompts[0], strlen(prompts[0]), &gp, NULL, NULL, NULL, NULL))) return die("generate", st);
-    double t0 = now_s(), c0 = cpu_s();
-    for (int i = 0; i < N; i++) {
-        plm_kv_clear(ctx);
-        if ((st = plm_generate(ctx, prompts[i], strlen(prompts[i]), &gp, NULL, NULL, NULL, NULL))) return die("generate", st);
-    }
-    const double seq_tps = (double)N * n_gen / (now_s() - t0), seq_cps = (double)N * n_gen / (cpu_s() - c0);
     plm_context_free(ctx);
-    fprintf(stderr, "%d prompts x %d tokens, %d threads, %s\n", N, n_gen, threads, plm_kernels_name());
-    fprintf(stderr, "  sequential      %8.1f tokens/s  %8.1f tokens/CPU-s\n", seq_tps, seq_cps);
-
-    double tps[8], cps[8];
-    for (int k = 0; k < n_par; k++) {
-        if ((st = make_ctx(m, threads, par[k] * seq_len, par[k], &ctx))) return die("context", st);
-        plm_batch_gen_params bp = plm_batch_gen_default_params();
-        bp.n_parallel = par[k];
-        bp.n_ctx_seq = seq_len;
-        plm_batch_gen *bg;
-        if ((st = plm_batch_gen_create(ctx, &bp, &bg))) return die("batch", st);
+    fprintf(stderr, "%d prompts x %d tokens, %d threads, %s, %d round%s\n", N, n_gen, threads, plm_kernels_name(),
+            rounds, rounds > 1 ? "s (medians)" : "");
+    double seq_all[MAX_ROUNDS], seq_c_all[MAX_ROUNDS], tps_all[8][MAX_ROUNDS], cps_all[8][MAX_ROUNDS],
+        ratio_all[8][MAX_ROUNDS];
+    for (int rd = 0; rd < rounds; rd++) {
+        if ((st = make_ctx(m, threads, seq_len, 1, &ctx))) return die("context", st);
         t0 = now_s();
         c0 = cpu_s();
-        int32_t id, left = 1;
-        for (int i = 0; i < N; i++)
-            if ((st = plm_batch_gen_submit(bg, prompts[i], strlen(prompts[i]), &gp, &id))) return die("submit", st);
-        while (left > 0)
-            if ((st = plm_batch_gen_step(bg, &left))) return die("step", st);
-        tps[k] = (double)N * n_gen / (now_s() - t0);
-        cps[k] = (double)N * n_gen / (cpu_s() - c0);
-        fprintf(stderr, "  parallel %-6d %8.1f tokens/s  %8.1f tokens/CPU-s  (%.2fx, %.2fx per CPU-s, sequential)\n", par[k],
-                tps[k], cps[k], tps[k] / seq_tps, cps[k] / seq_cps);
-        plm_batch_gen_free(bg);
+        for (int i = 0; i < N; i++) {
+            plm_kv_clear(ctx);
+            if ((st = plm_generate(ctx, prompts[i], strlen(prompts[i]), &gp, NULL, NULL, NULL, NULL)))
+                return die("generate", st);
+        }
+        seq_all[rd] = (double)N * n_gen / (now_s() - t0);
+        seq_c_all[rd] = (double)N * n_gen / (cpu_s() - c0);
         plm_context_free(ctx);
+        for (int k = 0; k < n_par; k++) {
+            if ((st = make_ctx(m, threads, par[k] * seq_len, par[k], &ctx))) return die("context", st);
+            plm_batch_gen_params bp = plm_batch_gen_default_params();
+            bp.n_parallel = par[k];
+            bp.n_ctx_seq = seq_len;
+            plm_batch_gen *bg;
+            if ((st = plm_batch_gen_create(ctx, &bp, &bg))) return die("batch", st);
+            t0 = now_s();
+            c0 = cpu_s();
+            int32_t id, left = 1;
+            for (int i = 0; i < N; i++)
+                if ((st = plm_batch_gen_submit(bg, prompts[i], strlen(prompts[i]), &gp, &id))) return die("submit", st);
+            while (left > 0)
+                if ((st = plm_batch_gen_step(bg, &left))) return die("step", st);
+            tps_all[k][rd] = (double)N * n_gen / (now_s() - t0);
+            cps_all[k][rd] = (double)N * n_gen / (cpu_s() - c0);
+            ratio_all[k][rd] = tps_all[k][rd] / seq_all[rd];
+            plm_batch_gen_free(bg);
+            plm_context_free(ctx);
+        }
+        if (rounds > 1) {
+            fprintf(stderr, "  round %d: sequential %.1f", rd + 1, seq_all[rd]);
+            for (int k = 0; k < n_par; k++) fprintf(stderr, ", parallel %d %.1f (%.2fx)", par[k], tps_all[k][rd], ratio_all[k][rd]);
+            fprintf(stderr, " tokens/s\n");
+        }
+    }
+    const double seq_tps = median(seq_all, rounds), seq_cps = median(seq_c_all, rounds);
+    double tps[8], cps[8], ratio[8];
+    fprintf(stderr, "  sequential      %8.1f tokens/s  %8.1f tokens/CPU-s\n", seq_tps, seq_cps);
+    for (int k = 0; k < n_par; k++) {
+        tps[k] = median(tps_all[k], rounds);
+        cps[k] = median(cps_all[k], rounds);
+        ratio[k] = median(ratio_all[k], rounds);
+        fprintf(stderr, "  parallel %-6d %8.1f tokens/s  %8.1f tokens/CPU-s  (%.2fx, %.2fx per CPU-s, sequential)\n", par[k],
+                tps[k], cps[k], ratio[k], cps[k] / seq_cps);
     }
 
     /* one running sequence's step, alone and beside 30 cached sequences of `cached` tokens */
@@ -229,8 +270,11 @@ int main(int argc, char **argv) {
     }
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    printf("{\"threads\": %d, \"kernels\": \"%s\", \"prompts\": %d, \"tokens\": %d, \"sequential_tps\": %.2f, "
-           "\"sequential_tokens_per_cpu_s\": %.2f, \"batched\": {", threads, plm_kernels_name(), N, n_gen, seq_tps, seq_cps);
+    printf("{\"threads\": %d, \"kernels\": \"%s\", \"prompts\": %d, \"tokens\": %d, \"rounds\": %d, "
+           "\"sequential_tps\": %.2f, \"sequential_tokens_per_cpu_s\": %.2f, \"ratio_to_sequential\": {",
+           threads, plm_kernels_name(), N, n_gen, rounds, seq_tps, seq_cps);
+    for (int k = 0; k < n_par; k++) printf("%s\"%d\": %.3f", k ? ", " : "", par[k], ratio[k]);
+    printf("}, \"batched\": {");
     for (int k = 0; k < n_par; k++) printf("%s\"%d\": %.2f", k ? ", " : "", par[k], tps[k]);
     printf("}, \"batched_tokens_per_cpu_s\": {");
     for (int k = 0; k < n_par; k++) printf("%s\"%d\": %.2f", k ? ", " : "", par[k], cps[k]);
