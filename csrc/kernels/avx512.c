@@ -6,7 +6,7 @@
  * tests/c/test_quant.c, and the attention's pv8_f16 and softmax exp
  * (exp_sum_f32), and BERT's GELU (gelu_bias). Every other entry (float formats, the quantizers, the other
  * attention helpers) is the AVX2 table's, and so is the one-token product of
- * Q4_0, Q4_1, Q5_0, Q8_0, Q4_K and Q6_K (see g_decode).
+ * Q4_0, Q4_1, Q5_0, Q8_0 and Q6_K (see g_decode); Q4_K's (rows_k45) gives the AVX2 table's bits.
  *
  * This file is compiled with the AVX-512 flags (Makefile ISA_avx512), so
  * nothing in it may run before kernels/dispatch.c has checked the CPU and the
@@ -44,7 +44,6 @@
 
 static inline float h2f(plm_f16 h) { return _cvtsh_ss(h); }
 
-/* Four activation bytes starting at p, in every lane. */
 /* acc + dpbusd(u, the 4 bytes at p in every lane), the bytes read by the instruction's own broadcast
  * ({1to16}): GCC keeps _mm512_set1_epi32 of a load as a separate broadcast, one more vector
  * operation per product where the products are most of the work (x16_steps). */
@@ -339,7 +338,7 @@ static ALWAYS_INLINE void x16_gemm(x16_kind kind, int64_t n, const void *vw, siz
     }
 }
 
-/* One token of Q4_0, Q4_1, Q5_0, Q8_0, Q4_K and Q6_K goes to the AVX2 table's
+/* One token of Q4_0, Q4_1, Q5_0, Q8_0 and Q6_K goes to the AVX2 table's
  * gemm (x8 rows in YMM lanes; row tiles for the K-quants), which measured as
  * fast as this file's one-token paths or faster once the weights come from
  * memory (the unpacking and the access pattern dominate there, not the
@@ -404,16 +403,6 @@ static ALWAYS_INLINE void q8_K_pair_sums(const plm_block_q8_K *a, int32_t out[4]
     }
 }
 
-/* imin of one row: its 8 mins (bytes of mn[0..1]) times the activation's 32-element sums. */
-static ALWAYS_INLINE int32_t q4k_imin(const uint32_t mn[2], const plm_block_q8_K *a) {
-    const __m128i mins = _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, (int)mn[1], (int)mn[0]));
-    const __m256i bsums = _mm256_loadu_si256((const __m256i *)a->bsums);
-    const __m128i q8s = _mm_hadd_epi16(_mm256_castsi256_si128(bsums), _mm256_extracti128_si256(bsums, 1));
-    const __m128i m = _mm_madd_epi16(mins, q8s);
-    const __m128i m2 = _mm_add_epi32(m, _mm_unpackhi_epi64(m, m));
-    return _mm_cvtsi128_si32(_mm_add_epi32(m2, _mm_shuffle_epi32(m2, _MM_SHUFFLE(2, 3, 0, 1))));
-}
-
 /* Q4_K and Q5_K share their layout but for Q5_K's fifth bits: d, dmin and
  * the 12 scale bytes at the same offsets, then (Q5_K) qh[32] and qs[128]. A
  * value of the pair below is one of them: `five` is a constant in every
@@ -427,21 +416,25 @@ static ALWAYS_INLINE const uint8_t *k45_qs(bool five, const uint8_t *b) {
 _Static_assert(offsetof(plm_block_q4_K, scales) == offsetof(plm_block_q5_K, scales), "K4/K5 layout");
 _Static_assert(offsetof(plm_block_q4_K, dmin) == offsetof(plm_block_q5_K, dmin), "K4/K5 layout");
 
-/* One token: the 256-bit halves are regrouped so that a ZMM holds 64
- * consecutive elements (sub-blocks 2p and 2p + 1) and meets the activation as
- * stored. Each lane sums 4 products (|.| <= 4 * 31 * 128, an int16). Returns
- * isum of the super-block at blk; *imin gets its min term. */
-static ALWAYS_INLINE int32_t k45_block_sums(const bool five, const uint8_t *blk, const plm_block_q8_K *y, int32_t *imin) {
+/* One token, R <= 4 rows side by side. Per super-block the activation is regrouped once for the R rows so
+ * that it meets the weights as loaded: a ZMM of 64 bytes of qs (runs p = 2h and 2h + 1) holds sub-blocks 4h and
+ * 4h + 2 in its low nibbles and 4h + 1 and 4h + 3 in its high ones, so act[2h] = the activation's sub-blocks 4h
+ * and 4h + 2 side by side, act[2h + 1] = 4h + 1 and 4h + 3. Each lane sums 4 products (|.| <= 4 * 31 * 128, an
+ * int16), times its sub-block's scale by vpdpwssd into the row's isum; the R rows' isum and imin are reduced
+ * together (one horizontal pass for the tile, not one per row), then each row's float steps are the AVX2
+ * tile's, lane by lane: acc = fma(isum, d * a.d, acc), macc = fma(imin, dmin * a.d, macc), result acc - macc
+ * (the same bits). */
+static ALWAYS_INLINE __m512i k45_row_isum(const bool five, const uint8_t *blk, const __m512i act[4], __m128i q8s,
+                                          __m128i *imin) {
     const __m512i m4 = _mm512_set1_epi8(0x0f), one = _mm512_set1_epi8(1);
-    const __m512i step2 = _mm512_set1_epi32(2);
     const plm_block_q4_K *b = (const plm_block_q4_K *)blk; /* d, dmin, scales */
     uint32_t sc[2], mn[2];
     k4_unpack(b->scales, sc, mn);
     const __m512i s32 = _mm512_cvtepu8_epi32(_mm_set_epi32(0, 0, (int)sc[1], (int)sc[0]));
+    *imin = _mm_madd_epi16(_mm_cvtepu8_epi16(_mm_set_epi32(0, 0, (int)mn[1], (int)mn[0])), q8s);
     __m512i qh = _mm512_setzero_si512();
     if (five) qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)((const plm_block_q5_K *)blk)->qh));
     __m512i isum = _mm512_setzero_si512();
-    __m512i pick = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
     for (int h = 0; h < 2; h++) {
         const __m512i x = _mm512_loadu_si512(k45_qs(five, blk) + 64 * h);
         __m512i lo = _mm512_and_si512(x, m4), hi = _mm512_and_si512(_mm512_srli_epi16(x, 4), m4);
@@ -453,16 +446,22 @@ static ALWAYS_INLINE int32_t k45_block_sums(const bool five, const uint8_t *blk,
             lo = _mm512_or_si512(lo, _mm512_slli_epi16(bl, 4));
             hi = _mm512_or_si512(hi, _mm512_slli_epi16(bh, 4));
         }
-        const __m512i e0 = _mm512_shuffle_i64x2(lo, hi, 0x44), e1 = _mm512_shuffle_i64x2(lo, hi, 0xee);
-        const __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), e0, _mm512_loadu_si512(y->qs + 128 * h));
-        isum = _mm512_dpwssd_epi32(isum, p0, _mm512_permutexvar_epi32(pick, s32));
-        pick = _mm512_add_epi32(pick, step2);
-        const __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), e1, _mm512_loadu_si512(y->qs + 128 * h + 64));
-        isum = _mm512_dpwssd_epi32(isum, p1, _mm512_permutexvar_epi32(pick, s32));
-        pick = _mm512_add_epi32(pick, step2);
+        const __m512i pl = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, act[2 * h]);
+        const __m512i ph = _mm512_dpbusd_epi32(_mm512_setzero_si512(), hi, act[2 * h + 1]);
+        const __m512i il = _mm512_setr_epi32(4 * h, 4 * h, 4 * h, 4 * h, 4 * h, 4 * h, 4 * h, 4 * h, 4 * h + 2, 4 * h + 2,
+                                             4 * h + 2, 4 * h + 2, 4 * h + 2, 4 * h + 2, 4 * h + 2, 4 * h + 2);
+        isum = _mm512_dpwssd_epi32(isum, pl, _mm512_permutexvar_epi32(il, s32));
+        isum = _mm512_dpwssd_epi32(isum, ph, _mm512_permutexvar_epi32(_mm512_add_epi32(il, _mm512_set1_epi32(1)), s32));
     }
-    *imin = q4k_imin(mn, y);
-    return _mm512_reduce_add_epi32(isum);
+    return isum;
+}
+
+/* Lane r: the sum of x[r]'s lanes (r < 4). */
+static ALWAYS_INLINE __m128i hsum4_epi32(const __m512i x[4]) {
+    __m256i y[4];
+    for (int r = 0; r < 4; r++) y[r] = _mm256_add_epi32(_mm512_castsi512_si256(x[r]), _mm512_extracti64x4_epi64(x[r], 1));
+    const __m256i t = _mm256_hadd_epi32(_mm256_hadd_epi32(y[0], y[1]), _mm256_hadd_epi32(y[2], y[3]));
+    return _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
 }
 
 /* R rows (contiguous, R <= 4) and one token. The rows are read side by side,
@@ -472,23 +471,38 @@ static ALWAYS_INLINE void rows_k45_R(const bool five, const int R, int64_t nb, c
                                      const uint8_t *a, float *out, bool accumulate) {
     const plm_block_q8_K *y = (const plm_block_q8_K *)a;
     const size_t bs = k45_size(five);
-    float acc[4] = {0}, macc[4] = {0};
+    __m128 acc = _mm_setzero_ps(), macc = _mm_setzero_ps();
     for (int64_t i = 0; i < nb; i++) {
         prefetch_tile(w, ws, R, bs, i);
-        const float da = y[i].d;
+        const int8_t *q = y[i].qs;
+        __m512i act[4];
+        for (int h = 0; h < 2; h++)
+            for (int e = 0; e < 2; e++)
+                act[2 * h + e] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(q + 128 * h + 32 * e))),
+                                                    _mm256_loadu_si256((const __m256i *)(q + 128 * h + 64 + 32 * e)), 1);
+        const __m256i bsums = _mm256_loadu_si256((const __m256i *)y[i].bsums);
+        const __m128i q8s = _mm_hadd_epi16(_mm256_castsi256_si128(bsums), _mm256_extracti128_si256(bsums, 1));
+        __m512i isum[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512()};
+        __m128i mins[4] = {_mm_setzero_si128(), _mm_setzero_si128(), _mm_setzero_si128(), _mm_setzero_si128()};
+        uint32_t dd[4] = {0, 0, 0, 0}; /* d | dmin << 16 of each row's block */
         for (int r = 0; r < R; r++) {
             const uint8_t *blk = w + (size_t)r * ws + (size_t)i * bs;
-            const plm_block_q4_K *b = (const plm_block_q4_K *)blk;
-            int32_t imin;
-            const int32_t isum = k45_block_sums(five, blk, &y[i], &imin);
-            acc[r] = fmaf((float)isum, h2f(b->d) * da, acc[r]);
-            macc[r] = fmaf((float)imin, h2f(b->dmin) * da, macc[r]);
+            isum[r] = k45_row_isum(five, blk, act, q8s, &mins[r]);
+            memcpy(&dd[r], blk, 4);
         }
+        const __m128i is = hsum4_epi32(isum);
+        const __m128i im = _mm_hadd_epi32(_mm_hadd_epi32(mins[0], mins[1]), _mm_hadd_epi32(mins[2], mins[3]));
+        const __m128i ddv = _mm_loadu_si128((const __m128i *)dd);
+        const __m128 da = _mm_set1_ps(y[i].d);
+        const __m128 d = _mm_cvtph_ps(_mm_cvtepi32_epi16(ddv)), dmin = _mm_cvtph_ps(_mm_cvtepi32_epi16(_mm_srli_epi32(ddv, 16)));
+        acc = _mm_fmadd_ps(_mm_cvtepi32_ps(is), _mm_mul_ps(d, da), acc);
+        macc = _mm_fmadd_ps(_mm_cvtepi32_ps(im), _mm_mul_ps(dmin, da), macc);
     }
+    float v[4];
+    _mm_storeu_ps(v, _mm_sub_ps(acc, macc));
     for (int r = 0; r < R; r++) {
-        const float v = acc[r] - macc[r];
-        if (accumulate) out[r] += v;
-        else out[r] = v;
+        if (accumulate) out[r] += v[r];
+        else out[r] = v[r];
     }
 }
 
@@ -605,8 +619,7 @@ static ALWAYS_INLINE void gemm_k45(const bool five, int64_t n, const void *vw, s
     const uint8_t *w = vw, *a = va;
     const int64_t nb = n / PLM_QK_K;
     if (nc == 1) {
-        if (five) rows_k45(five, nb, w, ws, nr, a, out, accumulate);
-        else g_decode[PLM_TYPE_Q4_K](n, vw, ws, nr, va, as, nc, out, ldo, accumulate); /* same bits (see g_decode) */
+        rows_k45(five, nb, w, ws, nr, a, out, accumulate); /* Q4_K: the AVX2 table's bits (its vec_dot is this table's) */
         return;
     }
     int32_t bsp[4 * X16_COLS * X16K_CHUNK]; /* the activation's pair sums for the unpacked super-blocks */
@@ -1094,7 +1107,7 @@ static void build_table(void) {
     const plm_kernels *avx2 = plm_kernels_avx2_table();
     g_table = *avx2;
     g_table.name = "avx512";
-    const plm_type decode_by_avx2[] = {PLM_TYPE_Q4_0, PLM_TYPE_Q4_1, PLM_TYPE_Q5_0, PLM_TYPE_Q8_0, PLM_TYPE_Q4_K, PLM_TYPE_Q6_K};
+    const plm_type decode_by_avx2[] = {PLM_TYPE_Q4_0, PLM_TYPE_Q4_1, PLM_TYPE_Q5_0, PLM_TYPE_Q8_0, PLM_TYPE_Q6_K};
     for (size_t i = 0; i < sizeof decode_by_avx2 / sizeof decode_by_avx2[0]; i++)
         g_decode[decode_by_avx2[i]] = avx2->gemm[decode_by_avx2[i]]; /* vec_dot stays the AVX2 one */
     g_table.vec_dot[PLM_TYPE_Q5_1] = dot_q5_1;
