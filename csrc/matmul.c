@@ -254,40 +254,47 @@ static void lora_segments(lora_set *ls, int n_w) {
     }
 }
 
+/* Rows [a, b) of weight j of the product for tokens [t0, t0 + nt): the table's gemm, or vec_dot entry by entry. */
+static void product_tile(const matmul_job *job, int j, int64_t a, int64_t b, int32_t t0, int32_t nt) {
+    const plm_weight *W = job->w[j];
+    const plm_gemm_fn gemm = job->kern->gemm[W->type];
+    const uint8_t *wd = W->data, *act = job->act + (size_t)t0 * job->act_row;
+    float *out = job->out[j] + (int64_t)t0 * job->ldo[j];
+    if (gemm) {
+        gemm(W->n_in, wd + (size_t)a * W->row_bytes, W->row_bytes, (int)(b - a), act, job->act_row, nt, out + a,
+             job->ldo[j], job->accumulate);
+        return;
+    }
+    const plm_vec_dot_fn dot = job->kern->vec_dot[W->type];
+    for (int32_t t = 0; t < nt; t++) {
+        const uint8_t *at = act + (size_t)t * job->act_row;
+        float *o = out + (int64_t)t * job->ldo[j];
+        for (int64_t r = a; r < b; r++) {
+            const float v = dot(W->n_in, wd + (size_t)r * W->row_bytes, at);
+            o[r] = job->accumulate ? o[r] + v : v;
+        }
+    }
+}
+
+/* Rows [r0, r1) of the product's weights taken together, all its tokens (one token block, no adapters). */
+static void matmul_rows(const matmul_job *job, int64_t r0, int64_t r1) {
+    int64_t base = 0;
+    for (int j = 0; j < job->n_w && base < r1; j++) {
+        const int64_t a = PLM_MAX(r0 - base, 0), b = PLM_MIN(r1 - base, job->w[j]->n_out);
+        base += job->w[j]->n_out;
+        if (a < b) product_tile(job, j, a, b, 0, job->T);
+    }
+}
+
 /* Each thread takes a share of the output rows (in multiples of 8, the row
  * group of the x8 kernels) and walks it in ROW_BLOCK rows x (ACT_BLOCK bytes of
  * tokens) pieces, so both the weight rows and the activations of a piece stay
  * in cache while it is computed. With adapters, the short streams of the
  * adapter's bytes are asked for while the base rows stream, a piece with each
  * row block: the runs of B of the next block's rows, and the thread's part
- * of the adapter's next group of A rows (the next product's first work). */
-/* Rows [r0, r1) of the product's weights taken together, the token blocks one after another (no adapters). */
-static void matmul_rows(const matmul_job *job, int64_t r0, int64_t r1) {
-    int64_t base = 0;
-    for (int j = 0; j < job->n_w && base < r1; j++) {
-        const plm_weight *W = job->w[j];
-        const int64_t a = PLM_MAX(r0 - base, 0), b = PLM_MIN(r1 - base, W->n_out);
-        base += W->n_out;
-        if (a >= b) continue;
-        const plm_gemm_fn gemm = job->kern->gemm[W->type];
-        const plm_vec_dot_fn dot = job->kern->vec_dot[W->type];
-        const uint8_t *wd = W->data;
-        float *out = job->out[j];
-        const int64_t ldo = job->ldo[j];
-        for (int32_t t = 0; t < job->T && !gemm; t++) {
-            const uint8_t *at = job->act + (size_t)t * job->act_row;
-            float *o = out + (int64_t)t * ldo;
-            for (int64_t r = a; r < b; r++) {
-                const float v = dot(W->n_in, wd + (size_t)r * W->row_bytes, at);
-                o[r] = job->accumulate ? o[r] + v : v;
-            }
-        }
-        if (gemm)
-            gemm(W->n_in, wd + (size_t)a * W->row_bytes, W->row_bytes, (int)(b - a), job->act, job->act_row, job->T,
-                 out + a, ldo, job->accumulate);
-    }
-}
-
+ * of the adapter's next group of A rows (the next product's first work).
+ * A product of one token block without adapters shares its rows out instead
+ * (job->cursor: see matmul). */
 static void matmul_worker(void *arg, int ith, int nth) {
     const matmul_job *job = arg;
     const lora_set *ls = job->lora;
@@ -328,15 +335,11 @@ static void matmul_worker(void *arg, int ith, int nth) {
         int64_t a = PLM_MAX(r0 - base, 0), b = PLM_MIN(r1 - base, W->n_out);
         base += W->n_out;
         if (a >= b) continue;
-        const plm_gemm_fn gemm = job->kern->gemm[W->type];
-        const plm_vec_dot_fn dot = job->kern->vec_dot[W->type];
-        const uint8_t *wd = W->data;
         float *out = job->out[j];
         const int64_t ldo = job->ldo[j];
         const int k0 = ls->first[j], k1 = ls->first[j + 1];
         for (int32_t t0 = 0; t0 < job->T; t0 += tok_block) {
             const int32_t nt = PLM_MIN(tok_block, job->T - t0);
-            const uint8_t *act = job->act + (size_t)t0 * job->act_row;
             int64_t pend = a; /* rows [pend, rb) have W x but not yet their deltas */
             for (int64_t rb = a; rb < b; rb += ROW_BLOCK) {
                 const int64_t re = PLM_MIN(b, rb + ROW_BLOCK);
@@ -352,19 +355,7 @@ static void matmul_worker(void *arg, int ith, int nth) {
                         next_at = PLM_MAX(next_at, upto);
                     }
                 }
-                if (gemm) {
-                    gemm(W->n_in, wd + (size_t)rb * W->row_bytes, W->row_bytes, (int)(re - rb), act, job->act_row, nt,
-                         out + (int64_t)t0 * ldo + rb, ldo, job->accumulate);
-                } else {
-                    for (int32_t t = 0; t < nt; t++) {
-                        const uint8_t *at = act + (size_t)t * job->act_row;
-                        float *o = out + (int64_t)(t0 + t) * ldo;
-                        if (job->accumulate)
-                            for (int64_t r = rb; r < re; r++) o[r] += dot(W->n_in, wd + (size_t)r * W->row_bytes, at);
-                        else
-                            for (int64_t r = rb; r < re; r++) o[r] = dot(W->n_in, wd + (size_t)r * W->row_bytes, at);
-                    }
-                }
+                product_tile(job, j, rb, re, t0, nt);
                 /* the deltas of the rows done while they and their runs of B are in cache, LORA_RUNS runs at a
                  * time (the kernel's pace), once every thread's share of u is there (at once with one thread;
                  * with more, usually from the first block on) */
