@@ -11,7 +11,10 @@
  * evaluation included: it is part of the job), and the ratio to sequential.
  * Then one step's cost: a single running sequence's decode step with and
  * without -c tokens in each of 30 finished-but-cached sequences beside it
- * (attention visits a sequence's own cells only, so they should cost nothing).
+ * (attention visits a sequence's own cells only, so they should cost nothing):
+ * two contexts stepped in turn, the cost the median over 192 pairs of the
+ * ratio of their steps' times (a machine whose speed swings by 20% from one
+ * second to the next moves both halves of a pair alike).
  * Then the cost per token of one decode of T tokens (CPU time): T = 1 (one
  * sequence's step), T = 16 (one step of 16 sequences, a token each) and
  * T = 512 (one 512-token prompt): how much a batched step gains over single
@@ -187,43 +190,58 @@ int main(int argc, char **argv) {
                 tps[k], cps[k], ratio[k], cps[k] / seq_cps);
     }
 
-    /* one running sequence's step, alone and beside 30 cached sequences of `cached` tokens */
-    double step_alone = 0, step_beside = 0;
+    /* one running sequence's step, alone and beside 30 cached sequences of `cached` tokens: two contexts of the
+     * same size, one holding the 30 sequences, stepped in turn (which goes first alternates), each step timed;
+     * the figures are medians over the pairs, so that both halves of a pair see the same machine load */
+    double step_alone = 0, step_beside = 0, step_cost = 0;
     if (cached > 0) {
-        if ((st = make_ctx(m, threads, 31 * cached + 1024, 32, &ctx))) return die("context", st);
-        plm_token *toks = malloc((size_t)cached * sizeof(plm_token));
-        for (int i = 0; i < cached; i++) toks[i] = 100 + (i * 37) % 5000;
-        int32_t *pos = malloc((size_t)cached * sizeof(int32_t)), *sq = malloc((size_t)cached * sizeof(int32_t));
-        for (int i = 0; i < cached; i++) pos[i] = i;
-        for (int pass = 0; pass < 3; pass++) { /* 0: beside, untimed (touches every page the others use); 1: alone;
-                                                * 2: beside */
-            plm_kv_clear(ctx);
-            if (pass != 1)
-                for (int s = 1; s <= 30; s++) {
-                    for (int i = 0; i < cached; i++) sq[i] = s;
-                    plm_batch b = {.n_tokens = cached, .token = toks, .pos = pos, .seq_id = sq, .logits = NULL};
-                    if ((st = plm_decode(ctx, &b))) return die("fill", st);
-                }
-            /* the running sequence: a 64-token prompt, then single-token steps */
+        enum { STEP_PAIRS = 192 };
+        plm_context *cx[2] = {NULL, NULL}; /* 0: alone, 1: beside the cached sequences */
+        for (int i = 0; i < 2; i++)
+            if ((st = make_ctx(m, threads, 31 * cached + 1024, 32, &cx[i]))) return die("context", st);
+        const int n_tok = cached > 64 + STEP_PAIRS ? cached : 64 + STEP_PAIRS;
+        plm_token *toks = malloc((size_t)n_tok * sizeof(plm_token));
+        for (int i = 0; i < n_tok; i++) toks[i] = 100 + (i * 37) % 5000;
+        int32_t *pos = malloc((size_t)n_tok * sizeof(int32_t)), *sq = malloc((size_t)n_tok * sizeof(int32_t));
+        for (int i = 0; i < n_tok; i++) pos[i] = i;
+        for (int s = 1; s <= 30; s++) {
+            for (int i = 0; i < cached; i++) sq[i] = s;
+            plm_batch b = {.n_tokens = cached, .token = toks, .pos = pos, .seq_id = sq, .logits = NULL};
+            if ((st = plm_decode(cx[1], &b))) return die("fill", st);
+        }
+        for (int c = 0; c < 2; c++) { /* the running sequence: a 64-token prompt, then single-token steps */
             for (int i = 0; i < 64; i++) sq[i] = 0;
             plm_batch b = {.n_tokens = 64, .token = toks, .pos = pos, .seq_id = sq, .logits = NULL};
-            if ((st = plm_decode(ctx, &b))) return die("prompt", st);
-            const int steps = 64;
-            t0 = cpu_s();
-            for (int i = 0; i < steps; i++) {
-                int32_t p = 64 + i, s0 = 0;
-                plm_token t = toks[i];
-                plm_batch one = {.n_tokens = 1, .token = &t, .pos = &p, .seq_id = &s0, .logits = NULL};
-                if ((st = plm_decode(ctx, &one))) return die("step", st);
-            }
-            if (pass) *(pass == 2 ? &step_beside : &step_alone) = (cpu_s() - t0) / steps * 1e3;
+            if ((st = plm_decode(cx[c], &b))) return die("prompt", st);
         }
-        fprintf(stderr, "  one step (CPU time): %.2f ms alone, %.2f ms beside 30 cached sequences of %d tokens (%+.1f%%)\n",
-                step_alone, step_beside, cached, (step_beside / step_alone - 1) * 100);
+        double *ms[2] = {malloc(STEP_PAIRS * sizeof(double)), malloc(STEP_PAIRS * sizeof(double))};
+        double *ratio_pairs = malloc(STEP_PAIRS * sizeof(double));
+        for (int i = 0; i < STEP_PAIRS; i++) {
+            for (int h = 0; h < 2; h++) {
+                const int c = (h == 0) == (i % 2 == 0) ? 0 : 1;
+                int32_t p = 64 + i, s0 = 0;
+                plm_token t = toks[64 + i];
+                plm_batch one = {.n_tokens = 1, .token = &t, .pos = &p, .seq_id = &s0, .logits = NULL};
+                t0 = cpu_s();
+                if ((st = plm_decode(cx[c], &one))) return die("step", st);
+                ms[c][i] = (cpu_s() - t0) * 1e3;
+            }
+            ratio_pairs[i] = ms[1][i] / ms[0][i];
+        }
+        step_alone = median(ms[0], STEP_PAIRS);
+        step_beside = median(ms[1], STEP_PAIRS);
+        step_cost = median(ratio_pairs, STEP_PAIRS) - 1;
+        fprintf(stderr, "  one step (CPU time, medians of %d pairs): %.2f ms alone, %.2f ms beside 30 cached sequences of %d "
+                "tokens (%+.1f%%, the median of the pairs' ratios)\n",
+                STEP_PAIRS, step_alone, step_beside, cached, step_cost * 100);
+        free(ms[0]);
+        free(ms[1]);
+        free(ratio_pairs);
+        plm_context_free(cx[0]);
+        plm_context_free(cx[1]);
         free(toks);
         free(pos);
         free(sq);
-        plm_context_free(ctx);
     }
     /* ms of CPU per token of one decode of T tokens: T sequences after a 32-token prompt each (T = 1, 16;
      * logits for every token), or one 512-token prompt (logits for the last) */
@@ -278,9 +296,10 @@ int main(int argc, char **argv) {
     for (int k = 0; k < n_par; k++) printf("%s\"%d\": %.2f", k ? ", " : "", par[k], tps[k]);
     printf("}, \"batched_tokens_per_cpu_s\": {");
     for (int k = 0; k < n_par; k++) printf("%s\"%d\": %.2f", k ? ", " : "", par[k], cps[k]);
-    printf("}, \"step_ms_alone\": %.3f, \"step_ms_beside_cached\": %.3f, \"cached_tokens\": %d, "
+    printf("}, \"step_ms_alone\": %.3f, \"step_ms_beside_cached\": %.3f, \"step_cost_beside_cached\": %.4f, "
+           "\"cached_tokens\": %d, "
            "\"cpu_ms_per_token\": {\"1\": %.3f, \"16\": %.3f, \"512\": %.3f}, \"peak_rss_mib\": %.1f}\n",
-           step_alone, step_beside, cached, step_ms[0], step_ms[1], step_ms[2], (double)ru.ru_maxrss / 1024.0);
+           step_alone, step_beside, step_cost, cached, step_ms[0], step_ms[1], step_ms[2], (double)ru.ru_maxrss / 1024.0);
     for (int i = 0; i < N; i++) free(prompts[i]);
     free(prompts);
     plm_model_free(m);
