@@ -280,6 +280,23 @@ $(BUILD)/plm-bench: bench/plm_bench.c $(BUILD)/libpocketlm.a
 $(BUILD)/plm-kernel-bench: bench/kernel_bench.c $(BUILD)/libpocketlm.a
 	$(CC) $(ALLFLAGS) -o $@ $< $(BUILD)/libpocketlm.a $(LDLIBS)
 
+# Two builds of one kernel table in one process, alternating (bench/kernel_ab.c): csrc/kernels/$(AB_TABLE).c as at
+# git revision AB_REV against the working tree's; AB_REPS pairs per figure.
+AB_TABLE ?= avx512
+AB_REV   ?= HEAD
+AB_REPS  ?= 40
+.PHONY: kernel-ab
+kernel-ab: $(BUILD)/libpocketlm.a
+	mkdir -p $(BUILD)/ab
+	git show $(AB_REV):csrc/kernels/$(AB_TABLE).c > $(BUILD)/ab/a.c
+	$(CC) $(ALLFLAGS) $(ISA_$(AB_TABLE)) -Dplm_kernels_$(AB_TABLE)_table=plm_ab_table_a -Icsrc/kernels \
+	    -c $(BUILD)/ab/a.c -o $(BUILD)/ab/a.o
+	$(CC) $(ALLFLAGS) $(ISA_$(AB_TABLE)) -Dplm_kernels_$(AB_TABLE)_table=plm_ab_table_b \
+	    -c csrc/kernels/$(AB_TABLE).c -o $(BUILD)/ab/b.o
+	$(CC) $(ALLFLAGS) -o $(BUILD)/ab/kernel-ab bench/kernel_ab.c $(BUILD)/ab/a.o $(BUILD)/ab/b.o \
+	    $(BUILD)/libpocketlm.a $(LDLIBS)
+	$(BUILD)/ab/kernel-ab $(AB_REPS)
+
 # Aggregate tokens/s of the batch generator at parallel 1..32 against sequential generation (see bench/batch_bench.c).
 $(BUILD)/batch-bench: bench/batch_bench.c $(BUILD)/libpocketlm.a
 	$(CC) $(ALLFLAGS) -o $@ $< $(BUILD)/libpocketlm.a $(LDLIBS)
