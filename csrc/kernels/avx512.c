@@ -251,9 +251,11 @@ static ALWAYS_INLINE x16_act x16_act_terms(x16_kind kind, const uint8_t *y) {
     return t;
 }
 
-/* The terms of blocks 0..nb-1 of one token's activation row y. Q8_1's (d, s) pairs 16 blocks at a time: their
- * first 4 bytes as x16_head reads the weights', both halves converted at once and interleaved into t (the same
- * conversions as one by one: a 16-token product spent 7% of its time on them, one block at a time). */
+/* The terms of blocks 0..nb-1 of one token's activation row y, 16 blocks at a time: Q8_1's (d, s) pairs from
+ * their first 4 bytes as x16_head reads the weights', both halves converted at once and interleaved into t;
+ * Q8_0's d so too, and the 16 byte sums as vpdpbusd's 4-byte sums of two blocks per register, added across
+ * by unpacks and one lane swap (exact integers, the same conversions as one by one: a 16-token product spent
+ * 7-11% of its time on the terms, one block at a time). */
 static ALWAYS_INLINE void x16_act_row(x16_kind kind, const uint8_t *y, int64_t nb, x16_act *t) {
     const size_t ab = x16_ablock(kind);
     int64_t k = 0;
@@ -268,6 +270,38 @@ static ALWAYS_INLINE void x16_act_row(x16_kind kind, const uint8_t *y, int64_t n
             const __m512 sum = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(head, 16)));
             _mm512_storeu_ps((float *)(t + k), _mm512_permutex2var_ps(d, first, sum));
             _mm512_storeu_ps((float *)(t + k + 8), _mm512_permutex2var_ps(d, second, sum));
+        }
+    }
+    if (!x16_has_min(kind)) { /* Q8_0: d, and the offset times the block's byte sum, summed 16 blocks at once */
+        const __m512i ones = _mm512_set1_epi8(1);
+        const __m512i order = _mm512_setr_epi32(0, 8, 1, 9, 2, 10, 3, 11, 16, 24, 17, 25, 18, 26, 19, 27);
+        const __m512i first = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+        const __m512i second = _mm512_add_epi32(first, _mm512_set1_epi32(8));
+        for (; k + 16 <= nb; k += 16) {
+            const uint8_t *blk[16];
+            for (int i = 0; i < 16; i++) blk[i] = y + (size_t)(k + i) * ab;
+            __m512i z[8]; /* z[m]: 4-byte sums of blocks 2m (low half) and 2m + 1 */
+            for (int m = 0; m < 8; m++) {
+                const __m256i lo = _mm256_loadu_si256((const __m256i *)(const void *)x16_aqs(kind, blk[2 * m]));
+                const __m256i hi = _mm256_loadu_si256((const __m256i *)(const void *)x16_aqs(kind, blk[2 * m + 1]));
+                z[m] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1));
+            }
+            __m512i u[2]; /* each 128-bit lane: its 4 dwords summed, of z[4 i], .., z[4 i + 3] */
+            for (int i = 0; i < 2; i++) {
+                __m512i t2[2];
+                for (int j = 0; j < 2; j++) {
+                    const __m512i a = z[4 * i + 2 * j], b = z[4 * i + 2 * j + 1];
+                    t2[j] = _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b));
+                }
+                u[i] = _mm512_add_epi32(_mm512_unpacklo_epi64(t2[0], t2[1]), _mm512_unpackhi_epi64(t2[0], t2[1]));
+                u[i] = _mm512_add_epi32(u[i], _mm512_shuffle_i32x4(u[i], u[i], _MM_SHUFFLE(2, 3, 0, 1)));
+            }
+            const __m512i sums = _mm512_permutex2var_epi32(u[0], order, u[1]);
+            const __m512i off = _mm512_mullo_epi32(sums, _mm512_set1_epi32(x16_offset(kind)));
+            const __m512 d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(x16_head(blk)));
+            const __m512 o = _mm512_castsi512_ps(off);
+            _mm512_storeu_ps((float *)(t + k), _mm512_permutex2var_ps(d, first, o));
+            _mm512_storeu_ps((float *)(t + k + 8), _mm512_permutex2var_ps(d, second, o));
         }
     }
     for (; k < nb; k++) t[k] = x16_act_terms(kind, y + (size_t)k * ab);
