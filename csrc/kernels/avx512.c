@@ -167,20 +167,22 @@ static ALWAYS_INLINE void x16_nibbles(const uint8_t *const q[16], const uint8_t 
     x16_transpose(hi, hi_out);
 }
 
-/* The first 4 bytes of each of the 16 blocks (d, and m for Q4_1/Q5_1, as fp16) as one dword per lane: 16
- * loads and inserts. Two 8-lane gathers did the same at about twice the cost on Zen 4 (the whole of a row
+/* Bytes off..off+3 of each of the 16 blocks as one dword per lane (x16_head: the first 4, d and m for
+ * Q4_1/Q5_1 as fp16): 16 loads and inserts. Two 8-lane gathers did the same at about twice the cost on Zen 4 (the whole of a row
  * group's unpacking at 16 tokens measured 4.5-8% faster without them, 10-18% at 4 tokens, in one process
  * alternating the two builds). */
-static ALWAYS_INLINE __m512i x16_head(const uint8_t *const blk[16]) {
+static ALWAYS_INLINE __m512i x16_dwords(const uint8_t *const blk[16], size_t off) {
     __m128i q[4];
     for (int l = 0; l < 4; l++) {
         uint32_t h[4];
-        for (int i = 0; i < 4; i++) memcpy(&h[i], blk[4 * l + i], 4);
+        for (int i = 0; i < 4; i++) memcpy(&h[i], blk[4 * l + i] + off, 4);
         q[l] = _mm_setr_epi32((int)h[0], (int)h[1], (int)h[2], (int)h[3]);
     }
     const __m512i lo = _mm512_inserti32x4(_mm512_castsi128_si512(q[0]), q[1], 1);
     return _mm512_inserti32x4(_mm512_inserti32x4(lo, q[2], 2), q[3], 3);
 }
+
+static ALWAYS_INLINE __m512i x16_head(const uint8_t *const blk[16]) { return x16_dwords(blk, 0); }
 
 /* Block k of 16 rows (row j at w + rows[j] * ws; short groups repeat a row). */
 static ALWAYS_INLINE void x16_unpack(x16_kind kind, const uint8_t *w, size_t ws, const int rows[16], int64_t k,
@@ -612,25 +614,26 @@ static ALWAYS_INLINE void x16k_unpack_k45(const bool five, const uint8_t *w, siz
             }
             x16_nibbles(q, five ? qh5 : NULL, o->v + 8 * (2 * p) + 4 * h, o->v + 8 * (2 * p + 1) + 4 * h);
         }
-    uint32_t sc[8][16], mn[4][16];
-    plm_f16 d[16], dmin[16];
-    for (int r = 0; r < 16; r++) {
-        const plm_block_q4_K *b = (const plm_block_q4_K *)blk[r];
-        uint32_t s4[2], m4b[2];
-        k4_unpack(b->scales, s4, m4b);
-        for (int j = 0; j < 8; j++) sc[j][r] = (s4[j / 4] >> (8 * (j % 4))) & 0xff;
-        for (int q = 0; q < 4; q++) {
-            const uint32_t m0 = (m4b[(2 * q) / 4] >> (8 * ((2 * q) % 4))) & 0xff;
-            const uint32_t m1 = (m4b[(2 * q + 1) / 4] >> (8 * ((2 * q + 1) % 4))) & 0xff;
-            mn[q][r] = m0 | m1 << 16;
-        }
-        d[r] = b->d;
-        dmin[r] = b->dmin;
+    /* the 12 scale bytes of the 16 rows as three dwords per lane, then k4_unpack's operations lane by lane:
+     * scalar unpacking through arrays (stores, then vector loads) was 12% of a 16-token product */
+    const size_t so = offsetof(plm_block_q4_K, scales);
+    const __m512i u0 = x16_dwords(blk, so), u1 = x16_dwords(blk, so + 4), u2 = x16_dwords(blk, so + 8);
+    const __m512i m6 = _mm512_set1_epi32(0x3f3f3f3f), m4 = _mm512_set1_epi32(0x0f0f0f0f), m2 = _mm512_set1_epi32(0x03030303);
+    const __m512i sc4[2] = {_mm512_and_si512(u0, m6),
+                            _mm512_or_si512(_mm512_and_si512(u2, m4),
+                                            _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(u0, 6), m2), 4))};
+    const __m512i mn4[2] = {_mm512_and_si512(u1, m6),
+                            _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(u2, 4), m4),
+                                            _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(u1, 6), m2), 4))};
+    const __m512i byte = _mm512_set1_epi32(0xff);
+    for (int j = 0; j < 8; j++) o->sc[j] = _mm512_and_si512(_mm512_srli_epi32(sc4[j / 4], 8 * (j % 4)), byte);
+    for (int q = 0; q < 4; q++) { /* mins 2q and 2q + 1: bytes 2(q % 2) and 2(q % 2) + 1 of mn4[q / 2] */
+        const __m512i h = _mm512_srli_epi32(mn4[q / 2], 16 * (q % 2));
+        o->mn[q] = _mm512_or_si512(_mm512_and_si512(h, byte), _mm512_slli_epi32(_mm512_and_si512(h, _mm512_set1_epi32(0xff00)), 8));
     }
-    for (int j = 0; j < 8; j++) o->sc[j] = _mm512_loadu_si512(sc[j]);
-    for (int q = 0; q < 4; q++) o->mn[q] = _mm512_loadu_si512(mn[q]);
-    o->d = f16x16(d);
-    o->dmin = f16x16(dmin);
+    const __m512i head = x16_head(blk);
+    o->d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(head));
+    o->dmin = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(head, 16)));
 }
 
 /* acc[c] += super-block . token c for CT tokens at once (each weight vector loaded once for all). Partial
