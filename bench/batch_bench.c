@@ -201,9 +201,14 @@ int main(int argc, char **argv) {
             if ((st = make_ctx(m, threads, 31 * cached + 1024, 32, &cx[i]))) return die("context", st);
         const int n_tok = cached > 64 + STEP_PAIRS ? cached : 64 + STEP_PAIRS;
         plm_token *toks = malloc((size_t)n_tok * sizeof(plm_token));
-        for (int i = 0; i < n_tok; i++) toks[i] = 100 + (i * 37) % 5000;
         int32_t *pos = malloc((size_t)n_tok * sizeof(int32_t)), *sq = malloc((size_t)n_tok * sizeof(int32_t));
-        for (int i = 0; i < n_tok; i++) pos[i] = i;
+        double *ms[2] = {malloc(STEP_PAIRS * sizeof(double)), malloc(STEP_PAIRS * sizeof(double))};
+        double *ratio_pairs = malloc(STEP_PAIRS * sizeof(double));
+        if (!toks || !pos || !sq || !ms[0] || !ms[1] || !ratio_pairs) {
+            fprintf(stderr, "batch-bench: out of memory\n");
+            return 1;
+        }
+        for (int i = 0; i < n_tok; i++) toks[i] = 100 + (i * 37) % 5000, pos[i] = i;
         for (int s = 1; s <= 30; s++) {
             for (int i = 0; i < cached; i++) sq[i] = s;
             plm_batch b = {.n_tokens = cached, .token = toks, .pos = pos, .seq_id = sq, .logits = NULL};
@@ -214,8 +219,6 @@ int main(int argc, char **argv) {
             plm_batch b = {.n_tokens = 64, .token = toks, .pos = pos, .seq_id = sq, .logits = NULL};
             if ((st = plm_decode(cx[c], &b))) return die("prompt", st);
         }
-        double *ms[2] = {malloc(STEP_PAIRS * sizeof(double)), malloc(STEP_PAIRS * sizeof(double))};
-        double *ratio_pairs = malloc(STEP_PAIRS * sizeof(double));
         for (int i = 0; i < STEP_PAIRS; i++) {
             for (int h = 0; h < 2; h++) {
                 const int c = (h == 0) == (i % 2 == 0) ? 0 : 1;

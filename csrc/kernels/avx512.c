@@ -168,9 +168,9 @@ static ALWAYS_INLINE void x16_nibbles(const uint8_t *const q[16], const uint8_t 
 }
 
 /* Bytes off..off+3 of each of the 16 blocks as one dword per lane (x16_head: the first 4, d and m for
- * Q4_1/Q5_1 as fp16): 16 loads and inserts. Two 8-lane gathers did the same at about twice the cost on Zen 4 (the whole of a row
- * group's unpacking at 16 tokens measured 4.5-8% faster without them, 10-18% at 4 tokens, in one process
- * alternating the two builds). */
+ * Q4_1/Q5_1 as fp16): 16 loads and inserts. Two 8-lane gathers did the same at about twice the cost on
+ * Zen 4 (the whole of a row group's unpacking at 16 tokens measured 4.5-8% faster without them, 10-18% at
+ * 4 tokens, in one process alternating the two builds). */
 static ALWAYS_INLINE __m512i x16_dwords(const uint8_t *const blk[16], size_t off) {
     __m128i q[4];
     for (int l = 0; l < 4; l++) {
@@ -183,6 +183,11 @@ static ALWAYS_INLINE __m512i x16_dwords(const uint8_t *const blk[16], size_t off
 }
 
 static ALWAYS_INLINE __m512i x16_head(const uint8_t *const blk[16]) { return x16_dwords(blk, 0); }
+
+/* The fp16 value in the low (high = false) or high half of each dword lane, as floats. */
+static ALWAYS_INLINE __m512 x16_half_f32(__m512i x, bool high) {
+    return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(high ? _mm512_srli_epi32(x, 16) : x));
+}
 
 /* Block k of 16 rows (row j at w + rows[j] * ws; short groups repeat a row). */
 static ALWAYS_INLINE void x16_unpack(x16_kind kind, const uint8_t *w, size_t ws, const int rows[16], int64_t k,
@@ -215,8 +220,8 @@ static ALWAYS_INLINE void x16_unpack(x16_kind kind, const uint8_t *w, size_t ws,
         x16_nibbles(q, kind == X16_Q5_0 || kind == X16_Q5_1 ? qh : NULL, o->v, o->v + 4);
     }
     const __m512i head = x16_head(blk);
-    o->d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(head));
-    if (x16_has_min(kind)) o->m = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(head, 16)));
+    o->d = x16_half_f32(head, false);
+    if (x16_has_min(kind)) o->m = x16_half_f32(head, true);
 }
 
 /* sum(a) of an activation block's 32 bytes. */
@@ -253,6 +258,13 @@ static ALWAYS_INLINE x16_act x16_act_terms(x16_kind kind, const uint8_t *y) {
     return t;
 }
 
+/* t[0..15] = (d[i], e[i]) pairs: the 16 blocks' terms (e: s, or off's bits). */
+static ALWAYS_INLINE void x16_act_store(x16_act *t, __m512 d, __m512 e) {
+    const __m512i first = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    _mm512_storeu_ps((float *)t, _mm512_permutex2var_ps(d, first, e));
+    _mm512_storeu_ps((float *)(t + 8), _mm512_permutex2var_ps(d, _mm512_add_epi32(first, _mm512_set1_epi32(8)), e));
+}
+
 /* The terms of blocks 0..nb-1 of one token's activation row y, 16 blocks at a time: Q8_1's (d, s) pairs from
  * their first 4 bytes as x16_head reads the weights', both halves converted at once and interleaved into t;
  * Q8_0's d so too, and the 16 byte sums as vpdpbusd's 4-byte sums of two blocks per register, added across
@@ -261,27 +273,15 @@ static ALWAYS_INLINE x16_act x16_act_terms(x16_kind kind, const uint8_t *y) {
 static ALWAYS_INLINE void x16_act_row(x16_kind kind, const uint8_t *y, int64_t nb, x16_act *t) {
     const size_t ab = x16_ablock(kind);
     int64_t k = 0;
-    if (x16_has_min(kind)) {
-        const __m512i first = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-        const __m512i second = _mm512_add_epi32(first, _mm512_set1_epi32(8));
-        for (; k + 16 <= nb; k += 16) {
-            const uint8_t *blk[16];
-            for (int i = 0; i < 16; i++) blk[i] = y + (size_t)(k + i) * ab;
-            const __m512i head = x16_head(blk);
-            const __m512 d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(head));
-            const __m512 sum = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(head, 16)));
-            _mm512_storeu_ps((float *)(t + k), _mm512_permutex2var_ps(d, first, sum));
-            _mm512_storeu_ps((float *)(t + k + 8), _mm512_permutex2var_ps(d, second, sum));
-        }
-    }
-    if (!x16_has_min(kind)) { /* Q8_0: d, and the offset times the block's byte sum, summed 16 blocks at once */
-        const __m512i ones = _mm512_set1_epi8(1);
-        const __m512i order = _mm512_setr_epi32(0, 8, 1, 9, 2, 10, 3, 11, 16, 24, 17, 25, 18, 26, 19, 27);
-        const __m512i first = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-        const __m512i second = _mm512_add_epi32(first, _mm512_set1_epi32(8));
-        for (; k + 16 <= nb; k += 16) {
-            const uint8_t *blk[16];
-            for (int i = 0; i < 16; i++) blk[i] = y + (size_t)(k + i) * ab;
+    const __m512i ones = _mm512_set1_epi8(1);
+    const __m512i order = _mm512_setr_epi32(0, 8, 1, 9, 2, 10, 3, 11, 16, 24, 17, 25, 18, 26, 19, 27);
+    for (; k + 16 <= nb; k += 16) {
+        const uint8_t *blk[16];
+        for (int i = 0; i < 16; i++) blk[i] = y + (size_t)(k + i) * ab;
+        const __m512i head = x16_head(blk);
+        if (x16_has_min(kind)) {
+            x16_act_store(t + k, x16_half_f32(head, false), x16_half_f32(head, true));
+        } else { /* Q8_0: d, and the offset times the block's byte sum, summed 16 blocks at once */
             __m512i z[8]; /* z[m]: 4-byte sums of blocks 2m (low half) and 2m + 1 */
             for (int m = 0; m < 8; m++) {
                 const __m256i lo = _mm256_loadu_si256((const __m256i *)(const void *)x16_aqs(kind, blk[2 * m]));
@@ -300,10 +300,7 @@ static ALWAYS_INLINE void x16_act_row(x16_kind kind, const uint8_t *y, int64_t n
             }
             const __m512i sums = _mm512_permutex2var_epi32(u[0], order, u[1]);
             const __m512i off = _mm512_mullo_epi32(sums, _mm512_set1_epi32(x16_offset(kind)));
-            const __m512 d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(x16_head(blk)));
-            const __m512 o = _mm512_castsi512_ps(off);
-            _mm512_storeu_ps((float *)(t + k), _mm512_permutex2var_ps(d, first, o));
-            _mm512_storeu_ps((float *)(t + k + 8), _mm512_permutex2var_ps(d, second, o));
+            x16_act_store(t + k, x16_half_f32(head, false), _mm512_castsi512_ps(off));
         }
     }
     for (; k < nb; k++) t[k] = x16_act_terms(kind, y + (size_t)k * ab);
@@ -632,8 +629,8 @@ static ALWAYS_INLINE void x16k_unpack_k45(const bool five, const uint8_t *w, siz
         o->mn[q] = _mm512_or_si512(_mm512_and_si512(h, byte), _mm512_slli_epi32(_mm512_and_si512(h, _mm512_set1_epi32(0xff00)), 8));
     }
     const __m512i head = x16_head(blk);
-    o->d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(head));
-    o->dmin = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(head, 16)));
+    o->d = x16_half_f32(head, false);
+    o->dmin = x16_half_f32(head, true);
 }
 
 /* acc[c] += super-block . token c for CT tokens at once (each weight vector loaded once for all). Partial
