@@ -1041,7 +1041,7 @@ PLMLUA_HANDLE_OUT(plm_adapter, 1)
 
 %typemap(in, numinputs=0) plm_model_info *out_info (plm_model_info info) { $1 = &info; }
 %typemap(argout) plm_model_info *out_info {
-    lua_createtable(L, 0, 20);
+    lua_createtable(L, 0, 21);
     lua_pushstring(L, $1->arch); lua_setfield(L, -2, "arch");
     lua_pushstring(L, $1->name); lua_setfield(L, -2, "name");
     lua_pushstring(L, $1->file_type); lua_setfield(L, -2, "file_type");
@@ -1062,6 +1062,7 @@ PLMLUA_HANDLE_OUT(plm_adapter, 1)
     lua_pushinteger(L, $1->eot); lua_setfield(L, -2, "eot");
     lua_pushboolean(L, $1->add_bos); lua_setfield(L, -2, "add_bos");
     lua_pushinteger(L, $1->n_cls_out); lua_setfield(L, -2, "n_cls_out");
+    lua_pushinteger(L, (lua_Integer)$1->n_repacked); lua_setfield(L, -2, "n_repacked");
     SWIG_arg++;
 }
 

@@ -371,13 +371,13 @@ static int plmpy_abort_check(void *user) {
 
 static PyObject *plmpy_model_info_dict(const plm_model_info *in) {
     return Py_BuildValue(
-        "{s:s,s:s,s:s,s:s,s:O&,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:K,s:K,s:i,s:i,s:i,s:O,s:i}",
+        "{s:s,s:s,s:s,s:s,s:O&,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:K,s:K,s:i,s:i,s:i,s:O,s:i,s:K}",
         "arch", in->arch, "name", in->name, "file_type", in->file_type, "chat_template", in->chat_template,
         "path", PyUnicode_DecodeFSDefault, in->path, "n_vocab", in->n_vocab, "n_ctx_train", in->n_ctx_train,
         "n_embd", in->n_embd, "n_layer", in->n_layer, "n_head", in->n_head, "n_head_kv", in->n_head_kv, "n_ff",
         in->n_ff, "head_dim", in->head_dim, "n_params", (unsigned long long)in->n_params, "n_bytes",
         (unsigned long long)in->n_bytes, "bos", in->bos, "eos", in->eos, "eot", in->eot, "add_bos",
-        in->add_bos ? Py_True : Py_False, "n_cls_out", in->n_cls_out);
+        in->add_bos ? Py_True : Py_False, "n_cls_out", in->n_cls_out, "n_repacked", (unsigned long long)in->n_repacked);
 }
 
 static int plmpy_module_init(PyObject *m) {

@@ -8,10 +8,10 @@
  * table's vec_dot pairs them with; weights of different such types get one
  * pass each), then
  * the output rows of all the weights are split across the pool in multiples of
- * 8. Each thread walks its rows in tiles of ROW_BLOCK rows by ACT_BLOCK bytes of
+ * 16. Each thread walks its rows in tiles of ROW_BLOCK rows by ACT_BLOCK bytes of
  * activations, so that a tile's weights and activations stay in cache, with the
  * table's gemm for the tile or, where the table has none, vec_dot entry by
- * entry. When the context has adapters (lora.c), each weight an adapter targets
+ * entry (weights repacked at load, model.c, by its gemm_x16). When the context has adapters (lora.c), each weight an adapter targets
  * gets its delta scale * B (A x) added to its own output rows by the thread
  * that computed them. The input is quantized once per product for the table's
  * Q8_0 entries (the base's activations serve when they are of that type
@@ -254,12 +254,49 @@ static void lora_segments(lora_set *ls, int n_w) {
     }
 }
 
+/* Rows [a, b) of a weight in the x16 layout (quant.h) for tokens act[0 .. nt): whole groups by the table's
+ * gemm_x16; a group that a share's edge cuts (a weight placed after one whose rows are not a multiple of 16)
+ * whole into a buffer, its rows [a, b) copied out, X16_TOKENS tokens at a time (each entry as alone). */
+#define X16_TOKENS 32
+static void product_x16(const matmul_job *job, const plm_weight *W, int64_t a, int64_t b, const uint8_t *act, int32_t nt,
+                        float *out, int64_t ldo) {
+    const plm_gemm_fn gemm = job->kern->gemm_x16[W->type];
+    const uint8_t *wd = W->data;
+    while (a < b) {
+        const int64_t g0 = a / PLM_X16 * PLM_X16;
+        if (a == g0 && b - a >= PLM_X16) {
+            const int64_t e = a + (b - a) / PLM_X16 * PLM_X16;
+            gemm(W->n_in, wd + (size_t)a * W->row_bytes, W->row_bytes, (int)(e - a), act, job->act_row, nt, out + a, ldo,
+                 job->accumulate);
+            a = e;
+            continue;
+        }
+        const int64_t e = PLM_MIN(b, g0 + PLM_X16);
+        float part[X16_TOKENS * PLM_X16];
+        for (int32_t c0 = 0; c0 < nt; c0 += X16_TOKENS) {
+            const int32_t nc = PLM_MIN(X16_TOKENS, nt - c0);
+            gemm(W->n_in, wd + (size_t)g0 * W->row_bytes, W->row_bytes, PLM_X16, act + (size_t)c0 * job->act_row,
+                 job->act_row, nc, part, PLM_X16, false);
+            for (int32_t c = 0; c < nc; c++)
+                for (int64_t r = a; r < e; r++) {
+                    float *o = &out[(int64_t)(c0 + c) * ldo + r];
+                    *o = job->accumulate ? *o + part[c * PLM_X16 + (r - g0)] : part[c * PLM_X16 + (r - g0)];
+                }
+        }
+        a = e;
+    }
+}
+
 /* Rows [a, b) of weight j of the product for tokens [t0, t0 + nt): the table's gemm, or vec_dot entry by entry. */
 static void product_tile(const matmul_job *job, int j, int64_t a, int64_t b, int32_t t0, int32_t nt) {
     const plm_weight *W = job->w[j];
     const plm_gemm_fn gemm = job->kern->gemm[W->type];
     const uint8_t *wd = W->data, *act = job->act + (size_t)t0 * job->act_row;
     float *out = job->out[j] + (int64_t)t0 * job->ldo[j];
+    if (W->x16) {
+        product_x16(job, W, a, b, act, nt, out, job->ldo[j]);
+        return;
+    }
     if (gemm) {
         gemm(W->n_in, wd + (size_t)a * W->row_bytes, W->row_bytes, (int)(b - a), act, job->act_row, nt, out + a,
              job->ldo[j], job->accumulate);
@@ -286,8 +323,8 @@ static void matmul_rows(const matmul_job *job, int64_t r0, int64_t r1) {
     }
 }
 
-/* Each thread takes a share of the output rows (in multiples of 8, the row
- * group of the x8 kernels) and walks it in ROW_BLOCK rows x (ACT_BLOCK bytes of
+/* Each thread takes a share of the output rows (in multiples of 16, the row
+ * group of the x16 layout and kernels) and walks it in ROW_BLOCK rows x (ACT_BLOCK bytes of
  * tokens) pieces, so both the weight rows and the activations of a piece stay
  * in cache while it is computed. With adapters, the short streams of the
  * adapter's bytes are asked for while the base rows stream, a piece with each
@@ -312,9 +349,9 @@ static void matmul_worker(void *arg, int ith, int nth) {
         return;
     }
     int64_t r0, r1;
-    plm_split_range((total + 7) / 8, ith, nth, &r0, &r1);
-    r0 = PLM_MIN(total, r0 * 8);
-    r1 = PLM_MIN(total, r1 * 8);
+    plm_split_range((total + 15) / 16, ith, nth, &r0, &r1);
+    r0 = PLM_MIN(total, r0 * 16);
+    r1 = PLM_MIN(total, r1 * 16);
     const uint8_t *next = NULL; /* bytes [next_at, next_end) of the next group's A still to ask for */
     size_t next_at = 0, next_end = 0, next0 = 0;
     if (ls->n_items) {

@@ -22,12 +22,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define DEFAULT_MODEL_FILE "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 plm_model_params plm_model_default_params(void) {
-    plm_model_params p = {.use_mmap = true, .check_tensors = false, .vocab_only = false};
+    plm_model_params p = {.use_mmap = true, .check_tensors = false, .vocab_only = false, .repack = true};
     return p;
 }
 
@@ -450,6 +452,8 @@ void plm_model_free(plm_model *m) {
     free(m->rope_factors);
     free(m->rope_long);
     free(m->rope_short);
+    for (int32_t i = 0; i < m->n_packed; i++) munmap(m->packed[i].p, m->packed[i].size);
+    free(m->packed);
     plm_token_trie_free(m->trie);
     plm_vocab_free(m->vocab);
     free(m->arch);
@@ -546,6 +550,75 @@ static plm_status check_tensor_values(const plm_gguf *g) {
     return PLM_OK;
 }
 
+/* The decoder's projection weights (every view of a tensor: Phi-3's q, k, v rows share one) into the kernel
+ * table's x16 layout where it has one for their type and every view starts and ends on a 16-row group (quant.h):
+ * the same bytes rearranged, so a weight's size and place in its buffer stay as they were. A file read into
+ * memory is repacked in place; a mapped (or borrowed) one into a buffer of the model's, and the mapped pages
+ * are given back (read again from the file only if something else reads the tensor). The token embeddings,
+ * read by rows, stay as they are, and with them a tied output. Encoders (bert) are left alone: they read
+ * ffn_down by columns. The table is the process's one (kernels/dispatch.c), as every context's is. */
+static plm_status repack_weights(plm_model *m) {
+    const plm_kernels *kern = plm_kernels_get();
+    const int32_t n_w = m->hp.n_layer * 7 + 1;
+    plm_weight **ws = malloc((size_t)n_w * sizeof *ws);
+    if (!ws) return plm_fail(PLM_ERR_OOM, "out of memory");
+    int32_t k = 0;
+    for (int32_t il = 0; il < m->hp.n_layer; il++) {
+        plm_layer *L = &m->layers[il];
+        plm_weight *lw[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        for (size_t j = 0; j < sizeof lw / sizeof lw[0]; j++) ws[k++] = lw[j];
+    }
+    ws[k++] = &m->output;
+    plm_status st = PLM_OK;
+    uint8_t *tmp = NULL; /* a group's rows, to repack in place */
+    size_t tmp_cap = 0;
+    for (int32_t i = 0; i < k && st == PLM_OK; i++) {
+        const plm_gguf_tensor *t = ws[i]->t;
+        if (!t || ws[i]->x16 || t == m->tok_embd.t || !plm_x16_type(ws[i]->type) || !kern->gemm_x16[ws[i]->type]) continue;
+        const size_t row = ws[i]->row_bytes, rows = (size_t)(t->nbytes / row);
+        bool ok = rows % PLM_X16 == 0 && (uint64_t)rows * row == t->nbytes;
+        for (int32_t j = i; j < k && ok; j++)
+            if (ws[j]->t == t) ok = ws[j]->row0 % PLM_X16 == 0 && ws[j]->n_out % PLM_X16 == 0 && ws[j]->row_bytes == row;
+        if (!ok) continue;
+        uint8_t *dst = NULL;
+        const bool in_place = !m->g->mapped && m->g->owns_base;
+        if (in_place) {
+            if (PLM_X16 * row > tmp_cap) {
+                free(tmp);
+                if (!(tmp = malloc(tmp_cap = PLM_X16 * row))) st = plm_fail(PLM_ERR_OOM, "out of memory");
+            }
+            dst = (uint8_t *)(uintptr_t)t->data;
+        } else {
+            /* pages of their own (not the heap's: a model's worth of blocks freed there stays fragmented) */
+            if (!m->packed && !(m->packed = malloc((size_t)k * sizeof *m->packed))) { /* at most one per weight */
+                st = plm_fail(PLM_ERR_OOM, "out of memory");
+                break;
+            }
+            void *buf = mmap(NULL, t->nbytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            if (buf == MAP_FAILED)
+                st = plm_fail(PLM_ERR_OOM, "out of memory repacking tensor '%s' (%" PRIu64 " bytes)", t->name, t->nbytes);
+            else m->packed[m->n_packed++] = (struct plm_packed){buf, t->nbytes}, dst = buf;
+        }
+        if (st) break;
+        for (size_t g = 0; g < rows; g += PLM_X16) {
+            const uint8_t *src = (const uint8_t *)t->data + g * row;
+            if (in_place) src = memcpy(tmp, src, PLM_X16 * row);
+            plm_x16_pack(ws[i]->type, src, dst + g * row, ws[i]->n_in);
+        }
+        for (int32_t j = i; j < k; j++)
+            if (ws[j]->t == t) ws[j]->data = dst + (size_t)ws[j]->row0 * row, ws[j]->x16 = true;
+        m->n_repacked += t->nbytes;
+        if (m->g->mapped) { /* the whole pages inside the tensor's bytes */
+            const uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE), a = ((uintptr_t)t->data + pg - 1) / pg * pg,
+                            b = ((uintptr_t)t->data + t->nbytes) / pg * pg;
+            if (b > a) (void)madvise((void *)a, b - a, MADV_DONTNEED);
+        }
+    }
+    free(tmp);
+    free(ws);
+    return st;
+}
+
 /* general.architecture -> family; Mistral files say "llama". */
 static const plm_arch *const FAMILIES[] = {
     &plm_arch_llama, &plm_arch_qwen2, &plm_arch_qwen3, &plm_arch_phi3, &plm_arch_gemma2, &plm_arch_gemma3, &plm_arch_bert,
@@ -592,6 +665,7 @@ plm_status plm_model_load(const char *path, const plm_model_params *params, plm_
     if ((st = plm_vocab_load(m->g, &m->vocab))) goto fail;
     if ((st = m->family->load(m))) goto fail;
     if ((st = plm_model_load_cls_head(m))) goto fail;
+    if (p.repack && !m->family->encoder && (st = repack_weights(m))) goto fail;
     for (uint64_t i = 0; i < m->g->n_tensors; i++) {
         const plm_gguf_tensor *t = &m->g->tensors[i];
         m->n_params += (uint64_t)(t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3]);
@@ -636,6 +710,7 @@ plm_status plm_model_get_info(const plm_model *m, plm_model_info *out) {
     out->eot = plm_vocab_eot(m->vocab);
     out->add_bos = plm_vocab_add_bos(m->vocab);
     out->n_cls_out = m->cls.n_out;
+    out->n_repacked = m->n_repacked;
     return PLM_OK;
 }
 

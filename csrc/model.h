@@ -40,6 +40,7 @@ typedef struct plm_weight {
     int64_t row0;      /* first row of t this weight covers (views), else 0 */
     int32_t layer;     /* the block it belongs to, -1 for none */
     plm_role role;     /* what it projects, from t's name */
+    bool x16;          /* data in the kernel table's row-group layout (quant.h; model.c repacks at load) */
 } plm_weight;
 
 /* One block. Optional parts are NULL (vectors) or have t == NULL (weights). */
@@ -117,11 +118,15 @@ struct plm_model {
     plm_cls_head cls;         /* optional classification head (cls.n_out == 0: none) */
     uint64_t n_params;
     uint64_t n_bytes;
+    uint64_t n_repacked;      /* bytes of weights repack_weights rearranged (model.c) */
     char **meta_keys;
     struct plm_token_trie *trie; /* vocabulary trie for grammar masks (grammar/mask.c): built on first use */
     bool vocab_only;          /* loaded with plm_model_params.vocab_only: no family, hyperparameters or weights */
     void *family_data;                   /* a family's own weights (models/bert.c), or NULL */
     void (*family_data_free)(void *);    /* frees family_data */
+    struct plm_packed { void *p; size_t size; } *packed; /* (n_packed) anonymous mappings holding weights
+                                                          * repacked from a mapped or borrowed file */
+    int32_t n_packed;
 };
 
 /* Frees a vocabulary trie (grammar/mask.c); NULL is a no-op. */

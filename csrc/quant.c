@@ -941,6 +941,87 @@ static void lora_b32(int nb, int32_t rank4, const int8_t *uq, float c, const uin
     }
 }
 
+/* ---------------------------------------------------------------- x16 layout (quant.h) */
+
+bool plm_x16_type(plm_type type) {
+    return type == PLM_TYPE_Q4_0 || type == PLM_TYPE_Q4_1 || type == PLM_TYPE_Q5_0 || type == PLM_TYPE_Q5_1 ||
+           type == PLM_TYPE_Q8_0;
+}
+
+/* Where a block's parts lie, in its own layout (off_*) and in a 16-block group (at_*); -1: the type has none. */
+typedef struct x16_parts {
+    size_t bs;                  /* bytes per block */
+    int off_m, off_h, off_q;    /* in one block (d at 0) */
+    int at_m, at_h, at_q;       /* in a group (d[16] at 0) */
+    int nq;                     /* bytes of qs per block: 16 (4-bit) or 32 (Q8_0) */
+} x16_parts;
+
+static x16_parts x16_parts_of(plm_type type) {
+    const bool min = type == PLM_TYPE_Q4_1 || type == PLM_TYPE_Q5_1, five = type == PLM_TYPE_Q5_0 || type == PLM_TYPE_Q5_1;
+    x16_parts p = {.bs = plm_type_traits_get(type)->type_size, .off_m = min ? 2 : -1, .nq = type == PLM_TYPE_Q8_0 ? 32 : 16};
+    p.off_h = five ? (min ? 4 : 2) : -1;
+    p.off_q = (int)p.bs - p.nq;
+    p.at_m = min ? 32 : -1;
+    p.at_h = five ? (min ? 64 : 32) : -1;
+    p.at_q = 32 + (min ? 32 : 0) + (five ? 64 : 0);
+    return p;
+}
+
+void plm_x16_pack(plm_type type, const void *src, void *dst, int64_t n) {
+    const x16_parts P = x16_parts_of(type);
+    const size_t ws = plm_type_row_size(type, n);
+    const uint8_t *s = src;
+    for (int64_t k = 0; k < n / PLM_QK; k++) {
+        uint8_t *g = (uint8_t *)dst + (size_t)k * PLM_X16 * P.bs;
+        uint64_t h[8] = {0};
+        for (int i = 0; i < PLM_X16; i++) {
+            const uint8_t *b = s + (size_t)i * ws + (size_t)k * P.bs;
+            memcpy(g + 2 * i, b, 2);
+            if (P.off_m >= 0) memcpy(g + P.at_m + 2 * i, b + P.off_m, 2);
+            if (P.off_h >= 0) {
+                uint32_t qh;
+                memcpy(&qh, b + P.off_h, 4);
+                for (int j = 0; j < 4; j++)
+                    for (int p = 0; p < 4; p++) {
+                        h[j] |= (uint64_t)((qh >> (4 * j + p)) & 1u) << (4 * i + p);
+                        h[4 + j] |= (uint64_t)((qh >> (16 + 4 * j + p)) & 1u) << (4 * i + p);
+                    }
+            }
+            for (int j = 0; j < P.nq / 4; j++)
+                for (int p = 0; p < 4; p++) {
+                    const uint8_t v = b[P.off_q + 4 * j + p];
+                    g[P.at_q + 64 * j + 4 * i + p] = P.nq == 32 ? (uint8_t)(v ^ 0x80u) : v;
+                }
+        }
+        for (int j = 0; j < 8 && P.at_h >= 0; j++)
+            for (int c = 0; c < 8; c++) g[P.at_h + 8 * j + c] = (uint8_t)(h[j] >> (8 * c));
+    }
+}
+
+void plm_x16_row(plm_type type, const void *group, int64_t n, int i, void *dst) {
+    const x16_parts P = x16_parts_of(type);
+    for (int64_t k = 0; k < n / PLM_QK; k++) {
+        const uint8_t *g = (const uint8_t *)group + (size_t)k * PLM_X16 * P.bs;
+        uint8_t *b = (uint8_t *)dst + (size_t)k * P.bs;
+        memcpy(b, g + 2 * i, 2);
+        if (P.off_m >= 0) memcpy(b + P.off_m, g + P.at_m + 2 * i, 2);
+        if (P.off_h >= 0) {
+            uint32_t qh = 0;
+            for (int j = 0; j < 8; j++) {
+                uint64_t h = 0;
+                for (int c = 0; c < 8; c++) h |= (uint64_t)g[P.at_h + 8 * j + c] << (8 * c);
+                for (int p = 0; p < 4; p++) qh |= (uint32_t)((h >> (4 * i + p)) & 1u) << ((j < 4 ? 4 * j : 16 + 4 * (j - 4)) + p);
+            }
+            memcpy(b + P.off_h, &qh, 4);
+        }
+        for (int j = 0; j < P.nq / 4; j++)
+            for (int p = 0; p < 4; p++) {
+                const uint8_t v = g[P.at_q + 64 * j + 4 * i + p];
+                b[P.off_q + 4 * j + p] = P.nq == 32 ? (uint8_t)(v ^ 0x80u) : v;
+            }
+    }
+}
+
 const float plm_erf_coef[PLM_ERF_DEGREE + 1][PLM_ERF_PIECES] = {
     {2.763263881e-01f, 7.111556530e-01f, 9.229001403e-01f, 9.866716862e-01f, 9.985373020e-01f, 9.998993874e-01f, 9.999957085e-01f, 9.999998808e-01f},
     {1.060014129e+00f, 6.429310441e-01f, 2.365211248e-01f, 5.277499557e-02f, 7.142319344e-03f, 5.862772814e-04f, 2.918901191e-05f, 8.814288321e-07f},

@@ -137,6 +137,27 @@ typedef void (*plm_quantize_fn)(const float *src, void *dst, int64_t n);
 typedef void (*plm_gemm_fn)(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as, int nc,
                             float *out, int64_t ldo, bool accumulate);
 
+/* The row-group ("x16") layout of the 32-element weight types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0), into which the
+ * model rearranges a weight at load when its kernel table has a gemm_x16 entry for the type (model.c): 16 rows,
+ * ws = the type's row size apart, become one group of the same 16 ws bytes, block k of the 16 rows at byte
+ * 16 k bs (bs the type's block size in bytes), laid out as the table's products read them, lane i = row i:
+ *   d[16]   the rows' fp16 scales, 32 bytes
+ *   m[16]   Q4_1, Q5_1: the rows' fp16 mins, 32 bytes
+ *   h[8]    Q5_0, Q5_1: eight 64-bit masks of the fifth bits, bit 4 i + p of h[g] = bit 4 g + p of row i's qh,
+ *           of h[4 + g] = bit 16 + 4 g + p (g < 4, p < 4), 64 bytes
+ *   q       the 4-bit types: 4 x 64 bytes, bytes 4 g .. 4 g + 3 of row i's qs at 64 g + 4 i (the low nibbles
+ *           are elements 4 g .., the high ones 16 + 4 g ..); Q8_0: 8 x 64 bytes, byte 4 g + p of row i's qs
+ *           plus 128 (as unsigned) at 64 g + 4 i + p (g < 8)
+ * so every group is the same size as its rows and lies where they lay. */
+#define PLM_X16 16
+/* True if the type has the x16 layout above. */
+bool plm_x16_type(plm_type type);
+/* Rows src, src + ws, .., src + 15 ws (n elements each, ws = plm_type_row_size(type, n)) into one group at dst
+ * (16 ws bytes, not overlapping src). type must satisfy plm_x16_type. */
+void plm_x16_pack(plm_type type, const void *src, void *dst, int64_t n);
+/* Row i (< 16) of the group at group, back in the type's own block layout into dst (ws bytes). */
+void plm_x16_row(plm_type type, const void *group, int64_t n, int i, void *dst);
+
 /* True if plm_quantize_row_ref handles this type: the activation types above
  * and, for tests and tools, the weight types Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K
  * and Q6_K (round to nearest, no error search). Other types leave dst as is. */
@@ -150,6 +171,10 @@ typedef struct plm_kernels {
     plm_vec_dot_fn vec_dot[PLM_TYPE_COUNT];  /* indexed by weight type */
     plm_quantize_fn quantize[PLM_TYPE_COUNT];/* indexed by activation (dot) type */
     plm_gemm_fn gemm[PLM_TYPE_COUNT];        /* indexed by weight type; NULL: use vec_dot per entry */
+    /* gemm over weights in the x16 layout (above): w is a group's start, ws the type's row size (groups 16 ws
+     * apart), nr a multiple of 16; each entry is bit-identical to vec_dot of the same row in its own layout.
+     * NULL: the model keeps that type's weights as the file has them. */
+    plm_gemm_fn gemm_x16[PLM_TYPE_COUNT];
     /* x[i] = (float)(F16)x[i], round to nearest even: attention probabilities as llama.cpp rounds them. */
     void (*round_f16)(float *x, int64_t n);
     /* Attention over a block of cached rows (F16, `stride` values apart) for nr query rows:

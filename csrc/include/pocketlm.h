@@ -91,6 +91,12 @@ typedef struct plm_model_params {
                          * and chat templates; plm_context_create (so decoding, generation, classification and
                          * embeddings) fails with PLM_ERR_ARG saying the model was loaded vocabulary-only.
                          * For vocabulary files such as llama.cpp's ggml-vocab-*.gguf. */
+    bool repack;        /* default true: the decoder weights of the types the CPU's kernel table multiplies
+                         * faster in its own row-group layout (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 on AVX-512) are
+                         * rearranged once at load, the same values in the same bytes: products of several
+                         * tokens (prompts, batched generation) run faster. With use_mmap they move from the
+                         * file's pages, which processes mapping the same file share, into this process's
+                         * own memory (the same size); false keeps every weight where the file has it. */
 } plm_model_params;
 
 PLM_API plm_model_params plm_model_default_params(void);
@@ -128,6 +134,7 @@ typedef struct plm_model_info {
     plm_token bos, eos, eot;   /* -1 when absent */
     bool add_bos;
     int32_t n_cls_out;         /* outputs of the classification head; 0 without one */
+    uint64_t n_repacked;       /* bytes of weights rearranged at load (plm_model_params.repack); 0 when none */
 } plm_model_info;
 
 /* Fills *out. Strings are borrowed: valid while the model lives. */

@@ -224,6 +224,32 @@ static ALWAYS_INLINE void x16_unpack(x16_kind kind, const uint8_t *w, size_t ws,
     if (x16_has_min(kind)) o->m = x16_half_f32(head, true);
 }
 
+/* Block k of a group in the x16 layout (quant.h) at g = group + 16 k bs: the same x16_block as x16_unpack makes
+ * of the rows, by whole-vector loads (no transposes, no gathering of heads or fifth bits). */
+static ALWAYS_INLINE void x16_unpack_packed(x16_kind kind, const uint8_t *g, x16_block *o) {
+    const bool five = kind == X16_Q5_0 || kind == X16_Q5_1;
+    const int at_h = x16_has_min(kind) ? 64 : 32, at_q = at_h + (five ? 64 : 0);
+    o->d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)g));
+    if (x16_has_min(kind)) o->m = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(g + 32)));
+    if (kind == X16_Q8_0) {
+        for (int j = 0; j < 8; j++) o->v[j] = _mm512_loadu_si512((const void *)(g + at_q + 64 * j));
+        return;
+    }
+    const __m512i m4 = _mm512_set1_epi8(0x0f), b5 = _mm512_set1_epi8(0x10);
+    for (int j = 0; j < 4; j++) {
+        const __m512i x = _mm512_loadu_si512((const void *)(g + at_q + 64 * j));
+        __m512i lo = _mm512_and_si512(x, m4), hi = _mm512_and_si512(_mm512_srli_epi16(x, 4), m4);
+        if (five) {
+            uint64_t ml, mh;
+            memcpy(&ml, g + at_h + 8 * j, 8);
+            memcpy(&mh, g + at_h + 8 * (4 + j), 8);
+            lo = _mm512_or_si512(lo, _mm512_maskz_mov_epi8(ml, b5));
+            hi = _mm512_or_si512(hi, _mm512_maskz_mov_epi8(mh, b5));
+        }
+        o->v[j] = lo, o->v[4 + j] = hi;
+    }
+}
+
 /* sum(a) of an activation block's 32 bytes. */
 static ALWAYS_INLINE int32_t sum_i8x32(const int8_t *qs) {
     const __m256i s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(1), _mm256_loadu_si256((const __m256i *)qs));
@@ -346,8 +372,9 @@ static ALWAYS_INLINE void x16_pass(x16_kind kind, const int CT, const x16_block 
 }
 
 /* W (nr rows, ws bytes apart) x A (nc tokens, as bytes apart) for the x16 kinds. */
-static ALWAYS_INLINE void x16_gemm(x16_kind kind, int64_t n, const void *vw, size_t ws, int nr, const void *va,
-                                   size_t as, int nc, float *out, int64_t ldo, bool accumulate) {
+/* packed: the weights are in the x16 layout (quant.h; nr a multiple of 16), else rows as the file has them. */
+static ALWAYS_INLINE void x16_gemm(x16_kind kind, const bool packed, int64_t n, const void *vw, size_t ws, int nr,
+                                   const void *va, size_t as, int nc, float *out, int64_t ldo, bool accumulate) {
     const uint8_t *w = vw, *a = va;
     const int64_t nb = n / PLM_QK;
     const size_t ab = x16_ablock(kind);
@@ -372,7 +399,8 @@ static ALWAYS_INLINE void x16_gemm(x16_kind kind, int64_t n, const void *vw, siz
                     for (int64_t k = k0; k < k0 + kc; k++) {
                         x16_block b;
                         prefetch_next_group(w + (size_t)r0 * ws, ws, x16_wblock(kind), k);
-                        x16_unpack(kind, w, ws, rows, k, &b);
+                        if (packed) x16_unpack_packed(kind, w + (size_t)r0 * ws + (size_t)k * 16 * x16_wblock(kind), &b);
+                        else x16_unpack(kind, w, ws, rows, k, &b);
                         const uint8_t *yk = y + (size_t)k * ab;
                         const x16_act t = pre ? terms[k] : x16_act_terms(kind, yk);
                         const int8_t *qs = x16_aqs(kind, yk);
@@ -382,7 +410,8 @@ static ALWAYS_INLINE void x16_gemm(x16_kind kind, int64_t n, const void *vw, siz
                 }
                 for (int64_t k = 0; k < kc; k++) {
                     prefetch_next_group(w + (size_t)r0 * ws, ws, x16_wblock(kind), k0 + k);
-                    x16_unpack(kind, w, ws, rows, k0 + k, &blk[k]);
+                    if (packed) x16_unpack_packed(kind, w + (size_t)r0 * ws + (size_t)(k0 + k) * 16 * x16_wblock(kind), &blk[k]);
+                    else x16_unpack(kind, w, ws, rows, k0 + k, &blk[k]);
                 }
                 /* here pre holds: only a single token can have a row too long for terms[] */
                 int c = 0;
@@ -417,7 +446,11 @@ static plm_gemm_fn g_decode[PLM_TYPE_COUNT];
     static void gemm_##name(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as, int nc,     \
                             float *out, int64_t ldo, bool accumulate) {                                        \
         if (nc == 1 && g_decode[type] != NULL) g_decode[type](n, w, ws, nr, a, as, nc, out, ldo, accumulate);   \
-        else x16_gemm(kind, n, w, ws, nr, a, as, nc, out, ldo, accumulate);                                    \
+        else x16_gemm(kind, false, n, w, ws, nr, a, as, nc, out, ldo, accumulate);                             \
+    }                                                                                                          \
+    static void gemm_x16_##name(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as, int nc, \
+                                float *out, int64_t ldo, bool accumulate) {                                    \
+        x16_gemm(kind, true, n, w, ws, nr, a, as, nc, out, ldo, accumulate);                                   \
     }
 
 X16_GEMM(q4_0, X16_Q4_0, PLM_TYPE_Q4_0)
@@ -1182,6 +1215,11 @@ static void build_table(void) {
     g_table.gemm[PLM_TYPE_Q5_0] = gemm_q5_0;
     g_table.gemm[PLM_TYPE_Q5_1] = gemm_q5_1;
     g_table.gemm[PLM_TYPE_Q8_0] = gemm_q8_0;
+    g_table.gemm_x16[PLM_TYPE_Q4_0] = gemm_x16_q4_0;
+    g_table.gemm_x16[PLM_TYPE_Q4_1] = gemm_x16_q4_1;
+    g_table.gemm_x16[PLM_TYPE_Q5_0] = gemm_x16_q5_0;
+    g_table.gemm_x16[PLM_TYPE_Q5_1] = gemm_x16_q5_1;
+    g_table.gemm_x16[PLM_TYPE_Q8_0] = gemm_x16_q8_0;
     g_table.gemm[PLM_TYPE_Q4_K] = gemm_q4_K;
     g_table.gemm[PLM_TYPE_Q5_K] = gemm_q5_K;
     g_table.gemm[PLM_TYPE_Q6_K] = gemm_q6_K;

@@ -56,6 +56,7 @@ class ModelParams:
     use_mmap: bool
     check_tensors: bool
     vocab_only: bool
+    repack: bool
 
 class ContextParams:
     n_ctx: int

@@ -945,6 +945,32 @@ static void test_simd_dots(void) {
     }
 }
 
+/* Runs a gemm entry over an nr x nc tile in both modes (out (nc_all, ldo) preset to -1, acc to its index) and
+ * counts the entries of (nc_all, ldo) that are not vec_dot's bits over the rows w as the file has them (inside the
+ * tile) or that changed (outside it); the first three are printed. */
+static int gemm_tile_mismatches(const plm_kernels *k, plm_gemm_fn gemm, const char *what, plm_type wt, int64_t n,
+                                const uint8_t *w, const uint8_t *gw, size_t ws, int nr, const uint8_t *a, size_t as,
+                                int nc, int nc_all, int ldo, float *out, float *acc, int *entries, int bad) {
+    for (int i = 0; i < nc_all * ldo; i++) out[i] = -1.0f, acc[i] = (float)i;
+    gemm(n, gw, ws, nr, a, as, nc, out, ldo, false);
+    gemm(n, gw, ws, nr, a, as, nc, acc, ldo, true);
+    for (int c = 0; c < nc_all; c++)
+        for (int r = 0; r < ldo; r++) {
+            const int i = c * ldo + r;
+            const bool inside = r < nr && c < nc;
+            const float d = inside ? k->vec_dot[wt](n, w + r * ws, a + c * as) : 0.0f;
+            const float want = inside ? d : -1.0f, want_acc = inside ? (float)i + d : (float)i;
+            *entries += inside;
+            if (memcmp(&out[i], &want, sizeof want) != 0 || memcmp(&acc[i], &want_acc, sizeof want) != 0) {
+                if (bad++ < 3)
+                    fprintf(stderr, "  FAIL %s %s %s n=%lld tile %dx%d entry (%d,%d): %.9g / %.9g, want %.9g / %.9g\n",
+                            k->name, plm_type_traits_get(wt)->name, what, (long long)n, nr, nc, r, c, (double)out[i],
+                            (double)acc[i], (double)want, (double)want_acc);
+            }
+        }
+    return bad;
+}
+
 /* Every gemm entry of every table equals that table's vec_dot bit for bit, for
  * tile regions of any shape (remainder rows and tokens included) and in both
  * the overwrite and the accumulate mode; this is what makes a token's logits
@@ -969,24 +995,8 @@ static void check_gemm_table(const plm_kernels *k) {
             for (int nr = 1; nr <= NR; nr++)
                 for (int nc = 1; nc <= NC; nc++) {
                     float out[NC * LDO], acc[NC * LDO];
-                    for (int i = 0; i < NC * LDO; i++) out[i] = -1.0f, acc[i] = (float)i;
-                    k->gemm[wt](n, w, ws, nr, a, as, nc, out, LDO, false);
-                    k->gemm[wt](n, w, ws, nr, a, as, nc, acc, LDO, true);
-                    for (int c = 0; c < NC; c++)
-                        for (int r = 0; r < LDO; r++) {
-                            const int i = c * LDO + r;
-                            const bool inside = r < nr && c < nc;
-                            const float d = inside ? k->vec_dot[wt](n, w + r * ws, a + c * as) : 0.0f;
-                            const float want = inside ? d : -1.0f;
-                            const float want_acc = inside ? (float)i + d : (float)i;
-                            entries += inside;
-                            if (memcmp(&out[i], &want, sizeof want) != 0 || memcmp(&acc[i], &want_acc, sizeof want) != 0) {
-                                if (bad++ < 3)
-                                    fprintf(stderr, "  FAIL %s %s n=%lld tile %dx%d entry (%d,%d): gemm %.9g / %.9g, want %.9g / %.9g\n",
-                                            k->name, plm_type_traits_get(wt)->name, (long long)n, nr, nc, r, c,
-                                            (double)out[i], (double)acc[i], (double)want, (double)want_acc);
-                            }
-                        }
+                    bad = gemm_tile_mismatches(k, k->gemm[wt], "gemm", wt, n, w, w, ws, nr, a, as, nc, NC, LDO, out, acc,
+                                               &entries, bad);
                 }
             free(w);
             free(a);
@@ -1009,6 +1019,76 @@ static void test_gemm_equals_vec_dot(void) {
                "the %s table has gemm kernels for %d weight types (want at least %d: Q4_0 Q4_1 Q8_0 Q4_K Q6_K)",
                simd->name, with_gemm, k_simd_tables[i].min_gemm);
         check_gemm_table(simd);
+    }
+}
+
+/* The x16 layout (quant.h): packing 16 rows and reading each back gives the rows' bytes, and every table's
+ * gemm_x16 entry over packed groups equals its vec_dot over the rows as the file has them, bit for bit, for
+ * 1 to 3 groups and token counts across the products' passes (1 token, remainders of 4, past 64), in both the
+ * overwrite and the accumulate mode. */
+static void check_x16_table(const plm_kernels *k) {
+    enum { NG = 3, NR = NG * PLM_X16 };
+    static const int ncs[] = {1, 2, 3, 4, 5, 9, 16, 17, 70};
+    enum { NCS = sizeof ncs / sizeof ncs[0], NCMAX = 70 };
+    for (size_t ti = 0; ti < N_WEIGHT_TYPES; ti++) {
+        const plm_type wt = k_weight_types[ti];
+        if (k->gemm_x16[wt] == NULL) continue;
+        CHECKF(plm_x16_type(wt), "%s has gemm_x16 for %s, which has no x16 layout", k->name, plm_type_traits_get(wt)->name);
+        const plm_type at = k->dot_type[wt];
+        int bad = 0, entries = 0;
+        for (int li = 0; li < N_LENGTHS; li += 2) {
+            const int64_t n = test_lengths(wt, li);
+            const size_t ws = plm_type_row_size(wt, n), as = plm_type_row_size(at, n);
+            uint8_t *w = malloc(ws * NR), *pk = malloc(ws * NR), *a = malloc(as * NCMAX);
+            float *xf = malloc((size_t)n * sizeof(float));
+            float *out = malloc(sizeof(float) * NCMAX * NR), *acc = malloc(sizeof(float) * NCMAX * NR);
+            for (int r = 0; r < NR; r++) fill_random_weights(wt, w + r * ws, n);
+            for (int c = 0; c < NCMAX; c++) {
+                fill_activations(xf, n);
+                k->quantize[at](xf, a + c * as, n);
+            }
+            for (int g = 0; g < NG; g++) plm_x16_pack(wt, w + (size_t)g * PLM_X16 * ws, pk + (size_t)g * PLM_X16 * ws, n);
+            for (int ng = 1; ng <= NG; ng++)
+                for (int ci = 0; ci < NCS; ci++) {
+                    bad = gemm_tile_mismatches(k, k->gemm_x16[wt], "x16", wt, n, w, pk, ws, ng * PLM_X16, a, as, ncs[ci],
+                                               NCMAX, NR, out, acc, &entries, bad);
+                }
+            free(w), free(pk), free(a), free(xf), free(out), free(acc);
+        }
+        CHECKF(bad == 0, "%s %s: %d gemm_x16 entries differ from vec_dot", k->name, plm_type_traits_get(wt)->name, bad);
+        fprintf(stderr, "  %-5s %s gemm_x16: %d entries bit-identical to vec_dot\n", plm_type_traits_get(wt)->name,
+                k->name, entries);
+    }
+}
+
+static void test_x16_layout(void) {
+    int types = 0;
+    for (size_t ti = 0; ti < N_WEIGHT_TYPES; ti++) {
+        const plm_type wt = k_weight_types[ti];
+        if (!plm_x16_type(wt)) continue;
+        types++;
+        for (int li = 0; li < N_LENGTHS; li++) {
+            const int64_t n = test_lengths(wt, li);
+            const size_t ws = plm_type_row_size(wt, n);
+            uint8_t *w = malloc(ws * PLM_X16), *pk = malloc(ws * PLM_X16), *row = malloc(ws);
+            for (int r = 0; r < PLM_X16; r++) fill_random_weights(wt, w + r * ws, n);
+            plm_x16_pack(wt, w, pk, n);
+            int bad = 0;
+            for (int r = 0; r < PLM_X16; r++) {
+                memset(row, 0xA5, ws);
+                plm_x16_row(wt, pk, n, r, row);
+                bad += memcmp(row, w + r * ws, ws) != 0;
+            }
+            CHECKF(bad == 0, "%s n=%lld: %d of 16 rows read back from the x16 group differ", plm_type_traits_get(wt)->name,
+                   (long long)n, bad);
+            free(w), free(pk), free(row);
+        }
+    }
+    CHECKF(types == 5, "the x16 layout covers %d of Q4_0 Q4_1 Q5_0 Q5_1 Q8_0", types);
+    check_x16_table(plm_kernels_ref());
+    for (size_t i = 0; i < N_SIMD_TABLES; i++) {
+        const plm_kernels *simd = simd_table_or_skip(i);
+        if (simd != NULL) check_x16_table(simd);
     }
 }
 
@@ -1424,6 +1504,7 @@ int main(void) {
     RUN(test_dispatch);
     RUN(test_simd_dots);
     RUN(test_gemm_equals_vec_dot);
+    RUN(test_x16_layout);
     RUN(test_simd_quantizers_bit_identical);
     return TEST_SUMMARY();
 }

@@ -353,3 +353,24 @@ describe("lifetimes", function()
         collectgarbage("collect")
     end)
 end)
+
+describe("repack", function()
+    it("load{repack = false} keeps the file's layout and gives the same logits, bit for bit", function()
+        local m = H.model()
+        local plain = plm.load(nil, {repack = false, n_threads = 2})
+        assert.are.equal(0, plain.info.n_repacked)
+        if plm.kernels == "avx512" then
+            assert.is_true(m.info.n_repacked > m.info.n_bytes / 2 and m.info.n_repacked < m.info.n_bytes)
+        else
+            assert.are.equal(0, m.info.n_repacked)
+        end
+        local a, b = decoded(m), decoded(plain)
+        local va, vb = a:logits(), b:logits()
+        local differ = 0
+        for i = 1, #va do
+            if va[i] ~= vb[i] then differ = differ + 1 end
+        end
+        assert.are.equal(0, differ)
+        assert.has_error(function() plm.load(nil, {repack = "no"}) end)
+    end)
+end)

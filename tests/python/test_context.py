@@ -173,3 +173,28 @@ def test_contexts_keep_a_closed_model_alive(model_path):
     c.eval(toks)                               # the weights are still there for the context
     assert int(np.asarray(c.logits).argmax()) == 7042   # " Paris"
     c.close()
+
+
+def test_repack_false_gives_the_same_logits(model, model_path):
+    """Model(repack=False) keeps every weight where the file has it; the default rearranges the ones the CPU's
+    kernels read faster in their own layout (info.n_repacked bytes: the Q4_1 layer weights with AVX-512, nothing
+    with the other kernel tables). The logits are the same bits either way, prompt and single steps."""
+    plain = pocketlm.Model(model_path, n_threads=2, repack=False)
+    assert plain.info.n_repacked == 0
+    if pocketlm.kernels_name() == "avx512":
+        assert plain.info.n_bytes // 2 < model.info.n_repacked < model.info.n_bytes
+    else:
+        assert model.info.n_repacked == 0
+    toks = model.tokenize(PROMPT)
+    with model.context(n_ctx=64, n_threads=2) as a, plain.context(n_ctx=64, n_threads=2) as b:
+        a.eval(toks, logits_all=True)
+        b.eval(toks, logits_all=True)
+        for i in range(len(toks)):
+            np.testing.assert_array_equal(np.asarray(a.logits_at(i)), np.asarray(b.logits_at(i)))
+        for t in (1, 2, 3):
+            a.eval([t])
+            b.eval([t])
+            np.testing.assert_array_equal(np.asarray(a.logits), np.asarray(b.logits))
+    plain.close()
+    with pytest.raises(TypeError):
+        pocketlm.Model(model_path, repack=False, no_such_option=1)
