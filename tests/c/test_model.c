@@ -8,6 +8,8 @@
 #include "pocketlm.h"
 #include "test.h"
 
+#include "matmul.h" /* plm_linear over weights made here (test_linear_cut_groups) */
+
 #include <math.h>
 
 /* Tolerances, stated once. Logits are compared with llama.cpp on the same file;
@@ -461,6 +463,67 @@ static void test_repack_keeps_results(void) {
     plm_model_free(in_place);
 }
 
+/* plm_linear over weights in the x16 layout placed after one whose rows are not a multiple of 16: the threads'
+ * shares (and a one-token product's 64-row pieces), cut in 16s of the three weights' rows taken together, cut
+ * their groups, which matmul.c computes whole into a buffer. Every entry equals vec_dot over the rows as the file
+ * has them, bit for bit, at 1 and 2 threads, for 1, 3 and 120 tokens (120: fixed shares, not pieces). */
+static void test_linear_cut_groups(void) {
+    const plm_kernels *k = plm_kernels_get();
+    const plm_type wt = PLM_TYPE_Q4_1, at = k->dot_type[wt];
+    if (!k->gemm_x16[wt]) {
+        fprintf(stderr, "  skipped: the %s table has no x16 layout (the avx512 table has)\n", k->name);
+        return;
+    }
+    enum { N = 576, TMAX = 120 };
+    const int rows[3] = {24, 48, 32};
+    const bool packed[3] = {false, true, true};
+    const size_t ws = plm_type_row_size(wt, N), as = plm_type_row_size(at, N);
+    uint8_t *w[3], *file[3];
+    plm_weight W[3];
+    const plm_weight *wp[3];
+    uint64_t rng = 12345;
+    for (int j = 0; j < 3; j++) {
+        file[j] = malloc(ws * (size_t)rows[j]);
+        w[j] = malloc(ws * (size_t)rows[j]);
+        float row[N];
+        for (int r = 0; r < rows[j]; r++) {
+            for (int i = 0; i < N; i++) rng = rng * 6364136223846793005ull + 1442695040888963407ull, row[i] = (float)((int)(rng >> 40) % 2001 - 1000) / 1000.0f;
+            plm_quantize_row_ref(wt, row, file[j] + (size_t)r * ws, N);
+        }
+        if (packed[j])
+            for (int g = 0; g < rows[j]; g += PLM_X16) plm_x16_pack(wt, file[j] + (size_t)g * ws, w[j] + (size_t)g * ws, N);
+        else memcpy(w[j], file[j], ws * (size_t)rows[j]);
+        W[j] = (plm_weight){.data = w[j], .type = wt, .n_in = N, .n_out = rows[j], .row_bytes = ws, .layer = -1, .x16 = packed[j]};
+        wp[j] = &W[j];
+    }
+    float *x = malloc(sizeof(float) * N * TMAX), *out[3], *want[3];
+    uint8_t *a = malloc(as * TMAX);
+    for (int i = 0; i < N * TMAX; i++) rng = rng * 6364136223846793005ull + 1442695040888963407ull, x[i] = (float)((int)(rng >> 40) % 2001 - 1000) / 100.0f;
+    for (int t = 0; t < TMAX; t++) k->quantize[at](x + (size_t)t * N, a + (size_t)t * as, N);
+    for (int j = 0; j < 3; j++) {
+        out[j] = malloc(sizeof(float) * (size_t)rows[j] * TMAX);
+        want[j] = malloc(sizeof(float) * (size_t)rows[j] * TMAX);
+        for (int t = 0; t < TMAX; t++)
+            for (int r = 0; r < rows[j]; r++) want[j][t * rows[j] + r] = k->vec_dot[wt](N, file[j] + (size_t)r * ws, a + (size_t)t * as);
+    }
+    const int32_t Ts[3] = {1, 3, TMAX};
+    for (int threads = 1; threads <= 2; threads++) {
+        plm_context *ctx = new_ctx(256, threads);
+        REQUIRE(ctx);
+        for (int ti = 0; ti < 3; ti++) {
+            const int64_t ldo[3] = {rows[0], rows[1], rows[2]};
+            REQUIRE(plm_linear(ctx, 3, wp, out, ldo, x, N, Ts[ti], false, NULL, NULL) == PLM_OK);
+            int differ = 0;
+            for (int j = 0; j < 3; j++) differ += memcmp(out[j], want[j], sizeof(float) * (size_t)rows[j] * (size_t)Ts[ti]) != 0;
+            CHECKF(differ == 0, "%d threads, %d tokens: %d weights' outputs differ from vec_dot", threads, Ts[ti], differ);
+        }
+        plm_context_free(ctx);
+    }
+    for (int j = 0; j < 3; j++) free(w[j]), free(file[j]), free(out[j]), free(want[j]);
+    free(x);
+    free(a);
+}
+
 static void test_info(void) {
     plm_model_info in;
     REQUIRE(plm_model_get_info(model, &in) == PLM_OK);
@@ -493,6 +556,7 @@ int main(void) {
     RUN(test_errors_leave_cache_intact);
     RUN(test_threads_agree);
     RUN(test_repack_keeps_results);
+    RUN(test_linear_cut_groups);
     plm_model_free(model);
     return TEST_SUMMARY();
 }
