@@ -55,6 +55,7 @@ typedef struct bench_opts {
     int n_gen;
     int n_rep;
     int depth; /* tokens of history before the generation's timing */
+    int repack; /* plm_model_params.repack */
 } bench_opts;
 
 static double now_s(void) {
@@ -204,6 +205,7 @@ static const char *USAGE =
     "  -n N        tokens generated one at a time (default 128)\n"
     "  -r N        repetitions; the medians are reported (default 3)\n"
     "  -d N        tokens of history before the generation is timed (default 16)\n"
+    "  -x 0|1      1: weights repacked at load for the kernels (default), 0: as the file has them\n"
     "Prints one JSON object on stdout.\n";
 
 static int parse_args(int argc, char **argv, bench_opts *o) {
@@ -226,6 +228,7 @@ static int parse_args(int argc, char **argv, bench_opts *o) {
         else if (!strcmp(a, "-n")) bad = parse_int(a, v, 1, &o->n_gen);
         else if (!strcmp(a, "-r")) bad = parse_int(a, v, 1, &o->n_rep);
         else if (!strcmp(a, "-d")) bad = parse_int(a, v, 1, &o->depth);
+        else if (!strcmp(a, "-x")) bad = parse_int(a, v, 0, &o->repack) || (o->repack > 1 && fprintf(stderr, "plm-bench: -x takes 0 or 1\n"));
         else {
             fprintf(stderr, "plm-bench: unknown option '%s'\n%s", a, USAGE);
             return 1;
@@ -237,7 +240,7 @@ static int parse_args(int argc, char **argv, bench_opts *o) {
 
 int main(int argc, char **argv) {
     bench_opts o = {.model = NULL, .adapter = NULL, .n_threads = 2, .n_prompt = 512, .n_gen = 128, .n_rep = 3,
-                    .depth = GEN_PROMPT};
+                    .depth = GEN_PROMPT, .repack = 1};
     int r = parse_args(argc, argv, &o);
     if (r) return r == 2 ? 0 : 2;
 
@@ -251,6 +254,7 @@ int main(int argc, char **argv) {
     int rc = 1;
     plm_status st;
     plm_model_params mp = plm_model_default_params();
+    mp.repack = o.repack != 0;
     double t0 = now_s();
     if ((st = plm_model_load(o.model, &mp, &model))) return fail(st, "loading the model");
     const double load_ms = 1e3 * (now_s() - t0);
@@ -378,7 +382,8 @@ int main(int argc, char **argv) {
     printf("\"gen_tokens\": [");
     int n_show = o.n_gen < N_SHOW ? o.n_gen : N_SHOW;
     for (int i = 0; i < n_show; i++) printf("%s%d", i ? ", " : "", shown[i]);
-    printf("], \"ttft_token\": %d, \"load_ms\": %.1f, ", first, load_ms);
+    printf("], \"ttft_token\": %d, \"load_ms\": %.1f, \"repacked_bytes\": %llu, ", first, load_ms,
+           (unsigned long long)info.n_repacked);
     printf("\"rss_before_load_mib\": %.1f, \"peak_rss_mib\": %.1f}\n", rss_before_load, peak_rss_mib());
     rc = 0;
 out:
