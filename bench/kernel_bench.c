@@ -19,6 +19,9 @@
  * weights are in a decode step; T <= 64 there, to keep the run short). One thread, so another process on the
  * machine disturbs it less than a 2-thread model run (though it still shares
  * caches and memory bandwidth): repeat and alternate on a shared machine.
+ * A table named with "-x16" (`-t avx512-x16`) runs its gemm_x16 entries over
+ * the same weights repacked into the x16 layout (quant.h), as a model loaded
+ * with repacking has them; types it has no such entry for run as without.
  */
 #include "quant.h"
 
@@ -82,9 +85,26 @@ static uint8_t *make_acts(const plm_kernels *k, plm_type at, int64_t tokens, int
 
 #define ROW_BLOCK 64 /* matmul.c's */
 
-/* out (tokens, rows) = W @ A in matmul.c's pieces; vec_dot per entry where the table has no gemm. */
+/* Whether table entry i runs its gemm_x16 over repacked weights (a "-x16" name). */
+static bool g_x16[8];
+
+/* The same weights in the x16 layout (rows a multiple of 16), or NULL for a type without one. */
+static uint8_t *repacked(plm_type t, const uint8_t *w, int64_t rows, int64_t n) {
+    if (!plm_x16_type(t) || rows % PLM_X16) return NULL;
+    const size_t ws = plm_type_row_size(t, n);
+    uint8_t *p = malloc(ws * (size_t)rows);
+    if (p == NULL) {
+        fprintf(stderr, "out of memory\n");
+        exit(1);
+    }
+    for (int64_t g = 0; g < rows; g += PLM_X16) plm_x16_pack(t, w + (size_t)g * ws, p + (size_t)g * ws, n);
+    return p;
+}
+
+/* out (tokens, rows) = W @ A in matmul.c's pieces; vec_dot per entry where the table has no gemm. x16: w is in
+ * the x16 layout, through the table's gemm_x16. */
 static void product(const plm_kernels *k, plm_type t, const uint8_t *w, int64_t rows, int64_t n, const uint8_t *a,
-                    int64_t tokens, float *out) {
+                    int64_t tokens, float *out, bool x16) {
     const size_t ws = plm_type_row_size(t, n), as = plm_type_row_size(plm_type_traits_get(t)->dot_type, n);
     int64_t tb = (int64_t)(65536 / as);
     if (tb < 1) tb = 1;
@@ -92,8 +112,8 @@ static void product(const plm_kernels *k, plm_type t, const uint8_t *w, int64_t 
         const int64_t nt = tokens - t0 < tb ? tokens - t0 : tb;
         for (int64_t r0 = 0; r0 < rows; r0 += ROW_BLOCK) {
             const int nr = (int)(rows - r0 < ROW_BLOCK ? rows - r0 : ROW_BLOCK);
-            if (k->gemm[t] != NULL) {
-                k->gemm[t](n, w + (size_t)r0 * ws, ws, nr, a + (size_t)t0 * as, as, (int)nt, out + t0 * rows + r0, rows, false);
+            if (x16 || k->gemm[t] != NULL) {
+                (x16 ? k->gemm_x16[t] : k->gemm[t])(n, w + (size_t)r0 * ws, ws, nr, a + (size_t)t0 * as, as, (int)nt, out + t0 * rows + r0, rows, false);
                 continue;
             }
             for (int64_t c = t0; c < t0 + nt; c++)
@@ -104,18 +124,27 @@ static void product(const plm_kernels *k, plm_type t, const uint8_t *w, int64_t 
 }
 
 static double best_time(const plm_kernels *k, plm_type t, const uint8_t *w, int64_t rows, int64_t n, const uint8_t *a,
-                        int64_t tokens, float *out, int reps) {
+                        int64_t tokens, float *out, int reps, bool x16) {
     double best = 1e30;
     for (int i = 0; i < reps; i++) {
         const double t0 = now_s();
-        product(k, t, w, rows, n, a, tokens, out);
+        product(k, t, w, rows, n, a, tokens, out, x16);
         const double dt = now_s() - t0;
         best = dt < best ? dt : best;
     }
     return best;
 }
 
-static const plm_kernels *table_named(const char *name) {
+static const plm_kernels *table_named(const char *name, bool *x16) {
+    const size_t len = strlen(name);
+    *x16 = len > 4 && strcmp(name + len - 4, "-x16") == 0;
+    if (*x16) {
+        char base[32];
+        snprintf(base, sizeof base, "%.*s", (int)(len - 4), name);
+        const plm_kernels *k = table_named(base, &(bool){false});
+        *x16 = k != NULL && k->gemm_x16[PLM_TYPE_Q4_0] != NULL;
+        return *x16 ? k : NULL;
+    }
     if (strcmp(name, "scalar") == 0) return plm_kernels_ref();
     if (strcmp(name, "avx2") == 0) return plm_kernels_avx2();
     if (strcmp(name, "avx512") == 0) return plm_kernels_avx512();
@@ -136,7 +165,7 @@ static void batch_costs(const plm_kernels *const *tables, const char *const *nam
     for (size_t ti = 0; ti < n_types; ti++) {
         const plm_type t = types[ti], at = plm_type_traits_get(t)->dot_type;
         const int64_t rows = big ? (int64_t)(96u << 20) / (int64_t)plm_type_row_size(t, n) / 16 * 16 : 1536;
-        uint8_t *w = make_weights(t, rows, n);
+        uint8_t *w = make_weights(t, rows, n), *wx = repacked(t, w, rows, n);
         float *out = calloc((size_t)(rows * 512), sizeof(float));
         double best[8][NS];
         uint8_t *a[8];
@@ -147,7 +176,9 @@ static void batch_costs(const plm_kernels *const *tables, const char *const *nam
         for (int rep = 0; rep < reps; rep++)
             for (int i = 0; i < n_names; i++)
                 for (int s = 0; s < NS - big; s++) {
-                    const double x = best_time(tables[i], t, w, rows, n, a[i], sizes[s], out, sizes[s] >= 64 || big ? 1 : 4);
+                    const bool x16 = g_x16[i] && wx && tables[i]->gemm_x16[t];
+                    const double x = best_time(tables[i], t, x16 ? wx : w, rows, n, a[i], sizes[s], out,
+                                               sizes[s] >= 64 || big ? 1 : 4, x16);
                     best[i][s] = x < best[i][s] ? x : best[i][s];
                 }
         for (int i = 0; i < n_names; i++) {
@@ -157,6 +188,7 @@ static void batch_costs(const plm_kernels *const *tables, const char *const *nam
             free(a[i]);
         }
         free(w);
+        free(wx);
         free(out);
     }
 }
@@ -170,18 +202,18 @@ int main(int argc, char **argv) {
         else if (strcmp(argv[i], "-r") == 0 && i + 1 < argc) reps = atoi(argv[++i]);
         else if (strcmp(argv[i], "-b") == 0) batch = true;
         else {
-            fprintf(stderr, "usage: plm-kernel-bench [-t scalar|avx2|avx512|neon|neon-dotprod ...] [-r REPS] [-b]\n");
+            fprintf(stderr, "usage: plm-kernel-bench [-t scalar|avx2|avx512|avx512-x16|neon|neon-dotprod ...] [-r REPS] [-b]\n");
             return 2;
         }
     }
     if (n_names == 0) { /* the SIMD tables of this architecture */
         static const char *const simd[] = {"avx2", "avx512", "neon", "neon-dotprod"};
         for (size_t i = 0; i < sizeof simd / sizeof simd[0]; i++)
-            if (table_named(simd[i]) != NULL) names[n_names++] = simd[i];
+            if (table_named(simd[i], &(bool){false}) != NULL) names[n_names++] = simd[i];
     }
     const plm_kernels *tables[8];
     for (int i = 0; i < n_names; i++) {
-        tables[i] = table_named(names[i]);
+        tables[i] = table_named(names[i], &g_x16[i]);
         if (tables[i] == NULL) {
             fprintf(stderr, "plm-kernel-bench: table %s is not available on this CPU or in this build\n", names[i]);
             return 1;
@@ -202,6 +234,7 @@ int main(int argc, char **argv) {
         const int64_t dn = 2048, drows = (int64_t)(96u << 20) / (int64_t)plm_type_row_size(t, dn) / 16 * 16;
         const int64_t pn = 576, prows = 1536, ptok = 512;
         uint8_t *dw = make_weights(t, drows, dn), *pw = make_weights(t, prows, pn);
+        uint8_t *dwx = repacked(t, dw, drows, dn), *pwx = repacked(t, pw, prows, pn);
         float *out = malloc((size_t)(drows > prows * ptok ? drows : prows * ptok) * sizeof(float));
         uint8_t *da[8], *pa[8], *la[8];
         double tl[8], td[8], tp[8];
@@ -215,15 +248,16 @@ int main(int argc, char **argv) {
         for (int rep = 0; rep < reps; rep++)
             for (int i = 0; i < n_names; i++) {
                 const plm_kernels *k = tables[i];
-                double x = best_time(k, t, pw, prows, pn, la[i], 1, out, 20);
+                const bool x16 = g_x16[i] && dwx && k->gemm_x16[t];
+                double x = best_time(k, t, x16 ? pwx : pw, prows, pn, la[i], 1, out, 20, x16);
                 tl[i] = x < tl[i] ? x : tl[i];
-                x = best_time(k, t, dw, drows, dn, da[i], 1, out, 1);
+                x = best_time(k, t, x16 ? dwx : dw, drows, dn, da[i], 1, out, 1, x16);
                 td[i] = x < td[i] ? x : td[i];
-                x = best_time(k, t, pw, prows, pn, pa[i], ptok, out, 1);
+                x = best_time(k, t, x16 ? pwx : pw, prows, pn, pa[i], ptok, out, 1, x16);
                 tp[i] = x < tp[i] ? x : tp[i];
             }
         for (int i = 0; i < n_names; i++) {
-            printf("%-5s %-12s %14.2f %14.2f %16.2f\n", plm_type_traits_get(t)->name, tables[i]->name,
+            printf("%-5s %-12s %14.2f %14.2f %16.2f\n", plm_type_traits_get(t)->name, names[i],
                    (double)prows * (double)plm_type_row_size(t, pn) / tl[i] * 1e-9,
                    (double)drows * (double)plm_type_row_size(t, dn) / td[i] * 1e-9, (double)prows * pn * ptok / tp[i] * 1e-9);
             free(da[i]);
@@ -232,6 +266,8 @@ int main(int argc, char **argv) {
         }
         free(dw);
         free(pw);
+        free(dwx);
+        free(pwx);
         free(out);
     }
     return 0;

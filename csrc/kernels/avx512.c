@@ -337,20 +337,26 @@ static ALWAYS_INLINE void x16_act_row(x16_kind kind, const uint8_t *y, int64_t n
  * CT tokens, and each token goes through the same operations whatever CT is. */
 #define X16_CT 4
 
+/* Each token's 8 products run in 2 chains of 4 (4 tokens and more: 8 chains side by side keep vpdpbusd busy), or
+ * for 1 or 2 tokens in 4 chains of 2, which a 4-deep chain's latency would otherwise bound (the integer sums are
+ * exact, so the grouping changes no bit). */
 static ALWAYS_INLINE void x16_steps(x16_kind kind, const int CT, const x16_block *b, const int8_t *const qs[],
                                     const x16_act t[], __m512 acc[], __m512 macc[]) {
-    __m512i s0[X16_CT], s1[X16_CT];
+    const int NCH = CT <= 2 ? 4 : 2; /* chains per token: product g of the low (h = 0) or high half in chain (2 h + g) % NCH */
+    __m512i s[X16_CT][4];
     for (int c = 0; c < CT; c++)
-        s0[c] = x16_offset(kind) ? _mm512_set1_epi32(-t[c].off) : _mm512_setzero_si512(), s1[c] = _mm512_setzero_si512();
+        for (int h = 0; h < NCH; h++)
+            s[c][h] = h == 0 && x16_offset(kind) ? _mm512_set1_epi32(-t[c].off) : _mm512_setzero_si512();
     for (int g = 0; g < 4; g++) {
         const __m512i vl = b->v[g], vh = b->v[4 + g];
         for (int c = 0; c < CT; c++) {
-            s0[c] = dpbusd_b4(s0[c], vl, qs[c] + 4 * g);
-            s1[c] = dpbusd_b4(s1[c], vh, qs[c] + 16 + 4 * g);
+            s[c][(2 * 0 + g) % NCH] = dpbusd_b4(s[c][(2 * 0 + g) % NCH], vl, qs[c] + 4 * g);
+            s[c][(2 * 1 + g) % NCH] = dpbusd_b4(s[c][(2 * 1 + g) % NCH], vh, qs[c] + 16 + 4 * g);
         }
     }
     for (int c = 0; c < CT; c++) {
-        const __m512i p = _mm512_add_epi32(s0[c], s1[c]);
+        const __m512i p = NCH == 4 ? _mm512_add_epi32(_mm512_add_epi32(s[c][0], s[c][1]), _mm512_add_epi32(s[c][2], s[c][3]))
+                                   : _mm512_add_epi32(s[c][0], s[c][1]);
         if (x16_has_min(kind)) macc[c] = _mm512_fmadd_ps(b->m, _mm512_set1_ps(t[c].s), macc[c]);
         acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(b->d, _mm512_set1_ps(t[c].d)), acc[c]);
     }
@@ -418,9 +424,14 @@ static ALWAYS_INLINE void x16_gemm(x16_kind kind, const bool packed, int64_t n, 
                 for (; c + X16_CT <= ncg; c += X16_CT)
                     x16_pass(kind, X16_CT, blk, kc, a + (size_t)(c0 + c) * as + (size_t)k0 * ab, as, &terms[c * nb + k0],
                              nb, &acc[c], &macc[c]);
-                for (; c < ncg; c++)
-                    x16_pass(kind, 1, blk, kc, a + (size_t)(c0 + c) * as + (size_t)k0 * ab, as, &terms[c * nb + k0], nb,
-                             &acc[c], &macc[c]);
+                /* the 1 to 3 tokens left together (one at a time, each token's chains would wait on each other) */
+                const uint8_t *yc = a + (size_t)(c0 + c) * as + (size_t)k0 * ab;
+                switch (ncg - c) {
+                case 3: x16_pass(kind, 3, blk, kc, yc, as, &terms[c * nb + k0], nb, &acc[c], &macc[c]); break;
+                case 2: x16_pass(kind, 2, blk, kc, yc, as, &terms[c * nb + k0], nb, &acc[c], &macc[c]); break;
+                case 1: x16_pass(kind, 1, blk, kc, yc, as, &terms[c * nb + k0], nb, &acc[c], &macc[c]); break;
+                default: break;
+                }
             }
             for (int c = 0; c < ncg; c++)
                 x16_store(x16_has_min(kind) ? _mm512_add_ps(acc[c], macc[c]) : acc[c], nr - r0 < 16 ? nr - r0 : 16,
