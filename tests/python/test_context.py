@@ -198,3 +198,14 @@ def test_repack_false_gives_the_same_logits(model, model_path):
     plain.close()
     with pytest.raises(TypeError):
         pocketlm.Model(model_path, repack=False, no_such_option=1)
+
+
+def test_distributed_workers_keep_the_file_layout(model_path):
+    """pocketlm.distributed's workers load the model with repack=False, so that the worker processes of a machine
+    share the file's mapped pages (docs/distributed.md); repack=True there is the caller's choice."""
+    from pocketlm import distributed
+    m = distributed.load_model(model_path, n_threads=1)
+    assert m.info.n_repacked == 0
+    assert distributed.load_model(model_path, n_threads=1) is m        # once per process
+    if pocketlm.kernels_name() == "avx512":
+        assert distributed.load_model(model_path, n_threads=1, repack=True).info.n_repacked > 0
