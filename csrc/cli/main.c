@@ -735,7 +735,9 @@ static int cmd_info(opts *o) {
     printf("vocabulary:    %d tokens (bos %d, eos %d, eot %d, add bos: %s)\n", in.n_vocab, in.bos, in.eos, in.eot, in.add_bos ? "yes" : "no");
     printf("context:       %d (training)\n", in.n_ctx_train);
     printf("chat template: %s\n", *in.chat_template ? "yes" : "no");
-    printf("kernels:       %s\n", plm_kernels_name());
+    printf("kernels:       %s", plm_kernels_name());
+    if (in.n_repacked) printf(", %.1f MiB of weights repacked for them", (double)in.n_repacked / (1 << 20));
+    printf("\n");
     if (o->verbose) {
         printf("\nmetadata:\n");
         char buf[256];

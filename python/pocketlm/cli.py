@@ -275,7 +275,8 @@ def cmd_info(a: argparse.Namespace) -> int:
         ("vocabulary", f"{i.n_vocab} tokens (bos {i.bos}, eos {i.eos}, eot {i.eot}, add bos: {'yes' if i.add_bos else 'no'})"),
         ("context", f"{i.n_ctx_train} (training)"),
         ("chat format", model.chat_format.name if i.chat_template else "none stored (chatml)"),
-        ("kernels", kernels_name()),
+        ("kernels", kernels_name() + (f", {i.n_repacked / (1 << 20):.1f} MiB of weights repacked for them"
+                                      if i.n_repacked else "")),
     ]
     for k, v in rows:
         print(f"{k + ':':<15}{v}")
