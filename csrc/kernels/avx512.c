@@ -69,6 +69,17 @@ static ALWAYS_INLINE void prefetch_next_group(const uint8_t *w, size_t ws, size_
     for (size_t off = 0; off < 16 * bs; off += 64) _mm_prefetch((const char *)(p + off), _MM_HINT_T0);
 }
 
+/* The products of several tokens take longer per row group than the stream from memory does, and asked for one
+ * group ahead into L1 their blocks arrived late (a burst of a chunk's lines at once, while the last ones were
+ * still in flight): two groups ahead into L2 gave a 16-token Q4_1 product from memory 15% less time, 4 tokens 30%
+ * (plm-kernel-bench -b, 96 MB), batched generation at parallel 16 6-11% more tokens/s and at parallel 4 25-55%,
+ * at a cost of 0-2.5% in cache (make kernel-ab); the K-quants' products of 4 and 16 tokens from memory 35-45% and
+ * 8-25% less. Bytes [k 16 bs, (k + 1) 16 bs) of the rows 32 past w. */
+static ALWAYS_INLINE void prefetch_group_l2(const uint8_t *w, size_t ws, size_t bs, int64_t k) {
+    const uint8_t *p = w + 32 * ws + (size_t)k * 16 * bs;
+    for (size_t off = 0; off < 16 * bs; off += 64) _mm_prefetch((const char *)(p + off), _MM_HINT_T1);
+}
+
 /* Stores lanes j < nr of acc into out[j] (=|+=). */
 static ALWAYS_INLINE void x16_store(__m512 acc, int nr, float *out, bool accumulate) {
     const __mmask16 m = (__mmask16)((1u << nr) - 1u);
@@ -415,7 +426,7 @@ static ALWAYS_INLINE void x16_gemm(x16_kind kind, const bool packed, int64_t n, 
                     continue;
                 }
                 for (int64_t k = 0; k < kc; k++) {
-                    prefetch_next_group(w + (size_t)r0 * ws, ws, x16_wblock(kind), k0 + k);
+                    prefetch_group_l2(w + (size_t)r0 * ws, ws, x16_wblock(kind), k0 + k);
                     if (packed) x16_unpack_packed(kind, w + (size_t)r0 * ws + (size_t)(k0 + k) * 16 * x16_wblock(kind), &blk[k]);
                     else x16_unpack(kind, w, ws, rows, k0 + k, &blk[k]);
                 }
@@ -741,7 +752,7 @@ static ALWAYS_INLINE void gemm_k45(const bool five, int64_t n, const void *vw, s
             for (int64_t k0 = 0; k0 < nb; k0 += X16K_CHUNK) {
                 const int64_t kc = nb - k0 < X16K_CHUNK ? nb - k0 : X16K_CHUNK;
                 for (int64_t k = 0; k < kc; k++) {
-                    prefetch_next_group(w + (size_t)r0 * ws, ws, k45_size(five), k0 + k);
+                    prefetch_group_l2(w + (size_t)r0 * ws, ws, k45_size(five), k0 + k);
                     x16k_unpack_k45(five, w, ws, rows, k0 + k, &blk[k]);
                 }
                 for (int c = 0; c < ncg; c++)
@@ -896,7 +907,7 @@ static void gemm_q6_K(int64_t n, const void *vw, size_t ws, int nr, const void *
             for (int64_t k0 = 0; k0 < nb; k0 += X16K_CHUNK) {
                 const int64_t kc = nb - k0 < X16K_CHUNK ? nb - k0 : X16K_CHUNK;
                 for (int64_t k = 0; k < kc; k++) {
-                    prefetch_next_group(w + (size_t)r0 * ws, ws, sizeof(plm_block_q6_K), k0 + k);
+                    prefetch_group_l2(w + (size_t)r0 * ws, ws, sizeof(plm_block_q6_K), k0 + k);
                     x16k_unpack_q6_K(w, ws, rows, k0 + k, &blk[k]);
                 }
                 const uint8_t *y0 = a + (size_t)c0 * as + (size_t)k0 * sizeof(plm_block_q8_K);
