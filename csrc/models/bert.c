@@ -570,7 +570,7 @@ static plm_status forward(plm_context *ctx, const plm_ubatch *ub) {
     plm_f16 *kf = (plm_f16 *)(void *)ctx->gate, *vf = kf + (int64_t)T * E;
 
     /* x (T, E) = tok_embd[token] + position_embd[pos] + token_types[0] */
-    plm_blk_embed(ctx, ub, 1.0f);
+    if ((st = plm_blk_embed(ctx, ub, 1.0f))) goto done;
     for (int32_t t = 0; t < T; t++) {
         float *x = ctx->x + (int64_t)t * E, *p = ctx->tmp + (int64_t)t * E;
         plm_dequantize_row_ref(d->pos.type, (const uint8_t *)d->pos.data + (size_t)ub->pos[t] * d->pos.row_bytes, p, E);

@@ -18,19 +18,32 @@
 
 #include <math.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* ------------------------------------------------------------ embedding */
 
-void plm_blk_embed(plm_context *ctx, const plm_ubatch *ub, float scale) {
+plm_status plm_blk_embed(plm_context *ctx, const plm_ubatch *ub, float scale) {
     const plm_model *m = ctx->model;
     const int64_t E = m->hp.n_embd;
+    const plm_weight *W = &m->tok_embd;
+    uint8_t row[8192]; /* a row read back from the x16 layout (quant.h) */
+    uint8_t *buf = W->x16 && W->row_bytes > sizeof row ? malloc(W->row_bytes) : row;
+    if (!buf) return plm_fail(PLM_ERR_OOM, "out of memory for a token embedding row");
     for (int32_t t = 0; t < ub->T; t++) {
         float *x = ctx->x + (int64_t)t * E;
-        plm_dequantize_row_ref(m->tok_embd.type, (const uint8_t *)m->tok_embd.data + (size_t)ub->tok[t] * m->tok_embd.row_bytes, x, E);
+        const size_t r = (size_t)ub->tok[t];
+        const uint8_t *src = (const uint8_t *)W->data + r * W->row_bytes;
+        if (W->x16) {
+            plm_x16_row(W->type, (const uint8_t *)W->data + r / PLM_X16 * PLM_X16 * W->row_bytes, E, (int)(r % PLM_X16), buf);
+            src = buf;
+        }
+        plm_dequantize_row_ref(W->type, src, x, E);
         if (scale != 1.0f)
             for (int64_t i = 0; i < E; i++) x[i] *= scale;
     }
+    if (buf != row) free(buf);
+    return PLM_OK;
 }
 
 plm_status plm_blk_check_abort(plm_context *ctx, int il) {

@@ -81,7 +81,7 @@ static plm_status forward(plm_context *ctx, const plm_ubatch *ub) {
     const int32_t T = ub->T;
     plm_status st;
 
-    plm_blk_embed(ctx, ub, sqrtf((float)E));                       /* x (T, E) = embedding * sqrt(E) */
+    if ((st = plm_blk_embed(ctx, ub, sqrtf((float)E)))) return st;                       /* x (T, E) = embedding * sqrt(E) */
     for (int il = 0; il < hp->n_layer; il++) {
         const plm_layer *L = &m->layers[il];
         if ((st = plm_blk_check_abort(ctx, il))) return st;

@@ -31,7 +31,7 @@ static plm_status forward(plm_context *ctx, const plm_ubatch *ub) {
     const int32_t T = ub->T;
     plm_status st;
 
-    plm_blk_embed(ctx, ub, 1.0f);                                  /* x (T, E) */
+    if ((st = plm_blk_embed(ctx, ub, 1.0f))) return st;                               /* x (T, E) */
     for (int il = 0; il < hp->n_layer; il++) {
         const plm_layer *L = &m->layers[il];
         if ((st = plm_blk_check_abort(ctx, il))) return st;

@@ -59,8 +59,8 @@ typedef struct plm_attn {
     float softcap;             /* > 0: score = softcap * tanh(score / softcap) */
 } plm_attn;
 
-/* x (T, E) = token embeddings * scale. */
-void plm_blk_embed(plm_context *ctx, const plm_ubatch *ub, float scale);
+/* x (T, E) = token embeddings * scale (rows of a tied output repacked at load read back from its layout). */
+plm_status plm_blk_embed(plm_context *ctx, const plm_ubatch *ub, float scale);
 /* PLM_ERR_CANCELLED when the abort callback asks, naming the layer. */
 plm_status plm_blk_check_abort(plm_context *ctx, int il);
 /* q, k, v = Wq xn (+ bq), Wk xn (+ bk), Wv xn (+ bv), xn = rmsnorm(x) * norm_w. */

@@ -407,13 +407,13 @@ static void test_threads_agree(void) {
 /* The weights repacked at load (plm_model_params.repack, the default) give the logits the file's layout gives, bit
  * for bit: a prompt, single-token steps and a step of three sequences, at 1 and 2 threads, from a mapped file
  * (repacked into buffers of the model's) and from one read into memory (repacked in place). With the avx512 table
- * the default model's layer weights (Q4_1) are repacked (the Q8_0 token embeddings, tied to the output, are not);
- * with the others nothing is. */
+ * the default model's layer weights (Q4_1) and its Q8_0 token embeddings, tied to the output, are repacked (all but
+ * the norms: a prompt's embedding rows are read back from the layout); with the others nothing is. */
 static void test_repack_keeps_results(void) {
     plm_model_info in;
     plm_model_get_info(model, &in);
     const bool packs = strcmp(plm_kernels_name(), "avx512") == 0;
-    CHECKF(packs ? in.n_repacked > in.n_bytes / 2 && in.n_repacked < in.n_bytes : in.n_repacked == 0,
+    CHECKF(packs ? in.n_repacked > in.n_bytes / 100 * 99 && in.n_repacked < in.n_bytes : in.n_repacked == 0,
            "kernels %s: %llu of %llu bytes repacked", plm_kernels_name(), (unsigned long long)in.n_repacked,
            (unsigned long long)in.n_bytes);
     plm_model_params mp = plm_model_default_params();

@@ -177,12 +177,12 @@ def test_contexts_keep_a_closed_model_alive(model_path):
 
 def test_repack_false_gives_the_same_logits(model, model_path):
     """Model(repack=False) keeps every weight where the file has it; the default rearranges the ones the CPU's
-    kernels read faster in their own layout (info.n_repacked bytes: the Q4_1 layer weights with AVX-512, nothing
-    with the other kernel tables). The logits are the same bits either way, prompt and single steps."""
+    kernels read faster in their own layout (info.n_repacked bytes: the Q4_1 layer weights and the tied Q8_0 token
+    embeddings with AVX-512, all but the norms; nothing with the other kernel tables). The logits are the same bits either way, prompt and single steps."""
     plain = pocketlm.Model(model_path, n_threads=2, repack=False)
     assert plain.info.n_repacked == 0
     if pocketlm.kernels_name() == "avx512":
-        assert plain.info.n_bytes // 2 < model.info.n_repacked < model.info.n_bytes
+        assert plain.info.n_bytes // 100 * 99 < model.info.n_repacked < model.info.n_bytes
     else:
         assert model.info.n_repacked == 0
     toks = model.tokenize(PROMPT)
