@@ -13,8 +13,12 @@
  * whose speed swings by 20% from one second to the next, where separate runs
  * of kernel_bench cannot tell it. It also says where b's products differ from
  * a's in any bit. The table's headers are the working tree's for both builds.
+ * Then, for the types both builds have a gemm_x16 entry for, the same over a
+ * 96 MB matrix in the x16 layout (quant.h), read from memory as a model's
+ * weights are, at T = 1, 4, 16 and 64 (the outputs of each 64-row piece written
+ * over one small buffer, as a layer's product's stay in cache).
  *
- *   build/ab/kernel-ab [REPS]     (default 40)
+ *   build/ab/kernel-ab [REPS]     (default 40; the 96 MB part takes REPS / 4 pairs)
  */
 #include "quant.h"
 
@@ -55,6 +59,64 @@ static void product(const plm_kernels *k, plm_type t, const uint8_t *w, size_t w
     for (int i = 0; i < times; i++)
         for (int r0 = 0; r0 < ROWS; r0 += ROW_BLOCK)
             k->gemm[t](N_IN, w + (size_t)r0 * ws, ws, ROW_BLOCK, a, as, T, out + r0, ROWS, false);
+}
+
+#define BIG_BYTES ((size_t)96 << 20)
+
+/* out (T, ROWS) over and over = the rows of W (rows, x16 layout) @ A, 64 rows at a time. */
+static void product_big(const plm_kernels *k, plm_type t, const uint8_t *w, size_t ws, int64_t rows, const uint8_t *a,
+                        size_t as, int T, float *out) {
+    for (int64_t r0 = 0; r0 < rows; r0 += ROW_BLOCK)
+        k->gemm_x16[t](N_IN, w + (size_t)r0 * ws, ws, ROW_BLOCK, a, as, T, out + r0 % ROWS, ROWS, false);
+}
+
+/* The x16 entries from memory (see the top). */
+static int from_memory(const plm_kernels *const tab[2], int reps, float *const out[2], float *x, double *ratio) {
+    static const int sizes[] = {1, 4, 16, 64};
+    printf("the same, W (96 MB x %d, x16 layout, from memory) @ T tokens, %d pairs\n", N_IN, reps);
+    for (int t = 0; t < PLM_TYPE_COUNT; t++) {
+        if (!plm_x16_type((plm_type)t) || !tab[0]->gemm_x16[t] || !tab[1]->gemm_x16[t]) continue;
+        const plm_type at = plm_type_traits_get((plm_type)t)->dot_type;
+        const size_t ws = plm_type_row_size((plm_type)t, N_IN), as = plm_type_row_size(at, N_IN);
+        const int64_t rows = (int64_t)(BIG_BYTES / ws) / ROW_BLOCK * ROW_BLOCK;
+        uint8_t *w = malloc(ws * (size_t)rows), *g = malloc(ws * PLM_X16), *a = malloc(as * MAX_T);
+        if (!w || !g || !a) return 1;
+        for (int64_t r0 = 0; r0 < rows; r0 += PLM_X16) { /* 16 distinct rows, repeated, then repacked */
+            if (r0 < PLM_X16 * 16)
+                for (int r = 0; r < PLM_X16; r++) {
+                    for (int i = 0; i < N_IN; i++) x[i] = rnd() * 0.1f;
+                    plm_quantize_row_ref((plm_type)t, x, g + (size_t)r * ws, N_IN);
+                }
+            plm_x16_pack((plm_type)t, g, w + (size_t)r0 * ws, N_IN);
+        }
+        for (int c = 0; c < MAX_T; c++) {
+            for (int i = 0; i < N_IN; i++) x[i] = rnd() * 4.0f;
+            tab[0]->quantize[at](x, a + (size_t)c * as, N_IN);
+        }
+        printf("%-6s", plm_type_traits_get((plm_type)t)->name);
+        for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
+            const int T = sizes[s];
+            for (int i = 0; i < reps; i++) {
+                double dt[2];
+                for (int h = 0; h < 2; h++) {
+                    const int v = (h == 0) == (i % 2 == 0) ? 0 : 1;
+                    const double t0 = now_s();
+                    product_big(tab[v], (plm_type)t, w, ws, rows, a, as, T, out[v]);
+                    dt[v] = now_s() - t0;
+                }
+                ratio[i] = dt[1] / dt[0];
+            }
+            const bool same = memcmp(out[0], out[1], (size_t)T * ROWS * sizeof(float)) == 0;
+            qsort(ratio, (size_t)reps, sizeof(double), cmp_double);
+            printf("  T=%-2d %+6.1f%%%s", T, (ratio[reps / 2] - 1.0) * 100.0, same ? "" : " (bits differ)");
+            fflush(stdout);
+        }
+        printf("\n");
+        free(w);
+        free(g);
+        free(a);
+    }
+    return 0;
 }
 
 int main(int argc, char **argv) {
@@ -106,9 +168,10 @@ int main(int argc, char **argv) {
         free(w);
         free(a);
     }
+    const int rc = from_memory(tab, reps / 4 > 0 ? reps / 4 : 1, out, x, ratio);
     free(out[0]);
     free(out[1]);
     free(x);
     free(ratio);
-    return 0;
+    return rc;
 }

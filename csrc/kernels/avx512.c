@@ -74,7 +74,11 @@ static ALWAYS_INLINE void prefetch_next_group(const uint8_t *w, size_t ws, size_
  * still in flight): two groups ahead into L2 gave a 16-token Q4_1 product from memory 15% less time, 4 tokens 30%
  * (plm-kernel-bench -b, 96 MB), batched generation at parallel 16 6-11% more tokens/s and at parallel 4 25-55%,
  * at a cost of 0-2.5% in cache (make kernel-ab); the K-quants' products of 4 and 16 tokens from memory 35-45% and
- * 8-25% less. Bytes [k 16 bs, (k + 1) 16 bs) of the rows 32 past w. */
+ * 8-25% less. Bytes [k 16 bs, (k + 1) 16 bs) of the rows 32 past w. Weights in the x16 layout ask for the same
+ * bytes a block at a time during the first pass over a chunk's tokens instead (x16_pass), not all of a chunk's
+ * with its unpacking: a burst of up to 144 lines (Q8_0) left the loads behind it waiting; paired from memory
+ * (make kernel-ab, 96 MB), Q8_0 -18% at 4 tokens, -15% at 16, -5% at 64, the 4- and 5-bit types -2..-7% at 4
+ * tokens and -1..-3% at 16 and 64. */
 static ALWAYS_INLINE void prefetch_group_l2(const uint8_t *w, size_t ws, size_t bs, int64_t k) {
     const uint8_t *p = w + 32 * ws + (size_t)k * 16 * bs;
     for (size_t off = 0; off < 16 * bs; off += 64) _mm_prefetch((const char *)(p + off), _MM_HINT_T1);
@@ -375,11 +379,13 @@ static ALWAYS_INLINE void x16_steps(x16_kind kind, const int CT, const x16_block
 
 /* Tokens c0..c0+CT-1 of a pass over blocks k0..k0+kc-1 (unpacked in blk). */
 static ALWAYS_INLINE void x16_pass(x16_kind kind, const int CT, const x16_block *blk, int64_t kc, const uint8_t *y0,
-                                   size_t as, const x16_act *t0, int64_t nb, __m512 *acc, __m512 *macc) {
-    const size_t ab = x16_ablock(kind);
+                                   size_t as, const x16_act *t0, int64_t nb, __m512 *acc, __m512 *macc, const uint8_t *pf) {
+    const size_t ab = x16_ablock(kind), pfs = 16 * x16_wblock(kind);
     __m512 ac[X16_CT], mc[X16_CT];
     for (int c = 0; c < CT; c++) ac[c] = acc[c], mc[c] = macc[c];
     for (int64_t k = 0; k < kc; k++) {
+        if (pf)
+            for (size_t off = 0; off < pfs; off += 64) _mm_prefetch((const char *)(pf + k * pfs + off), _MM_HINT_T1);
         const int8_t *qs[X16_CT];
         x16_act t[X16_CT];
         for (int c = 0; c < CT; c++) qs[c] = x16_aqs(kind, y0 + (size_t)c * as + (size_t)k * ab), t[c] = t0[c * nb + k];
@@ -426,21 +432,23 @@ static ALWAYS_INLINE void x16_gemm(x16_kind kind, const bool packed, int64_t n, 
                     continue;
                 }
                 for (int64_t k = 0; k < kc; k++) {
-                    prefetch_group_l2(w + (size_t)r0 * ws, ws, x16_wblock(kind), k0 + k);
+                    if (!packed) prefetch_group_l2(w + (size_t)r0 * ws, ws, x16_wblock(kind), k0 + k);
                     if (packed) x16_unpack_packed(kind, w + (size_t)r0 * ws + (size_t)(k0 + k) * 16 * x16_wblock(kind), &blk[k]);
                     else x16_unpack(kind, w, ws, rows, k0 + k, &blk[k]);
                 }
                 /* here pre holds: only a single token can have a row too long for terms[] */
+                /* packed: the group two ahead asked for during the first pass, a block's bytes per block */
+                const uint8_t *pf = packed ? w + (size_t)(r0 + 32) * ws + (size_t)k0 * 16 * x16_wblock(kind) : NULL;
                 int c = 0;
-                for (; c + X16_CT <= ncg; c += X16_CT)
+                for (; c + X16_CT <= ncg; c += X16_CT, pf = NULL)
                     x16_pass(kind, X16_CT, blk, kc, a + (size_t)(c0 + c) * as + (size_t)k0 * ab, as, &terms[c * nb + k0],
-                             nb, &acc[c], &macc[c]);
+                             nb, &acc[c], &macc[c], pf);
                 /* the 1 to 3 tokens left together (one at a time, each token's chains would wait on each other) */
                 const uint8_t *yc = a + (size_t)(c0 + c) * as + (size_t)k0 * ab;
                 switch (ncg - c) {
-                case 3: x16_pass(kind, 3, blk, kc, yc, as, &terms[c * nb + k0], nb, &acc[c], &macc[c]); break;
-                case 2: x16_pass(kind, 2, blk, kc, yc, as, &terms[c * nb + k0], nb, &acc[c], &macc[c]); break;
-                case 1: x16_pass(kind, 1, blk, kc, yc, as, &terms[c * nb + k0], nb, &acc[c], &macc[c]); break;
+                case 3: x16_pass(kind, 3, blk, kc, yc, as, &terms[c * nb + k0], nb, &acc[c], &macc[c], pf); break;
+                case 2: x16_pass(kind, 2, blk, kc, yc, as, &terms[c * nb + k0], nb, &acc[c], &macc[c], pf); break;
+                case 1: x16_pass(kind, 1, blk, kc, yc, as, &terms[c * nb + k0], nb, &acc[c], &macc[c], pf); break;
                 default: break;
                 }
             }
