@@ -550,16 +550,51 @@ static plm_status check_tensor_values(const plm_gguf *g) {
     return PLM_OK;
 }
 
+/* Whether weight i of ws[0..k) is the first view of a tensor that repack_weights rearranges (see there). */
+static bool repackable(const plm_kernels *kern, plm_weight *const *ws, int32_t k, int32_t i) {
+    const plm_gguf_tensor *t = ws[i]->t;
+    if (!t || ws[i]->x16 || !plm_x16_type(ws[i]->type) || !kern->gemm_x16[ws[i]->type]) return false;
+    for (int32_t j = 0; j < i; j++)
+        if (ws[j]->t == t) return false; /* an earlier view's */
+    const size_t row = ws[i]->row_bytes, rows = (size_t)(t->nbytes / row);
+    bool ok = rows % PLM_X16 == 0 && (uint64_t)rows * row == t->nbytes;
+    for (int32_t j = i; j < k && ok; j++)
+        if (ws[j]->t == t) ok = ws[j]->row0 % PLM_X16 == 0 && ws[j]->n_out % PLM_X16 == 0 && ws[j]->row_bytes == row;
+    return ok;
+}
+
+#define HUGE_PAGE ((size_t)2 << 20)
+#define PACK_ALIGN ((size_t)64)
+
+/* n bytes of anonymous pages from a 2 MB boundary, asked for as 2 MB pages where the system has them (NULL: out
+ * of memory; *mapped: the size to unmap). A product streams its weights a few KB per 16-row group, and on 4 KB
+ * pages every page began with a TLB miss: decode steps took 1-3.6% less time on 2 MB pages (the default model,
+ * the 135M Q8_0 and 1B Q4_0/Q8_0 shapes, a 16-sequence step 1.8%; paired steps of two models in one process). */
+static void *arena_map(size_t n, size_t *mapped) {
+    const size_t sz = (n + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
+    uint8_t *raw = mmap(NULL, sz + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED) return NULL;
+    uint8_t *p = (uint8_t *)(((uintptr_t)raw + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE);
+    if (p > raw) munmap(raw, (size_t)(p - raw));
+    if (raw + sz + HUGE_PAGE > p + sz) munmap(p + sz, (size_t)(raw + sz + HUGE_PAGE - (p + sz)));
+#ifdef MADV_HUGEPAGE
+    (void)madvise(p, sz, MADV_HUGEPAGE); /* a hint: on 4 KB pages all works, slower */
+#endif
+    *mapped = sz;
+    return p;
+}
+
 /* The decoder's projection weights (every view of a tensor: Phi-3's q, k, v rows share one) into the kernel
  * table's x16 layout where it has one for their type and every view starts and ends on a 16-row group (quant.h):
  * the same bytes rearranged, so a weight's size and place in its buffer stay as they were. A file read into
- * memory is repacked in place; a mapped (or borrowed) one into a buffer of the model's, and the mapped pages
- * are given back (read again from the file only if something else reads the tensor). Token embeddings that
- * are also the output (tied) are repacked with it, and a token's row is read back from the layout
- * (plm_blk_embed): the output product of every generated token reads all of them, a prompt's embedding a row
- * per token (a one-token Q8_0 product from memory takes 19% less time repacked, plm-kernel-bench -b; decode
- * steps 1.3-3% less, paired in one process). Other token embeddings stay as they are. Encoders (bert) are
- * left alone: they read ffn_down by columns. The table is the process's one (kernels/dispatch.c), as every context's is. */
+ * memory is repacked in place; a mapped (or borrowed) one into one buffer of the model's for all of them, in the
+ * order the layers read them (arena_map), and the mapped pages are given back as it goes (read again from the
+ * file only if something else reads the tensor). Token embeddings that are also the output (tied) are repacked
+ * with it, and a token's row is read back from the layout (plm_blk_embed): the output product of every generated
+ * token reads all of them, a prompt's embedding a row per token (a one-token Q8_0 product from memory takes 19%
+ * less time repacked, plm-kernel-bench -b; decode steps 1.3-3% less, paired in one process). Other token
+ * embeddings stay as they are. Encoders (bert) are left alone: they read ffn_down by columns. The table is the
+ * process's one (kernels/dispatch.c), as every context's is. */
 #define RELEASE_BYTES ((uintptr_t)1 << 20)
 static plm_status repack_weights(plm_model *m) {
     const plm_kernels *kern = plm_kernels_get();
@@ -573,19 +608,27 @@ static plm_status repack_weights(plm_model *m) {
         for (size_t j = 0; j < sizeof lw / sizeof lw[0]; j++) ws[k++] = lw[j];
     }
     ws[k++] = &m->output;
+    const bool in_place = !m->g->mapped && m->g->owns_base;
+    size_t total = 0, at = 0;
+    for (int32_t i = 0; i < k; i++)
+        if (repackable(kern, ws, k, i)) total += (ws[i]->t->nbytes + PACK_ALIGN - 1) / PACK_ALIGN * PACK_ALIGN;
+    uint8_t *arena = NULL; /* every repacked tensor of a mapped (or borrowed) file, in the order they are read */
+    if (total && !in_place) {
+        size_t mapped = 0;
+        if (!(m->packed = malloc(sizeof *m->packed)) || !(arena = arena_map(total, &mapped))) {
+            free(ws);
+            return plm_fail(PLM_ERR_OOM, "out of memory repacking %zu bytes of weights", total);
+        }
+        m->packed[m->n_packed++] = (struct plm_packed){arena, mapped};
+    }
     plm_status st = PLM_OK;
     uint8_t *tmp = NULL; /* a group's rows, to repack in place */
     size_t tmp_cap = 0;
     for (int32_t i = 0; i < k && st == PLM_OK; i++) {
+        if (!repackable(kern, ws, k, i)) continue;
         const plm_gguf_tensor *t = ws[i]->t;
-        if (!t || ws[i]->x16 || !plm_x16_type(ws[i]->type) || !kern->gemm_x16[ws[i]->type]) continue;
         const size_t row = ws[i]->row_bytes, rows = (size_t)(t->nbytes / row);
-        bool ok = rows % PLM_X16 == 0 && (uint64_t)rows * row == t->nbytes;
-        for (int32_t j = i; j < k && ok; j++)
-            if (ws[j]->t == t) ok = ws[j]->row0 % PLM_X16 == 0 && ws[j]->n_out % PLM_X16 == 0 && ws[j]->row_bytes == row;
-        if (!ok) continue;
         uint8_t *dst = NULL;
-        const bool in_place = !m->g->mapped && m->g->owns_base;
         if (in_place) {
             if (PLM_X16 * row > tmp_cap) {
                 free(tmp);
@@ -593,15 +636,8 @@ static plm_status repack_weights(plm_model *m) {
             }
             dst = (uint8_t *)(uintptr_t)t->data;
         } else {
-            /* pages of their own (not the heap's: a model's worth of blocks freed there stays fragmented) */
-            if (!m->packed && !(m->packed = malloc((size_t)k * sizeof *m->packed))) { /* at most one per weight */
-                st = plm_fail(PLM_ERR_OOM, "out of memory");
-                break;
-            }
-            void *buf = mmap(NULL, t->nbytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-            if (buf == MAP_FAILED)
-                st = plm_fail(PLM_ERR_OOM, "out of memory repacking tensor '%s' (%" PRIu64 " bytes)", t->name, t->nbytes);
-            else m->packed[m->n_packed++] = (struct plm_packed){buf, t->nbytes}, dst = buf;
+            dst = arena + at;
+            at += (t->nbytes + PACK_ALIGN - 1) / PACK_ALIGN * PACK_ALIGN;
         }
         if (st) break;
         /* a mapped file's pages inside the tensor's bytes are given back as the groups are done (RELEASE_BYTES
