@@ -216,6 +216,11 @@ typedef struct plm_kernels {
      * operations (fused multiply-adds where the reference has fmaf), so all tables agree bit for bit. AVX2 and
      * AVX-512 have their own; the NEON tables use the reference's. */
     void (*gelu_bias)(float *y, const float *b, int64_t n);
+    /* SwiGLU's g[i] = g[i] / (1 + e) * u[i] for i < n, with e = exp(g[i] * -1 - 0) as this table's exp_sum_f32
+     * computes it: a sum, a quotient and a product, each rounded to float as written, so that the result is
+     * bit for bit what exp_sum_f32 on a copy of g followed by that loop gives (test_quant checks it). NULL where
+     * a table has none: the caller runs exactly that (models/blocks.c). */
+    void (*silu_mul)(float *g, const float *u, int64_t n);
 } plm_kernels;
 
 /* erf on [0, 4) in eight pieces of width 1/2: for |x| in piece k (k = min(floor(2|x|), 7), |x| clamped to 4),

@@ -4,7 +4,7 @@
  * their 8-bit activation blocks (gemm and vec_dot), Q2_K and Q3_K (vec_dot),
  * each checked against its scalar reference in quant.c by
  * tests/c/test_quant.c, and the attention's pv8_f16 and softmax exp
- * (exp_sum_f32), and BERT's GELU (gelu_bias). Every other entry (float formats, the quantizers, the other
+ * (exp_sum_f32), SwiGLU (silu_mul) and BERT's GELU (gelu_bias). Every other entry (float formats, the quantizers, the other
  * attention helpers) is the AVX2 table's, and so is the one-token product of
  * Q4_0, Q4_1, Q5_0, Q8_0 and Q6_K (see g_decode); Q4_K's (rows_k45) gives the AVX2 table's bits.
  *
@@ -1198,6 +1198,23 @@ static float exp_sum_f32(float *x, int64_t n, float scale, float sub) {
     return _mm512_reduce_add_ps(acc);
 }
 
+/* quant.h's silu_mul: exp_sum_f32's exp of g * -1 - 0, then the quotient and the product, 16 lanes at a time. */
+static void silu_mul(float *g, const float *u, int64_t n) {
+    const __m512 neg = _mm512_set1_ps(-1.0f), zero = _mm512_setzero_ps(), one = _mm512_set1_ps(1.0f);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m512 x = _mm512_loadu_ps(g + i);
+        const __m512 e = exp16_ps(_mm512_sub_ps(_mm512_mul_ps(x, neg), zero));
+        _mm512_storeu_ps(g + i, _mm512_mul_ps(_mm512_div_ps(x, _mm512_add_ps(one, e)), _mm512_loadu_ps(u + i)));
+    }
+    if (i < n) {
+        const __mmask16 k = (__mmask16)((1u << (n - i)) - 1);
+        const __m512 x = _mm512_maskz_loadu_ps(k, g + i);
+        const __m512 e = exp16_ps(_mm512_sub_ps(_mm512_mul_ps(x, neg), zero));
+        _mm512_mask_storeu_ps(g + i, k, _mm512_mul_ps(_mm512_div_ps(x, _mm512_add_ps(one, e)), _mm512_maskz_loadu_ps(k, u + i)));
+    }
+}
+
 /* quant.h's gelu_bias, 16 lanes at a time (the tail under a mask): the reference's operations lane by lane (the
  * piece's coefficients picked by a lane permute), so bit-identical to it. */
 static ALWAYS_INLINE __m512 gelu16(__m512 v) {
@@ -1259,6 +1276,7 @@ static void build_table(void) {
     g_table.pv8_f16 = pv8_f16;
     g_table.kqt_f16 = kqt_f16;
     g_table.gelu_bias = gelu_bias;
+    g_table.silu_mul = silu_mul;
 }
 
 const plm_kernels *plm_kernels_avx512_table(void) {

@@ -92,14 +92,12 @@ typedef struct attn_job {
     atomic_llong next;  /* attention items handed out so far (attn_worker) */
 } attn_job;
 
-/* Rotates pairs of each head's first n_rot dimensions by pos * base^(-2i/n_rot)
- * (divided by factors[i], times freq_scale), scaling cos and sin by mscale as
- * ggml does; NORM pairs (2i, 2i+1), NEOX pairs (i, i + n_rot/2). theta advances
- * by repeated multiplication as in ggml, for matching numerics. */
-static void rope_row(float *x, int n_heads, int head_dim, int n_rot, plm_rope_type type, int32_t pos, float base,
-                     float freq_scale, float mscale, const float *factors) {
+/* RoPE of one position: cache[2i], cache[2i + 1] = cos and sin of pos * base^(-2i/n_rot) (divided by
+ * factors[i], times freq_scale), scaled by mscale as ggml does; theta advances by repeated multiplication as in
+ * ggml, for matching numerics. Computed once per token for its q and k. */
+static void rope_cache(float *cache, int n_rot, int32_t pos, float base, float freq_scale, float mscale,
+                       const float *factors) {
     float theta_scale = powf(base, -2.0f / (float)n_rot);
-    float cache[2 * 2048];
     float theta = (float)pos;
     for (int i = 0; i < n_rot / 2; i++) {
         float t = factors ? theta / factors[i] : theta;
@@ -108,6 +106,11 @@ static void rope_row(float *x, int n_heads, int head_dim, int n_rot, plm_rope_ty
         cache[2 * i + 1] = sinf(t) * mscale;
         theta *= theta_scale;
     }
+}
+
+/* Rotates pairs of each head's first n_rot dimensions by the angles of cache (rope_cache): NORM pairs
+ * (2i, 2i+1), NEOX pairs (i, i + n_rot/2). */
+static void rope_row(float *x, int n_heads, int head_dim, int n_rot, plm_rope_type type, const float *cache) {
     const int half = n_rot / 2;
     for (int h = 0; h < n_heads; h++) {
         float *v = x + (int64_t)h * head_dim;
@@ -140,8 +143,10 @@ static void rope_store_worker(void *arg, int ith, int nth) {
         const int32_t pos = job->ub->pos[t];
         if (a->q_norm) head_norm(q, hp->n_head, hp->head_dim, a->q_norm, hp->norm_eps);
         if (a->k_norm) head_norm(k, hp->n_head_kv, hp->head_dim, a->k_norm, hp->norm_eps);
-        rope_row(q, hp->n_head, hp->head_dim, hp->n_rot, hp->rope_type, pos, a->rope_base, a->rope_freq_scale, hp->rope_attn_factor, a->rope_factors);
-        rope_row(k, hp->n_head_kv, hp->head_dim, hp->n_rot, hp->rope_type, pos, a->rope_base, a->rope_freq_scale, hp->rope_attn_factor, a->rope_factors);
+        float cache[2 * 2048];
+        rope_cache(cache, hp->n_rot, pos, a->rope_base, a->rope_freq_scale, hp->rope_attn_factor, a->rope_factors);
+        rope_row(q, hp->n_head, hp->head_dim, hp->n_rot, hp->rope_type, cache);
+        rope_row(k, hp->n_head_kv, hp->head_dim, hp->n_rot, hp->rope_type, cache);
         if (a->q_scale != 1.0f)
             for (int64_t i = 0; i < Q; i++) q[i] *= a->q_scale;
         const int32_t c = job->ub->cells[t];
@@ -427,6 +432,10 @@ static void swiglu_worker(void *arg, int ith, int nth) {
     const plm_kernels *kern = job->kern;
     int64_t a, b;
     plm_split_range((int64_t)job->T * job->n, ith, nth, &a, &b);
+    if (kern->silu_mul) {
+        kern->silu_mul(job->gate + a, job->up + a, b - a);
+        return;
+    }
     float e[256];
     for (int64_t i0 = a; i0 < b; i0 += 256) {
         const int64_t n = PLM_MIN(256, b - i0);

@@ -1470,6 +1470,52 @@ static void test_gelu_bias(void) {
     free(bias);
 }
 
+/* silu_mul (SwiGLU) where a table has one: bit for bit the composition it replaces, the table's exp_sum_f32 on
+ * a copy of g and then g / (1 + e) * u element by element, over values from -120 to 120 (exp's overflow to inf and
+ * underflow to 0 included), zeros of both signs, infinities and NaN, and lengths 1..67 (tails; nothing past n
+ * written). A table without one is said so. */
+static void test_silu_mul(void) {
+    enum { N = 4096 };
+    float *g = malloc(N * sizeof(float)), *u = malloc(N * sizeof(float)), *y = malloc(N * sizeof(float)),
+          *z = malloc(N * sizeof(float)), *e = malloc(N * sizeof(float));
+    REQUIRE(g && u && y && z && e);
+    uint32_t r = 12345u;
+    for (int i = 0; i < N; i++) {
+        r = r * 1664525u + 1013904223u;
+        g[i] = ((float)(r >> 8) / 16777216.0f - 0.5f) * (i % 3 == 0 ? 240.0f : 16.0f);
+        r = r * 1664525u + 1013904223u;
+        u[i] = ((float)(r >> 8) / 16777216.0f - 0.5f) * 8.0f;
+    }
+    const float special[] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, 88.0f, -88.0f, 104.0f, -104.0f, 1e-30f};
+    for (size_t i = 0; i < sizeof special / sizeof special[0]; i++) g[7 * i + 1] = special[i];
+    for (size_t ti = 0; ti < N_SIMD_TABLES; ti++) {
+        const plm_kernels *k = simd_table_or_skip(ti);
+        if (k == NULL) continue;
+        if (!k->silu_mul) {
+            printf("  %-6s silu_mul: none (the caller composes exp_sum_f32 and the loop)\n", k->name);
+            continue;
+        }
+        int diff = 0;
+        for (int n = 1; n <= 67 + 1; n++) {
+            const int len = n == 68 ? N - 1 : n, off = n == 68 ? 0 : 50 * n;
+            memcpy(e, g + off, (size_t)len * sizeof(float));
+            k->exp_sum_f32(e, len, -1.0f, 0.0f);
+            for (int i = 0; i < len; i++) y[i] = g[off + i] / (1.0f + e[i]) * u[off + i];
+            memcpy(z, g + off, (size_t)len * sizeof(float));
+            z[len] = 42.0f; /* not written */
+            k->silu_mul(z, u + off, len);
+            diff += memcmp(y, z, (size_t)len * sizeof(float)) != 0 || z[len] != 42.0f;
+        }
+        CHECKF(diff == 0, "%s silu_mul: %d of 68 calls differ from exp_sum_f32 and the loop", k->name, diff);
+        printf("  %-6s silu_mul: bit-identical to its exp_sum_f32 and the loop\n", k->name);
+    }
+    free(g);
+    free(u);
+    free(y);
+    free(z);
+    free(e);
+}
+
 /* plm_linear's job holds PLM_LINEAR_MAX_WEIGHTS weights: more (or none) is an
  * argument error, found before anything is read. */
 static void test_linear_weight_count(void) {
@@ -1490,6 +1536,7 @@ int main(void) {
     RUN(test_softmax_helpers);
     RUN(test_lora_b32);
     RUN(test_gelu_bias);
+    RUN(test_silu_mul);
     RUN(test_f16_known_values);
     RUN(test_f16_exhaustive);
     RUN(test_bf16);
