@@ -21,6 +21,7 @@
  * writes these fields; the others read them. */
 typedef struct plm_kv {
     int32_t n_ctx;
+    int32_t n_layer;
     int32_t kv_dim;     /* n_head_kv * head_dim */
     plm_f16 *k;         /* keys: k_layer values per layer, by blocks of PLM_KV_BLOCK cells, transposed (plm_kv_k_at) */
     size_t k_layer;     /* n_ctx rounded up to PLM_KV_BLOCK, times kv_dim */
@@ -91,6 +92,11 @@ struct plm_context {
 
 plm_status plm_kv_init(plm_kv *kv, const plm_hparams *hp, int32_t n_ctx);
 void plm_kv_release(plm_kv *kv);
+/* Asks for the cache's keys and values on 2 MB pages where the system gives them on request (a batch of several
+ * sequences: their steps read a few MB of it scattered over every layer, each 4 KB page a TLB miss; a
+ * 16-sequence step 1.5-3.4% less time, paired). Not for every context: a single short chat would hold a whole
+ * 2 MB page per layer. */
+void plm_kv_huge_pages(plm_kv *kv);
 /* Gives n tokens (token tok[i] at position pos[i] of sequence seq[i]; a
  * sequence's positions increase along the batch and are above the ones it
  * holds) free cells, lowest first, writes their indices into cells and records

@@ -26,11 +26,14 @@
 #include "context.h"
 
 #include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include <string.h>
 
 plm_status plm_kv_init(plm_kv *kv, const plm_hparams *hp, int32_t n_ctx) {
     memset(kv, 0, sizeof(*kv));
     kv->n_ctx = n_ctx;
+    kv->n_layer = hp->n_layer;
     kv->empty_pages = true;
     kv->kv_dim = hp->n_head_kv * hp->head_dim;
     uint64_t per_layer, total, k_layer, k_total;
@@ -52,6 +55,21 @@ plm_status plm_kv_init(plm_kv *kv, const plm_hparams *hp, int32_t n_ctx) {
     }
     for (int32_t i = 0; i < n_ctx; i++) kv->pos[i] = -1;
     return PLM_OK;
+}
+
+void plm_kv_huge_pages(plm_kv *kv) {
+#ifdef MADV_HUGEPAGE
+    const uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+    const size_t k_bytes = kv->k_layer * (size_t)kv->n_layer * sizeof(plm_f16),
+                 v_bytes = (size_t)kv->n_ctx * (size_t)kv->kv_dim * (size_t)kv->n_layer * sizeof(plm_f16);
+    const struct { void *p; size_t n; } r[2] = {{kv->k, k_bytes}, {kv->v, v_bytes}};
+    for (int i = 0; i < 2; i++) {
+        const uintptr_t a = ((uintptr_t)r[i].p + pg - 1) / pg * pg, b = ((uintptr_t)r[i].p + r[i].n) / pg * pg;
+        if (b > a) (void)madvise((void *)a, b - a, MADV_HUGEPAGE); /* a hint: on 4 KB pages all works, slower */
+    }
+#else
+    (void)kv;
+#endif
 }
 
 void plm_kv_release(plm_kv *kv) {
