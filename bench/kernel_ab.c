@@ -53,22 +53,56 @@ static int cmp_double(const void *x, const void *y) {
 #define MAX_T 64
 #define MAX_REPS 1000
 
-/* out (T, ROWS) = W @ A with the table's gemm, 64 rows at a time; `times` passes. */
-static void product(const plm_kernels *k, plm_type t, const uint8_t *w, size_t ws, const uint8_t *a, size_t as,
-                    int T, float *out, int times) {
-    for (int i = 0; i < times; i++)
-        for (int r0 = 0; r0 < ROWS; r0 += ROW_BLOCK)
-            k->gemm[t](N_IN, w + (size_t)r0 * ws, ws, ROW_BLOCK, a, as, T, out + r0, ROWS, false);
+/* One type's product at T tokens as both builds run it: W (ROWS rows) in cache, `times` passes, through gemm;
+ * or (big) W of `rows` rows in the x16 layout from memory through gemm_x16, its 64-row pieces' outputs written
+ * over one small buffer (a layer's product's outputs stay in cache). Out: (T, ROWS). */
+typedef struct ab_job {
+    plm_type t;
+    const uint8_t *w, *a;
+    size_t ws, as;
+    int64_t rows;
+    bool big;
+    int T, times;
+} ab_job;
+
+static void product(const plm_kernels *k, const ab_job *j, float *out) {
+    for (int i = 0; i < (j->big ? 1 : j->times); i++)
+        for (int64_t r0 = 0; r0 < (j->big ? j->rows : ROWS); r0 += ROW_BLOCK) {
+            const plm_gemm_fn gemm = j->big ? k->gemm_x16[j->t] : k->gemm[j->t];
+            gemm(N_IN, j->w + (size_t)r0 * j->ws, j->ws, ROW_BLOCK, j->a, j->as, j->T, out + r0 % ROWS, ROWS, false);
+        }
+}
+
+/* Prints the median over reps pairs of (time b / time a) - 1 for j (which build goes first alternates), and
+ * whether b's outputs differ from a's in any bit. */
+static void print_pairs(const plm_kernels *const tab[2], const ab_job *j, int reps, float *const out[2], double *ratio) {
+    for (int i = 0; i < reps; i++) {
+        double dt[2];
+        for (int h = 0; h < 2; h++) {
+            const int v = (h == 0) == (i % 2 == 0) ? 0 : 1;
+            const double t0 = now_s();
+            product(tab[v], j, out[v]);
+            dt[v] = now_s() - t0;
+        }
+        ratio[i] = dt[1] / dt[0];
+    }
+    const bool same = memcmp(out[0], out[1], (size_t)j->T * ROWS * sizeof(float)) == 0;
+    qsort(ratio, (size_t)reps, sizeof(double), cmp_double);
+    printf("  T=%-2d %+6.1f%%%s", j->T, (ratio[reps / 2] - 1.0) * 100.0, same ? "" : " (bits differ)");
+    fflush(stdout);
+}
+
+/* MAX_T tokens of activations of type at (as bytes each) from random floats (x: N_IN of scratch). */
+static uint8_t *make_acts(const plm_kernels *k, plm_type at, size_t as, float *x) {
+    uint8_t *a = malloc(as * MAX_T);
+    for (int c = 0; a && c < MAX_T; c++) {
+        for (int i = 0; i < N_IN; i++) x[i] = rnd() * 4.0f;
+        k->quantize[at](x, a + (size_t)c * as, N_IN);
+    }
+    return a;
 }
 
 #define BIG_BYTES ((size_t)96 << 20)
-
-/* out (T, ROWS) over and over = the rows of W (rows, x16 layout) @ A, 64 rows at a time. */
-static void product_big(const plm_kernels *k, plm_type t, const uint8_t *w, size_t ws, int64_t rows, const uint8_t *a,
-                        size_t as, int T, float *out) {
-    for (int64_t r0 = 0; r0 < rows; r0 += ROW_BLOCK)
-        k->gemm_x16[t](N_IN, w + (size_t)r0 * ws, ws, ROW_BLOCK, a, as, T, out + r0 % ROWS, ROWS, false);
-}
 
 /* The x16 entries from memory (see the top). */
 static int from_memory(const plm_kernels *const tab[2], int reps, float *const out[2], float *x, double *ratio) {
@@ -79,7 +113,7 @@ static int from_memory(const plm_kernels *const tab[2], int reps, float *const o
         const plm_type at = plm_type_traits_get((plm_type)t)->dot_type;
         const size_t ws = plm_type_row_size((plm_type)t, N_IN), as = plm_type_row_size(at, N_IN);
         const int64_t rows = (int64_t)(BIG_BYTES / ws) / ROW_BLOCK * ROW_BLOCK;
-        uint8_t *w = malloc(ws * (size_t)rows), *g = malloc(ws * PLM_X16), *a = malloc(as * MAX_T);
+        uint8_t *w = malloc(ws * (size_t)rows), *g = malloc(ws * PLM_X16), *a = make_acts(tab[0], at, as, x);
         if (!w || !g || !a) return 1;
         for (int64_t r0 = 0; r0 < rows; r0 += PLM_X16) { /* 16 distinct rows, repeated, then repacked */
             if (r0 < PLM_X16 * 16)
@@ -89,27 +123,10 @@ static int from_memory(const plm_kernels *const tab[2], int reps, float *const o
                 }
             plm_x16_pack((plm_type)t, g, w + (size_t)r0 * ws, N_IN);
         }
-        for (int c = 0; c < MAX_T; c++) {
-            for (int i = 0; i < N_IN; i++) x[i] = rnd() * 4.0f;
-            tab[0]->quantize[at](x, a + (size_t)c * as, N_IN);
-        }
         printf("%-6s", plm_type_traits_get((plm_type)t)->name);
         for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
-            const int T = sizes[s];
-            for (int i = 0; i < reps; i++) {
-                double dt[2];
-                for (int h = 0; h < 2; h++) {
-                    const int v = (h == 0) == (i % 2 == 0) ? 0 : 1;
-                    const double t0 = now_s();
-                    product_big(tab[v], (plm_type)t, w, ws, rows, a, as, T, out[v]);
-                    dt[v] = now_s() - t0;
-                }
-                ratio[i] = dt[1] / dt[0];
-            }
-            const bool same = memcmp(out[0], out[1], (size_t)T * ROWS * sizeof(float)) == 0;
-            qsort(ratio, (size_t)reps, sizeof(double), cmp_double);
-            printf("  T=%-2d %+6.1f%%%s", T, (ratio[reps / 2] - 1.0) * 100.0, same ? "" : " (bits differ)");
-            fflush(stdout);
+            const ab_job j = {.t = (plm_type)t, .w = w, .a = a, .ws = ws, .as = as, .rows = rows, .big = true, .T = sizes[s]};
+            print_pairs(tab, &j, reps, out, ratio);
         }
         printf("\n");
         free(w);
@@ -136,33 +153,17 @@ int main(int argc, char **argv) {
         if (!plm_type_can_quantize((plm_type)t) || !tab[0]->gemm[t] || !tab[1]->gemm[t]) continue;
         const plm_type at = plm_type_traits_get((plm_type)t)->dot_type;
         const size_t ws = plm_type_row_size((plm_type)t, N_IN), as = plm_type_row_size(at, N_IN);
-        uint8_t *w = malloc(ws * ROWS), *a = malloc(as * MAX_T);
+        uint8_t *w = malloc(ws * ROWS), *a = make_acts(tab[0], at, as, x);
         if (!w || !a) return 1;
         for (int r = 0; r < ROWS; r++) {
             for (int i = 0; i < N_IN; i++) x[i] = rnd() * 0.1f;
             plm_quantize_row_ref((plm_type)t, x, w + (size_t)r * ws, N_IN);
         }
-        for (int c = 0; c < MAX_T; c++) {
-            for (int i = 0; i < N_IN; i++) x[i] = rnd() * 4.0f;
-            tab[0]->quantize[at](x, a + (size_t)c * as, N_IN);
-        }
         printf("%-6s", plm_type_traits_get((plm_type)t)->name);
         for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
-            const int T = sizes[s], times = T < 16 ? 4 : 1;
-            for (int v = 0; v < 2; v++) product(tab[v], (plm_type)t, w, ws, a, as, T, out[v], 1);
-            const bool same = memcmp(out[0], out[1], (size_t)T * ROWS * sizeof(float)) == 0;
-            for (int i = 0; i < reps; i++) {
-                double dt[2];
-                for (int h = 0; h < 2; h++) {
-                    const int v = (h == 0) == (i % 2 == 0) ? 0 : 1;
-                    const double t0 = now_s();
-                    product(tab[v], (plm_type)t, w, ws, a, as, T, out[v], times);
-                    dt[v] = now_s() - t0;
-                }
-                ratio[i] = dt[1] / dt[0];
-            }
-            qsort(ratio, (size_t)reps, sizeof(double), cmp_double);
-            printf("  T=%-2d %+6.1f%%%s", T, (ratio[reps / 2] - 1.0) * 100.0, same ? "" : " (bits differ)");
+            const int T = sizes[s];
+            const ab_job j = {.t = (plm_type)t, .w = w, .a = a, .ws = ws, .as = as, .T = T, .times = T < 16 ? 4 : 1};
+            print_pairs(tab, &j, reps, out, ratio);
         }
         printf("\n");
         free(w);

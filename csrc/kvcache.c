@@ -26,9 +26,9 @@
 #include "context.h"
 
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
-#include <string.h>
 
 plm_status plm_kv_init(plm_kv *kv, const plm_hparams *hp, int32_t n_ctx) {
     memset(kv, 0, sizeof(*kv));
