@@ -16,11 +16,11 @@
  * that computed them. The input is quantized once per product for the table's
  * Q8_0 entries (the base's activations serve when they are of that type
  * already); inside the product's pass each thread first computes its share of
- * u = A x (A's Q8_0 rows by the table's Q8_0 gemm; the A of q, k, v, or gate,
- * up, of one adapter lie back to back, lora.c, and go through one gemm), then
- * its rows of W x, adding the deltas of each stretch of rows once it is done
- * and every thread's share of u is there (at once with one thread; with more,
- * usually from the first stretch on): u in int8 against B's int8 values, an
+ * u = A x (A's Q8_0 rows by the table's Q8_0 gemm, or its gemm_x16 where
+ * lora.c laid A out so; the A of q, k, v, or gate, up, of one adapter lie back
+ * to back, lora.c, and go through one gemm), then its rows of W x, adding the
+ * deltas of a weight's rows once they are all done and every thread's share
+ * of u is there: u in int8 against B's int8 values, an
  * exact integer sum per row times the row's scale (lora.h), by the table's
  * lora_b32. No pass of its
  * own for A x: at 2 threads an extra wake-up and wait per product cost more
@@ -73,9 +73,11 @@ void plm_rmsnorm_row(float *out, const float *x, const float *w, int64_t n, floa
 
 /* One adapter's update of one weight of a product: out_t += scale * B u_t, u_t = A x_t. */
 typedef struct lora_term {
-    const uint8_t *a;    /* (rank, n_in) A, Q8_0 rows of a_row bytes */
+    const uint8_t *a;    /* (a_rows, n_in) A, Q8_0 rows of a_row bytes (x16: in the x16 layout, lora.h) */
     size_t a_row;
     int64_t n_in;
+    int32_t a_rows;      /* rank, or rounded up to 16 (x16) */
+    bool x16;
     const uint8_t *b;    /* B's runs of 32 of the base tensor's rows, b_run bytes each (lora.h) */
     size_t b_run;
     int64_t row0;        /* the weight's first row in the base tensor (views) */
@@ -92,6 +94,7 @@ typedef struct lora_seg {
     const uint8_t *a;
     size_t a_row;
     int64_t n_in, rows, col;
+    bool x16;            /* A in the x16 layout: rows a multiple of 16, multiplied by the table's gemm_x16 */
 } lora_seg;
 
 #define MAX_TERMS (PLM_LINEAR_MAX_WEIGHTS * PLM_N_ADAPTERS_MAX)
@@ -103,7 +106,8 @@ typedef struct lora_set {
     int first[PLM_LINEAR_MAX_WEIGHTS + 1];
     lora_seg segs[MAX_TERMS];
     int n_segs;
-    int64_t n_items;        /* rank rows of all the terms (the segments' rows) */
+    int64_t n_items;        /* rows of A of all the terms (the segments' rows) */
+    int64_t unit;           /* threads' shares of them in multiples of this: 16 where A is in the x16 layout */
     float *u;               /* (T, ldu) */
     int64_t ldu;
     const uint8_t *act;     /* (T, act_row) */
@@ -138,7 +142,6 @@ typedef struct matmul_cursor {
  * (scale su) e[r] (lora.h's runs, quant.h's lora_b32), the same operations for a row whatever the batch or
  * the rows' split across threads: whole runs through the table's lora_b32, runs cut by r0 or r1 element by
  * element with the kernel's operations. */
-#define LORA_RUNS 8 /* runs of deltas given at a time, after the base rows they belong to */
 
 /* Asks for n bytes at p: an adapter's pieces are small and read once per token, too short a stream for the
  * hardware prefetcher to reach its pace, so their cache lines are requested before they are used. */
@@ -162,7 +165,7 @@ static void lora_delta(const plm_kernels *kern, const lora_set *ls, const lora_t
     for (int32_t t = t0; t < t1; t++) {
         const float *u = ls->u + (int64_t)t * ls->ldu + L->col;
         float amax = 0.0f;
-        for (int32_t k = 0; k < L->rank; k++) amax = fmaxf(amax, fabsf(u[k]));
+        for (int32_t k = 0; k < L->rank; k++) amax = fabsf(u[k]) > amax ? fabsf(u[k]) : amax; /* fmaxf: a call */
         const float id = amax != 0.0f ? 127.0f / amax : 0.0f, c = L->scale * (amax / 127.0f);
         for (int32_t k = 0; k < rank4; k++) uq[k] = k < L->rank ? plm_round_even_i8(u[k] * id) : 0;
         for (int64_t g = L->row0 + r0; g < g1;) {
@@ -197,15 +200,16 @@ static void lora_delta(const plm_kernels *kern, const lora_set *ls, const lora_t
 #define ROW_BLOCK 64
 #define ACT_BLOCK 65536 /* bytes of activations per pass over a row block (stays in L2) */
 
-/* This thread's share of u = A x: items (rows of the segments) split across the threads, a segment's run of rows
- * in the share one gemm per block of tokens (its entries are vec_dot's whatever the run, so u does not depend on
- * the split). */
+/* This thread's share of u = A x: items (rows of the segments) split across the threads (in whole groups of 16
+ * rows where A is in the x16 layout), a segment's run of rows in the share one gemm per block of tokens (its
+ * entries are vec_dot's whatever the run and layout, so u does not depend on the split or the table). */
 static void lora_a_share(const plm_kernels *kern, const lora_set *ls, int32_t T, int ith, int nth) {
-    const plm_gemm_fn gemm = kern->gemm[PLM_TYPE_Q8_0];
     const plm_vec_dot_fn dot = kern->vec_dot[PLM_TYPE_Q8_0];
     const int32_t tok_block = (int32_t)PLM_MAX(1, PLM_MIN(T, (int64_t)(ACT_BLOCK / ls->act_row)));
     int64_t i0, i1;
-    plm_split_range(ls->n_items, ith, nth, &i0, &i1);
+    plm_split_range(ls->n_items / ls->unit, ith, nth, &i0, &i1);
+    i0 *= ls->unit;
+    i1 *= ls->unit;
     for (int pass = 0; pass < 2; pass++) { /* all of this thread's rows asked for first (see prefetch_bytes) */
         int k = 0;
         int64_t base = 0;
@@ -223,6 +227,7 @@ static void lora_a_share(const plm_kernels *kern, const lora_set *ls, int32_t T,
                 const int32_t nt = PLM_MIN(tok_block, T - t0);
                 const uint8_t *act = ls->act + (size_t)t0 * ls->act_row;
                 float *u = ls->u + (int64_t)t0 * ls->ldu + S->col + row;
+                const plm_gemm_fn gemm = S->x16 ? kern->gemm_x16[PLM_TYPE_Q8_0] : kern->gemm[PLM_TYPE_Q8_0];
                 if (gemm) {
                     gemm(S->n_in, arow, S->a_row, (int)nr, act, ls->act_row, nt, u, ls->ldu, false);
                     continue;
@@ -239,17 +244,19 @@ static void lora_a_share(const plm_kernels *kern, const lora_set *ls, int32_t T,
 static void lora_segments(lora_set *ls, int n_w) {
     ls->n_segs = 0;
     ls->n_items = 0;
+    ls->unit = 1;
     const lora_term *prev = NULL;
     for (int k = ls->first[0]; k < ls->first[n_w]; k++) {
         const lora_term *L = &ls->terms[k];
         lora_seg *S = prev ? &ls->segs[ls->n_segs - 1] : NULL;
-        if (S && L->a == prev->a + (size_t)prev->rank * prev->a_row && L->a_row == S->a_row && L->n_in == S->n_in &&
-            L->col == S->col + S->rows)
-            S->rows += L->rank;
+        if (S && L->a == prev->a + (size_t)prev->a_rows * prev->a_row && L->a_row == S->a_row && L->n_in == S->n_in &&
+            L->col == S->col + S->rows && L->x16 == S->x16)
+            S->rows += L->a_rows;
         else
-            ls->segs[ls->n_segs++] = (lora_seg){.a = L->a, .a_row = L->a_row, .n_in = L->n_in, .rows = L->rank,
-                                                .col = L->col};
-        ls->n_items += L->rank;
+            ls->segs[ls->n_segs++] = (lora_seg){.a = L->a, .a_row = L->a_row, .n_in = L->n_in, .rows = L->a_rows,
+                                                .col = L->col, .x16 = L->x16};
+        ls->n_items += L->a_rows;
+        if (L->x16) ls->unit = PLM_X16; /* every term's A is (the process's table decided at load), or none's */
         prev = L;
     }
 }
@@ -377,36 +384,30 @@ static void matmul_worker(void *arg, int ith, int nth) {
         const int k0 = ls->first[j], k1 = ls->first[j + 1];
         for (int32_t t0 = 0; t0 < job->T; t0 += tok_block) {
             const int32_t nt = PLM_MIN(tok_block, job->T - t0);
-            int64_t pend = a; /* rows [pend, rb) have W x but not yet their deltas */
             for (int64_t rb = a; rb < b; rb += ROW_BLOCK) {
                 const int64_t re = PLM_MIN(b, rb + ROW_BLOCK);
                 /* B's runs a block ahead of their use (the first block's with it) */
                 for (int k = k0; k < k1; k++)
                     lora_prefetch_b(&ls->terms[k], rb == a ? rb : re, PLM_MIN(b, re + ROW_BLOCK));
-                if (t0 == 0) {
-                    if (next) {
-                        const size_t to = next0 + (size_t)((double)(next_end - next0) * (double)(base - W->n_out + re - r0) /
-                                                           (double)(r1 - r0));
-                        const size_t upto = to >= next_end ? next_end : to / 64 * 64;
-                        if (upto > next_at) prefetch_bytes(next + next_at, upto - next_at);
-                        next_at = PLM_MAX(next_at, upto);
-                    }
+                if (t0 == 0 && next) {
+                    const size_t to = next0 + (size_t)((double)(next_end - next0) * (double)(base - W->n_out + re - r0) /
+                                                       (double)(r1 - r0));
+                    const size_t upto = to >= next_end ? next_end : to / 64 * 64;
+                    if (upto > next_at) prefetch_bytes(next + next_at, upto - next_at);
+                    next_at = PLM_MAX(next_at, upto);
                 }
                 product_tile(job, j, rb, re, t0, nt);
-                /* the deltas of the rows done while they and their runs of B are in cache, LORA_RUNS runs at a
-                 * time (the kernel's pace), once every thread's share of u is there (at once with one thread;
-                 * with more, usually from the first block on) */
-                if (k0 < k1 && (re - pend >= LORA_RUNS * PLM_QK || re == b) &&
-                    (u_ready || (u_ready = atomic_load_explicit(job->a_left, memory_order_acquire) == 0))) {
-                    for (int k = k0; k < k1; k++) lora_delta(job->kern, ls, &ls->terms[k], out, ldo, t0, t0 + nt, pend, re);
-                    pend = re;
-                }
             }
-            if (k0 == k1 || pend == b) continue;
-            for (int spins = 1; atomic_load_explicit(job->a_left, memory_order_acquire) > 0; spins++)
+            /* the deltas of the weight's rows once they are all done, in one run of lora_b32 per term and token
+             * (its u rounded to int8 once), once every thread's share of u is there; every 256 rows instead
+             * (while those rows were sure to be in L1) rounded u again each time and cut B's runs into short
+             * calls: a rank-16 adapter cost 15-19% over the base at 2 threads that way, 11-13% this way (paired,
+             * plm-bench -a), the rows and their runs of B being in L2 still */
+            if (k0 == k1) continue;
+            for (int spins = 1; !u_ready && atomic_load_explicit(job->a_left, memory_order_acquire) > 0; spins++)
                 if (spins % 256 == 0) sched_yield();
             u_ready = true;
-            for (int k = k0; k < k1; k++) lora_delta(job->kern, ls, &ls->terms[k], out, ldo, t0, t0 + nt, pend, b);
+            for (int k = k0; k < k1; k++) lora_delta(job->kern, ls, &ls->terms[k], out, ldo, t0, t0 + nt, a, b);
         }
     }
 }
@@ -475,11 +476,11 @@ static void lora_terms(plm_context *ctx, int n_w, const plm_weight *const *w, co
             const plm_adapter_use *au = &ctx->adapters[i];
             const plm_lora_pair *p = plm_lora_find(au->a, w[j]);
             if (!p) continue;
-            terms[n++] = (lora_term){.a = p->a, .a_row = p->a_row, .n_in = p->n_in, .b = p->b, .b_run = p->b_run,
-                                     .row0 = w[j]->row0, .rank = p->rank,
+            terms[n++] = (lora_term){.a = p->a, .a_row = p->a_row, .n_in = p->n_in, .a_rows = p->a_rows,
+                                     .x16 = p->a_x16, .b = p->b, .b_run = p->b_run, .row0 = w[j]->row0, .rank = p->rank,
                                      .scale = plm_lora_scale(au->a, p, au->scale) * p->b_scale,
                                      .col = col, .next = p->next, .next_bytes = p->next_bytes};
-            col += p->rank;
+            col += p->a_rows;
         }
     }
     ls->first[n_w] = n;
