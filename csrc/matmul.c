@@ -462,11 +462,12 @@ static void prepare_act(plm_context *ctx, const plm_weight *W, const float *x, i
 
 /* The adapters' terms of weights w[0..n_w) reading x (T rows, ldx apart) into
  * terms and ls (ls->first[j] the first of w[j]'s; u (T, all their ranks) in
- * the context's scratch). x is quantized for the
- * table's Q8_0 entries into the context's scratch, unless act_is_q8 says that
- * ctx->act holds it so already (the base's weights pair with the same type). */
+ * the context's scratch). x is quantized for the table's Q8_0 entries into
+ * the context's scratch, unless ctx->act holds it so already (act_type, the
+ * type the base's weights pair with, is that type) or holds it as Q8_1 (the
+ * 4- and 5-bit types with mins), whose blocks give Q8_0's by a copy. */
 static void lora_terms(plm_context *ctx, int n_w, const plm_weight *const *w, const float *x, int64_t ldx, int32_t T,
-                       bool act_is_q8, lora_term *terms, lora_set *ls) {
+                       plm_type act_type, lora_term *terms, lora_set *ls) {
     int n = 0;
     int64_t col = 0;
     ls->terms = terms;
@@ -490,8 +491,13 @@ static void lora_terms(plm_context *ctx, int n_w, const plm_weight *const *w, co
     if (n == 0) return;
     const plm_type q8 = ctx->kern->dot_type[PLM_TYPE_Q8_0];
     ls->act_row = plm_type_row_size(q8, w[0]->n_in);
-    ls->act = act_is_q8 ? ctx->act : ctx->lora_act;
-    if (!act_is_q8) {
+    const bool same = act_type == q8;
+    ls->act = same ? ctx->act : ctx->lora_act;
+    if (act_type == PLM_TYPE_Q8_1 && q8 == PLM_TYPE_Q8_0) {
+        const size_t row1 = plm_type_row_size(PLM_TYPE_Q8_1, w[0]->n_in);
+        for (int32_t t = 0; t < T; t++)
+            plm_q8_1_as_q8_0(ctx->act + (size_t)t * row1, ctx->lora_act + (size_t)t * ls->act_row, w[0]->n_in);
+    } else if (!same) {
         quant_job qj = {.kern = ctx->kern, .type = q8, .x = x, .ldx = ldx, .n = w[0]->n_in, .T = T, .act = ctx->lora_act,
                         .act_row = ls->act_row};
         plm_run(ctx, quant_worker, &qj, T >= 4);
@@ -536,8 +542,8 @@ plm_status plm_linear(plm_context *ctx, int n_w, const plm_weight *const *w, flo
     if (same) {
         prepare_act(ctx, w[0], x, ldx, w[0]->n_in, T, norm_w, norm_out);
         if (ctx->n_adapters)
-            lora_terms(ctx, n_w, w, norm_w ? norm_out : x, norm_w ? w[0]->n_in : ldx, T,
-                       dot_type_of(ctx, w[0]) == ctx->kern->dot_type[PLM_TYPE_Q8_0], terms, &ls);
+            lora_terms(ctx, n_w, w, norm_w ? norm_out : x, norm_w ? w[0]->n_in : ldx, T, dot_type_of(ctx, w[0]), terms,
+                       &ls);
         matmul(ctx, n_w, w, out, ldo, T, accumulate, &ls);
         return PLM_OK;
     }
@@ -548,7 +554,7 @@ plm_status plm_linear(plm_context *ctx, int n_w, const plm_weight *const *w, flo
             x = norm_out;
             ldx = w[0]->n_in;
         }
-        if (j == 0 && ctx->n_adapters) lora_terms(ctx, n_w, w, x, ldx, T, false, terms, &ls);
+        if (j == 0 && ctx->n_adapters) lora_terms(ctx, n_w, w, x, ldx, T, PLM_TYPE_COUNT, terms, &ls);
         lora_set own = ls; /* w[j]'s terms, their u where the whole set has it */
         if (ctx->n_adapters) {
             own.terms = terms + ls.first[j];

@@ -998,6 +998,15 @@ void plm_x16_pack(plm_type type, const void *src, void *dst, int64_t n) {
     }
 }
 
+void plm_q8_1_as_q8_0(const void *src, void *dst, int64_t n) {
+    const plm_block_q8_1 *x = src;
+    plm_block_q8_0 *y = dst;
+    for (int64_t k = 0; k < n / PLM_QK; k++) {
+        y[k].d = x[k].d;
+        memcpy(y[k].qs, x[k].qs, PLM_QK);
+    }
+}
+
 void plm_x16_row(plm_type type, const void *group, int64_t n, int i, void *dst) {
     const x16_parts P = x16_parts_of(type);
     for (int64_t k = 0; k < n / PLM_QK; k++) {

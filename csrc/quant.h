@@ -161,6 +161,10 @@ void plm_x16_pack(plm_type type, const void *src, void *dst, int64_t n);
 /* Row i (< 16) of the group at group, back in the type's own block layout into dst (ws bytes). */
 void plm_x16_row(plm_type type, const void *group, int64_t n, int i, void *dst);
 
+/* A row quantized to Q8_1 (n elements) as Q8_0 (its blocks' d and qs, without s): every table's Q8_1 quantizer
+ * gives the d and qs its Q8_0 one does (test_quant), so this is the row the Q8_0 quantizer would write. */
+void plm_q8_1_as_q8_0(const void *src, void *dst, int64_t n);
+
 /* True if plm_quantize_row_ref handles this type: the activation types above
  * and, for tests and tools, the weight types Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K
  * and Q6_K (round to nearest, no error search). Other types leave dst as is. */

@@ -622,6 +622,12 @@ static void test_quantize_q8_0_q8_1(void) {
     CHECK(y0[1].qs[14] == -2); /* -1.5 */
     CHECK(y0[2].d == 0 && y0[2].qs[0] == 0 && y1[2].s == 0);
     CHECK(y0[3].qs[7] == -127 && y0[3].qs[0] == 0);
+    /* a row's Q8_1 blocks as Q8_0 (the LoRA path's input for A from the base's Q8_1 activations, matmul.c) are the
+     * Q8_0 quantizer's bytes; the SIMD tables' quantizers equal these (test_simd_quantizers_bit_identical) */
+    plm_block_q8_0 *y01 = malloc(N / 32 * sizeof *y01);
+    plm_q8_1_as_q8_0(y1, y01, N);
+    CHECK(memcmp(y0, y01, N / 32 * sizeof *y0) == 0);
+    free(y01);
     free(x);
     free(y0);
     free(y1);
