@@ -161,8 +161,8 @@ static plm_status load_pair(const plm_model *m, const plm_gguf *g, const plm_ggu
     p->n_in = base->ne[0];
     p->n_out = base->ne[1];
     p->a_row = plm_type_row_size(PLM_TYPE_Q8_0, p->n_in);
-    p->a_x16 = plm_kernels_get()->gemm_x16[PLM_TYPE_Q8_0] != NULL;
-    p->a_rows = p->a_x16 ? (p->rank + PLM_X16 - 1) / PLM_X16 * PLM_X16 : p->rank;
+    /* the x16 layout where it needs no padding rows: padded, a rank-8 A would be read twice over */
+    p->a_x16 = plm_kernels_get()->gemm_x16[PLM_TYPE_Q8_0] != NULL && p->rank % PLM_X16 == 0;
     p->nb_out = (p->n_out + PLM_QK - 1) / PLM_QK;
     p->b_run = plm_lora_run_bytes(p->rank);
     return PLM_OK;
@@ -259,7 +259,7 @@ static plm_status read_pairs(plm_adapter *ad, const plm_gguf *g, const plm_gguf_
         for (int32_t k = s; k < e; k++) {
             const plm_lora_pair *p = &ad->pairs[ord[k].i];
             a_off[ord[k].i] = off;
-            off += (size_t)p->a_rows * p->a_row;
+            off += (size_t)p->rank * p->a_row;
         }
         const size_t a_bytes = off - a0;
         off = ALIGN64(off);
@@ -303,7 +303,7 @@ static plm_status pack_a(plm_adapter *ad) {
             return plm_fail(PLM_ERR_OOM, "out of memory for %s's layout", ad->path);
         uint8_t *a = (uint8_t *)p->a;
         const size_t group = (size_t)PLM_X16 * p->a_row;
-        for (int32_t g = 0; g < p->a_rows; g += PLM_X16) {
+        for (int32_t g = 0; g < p->rank; g += PLM_X16) {
             memcpy(tmp, a + (size_t)g * p->a_row, group);
             plm_x16_pack(PLM_TYPE_Q8_0, tmp, a + (size_t)g * p->a_row, p->n_in);
         }
@@ -369,7 +369,6 @@ plm_status plm_adapter_load(const plm_model *model, const char *path, plm_adapte
         src[2 * a->n_pairs + 1] = partner;
         a->by_tensor[bi] = a->n_pairs++;
         a->max_rank = PLM_MAX(a->max_rank, p->rank);
-        a->max_a_rows = PLM_MAX(a->max_a_rows, p->a_rows);
         a->max_n_in = PLM_MAX(a->max_n_in, p->n_in);
     }
     if (a->n_pairs == 0) {
@@ -420,7 +419,7 @@ plm_status plm_context_set_adapters(plm_context *ctx, int32_t n, plm_adapter *co
         if (a->model != ctx->model)
             return plm_fail(PLM_ERR_ARG, "plm_context_set_adapters: adapter %d (%s) was loaded for another model", i, a->path);
         if (!isfinite(s)) return plm_fail(PLM_ERR_ARG, "plm_context_set_adapters: scale %d is not finite", i);
-        ranks += a->max_a_rows;
+        ranks += a->max_rank;
         n_in = PLM_MAX(n_in, a->max_n_in);
         id = fnv1a(id, &a->id, sizeof a->id);
         id = fnv1a(id, &s, sizeof s);

@@ -7,8 +7,8 @@
  *   y = W x + scale * B (A x)
  * on top of the base product, row by row, without touching W. A is Q8_0 rows,
  * multiplied by the kernel table's Q8_0 entries like a weight (in the x16
- * layout, padded to whole groups of 16 rows, where the table has a gemm_x16
- * for Q8_0, as the model's weights are repacked); B is int8 with
+ * layout, as the model's weights are repacked, where the table has a gemm_x16
+ * for Q8_0 and the rank is a multiple of 16); B is int8 with
  * one scale per output row, stored by runs of 32 consecutive outputs (PLM_QK),
  * each run's values in groups of 4 of the rank (one 32-bit lane per output, as
  * int8 dot-product instructions read them) and then its 32 scales, so that an
@@ -34,11 +34,10 @@ typedef struct plm_lora_pair {
     int32_t layer;               /* the base tensor's block, and what it projects (the block's order) */
     plm_role role;
     int64_t n_in, n_out;         /* the base tensor's row length and rows */
-    const uint8_t *a;            /* (a_rows, n_in) A as Q8_0 rows of a_row bytes, in the adapter's block: rows
-                                  * [rank, a_rows) zeros; with a_x16, in groups of 16 rows in the x16 layout
-                                  * (quant.h), which the table's gemm_x16 multiplies */
+    const uint8_t *a;            /* (rank, n_in) A as Q8_0 rows of a_row bytes, in the adapter's block; with a_x16,
+                                  * in groups of 16 rows in the x16 layout (quant.h), which the table's gemm_x16
+                                  * multiplies */
     size_t a_row;
-    int32_t a_rows;              /* rank, or with a_x16 rank rounded up to 16 */
     bool a_x16;
     const uint8_t *b;            /* (nb_out) runs of B, b_run bytes each, in the adapter's block: run j holds the 32
                                   * outputs r = 32 j + i (i < 32): q, plm_lora_rank4(rank) / 4 groups of 128 bytes
@@ -69,7 +68,6 @@ struct plm_adapter {
     plm_lora_pair *pairs;
     int32_t *by_tensor;  /* (model's tensors) index of the pair targeting tensor i, or -1 */
     int32_t max_rank;
-    int32_t max_a_rows;  /* the most rows of A a pair holds (its rank, or with the x16 layout the rank rounded up to 16) */
     int64_t max_n_in;    /* the longest A row (sizes a context's quantized input) */
     uint32_t id;         /* fingerprint of the contents (names, shapes, values, alpha) */
     uint8_t *block;      /* every pair's A and B in one allocation, in the order a token uses them: by layer,

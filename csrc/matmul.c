@@ -73,10 +73,9 @@ void plm_rmsnorm_row(float *out, const float *x, const float *w, int64_t n, floa
 
 /* One adapter's update of one weight of a product: out_t += scale * B u_t, u_t = A x_t. */
 typedef struct lora_term {
-    const uint8_t *a;    /* (a_rows, n_in) A, Q8_0 rows of a_row bytes (x16: in the x16 layout, lora.h) */
+    const uint8_t *a;    /* (rank, n_in) A, Q8_0 rows of a_row bytes (x16: in the x16 layout, lora.h) */
     size_t a_row;
     int64_t n_in;
-    int32_t a_rows;      /* rank, or rounded up to 16 (x16) */
     bool x16;
     const uint8_t *b;    /* B's runs of 32 of the base tensor's rows, b_run bytes each (lora.h) */
     size_t b_run;
@@ -107,7 +106,6 @@ typedef struct lora_set {
     lora_seg segs[MAX_TERMS];
     int n_segs;
     int64_t n_items;        /* rows of A of all the terms (the segments' rows) */
-    int64_t unit;           /* threads' shares of them in multiples of this: 16 where A is in the x16 layout */
     float *u;               /* (T, ldu) */
     int64_t ldu;
     const uint8_t *act;     /* (T, act_row) */
@@ -200,16 +198,28 @@ static void lora_delta(const plm_kernels *kern, const lora_set *ls, const lora_t
 #define ROW_BLOCK 64
 #define ACT_BLOCK 65536 /* bytes of activations per pass over a row block (stays in L2) */
 
+/* The first item (row of the segments) of thread i's share of A x (i = nth: the end): an even split, moved back
+ * to the start of its group of 16 rows where it falls inside a segment in the x16 layout. */
+static int64_t lora_a_edge(const lora_set *ls, int i, int nth) {
+    int64_t e, end;
+    plm_split_range(ls->n_items, i, nth, &e, &end);
+    if (i >= nth) return ls->n_items;
+    int64_t base = 0;
+    for (int k = 0; k < ls->n_segs; k++) {
+        const lora_seg *S = &ls->segs[k];
+        if (e < base + S->rows) return S->x16 ? base + (e - base) / PLM_X16 * PLM_X16 : e;
+        base += S->rows;
+    }
+    return e;
+}
+
 /* This thread's share of u = A x: items (rows of the segments) split across the threads (in whole groups of 16
  * rows where A is in the x16 layout), a segment's run of rows in the share one gemm per block of tokens (its
  * entries are vec_dot's whatever the run and layout, so u does not depend on the split or the table). */
 static void lora_a_share(const plm_kernels *kern, const lora_set *ls, int32_t T, int ith, int nth) {
     const plm_vec_dot_fn dot = kern->vec_dot[PLM_TYPE_Q8_0];
     const int32_t tok_block = (int32_t)PLM_MAX(1, PLM_MIN(T, (int64_t)(ACT_BLOCK / ls->act_row)));
-    int64_t i0, i1;
-    plm_split_range(ls->n_items / ls->unit, ith, nth, &i0, &i1);
-    i0 *= ls->unit;
-    i1 *= ls->unit;
+    const int64_t i0 = lora_a_edge(ls, ith, nth), i1 = lora_a_edge(ls, ith + 1, nth);
     for (int pass = 0; pass < 2; pass++) { /* all of this thread's rows asked for first (see prefetch_bytes) */
         int k = 0;
         int64_t base = 0;
@@ -244,19 +254,17 @@ static void lora_a_share(const plm_kernels *kern, const lora_set *ls, int32_t T,
 static void lora_segments(lora_set *ls, int n_w) {
     ls->n_segs = 0;
     ls->n_items = 0;
-    ls->unit = 1;
     const lora_term *prev = NULL;
     for (int k = ls->first[0]; k < ls->first[n_w]; k++) {
         const lora_term *L = &ls->terms[k];
         lora_seg *S = prev ? &ls->segs[ls->n_segs - 1] : NULL;
-        if (S && L->a == prev->a + (size_t)prev->a_rows * prev->a_row && L->a_row == S->a_row && L->n_in == S->n_in &&
+        if (S && L->a == prev->a + (size_t)prev->rank * prev->a_row && L->a_row == S->a_row && L->n_in == S->n_in &&
             L->col == S->col + S->rows && L->x16 == S->x16)
-            S->rows += L->a_rows;
+            S->rows += L->rank;
         else
-            ls->segs[ls->n_segs++] = (lora_seg){.a = L->a, .a_row = L->a_row, .n_in = L->n_in, .rows = L->a_rows,
+            ls->segs[ls->n_segs++] = (lora_seg){.a = L->a, .a_row = L->a_row, .n_in = L->n_in, .rows = L->rank,
                                                 .col = L->col, .x16 = L->x16};
-        ls->n_items += L->a_rows;
-        if (L->x16) ls->unit = PLM_X16; /* every term's A is (the process's table decided at load), or none's */
+        ls->n_items += L->rank;
         prev = L;
     }
 }
@@ -477,11 +485,11 @@ static void lora_terms(plm_context *ctx, int n_w, const plm_weight *const *w, co
             const plm_adapter_use *au = &ctx->adapters[i];
             const plm_lora_pair *p = plm_lora_find(au->a, w[j]);
             if (!p) continue;
-            terms[n++] = (lora_term){.a = p->a, .a_row = p->a_row, .n_in = p->n_in, .a_rows = p->a_rows,
+            terms[n++] = (lora_term){.a = p->a, .a_row = p->a_row, .n_in = p->n_in,
                                      .x16 = p->a_x16, .b = p->b, .b_run = p->b_run, .row0 = w[j]->row0, .rank = p->rank,
                                      .scale = plm_lora_scale(au->a, p, au->scale) * p->b_scale,
                                      .col = col, .next = p->next, .next_bytes = p->next_bytes};
-            col += p->a_rows;
+            col += p->rank;
         }
     }
     ls->first[n_w] = n;
