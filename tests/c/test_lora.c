@@ -1,7 +1,8 @@
 /*
  * test_lora.c — LoRA adapters (lora.c, the delta in matmul.c) on the tiny llama:
  * logits against transformers + PEFT (tests/data/tiny/llama_lora.txt, made by
- * tools/make_tiny_lora.py), batch invariance, several adapters at once, two
+ * tools/make_tiny_lora.py), batch invariance, several adapters at once, an
+ * equal adapter of rank 32 giving the same bits as rank 4, two
  * contexts of one model with different adapters at the same time, the saved
  * state's adapter check, and the loader's refusals.
  */
@@ -194,6 +195,49 @@ static void test_matches_peft(void) {
     free(l1);
 }
 
+/* Adapter 1 written as an equal adapter of rank 32 (tools/make_tiny_lora_stacked.py: A stacked 8 times, B / 8
+ * repeated, alpha times 8) gives the same bits as adapter 1 itself, alone and beside adapter 2 (whose A is rows of
+ * rank 4 where the rank-32 A is in the x16 layout on AVX-512, so one product holds both kinds), at 1 and 2 threads
+ * (A x split by groups of 16 rows) and in one pass or token by token. */
+static void test_rank32_equals_rank4(void) {
+    REQUIRE(model && ad[1]);
+    plm_adapter *r32 = NULL;
+    REQUIRE(plm_adapter_load(model, TINY("llama_lora_r32.gguf"), &r32) == PLM_OK);
+    CHECK(plm_adapter_rank(r32) == 32 && plm_adapter_alpha(r32) == 64.0f);
+    plm_model_info info;
+    plm_model_get_info(model, &info);
+    float *l = malloc((size_t)MAX_T * (size_t)info.n_vocab * sizeof(float));
+    float *l1 = malloc((size_t)MAX_T * (size_t)info.n_vocab * sizeof(float));
+    REQUIRE(l && l1);
+    const struct { int n_batch, n_threads; } shapes[] = {{64, 2}, {64, 1}, {1, 2}};
+    int compared = 0;
+    for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
+        plm_context *ref = new_ctx(shapes[k].n_batch, shapes[k].n_threads), *ctx = new_ctx(shapes[k].n_batch, shapes[k].n_threads);
+        REQUIRE(ref && ctx);
+        for (int c = 0; c < n_cases; c++) {
+            if (cases[c].scale[0] == 0.0f) continue; /* adapter 1 not in the case */
+            REQUIRE(set_case(ref, &cases[c]) == PLM_OK);
+            plm_adapter *list[2] = {r32, ad[1]};
+            const float sc[2] = {cases[c].scale[0], cases[c].scale[1]};
+            REQUIRE(plm_context_set_adapters(ctx, sc[1] != 0.0f ? 2 : 1, list, sc) == PLM_OK);
+            for (int si = 0; si < cases[c].n_seq; si++) {
+                const seq_ref *s = &cases[c].seq[si];
+                REQUIRE(run_seq(ref, s, l, info.n_vocab) && run_seq(ctx, s, l1, info.n_vocab));
+                CHECKF(memcmp(l, l1, (size_t)s->n * (size_t)info.n_vocab * sizeof(float)) == 0,
+                       "%s, sequence %d, n_batch %d, %d threads: the rank-32 adapter's logits differ from rank 4's",
+                       cases[c].name, si, shapes[k].n_batch, shapes[k].n_threads);
+                compared++;
+            }
+        }
+        plm_context_free(ref);
+        plm_context_free(ctx);
+    }
+    CHECK(compared >= 6);
+    plm_adapter_free(r32);
+    free(l);
+    free(l1);
+}
+
 /* Two contexts of one model, adapter 1 and adapter 2, decoding at the same time on two threads. */
 typedef struct job {
     plm_context *ctx;
@@ -325,6 +369,7 @@ static void test_refusals(void) {
 int main(void) {
     RUN(setup);
     RUN(test_matches_peft);
+    RUN(test_rank32_equals_rank4);
     RUN(test_two_contexts_concurrently);
     RUN(test_state_names_its_adapters);
     RUN(test_refusals);
