@@ -154,6 +154,16 @@ static void lora_prefetch_b(const lora_term *L, int64_t r0, int64_t r1) {
     prefetch_bytes(L->b + (size_t)blk0 * L->b_run, (size_t)(blk1 - blk0) * L->b_run);
 }
 
+/* Token t's u of term L in int8 into uq (rank4 values, zeros past the rank); returns its scale times the term's. */
+static float lora_quant_u(const lora_set *ls, const lora_term *L, int32_t t, int8_t *uq) {
+    const float *u = ls->u + (int64_t)t * ls->ldu + L->col;
+    float amax = 0.0f;
+    for (int32_t k = 0; k < L->rank; k++) amax = fabsf(u[k]) > amax ? fabsf(u[k]) : amax; /* fmaxf: a call */
+    const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+    for (int32_t k = 0; k < plm_lora_rank4(L->rank); k++) uq[k] = k < L->rank ? plm_round_even_i8(u[k] * id) : 0;
+    return L->scale * (amax / 127.0f);
+}
+
 static void lora_delta(const plm_kernels *kern, const lora_set *ls, const lora_term *L, float *out, int64_t ldo,
                        int32_t t0, int32_t t1, int64_t r0, int64_t r1) {
     int8_t uq[PLM_LORA_RANK_MAX];
@@ -161,11 +171,7 @@ static void lora_delta(const plm_kernels *kern, const lora_set *ls, const lora_t
     const int64_t g1 = L->row0 + r1;
     const size_t qs = plm_lora_run_q(L->rank);
     for (int32_t t = t0; t < t1; t++) {
-        const float *u = ls->u + (int64_t)t * ls->ldu + L->col;
-        float amax = 0.0f;
-        for (int32_t k = 0; k < L->rank; k++) amax = fabsf(u[k]) > amax ? fabsf(u[k]) : amax; /* fmaxf: a call */
-        const float id = amax != 0.0f ? 127.0f / amax : 0.0f, c = L->scale * (amax / 127.0f);
-        for (int32_t k = 0; k < rank4; k++) uq[k] = k < L->rank ? plm_round_even_i8(u[k] * id) : 0;
+        const float c = lora_quant_u(ls, L, t, uq);
         for (int64_t g = L->row0 + r0; g < g1;) {
             const int64_t blk = g / PLM_QK;
             const uint8_t *run = L->b + (size_t)blk * L->b_run;
@@ -390,6 +396,17 @@ static void matmul_worker(void *arg, int ith, int nth) {
         float *out = job->out[j];
         const int64_t ldo = job->ldo[j];
         const int k0 = ls->first[j], k1 = ls->first[j + 1];
+        /* one token and one term on a weight in the x16 layout whose share starts a group of B's runs: the
+         * table's gemm_x16_lora adds the deltas as each group of rows is stored, once u is there (the rows
+         * before that get theirs at the end, below) */
+        const lora_term *F = NULL;
+        if (job->T == 1 && k1 - k0 == 1 && W->x16 && job->kern->gemm_x16_lora[W->type] && a % PLM_X16 == 0 &&
+            (b - a) % PLM_X16 == 0 && (ls->terms[k0].row0 + a) % PLM_X16 == 0 &&
+            plm_lora_rank4(ls->terms[k0].rank) <= PLM_LORA_FUSED_RANK)
+            F = &ls->terms[k0];
+        int8_t fuq[PLM_LORA_FUSED_RANK];
+        plm_lora_epi epi = {.uq = fuq};
+        int64_t fused = b; /* rows [fused, b) have their deltas */
         for (int32_t t0 = 0; t0 < job->T; t0 += tok_block) {
             const int32_t nt = PLM_MIN(tok_block, job->T - t0);
             for (int64_t rb = a; rb < b; rb += ROW_BLOCK) {
@@ -404,6 +421,20 @@ static void matmul_worker(void *arg, int ith, int nth) {
                     if (upto > next_at) prefetch_bytes(next + next_at, upto - next_at);
                     next_at = PLM_MAX(next_at, upto);
                 }
+                if (F && (fused < b || u_ready || (u_ready = atomic_load_explicit(job->a_left, memory_order_acquire) == 0))) {
+                    if (fused == b) {
+                        fused = rb;
+                        epi.c = lora_quant_u(ls, F, 0, fuq);
+                        epi.rank4 = plm_lora_rank4(F->rank);
+                        epi.run_bytes = (int64_t)F->b_run;
+                    }
+                    const int64_t g = F->row0 + rb;
+                    epi.run = F->b + (size_t)(g / PLM_QK) * F->b_run;
+                    epi.half = (int)(g / PLM_X16 % 2);
+                    job->kern->gemm_x16_lora[W->type](W->n_in, (const uint8_t *)W->data + (size_t)rb * W->row_bytes, W->row_bytes,
+                                                      (int)(re - rb), job->act, out + rb, job->accumulate, &epi);
+                    continue;
+                }
                 product_tile(job, j, rb, re, t0, nt);
             }
             /* the deltas of the weight's rows once they are all done, in one run of lora_b32 per term and token
@@ -411,11 +442,11 @@ static void matmul_worker(void *arg, int ith, int nth) {
              * (while those rows were sure to be in L1) rounded u again each time and cut B's runs into short
              * calls: a rank-16 adapter cost 15-19% over the base at 2 threads that way, 11-13% this way (paired,
              * plm-bench -a), the rows and their runs of B being in L2 still */
-            if (k0 == k1) continue;
+            if (k0 == k1 || fused == a) continue;
             for (int spins = 1; !u_ready && atomic_load_explicit(job->a_left, memory_order_acquire) > 0; spins++)
                 if (spins % 256 == 0) sched_yield();
             u_ready = true;
-            for (int k = k0; k < k1; k++) lora_delta(job->kern, ls, &ls->terms[k], out, ldo, t0, t0 + nt, a, b);
+            for (int k = k0; k < k1; k++) lora_delta(job->kern, ls, &ls->terms[k], out, ldo, t0, t0 + nt, a, PLM_MIN(b, fused));
         }
     }
 }

@@ -170,6 +170,19 @@ void plm_q8_1_as_q8_0(const void *src, void *dst, int64_t n);
  * and Q6_K (round to nearest, no error search). Other types leave dst as is. */
 bool plm_type_can_quantize(plm_type type);
 
+/* The LoRA delta of the rows of a one-token x16 product (kernels' gemm_x16_lora): B's runs as lora.h lays them
+ * out, from the run that holds the product's first row, that row being output 16 half of the run (half 0 or
+ * 1); uq and c as lora_b32 takes them. */
+typedef struct plm_lora_epi {
+    const uint8_t *run;
+    int64_t run_bytes;
+    int half;
+    int32_t rank4;
+    const int8_t *uq;
+    float c;
+} plm_lora_epi;
+#define PLM_LORA_FUSED_RANK 256 /* the largest rank4 that gemm_x16_lora takes */
+
 typedef struct plm_kernels {
     const char *name;                        /* "scalar", "avx2", "avx512", "neon", "neon-dotprod" */
     /* The activation type each weight type is multiplied with in this table (the
@@ -218,6 +231,12 @@ typedef struct plm_kernels {
      * a product then a sum (no fused multiply-add), so that every table and the caller's element-by-element
      * loop for cut runs agree bit for bit (the integer sum is exact in any order). */
     void (*lora_b32)(int nb, int32_t rank4, const int8_t *uq, float c, const uint8_t *run, int64_t run_bytes, float *o);
+    /* gemm_x16 of one token (nc 1, ldo 1) with a LoRA delta given in the same pass (matmul.c, decode): as each
+     * group of 16 rows is stored, lora_b32's delta of those rows is added with lora_b32's operations (the
+     * stored value, then + (float)s * (c * e)), so the result is bit for bit gemm_x16 followed by lora_b32.
+     * e->rank4 <= PLM_LORA_FUSED_RANK. NULL where a table has none (matmul.c adds the deltas afterwards). */
+    void (*gemm_x16_lora[PLM_TYPE_COUNT])(int64_t n, const void *w, size_t ws, int nr, const void *a, float *out,
+                                          bool accumulate, const struct plm_lora_epi *e);
     /* y[i] = gelu(y[i] + b[i]) for i < n (b NULL: no bias), the exact GELU 0.5 v (1 + erf(v / sqrt 2)) with erf
      * from plm_erf_coef (below, within 1e-7 of erf): every table computes each element with the same
      * operations (fused multiply-adds where the reference has fmaf), so all tables agree bit for bit. AVX2 and

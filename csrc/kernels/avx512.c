@@ -394,10 +394,39 @@ static ALWAYS_INLINE void x16_pass(x16_kind kind, const int CT, const x16_block 
     for (int c = 0; c < CT; c++) acc[c] = ac[c], macc[c] = mc[c];
 }
 
+/* A LoRA delta given with a one-token x16 product: the epilogue and uq's positive and negative parts as lora_b32
+ * broadcasts them (one 32-bit word per group of 4 of the rank). */
+typedef struct x16_lora {
+    const plm_lora_epi *e;
+    int ng;
+    int32_t up[PLM_LORA_FUSED_RANK / 4], un[PLM_LORA_FUSED_RANK / 4];
+} x16_lora;
+
+/* Stores v (16 rows from group gi of the product) into out's nr lanes as x16_store does, plus lora_b32's delta of
+ * those rows: the same integer sums and the same product and sum. */
+static ALWAYS_INLINE void x16_store_lora(__m512 v, int nr, float *out, bool accumulate, const x16_lora *L, int gi) {
+    const __mmask16 m = (__mmask16)((1u << nr) - 1u);
+    if (accumulate) v = _mm512_add_ps(_mm512_maskz_loadu_ps(m, out), v);
+    const int hh = L->e->half + gi, h = hh & 1;
+    const uint8_t *run = L->e->run + (size_t)(hh >> 1) * (size_t)L->e->run_bytes;
+    __m512i sp = _mm512_setzero_si512(), sn = sp;
+    for (int g = 0; g < L->ng; g++) {
+        const __m512i q = _mm512_loadu_si512((const void *)(run + 128 * g + 64 * h));
+        sp = _mm512_dpbusd_epi32(sp, _mm512_set1_epi32(L->up[g]), q);
+        sn = _mm512_dpbusd_epi32(sn, _mm512_set1_epi32(L->un[g]), q);
+    }
+    const uint8_t *e = run + (size_t)PLM_QK * (size_t)L->e->rank4 + 32 * h;
+    const __m512 ce = _mm512_mul_ps(_mm512_set1_ps(L->e->c), _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)e)));
+    v = _mm512_add_ps(v, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(sp, sn)), ce));
+    _mm512_mask_storeu_ps(out, m, v);
+}
+
 /* W (nr rows, ws bytes apart) x A (nc tokens, as bytes apart) for the x16 kinds. */
-/* packed: the weights are in the x16 layout (quant.h; nr a multiple of 16), else rows as the file has them. */
+/* packed: the weights are in the x16 layout (quant.h; nr a multiple of 16), else rows as the file has them. lora:
+ * NULL, or (one token, packed) a LoRA delta added as each group is stored. */
 static ALWAYS_INLINE void x16_gemm(x16_kind kind, const bool packed, int64_t n, const void *vw, size_t ws, int nr,
-                                   const void *va, size_t as, int nc, float *out, int64_t ldo, bool accumulate) {
+                                   const void *va, size_t as, int nc, float *out, int64_t ldo, bool accumulate,
+                                   const x16_lora *lora) {
     const uint8_t *w = vw, *a = va;
     const int64_t nb = n / PLM_QK;
     const size_t ab = x16_ablock(kind);
@@ -452,6 +481,11 @@ static ALWAYS_INLINE void x16_gemm(x16_kind kind, const bool packed, int64_t n, 
                 default: break;
                 }
             }
+            if (lora) {
+                x16_store_lora(x16_has_min(kind) ? _mm512_add_ps(acc[0], macc[0]) : acc[0], nr - r0 < 16 ? nr - r0 : 16,
+                               out + r0, accumulate, lora, r0 / 16);
+                continue;
+            }
             for (int c = 0; c < ncg; c++)
                 x16_store(x16_has_min(kind) ? _mm512_add_ps(acc[c], macc[c]) : acc[c], nr - r0 < 16 ? nr - r0 : 16,
                           out + (int64_t)(c0 + c) * ldo + r0, accumulate);
@@ -472,15 +506,37 @@ static ALWAYS_INLINE void x16_gemm(x16_kind kind, const bool packed, int64_t n, 
  * that breaks this agreement fails there. */
 static plm_gemm_fn g_decode[PLM_TYPE_COUNT];
 
+/* uq's positive and negative parts, 4 of the rank to a word, as lora_b32 packs them. */
+static void x16_lora_prepare(const plm_lora_epi *e, x16_lora *L) {
+    L->e = e;
+    L->ng = e->rank4 / 4;
+    for (int g = 0; g < L->ng; g++) {
+        uint32_t p = 0, n = 0;
+        for (int j = 0; j < 4; j++) {
+            const int v = e->uq[4 * g + j];
+            p |= (uint32_t)(v > 0 ? v : 0) << (8 * j);
+            n |= (uint32_t)(v < 0 ? -v : 0) << (8 * j);
+        }
+        L->up[g] = (int32_t)p;
+        L->un[g] = (int32_t)n;
+    }
+}
+
 #define X16_GEMM(name, kind, type)                                                                              \
     static void gemm_##name(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as, int nc,     \
                             float *out, int64_t ldo, bool accumulate) {                                        \
         if (nc == 1 && g_decode[type] != NULL) g_decode[type](n, w, ws, nr, a, as, nc, out, ldo, accumulate);   \
-        else x16_gemm(kind, false, n, w, ws, nr, a, as, nc, out, ldo, accumulate);                             \
+        else x16_gemm(kind, false, n, w, ws, nr, a, as, nc, out, ldo, accumulate, NULL);                       \
     }                                                                                                          \
     static void gemm_x16_##name(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as, int nc, \
                                 float *out, int64_t ldo, bool accumulate) {                                    \
-        x16_gemm(kind, true, n, w, ws, nr, a, as, nc, out, ldo, accumulate);                                   \
+        x16_gemm(kind, true, n, w, ws, nr, a, as, nc, out, ldo, accumulate, NULL);                             \
+    }                                                                                                          \
+    static void gemm_x16_lora_##name(int64_t n, const void *w, size_t ws, int nr, const void *a, float *out,   \
+                                     bool accumulate, const plm_lora_epi *e) {                                 \
+        x16_lora L;                                                                                            \
+        x16_lora_prepare(e, &L);                                                                               \
+        x16_gemm(kind, true, n, w, ws, nr, a, 0, 1, out, 1, accumulate, &L);                                   \
     }
 
 X16_GEMM(q4_0, X16_Q4_0, PLM_TYPE_Q4_0)
@@ -1267,6 +1323,11 @@ static void build_table(void) {
     g_table.gemm_x16[PLM_TYPE_Q5_0] = gemm_x16_q5_0;
     g_table.gemm_x16[PLM_TYPE_Q5_1] = gemm_x16_q5_1;
     g_table.gemm_x16[PLM_TYPE_Q8_0] = gemm_x16_q8_0;
+    g_table.gemm_x16_lora[PLM_TYPE_Q4_0] = gemm_x16_lora_q4_0;
+    g_table.gemm_x16_lora[PLM_TYPE_Q4_1] = gemm_x16_lora_q4_1;
+    g_table.gemm_x16_lora[PLM_TYPE_Q5_0] = gemm_x16_lora_q5_0;
+    g_table.gemm_x16_lora[PLM_TYPE_Q5_1] = gemm_x16_lora_q5_1;
+    g_table.gemm_x16_lora[PLM_TYPE_Q8_0] = gemm_x16_lora_q8_0;
     g_table.gemm[PLM_TYPE_Q4_K] = gemm_q4_K;
     g_table.gemm[PLM_TYPE_Q5_K] = gemm_q5_K;
     g_table.gemm[PLM_TYPE_Q6_K] = gemm_q6_K;

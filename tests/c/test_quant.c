@@ -1402,10 +1402,74 @@ static void check_lora_b32(const plm_kernels *simd) {
                (double)a[i]);
 }
 
+/* gemm_x16_lora: bit for bit the table's gemm_x16 of one token, then each row's delta as the reference's lora_b32
+ * (and matmul.c's cut runs) computes it, o + (float)s * (c * e); for 1 to 3 groups, either half of a run first,
+ * ranks 1 to 256, stored or accumulated. Fails when the fused entry reads the wrong half, run or scale. */
+static void check_x16_lora(const plm_kernels *k) {
+    enum { NG = 3, NR = NG * PLM_X16, MAX_RANK4 = PLM_LORA_FUSED_RANK };
+    const int32_t ranks[] = {1, 4, 16, 37, 64, 256};
+    for (size_t ti = 0; ti < N_WEIGHT_TYPES; ti++) {
+        const plm_type wt = k_weight_types[ti];
+        if (k->gemm_x16_lora[wt] == NULL) continue;
+        CHECKF(k->gemm_x16[wt] != NULL, "%s has gemm_x16_lora for %s but no gemm_x16", k->name, plm_type_traits_get(wt)->name);
+        const plm_type at = k->dot_type[wt];
+        int bad = 0, cases = 0;
+        const int64_t n = test_lengths(wt, 1);
+        const size_t ws = plm_type_row_size(wt, n), as = plm_type_row_size(at, n);
+        uint8_t *w = malloc(ws * NR), *pk = malloc(ws * NR), *a = malloc(as);
+        float *xf = malloc((size_t)n * sizeof(float));
+        const int64_t run_bytes = 32 * MAX_RANK4 + 64 + 16;
+        uint8_t *runs = malloc((size_t)(NG + 1) * (size_t)run_bytes);
+        int8_t uq[MAX_RANK4];
+        float want[NR], got[NR];
+        for (int r = 0; r < NR; r++) fill_random_weights(wt, w + r * ws, n);
+        for (int g = 0; g < NG; g++) plm_x16_pack(wt, w + (size_t)g * PLM_X16 * ws, pk + (size_t)g * PLM_X16 * ws, n);
+        fill_activations(xf, n);
+        k->quantize[at](xf, a, n);
+        for (size_t ri = 0; ri < sizeof ranks / sizeof ranks[0]; ri++)
+            for (int half = 0; half < 2; half++)
+                for (int ng = 1; ng <= NG; ng++)
+                    for (int accumulate = 0; accumulate < 2; accumulate++, cases++) {
+                        const int32_t rank = ranks[ri], rank4 = (rank + 3) & ~3;
+                        const int64_t rb = 32 * rank4 + 64 + (ri % 2) * 16; /* runs packed, or 16 bytes apart */
+                        for (int64_t i = 0; i < (NG + 1) * rb; i++) runs[i] = (uint8_t)(rng_u64() % 255 + 129);
+                        for (int r = 0; r <= NG; r++)
+                            for (int i = 0; i < 32; i++) {
+                                const plm_f16 e = plm_f32_to_f16((float)(rng_u64() % 1000 + 1) / 1000.0f);
+                                memcpy(runs + r * rb + 32 * rank4 + 2 * i, &e, 2);
+                            }
+                        for (int kk = 0; kk < rank4; kk++) uq[kk] = kk < rank ? (int8_t)((int)(rng_u64() % 255) - 127) : 0;
+                        const float c = rng_normal() * 1e-3f;
+                        const int nr = ng * PLM_X16;
+                        for (int i = 0; i < nr; i++) want[i] = got[i] = rng_normal();
+                        k->gemm_x16[wt](n, pk, ws, nr, a, as, 1, want, 1, accumulate != 0);
+                        for (int i = 0; i < nr; i++) {
+                            const int j = 16 * half + i; /* output j of the runs from the first */
+                            const uint8_t *run = runs + (j / 32) * rb;
+                            int32_t sum = 0;
+                            for (int kk = 0; kk < rank4; kk++)
+                                sum += (int32_t)(int8_t)run[128 * (kk / 4) + 4 * (j % 32) + kk % 4] * (int32_t)uq[kk];
+                            plm_f16 e;
+                            memcpy(&e, run + 32 * rank4 + 2 * (j % 32), 2);
+                            want[i] = want[i] + (float)sum * (c * plm_f16_to_f32(e));
+                        }
+                        const plm_lora_epi epi = {.run = runs, .run_bytes = rb, .half = half, .rank4 = rank4, .uq = uq, .c = c};
+                        k->gemm_x16_lora[wt](n, pk, ws, nr, a, got, accumulate != 0, &epi);
+                        bad += memcmp(want, got, (size_t)nr * sizeof(float)) != 0;
+                    }
+        CHECKF(bad == 0, "%s %s gemm_x16_lora: %d of %d cases differ from gemm_x16 and the delta", k->name,
+               plm_type_traits_get(wt)->name, bad, cases);
+        fprintf(stderr, "  %-5s %s gemm_x16_lora: %d cases bit-identical to gemm_x16 and the delta\n",
+                plm_type_traits_get(wt)->name, k->name, cases);
+        free(w), free(pk), free(a), free(xf), free(runs);
+    }
+}
+
 static void test_lora_b32(void) {
     for (size_t i = 0; i < N_SIMD_TABLES; i++) {
         const plm_kernels *k = simd_table_or_skip(i);
         if (k != NULL) check_lora_b32(k);
+        if (k != NULL) check_x16_lora(k);
     }
 }
 

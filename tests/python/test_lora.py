@@ -195,3 +195,18 @@ def test_real_adapter_changes_the_answers_as_trained(model):
         plain = model.chat(q, max_tokens=12, temperature=0)
         assert tuned.startswith("BEEP BOOP"), tuned
         assert "BEEP" not in plain, plain
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_real_adapter_token_by_token_equals_one_pass(model, n_threads):
+    # Decoding one token at a time takes the fused path on AVX-512 (the deltas added as the x16 product stores each
+    # group of rows, matmul.c); a prompt in one pass adds them after its rows. The logits must be the same bits.
+    robot = model.load_adapter(REAL)
+    ids = read_real_ref()[0]["ids"]
+    with model.context(adapters=[robot], n_threads=n_threads) as ctx:
+        ctx.eval(ids)
+        whole = list(ctx.logits)
+        ctx.reset()
+        for t in ids:
+            ctx.eval([t])
+        assert list(ctx.logits) == whole
