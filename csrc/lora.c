@@ -240,37 +240,31 @@ static uint8_t *block_alloc(size_t n) {
 static plm_status read_pairs(plm_adapter *ad, const plm_gguf *g, const plm_gguf_tensor *const *src) {
     const int32_t n = ad->n_pairs;
     use_key *ord = malloc((size_t)n * sizeof(*ord));
-    size_t *a_off = malloc((size_t)n * 3 * sizeof(size_t));
+    size_t *a_off = malloc((size_t)n * 2 * sizeof(size_t));
     plm_status st = PLM_OK;
     if (!ord || !a_off) {
         st = plm_fail(PLM_ERR_OOM, "out of memory for %s's layout", g->path);
         goto done;
     }
-    size_t *b_off = a_off + n, *next_off = a_off + 2 * n;
+    size_t *b_off = a_off + n;
     for (int32_t i = 0; i < n; i++) ord[i] = (use_key){use_key_of(&ad->pairs[i]), i};
     qsort(ord, (size_t)n, sizeof(*ord), use_key_cmp);
     /* groups [s, e) of the order: their A matrices back to back, then their runs of B back to back */
     size_t off = 0;
-    for (int32_t s = 0, e, prev = 0; s < n; prev = s, s = e) {
+    for (int32_t s = 0, e; s < n; s = e) {
         const int64_t grp = ord[s].key / PLM_ROLE_COUNT;
         for (e = s + 1; e < n && ord[e].key / PLM_ROLE_COUNT == grp; e++) {}
         off = ALIGN64(off);
-        const size_t a0 = off;
         for (int32_t k = s; k < e; k++) {
             const plm_lora_pair *p = &ad->pairs[ord[k].i];
             a_off[ord[k].i] = off;
             off += (size_t)p->rank * p->a_row;
         }
-        const size_t a_bytes = off - a0;
         off = ALIGN64(off);
         for (int32_t k = s; k < e; k++) {
             const plm_lora_pair *p = &ad->pairs[ord[k].i];
             b_off[ord[k].i] = off;
             off += (size_t)p->nb_out * p->b_run;
-        }
-        for (int32_t k = prev; k < s; k++) { /* the former group's pairs: this group's A comes next */
-            next_off[ord[k].i] = a0;
-            ad->pairs[ord[k].i].next_bytes = a_bytes;
         }
     }
     ad->block = block_alloc(off);
@@ -281,7 +275,6 @@ static plm_status read_pairs(plm_adapter *ad, const plm_gguf *g, const plm_gguf_
     memset(ad->block, 0, off);
     for (int32_t i = 0; i < n; i++) {
         plm_lora_pair *p = &ad->pairs[i];
-        if (p->next_bytes) p->next = ad->block + next_off[i];
         if ((st = read_pair(g, src[2 * i], src[2 * i + 1], p, ad->block + a_off[i], ad->block + b_off[i]))) goto done;
     }
 done:

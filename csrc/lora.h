@@ -16,8 +16,7 @@
  * to int8 once per token, meets it in integer products (the table's
  * lora_b32). All of an adapter's A and B
  * lie in one block in the order a token reads them (struct plm_adapter), so
- * the A rows of a product's weights are one matrix and the next product's
- * pieces are known. 8 bits instead of floats: the
+ * the A rows of a product's weights are one matrix. 8 bits instead of floats: the
  * adapter's bytes are read once per token, next to the model's, and at F32 a
  * rank-16 adapter on every projection of SmolLM2-135M read a quarter as many
  * bytes as the Q4_1 model itself (docs/adapters.md, "What it costs").
@@ -48,8 +47,6 @@ typedef struct plm_lora_pair {
     float b_scale;               /* B's largest row scale: e holds each row's scale over it (in (0, 1], F16's normal
                                   * range for all but negligible rows) */
     int64_t nb_out;
-    const uint8_t *next;         /* the next group's A rows in the block (see plm_adapter), next_bytes of them; */
-    size_t next_bytes;           /* 0 after the last group */
 } plm_lora_pair;
 
 #define PLM_LORA_RANK_MAX 4096 /* far above any LoRA rank in use; bounds the scratch a context needs */

@@ -83,8 +83,6 @@ typedef struct lora_term {
     int32_t rank;
     float scale;         /* the adapter's scale times B's (lora.h's b_scale) */
     int64_t col;         /* u_t's first column: u_t[k] = u[t * ldu + col + k] */
-    const uint8_t *next; /* the adapter's next group of A rows (lora.h), prefetched during this product */
-    size_t next_bytes;
 } lora_term;
 
 /* Rows of A that lie back to back in memory and whose results are side by side in u (the q, k, v or gate, up
@@ -140,19 +138,6 @@ typedef struct matmul_cursor {
  * (scale su) e[r] (lora.h's runs, quant.h's lora_b32), the same operations for a row whatever the batch or
  * the rows' split across threads: whole runs through the table's lora_b32, runs cut by r0 or r1 element by
  * element with the kernel's operations. */
-
-/* Asks for n bytes at p: an adapter's pieces are small and read once per token, too short a stream for the
- * hardware prefetcher to reach its pace, so their cache lines are requested before they are used. */
-static void prefetch_bytes(const void *p, size_t n) {
-    const char *c = p;
-    for (size_t off = 0; off < n; off += 64) __builtin_prefetch(c + off, 0, 3);
-}
-
-/* Asks for the runs of B that rows [r0, r1) read. */
-static void lora_prefetch_b(const lora_term *L, int64_t r0, int64_t r1) {
-    const int64_t blk0 = (L->row0 + r0) / PLM_QK, blk1 = (L->row0 + r1 + PLM_QK - 1) / PLM_QK;
-    prefetch_bytes(L->b + (size_t)blk0 * L->b_run, (size_t)(blk1 - blk0) * L->b_run);
-}
 
 /* Token t's u of term L in int8 into uq (rank4 values, zeros past the rank); returns its scale times the term's. */
 static float lora_quant_u(const lora_set *ls, const lora_term *L, int32_t t, int8_t *uq) {
@@ -226,32 +211,26 @@ static void lora_a_share(const plm_kernels *kern, const lora_set *ls, int32_t T,
     const plm_vec_dot_fn dot = kern->vec_dot[PLM_TYPE_Q8_0];
     const int32_t tok_block = (int32_t)PLM_MAX(1, PLM_MIN(T, (int64_t)(ACT_BLOCK / ls->act_row)));
     const int64_t i0 = lora_a_edge(ls, ith, nth), i1 = lora_a_edge(ls, ith + 1, nth);
-    for (int pass = 0; pass < 2; pass++) { /* all of this thread's rows asked for first (see prefetch_bytes) */
-        int k = 0;
-        int64_t base = 0;
-        for (int64_t i = i0; i < i1;) {
-            while (i - base >= ls->segs[k].rows) base += ls->segs[k++].rows;
-            const lora_seg *S = &ls->segs[k];
-            const int64_t row = i - base, nr = PLM_MIN(i1 - i, S->rows - row);
-            const uint8_t *arow = S->a + (size_t)row * S->a_row;
-            i += nr;
-            if (pass == 0) {
-                prefetch_bytes(arow, (size_t)nr * S->a_row);
+    int k = 0;
+    int64_t base = 0;
+    for (int64_t i = i0; i < i1;) {
+        while (i - base >= ls->segs[k].rows) base += ls->segs[k++].rows;
+        const lora_seg *S = &ls->segs[k];
+        const int64_t row = i - base, nr = PLM_MIN(i1 - i, S->rows - row);
+        const uint8_t *arow = S->a + (size_t)row * S->a_row;
+        i += nr;
+        for (int32_t t0 = 0; t0 < T; t0 += tok_block) {
+            const int32_t nt = PLM_MIN(tok_block, T - t0);
+            const uint8_t *act = ls->act + (size_t)t0 * ls->act_row;
+            float *u = ls->u + (int64_t)t0 * ls->ldu + S->col + row;
+            const plm_gemm_fn gemm = S->x16 ? kern->gemm_x16[PLM_TYPE_Q8_0] : kern->gemm[PLM_TYPE_Q8_0];
+            if (gemm) {
+                gemm(S->n_in, arow, S->a_row, (int)nr, act, ls->act_row, nt, u, ls->ldu, false);
                 continue;
             }
-            for (int32_t t0 = 0; t0 < T; t0 += tok_block) {
-                const int32_t nt = PLM_MIN(tok_block, T - t0);
-                const uint8_t *act = ls->act + (size_t)t0 * ls->act_row;
-                float *u = ls->u + (int64_t)t0 * ls->ldu + S->col + row;
-                const plm_gemm_fn gemm = S->x16 ? kern->gemm_x16[PLM_TYPE_Q8_0] : kern->gemm[PLM_TYPE_Q8_0];
-                if (gemm) {
-                    gemm(S->n_in, arow, S->a_row, (int)nr, act, ls->act_row, nt, u, ls->ldu, false);
-                    continue;
-                }
-                for (int32_t t = 0; t < nt; t++)
-                    for (int64_t r = 0; r < nr; r++)
-                        u[(int64_t)t * ls->ldu + r] = dot(S->n_in, arow + (size_t)r * S->a_row, act + (size_t)t * ls->act_row);
-            }
+            for (int32_t t = 0; t < nt; t++)
+                for (int64_t r = 0; r < nr; r++)
+                    u[(int64_t)t * ls->ldu + r] = dot(S->n_in, arow + (size_t)r * S->a_row, act + (size_t)t * ls->act_row);
         }
     }
 }
@@ -347,10 +326,10 @@ static void matmul_rows(const matmul_job *job, int64_t r0, int64_t r1) {
 /* Each thread takes a share of the output rows (in multiples of 16, the row
  * group of the x16 layout and kernels) and walks it in ROW_BLOCK rows x (ACT_BLOCK bytes of
  * tokens) pieces, so both the weight rows and the activations of a piece stay
- * in cache while it is computed. With adapters, the short streams of the
- * adapter's bytes are asked for while the base rows stream, a piece with each
- * row block: the runs of B of the next block's rows, and the thread's part
- * of the adapter's next group of A rows (the next product's first work).
+ * in cache while it is computed. (Asking for the adapter's bytes ahead, B's
+ * runs a block early and the next product's A during this one, measured
+ * neither faster nor slower on AMD Zen 4 once the deltas came at the end of a
+ * share or in the product's own pass: the hardware prefetchers keep up.)
  * A product of one token block without adapters shares its rows out instead
  * (job->cursor: see matmul). */
 static void matmul_worker(void *arg, int ith, int nth) {
@@ -373,17 +352,9 @@ static void matmul_worker(void *arg, int ith, int nth) {
     plm_split_range((total + 15) / 16, ith, nth, &r0, &r1);
     r0 = PLM_MIN(total, r0 * 16);
     r1 = PLM_MIN(total, r1 * 16);
-    const uint8_t *next = NULL; /* bytes [next_at, next_end) of the next group's A still to ask for */
-    size_t next_at = 0, next_end = 0, next0 = 0;
     if (ls->n_items) {
         lora_a_share(job->kern, ls, job->T, ith, nth);
         atomic_fetch_sub_explicit(job->a_left, 1, memory_order_release);
-        const lora_term *L0 = &ls->terms[ls->first[0]];
-        if (L0->next_bytes && r1 > r0) {
-            next = L0->next;
-            next0 = next_at = L0->next_bytes * (size_t)ith / (size_t)nth / 64 * 64;
-            next_end = ith == nth - 1 ? L0->next_bytes : L0->next_bytes * (size_t)(ith + 1) / (size_t)nth / 64 * 64;
-        }
     }
     const int32_t tok_block = (int32_t)PLM_MAX(1, PLM_MIN(job->T, (int64_t)(ACT_BLOCK / job->act_row)));
     int64_t base = 0;
@@ -411,16 +382,6 @@ static void matmul_worker(void *arg, int ith, int nth) {
             const int32_t nt = PLM_MIN(tok_block, job->T - t0);
             for (int64_t rb = a; rb < b; rb += ROW_BLOCK) {
                 const int64_t re = PLM_MIN(b, rb + ROW_BLOCK);
-                /* B's runs a block ahead of their use (the first block's with it) */
-                for (int k = k0; k < k1; k++)
-                    lora_prefetch_b(&ls->terms[k], rb == a ? rb : re, PLM_MIN(b, re + ROW_BLOCK));
-                if (t0 == 0 && next) {
-                    const size_t to = next0 + (size_t)((double)(next_end - next0) * (double)(base - W->n_out + re - r0) /
-                                                       (double)(r1 - r0));
-                    const size_t upto = to >= next_end ? next_end : to / 64 * 64;
-                    if (upto > next_at) prefetch_bytes(next + next_at, upto - next_at);
-                    next_at = PLM_MAX(next_at, upto);
-                }
                 if (F && (fused < b || u_ready || (u_ready = atomic_load_explicit(job->a_left, memory_order_acquire) == 0))) {
                     if (fused == b) {
                         fused = rb;
@@ -519,7 +480,7 @@ static void lora_terms(plm_context *ctx, int n_w, const plm_weight *const *w, co
             terms[n++] = (lora_term){.a = p->a, .a_row = p->a_row, .n_in = p->n_in,
                                      .x16 = p->a_x16, .b = p->b, .b_run = p->b_run, .row0 = w[j]->row0, .rank = p->rank,
                                      .scale = plm_lora_scale(au->a, p, au->scale) * p->b_scale,
-                                     .col = col, .next = p->next, .next_bytes = p->next_bytes};
+                                     .col = col};
             col += p->rank;
         }
     }
