@@ -394,12 +394,46 @@ static ALWAYS_INLINE void x16_pass(x16_kind kind, const int CT, const x16_block 
     for (int c = 0; c < CT; c++) acc[c] = ac[c], macc[c] = mc[c];
 }
 
-/* A LoRA delta given with a one-token x16 product: the epilogue and uq's positive and negative parts as lora_b32
- * broadcasts them (one 32-bit word per group of 4 of the rank). */
+/* ------------------------------------------------------------- LoRA's B
+ * A run's 128-byte group of 4 values of k for 32 outputs is two registers of 16 lanes, each lane's 4 products
+ * summed by vpdpbusd (unsigned by signed bytes), so uq goes in as its positive and negative parts, two sums
+ * subtracted (exact: |uq|, |q| <= 127); then the reference's product and sum. Used by lora_b32 and by the fused
+ * one-token x16 products (gemm_x16_lora). */
+#define LORA_G_MAX (PLM_LORA_FUSED_RANK / 4) /* groups of 4 of the rank held as broadcast words */
+
+/* uq's positive and negative parts, 4 of the rank to a 32-bit word (ng words). */
+static void lora_pack_u(const int8_t *uq, int ng, int32_t *up, int32_t *un) {
+    for (int g = 0; g < ng; g++) {
+        uint32_t p = 0, n = 0;
+        for (int j = 0; j < 4; j++) {
+            const int v = uq[4 * g + j];
+            p |= (uint32_t)(v > 0 ? v : 0) << (8 * j);
+            n |= (uint32_t)(v < 0 ? -v : 0) << (8 * j);
+        }
+        up[g] = (int32_t)p;
+        un[g] = (int32_t)n;
+    }
+}
+
+/* The delta of the 16 outputs of half h (0: outputs 0..15, 1: 16..31) of a run: (float)s * (c * e). */
+static ALWAYS_INLINE __m512 lora_half(const uint8_t *run, int h, int ng, const int32_t *up, const int32_t *un,
+                                      int32_t rank4, __m512 cv) {
+    __m512i sp = _mm512_setzero_si512(), sn = sp;
+    for (int g = 0; g < ng; g++) {
+        const __m512i q = _mm512_loadu_si512((const void *)(run + 128 * g + 64 * h));
+        sp = _mm512_dpbusd_epi32(sp, _mm512_set1_epi32(up[g]), q);
+        sn = _mm512_dpbusd_epi32(sn, _mm512_set1_epi32(un[g]), q);
+    }
+    const uint8_t *e = run + (size_t)PLM_QK * (size_t)rank4 + 32 * h;
+    const __m512 ce = _mm512_mul_ps(cv, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)e)));
+    return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(sp, sn)), ce);
+}
+
+/* A LoRA delta given with a one-token x16 product: the epilogue and uq's words. */
 typedef struct x16_lora {
     const plm_lora_epi *e;
     int ng;
-    int32_t up[PLM_LORA_FUSED_RANK / 4], un[PLM_LORA_FUSED_RANK / 4];
+    int32_t up[LORA_G_MAX], un[LORA_G_MAX];
 } x16_lora;
 
 /* Stores v (16 rows from group gi of the product) into out's nr lanes as x16_store does, plus lora_b32's delta of
@@ -407,17 +441,9 @@ typedef struct x16_lora {
 static ALWAYS_INLINE void x16_store_lora(__m512 v, int nr, float *out, bool accumulate, const x16_lora *L, int gi) {
     const __mmask16 m = (__mmask16)((1u << nr) - 1u);
     if (accumulate) v = _mm512_add_ps(_mm512_maskz_loadu_ps(m, out), v);
-    const int hh = L->e->half + gi, h = hh & 1;
+    const int hh = L->e->half + gi;
     const uint8_t *run = L->e->run + (size_t)(hh >> 1) * (size_t)L->e->run_bytes;
-    __m512i sp = _mm512_setzero_si512(), sn = sp;
-    for (int g = 0; g < L->ng; g++) {
-        const __m512i q = _mm512_loadu_si512((const void *)(run + 128 * g + 64 * h));
-        sp = _mm512_dpbusd_epi32(sp, _mm512_set1_epi32(L->up[g]), q);
-        sn = _mm512_dpbusd_epi32(sn, _mm512_set1_epi32(L->un[g]), q);
-    }
-    const uint8_t *e = run + (size_t)PLM_QK * (size_t)L->e->rank4 + 32 * h;
-    const __m512 ce = _mm512_mul_ps(_mm512_set1_ps(L->e->c), _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)e)));
-    v = _mm512_add_ps(v, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(sp, sn)), ce));
+    v = _mm512_add_ps(v, lora_half(run, hh & 1, L->ng, L->up, L->un, L->e->rank4, _mm512_set1_ps(L->e->c)));
     _mm512_mask_storeu_ps(out, m, v);
 }
 
@@ -523,16 +549,7 @@ static plm_gemm_fn g_decode[PLM_TYPE_COUNT];
 static void x16_lora_prepare(const plm_lora_epi *e, x16_lora *L) {
     L->e = e;
     L->ng = e->rank4 / 4;
-    for (int g = 0; g < L->ng; g++) {
-        uint32_t p = 0, n = 0;
-        for (int j = 0; j < 4; j++) {
-            const int v = e->uq[4 * g + j];
-            p |= (uint32_t)(v > 0 ? v : 0) << (8 * j);
-            n |= (uint32_t)(v < 0 ? -v : 0) << (8 * j);
-        }
-        L->up[g] = (int32_t)p;
-        L->un[g] = (int32_t)n;
-    }
+    lora_pack_u(e->uq, L->ng, L->up, L->un);
 }
 
 #define X16_GEMM(name, kind, type)                                                                              \
@@ -1093,11 +1110,8 @@ static float dot_q3_K(int64_t n, const void *vw, const void *va) {
 
 /* ------------------------------------------------------------- LoRA */
 
-/* quant.h's lora_b32 with VNNI: a run's 128-byte group of 4 values of k for 32 outputs is two registers of 16
- * lanes, each lane's 4 products summed by vpdpbusd (unsigned by signed bytes), so uq goes in as its positive
- * and negative parts, two sums subtracted (exact: |uq|, |q| <= 127); then the reference's product and sum.
- * Ranks above 4 LORA_G_MAX take the reference (the same exact sums). */
-#define LORA_G_MAX 64
+/* quant.h's lora_b32 with VNNI (lora_half, above), a run's two halves in turn. Ranks above 4 LORA_G_MAX take the
+ * reference (the same exact sums). */
 static void lora_b32(int nb, int32_t rank4, const int8_t *uq, float c, const uint8_t *run, int64_t run_bytes, float *o) {
     const int ng = rank4 / 4;
     if (ng > LORA_G_MAX) {
@@ -1105,35 +1119,11 @@ static void lora_b32(int nb, int32_t rank4, const int8_t *uq, float c, const uin
         return;
     }
     int32_t up[LORA_G_MAX], un[LORA_G_MAX];
-    for (int g = 0; g < ng; g++) {
-        uint32_t p = 0, n = 0;
-        for (int j = 0; j < 4; j++) {
-            const int v = uq[4 * g + j];
-            p |= (uint32_t)(v > 0 ? v : 0) << (8 * j);
-            n |= (uint32_t)(v < 0 ? -v : 0) << (8 * j);
-        }
-        up[g] = (int32_t)p;
-        un[g] = (int32_t)n;
-    }
+    lora_pack_u(uq, ng, up, un);
     const __m512 cv = _mm512_set1_ps(c);
-    for (int b = 0; b < nb; b++, run += run_bytes, o += PLM_QK) {
-        __m512i sp[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()}, sn[2] = {sp[0], sp[1]};
-        for (int g = 0; g < ng; g++) {
-            const __m512i P = _mm512_set1_epi32(up[g]), N = _mm512_set1_epi32(un[g]);
-            for (int h = 0; h < 2; h++) {
-                const __m512i q = _mm512_loadu_si512((const void *)(run + 128 * g + 64 * h));
-                sp[h] = _mm512_dpbusd_epi32(sp[h], P, q);
-                sn[h] = _mm512_dpbusd_epi32(sn[h], N, q);
-            }
-        }
-        const uint8_t *e = run + (size_t)PLM_QK * (size_t)rank4;
-        const __m512 ce[2] = {_mm512_mul_ps(cv, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)e))),
-                              _mm512_mul_ps(cv, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(e + 32))))};
-        for (int h = 0; h < 2; h++) {
-            const __m512 s = _mm512_cvtepi32_ps(_mm512_sub_epi32(sp[h], sn[h]));
-            _mm512_storeu_ps(o + 16 * h, _mm512_add_ps(_mm512_loadu_ps(o + 16 * h), _mm512_mul_ps(s, ce[h])));
-        }
-    }
+    for (int b = 0; b < nb; b++, run += run_bytes, o += PLM_QK)
+        for (int h = 0; h < 2; h++)
+            _mm512_storeu_ps(o + 16 * h, _mm512_add_ps(_mm512_loadu_ps(o + 16 * h), lora_half(run, h, ng, up, un, rank4, cv)));
 }
 
 /* ------------------------------------------------------------- softmax */
