@@ -377,12 +377,15 @@ static ALWAYS_INLINE void x16_steps(x16_kind kind, const int CT, const x16_block
     }
 }
 
-/* Tokens c0..c0+CT-1 of a pass over blocks k0..k0+kc-1 (unpacked in blk). */
+/* Tokens c0..c0+CT-1 of a pass over blocks k0..k0+kc-1 (unpacked in blk); first: the row group's first pass,
+ * whose sums start at 0 (acc and macc are not read; zeroing all of them for up to X16_COLS tokens beforehand
+ * was a memset per row group). */
 static ALWAYS_INLINE void x16_pass(x16_kind kind, const int CT, const x16_block *blk, int64_t kc, const uint8_t *y0,
-                                   size_t as, const x16_act *t0, int64_t nb, __m512 *acc, __m512 *macc, const uint8_t *pf) {
+                                   size_t as, const x16_act *t0, int64_t nb, __m512 *acc, __m512 *macc, const uint8_t *pf,
+                                   bool first) {
     const size_t ab = x16_ablock(kind), pfs = 16 * x16_wblock(kind);
     __m512 ac[X16_CT], mc[X16_CT];
-    for (int c = 0; c < CT; c++) ac[c] = acc[c], mc[c] = macc[c];
+    for (int c = 0; c < CT; c++) ac[c] = first ? _mm512_setzero_ps() : acc[c], mc[c] = first ? _mm512_setzero_ps() : macc[c];
     for (int64_t k = 0; k < kc; k++) {
         if (pf)
             for (size_t off = 0; off < pfs; off += 64) _mm_prefetch((const char *)(pf + k * pfs + off), _MM_HINT_T1);
@@ -480,7 +483,7 @@ static ALWAYS_INLINE void x16_gemm(x16_kind kind, const bool packed, int64_t n, 
         for (int r0 = 0; r0 < nr; r0 += 16) {
             int rows[16];
             for (int j = 0; j < 16; j++) rows[j] = r0 + j < nr ? r0 + j : nr - 1;
-            for (int c = 0; c < ncg; c++) acc[c] = macc[c] = _mm512_setzero_ps();
+            if (ncg == 1) acc[0] = macc[0] = _mm512_setzero_ps(); /* the passes below start their own at 0 */
             if (lora) x16_lora_prefetch(lora, r0 / 16);
             for (int64_t k0 = 0; k0 < nb; k0 += X16_KCHUNK) {
                 const int64_t kc = nb - k0 < X16_KCHUNK ? nb - k0 : X16_KCHUNK;
@@ -510,13 +513,13 @@ static ALWAYS_INLINE void x16_gemm(x16_kind kind, const bool packed, int64_t n, 
                 int c = 0;
                 for (; c + X16_CT <= ncg; c += X16_CT, pf = NULL)
                     x16_pass(kind, X16_CT, blk, kc, a + (size_t)(c0 + c) * as + (size_t)k0 * ab, as, &terms[c * nb + k0],
-                             nb, &acc[c], &macc[c], pf);
+                             nb, &acc[c], &macc[c], pf, k0 == 0);
                 /* the 1 to 3 tokens left together (one at a time, each token's chains would wait on each other) */
                 const uint8_t *yc = a + (size_t)(c0 + c) * as + (size_t)k0 * ab;
                 switch (ncg - c) {
-                case 3: x16_pass(kind, 3, blk, kc, yc, as, &terms[c * nb + k0], nb, &acc[c], &macc[c], pf); break;
-                case 2: x16_pass(kind, 2, blk, kc, yc, as, &terms[c * nb + k0], nb, &acc[c], &macc[c], pf); break;
-                case 1: x16_pass(kind, 1, blk, kc, yc, as, &terms[c * nb + k0], nb, &acc[c], &macc[c], pf); break;
+                case 3: x16_pass(kind, 3, blk, kc, yc, as, &terms[c * nb + k0], nb, &acc[c], &macc[c], pf, k0 == 0); break;
+                case 2: x16_pass(kind, 2, blk, kc, yc, as, &terms[c * nb + k0], nb, &acc[c], &macc[c], pf, k0 == 0); break;
+                case 1: x16_pass(kind, 1, blk, kc, yc, as, &terms[c * nb + k0], nb, &acc[c], &macc[c], pf, k0 == 0); break;
                 default: break;
                 }
             }
