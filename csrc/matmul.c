@@ -44,31 +44,6 @@ void plm_split_range(int64_t n, int ith, int nth, int64_t *a, int64_t *b) {
     *b = PLM_MIN(n, *a + per);
 }
 
-/* RMSNorm of one row, times weight w (sum of squares in double, as ggml does). The sum runs in 8 chains (element i
- * into chain i % 8, the n % 8 last into chain 0, the chains added pairwise at the end): one chain of n dependent double additions was the
- * latency of the whole row (2,300 cycles at n = 576, 3% of a 16-sequence step); the order is fixed by n alone,
- * so a row's result does not depend on the batch, and the double sum rounds to the same float as ggml's in
- * order but for ties within 2^-29 of it. */
-void plm_rmsnorm_row(float *out, const float *x, const float *w, int64_t n, float eps) {
-    double c0 = 0, c1 = 0, c2 = 0, c3 = 0, c4 = 0, c5 = 0, c6 = 0, c7 = 0;
-    int64_t j = 0;
-    for (; j + 8 <= n; j += 8) {
-        c0 += (double)(x[j] * x[j]);
-        c1 += (double)(x[j + 1] * x[j + 1]);
-        c2 += (double)(x[j + 2] * x[j + 2]);
-        c3 += (double)(x[j + 3] * x[j + 3]);
-        c4 += (double)(x[j + 4] * x[j + 4]);
-        c5 += (double)(x[j + 5] * x[j + 5]);
-        c6 += (double)(x[j + 6] * x[j + 6]);
-        c7 += (double)(x[j + 7] * x[j + 7]);
-    }
-    for (; j < n; j++) c0 += (double)(x[j] * x[j]);
-    const double ss = ((c0 + c1) + (c2 + c3)) + ((c4 + c5) + (c6 + c7));
-    float mean = (float)(ss / (double)n);
-    float scale = 1.0f / sqrtf(mean + eps);
-    for (int64_t i = 0; i < n; i++) out[i] = (x[i] * scale) * w[i];
-}
-
 /* ------------------------------------------------------------ matmul job */
 
 /* One adapter's update of one weight of a product: out_t += scale * B u_t, u_t = A x_t. */
@@ -445,7 +420,7 @@ static void quant_worker(void *arg, int ith, int nth) {
         const float *src = job->x + t * job->ldx;
         if (job->norm_w) {
             float *dst = job->norm_out + t * job->n;
-            plm_rmsnorm_row(dst, src, job->norm_w, job->n, job->eps);
+            job->kern->rmsnorm(dst, src, job->norm_w, job->n, job->eps);
             src = dst;
         }
         job->kern->quantize[job->type](src, job->act + (size_t)t * job->act_row, job->n);

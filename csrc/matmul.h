@@ -11,8 +11,6 @@
 
 /* [a, b): the share of n items for thread ith of nth. */
 void plm_split_range(int64_t n, int ith, int nth, int64_t *a, int64_t *b);
-/* out = x / rms(x) * w over n elements (sum of squares in double, as ggml). */
-void plm_rmsnorm_row(float *out, const float *x, const float *w, int64_t n, float eps);
 /* Runs fn on every pool thread when parallel, else on the caller alone. */
 void plm_run(plm_context *ctx, plm_pool_fn fn, void *arg, bool parallel);
 /* Most weights one plm_linear call takes (q, k and v). */

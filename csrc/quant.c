@@ -877,6 +877,19 @@ static float dot_q6_K(int64_t n, const void *vw, const void *va) {
     return sum;
 }
 
+/* quant.h's rmsnorm, element by element. */
+static void rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps) {
+    double c[8] = {0};
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int k = 0; k < 8; k++) c[k] += (double)(x[j + k] * x[j + k]);
+    for (; j < n; j++) c[0] += (double)(x[j] * x[j]);
+    const double ss = ((c[0] + c[1]) + (c[2] + c[3])) + ((c[4] + c[5]) + (c[6] + c[7]));
+    const float mean = (float)(ss / (double)n);
+    const float scale = 1.0f / sqrtf(mean + eps);
+    for (int64_t i = 0; i < n; i++) out[i] = (x[i] * scale) * w[i];
+}
+
 static void round_f16(float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) x[i] = f16_to_f32(f32_to_f16(x[i]));
 }
@@ -1074,6 +1087,7 @@ static const plm_kernels k_ref = {
     .exp_sum_f32 = exp_sum_f32,
     .lora_b32 = lora_b32,
     .gelu_bias = gelu_bias,
+    .rmsnorm = rmsnorm,
     .vec_dot =
         {
             [PLM_TYPE_F32] = dot_f32,   [PLM_TYPE_F16] = dot_f16,   [PLM_TYPE_BF16] = dot_bf16,

@@ -1333,6 +1333,29 @@ static float exp_sum_f32(float *x, int64_t n, float scale, float sub) {
     return hsum_ps(acc);
 }
 
+/* quant.h's rmsnorm: chains 0-3 and 4-7 of the double sums in two registers (8 squares converted per pair of
+ * additions), then the scaling 8 lanes at a time. */
+static void rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps) {
+    __m256d lo = _mm256_setzero_pd(), hi = _mm256_setzero_pd();
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        const __m256 v = _mm256_loadu_ps(x + j), q = _mm256_mul_ps(v, v);
+        lo = _mm256_add_pd(lo, _mm256_cvtps_pd(_mm256_castps256_ps128(q)));
+        hi = _mm256_add_pd(hi, _mm256_cvtps_pd(_mm256_extractf128_ps(q, 1)));
+    }
+    double c[8];
+    _mm256_storeu_pd(c, lo);
+    _mm256_storeu_pd(c + 4, hi);
+    for (; j < n; j++) c[0] += (double)(x[j] * x[j]);
+    const double ss = ((c[0] + c[1]) + (c[2] + c[3])) + ((c[4] + c[5]) + (c[6] + c[7]));
+    const float scale = 1.0f / sqrtf((float)(ss / (double)n) + eps);
+    const __m256 vs = _mm256_set1_ps(scale);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), vs), _mm256_loadu_ps(w + i)));
+    for (; i < n; i++) out[i] = (x[i] * scale) * w[i];
+}
+
 /* quant.h's silu_mul: exp_sum_f32's exp of g * -1 - 0, then the quotient and the product, 8 lanes at a time. */
 static void silu_mul(float *g, const float *u, int64_t n) {
     const __m256 neg = _mm256_set1_ps(-1.0f), zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f);
@@ -1598,6 +1621,7 @@ static void build_table(void) {
     g_table.lora_b32 = lora_b32;
     g_table.gelu_bias = gelu_bias;
     g_table.silu_mul = silu_mul;
+    g_table.rmsnorm = rmsnorm;
 }
 
 const plm_kernels *plm_kernels_avx2_table(void) {

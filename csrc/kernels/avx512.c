@@ -1260,6 +1260,31 @@ static float exp_sum_f32(float *x, int64_t n, float scale, float sub) {
     return _mm512_reduce_add_ps(acc);
 }
 
+/* quant.h's rmsnorm: the 8 chains of double sums are the 8 lanes of one register (8 squares converted per
+ * addition), then the scaling 16 lanes at a time. */
+static void rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps) {
+    __m512d acc = _mm512_setzero_pd();
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        const __m256 v = _mm256_loadu_ps(x + j);
+        acc = _mm512_add_pd(acc, _mm512_cvtps_pd(_mm256_mul_ps(v, v)));
+    }
+    double c[8];
+    _mm512_storeu_pd(c, acc);
+    for (; j < n; j++) c[0] += (double)(x[j] * x[j]);
+    const double ss = ((c[0] + c[1]) + (c[2] + c[3])) + ((c[4] + c[5]) + (c[6] + c[7]));
+    const float scale = 1.0f / sqrtf((float)(ss / (double)n) + eps);
+    const __m512 vs = _mm512_set1_ps(scale);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(out + i, _mm512_mul_ps(_mm512_mul_ps(_mm512_loadu_ps(x + i), vs), _mm512_loadu_ps(w + i)));
+    if (i < n) {
+        const __mmask16 m = (__mmask16)((1u << (n - i)) - 1u);
+        _mm512_mask_storeu_ps(out + i, m, _mm512_mul_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), vs),
+                                                         _mm512_maskz_loadu_ps(m, w + i)));
+    }
+}
+
 /* quant.h's silu_mul: exp_sum_f32's exp of g * -1 - 0, then the quotient and the product, 16 lanes at a time. */
 static void silu_mul(float *g, const float *u, int64_t n) {
     const __m512 neg = _mm512_set1_ps(-1.0f), zero = _mm512_setzero_ps(), one = _mm512_set1_ps(1.0f);
@@ -1344,6 +1369,7 @@ static void build_table(void) {
     g_table.kqt_f16 = kqt_f16;
     g_table.gelu_bias = gelu_bias;
     g_table.silu_mul = silu_mul;
+    g_table.rmsnorm = rmsnorm;
 }
 
 const plm_kernels *plm_kernels_avx512_table(void) {

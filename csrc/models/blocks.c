@@ -125,8 +125,8 @@ static void rope_row(float *x, int n_heads, int head_dim, int n_rot, plm_rope_ty
 }
 
 /* In place: each head of a row (n_heads * head_dim) RMS-normalized times w. */
-static void head_norm(float *x, int n_heads, int head_dim, const float *w, float eps) {
-    for (int h = 0; h < n_heads; h++) plm_rmsnorm_row(x + (int64_t)h * head_dim, x + (int64_t)h * head_dim, w, head_dim, eps);
+static void head_norm(const plm_kernels *kern, float *x, int n_heads, int head_dim, const float *w, float eps) {
+    for (int h = 0; h < n_heads; h++) kern->rmsnorm(x + (int64_t)h * head_dim, x + (int64_t)h * head_dim, w, head_dim, eps);
 }
 
 static void rope_store_worker(void *arg, int ith, int nth) {
@@ -141,8 +141,8 @@ static void rope_store_worker(void *arg, int ith, int nth) {
     for (int64_t t = t0; t < t1; t++) {
         float *q = ctx->q + t * Q, *k = ctx->kn + t * kv->kv_dim, *v = ctx->vn + t * kv->kv_dim;
         const int32_t pos = job->ub->pos[t];
-        if (a->q_norm) head_norm(q, hp->n_head, hp->head_dim, a->q_norm, hp->norm_eps);
-        if (a->k_norm) head_norm(k, hp->n_head_kv, hp->head_dim, a->k_norm, hp->norm_eps);
+        if (a->q_norm) head_norm(ctx->kern, q, hp->n_head, hp->head_dim, a->q_norm, hp->norm_eps);
+        if (a->k_norm) head_norm(ctx->kern, k, hp->n_head_kv, hp->head_dim, a->k_norm, hp->norm_eps);
         float cache[2 * 2048];
         rope_cache(cache, hp->n_rot, pos, a->rope_base, a->rope_freq_scale, hp->rope_attn_factor, a->rope_factors);
         rope_row(q, hp->n_head, hp->head_dim, hp->n_rot, hp->rope_type, cache);
@@ -488,6 +488,7 @@ plm_status plm_blk_ffn(plm_context *ctx, const plm_layer *L, int32_t T, const fl
 /* ------------------------------------------------------------ residuals */
 
 typedef struct addnorm_job {
+    const plm_kernels *kern;
     float *x;
     float *y;
     const float *w;
@@ -502,13 +503,13 @@ static void addnorm_worker(void *arg, int ith, int nth) {
     plm_split_range(job->T, ith, nth, &a, &b);
     for (int64_t t = a; t < b; t++) {
         float *x = job->x + t * job->n, *y = job->y + t * job->n;
-        plm_rmsnorm_row(y, y, job->w, job->n, job->eps);
+        job->kern->rmsnorm(y, y, job->w, job->n, job->eps);
         for (int64_t i = 0; i < job->n; i++) x[i] += y[i];
     }
 }
 
 void plm_blk_add_normed(plm_context *ctx, float *x, float *y, const float *w, int32_t T) {
-    addnorm_job job = {.x = x, .y = y, .w = w, .n = ctx->model->hp.n_embd, .T = T, .eps = ctx->model->hp.norm_eps};
+    addnorm_job job = {.kern = ctx->kern, .x = x, .y = y, .w = w, .n = ctx->model->hp.n_embd, .T = T, .eps = ctx->model->hp.norm_eps};
     plm_run(ctx, addnorm_worker, &job, T >= 4);
 }
 
@@ -520,7 +521,7 @@ plm_status plm_blk_output(plm_context *ctx, const plm_ubatch *ub, float softcap)
     const int64_t E = hp->n_embd;
     if (ctx->hidden_out)
         for (int32_t t = 0; t < ub->T; t++)
-            plm_rmsnorm_row(ctx->hidden_out + (int64_t)(ub->i0 + t) * E, ctx->x + (int64_t)t * E, m->output_norm, E, hp->norm_eps);
+            ctx->kern->rmsnorm(ctx->hidden_out + (int64_t)(ub->i0 + t) * E, ctx->x + (int64_t)t * E, m->output_norm, E, hp->norm_eps);
 
     /* Gather the rows that want logits, normalize, project. */
     int32_t k = 0;

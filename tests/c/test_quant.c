@@ -1540,6 +1540,46 @@ static void test_gelu_bias(void) {
     free(bias);
 }
 
+/* rmsnorm: every table's equals the reference's bit for bit, lengths 1..70 (the 8 chains' tails), 576 and 1536
+ * (the default model's rows), in place and not, values of very different sizes (the double sums' rounding shows),
+ * nothing past n written. */
+static void test_rmsnorm(void) {
+    enum { N = 1600 };
+    float *x = malloc(N * sizeof(float)), *w = malloc(N * sizeof(float)), *y = malloc((N + 1) * sizeof(float)),
+          *z = malloc((N + 1) * sizeof(float));
+    REQUIRE(x && w && y && z);
+    uint32_t r = 777u;
+    for (int i = 0; i < N; i++) {
+        r = r * 1664525u + 1013904223u;
+        x[i] = ((float)(r >> 8) / 16777216.0f - 0.5f) * (i % 5 == 0 ? 300.0f : i % 7 == 0 ? 1e-3f : 4.0f);
+        r = r * 1664525u + 1013904223u;
+        w[i] = (float)(r >> 8) / 16777216.0f * 2.0f;
+    }
+    const plm_kernels *ref = plm_kernels_ref();
+    for (size_t ti = 0; ti < N_SIMD_TABLES; ti++) {
+        const plm_kernels *k = simd_table_or_skip(ti);
+        if (k == NULL) continue;
+        int diff = 0, calls = 0;
+        for (int n = 1; n <= 72; n++) {
+            const int len = n <= 70 ? n : n == 71 ? 576 : 1536, off = n <= 70 ? 3 * n : 1;
+            ref->rmsnorm(y, x + off, w + off, len, 1e-5f);
+            z[len] = 42.0f; /* not written */
+            k->rmsnorm(z, x + off, w + off, len, 1e-5f);
+            diff += memcmp(y, z, (size_t)len * sizeof(float)) != 0 || z[len] != 42.0f;
+            memcpy(z, x + off, (size_t)len * sizeof(float)); /* in place */
+            k->rmsnorm(z, z, w + off, len, 1e-5f);
+            diff += memcmp(y, z, (size_t)len * sizeof(float)) != 0;
+            calls += 2;
+        }
+        CHECKF(diff == 0, "%s rmsnorm: %d of %d calls differ from the reference", k->name, diff, calls);
+        printf("  %-6s rmsnorm: bit-identical to the reference (%d calls)\n", k->name, calls);
+    }
+    free(x);
+    free(w);
+    free(y);
+    free(z);
+}
+
 /* silu_mul (SwiGLU) where a table has one: bit for bit the composition it replaces, the table's exp_sum_f32 on
  * a copy of g and then g / (1 + e) * u element by element, over values from -120 to 120 (exp's overflow to inf and
  * underflow to 0 included), zeros of both signs, infinities and NaN, and lengths 1..67 (tails; nothing past n
@@ -1607,6 +1647,7 @@ int main(void) {
     RUN(test_lora_b32);
     RUN(test_gelu_bias);
     RUN(test_silu_mul);
+    RUN(test_rmsnorm);
     RUN(test_f16_known_values);
     RUN(test_f16_exhaustive);
     RUN(test_bf16);
