@@ -313,10 +313,12 @@ static void matmul_worker(void *arg, int ith, int nth) {
     int64_t total = 0;
     for (int j = 0; j < job->n_w; j++) total += job->w[j]->n_out;
     if (job->cursor) {
-        /* its own share's rows in order, then what is left of the others', in row groups (PLM_X16): ROW_BLOCK
-         * rows at a time while more than two such are left of its own, else one group, so that the threads
-         * end within a group's time of each other (taking ROW_BLOCK rows to the end, the thread that came
-         * free first waited half a ROW_BLOCK's time on average, 3-4% of a 16-sequence step at 2 threads) */
+        /* its own share's rows in order, then what is left of the others', in row groups (PLM_X16): a quarter
+         * of what is left of its own (at least ROW_BLOCK rows) while more than two ROW_BLOCKs are left, else one
+         * group, so that the threads end within a group's time of each other (taking ROW_BLOCK rows to the end,
+         * the thread that came free first waited half a ROW_BLOCK's time on average, 3-4% of a 16-sequence step
+         * at 2 threads) and take few turns at the counter (each a locked add, which waits for the product's
+         * stores before it: ROW_BLOCK at a time, the output product alone took 384 a thread) */
         const int64_t groups = (total + PLM_X16 - 1) / PLM_X16, per_block = ROW_BLOCK / PLM_X16;
         for (int k = 0; k < nth; k++) {
             const int o = (ith + k) % nth;
@@ -325,7 +327,7 @@ static void matmul_worker(void *arg, int ith, int nth) {
             atomic_llong *taken = &job->cursor[o].taken;
             for (;;) {
                 const int64_t left = g1 - g0 - atomic_load_explicit(taken, memory_order_relaxed);
-                const int64_t n = k == 0 && left > 2 * per_block ? per_block : 1;
+                const int64_t n = k == 0 && left > 2 * per_block ? PLM_MAX(per_block, left / 4) : 1;
                 const int64_t g = g0 + atomic_fetch_add_explicit(taken, n, memory_order_relaxed);
                 if (g >= g1) break;
                 matmul_rows(job, g * PLM_X16, PLM_MIN(total, PLM_MIN(g1, g + n) * PLM_X16));
