@@ -877,6 +877,29 @@ static float dot_q6_K(int64_t n, const void *vw, const void *va) {
     return sum;
 }
 
+/* quant.h's argmax_f32: the largest value by lanes of 16 (loops over fixed-size arrays, which the compiler
+ * vectorizes where it can), then the first index that holds it. */
+static int64_t argmax_f32(const float *w, int64_t n) {
+    enum { LANES = 16 };
+    float m[LANES];
+    int bad[LANES];
+    for (int j = 0; j < LANES; j++) m[j] = -INFINITY, bad[j] = 0;
+    int64_t i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int j = 0; j < LANES; j++) {
+            const float v = w[i + j];
+            bad[j] |= v != v;
+            m[j] = v > m[j] ? v : m[j];
+        }
+    float mx = -INFINITY;
+    int any_bad = 0;
+    for (int j = 0; j < LANES; j++) mx = m[j] > mx ? m[j] : mx, any_bad |= bad[j];
+    for (; i < n; i++) mx = w[i] > mx ? w[i] : mx, any_bad |= w[i] != w[i];
+    for (i = 0; i < n; i++)
+        if (any_bad ? w[i] != w[i] : w[i] == mx) break;
+    return any_bad ? -1 - i : i;
+}
+
 /* quant.h's rmsnorm, element by element. */
 static void rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps) {
     double c[8] = {0};
@@ -1088,6 +1111,7 @@ static const plm_kernels k_ref = {
     .lora_b32 = lora_b32,
     .gelu_bias = gelu_bias,
     .rmsnorm = rmsnorm,
+    .argmax_f32 = argmax_f32,
     .vec_dot =
         {
             [PLM_TYPE_F32] = dot_f32,   [PLM_TYPE_F16] = dot_f16,   [PLM_TYPE_BF16] = dot_bf16,

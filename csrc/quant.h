@@ -255,6 +255,11 @@ typedef struct plm_kernels {
      * row's result does not depend on the batch, and every table's is the reference's bit for bit (test_quant);
      * the double sum rounds to the same float as ggml's in order but for ties within 2^-29 of it. out may be x. */
     void (*rmsnorm)(float *out, const float *x, const float *w, int64_t n, float eps);
+    /* Greedy choice over a row of logits: the first index of the largest of x[0..n) (n >= 1; values equal as
+     * floats count as the same, so -0 and +0 tie), or -1 - i when x[i] is the first NaN. Every table returns the
+     * reference's index (test_quant). A 16-sequence greedy step takes 16 of these over the whole vocabulary, on
+     * the thread that samples while the others wait. */
+    int64_t (*argmax_f32)(const float *x, int64_t n);
 } plm_kernels;
 
 /* erf on [0, 4) in eight pieces of width 1/2: for |x| in piece k (k = min(floor(2|x|), 7), |x| clamped to 4),

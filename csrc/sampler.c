@@ -29,6 +29,7 @@ typedef struct cand {
 
 struct plm_sampler {
     plm_sampler_params p;
+    const plm_kernels *kern; /* the process's table (its argmax_f32) */
     plm_logit_bias *bias;
     int32_t n_vocab;
     float *work;        /* (n_vocab) biased, penalized logits */
@@ -109,6 +110,7 @@ plm_status plm_sampler_create(const plm_sampler_params *params, int32_t n_vocab,
     plm_sampler *smp = calloc(1, sizeof(*smp));
     if (!smp) return plm_fail(PLM_ERR_OOM, "out of memory");
     smp->p = p;
+    smp->kern = plm_kernels_get();
     smp->n_vocab = n_vocab;
     smp->hist_cap = p.penalty_last_n < 0 ? 4096 : PLM_MAX(p.penalty_last_n, 1);
     smp->work = malloc((size_t)n_vocab * sizeof(float));
@@ -276,34 +278,10 @@ static void adjust(plm_sampler *smp, float *w) {
 
 /* Stage: the choice, greedy or top-k -> top-p -> min-p -> temperature -> draw,
  * from w (not modified). */
-/* The first index of the largest of w[0..n), n >= 1, or -1 - i when w[i] is the first NaN. The largest value
- * by lanes of 16 (loops over fixed-size arrays, which the compiler vectorizes: a batch of 16 greedy sequences
- * takes 16 of these per step over the whole vocabulary), then the first index that holds it. */
-static int32_t argmax_first(const float *w, int32_t n) {
-    enum { LANES = 16 };
-    float m[LANES];
-    int32_t bad[LANES];
-    for (int j = 0; j < LANES; j++) m[j] = -INFINITY, bad[j] = 0;
-    int32_t i = 0;
-    for (; i + LANES <= n; i += LANES)
-        for (int j = 0; j < LANES; j++) {
-            const float v = w[i + j];
-            bad[j] |= v != v;
-            m[j] = v > m[j] ? v : m[j];
-        }
-    float mx = -INFINITY;
-    int32_t any_bad = 0;
-    for (int j = 0; j < LANES; j++) mx = m[j] > mx ? m[j] : mx, any_bad |= bad[j];
-    for (; i < n; i++) mx = w[i] > mx ? w[i] : mx, any_bad |= w[i] != w[i];
-    for (i = 0; i < n; i++)
-        if (any_bad ? w[i] != w[i] : w[i] == mx) break;
-    return any_bad ? -1 - i : i;
-}
-
 static plm_status choose(plm_sampler *smp, const float *w, plm_token *out) {
     const int32_t n = smp->n_vocab;
     const plm_sampler_params *p = &smp->p;
-    const int32_t best = argmax_first(w, n);
+    const int32_t best = (int32_t)smp->kern->argmax_f32(w, n);
     if (best < 0) return plm_fail(PLM_ERR_ARG, "logit of token %d is NaN", -1 - best);
     if (w[best] == -INFINITY) return plm_fail(PLM_ERR_ARG, "every token is banned (all logits are -inf)");
     if (p->temperature <= 0.0f) {

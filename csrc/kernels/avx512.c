@@ -1285,6 +1285,34 @@ static void rmsnorm(float *out, const float *x, const float *w, int64_t n, float
     }
 }
 
+/* quant.h's argmax_f32: the largest by 16 lanes (a NaN lane keeps the lane's maximum and is remembered), then the
+ * first lane equal to it (or the first NaN), 16 at a time. */
+static int64_t argmax_f32(const float *x, int64_t n) {
+    __m512 m = _mm512_set1_ps(-INFINITY);
+    __mmask16 bad = 0;
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m512 v = _mm512_loadu_ps(x + i);
+        bad |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+        m = _mm512_max_ps(v, m); /* a NaN in v gives m's lane */
+    }
+    if (i < n) {
+        const __mmask16 k = (__mmask16)((1u << (n - i)) - 1u);
+        const __m512 v = _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), k, x + i);
+        bad |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+        m = _mm512_max_ps(v, m);
+    }
+    const float mx = _mm512_reduce_max_ps(m);
+    const __m512 vmx = _mm512_set1_ps(mx);
+    for (i = 0; i < n; i += 16) {
+        const __mmask16 k = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1u);
+        const __m512 v = _mm512_maskz_loadu_ps(k, x + i);
+        const __mmask16 hit = bad ? _mm512_mask_cmp_ps_mask(k, v, v, _CMP_UNORD_Q) : _mm512_mask_cmp_ps_mask(k, v, vmx, _CMP_EQ_OQ);
+        if (hit) return bad ? -1 - (i + __builtin_ctz(hit)) : i + __builtin_ctz(hit);
+    }
+    return 0; /* not reached: some lane holds the maximum */
+}
+
 /* quant.h's silu_mul: exp_sum_f32's exp of g * -1 - 0, then the quotient and the product, 16 lanes at a time. */
 static void silu_mul(float *g, const float *u, int64_t n) {
     const __m512 neg = _mm512_set1_ps(-1.0f), zero = _mm512_setzero_ps(), one = _mm512_set1_ps(1.0f);
@@ -1370,6 +1398,7 @@ static void build_table(void) {
     g_table.gelu_bias = gelu_bias;
     g_table.silu_mul = silu_mul;
     g_table.rmsnorm = rmsnorm;
+    g_table.argmax_f32 = argmax_f32;
 }
 
 const plm_kernels *plm_kernels_avx512_table(void) {

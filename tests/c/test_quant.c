@@ -1580,6 +1580,45 @@ static void test_rmsnorm(void) {
     free(z);
 }
 
+/* argmax_f32: every table returns the reference's index: random rows of lengths 1..70 and a vocabulary's 49152,
+ * the maximum repeated (the first wins), -0 before +0, all -inf, a NaN (the first one's place, negated). */
+static void test_argmax(void) {
+    enum { N = 49152 };
+    float *x = malloc(N * sizeof(float));
+    REQUIRE(x);
+    const plm_kernels *ref = plm_kernels_ref();
+    uint32_t r = 4242u;
+    for (size_t ti = 0; ti < N_SIMD_TABLES; ti++) {
+        const plm_kernels *k = simd_table_or_skip(ti);
+        if (k == NULL) continue;
+        int diff = 0, calls = 0;
+        for (int c = 0; c < 8 * 72; c++) {
+            const int len = c % 72 < 70 ? c % 72 + 1 : N, kind = c / 72;
+            for (int i = 0; i < len; i++) {
+                r = r * 1664525u + 1013904223u;
+                x[i] = kind == 3 ? -INFINITY : ((float)(r >> 8) / 16777216.0f - 0.5f) * 20.0f;
+            }
+            const int at = (int)(r % (uint32_t)len), at2 = len > 1 ? (int)((r >> 7) % (uint32_t)len) : at;
+            if (kind == 1) x[at] = x[at2] = 50.0f;                   /* a tie: the first place wins */
+            if (kind == 2) x[at] = -0.0f, x[at2] = 0.0f, x[0] = -1.0f; /* zeros of both signs */
+            if (kind == 2)
+                for (int i = 1; i < len; i++) x[i] = x[i] > 0.0f && i != at2 ? -x[i] : x[i];
+            if (kind == 4) x[at] = NAN;
+            if (kind == 5) x[at] = NAN, x[at2] = NAN;
+            if (kind == 6) x[at] = INFINITY;
+            if (kind == 7) x[len - 1] = 100.0f; /* in the tail */
+            int64_t naive = 0; /* the first NaN, else the first strictly largest */
+            for (int i = 1; i < len && x[naive] == x[naive]; i++) naive = x[i] != x[i] || x[i] > x[naive] ? i : naive;
+            if (x[naive] != x[naive]) naive = -1 - naive;
+            diff += k->argmax_f32(x, len) != ref->argmax_f32(x, len) || ref->argmax_f32(x, len) != naive;
+            calls++;
+        }
+        CHECKF(diff == 0, "%s argmax_f32: %d of %d rows differ from the reference", k->name, diff, calls);
+        printf("  %-6s argmax_f32: the reference's index (%d rows)\n", k->name, calls);
+    }
+    free(x);
+}
+
 /* silu_mul (SwiGLU) where a table has one: bit for bit the composition it replaces, the table's exp_sum_f32 on
  * a copy of g and then g / (1 + e) * u element by element, over values from -120 to 120 (exp's overflow to inf and
  * underflow to 0 included), zeros of both signs, infinities and NaN, and lengths 1..67 (tails; nothing past n
@@ -1648,6 +1687,7 @@ int main(void) {
     RUN(test_gelu_bias);
     RUN(test_silu_mul);
     RUN(test_rmsnorm);
+    RUN(test_argmax);
     RUN(test_f16_known_values);
     RUN(test_f16_exhaustive);
     RUN(test_bf16);
