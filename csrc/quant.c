@@ -906,10 +906,7 @@ static void rmsnorm(float *out, const float *x, const float *w, int64_t n, float
     int64_t j = 0;
     for (; j + 8 <= n; j += 8)
         for (int k = 0; k < 8; k++) c[k] += (double)(x[j + k] * x[j + k]);
-    for (; j < n; j++) c[0] += (double)(x[j] * x[j]);
-    const double ss = ((c[0] + c[1]) + (c[2] + c[3])) + ((c[4] + c[5]) + (c[6] + c[7]));
-    const float mean = (float)(ss / (double)n);
-    const float scale = 1.0f / sqrtf(mean + eps);
+    const float scale = plm_rmsnorm_scale(c, x, j, n, eps);
     for (int64_t i = 0; i < n; i++) out[i] = (x[i] * scale) * w[i];
 }
 

@@ -262,6 +262,15 @@ typedef struct plm_kernels {
     int64_t (*argmax_f32)(const float *x, int64_t n);
 } plm_kernels;
 
+/* rmsnorm's scale (above) once chain k of c holds the squares of elements k, k + 8, ... below j (j a multiple
+ * of 8): the squares from j to n into chain 0, the chains added in their fixed order, then 1 / sqrtf(mean + eps).
+ * Every table's rmsnorm ends with it, so that they share the reference's steps. */
+static inline float plm_rmsnorm_scale(double c[8], const float *x, int64_t j, int64_t n, float eps) {
+    for (; j < n; j++) c[0] += (double)(x[j] * x[j]);
+    const double ss = ((c[0] + c[1]) + (c[2] + c[3])) + ((c[4] + c[5]) + (c[6] + c[7]));
+    return 1.0f / sqrtf((float)(ss / (double)n) + eps);
+}
+
 /* erf on [0, 4) in eight pieces of width 1/2: for |x| in piece k (k = min(floor(2|x|), 7), |x| clamped to 4),
  * erf(|x|) = sum_j plm_erf_coef[j][k] t^j with t = |x| - (k / 2 + 1/4), by Horner from j = 7 down with fmaf;
  * erf(x) takes x's sign. Degree-7 fits (Chebyshev nodes) whose float evaluation is within 7.1e-8 of erf;

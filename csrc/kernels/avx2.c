@@ -1346,9 +1346,7 @@ static void rmsnorm(float *out, const float *x, const float *w, int64_t n, float
     double c[8];
     _mm256_storeu_pd(c, lo);
     _mm256_storeu_pd(c + 4, hi);
-    for (; j < n; j++) c[0] += (double)(x[j] * x[j]);
-    const double ss = ((c[0] + c[1]) + (c[2] + c[3])) + ((c[4] + c[5]) + (c[6] + c[7]));
-    const float scale = 1.0f / sqrtf((float)(ss / (double)n) + eps);
+    const float scale = plm_rmsnorm_scale(c, x, j, n, eps);
     const __m256 vs = _mm256_set1_ps(scale);
     int64_t i = 0;
     for (; i + 8 <= n; i += 8)
