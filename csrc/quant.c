@@ -910,8 +910,8 @@ static void rmsnorm(float *out, const float *x, const float *w, int64_t n, float
     for (int64_t i = 0; i < n; i++) out[i] = (x[i] * scale) * w[i];
 }
 
-static void round_f16(float *x, int64_t n) {
-    for (int64_t i = 0; i < n; i++) x[i] = f16_to_f32(f32_to_f16(x[i]));
+static void round_f16(float *x, int64_t n, float scale) {
+    for (int64_t i = 0; i < n; i++) x[i] = f16_to_f32(f32_to_f16(x[i] * scale));
 }
 
 static void kq8_f16(int64_t hd, const plm_f16 *k, int64_t stride, int nc, const float *q, int64_t qs, int nr, float *s,

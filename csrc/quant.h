@@ -195,8 +195,10 @@ typedef struct plm_kernels {
      * apart), nr a multiple of 16; each entry is bit-identical to vec_dot of the same row in its own layout.
      * NULL: the model keeps that type's weights as the file has them. */
     plm_gemm_fn gemm_x16[PLM_TYPE_COUNT];
-    /* x[i] = (float)(F16)x[i], round to nearest even: attention probabilities as llama.cpp rounds them. */
-    void (*round_f16)(float *x, int64_t n);
+    /* x[i] = (float)(F16)(x[i] * scale) (the product rounded to float, then to F16, to nearest even): the
+     * attention's probabilities as llama.cpp rounds them, their normalization in the same pass (scale 1 leaves
+     * x[i] as it was before the rounding: the queries). */
+    void (*round_f16)(float *x, int64_t n, float scale);
     /* Attention over a block of cached rows (F16, `stride` values apart) for nr query rows:
      * kq8 (nc <= 8): s[r * ss + c] = sum over d = 0..hd-1, in that order, of q[r * qs + d] * k[c * stride + d];
      * pv8 (nc <= PLM_ATTN_CELLS): o[r * os + d] += p[r * ps + c] * v[c * stride + d] for c = 0..nc-1 in order,

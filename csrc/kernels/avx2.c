@@ -1260,11 +1260,13 @@ static void pv8_f16(int64_t hd, const plm_f16 *v, int64_t stride, int nc, const 
     for (int c0 = 0; c0 < nc; c0 += 8) pv8_cells(hd, v + c0 * stride, stride, nc - c0 < 8 ? nc - c0 : 8, p + c0, ps, nr, o, os);
 }
 
-static void round_f16(float *x, int64_t n) {
+static void round_f16(float *x, int64_t n, float scale) {
+    const __m256 s = _mm256_set1_ps(scale);
     int64_t i = 0;
     for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(x + i, _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)));
-    for (; i < n; i++) x[i] = h2f(f2h(x[i]));
+        _mm256_storeu_ps(x + i, _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_mul_ps(_mm256_loadu_ps(x + i), s),
+                                                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)));
+    for (; i < n; i++) x[i] = h2f(f2h(x[i] * scale));
 }
 
 /* exp of 8 floats, within 2 ulp of expf: x = n ln2 + r with |r| <= ln2/2 (ln2 in two parts, the first

@@ -457,10 +457,10 @@ static void pv8_f16(int64_t hd, const plm_f16 *v, int64_t stride, int nc, const 
 
 /* FCVT rounds to nearest even (the FPCR default) and keeps subnormals (Linux
  * leaves flush-to-zero off), as the reference conversion does. */
-static void round_f16(float *x, int64_t n) {
+static void round_f16(float *x, int64_t n, float scale) {
     int64_t i = 0;
-    for (; i + 4 <= n; i += 4) vst1q_f32(x + i, vcvt_f32_f16(vcvt_f16_f32(vld1q_f32(x + i))));
-    for (; i < n; i++) x[i] = h2f(plm_f32_to_f16(x[i]));
+    for (; i + 4 <= n; i += 4) vst1q_f32(x + i, vcvt_f32_f16(vcvt_f16_f32(vmulq_n_f32(vld1q_f32(x + i), scale))));
+    for (; i < n; i++) x[i] = h2f(plm_f32_to_f16(x[i] * scale));
 }
 
 /* ---------------------------------------------- activation quantizers

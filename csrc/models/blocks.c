@@ -348,7 +348,7 @@ static void attn_worker(void *arg, int ith, int nth) {
             memcpy(q_rows + (int64_t)r * hd, ctx->q + (t0 + r / nh) * Q + (int64_t)(h0 + r % nh) * hd,
                    (size_t)hd * sizeof(float));
         /* q is rounded to F16 as the keys are (llama.cpp does the same), then dotted in F32 */
-        kern->round_f16(q_rows, (int64_t)nr * hd);
+        kern->round_f16(q_rows, (int64_t)nr * hd, 1.0f);
         const plm_f16 *V = kv->v + layer_off + (size_t)hk * (size_t)hd;
         const int64_t kbs = (int64_t)kv->kv_dim * PLM_KV_BLOCK; /* from a block of keys to the next */
         const int32_t ahead_cells = PLM_MAX(PLM_KV_BLOCK, ATTN_AHEAD / (hd * (int)sizeof(plm_f16)));
@@ -388,9 +388,9 @@ static void attn_worker(void *arg, int ith, int nth) {
             const float mx = kern->max_f32(x, n) * sc;
             const float sum = kern->exp_sum_f32(x, n, sc, mx);
             const float inv = sum > 0 ? 1.0f / sum : 0.0f;
-            /* Probabilities are rounded to F16 before the V product, as llama.cpp does. */
-            for (int32_t c = 0; c < n; c++) x[c] *= inv;
-            kern->round_f16(x, n);
+            /* Probabilities are rounded to F16 before the V product, as llama.cpp does (normalized in the
+             * same pass). */
+            kern->round_f16(x, n, inv);
         }
         memset(o_rows, 0, (size_t)nr * (size_t)hd * sizeof(float));
         for (int32_t c0 = c_beg; c0 < c_end;) {

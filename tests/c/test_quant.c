@@ -1174,10 +1174,16 @@ static void check_attention_helpers(const plm_kernels *simd) {
     }
     a[1] = b[1] = 0.0f;
     a[2] = b[2] = 1.0f + 1.0f / 2048.0f; /* a tie: rounds to even */
-    ref->round_f16(a, N);
-    simd->round_f16(b, N);
+    ref->round_f16(a, N, 1.0f);
+    simd->round_f16(b, N, 1.0f);
     CHECK(memcmp(a, b, sizeof a) == 0);
     CHECK(a[2] == 1.0f);
+    /* with a scale: the product rounded to float first, as x[i] *= s then the rounding did */
+    const float s = 0.37f;
+    for (int i = 0; i < N; i++) b[i] = a[i] * s;
+    simd->round_f16(a, N, s);
+    ref->round_f16(b, N, 1.0f);
+    CHECK(memcmp(a, b, sizeof a) == 0);
     /* kq8_f16 / pv8_f16: every entry is the reference's chain in the same order,
      * so bit for bit, whatever the number of rows and cells of the call (the
      * tables work on several rows at once: the batch must not show) */
