@@ -1178,12 +1178,15 @@ static void check_attention_helpers(const plm_kernels *simd) {
     simd->round_f16(b, N, 1.0f);
     CHECK(memcmp(a, b, sizeof a) == 0);
     CHECK(a[2] == 1.0f);
-    /* with a scale: the product rounded to float first, as x[i] *= s then the rounding did */
+    /* with a scale: the product rounded to float first, as x[i] *= s then the rounding did, in both tables */
     const float s = 0.37f;
-    for (int i = 0; i < N; i++) b[i] = a[i] * s;
+    static float c[N];
+    for (int i = 0; i < N; i++) b[i] = a[i] * s, c[i] = a[i];
     simd->round_f16(a, N, s);
+    ref->round_f16(c, N, s);
     ref->round_f16(b, N, 1.0f);
     CHECK(memcmp(a, b, sizeof a) == 0);
+    CHECK(memcmp(c, b, sizeof c) == 0);
     /* kq8_f16 / pv8_f16: every entry is the reference's chain in the same order,
      * so bit for bit, whatever the number of rows and cells of the call (the
      * tables work on several rows at once: the batch must not show) */
