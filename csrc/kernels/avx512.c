@@ -4,8 +4,9 @@
  * their 8-bit activation blocks (gemm and vec_dot), Q2_K and Q3_K (vec_dot),
  * each checked against its scalar reference in quant.c by
  * tests/c/test_quant.c, and the attention's pv8_f16 and softmax exp
- * (exp_sum_f32), SwiGLU (silu_mul) and BERT's GELU (gelu_bias). Every other entry (float formats, the quantizers, the other
- * attention helpers) is the AVX2 table's, and so is the one-token product of
+ * (exp_sum_f32), SwiGLU (silu_mul), BERT's GELU (gelu_bias), RMSNorm, argmax, and the Q8_0 and Q8_1 activation
+ * quantizers (16 blocks at a time). Every other entry (float formats, the other quantizers, the other attention
+ * helpers) is the AVX2 table's, and so is the one-token product of
  * Q4_0, Q4_1, Q5_0, Q8_0 and Q6_K (see g_decode); Q4_K's (rows_k45) gives the AVX2 table's bits.
  *
  * This file is compiled with the AVX-512 flags (Makefile ISA_avx512), so
