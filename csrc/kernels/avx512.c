@@ -4,9 +4,8 @@
  * their 8-bit activation blocks (gemm and vec_dot), Q2_K and Q3_K (vec_dot),
  * each checked against its scalar reference in quant.c by
  * tests/c/test_quant.c, and the attention's pv8_f16 and softmax exp
- * (exp_sum_f32), SwiGLU (silu_mul), BERT's GELU (gelu_bias), RMSNorm, argmax, and the Q8_0 and Q8_1 activation
- * quantizers (16 blocks at a time). Every other entry (float formats, the other quantizers, the other attention
- * helpers) is the AVX2 table's, and so is the one-token product of
+ * (exp_sum_f32), SwiGLU (silu_mul) and BERT's GELU (gelu_bias). Every other entry (float formats, the quantizers, the other
+ * attention helpers) is the AVX2 table's, and so is the one-token product of
  * Q4_0, Q4_1, Q5_0, Q8_0 and Q6_K (see g_decode); Q4_K's (rows_k45) gives the AVX2 table's bits.
  *
  * This file is compiled with the AVX-512 flags (Makefile ISA_avx512), so
@@ -37,7 +36,6 @@
 #include <immintrin.h>
 #include <math.h>
 #include <pthread.h>
-#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -1356,109 +1354,6 @@ static void gelu_bias(float *y, const float *b, int64_t n) {
     }
 }
 
-/* ---------------------------------------------- activation quantizers
- * Q8_0 and Q8_1 (quant.c's, bit for bit), 16 blocks at a time: the AVX2 table's take each block's scale, its
- * inverse and its fp16 conversions one block at a time (two scalar divisions, two calls of plm_f32_to_f16), which
- * was 5% of a 16-sequence batch's run; here the blocks' maxima and sums are reduced into one vector of 16 lanes
- * (lane b: block b), so that the divisions and fp16 conversions (vcvtps2ph rounds as plm_f32_to_f16 does) are
- * vector operations. amax as fmaxf's chain finds it: NaN elements skipped (vmaxps gives its second operand where
- * the first is NaN); q = round-half-even(x * id) clamped to [-127, 127], NaN -> 0. */
-
-/* lanes b of red16(v): op over the 16 lanes of v[b] (op: max or add; the same shuffles, exact either way).
- * Pairs of vectors are folded a half at a time; the last fold leaves block L + 4 m in lane 4 L + m, which one
- * permutation puts back in order. */
-#define RED16(NAME, T, OP, CAST_IN, CAST_OUT)                                                                   \
-    static ALWAYS_INLINE T NAME(const T v[16]) {                                                                \
-        __m512 x[8], y[4], z[2];                                                                                \
-        for (int i = 0; i < 8; i++) {                                                                           \
-            const __m512 a = CAST_IN(v[2 * i]), b = CAST_IN(v[2 * i + 1]);                                      \
-            x[i] = OP(_mm512_shuffle_f32x4(a, b, 0x44), _mm512_shuffle_f32x4(a, b, 0xee));                      \
-        }                                                                                                       \
-        for (int j = 0; j < 4; j++)                                                                             \
-            y[j] = OP(_mm512_shuffle_f32x4(x[2 * j], x[2 * j + 1], _MM_SHUFFLE(2, 0, 2, 0)),                    \
-                      _mm512_shuffle_f32x4(x[2 * j], x[2 * j + 1], _MM_SHUFFLE(3, 1, 3, 1)));                   \
-        for (int k = 0; k < 2; k++)                                                                             \
-            z[k] = OP(_mm512_shuffle_ps(y[2 * k], y[2 * k + 1], _MM_SHUFFLE(1, 0, 1, 0)),                       \
-                      _mm512_shuffle_ps(y[2 * k], y[2 * k + 1], _MM_SHUFFLE(3, 2, 3, 2)));                      \
-        const __m512 w = OP(_mm512_shuffle_ps(z[0], z[1], _MM_SHUFFLE(2, 0, 2, 0)),                             \
-                            _mm512_shuffle_ps(z[0], z[1], _MM_SHUFFLE(3, 1, 3, 1)));                            \
-        const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);          \
-        return CAST_OUT(_mm512_permutexvar_ps(order, w));                                                       \
-    }
-#define RED_ID(x) (x)
-#define RED_ADDI(a, b) _mm512_castsi512_ps(_mm512_add_epi32(_mm512_castps_si512(a), _mm512_castps_si512(b)))
-RED16(red16_max, __m512, _mm512_max_ps, RED_ID, RED_ID)
-RED16(red16_add, __m512i, RED_ADDI, _mm512_castsi512_ps, _mm512_castps_si512)
-
-/* nb (1..16) blocks of 32 from x into Q8_0 (s == NULL) or Q8_1 blocks of bs bytes at y, whose d, s and qs are
- * at offsets od, os and oq. */
-static ALWAYS_INLINE void quant_q8_16(const float *x, uint8_t *y, int nb, size_t bs, size_t od, size_t os, size_t oq,
-                                      bool with_sum) {
-    __m512 m[16];
-    for (int b = 0; b < 16; b++) {
-        m[b] = _mm512_setzero_ps();
-        if (b < nb) {
-            m[b] = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(x + 32 * b)), m[b]);
-            m[b] = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(x + 32 * b + 16)), m[b]);
-        }
-    }
-    const __m512 amax = red16_max(m);
-    const __m512 d = _mm512_div_ps(amax, _mm512_set1_ps(127.0f));
-    const __m512 id = _mm512_maskz_div_ps(_mm512_cmp_ps_mask(amax, _mm512_setzero_ps(), _CMP_NEQ_OQ),
-                                          _mm512_set1_ps(127.0f), amax);
-    float idv[16];
-    _mm512_storeu_ps(idv, id);
-    const __m512 lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
-    __m512i sums[16];
-    for (int b = 0; b < 16; b++) {
-        sums[b] = _mm512_setzero_si512();
-        if (b >= nb) continue;
-        const __m512 ib = _mm512_set1_ps(idv[b]);
-        __m512i q[2];
-        for (int h = 0; h < 2; h++) {
-            const __m512 v = _mm512_mul_ps(_mm512_loadu_ps(x + 32 * b + 16 * h), ib);
-            const __mmask16 ord = _mm512_cmp_ps_mask(v, v, _CMP_ORD_Q);
-            q[h] = _mm512_maskz_cvt_roundps_epi32(ord, _mm512_min_ps(_mm512_max_ps(v, lo), hi),
-                                                  _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-            _mm_storeu_si128((__m128i *)(void *)(y + (size_t)b * bs + oq + 16 * h), _mm512_cvtepi32_epi8(q[h]));
-        }
-        if (with_sum) sums[b] = _mm512_add_epi32(q[0], q[1]);
-    }
-    uint16_t dh[16], sh[16];
-    _mm256_storeu_si256((__m256i *)(void *)dh, _mm512_cvtps_ph(d, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-    if (with_sum) {
-        const __m512 s = _mm512_mul_ps(_mm512_cvtepi32_ps(red16_add(sums)), d);
-        _mm256_storeu_si256((__m256i *)(void *)sh, _mm512_cvtps_ph(s, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-    }
-    for (int b = 0; b < nb; b++) {
-        memcpy(y + (size_t)b * bs + od, &dh[b], 2);
-        if (with_sum) memcpy(y + (size_t)b * bs + os, &sh[b], 2);
-    }
-}
-
-/* The AVX2 table's quantizers, for the last blocks when fewer than 8 are left (a 576-element row: 16 + 2): the
- * 16-lane reductions cost as much for 2 blocks as for 16, and these take a block for what they take a block. */
-static plm_quantize_fn g_quant_avx2[2];
-
-static void quant_q8_0(const float *src, void *dst, int64_t n) {
-    const int64_t nb = n / PLM_QK;
-    int64_t k = 0;
-    for (; nb - k >= 8; k += 16)
-        quant_q8_16(src + k * PLM_QK, (uint8_t *)dst + (size_t)k * sizeof(plm_block_q8_0), nb - k < 16 ? (int)(nb - k) : 16,
-                    sizeof(plm_block_q8_0), offsetof(plm_block_q8_0, d), 0, offsetof(plm_block_q8_0, qs), false);
-    if (k < nb) g_quant_avx2[0](src + k * PLM_QK, (uint8_t *)dst + (size_t)k * sizeof(plm_block_q8_0), (nb - k) * PLM_QK);
-}
-
-static void quant_q8_1(const float *src, void *dst, int64_t n) {
-    const int64_t nb = n / PLM_QK;
-    int64_t k = 0;
-    for (; nb - k >= 8; k += 16)
-        quant_q8_16(src + k * PLM_QK, (uint8_t *)dst + (size_t)k * sizeof(plm_block_q8_1), nb - k < 16 ? (int)(nb - k) : 16,
-                    sizeof(plm_block_q8_1), offsetof(plm_block_q8_1, d), offsetof(plm_block_q8_1, s),
-                    offsetof(plm_block_q8_1, qs), true);
-    if (k < nb) g_quant_avx2[1](src + k * PLM_QK, (uint8_t *)dst + (size_t)k * sizeof(plm_block_q8_1), (nb - k) * PLM_QK);
-}
-
 /* ------------------------------------------------------------- table */
 
 static plm_kernels g_table;
@@ -1502,10 +1397,6 @@ static void build_table(void) {
     g_table.silu_mul = silu_mul;
     g_table.rmsnorm = rmsnorm;
     g_table.argmax_f32 = argmax_f32;
-    g_quant_avx2[0] = avx2->quantize[PLM_TYPE_Q8_0];
-    g_quant_avx2[1] = avx2->quantize[PLM_TYPE_Q8_1];
-    g_table.quantize[PLM_TYPE_Q8_0] = quant_q8_0;
-    g_table.quantize[PLM_TYPE_Q8_1] = quant_q8_1;
 }
 
 const plm_kernels *plm_kernels_avx512_table(void) {

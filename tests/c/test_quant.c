@@ -1130,7 +1130,7 @@ static void check_simd_quantizers(const plm_kernels *simd) {
         int bad = 0;
         for (int kind = 0; kind < 200; kind++) {
             /* whole 256-element super-blocks, and for the 32-element formats also odd block counts (576: 18
-             * blocks, 16 plus 2, as a SmolLM2 row; the AVX-512 table's quantizers work 16 blocks at a time) */
+             * blocks, as a SmolLM2 row: a quantizer working several blocks at a time has a tail) */
             const bool k_type = plm_type_traits_get(t)->block_size == PLM_QK_K;
             const int64_t n = kind % 2 ? N : kind % 4 == 2 && !k_type ? 32 * (1 + (kind / 4) % 37) : 256 * (1 + kind % 5);
             make_quantizer_row(x, n, kind);
