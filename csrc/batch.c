@@ -160,7 +160,7 @@ plm_status plm_batch_gen_create(plm_context *ctx, const plm_batch_gen_params *pa
         bg->seq_owner[s] = -1;
         plm_kv_seq_rm(ctx, s, 0, -1);
     }
-    if (p.n_parallel > 1) plm_kv_commit(&ctx->kv, ctx->pool);
+    if (p.n_parallel > 1) plm_kv_huge_pages(&ctx->kv);
     *out = bg;
     return PLM_OK;
 }

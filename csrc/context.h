@@ -92,13 +92,11 @@ struct plm_context {
 
 plm_status plm_kv_init(plm_kv *kv, const plm_hparams *hp, int32_t n_ctx);
 void plm_kv_release(plm_kv *kv);
-/* For a batch of several sequences (plm_batch_gen): asks for the cache's keys and values on 2 MB pages where the
- * system gives them on request (their steps read a few MB of it scattered over every layer, each 4 KB page a TLB
- * miss; a 16-sequence step 1.5-3.4% less time, paired), and commits all its pages now, on the pool's threads,
- * instead of one by one as steps first write them (a fault stops the thread that takes it while the others wait
- * for it; a 64-prompt batch-bench run spent 4% of its time in them). Cells' contents are kept. Not for every
- * context: a single short chat would hold a whole 2 MB page per layer and all the memory of its n_ctx. */
-void plm_kv_commit(plm_kv *kv, plm_pool *pool);
+/* Asks for the cache's keys and values on 2 MB pages where the system gives them on request (a batch of several
+ * sequences: their steps read a few MB of it scattered over every layer, each 4 KB page a TLB miss; a
+ * 16-sequence step 1.5-3.4% less time, paired). Not for every context: a single short chat would hold a whole
+ * 2 MB page per layer. */
+void plm_kv_huge_pages(plm_kv *kv);
 /* Gives n tokens (token tok[i] at position pos[i] of sequence seq[i]; a
  * sequence's positions increase along the batch and are above the ones it
  * holds) free cells, lowest first, writes their indices into cells and records

@@ -57,42 +57,19 @@ plm_status plm_kv_init(plm_kv *kv, const plm_hparams *hp, int32_t n_ctx) {
     return PLM_OK;
 }
 
-/* The cache's keys (k) and values (v), and their sizes in bytes. */
-static void kv_regions(const plm_kv *kv, uint8_t *p[2], size_t n[2]) {
-    p[0] = (uint8_t *)kv->k;
-    p[1] = (uint8_t *)kv->v;
-    n[0] = kv->k_layer * (size_t)kv->n_layer * sizeof(plm_f16);
-    n[1] = (size_t)kv->n_ctx * (size_t)kv->kv_dim * (size_t)kv->n_layer * sizeof(plm_f16);
-}
-
-/* Thread ith's share of the pages of both regions: one byte of each 4 KB page OR-ed with 0 by a locked add, a
- * write that leaves the byte as it was (cells already holding keys keep them) and makes the system give the
- * page its memory now, in one fault (a plain read would map the shared zero page first). */
-static void commit_worker(void *arg, int ith, int nth) {
-    const plm_kv *kv = arg;
-    uint8_t *p[2];
-    size_t n[2];
-    kv_regions(kv, p, n);
-    enum { PAGE = 4096 };
-    for (int r = 0; r < 2; r++) {
-        const size_t pages = (n[r] + PAGE - 1) / PAGE, a = pages * (size_t)ith / (size_t)nth,
-                     b = pages * (size_t)(ith + 1) / (size_t)nth;
-        for (size_t i = a; i < b; i++) __atomic_fetch_or(p[r] + i * PAGE, (uint8_t)0, __ATOMIC_RELAXED);
-    }
-}
-
-void plm_kv_commit(plm_kv *kv, plm_pool *pool) {
-    uint8_t *p[2];
-    size_t n[2];
-    kv_regions(kv, p, n);
+void plm_kv_huge_pages(plm_kv *kv) {
 #ifdef MADV_HUGEPAGE
     const uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+    const size_t k_bytes = kv->k_layer * (size_t)kv->n_layer * sizeof(plm_f16),
+                 v_bytes = (size_t)kv->n_ctx * (size_t)kv->kv_dim * (size_t)kv->n_layer * sizeof(plm_f16);
+    const struct { void *p; size_t n; } r[2] = {{kv->k, k_bytes}, {kv->v, v_bytes}};
     for (int i = 0; i < 2; i++) {
-        const uintptr_t a = ((uintptr_t)p[i] + pg - 1) / pg * pg, b = ((uintptr_t)p[i] + n[i]) / pg * pg;
+        const uintptr_t a = ((uintptr_t)r[i].p + pg - 1) / pg * pg, b = ((uintptr_t)r[i].p + r[i].n) / pg * pg;
         if (b > a) (void)madvise((void *)a, b - a, MADV_HUGEPAGE); /* a hint: on 4 KB pages all works, slower */
     }
+#else
+    (void)kv;
 #endif
-    plm_pool_run(pool, commit_worker, kv);
 }
 
 void plm_kv_release(plm_kv *kv) {
